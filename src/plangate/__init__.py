@@ -1,0 +1,67 @@
+"""plangate: run LLM-made plans of tool calls as a governed, resumable LangGraph graph.
+
+Example:
+    >>> from langgraph.types import Command
+    >>> from plangate import build_graph, demo_toolkit, open_checkpointer
+    >>> graph = build_graph(demo_toolkit("/tmp/outbox.db"), profile="smb",
+    ...                     checkpointer=open_checkpointer("sqlite:///:memory:"))
+"""
+
+from plangate.adapters import demo_toolkit, tool_registry
+from plangate.adapters.demo import demo_outbox
+from plangate.approval import Decision
+from plangate.checkpoint import open_checkpointer
+from plangate.compiled import PlangateGraph
+from plangate.errors import (
+    InvalidDecision,
+    NoPendingApproval,
+    PlanValidationError,
+    PlangateError,
+    PlangateUsageError,
+    ProfileError,
+    UnknownThread,
+)
+from plangate.graph import build_graph
+from plangate.history import get_trace, list_threads, pending_approvals
+from plangate.plan import Plan, PlanStep
+from plangate.profiles import Budget, Profile, load_profile
+from plangate.result import ExecutionResult, StepResult
+from plangate.state import ApprovalRecord, ApprovalRequest, StepOutcome
+from plangate.tracing import EVENT_TYPES, TraceEvent, golden_signals, redact
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "EVENT_TYPES",
+    "ApprovalRecord",
+    "ApprovalRequest",
+    "Budget",
+    "Decision",
+    "ExecutionResult",
+    "InvalidDecision",
+    "NoPendingApproval",
+    "Plan",
+    "PlanStep",
+    "PlanValidationError",
+    "PlangateError",
+    "PlangateGraph",
+    "PlangateUsageError",
+    "Profile",
+    "ProfileError",
+    "StepOutcome",
+    "StepResult",
+    "TraceEvent",
+    "UnknownThread",
+    "__version__",
+    "build_graph",
+    "demo_outbox",
+    "demo_toolkit",
+    "get_trace",
+    "golden_signals",
+    "list_threads",
+    "load_profile",
+    "open_checkpointer",
+    "pending_approvals",
+    "redact",
+    "tool_registry",
+)

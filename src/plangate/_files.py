@@ -1,0 +1,35 @@
+"""Reading YAML/JSON documents for plans and profiles, with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+
+def read_document(path: str | Path, *, what: str) -> Any:
+    """Parse a YAML (hence also JSON) file, raising `ValueError` with a one-line reason."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"{what} file {str(file)!r} does not exist")
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} file {str(file)!r} cannot be read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid syntax"
+        raise ValueError(f"{what} file {str(file)!r} is not valid YAML/JSON{where}: {problem}") from exc
+
+
+def first_error(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:
+    """The location and message of a pydantic error, the first one only: one line for humans."""
+    err = exc.errors()[0]
+    return tuple(err["loc"]), err["msg"]
+
+
+def dotted(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(part) for part in loc)

@@ -1,0 +1,88 @@
+"""What every node needs to know about the run it governs, and how nodes write trace events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from langchain_core.tools import BaseTool
+from langgraph.runtime import Runtime
+
+from plangate.plan import PlanStep
+from plangate.profiles import Profile
+from plangate.state import PlanState
+from plangate.tracing import EventType, TraceEvent, redact
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Governance:
+    """The fixed inputs of a compiled graph: its profile, its tools and its clock."""
+
+    profile: Profile
+    tools: Mapping[str, BaseTool]
+    clock: Callable[[], datetime] = utc_now
+
+    def now(self) -> str:
+        return iso(self.clock())
+
+
+def step_at(state: PlanState, index: int) -> PlanStep:
+    """The plan's step at `index`; the plan in state is already validated JSON."""
+    return PlanStep.model_validate(state["plan"]["steps"][index])
+
+
+class TraceWriter:
+    """Numbers, redacts and streams the trace events of one node run.
+
+    Events go to `stream_mode="custom"` as they happen and into the node's state update (the
+    `events` channel), from which `get_trace` reads the whole trace back.
+    """
+
+    def __init__(self, state: PlanState, governance: Governance, runtime: Runtime[Any]):
+        self._trace_id = state.get("trace_id") or ""
+        self._seq = state.get("seq", 0)
+        self._governance = governance
+        self._stream = runtime.stream_writer
+        self.events: list[TraceEvent] = []
+
+    def emit(
+        self,
+        type_: EventType,
+        data: dict[str, Any] | None = None,
+        *,
+        step: PlanStep | None = None,
+    ) -> TraceEvent:
+        payload = data or {}
+        event: TraceEvent = {
+            "type": type_,
+            "trace_id": self._trace_id,
+            "seq": self._seq,
+            "ts": self._governance.now(),
+            "step_id": step.id if step else None,
+            "tool": step.tool if step else None,
+            "data": redact(payload) if self._governance.profile.redact else payload,
+        }
+        self._seq += 1
+        self.events.append(event)
+        self._stream(event)
+        return event
+
+    def update(self) -> dict[str, Any]:
+        """The state update that persists this node's events and the next sequence number."""
+        if not self.events:
+            return {}
+        return {"events": self.events, "seq": self._seq}

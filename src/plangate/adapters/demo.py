@@ -1,0 +1,121 @@
+"""The offline demo toolkit: a small, deterministic sales workflow with visible effects.
+
+`crm.lookup_account` reads a fixed set of accounts; `email.draft` prepares a message;
+`email.send` and `crm.update_opportunity` write to an outbox SQLite file, so that what a run
+did to the world can be looked at (`demo_outbox(path)`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+
+__all__ = ("DEMO_ACCOUNTS", "demo_outbox", "demo_toolkit")
+
+DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
+    "acme": {
+        "account_id": "acc-001",
+        "name": "Acme Corp",
+        "contact": "Ana Lopez",
+        "contact_email": "ana.lopez@acme.example",
+        "contact_phone": "+1 415 555 0100",
+        "opportunity_id": "opp-101",
+        "stage": "negotiation",
+        "value_usd": 48000,
+    },
+    "globex": {
+        "account_id": "acc-002",
+        "name": "Globex",
+        "contact": "Hank Scorpio",
+        "contact_email": "hank@globex.example",
+        "contact_phone": "+1 212 555 0199",
+        "opportunity_id": "opp-202",
+        "stage": "discovery",
+        "value_usd": 120000,
+    },
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    message_id TEXT, recipient TEXT, subject TEXT, body TEXT, sent_at TEXT
+);
+CREATE TABLE IF NOT EXISTS crm_updates (
+    opportunity_id TEXT, stage TEXT, note TEXT, updated_at TEXT
+);
+"""
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30)
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def demo_outbox(path: str | Path) -> list[dict[str, Any]]:
+    """Every email the demo's `email.send` has sent into the outbox at `path`, oldest first."""
+    with closing(_connect(Path(path))) as conn:
+        rows = conn.execute(
+            "SELECT message_id, recipient, subject, body, sent_at FROM outbox ORDER BY rowid"
+        ).fetchall()
+    keys = ("message_id", "to", "subject", "body", "sent_at")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def demo_toolkit(outbox: str | Path = "plangate-outbox.db") -> list[BaseTool]:
+    """The demo's four tools, writing their effects to the SQLite file `outbox`.
+
+    Example:
+        >>> sorted(t.name for t in demo_toolkit("/tmp/outbox.db"))
+        ['crm.lookup_account', 'crm.update_opportunity', 'email.draft', 'email.send']
+    """
+    path = Path(outbox)
+
+    def lookup_account(account: str) -> dict[str, Any]:
+        """Look up a CRM account by its short name (e.g. 'acme')."""
+        found = DEMO_ACCOUNTS.get(account.lower())
+        if found is None:
+            raise ToolException(
+                f"no account named {account!r}; known: {', '.join(sorted(DEMO_ACCOUNTS))}"
+            )
+        return dict(found)
+
+    def draft_email(to: str, subject: str, body: str) -> dict[str, Any]:
+        """Prepare an email for review; nothing is sent."""
+        return {"draft_id": f"draft-{_digest(to, subject, body)}", "to": to, "subject": subject, "body": body}
+
+    def send_email(to: str, subject: str, body: str) -> dict[str, Any]:
+        """Send an email (writes it to the demo outbox). Cannot be undone."""
+        message_id = f"msg-{_digest(to, subject, body)}"
+        with closing(_connect(path)) as conn, conn:
+            conn.execute(
+                "INSERT INTO outbox VALUES (?, ?, ?, ?, datetime('now'))",
+                (message_id, to, subject, body),
+            )
+        return {"message_id": message_id, "to": to, "status": "sent"}
+
+    def update_opportunity(opportunity_id: str, stage: str, note: str = "") -> dict[str, Any]:
+        """Move a CRM opportunity to a new stage, with a note."""
+        with closing(_connect(path)) as conn, conn:
+            conn.execute(
+                "INSERT INTO crm_updates VALUES (?, ?, ?, datetime('now'))",
+                (opportunity_id, stage, note),
+            )
+        return {"opportunity_id": opportunity_id, "stage": stage}
+
+    return [
+        StructuredTool.from_function(lookup_account, name="crm.lookup_account", handle_tool_error=False),
+        StructuredTool.from_function(draft_email, name="email.draft"),
+        StructuredTool.from_function(send_email, name="email.send"),
+        StructuredTool.from_function(update_opportunity, name="crm.update_opportunity"),
+    ]

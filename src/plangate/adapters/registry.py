@@ -1,0 +1,48 @@
+"""The tool registry: LangChain tools and plain callables, by the name plans call them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from langchain_core.tools import BaseTool, StructuredTool
+
+from plangate.errors import PlangateUsageError
+
+__all__ = ("ToolsLike", "tool_registry")
+
+ToolLike: TypeAlias = "BaseTool | Callable[..., Any]"
+ToolsLike: TypeAlias = "Sequence[BaseTool | Callable[..., Any]] | Mapping[str, BaseTool | Callable[..., Any]]"
+
+
+def _as_tool(tool: BaseTool | Callable[..., Any], name: str | None = None) -> BaseTool:
+    if isinstance(tool, BaseTool):
+        if name is None or name == tool.name:
+            return tool
+        return tool.model_copy(update={"name": name})
+    if callable(tool):
+        return StructuredTool.from_function(tool, name=name or getattr(tool, "__name__", None))
+    raise PlangateUsageError(
+        f"cannot use {tool!r} as a tool",
+        hint="pass LangChain BaseTools or plain functions",
+    )
+
+
+def tool_registry(tools: ToolsLike) -> dict[str, BaseTool]:
+    """Name -> tool for a sequence of tools (named by their `.name` / `__name__`) or a mapping
+    (named by its keys, so that `{"crm.lookup": lookup}` registers a plain function under a
+    dotted name).
+
+    Raises:
+        PlangateUsageError: Something is not a tool or callable, or two tools share a name.
+    """
+    items = tools.items() if isinstance(tools, Mapping) else ((None, t) for t in tools)
+    registry: dict[str, BaseTool] = {}
+    for name, tool in items:
+        wrapped = _as_tool(tool, name)
+        if wrapped.name in registry:
+            raise PlangateUsageError(
+                f"two tools are named {wrapped.name!r}", hint="tool names must be unique"
+            )
+        registry[wrapped.name] = wrapped
+    return registry

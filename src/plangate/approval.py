@@ -1,0 +1,134 @@
+"""Approval requests and the human decisions that answer them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from plangate._files import dotted, first_error
+from plangate.errors import InvalidDecision
+from plangate.plan import PlanStep
+from plangate.profiles import Profile, Risk
+
+__all__ = ("Decision", "consequence_of", "parse_decision", "response_schema")
+
+DECISIONS = ("approve", "edit", "reject", "respond")
+
+
+class Decision(BaseModel):
+    """A human's answer to an approval request; resume with `Command(resume=Decision(...))`.
+
+    Attributes:
+        decision: `approve`, `edit` (run with new `args`), `reject` (with a `reason`), or
+            `respond` (answer with `message` in the tool's place; the tool does not run).
+        args: The replacement arguments; required for `edit`, not allowed otherwise.
+        message: The answer given instead of the tool's output; required for `respond`.
+        reason: Why; recorded in the approval record and the trace.
+        approver: Who decided; recorded in the approval record.
+
+    Example:
+        >>> Decision(decision="edit", args={"to": "ana@example.com"}, approver="lee").decision
+        'edit'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "edit", "reject", "respond"]
+    args: dict[str, Any] | None = None
+    message: str | None = None
+    reason: str | None = None
+    approver: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_fit_the_decision(self) -> Decision:
+        if self.decision == "edit" and self.args is None:
+            raise ValueError("an 'edit' decision needs 'args', the step's new arguments")
+        if self.decision != "edit" and self.args is not None:
+            raise ValueError(f"'args' is only for 'edit' decisions, not {self.decision!r}")
+        if self.decision == "respond" and not self.message:
+            raise ValueError("a 'respond' decision needs 'message', the answer to give")
+        return self
+
+
+def parse_decision(value: Any, *, tool: BaseTool | None = None) -> Decision:
+    """Validate a resume value (dict or `Decision`), including edited args against the tool.
+
+    Raises:
+        InvalidDecision: The value is not a valid decision; the message names the field.
+    """
+    if isinstance(value, Decision):
+        decision = value
+    elif isinstance(value, Mapping):
+        try:
+            decision = Decision.model_validate(dict(value))
+        except ValidationError as exc:
+            loc, msg = first_error(exc)
+            field = dotted(loc) or "decision"
+            raise InvalidDecision(
+                f"invalid decision: {field}: {msg}",
+                field=field,
+                hint="send {'decision': 'approve'|'edit'|'reject'|'respond', ...}",
+            ) from None
+    else:
+        raise InvalidDecision(
+            f"invalid decision: expected a mapping or plangate.Decision, got {type(value).__name__}",
+            field="decision",
+            hint="send {'decision': 'approve'|'edit'|'reject'|'respond', ...}",
+        )
+    if decision.decision == "edit" and tool is not None:
+        _check_args(tool, decision.args or {})
+    return decision
+
+
+def _check_args(tool: BaseTool, args: dict[str, Any]) -> None:
+    schema = tool.get_input_schema()
+    try:
+        schema.model_validate(args)
+    except ValidationError as exc:
+        loc, msg = first_error(exc)
+        field = f"args.{dotted(loc)}" if loc else "args"
+        raise InvalidDecision(
+            f"invalid edit for tool {tool.name!r}: {field}: {msg}",
+            field=field,
+            hint="the args must match the tool's argument schema in response_schema",
+        ) from None
+
+
+def response_schema(tool: BaseTool | None) -> dict[str, Any]:
+    """JSON schema of a decision, with the tool's argument schema under `args` for edits."""
+    schema = Decision.model_json_schema()
+    if tool is not None:
+        args_schema = tool.get_input_schema().model_json_schema()
+        args_schema.pop("title", None)
+        schema["properties"]["args"] = {
+            "anyOf": [args_schema, {"type": "null"}],
+            "description": "New arguments for the step (edit only).",
+        }
+    return schema
+
+
+def consequence_of(step: PlanStep, profile: Profile, risk: Risk) -> str:
+    """One sentence a human reads before approving: what happens, to whom, and whether it can
+    be undone."""
+    what = step.description.rstrip(".") if step.description else f"call {step.tool}"
+    target = _target(step.args)
+    to_whom = f" for {target}" if target else ""
+    if step.action == "read":
+        effect = "It only reads data; nothing is changed."
+    elif step.action == "propose":
+        effect = "It prepares a draft for review; nothing is sent or changed yet."
+    elif profile.is_irreversible(step.tool):
+        effect = "It changes the world and cannot be undone."
+    else:
+        effect = "It changes the world; undoing it needs a follow-up action."
+    return f"If approved, plangate will {what[0].lower() + what[1:]}{to_whom} ({risk} risk). {effect}"
+
+
+def _target(args: Mapping[str, Any]) -> str | None:
+    for key in ("to", "recipient", "email", "account_id", "account", "customer", "opportunity_id"):
+        if args.get(key):
+            return f"{key} {args[key]}"
+    return None

@@ -1,0 +1,55 @@
+"""Opening the checkpointer a run pauses into and resumes from."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from plangate.errors import PlangateUsageError
+
+__all__ = ("open_checkpointer", "sqlite_path")
+
+
+def sqlite_path(url: str) -> str:
+    """The file path (or `:memory:`) a `sqlite:///...` URL or plain path names."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+    elif url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+    elif "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise PlangateUsageError(
+            f"unsupported checkpointer URL scheme {scheme!r}",
+            hint="use sqlite:///path/to/file.db or sqlite:///:memory:",
+        )
+    else:
+        path = url
+    return path or ":memory:"
+
+
+def open_checkpointer(url: str) -> SqliteSaver:
+    """Open a ready SQLite checkpointer; the database file is created on first use.
+
+    Args:
+        url: `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, `sqlite:///:memory:`,
+            or a plain file path.
+
+    Returns:
+        A `SqliteSaver` whose tables exist. Close it with `saver.conn.close()`.
+
+    Example:
+        >>> saver = open_checkpointer("sqlite:///:memory:")
+        >>> type(saver).__name__
+        'SqliteSaver'
+    """
+    path = sqlite_path(url)
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # The saver serialises access with its own lock, so one connection may serve threads;
+    # the timeout lets another process (the CLI, a worker) wait for a write lock.
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+    saver = SqliteSaver(conn)
+    saver.setup()
+    return saver

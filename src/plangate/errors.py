@@ -1,0 +1,95 @@
+"""Every exception plangate raises, under one base class.
+
+Usage mistakes (a bad plan, profile or decision; a thread that does not exist) derive from
+`PlangateUsageError`; they are raised before anything enters the graph, so a paused run is never
+harmed by one. Failures of the tools a plan calls are not exceptions at all: they become step
+outcomes (`error`, `blocked`, ...) in the run's result.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "InvalidDecision",
+    "NoPendingApproval",
+    "PlanValidationError",
+    "PlangateError",
+    "PlangateUsageError",
+    "ProfileError",
+    "UnknownThread",
+)
+
+
+class PlangateError(Exception):
+    """Base class of every plangate exception.
+
+    Attributes:
+        message: What went wrong, in one line.
+        hint: What to do about it, or `None`.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} ({hint})" if hint else message)
+
+
+class PlangateUsageError(PlangateError):
+    """The caller asked for something that cannot be done as asked; nothing was changed."""
+
+
+class PlanValidationError(PlangateUsageError):
+    """A plan is malformed: a missing field, a duplicate id, an unknown dependency or a cycle.
+
+    Attributes:
+        step_id: The offending step's id (or its position, `#3`), when one step is to blame.
+    """
+
+    def __init__(self, message: str, *, step_id: str | None = None, hint: str | None = None):
+        self.step_id = step_id
+        super().__init__(message, hint=hint)
+
+
+class ProfileError(PlangateUsageError):
+    """A profile name is unknown or a profile file is invalid.
+
+    Attributes:
+        field: The dotted path of the offending field (`budget.total_calls`), when known.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
+        self.field = field
+        super().__init__(message, hint=hint)
+
+
+class InvalidDecision(PlangateUsageError):
+    """A resume value is not a valid approval decision; the run stays paused and can be resumed.
+
+    Attributes:
+        field: The offending field of the decision (`decision`, `args`, `args.to`, ...), if known.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
+        self.field = field
+        super().__init__(message, hint=hint)
+
+
+class UnknownThread(PlangateUsageError):
+    """No run with this thread id exists in the checkpointer."""
+
+    def __init__(self, thread_id: str):
+        self.thread_id = thread_id
+        super().__init__(
+            f"no run with thread id {thread_id!r}",
+            hint="`plangate pending` lists paused runs",
+        )
+
+
+class NoPendingApproval(PlangateUsageError):
+    """A decision was sent to a run that is not waiting for one."""
+
+    def __init__(self, thread_id: str):
+        self.thread_id = thread_id
+        super().__init__(
+            f"run {thread_id!r} is not waiting for an approval",
+            hint="`plangate show THREAD` prints its result",
+        )

@@ -1,0 +1,97 @@
+"""`build_graph`: wiring only. Each node lives in its own module under `plangate.nodes`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+
+from plangate._governance import Governance, utc_now
+from plangate.adapters.registry import ToolsLike, tool_registry
+from plangate.compiled import PlangateGraph
+from plangate.nodes import (
+    approval_interrupt,
+    budget_check,
+    finalize,
+    plan_start,
+    tool_exec,
+    trace_emit,
+)
+from plangate.nodes.trace_emit import next_after_trace
+from plangate.profiles import Profile, load_profile
+from plangate.state import PlanInput, PlanState
+
+__all__ = ("build_graph",)
+
+RECURSION_LIMIT = 1_000_000
+
+
+def _route(state: PlanState) -> str:
+    return {"approve": "approval_interrupt", "execute": "tool_exec"}.get(
+        state["current"]["route"], "trace_emit"
+    )
+
+
+def build_graph(
+    tools: ToolsLike,
+    *,
+    profile: str | Path | Profile = "enterprise",
+    checkpointer: BaseCheckpointSaver[Any] | bool | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    name: str = "plangate",
+) -> PlangateGraph:
+    """Compile the governed plan-execution graph.
+
+    Args:
+        tools: LangChain `BaseTool`s or plain callables, as a sequence or a name -> tool mapping.
+        profile: A built-in profile name, a profile file path, or a `Profile`.
+        checkpointer: Where runs pause and resume (see `open_checkpointer`); `None` compiles
+            the graph for use as a subgraph under a parent's checkpointer.
+        clock: Returns the current UTC time; approval expiry reads it (inject one in tests).
+        name: The graph's name, as shown in streams and traces of a parent graph.
+
+    Returns:
+        A `PlangateGraph` (a LangGraph `CompiledStateGraph`). Invoke it with
+        `{"plan": plan}` and a config naming a `thread_id`.
+
+    Raises:
+        ProfileError: The profile is unknown or invalid.
+        PlangateUsageError: Two tools share a name, or something is not a tool.
+
+    Example:
+        >>> from plangate import build_graph, open_checkpointer
+        >>> def echo(text: str) -> str:
+        ...     return text
+        >>> graph = build_graph({"echo.say": echo}, profile="technical",
+        ...                     checkpointer=open_checkpointer("sqlite:///:memory:"))
+        >>> out = graph.invoke({"plan": {"goal": "hi", "steps": [{"tool": "echo.say",
+        ...     "args": {"text": "hi"}}]}}, {"configurable": {"thread_id": "t1"}})
+        >>> out["result"]["status"], out["result"]["steps"][0]["output"]
+        ('success', 'hi')
+    """
+    registry = tool_registry(tools)
+    governance = Governance(profile=load_profile(profile), tools=registry, clock=clock)
+
+    builder = StateGraph(PlanState, input_schema=PlanInput)
+    for node in (plan_start, budget_check, approval_interrupt, tool_exec, trace_emit, finalize):
+        builder.add_node(node.__name__, partial(node, governance=governance))
+    builder.add_edge(START, "plan_start")
+    builder.add_edge("plan_start", "budget_check")
+    builder.add_conditional_edges(
+        "budget_check", _route, ["approval_interrupt", "tool_exec", "trace_emit"]
+    )
+    builder.add_conditional_edges("approval_interrupt", _route, ["tool_exec", "trace_emit"])
+    builder.add_edge("tool_exec", "trace_emit")
+    builder.add_conditional_edges("trace_emit", next_after_trace, ["budget_check", "finalize"])
+    builder.add_edge("finalize", END)
+    compiled = builder.compile(checkpointer=checkpointer, name=name)
+    # Every step takes about four supersteps; LangGraph's default limit of 25 would stop any
+    # plan longer than a handful of steps.
+    return PlangateGraph.from_compiled(compiled, registry).with_config(
+        recursion_limit=RECURSION_LIMIT
+    )

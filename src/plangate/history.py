@@ -1,0 +1,70 @@
+"""Reading runs back from a checkpointer: the whole trace, pending approvals, threads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from plangate.errors import PlangateUsageError
+from plangate.tracing import TraceEvent
+
+__all__ = ("get_trace", "list_threads", "pending_approvals")
+
+
+def _saver(graph: CompiledStateGraph) -> BaseCheckpointSaver[Any]:  # type: ignore[type-arg]
+    saver = graph.checkpointer
+    if not isinstance(saver, BaseCheckpointSaver):
+        raise PlangateUsageError(
+            "this graph has no checkpointer of its own",
+            hint="build it with checkpointer=open_checkpointer(...) to read runs back",
+        )
+    return saver
+
+
+def get_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEvent]:  # type: ignore[type-arg]
+    """Every trace event a thread has written, in `seq` order, also from another process.
+
+    The events are read from the writes the checkpointer stored for each step (the state holds
+    only the latest batch), so reading costs one pass over the thread's history.
+
+    Args:
+        graph: A graph compiled with a checkpointer (`build_graph(..., checkpointer=...)`).
+        config: A config naming the `thread_id`.
+    """
+    thread = {"configurable": {"thread_id": config["configurable"]["thread_id"], "checkpoint_ns": ""}}
+    events: dict[tuple[str, int], TraceEvent] = {}
+    for checkpoint in _saver(graph).list(thread):
+        for _task, channel, value in checkpoint.pending_writes or ():
+            if channel == "events" and isinstance(value, list):
+                for event in value:
+                    events[(event["trace_id"], event["seq"])] = event
+    return sorted(events.values(), key=lambda e: (e["seq"], e["ts"]))
+
+
+def list_threads(saver: BaseCheckpointSaver[Any]) -> list[str]:
+    """Ids of every thread with a checkpoint, most recently written first."""
+    conn = getattr(saver, "conn", None)
+    if conn is not None and hasattr(conn, "execute"):  # SQLite: one query, not a full scan
+        rows = conn.execute(
+            "SELECT thread_id, MAX(checkpoint_id) AS last FROM checkpoints "
+            "WHERE checkpoint_ns = '' GROUP BY thread_id ORDER BY last DESC"
+        ).fetchall()
+        return [row[0] for row in rows]
+    seen: dict[str, None] = {}
+    for checkpoint in saver.list(None):
+        seen.setdefault(checkpoint.config["configurable"]["thread_id"], None)
+    return list(seen)
+
+
+def pending_approvals(graph: CompiledStateGraph) -> Iterator[tuple[str, dict[str, Any]]]:  # type: ignore[type-arg]
+    """(thread id, approval request) for every run in the checkpointer waiting for a decision."""
+    for thread_id in list_threads(_saver(graph)):
+        snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})
+        for pending in snapshot.interrupts:
+            value = pending.value
+            if isinstance(value, dict) and value.get("type") == "approval_request":
+                yield thread_id, value

@@ -1,0 +1,98 @@
+"""`approval_interrupt`: pause for a human decision on the current step.
+
+LangGraph runs this node again from its first line when the run resumes, so it does nothing
+before `interrupt()` that must not happen twice: the request was built by `budget_check` and the
+tool runs only in `tool_exec`. A resume value that is not a valid decision is never raised on
+here (LangGraph would keep that stale value attached to the interrupt and the run could never be
+resumed); the node asks again with a fresh `interrupt()` whose request carries an `error`.
+`PlangateGraph` rejects such values before they enter the graph in the first place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from plangate._governance import Governance, TraceWriter, parse_iso, step_at
+from plangate.approval import Decision, parse_decision
+from plangate.errors import InvalidDecision
+from plangate.nodes._outcome import closed_outcome
+from plangate.state import ApprovalRecord, ApprovalRequest, CurrentStep, PlanState
+
+
+def ask_for_decision(request: ApprovalRequest, governance: Governance) -> Decision:
+    """Interrupt until the resume value is a valid decision."""
+    tool = governance.tools.get(request["tool"])
+    asked = request
+    while True:
+        value = interrupt(asked)
+        try:
+            return parse_decision(value, tool=tool)
+        except InvalidDecision as exc:
+            asked = {**request, "error": exc.message}
+
+
+def approval_interrupt(
+    state: PlanState, runtime: Runtime[Any], *, governance: Governance
+) -> dict[str, Any]:
+    current: CurrentStep = dict(state["current"])  # type: ignore[assignment]
+    request = current["request"]
+    decision = ask_for_decision(request, governance)
+
+    step = step_at(state, current["index"])
+    decided = governance.clock()
+    expired = decided > parse_iso(request["expires_at"])
+    record: ApprovalRecord = {
+        "request_id": request["request_id"],
+        "step_id": step.id,
+        "tool": step.tool,
+        "decision": "expired" if expired else decision.decision,
+        "approver": decision.approver,
+        "reason": decision.reason,
+        "args": decision.args,
+        "message": decision.message,
+        "requested_at": request["requested_at"],
+        "decided_at": governance.now(),
+        "wait_ms": round((decided - parse_iso(request["requested_at"])).total_seconds() * 1000, 3),
+    }
+    writer = TraceWriter(state, governance, runtime)
+    current["approval"] = record
+    if expired:
+        writer.emit(
+            "approval_timeout",
+            {"request_id": record["request_id"], "expires_at": request["expires_at"]},
+            step=step,
+        )
+        outcome = closed_outcome(
+            step, "expired", "approval_expired",
+            f"the approval request expired at {request['expires_at']}",
+        )
+        current.update(route="close", outcome={**outcome, "approval": record})
+        return {"current": current, **writer.update()}
+
+    writer.emit(
+        "approval_received",
+        {k: record[k] for k in ("request_id", "decision", "approver", "reason", "args", "wait_ms")},
+        step=step,
+    )
+    if decision.decision in ("approve", "edit"):
+        current.update(route="execute", args=decision.args if decision.args is not None else step.args)
+    elif decision.decision == "reject":
+        outcome = closed_outcome(
+            step, "rejected", "rejected", decision.reason or "rejected by the approver"
+        )
+        current.update(route="close", outcome={**outcome, "approval": record})
+    else:  # respond: the human's message stands in for the tool's output
+        current.update(
+            route="close",
+            outcome={
+                **closed_outcome(step, "ok", "", ""),
+                "output": decision.message,
+                "error": None,
+                "failure_context": None,
+                "approval": record,
+            },
+        )
+    return {"current": current, **writer.update()}

@@ -1,0 +1,52 @@
+"""`finalize`: assemble the run's `result` (an `ExecutionResult` as JSON) and end the trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from plangate._governance import Governance, TraceWriter
+from plangate.budget import usage_report
+from plangate.state import PlanState
+from plangate.tracing import golden_signals
+
+
+def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance) -> dict[str, Any]:
+    outcomes = state["outcomes"]
+    steps = [outcomes[step["id"]] for step in state["plan"]["steps"]]
+    statuses = [outcome["status"] for outcome in steps]
+    ok = statuses.count("ok")
+    status = "success" if ok == len(steps) else ("partial" if ok else "failed")
+    approvals = [outcome["approval"] for outcome in steps if outcome["approval"]]
+    budget = usage_report(state["usage"], governance.profile.budget)
+    signals = golden_signals(
+        statuses,
+        [o["duration_ms"] for o in steps if o["duration_ms"] is not None and o["attempts"]],
+        [a["wait_ms"] for a in approvals],
+        budget["utilisation"],
+    )
+    failure = next(
+        (o["failure_context"] for o in steps if o["failure_context"] and o["status"] != "skipped"),
+        None,
+    ) or next((o["failure_context"] for o in steps if o["failure_context"]), None)
+    counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
+    writer = TraceWriter(state, governance, runtime)
+    writer.emit(
+        "plan_completed",
+        {"status": status, "counts": counts, "halted": state.get("halted"), "signals": signals},
+    )
+    result = {
+        "status": status,
+        "trace_id": state["trace_id"],
+        "goal": state["plan"].get("goal", ""),
+        "profile": governance.profile.name,
+        "steps": steps,
+        "failure_context": failure,
+        "budget": budget,
+        "approvals": approvals,
+        "signals": signals,
+        "halted": state.get("halted"),
+        "next_seq": writer.update().get("seq", state.get("seq", 0)),
+    }
+    return {"result": result, "current": {}, **writer.update()}

@@ -1,0 +1,47 @@
+"""`plan_start`: validate the plan, open (or continue) the trace, reset the run's counters."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
+
+from plangate._governance import Governance, TraceWriter
+from plangate.budget import empty_usage
+from plangate.plan import parse_plan
+from plangate.state import PlanState
+
+
+def plan_start(state: PlanState, runtime: Runtime[Any], *, governance: Governance) -> dict[str, Any]:
+    plan = parse_plan(state.get("plan"))
+    # A trace id given in the input, or kept by this thread from an earlier plan, goes on;
+    # likewise the sequence, so `seq` stays monotonic across executions of one trace.
+    trace_id = state.get("trace_id") or uuid.uuid4().hex
+    given_seq = state.get("trace_seq")
+    seq = given_seq if given_seq is not None else state.get("seq", 0)
+    writer = TraceWriter({**state, "trace_id": trace_id, "seq": seq}, governance, runtime)
+    writer.emit(
+        "plan_created",
+        {
+            "goal": plan.goal,
+            "steps": len(plan.steps),
+            "step_ids": [step.id for step in plan.steps][:50],
+            "profile": governance.profile.name,
+        },
+    )
+    return {
+        "plan": plan.model_dump(mode="json"),
+        "outcomes": Overwrite({}),
+        "trace_id": trace_id,
+        "trace_seq": None,
+        "cursor": 0,
+        "usage": empty_usage(),
+        "warned": [],
+        "halted": None,
+        "current": {},
+        "result": None,
+        "seq": seq,
+        **writer.update(),
+    }

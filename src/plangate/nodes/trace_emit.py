@@ -1,0 +1,61 @@
+"""`trace_emit`: close the current step: record its outcome, emit its end, move the cursor.
+
+Every step passes through here exactly once, whatever happened to it, so this is where a
+step's end becomes a trace event and where the profile's `on_error` / `on_reject` decide whether
+the plan goes on. When the plan halts, the steps left are closed as `skipped` in one go.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from plangate._governance import Governance, TraceWriter, step_at
+from plangate.nodes._outcome import closed_outcome
+from plangate.state import PlanState, StepOutcome
+
+_END_EVENTS = {"blocked": "step_blocked", "skipped": "step_skipped"}
+
+
+def trace_emit(state: PlanState, runtime: Runtime[Any], *, governance: Governance) -> dict[str, Any]:
+    profile = governance.profile
+    index = state["current"]["index"]
+    step = step_at(state, index)
+    outcome = state["current"]["outcome"]
+    writer = TraceWriter(state, governance, runtime)
+    status = outcome["status"]
+    if status in _END_EVENTS:
+        context = outcome["failure_context"] or {}
+        writer.emit(
+            _END_EVENTS[status],  # type: ignore[arg-type]
+            {"reason": outcome["error"], "error_type": context.get("error_type")},
+            step=step,
+        )
+    writer.emit(
+        "step_completed",
+        {"status": status, "duration_ms": outcome["duration_ms"], "error": outcome["error"]},
+        step=step,
+    )
+
+    halted = state.get("halted")
+    if status == "error" and profile.on_error == "halt":
+        halted = f"step {step.id!r} failed and profile {profile.name!r} halts on error"
+    elif status == "rejected" and profile.on_reject == "halt":
+        halted = f"step {step.id!r} was rejected and profile {profile.name!r} halts on reject"
+
+    closed: dict[str, StepOutcome] = {step.id: outcome}
+    cursor = index + 1
+    if halted:
+        steps = state["plan"]["steps"]
+        for later in range(cursor, len(steps)):
+            rest = step_at(state, later)
+            closed[rest.id] = closed_outcome(rest, "skipped", "plan_halted", halted)
+            writer.emit("step_skipped", {"reason": halted, "error_type": "plan_halted"}, step=rest)
+        cursor = len(steps)
+    return {"outcomes": closed, "cursor": cursor, "halted": halted, **writer.update()}
+
+
+def next_after_trace(state: PlanState) -> str:
+    """Route: the next step's `budget_check`, or `finalize` when the plan is done."""
+    return "budget_check" if state["cursor"] < len(state["plan"]["steps"]) else "finalize"

@@ -1,0 +1,173 @@
+"""Plans: an ordered list of tool calls, validated before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from plangate._files import dotted, first_error, read_document
+from plangate.errors import PlanValidationError
+
+__all__ = ("Action", "Plan", "PlanStep", "parse_plan")
+
+Action = Literal["read", "propose", "execute"]
+"""What a step does to the world: `read` nothing, `propose` a draft a human will see,
+`execute` a change (send, book, pay)."""
+
+
+class PlanStep(BaseModel):
+    """One tool call in a plan.
+
+    Attributes:
+        id: Unique within the plan; defaults to `step-<n>` (1-based position).
+        tool: The registered name of the tool to call, e.g. `crm.lookup_account`.
+        args: Keyword arguments for the tool.
+        action: `read` (default), `propose` or `execute`; profiles gate approvals on it.
+        domain: Budget domain; defaults to `metadata["domain"]`, else the part of `tool` before
+            the first `.` (`crm.lookup` -> `crm`).
+        depends_on: Ids of steps that must end `ok` before this one runs; otherwise it is skipped.
+        description: What the step is for, in words a human approver reads.
+        metadata: Free-form data carried along.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    tool: str = Field(min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+    action: Action = "read"
+    domain: str | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    description: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _default_domain(self) -> PlanStep:
+        if self.domain is None:
+            meta_domain = self.metadata.get("domain")
+            self.domain = str(meta_domain) if meta_domain else self.tool.split(".", 1)[0]
+        return self
+
+
+class Plan(BaseModel):
+    """An ordered list of steps with a goal.
+
+    Steps run in list order, except that a step listed before a step it depends on is moved
+    after it (a stable topological order). Duplicate ids, unknown `depends_on` ids and cycles are
+    rejected with a `PlanValidationError` naming the step.
+
+    Example:
+        >>> plan = Plan.model_validate({"goal": "say hi", "steps": [{"tool": "echo.say"}]})
+        >>> plan.steps[0].id, plan.steps[0].domain
+        ('step-1', 'echo')
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal: str = ""
+    steps: list[PlanStep] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_ids(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("steps"), list):
+            steps = [
+                {**step, "id": f"step-{n}"}
+                if isinstance(step, dict) and step.get("id") in (None, "")
+                else step
+                for n, step in enumerate(data["steps"], start=1)
+            ]
+            data = {**data, "steps": steps}
+        return data
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> Plan:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                raise PlanValidationError(
+                    f"step {step.id!r}: duplicate step id", step_id=step.id,
+                    hint="give every step a unique id",
+                )
+            seen.add(step.id)
+        for step in self.steps:
+            for dep in step.depends_on:
+                if dep not in seen:
+                    raise PlanValidationError(
+                        f"step {step.id!r}: depends_on names unknown step {dep!r}",
+                        step_id=step.id,
+                    )
+                if dep == step.id:
+                    raise PlanValidationError(
+                        f"step {step.id!r}: depends on itself", step_id=step.id
+                    )
+        self.steps = _stable_topological_order(self.steps)
+        return self
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Plan:
+        """Read a plan from a YAML or JSON file.
+
+        Raises:
+            PlanValidationError: The file is missing, unreadable, or not a valid plan.
+        """
+        try:
+            data = read_document(path, what="plan")
+        except ValueError as exc:
+            raise PlanValidationError(str(exc)) from None
+        return parse_plan(data, source=f"plan file {str(path)!r}")
+
+
+def parse_plan(data: Any, *, source: str = "plan") -> Plan:
+    """Validate a plan given as a `Plan`, a dict or a list of steps, naming the culprit on error."""
+    if isinstance(data, Plan):
+        return data
+    if isinstance(data, list):
+        data = {"steps": data}
+    if not isinstance(data, dict):
+        raise PlanValidationError(
+            f"{source}: expected a mapping with 'goal' and 'steps', got {type(data).__name__}"
+        )
+    try:
+        return Plan.model_validate(data)
+    except PlanValidationError as exc:
+        raise PlanValidationError(
+            f"{source}: {exc.message}", step_id=exc.step_id, hint=exc.hint
+        ) from None
+    except ValidationError as exc:
+        loc, msg = first_error(exc)
+        step_id = None
+        if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+            raw = data.get("steps", [])[loc[1]]
+            step_id = raw.get("id") if isinstance(raw, dict) else None
+            step_id = step_id or f"step-{loc[1] + 1}"
+            where = f"step {step_id!r}" + (f", field {dotted(loc[2:])!r}" if loc[2:] else "")
+        else:
+            where = f"field {dotted(loc)!r}"
+        raise PlanValidationError(f"{source}: {where}: {msg}", step_id=step_id) from None
+
+
+def _stable_topological_order(steps: list[PlanStep]) -> list[PlanStep]:
+    """Keep list order, moving a step after its dependencies; raise on a cycle."""
+    position = {step.id: n for n, step in enumerate(steps)}
+    if all(position[d] < position[s.id] for s in steps for d in s.depends_on):
+        return steps  # the usual case, kept linear for long plans
+    remaining = list(steps)
+    placed: set[str] = set()
+    ordered: list[PlanStep] = []
+    while remaining:
+        ready = next((s for s in remaining if all(d in placed for d in s.depends_on)), None)
+        if ready is None:
+            culprit = remaining[0]
+            raise PlanValidationError(
+                f"step {culprit.id!r}: dependency cycle among steps "
+                + ", ".join(repr(s.id) for s in remaining),
+                step_id=culprit.id,
+                hint="remove one depends_on link to break the cycle",
+            )
+        ordered.append(ready)
+        placed.add(ready.id)
+        remaining.remove(ready)
+    return ordered

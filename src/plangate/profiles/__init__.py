@@ -1,0 +1,150 @@
+"""Profiles: the rules a run is governed by (budgets, approvals, allowed tools, redaction)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from fnmatch import fnmatchcase
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from plangate._files import dotted, first_error, read_document
+from plangate.errors import ProfileError
+from plangate.plan import Action
+
+__all__ = ("BUILTIN_PROFILES", "Budget", "Profile", "Risk", "load_profile")
+
+BUILTIN_PROFILES = ("enterprise", "smb", "technical")
+
+Risk = Literal["low", "medium", "high"]
+_RISK_LEVELS: tuple[Risk, ...] = ("low", "medium", "high")
+_BASE_RISK: dict[str, int] = {"read": 0, "propose": 0, "execute": 1}
+
+
+class Budget(BaseModel):
+    """Three budget tiers; `None` leaves a tier unlimited.
+
+    Attributes:
+        total_calls: Tool calls a run may make in all.
+        calls_per_domain: Tool calls per domain (`crm.lookup` is in domain `crm`).
+        calls_per_tool: Tool calls per tool name.
+        warning_threshold: Share of a tier (0-1] whose crossing emits one `budget_warning`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    total_calls: int | None = Field(default=None, ge=0)
+    calls_per_domain: int | None = Field(default=None, ge=0)
+    calls_per_tool: int | None = Field(default=None, ge=0)
+    warning_threshold: float = Field(default=0.8, gt=0, le=1)
+
+
+class Profile(BaseModel):
+    """The governance rules of a run.
+
+    Load a built-in with `load_profile("enterprise")` or a YAML/JSON file with
+    `load_profile("path/to/profile.yaml")`; `Profile.model_dump(mode="json")` written back to a
+    file loads again unchanged.
+
+    Attributes:
+        name: Shown in traces and the CLI.
+        budget: The three budget tiers.
+        require_approval: Actions that wait for a human decision.
+        approval_required_tools: Glob patterns of tools that always wait for a decision.
+        approval_timeout_seconds: How long an approval request stays valid (default 24 h).
+        allowed_tools: Glob patterns of tools that may run at all; others are `blocked`.
+        irreversible_tools: Glob patterns of tools whose effects cannot be undone (raises risk).
+        sensitive_domains: Domains whose calls carry one more level of risk.
+        on_error: `continue` past a failing tool, or `halt` the plan.
+        on_reject: `skip` a rejected step and go on, or `halt` the plan.
+        redact: Redact PII (emails, phones, cards, national ids, keys) in trace data.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "custom"
+    description: str = ""
+    budget: Budget = Field(default_factory=Budget)
+    require_approval: list[Action] = Field(default_factory=list)
+    approval_required_tools: list[str] = Field(default_factory=list)
+    approval_timeout_seconds: float = Field(default=24 * 3600, gt=0)
+    allowed_tools: list[str] = Field(default_factory=lambda: ["*"])
+    irreversible_tools: list[str] = Field(default_factory=list)
+    sensitive_domains: list[str] = Field(default_factory=list)
+    on_error: Literal["continue", "halt"] = "continue"
+    on_reject: Literal["skip", "halt"] = "skip"
+    redact: bool = True
+
+    @property
+    def approval_timeout(self) -> timedelta:
+        return timedelta(seconds=self.approval_timeout_seconds)
+
+    def allows(self, tool: str) -> bool:
+        """Whether the allowlist lets `tool` run."""
+        return _matches(tool, self.allowed_tools)
+
+    def needs_approval(self, tool: str, action: Action) -> bool:
+        """Whether a call of `tool` with `action` waits for a human decision."""
+        return action in self.require_approval or _matches(tool, self.approval_required_tools)
+
+    def is_irreversible(self, tool: str) -> bool:
+        return _matches(tool, self.irreversible_tools)
+
+    def risk(self, tool: str, action: Action, domain: str) -> Risk:
+        """`read`/`propose` start low and `execute` medium; an irreversible tool or a sensitive
+        domain each add a level."""
+        level = _BASE_RISK[action]
+        if self.is_irreversible(tool):
+            level += 1
+        if domain in self.sensitive_domains:
+            level += 1
+        return _RISK_LEVELS[min(level, len(_RISK_LEVELS) - 1)]
+
+
+def _matches(tool: str, patterns: list[str]) -> bool:
+    return any(fnmatchcase(tool, pattern) for pattern in patterns)
+
+
+def load_profile(name_or_path: str | Path | Profile) -> Profile:
+    """Load a built-in profile by name, or a profile file (YAML or JSON).
+
+    Args:
+        name_or_path: `enterprise`, `smb`, `technical`, a path, or a `Profile` (returned as is).
+
+    Raises:
+        ProfileError: The name is unknown, or the file is missing or invalid; the message names
+            the offending field.
+
+    Example:
+        >>> load_profile("smb").require_approval
+        ['execute']
+    """
+    if isinstance(name_or_path, Profile):
+        return name_or_path
+    name = str(name_or_path)
+    if name in BUILTIN_PROFILES:
+        text = resources.files(__package__).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+        return _validate(yaml.safe_load(text), source=f"built-in profile {name!r}")
+    if not Path(name).is_file():
+        raise ProfileError(
+            f"unknown profile {name!r}",
+            hint=f"use one of {', '.join(BUILTIN_PROFILES)} or the path of a YAML/JSON file",
+        )
+    try:
+        data = read_document(name, what="profile")
+    except ValueError as exc:
+        raise ProfileError(str(exc)) from None
+    return _validate(data, source=f"profile file {name!r}")
+
+
+def _validate(data: Any, *, source: str) -> Profile:
+    if not isinstance(data, dict):
+        raise ProfileError(f"{source}: expected a mapping of profile fields")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        loc, msg = first_error(exc)
+        raise ProfileError(f"{source}: {dotted(loc)}: {msg}", field=dotted(loc)) from None

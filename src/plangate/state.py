@@ -1,0 +1,153 @@
+"""Graph state and the payloads that cross an interrupt or a checkpoint: plain JSON TypedDicts.
+
+Why the state looks like this: the SQLite saver writes every channel's whole value into every
+checkpoint. So nothing here grows with the steps already done. The plan and the per-step
+outcomes live in `DeltaChannel`s, whose checkpoints store only the writes of each step and
+which LangGraph rebuilds on load; trace events live in `events`, which holds only the batch
+written by the latest node (the whole trace is read back from the checkpoint history by
+`get_trace`). Everything else is a fixed-size counter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from langgraph.channels.delta import DeltaChannel
+from typing_extensions import NotRequired, TypedDict
+
+from plangate.profiles import Risk
+from plangate.tracing import TraceEvent
+
+__all__ = (
+    "ApprovalRecord",
+    "ApprovalRequest",
+    "BudgetUsage",
+    "CurrentStep",
+    "FailureContext",
+    "PlanInput",
+    "PlanState",
+    "StepOutcome",
+    "StepStatus",
+)
+
+StepStatus = Literal["ok", "error", "rejected", "expired", "skipped", "blocked"]
+DecisionKind = Literal["approve", "edit", "reject", "respond", "expired"]
+
+
+class FailureContext(TypedDict):
+    """Why a step did not end `ok`, in a form a program can branch on."""
+
+    step_id: str
+    tool: str
+    error_type: str
+    message: str
+
+
+class ApprovalRecord(TypedDict):
+    """Who decided what about a step, and when."""
+
+    request_id: str
+    step_id: str
+    tool: str
+    decision: DecisionKind
+    approver: str | None
+    reason: str | None
+    args: dict[str, Any] | None
+    message: str | None
+    requested_at: str
+    decided_at: str
+    wait_ms: float
+
+
+class StepOutcome(TypedDict):
+    """How one plan step ended."""
+
+    step_id: str
+    tool: str
+    status: StepStatus
+    output: Any
+    error: str | None
+    attempts: int
+    duration_ms: float | None
+    approval: ApprovalRecord | None
+    failure_context: FailureContext | None
+
+
+class ApprovalRequest(TypedDict):
+    """The value of the interrupt a run stops with when a step waits for a human decision."""
+
+    type: Literal["approval_request"]
+    request_id: str
+    trace_id: str
+    step_id: str
+    step_index: int
+    tool: str
+    args: dict[str, Any]
+    action: str
+    domain: str
+    description: str
+    risk: Risk
+    consequence: str
+    requested_at: str
+    expires_at: str
+    allowed_decisions: list[str]
+    response_schema: dict[str, Any]
+    error: NotRequired[str]
+
+
+class CurrentStep(TypedDict, total=False):
+    """The step being governed now; `budget_check` starts it afresh for every step."""
+
+    index: int
+    route: Literal["approve", "execute", "close"]
+    args: dict[str, Any]
+    request: ApprovalRequest
+    approval: ApprovalRecord
+    outcome: StepOutcome
+
+
+class BudgetUsage(TypedDict):
+    """Tool calls made so far, per tier; bounded by the number of distinct tools."""
+
+    total: int
+    domains: dict[str, int]
+    tools: dict[str, int]
+
+
+def _replace(current: Any, writes: Sequence[Any]) -> Any:
+    return writes[-1]
+
+
+def _merge(current: dict[str, Any], writes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    # In place on purpose: copying would make every step cost O(steps done).
+    for write in writes:
+        current.update(write)
+    return current
+
+
+class PlanInput(TypedDict):
+    """What `graph.invoke` takes."""
+
+    plan: Any
+    trace_id: NotRequired[str | None]
+    trace_seq: NotRequired[int | None]
+
+
+class PlanState(TypedDict, total=False):
+    """The graph state. `result` is set by `finalize` when the run ends."""
+
+    plan: Annotated[dict[str, Any], DeltaChannel(_replace, dict, snapshot_frequency=1_000_000)]
+    outcomes: Annotated[
+        dict[str, StepOutcome], DeltaChannel(_merge, dict, snapshot_frequency=1_000_000)
+    ]
+    trace_id: str | None
+    trace_seq: int | None
+    seq: int
+    cursor: int
+    usage: BudgetUsage
+    warned: list[str]
+    halted: str | None
+    current: CurrentStep
+    events: list[TraceEvent]
+    result: dict[str, Any] | None
