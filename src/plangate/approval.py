@@ -113,9 +113,11 @@ def response_schema(tool: BaseTool | None) -> dict[str, Any]:
 def consequence_of(step: PlanStep, profile: Profile, risk: Risk) -> str:
     """One sentence a human reads before approving: what happens, to whom, and whether it can
     be undone."""
-    what = step.description.rstrip(".") if step.description else f"call {step.tool}"
-    target = _target(step.args)
-    to_whom = f" for {target}" if target else ""
+    if step.description:
+        what, to_whom = step.description.rstrip("."), ""
+    else:
+        target = _target(step.args)
+        what, to_whom = f"call {step.tool}", f" with {target}" if target else ""
     if step.action == "read":
         effect = "It only reads data; nothing is changed."
     elif step.action == "propose":

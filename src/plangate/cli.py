@@ -1,0 +1,259 @@
+"""The `plangate` command: run a plan with the offline demo toolkit, list, approve, inspect.
+
+Every user error (a missing file, a bad plan, an unknown thread, nothing pending) is one line on
+stderr and a non-zero exit; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from langgraph.types import Command
+
+from plangate.adapters.demo import demo_toolkit
+from plangate.checkpoint import open_checkpointer, sqlite_path
+from plangate.compiled import PlangateGraph
+from plangate.errors import PlangateError, PlangateUsageError, UnknownThread
+from plangate.graph import build_graph
+from plangate.history import get_trace, pending_approvals
+from plangate.plan import Plan
+from plangate.profiles import BUILTIN_PROFILES, load_profile
+
+app = typer.Typer(
+    help="Run LLM-made plans of tool calls under governance: budgets, approvals, traces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DbOption = Annotated[
+    str, typer.Option("--db", help="Checkpoint database: a path or sqlite:///path.db.")
+]
+ThreadArg = Annotated[str, typer.Argument(metavar="THREAD", help="The run's thread id.")]
+DEFAULT_DB = "plangate.db"
+_META_PROFILE = "plangate_profile"
+_META_OUTBOX = "plangate_outbox"
+
+
+def _outbox_for(db: str) -> str:
+    path = sqlite_path(db)
+    base = Path(".") if path == ":memory:" else Path(path).parent
+    return str(base / "plangate-outbox.db")
+
+
+def _profile_ref(profile: str) -> str:
+    """What to store so that a later `approve` rebuilds the same profile from any directory."""
+    return profile if profile in BUILTIN_PROFILES else str(Path(profile).resolve())
+
+
+def _graph(db: str, profile: str, outbox: str) -> PlangateGraph:
+    return build_graph(demo_toolkit(outbox), profile=profile, checkpointer=open_checkpointer(db))
+
+
+def _config(thread: str, profile: str, outbox: str) -> dict[str, Any]:
+    return {
+        "configurable": {"thread_id": thread},
+        "metadata": {_META_PROFILE: profile, _META_OUTBOX: outbox},
+    }
+
+
+def _existing(db: str, thread: str) -> tuple[PlangateGraph, dict[str, Any]]:
+    """The graph and config a thread was started with, from its checkpoint metadata."""
+    if sqlite_path(db) != ":memory:" and not Path(sqlite_path(db)).is_file():
+        raise PlangateUsageError(f"database {db!r} does not exist", hint="pass --db PATH")
+    probe = _graph(db, "technical", _outbox_for(db))
+    snapshot = probe.get_state({"configurable": {"thread_id": thread}})
+    if not snapshot.values and not snapshot.next:
+        raise UnknownThread(thread)
+    meta = snapshot.metadata or {}
+    profile = str(meta.get(_META_PROFILE) or "enterprise")
+    outbox = str(meta.get(_META_OUTBOX) or _outbox_for(db))
+    return _graph(db, profile, outbox), _config(thread, profile, outbox)
+
+
+def _describe(event: dict[str, Any]) -> str:
+    data = event["data"]
+    where = f"{event['step_id']} ({event['tool']})" if event["step_id"] else "plan"
+    detail = {
+        "plan_created": lambda: f"goal: {data.get('goal')!r}, {data.get('steps')} steps, profile {data.get('profile')}",
+        "budget_warning": lambda: f"{data['tier']} at {data['used']}/{data['limit']} calls",
+        "budget_exceeded": lambda: f"{data['tier']} used up ({data['used']}/{data['limit']})",
+        "approval_requested": lambda: f"{data.get('risk')} risk: {data.get('consequence')}",
+        "approval_received": lambda: f"{data.get('decision')} by {data.get('approver') or 'unknown'}"
+        + (f": {data['reason']}" if data.get("reason") else ""),
+        "approval_timeout": lambda: f"expired at {data.get('expires_at')}",
+        "tool_call_start": lambda: f"args {json.dumps(data.get('args'), default=str)}",
+        "tool_call_complete": lambda: f"{data.get('duration_ms')} ms",
+        "tool_call_error": lambda: f"{data.get('error_type')}: {data.get('message')}",
+        "step_blocked": lambda: str(data.get("reason")),
+        "step_skipped": lambda: str(data.get("reason")),
+        "step_completed": lambda: str(data.get("status")),
+        "plan_completed": lambda: f"status {data.get('status')}",
+    }.get(event["type"], lambda: json.dumps(data, default=str))()
+    return f"[{event['seq']:>3}] {event['type']:<19} {where}: {detail}"
+
+
+def _print_pending(thread: str, request: dict[str, Any], db: str) -> None:
+    db_flag = "" if db == DEFAULT_DB else f" --db {db}"
+    typer.echo(f"\nPaused: step {request['step_id']!r} ({request['tool']}) needs approval.")
+    typer.echo(f"  risk:        {request['risk']}")
+    typer.echo(f"  consequence: {request['consequence']}")
+    typer.echo(f"  args:        {json.dumps(request['args'])}")
+    typer.echo(f"  expires at:  {request['expires_at']}")
+    typer.echo("Resume with one of:")
+    typer.echo(f"  plangate approve {thread}{db_flag} --approver NAME")
+    typer.echo(f"  plangate approve {thread}{db_flag} --approver NAME --args '{{...}}'   (edit)")
+    typer.echo(f"  plangate reject {thread}{db_flag} --reason TEXT")
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    typer.echo(f"\nRun {result['status']} (trace {result['trace_id']})")
+    rows = [("step", "tool", "status", "ms", "detail")]
+    for step in result["steps"]:
+        detail = step["error"] or ""
+        if step["approval"]:
+            approval = step["approval"]
+            detail = f"{approval['decision']} by {approval['approver'] or 'unknown'}" + (
+                f"; {detail}" if detail else ""
+            )
+        ms = "" if step["duration_ms"] is None else f"{step['duration_ms']:.1f}"
+        rows.append((step["step_id"], step["tool"], step["status"], ms, detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        typer.echo("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+    signals = result["signals"]
+    latency = signals["tool_latency_ms"]
+    wait = signals["approval_wait_ms"]
+    budget = result["budget"]["total"]
+    typer.echo(
+        f"Signals: success rate {signals['success_rate']:.0%}, error rate {signals['error_rate']:.0%}, "
+        f"tool latency p50 {latency['p50']} ms / p95 {latency['p95']} ms / max {latency['max']} ms, "
+        f"approvals {wait['count']} (max wait {wait['max']} ms), "
+        f"budget {budget['used']}/{budget['limit']} calls ({signals['budget_utilisation']:.0%} of the fullest tier)"
+    )
+
+
+def _drive(graph: PlangateGraph, value: Any, config: dict[str, Any], db: str) -> None:
+    """Run until the graph ends or pauses, printing trace events as they happen."""
+    for event in _custom_events(graph.stream(value, config, stream_mode="custom")):
+        typer.echo(_describe(event))
+    snapshot = graph.get_state(config)
+    thread = config["configurable"]["thread_id"]
+    requests = [i.value for i in snapshot.interrupts]
+    if requests:
+        _print_pending(thread, requests[0], db)
+    elif snapshot.values.get("result"):
+        _print_result(snapshot.values["result"])
+
+
+def _custom_events(chunks: Iterator[Any]) -> Iterator[dict[str, Any]]:
+    for chunk in chunks:
+        if isinstance(chunk, dict) and "type" in chunk and "seq" in chunk:
+            yield chunk
+
+
+@app.command()
+def run(
+    plan: Annotated[Path, typer.Argument(help="Plan file (YAML or JSON).")],
+    profile: Annotated[
+        str, typer.Option(help="enterprise, smb, technical, or a profile file.")
+    ] = "enterprise",
+    db: DbOption = DEFAULT_DB,
+    thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
+    outbox: Annotated[
+        str | None, typer.Option(help="Demo outbox file (default: beside the database).")
+    ] = None,
+) -> None:
+    """Run a plan with the offline demo toolkit; stops when a step needs approval."""
+    parsed = Plan.from_file(plan)
+    load_profile(profile)
+    ref = _profile_ref(profile)
+    thread_id = thread or f"run-{uuid.uuid4().hex[:8]}"
+    box = str(Path(outbox).resolve()) if outbox else _outbox_for(db)
+    typer.echo(f"Thread {thread_id} (profile {load_profile(ref).name}, database {db})")
+    _drive(_graph(db, ref, box), {"plan": parsed}, _config(thread_id, ref, box), db)
+
+
+@app.command()
+def pending(db: DbOption = DEFAULT_DB) -> None:
+    """List every run in the database that waits for an approval."""
+    graph = _graph(db, "technical", _outbox_for(db))
+    found = False
+    for thread, request in pending_approvals(graph):
+        found = True
+        typer.echo(
+            f"{thread}  step {request['step_id']} ({request['tool']})  {request['risk']} risk  "
+            f"expires {request['expires_at']}\n    {request['consequence']}"
+        )
+    if not found:
+        typer.echo("No run is waiting for approval.")
+
+
+@app.command()
+def approve(
+    thread: ThreadArg,
+    approver: Annotated[str | None, typer.Option(help="Who approves (recorded).")] = None,
+    args: Annotated[
+        str | None, typer.Option(help="New arguments as JSON: approve with an edit.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Approve the pending step of a run (with --args, edit it first) and go on."""
+    decision: dict[str, Any] = {"decision": "approve", "approver": approver, "reason": reason}
+    if args is not None:
+        try:
+            decision.update(decision="edit", args=json.loads(args))
+        except json.JSONDecodeError as exc:
+            raise PlangateUsageError(f"--args is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    graph, config = _existing(db, thread)
+    _drive(graph, Command(resume=decision), config, db)
+
+
+@app.command()
+def reject(
+    thread: ThreadArg,
+    reason: Annotated[str, typer.Option(help="Why the step is rejected (recorded).")],
+    approver: Annotated[str | None, typer.Option(help="Who rejects (recorded).")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Reject the pending step of a run and go on (or halt, as the profile says)."""
+    graph, config = _existing(db, thread)
+    decision = {"decision": "reject", "reason": reason, "approver": approver}
+    _drive(graph, Command(resume=decision), config, db)
+
+
+@app.command()
+def show(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
+    """Print a run's result, step table and golden signals (or what it waits for)."""
+    graph, config = _existing(db, thread)
+    snapshot = graph.get_state(config)
+    if snapshot.interrupts:
+        _print_pending(thread, snapshot.interrupts[0].value, db)
+    elif snapshot.values.get("result"):
+        _print_result(snapshot.values["result"])
+    else:
+        typer.echo(f"Run {thread} has not finished (next: {', '.join(snapshot.next) or 'nothing'}).")
+
+
+@app.command()
+def trace(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
+    """Print a run's whole trace as JSON lines."""
+    graph, config = _existing(db, thread)
+    for event in get_trace(graph, config):
+        typer.echo(json.dumps(event, ensure_ascii=False))
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 1."""
+    try:
+        app()
+    except PlangateError as exc:
+        typer.echo(f"plangate: error: {exc}", err=True)
+        sys.exit(1)
