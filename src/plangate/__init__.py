@@ -15,9 +15,9 @@ from plangate.compiled import PlangateGraph
 from plangate.errors import (
     InvalidDecision,
     NoPendingApproval,
-    PlanValidationError,
     PlangateError,
     PlangateUsageError,
+    PlanValidationError,
     ProfileError,
     UnknownThread,
 )

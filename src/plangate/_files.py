@@ -22,7 +22,9 @@ def read_document(path: str | Path, *, what: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid syntax"
-        raise ValueError(f"{what} file {str(file)!r} is not valid YAML/JSON{where}: {problem}") from exc
+        raise ValueError(
+            f"{what} file {str(file)!r} is not valid YAML/JSON{where}: {problem}"
+        ) from exc
 
 
 def first_error(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from plangate._files import dotted, first_error
 from plangate.errors import InvalidDecision
@@ -74,7 +74,8 @@ def parse_decision(value: Any, *, tool: BaseTool | None = None) -> Decision:
             ) from None
     else:
         raise InvalidDecision(
-            f"invalid decision: expected a mapping or plangate.Decision, got {type(value).__name__}",
+            "invalid decision: expected a mapping or plangate.Decision, "
+            f"got {type(value).__name__}",
             field="decision",
             hint="send {'decision': 'approve'|'edit'|'reject'|'respond', ...}",
         )
@@ -86,7 +87,7 @@ def parse_decision(value: Any, *, tool: BaseTool | None = None) -> Decision:
 def _check_args(tool: BaseTool, args: dict[str, Any]) -> None:
     schema = tool.get_input_schema()
     try:
-        schema.model_validate(args)
+        schema.model_validate(args)  # type: ignore[union-attr]
     except ValidationError as exc:
         loc, msg = first_error(exc)
         field = f"args.{dotted(loc)}" if loc else "args"
@@ -101,7 +102,7 @@ def response_schema(tool: BaseTool | None) -> dict[str, Any]:
     """JSON schema of a decision, with the tool's argument schema under `args` for edits."""
     schema = Decision.model_json_schema()
     if tool is not None:
-        args_schema = tool.get_input_schema().model_json_schema()
+        args_schema = tool.get_input_schema().model_json_schema()  # type: ignore[union-attr]
         args_schema.pop("title", None)
         schema["properties"]["args"] = {
             "anyOf": [args_schema, {"type": "null"}],
@@ -126,7 +127,9 @@ def consequence_of(step: PlanStep, profile: Profile, risk: Risk) -> str:
         effect = "It changes the world and cannot be undone."
     else:
         effect = "It changes the world; undoing it needs a follow-up action."
-    return f"If approved, plangate will {what[0].lower() + what[1:]}{to_whom} ({risk} risk). {effect}"
+    return (
+        f"If approved, plangate will {what[0].lower() + what[1:]}{to_whom} ({risk} risk). {effect}"
+    )
 
 
 def _target(args: Mapping[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
 from plangate.adapters.demo import demo_toolkit
@@ -56,14 +57,14 @@ def _graph(db: str, profile: str, outbox: str) -> PlangateGraph:
     return build_graph(demo_toolkit(outbox), profile=profile, checkpointer=open_checkpointer(db))
 
 
-def _config(thread: str, profile: str, outbox: str) -> dict[str, Any]:
+def _config(thread: str, profile: str, outbox: str) -> RunnableConfig:
     return {
         "configurable": {"thread_id": thread},
         "metadata": {_META_PROFILE: profile, _META_OUTBOX: outbox},
     }
 
 
-def _existing(db: str, thread: str) -> tuple[PlangateGraph, dict[str, Any]]:
+def _existing(db: str, thread: str) -> tuple[PlangateGraph, RunnableConfig]:
     """The graph and config a thread was started with, from its checkpoint metadata."""
     if sqlite_path(db) != ":memory:" and not Path(sqlite_path(db)).is_file():
         raise PlangateUsageError(f"database {db!r} does not exist", hint="pass --db PATH")
@@ -81,12 +82,16 @@ def _describe(event: dict[str, Any]) -> str:
     data = event["data"]
     where = f"{event['step_id']} ({event['tool']})" if event["step_id"] else "plan"
     detail = {
-        "plan_created": lambda: f"goal: {data.get('goal')!r}, {data.get('steps')} steps, profile {data.get('profile')}",
+        "plan_created": lambda: (
+            f"goal: {data.get('goal')!r}, {data.get('steps')} steps, profile {data.get('profile')}"
+        ),
         "budget_warning": lambda: f"{data['tier']} at {data['used']}/{data['limit']} calls",
         "budget_exceeded": lambda: f"{data['tier']} used up ({data['used']}/{data['limit']})",
         "approval_requested": lambda: f"{data.get('risk')} risk: {data.get('consequence')}",
-        "approval_received": lambda: f"{data.get('decision')} by {data.get('approver') or 'unknown'}"
-        + (f": {data['reason']}" if data.get("reason") else ""),
+        "approval_received": lambda: (
+            f"{data.get('decision')} by {data.get('approver') or 'unknown'}"
+            + (f": {data['reason']}" if data.get("reason") else "")
+        ),
         "approval_timeout": lambda: f"expired at {data.get('expires_at')}",
         "tool_call_start": lambda: f"args {json.dumps(data.get('args'), default=str)}",
         "tool_call_complete": lambda: f"{data.get('duration_ms')} ms",
@@ -126,20 +131,27 @@ def _print_result(result: dict[str, Any]) -> None:
         rows.append((step["step_id"], step["tool"], step["status"], ms, detail))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        typer.echo("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+        typer.echo(
+            "  "
+            + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+            + "  "
+            + row[4]
+        )
     signals = result["signals"]
     latency = signals["tool_latency_ms"]
     wait = signals["approval_wait_ms"]
     budget = result["budget"]["total"]
     typer.echo(
-        f"Signals: success rate {signals['success_rate']:.0%}, error rate {signals['error_rate']:.0%}, "
-        f"tool latency p50 {latency['p50']} ms / p95 {latency['p95']} ms / max {latency['max']} ms, "
+        f"Signals: success rate {signals['success_rate']:.0%}, "
+        f"error rate {signals['error_rate']:.0%}, "
+        f"tool latency p50 {latency['p50']} / p95 {latency['p95']} / max {latency['max']} ms, "
         f"approvals {wait['count']} (max wait {wait['max']} ms), "
-        f"budget {budget['used']}/{budget['limit']} calls ({signals['budget_utilisation']:.0%} of the fullest tier)"
+        f"budget {budget['used']}/{budget['limit']} calls "
+        f"({signals['budget_utilisation']:.0%} of the fullest tier)"
     )
 
 
-def _drive(graph: PlangateGraph, value: Any, config: dict[str, Any], db: str) -> None:
+def _drive(graph: PlangateGraph, value: Any, config: RunnableConfig, db: str) -> None:
     """Run until the graph ends or pauses, printing trace events as they happen."""
     for event in _custom_events(graph.stream(value, config, stream_mode="custom")):
         typer.echo(_describe(event))
@@ -211,7 +223,9 @@ def approve(
         try:
             decision.update(decision="edit", args=json.loads(args))
         except json.JSONDecodeError as exc:
-            raise PlangateUsageError(f"--args is not valid JSON: {exc.msg} at char {exc.pos}") from None
+            raise PlangateUsageError(
+                f"--args is not valid JSON: {exc.msg} at char {exc.pos}"
+            ) from None
     graph, config = _existing(db, thread)
     _drive(graph, Command(resume=decision), config, db)
 
@@ -239,7 +253,9 @@ def show(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
     elif snapshot.values.get("result"):
         _print_result(snapshot.values["result"])
     else:
-        typer.echo(f"Run {thread} has not finished (next: {', '.join(snapshot.next) or 'nothing'}).")
+        typer.echo(
+            f"Run {thread} has not finished (next: {', '.join(snapshot.next) or 'nothing'})."
+        )
 
 
 @app.command()

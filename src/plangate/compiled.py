@@ -17,7 +17,7 @@ from plangate.plan import parse_plan
 __all__ = ("PlangateGraph",)
 
 
-class PlangateGraph(CompiledStateGraph):  # type: ignore[type-arg]
+class PlangateGraph(CompiledStateGraph):
     """A compiled plangate graph: a LangGraph `CompiledStateGraph` that validates its input.
 
     A plan is validated (raising `PlanValidationError`) and a resume value is validated as a
@@ -31,25 +31,35 @@ class PlangateGraph(CompiledStateGraph):  # type: ignore[type-arg]
         self.tools: Mapping[str, BaseTool] = tools or {}
 
     @classmethod
-    def from_compiled(cls, compiled: CompiledStateGraph, tools: Mapping[str, BaseTool]) -> PlangateGraph:  # type: ignore[type-arg]
+    def from_compiled(
+        cls, compiled: CompiledStateGraph, tools: Mapping[str, BaseTool]
+    ) -> PlangateGraph:
         attrs = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
         return cls(tools=tools, **attrs)
 
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
-        snapshot = self.get_state(config) if self._needs_snapshot(input) else None
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        snapshot = self.get_state(config or {}) if self._needs_snapshot(input) else None
         return super().stream(self._admit(input, config, snapshot), config, **kwargs)
 
-    async def astream(  # type: ignore[override]
+    async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        snapshot = await self.aget_state(config) if self._needs_snapshot(input) else None
+        snapshot = await self.aget_state(config or {}) if self._needs_snapshot(input) else None
         async for chunk in super().astream(self._admit(input, config, snapshot), config, **kwargs):
             yield chunk
 
     def _needs_snapshot(self, input: Any) -> bool:
-        return isinstance(input, Command) and input.resume is not None and self.checkpointer is not None
+        return (
+            isinstance(input, Command)
+            and input.resume is not None
+            and self.checkpointer is not None
+        )
 
-    def _admit(self, input: Any, config: RunnableConfig | None, snapshot: StateSnapshot | None) -> Any:
+    def _admit(
+        self, input: Any, config: RunnableConfig | None, snapshot: StateSnapshot | None
+    ) -> Any:
         if isinstance(input, Mapping) and "plan" in input:
             return {**input, "plan": parse_plan(input["plan"]).model_dump(mode="json")}
         if snapshot is None or not isinstance(input, Command):
@@ -62,17 +72,23 @@ class PlangateGraph(CompiledStateGraph):  # type: ignore[type-arg]
             raise NoPendingApproval(thread_id)
         resume = input.resume
         if isinstance(resume, Mapping) and resume and set(resume) <= set(pending):
-            checked = {key: self._decision(pending[key].value, value) for key, value in resume.items()}
+            checked = {
+                key: self._decision(pending[key].value, value) for key, value in resume.items()
+            }
             return Command(resume=checked, update=input.update, goto=input.goto, graph=input.graph)
         if len(pending) > 1:
             raise InvalidDecision(
-                f"{len(pending)} approvals are pending; resume with a mapping of interrupt id to decision",
+                f"{len(pending)} approvals are pending; "
+                "resume with a mapping of interrupt id to decision",
                 field="resume",
                 hint="ids: " + ", ".join(pending),
             )
         (request,) = (i.value for i in pending.values())
         return Command(
-            resume=self._decision(request, resume), update=input.update, goto=input.goto, graph=input.graph
+            resume=self._decision(request, resume),
+            update=input.update,
+            goto=input.goto,
+            graph=input.graph,
         )
 
     def _decision(self, request: Mapping[str, Any], value: Any) -> dict[str, Any]:

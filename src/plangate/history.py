@@ -15,7 +15,7 @@ from plangate.tracing import TraceEvent
 __all__ = ("get_trace", "list_threads", "pending_approvals")
 
 
-def _saver(graph: CompiledStateGraph) -> BaseCheckpointSaver[Any]:  # type: ignore[type-arg]
+def _saver(graph: CompiledStateGraph) -> BaseCheckpointSaver[Any]:
     saver = graph.checkpointer
     if not isinstance(saver, BaseCheckpointSaver):
         raise PlangateUsageError(
@@ -25,7 +25,7 @@ def _saver(graph: CompiledStateGraph) -> BaseCheckpointSaver[Any]:  # type: igno
     return saver
 
 
-def get_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEvent]:  # type: ignore[type-arg]
+def get_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEvent]:
     """Every trace event a thread has written, in `seq` order, also from another process.
 
     The events are read from the writes the checkpointer stored for each step (the state holds
@@ -35,7 +35,9 @@ def get_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEv
         graph: A graph compiled with a checkpointer (`build_graph(..., checkpointer=...)`).
         config: A config naming the `thread_id`.
     """
-    thread = {"configurable": {"thread_id": config["configurable"]["thread_id"], "checkpoint_ns": ""}}
+    thread: RunnableConfig = {
+        "configurable": {"thread_id": config["configurable"]["thread_id"], "checkpoint_ns": ""}
+    }
     events: dict[tuple[str, int], TraceEvent] = {}
     for checkpoint in _saver(graph).list(thread):
         for _task, channel, value in checkpoint.pending_writes or ():
@@ -60,7 +62,7 @@ def list_threads(saver: BaseCheckpointSaver[Any]) -> list[str]:
     return list(seen)
 
 
-def pending_approvals(graph: CompiledStateGraph) -> Iterator[tuple[str, dict[str, Any]]]:  # type: ignore[type-arg]
+def pending_approvals(graph: CompiledStateGraph) -> Iterator[tuple[str, dict[str, Any]]]:
     """(thread id, approval request) for every run in the checkpointer waiting for a decision."""
     for thread_id in list_threads(_saver(graph)):
         snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})

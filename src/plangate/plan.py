@@ -88,7 +88,8 @@ class Plan(BaseModel):
         for step in self.steps:
             if step.id in seen:
                 raise PlanValidationError(
-                    f"step {step.id!r}: duplicate step id", step_id=step.id,
+                    f"step {step.id!r}: duplicate step id",
+                    step_id=step.id,
                     hint="give every step a unique id",
                 )
             seen.add(step.id)

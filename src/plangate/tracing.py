@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from typing_extensions import TypedDict
 
@@ -25,7 +25,7 @@ EventType = Literal[
     "step_completed",
     "plan_completed",
 ]
-EVENT_TYPES: tuple[str, ...] = EventType.__args__
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 class TraceEvent(TypedDict):
@@ -48,13 +48,19 @@ class TraceEvent(TypedDict):
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Keys first: a bearer token or key may contain digit runs the later patterns would split.
     (re.compile(r"(?i)\bbearer\s+[a-z0-9._~+/=-]{8,}"), "Bearer [REDACTED_TOKEN]"),
-    (re.compile(r"\b(?:sk|pk|rk|api|key|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{12,}\b"), "[REDACTED_KEY]"),
+    (
+        re.compile(r"\b(?:sk|pk|rk|api|key|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{12,}\b"),
+        "[REDACTED_KEY]",
+    ),
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "[REDACTED_KEY]"),
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[REDACTED_EMAIL]"),
     (re.compile(r"\b(?:\d[ -]?){12,18}\d\b"), "[REDACTED_CARD]"),
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[REDACTED_ID]"),
     (re.compile(r"\b[A-Z]{2}\d{6}[A-D]\b"), "[REDACTED_ID]"),
-    (re.compile(r"(?<![\w-])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,4}(?![\w-])"), "[REDACTED_PHONE]"),
+    (
+        re.compile(r"(?<![\w-])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,4}(?![\w-])"),
+        "[REDACTED_PHONE]",
+    ),
 )
 _SECRET_KEYS = re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key|authorization)")
 

@@ -92,7 +92,12 @@ def demo_toolkit(outbox: str | Path = "plangate-outbox.db") -> list[BaseTool]:
 
     def draft_email(to: str, subject: str, body: str) -> dict[str, Any]:
         """Prepare an email for review; nothing is sent."""
-        return {"draft_id": f"draft-{_digest(to, subject, body)}", "to": to, "subject": subject, "body": body}
+        return {
+            "draft_id": f"draft-{_digest(to, subject, body)}",
+            "to": to,
+            "subject": subject,
+            "body": body,
+        }
 
     def send_email(to: str, subject: str, body: str) -> dict[str, Any]:
         """Send an email (writes it to the demo outbox). Cannot be undone."""
@@ -114,7 +119,9 @@ def demo_toolkit(outbox: str | Path = "plangate-outbox.db") -> list[BaseTool]:
         return {"opportunity_id": opportunity_id, "stage": stage}
 
     return [
-        StructuredTool.from_function(lookup_account, name="crm.lookup_account", handle_tool_error=False),
+        StructuredTool.from_function(
+            lookup_account, name="crm.lookup_account", handle_tool_error=False
+        ),
         StructuredTool.from_function(draft_email, name="email.draft"),
         StructuredTool.from_function(send_email, name="email.send"),
         StructuredTool.from_function(update_opportunity, name="crm.update_opportunity"),

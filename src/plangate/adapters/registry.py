@@ -12,7 +12,9 @@ from plangate.errors import PlangateUsageError
 __all__ = ("ToolsLike", "tool_registry")
 
 ToolLike: TypeAlias = "BaseTool | Callable[..., Any]"
-ToolsLike: TypeAlias = "Sequence[BaseTool | Callable[..., Any]] | Mapping[str, BaseTool | Callable[..., Any]]"
+ToolsLike: TypeAlias = (
+    "Sequence[BaseTool | Callable[..., Any]] | Mapping[str, BaseTool | Callable[..., Any]]"
+)
 
 
 def _as_tool(tool: BaseTool | Callable[..., Any], name: str | None = None) -> BaseTool:

@@ -7,4 +7,11 @@ from plangate.nodes.plan_start import plan_start
 from plangate.nodes.tool_exec import tool_exec
 from plangate.nodes.trace_emit import trace_emit
 
-__all__ = ("approval_interrupt", "budget_check", "finalize", "plan_start", "tool_exec", "trace_emit")
+__all__ = (
+    "approval_interrupt",
+    "budget_check",
+    "finalize",
+    "plan_start",
+    "tool_exec",
+    "trace_emit",
+)

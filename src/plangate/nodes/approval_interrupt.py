@@ -66,10 +66,12 @@ def approval_interrupt(
             step=step,
         )
         outcome = closed_outcome(
-            step, "expired", "approval_expired",
+            step,
+            "expired",
+            "approval_expired",
             f"the approval request expired at {request['expires_at']}",
         )
-        current.update(route="close", outcome={**outcome, "approval": record})
+        current.update({"route": "close", "outcome": {**outcome, "approval": record}})
         return {"current": current, **writer.update()}
 
     writer.emit(
@@ -78,21 +80,25 @@ def approval_interrupt(
         step=step,
     )
     if decision.decision in ("approve", "edit"):
-        current.update(route="execute", args=decision.args if decision.args is not None else step.args)
+        current.update(
+            {"route": "execute", "args": decision.args if decision.args is not None else step.args}
+        )
     elif decision.decision == "reject":
         outcome = closed_outcome(
             step, "rejected", "rejected", decision.reason or "rejected by the approver"
         )
-        current.update(route="close", outcome={**outcome, "approval": record})
+        current.update({"route": "close", "outcome": {**outcome, "approval": record}})
     else:  # respond: the human's message stands in for the tool's output
         current.update(
-            route="close",
-            outcome={
-                **closed_outcome(step, "ok", "", ""),
-                "output": decision.message,
-                "error": None,
-                "failure_context": None,
-                "approval": record,
-            },
+            {
+                "route": "close",
+                "outcome": {
+                    **closed_outcome(step, "ok", "", ""),
+                    "output": decision.message,
+                    "error": None,
+                    "failure_context": None,
+                    "approval": record,
+                },
+            }
         )
     return {"current": current, **writer.update()}

@@ -17,8 +17,8 @@ from langgraph.runtime import Runtime
 from plangate._governance import Governance, TraceWriter, iso, step_at
 from plangate.approval import DECISIONS, consequence_of, response_schema
 from plangate.budget import exceeded_tier
-from plangate.plan import PlanStep
 from plangate.nodes._outcome import closed_outcome
+from plangate.plan import PlanStep
 from plangate.state import ApprovalRequest, CurrentStep, PlanState
 from plangate.tracing import redact
 
@@ -32,7 +32,9 @@ def budget_check(
     writer = TraceWriter(state, governance, runtime)
     current: CurrentStep = {"index": index, "route": "close", "args": step.args}
     outcomes = state.get("outcomes", {})
-    unmet = [(dep, outcomes[dep]["status"]) for dep in step.depends_on if outcomes[dep]["status"] != "ok"]
+    unmet = [
+        (dep, outcomes[dep]["status"]) for dep in step.depends_on if outcomes[dep]["status"] != "ok"
+    ]
     exceeded = exceeded_tier(state["usage"], step, profile.budget)
 
     if unmet:
@@ -42,19 +44,26 @@ def budget_check(
         )
     elif step.tool not in governance.tools:
         current["outcome"] = closed_outcome(
-            step, "blocked", "tool_not_registered",
+            step,
+            "blocked",
+            "tool_not_registered",
             f"no tool named {step.tool!r} is registered with this graph",
         )
     elif not profile.allows(step.tool):
         current["outcome"] = closed_outcome(
-            step, "blocked", "tool_not_allowed",
+            step,
+            "blocked",
+            "tool_not_allowed",
             f"tool {step.tool!r} is not in the allowlist of profile {profile.name!r}",
         )
     elif exceeded is not None:
         writer.emit("budget_exceeded", exceeded, step=step)
+        tier, used, limit = exceeded["tier"], exceeded["used"], exceeded["limit"]
         current["outcome"] = closed_outcome(
-            step, "blocked", "budget_exceeded",
-            f"budget tier {exceeded['tier']} is used up ({exceeded['used']}/{exceeded['limit']} calls)",
+            step,
+            "blocked",
+            "budget_exceeded",
+            f"budget tier {tier} is used up ({used}/{limit} calls)",
         )
     elif profile.needs_approval(step.tool, step.action):
         request = approval_request(state, step, index, governance)
@@ -63,7 +72,7 @@ def budget_check(
             {k: request[k] for k in ("request_id", "risk", "consequence", "expires_at", "args")},
             step=step,
         )
-        current.update(route="approve", request=request)
+        current.update({"route": "approve", "request": request})
     else:
         current["route"] = "execute"
     return {"current": current, **writer.update()}

@@ -14,7 +14,9 @@ from plangate.plan import parse_plan
 from plangate.state import PlanState
 
 
-def plan_start(state: PlanState, runtime: Runtime[Any], *, governance: Governance) -> dict[str, Any]:
+def plan_start(
+    state: PlanState, runtime: Runtime[Any], *, governance: Governance
+) -> dict[str, Any]:
     plan = parse_plan(state.get("plan"))
     # A trace id given in the input, or kept by this thread from an earlier plan, goes on;
     # likewise the sequence, so `seq` stays monotonic across executions of one trace.

@@ -58,22 +58,27 @@ def tool_exec(state: PlanState, runtime: Runtime[Any], *, governance: Governance
             args,
             config={
                 "run_name": step.tool,
-                "metadata": {"plangate_step_id": step.id, "plangate_trace_id": state.get("trace_id")},
+                "metadata": {
+                    "plangate_step_id": step.id,
+                    "plangate_trace_id": state.get("trace_id"),
+                },
             },
         )
     except Exception as exc:  # a failing tool is a step outcome, never a crashed run
         duration = round((time.perf_counter() - started) * 1000, 3)
         message = str(exc) or type(exc).__name__
         outcome.update(
-            status="error",
-            error=message,
-            duration_ms=duration,
-            failure_context={
-                "step_id": step.id,
-                "tool": step.tool,
-                "error_type": type(exc).__name__,
-                "message": message,
-            },
+            {
+                "status": "error",
+                "error": message,
+                "duration_ms": duration,
+                "failure_context": {
+                    "step_id": step.id,
+                    "tool": step.tool,
+                    "error_type": type(exc).__name__,
+                    "message": message,
+                },
+            }
         )
         writer.emit(
             "tool_call_error",
@@ -82,7 +87,7 @@ def tool_exec(state: PlanState, runtime: Runtime[Any], *, governance: Governance
         )
     else:
         duration = round((time.perf_counter() - started) * 1000, 3)
-        outcome.update(output=jsonable(output), duration_ms=duration)
+        outcome.update({"output": jsonable(output), "duration_ms": duration})
         writer.emit(
             "tool_call_complete", {"duration_ms": duration, "output": outcome["output"]}, step=step
         )

@@ -18,7 +18,9 @@ from plangate.state import PlanState, StepOutcome
 _END_EVENTS = {"blocked": "step_blocked", "skipped": "step_skipped"}
 
 
-def trace_emit(state: PlanState, runtime: Runtime[Any], *, governance: Governance) -> dict[str, Any]:
+def trace_emit(
+    state: PlanState, runtime: Runtime[Any], *, governance: Governance
+) -> dict[str, Any]:
     profile = governance.profile
     index = state["current"]["index"]
     step = step_at(state, index)
@@ -26,7 +28,7 @@ def trace_emit(state: PlanState, runtime: Runtime[Any], *, governance: Governanc
     writer = TraceWriter(state, governance, runtime)
     status = outcome["status"]
     if status in _END_EVENTS:
-        context = outcome["failure_context"] or {}
+        context: dict[str, Any] = dict(outcome["failure_context"] or {})
         writer.emit(
             _END_EVENTS[status],  # type: ignore[arg-type]
             {"reason": outcome["error"], "error_type": context.get("error_type")},
