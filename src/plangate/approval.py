@@ -101,6 +101,10 @@ def _check_args(tool: BaseTool, args: dict[str, Any]) -> None:
 def response_schema(tool: BaseTool | None) -> dict[str, Any]:
     """JSON schema of a decision, with the tool's argument schema under `args` for edits."""
     schema = Decision.model_json_schema()
+    schema["description"] = (
+        "A decision on the approval request: approve, edit (with args), reject (with a reason), "
+        "or respond (with a message given in the tool's place)."
+    )
     if tool is not None:
         args_schema = tool.get_input_schema().model_json_schema()  # type: ignore[union-attr]
         args_schema.pop("title", None)

@@ -23,7 +23,10 @@ def _as_tool(tool: BaseTool | Callable[..., Any], name: str | None = None) -> Ba
             return tool
         return tool.model_copy(update={"name": name})
     if callable(tool):
-        return StructuredTool.from_function(tool, name=name or getattr(tool, "__name__", None))
+        tool_name = name or getattr(tool, "__name__", None) or repr(tool)
+        # LangChain insists on a description; a bare function without a docstring still works.
+        description = (getattr(tool, "__doc__", None) or "").strip() or f"Call {tool_name}."
+        return StructuredTool.from_function(tool, name=tool_name, description=description)
     raise PlangateUsageError(
         f"cannot use {tool!r} as a tool",
         hint="pass LangChain BaseTools or plain functions",

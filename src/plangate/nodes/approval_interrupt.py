@@ -27,7 +27,8 @@ def ask_for_decision(request: ApprovalRequest, governance: Governance) -> Decisi
     tool = governance.tools.get(request["tool"])
     asked = request
     while True:
-        value = interrupt(asked)
+        # The schema also rides on the Interrupt itself, where LangGraph clients look for it.
+        value = interrupt(asked, response_schema=request["response_schema"])
         try:
             return parse_decision(value, tool=tool)
         except InvalidDecision as exc:
