@@ -23,7 +23,10 @@ def noop(n: int) -> int:
 
 
 def measure(steps: int, repetitions: int = 3) -> tuple[float, float]:
-    plan = {"goal": "bench", "steps": [{"tool": "bench.noop", "args": {"n": i}} for i in range(steps)]}
+    plan = {
+        "goal": "bench",
+        "steps": [{"tool": "bench.noop", "args": {"n": i}} for i in range(steps)],
+    }
     times, sizes = [], []
     for rep in range(repetitions):
         with tempfile.TemporaryDirectory() as tmp:

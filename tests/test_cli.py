@@ -1,0 +1,143 @@
+"""The `plangate` command, run as a user runs it: a real process on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plangate import demo_outbox
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def plangate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "plangate", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_demo_pauses_then_approve_finishes_with_trace_and_signals(tmp_path: Path) -> None:
+    """`run` pauses at the send, `approve` in a new process finishes it, one email goes out."""
+    run = plangate(
+        tmp_path,
+        "run",
+        str(EXAMPLES / "sales_followup.yaml"),
+        "--profile",
+        "smb",
+        "--thread",
+        "demo",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "approval_requested" in run.stdout
+    assert "Paused: step 'send' (email.send) needs approval." in run.stdout
+    assert "risk:        high" in run.stdout
+    assert "plangate approve demo --approver NAME" in run.stdout
+    assert demo_outbox(tmp_path / "plangate-outbox.db") == []
+
+    pending = plangate(tmp_path, "pending")
+    assert pending.returncode == 0
+    assert pending.stdout.startswith("demo  step send (email.send)  high risk")
+
+    approve = plangate(tmp_path, "approve", "demo", "--approver", "lee")
+    assert approve.returncode == 0, approve.stderr
+    assert "approval_received   send (email.send): approve by lee" in approve.stdout
+    assert "Run success" in approve.stdout
+    assert "Signals: success rate 100%" in approve.stdout
+    sent = demo_outbox(tmp_path / "plangate-outbox.db")
+    assert [mail["to"] for mail in sent] == ["ana.lopez@acme.example"]
+
+    trace = plangate(tmp_path, "trace", "demo")
+    events = [json.loads(line) for line in trace.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert events[0]["type"] == "plan_created"
+    assert events[-1]["type"] == "plan_completed"
+    assert events[-1]["data"]["status"] == "success"
+
+    show = plangate(tmp_path, "show", "demo")
+    assert "send    email.send          ok" in show.stdout
+    assert "approve by lee" in show.stdout
+    assert plangate(tmp_path, "pending").stdout.strip() == "No run is waiting for approval."
+
+
+def test_reject_with_reason_and_edit_with_args(tmp_path: Path) -> None:
+    """`reject --reason` records the reason; `approve --args` runs the tool with the edit."""
+    plan = str(EXAMPLES / "sales_followup.yaml")
+    db = str(tmp_path / "runs" / "cli.db")
+    assert (
+        plangate(tmp_path, "run", plan, "--profile", "smb", "--thread", "a", "--db", db).returncode
+        == 0
+    )
+    rejected = plangate(
+        tmp_path, "reject", "a", "--reason", "wrong tone", "--approver", "kim", "--db", db
+    )
+    assert rejected.returncode == 0, rejected.stderr
+    assert "Run partial" in rejected.stdout
+    assert "reject by kim; wrong tone" in rejected.stdout
+
+    assert (
+        plangate(tmp_path, "run", plan, "--profile", "smb", "--thread", "b", "--db", db).returncode
+        == 0
+    )
+    edit = {"to": "ana.lopez@acme.example", "subject": "Edited", "body": "Shorter."}
+    edited = plangate(tmp_path, "approve", "b", "--args", json.dumps(edit), "--db", db)
+    assert edited.returncode == 0, edited.stderr
+    assert "edit by unknown" in edited.stdout
+    sent = demo_outbox(tmp_path / "runs" / "plangate-outbox.db")
+    assert [mail["subject"] for mail in sent] == ["Edited"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a finished run `done` and a run `paused` at an approval."""
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "bad.yaml").write_text("steps: [{tool: 1}]\n")
+    (folder / "ok.yaml").write_text("steps: [{tool: crm.lookup_account, args: {account: acme}}]\n")
+    assert plangate(folder, "run", "ok.yaml", "--thread", "done").returncode == 0
+    plan = str(EXAMPLES / "sales_followup.yaml")
+    assert plangate(folder, "run", plan, "--profile", "smb", "--thread", "paused").returncode == 0
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.yaml"], "plangate: error: plan file 'missing.yaml' does not exist"),
+        (["run", "bad.yaml"], "step 'step-1', field 'tool'"),
+        (["run", "ok.yaml", "--profile", "nope"], "unknown profile 'nope'"),
+        (["approve", "ghost"], "no run with thread id 'ghost'"),
+        (["show", "ghost", "--db", "other.db"], "database 'other.db' does not exist"),
+        (["approve", "done"], "run 'done' is not waiting for an approval"),
+        (["approve", "paused", "--args", "{oops"], "--args is not valid JSON"),
+        (["approve", "paused", "--args", '{"to": 5}'], "invalid edit for tool 'email.send': args"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(
+    workspace: Path, args: list[str], message: str
+) -> None:
+    """Each user error prints one `plangate: error:` line on stderr and exits 1."""
+    failed = plangate(workspace, *args)
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1
+    assert message in failed.stderr
+
+
+def test_paused_run_survives_bad_requests(tmp_path: Path) -> None:
+    """After a bad edit and bad JSON, the same paused run still approves and finishes."""
+    plan = str(EXAMPLES / "sales_followup.yaml")
+    assert plangate(tmp_path, "run", plan, "--profile", "smb", "--thread", "p").returncode == 0
+    assert plangate(tmp_path, "approve", "p", "--args", '{"to": 5}').returncode == 1
+    assert plangate(tmp_path, "approve", "p", "--args", "[").returncode == 1
+    done = plangate(tmp_path, "approve", "p", "--approver", "lee")
+    assert done.returncode == 0, done.stderr
+    assert "Run success" in done.stdout
+    assert len(demo_outbox(tmp_path / "plangate-outbox.db")) == 1
