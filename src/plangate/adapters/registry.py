@@ -21,7 +21,8 @@ def _as_tool(tool: BaseTool | Callable[..., Any], name: str | None = None) -> Ba
     if isinstance(tool, BaseTool):
         if name is None or name == tool.name:
             return tool
-        return tool.model_copy(update={"name": name})
+        renamed: BaseTool = tool.model_copy(update={"name": name})
+        return renamed
     if callable(tool):
         tool_name = name or getattr(tool, "__name__", None) or repr(tool)
         # LangChain insists on a description; a bare function without a docstring still works.
