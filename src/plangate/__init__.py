@@ -10,7 +10,7 @@ Example:
 from plangate.adapters import demo_toolkit, tool_registry
 from plangate.adapters.demo import demo_outbox
 from plangate.approval import Decision
-from plangate.checkpoint import open_checkpointer
+from plangate.checkpoint import aopen_checkpointer, open_checkpointer
 from plangate.compiled import PlangateGraph
 from plangate.errors import (
     InvalidDecision,
@@ -22,7 +22,7 @@ from plangate.errors import (
     UnknownThread,
 )
 from plangate.graph import build_graph
-from plangate.history import get_trace, list_threads, pending_approvals
+from plangate.history import aget_trace, get_trace, list_threads, pending_approvals
 from plangate.plan import Plan, PlanStep
 from plangate.profiles import Budget, Profile, load_profile
 from plangate.result import ExecutionResult, StepResult
@@ -53,6 +53,8 @@ __all__ = (
     "TraceEvent",
     "UnknownThread",
     "__version__",
+    "aget_trace",
+    "aopen_checkpointer",
     "build_graph",
     "demo_outbox",
     "demo_toolkit",

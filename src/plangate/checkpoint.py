@@ -5,11 +5,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import aiosqlite
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from plangate.errors import PlangateUsageError
 
-__all__ = ("open_checkpointer", "sqlite_path")
+__all__ = ("aopen_checkpointer", "open_checkpointer", "sqlite_path")
 
 
 def sqlite_path(url: str) -> str:
@@ -29,6 +31,13 @@ def sqlite_path(url: str) -> str:
     return path or ":memory:"
 
 
+def _prepared_path(url: str) -> str:
+    path = sqlite_path(url)
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def open_checkpointer(url: str) -> SqliteSaver:
     """Open a ready SQLite checkpointer; the database file is created on first use.
 
@@ -44,12 +53,31 @@ def open_checkpointer(url: str) -> SqliteSaver:
         >>> type(saver).__name__
         'SqliteSaver'
     """
-    path = sqlite_path(url)
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = _prepared_path(url)
     # The saver serialises access with its own lock, so one connection may serve threads;
     # the timeout lets another process (the CLI, a worker) wait for a write lock.
     conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
     saver = SqliteSaver(conn)
     saver.setup()
+    return saver
+
+
+async def aopen_checkpointer(url: str) -> AsyncSqliteSaver:
+    """Open a ready async SQLite checkpointer, for `ainvoke`/`astream` in async code.
+
+    Takes the same URLs as `open_checkpointer`. The saver belongs to the running event loop;
+    close it with `await saver.conn.close()`.
+
+    Example:
+        >>> import asyncio
+        >>> async def main() -> str:
+        ...     saver = await aopen_checkpointer("sqlite:///:memory:")
+        ...     await saver.conn.close()
+        ...     return type(saver).__name__
+        >>> asyncio.run(main())
+        'AsyncSqliteSaver'
+    """
+    conn = await aiosqlite.connect(_prepared_path(url), timeout=30)
+    saver = AsyncSqliteSaver(conn)
+    await saver.setup()
     return saver

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 
 from plangate.errors import PlangateUsageError
 from plangate.tracing import TraceEvent
 
-__all__ = ("get_trace", "list_threads", "pending_approvals")
+__all__ = ("aget_trace", "get_trace", "list_threads", "pending_approvals")
 
 
 def _saver(graph: CompiledStateGraph) -> BaseCheckpointSaver[Any]:
@@ -25,6 +25,21 @@ def _saver(graph: CompiledStateGraph) -> BaseCheckpointSaver[Any]:
     return saver
 
 
+def _thread(config: RunnableConfig) -> RunnableConfig:
+    return {"configurable": {"thread_id": config["configurable"]["thread_id"], "checkpoint_ns": ""}}
+
+
+def _collect(events: dict[tuple[str, int], TraceEvent], checkpoint: CheckpointTuple) -> None:
+    for _task, channel, value in checkpoint.pending_writes or ():
+        if channel == "events" and isinstance(value, list):
+            for event in value:
+                events[(event["trace_id"], event["seq"])] = event
+
+
+def _ordered(events: dict[tuple[str, int], TraceEvent]) -> list[TraceEvent]:
+    return sorted(events.values(), key=lambda e: (e["seq"], e["ts"]))
+
+
 def get_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEvent]:
     """Every trace event a thread has written, in `seq` order, also from another process.
 
@@ -35,16 +50,19 @@ def get_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEv
         graph: A graph compiled with a checkpointer (`build_graph(..., checkpointer=...)`).
         config: A config naming the `thread_id`.
     """
-    thread: RunnableConfig = {
-        "configurable": {"thread_id": config["configurable"]["thread_id"], "checkpoint_ns": ""}
-    }
     events: dict[tuple[str, int], TraceEvent] = {}
-    for checkpoint in _saver(graph).list(thread):
-        for _task, channel, value in checkpoint.pending_writes or ():
-            if channel == "events" and isinstance(value, list):
-                for event in value:
-                    events[(event["trace_id"], event["seq"])] = event
-    return sorted(events.values(), key=lambda e: (e["seq"], e["ts"]))
+    checkpoints: Iterable[CheckpointTuple] = _saver(graph).list(_thread(config))
+    for checkpoint in checkpoints:
+        _collect(events, checkpoint)
+    return _ordered(events)
+
+
+async def aget_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEvent]:
+    """`get_trace` for async checkpointers (`aopen_checkpointer`)."""
+    events: dict[tuple[str, int], TraceEvent] = {}
+    async for checkpoint in _saver(graph).alist(_thread(config)):
+        _collect(events, checkpoint)
+    return _ordered(events)
 
 
 def list_threads(saver: BaseCheckpointSaver[Any]) -> list[str]:

@@ -1,0 +1,129 @@
+"""Test doubles and drivers shared by the tests: a settable clock, tools that count their
+calls, and a `Runner` that drives a graph synchronously or asynchronously on a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from plangate import (
+    PlangateGraph,
+    TraceEvent,
+    aget_trace,
+    aopen_checkpointer,
+    build_graph,
+    get_trace,
+    open_checkpointer,
+)
+
+
+@dataclass
+class Clock:
+    """A clock that only moves when a test moves it; pass it as `build_graph(clock=...)`."""
+
+    now: datetime = field(default_factory=lambda: datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class CallLog:
+    """Records every call of the tools made by `counting_tools`, as (tool name, args)."""
+
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def count(self, tool: str) -> int:
+        return sum(1 for name, _ in self.calls if name == tool)
+
+
+def counting_tools(log: CallLog, *names: str, failing: tuple[str, ...] = ()) -> list[BaseTool]:
+    """Tools named `names` taking one `text: str` argument; each call is logged, then tools in
+    `failing` raise a `ToolException` and the others echo their input."""
+
+    def make(name: str) -> BaseTool:
+        def call(text: str = "") -> dict[str, Any]:
+            log.calls.append((name, {"text": text}))
+            if name in failing:
+                raise ToolException(f"{name} is down")
+            return {"tool": name, "echo": text}
+
+        return StructuredTool.from_function(call, name=name, description=f"Test tool {name}.")
+
+    return [make(name) for name in names]
+
+
+@dataclass
+class Runner:
+    """Drives a graph the way a caller would: `mode` is `sync` or `async`."""
+
+    mode: str
+    db_path: Path
+    _loop: asyncio.AbstractEventLoop | None = None
+    _savers: list[BaseCheckpointSaver[Any]] = field(default_factory=list)
+
+    def graph(self, tools: Any, **kwargs: Any) -> PlangateGraph:
+        """A graph on a fresh saver over the same SQLite file (sync or async, by mode)."""
+        if self.mode == "sync":
+            saver: BaseCheckpointSaver[Any] = open_checkpointer(f"sqlite:///{self.db_path}")
+        else:
+            saver = self.loop.run_until_complete(aopen_checkpointer(f"sqlite:///{self.db_path}"))
+        self._savers.append(saver)
+        return build_graph(tools, checkpointer=saver, **kwargs)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    def invoke(self, graph: PlangateGraph, value: Any, config: dict[str, Any]) -> dict[str, Any]:
+        if self.mode == "sync":
+            return graph.invoke(value, config)  # type: ignore[no-any-return]
+        return self.loop.run_until_complete(graph.ainvoke(value, config))  # type: ignore[no-any-return]
+
+    def stream(
+        self, graph: PlangateGraph, value: Any, config: dict[str, Any], **kwargs: Any
+    ) -> list[Any]:
+        if self.mode == "sync":
+            return list(graph.stream(value, config, **kwargs))
+
+        async def collect() -> list[Any]:
+            return [chunk async for chunk in graph.astream(value, config, **kwargs)]
+
+        return self.loop.run_until_complete(collect())
+
+    def trace(self, graph: PlangateGraph, config: dict[str, Any]) -> list[TraceEvent]:
+        if self.mode == "sync":
+            return get_trace(graph, config)  # type: ignore[arg-type]
+        return self.loop.run_until_complete(aget_trace(graph, config))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        for saver in self._savers:
+            conn = getattr(saver, "conn", None)
+            if conn is None:
+                continue
+            if self.mode == "sync":
+                conn.close()
+            else:
+                self.loop.run_until_complete(conn.close())
+        if self._loop is not None:
+            self._loop.close()
+
+
+def thread(name: str = "t1") -> dict[str, Any]:
+    return {"configurable": {"thread_id": name}}
+
+
+def plan_of(*steps: dict[str, Any], goal: str = "test") -> dict[str, Any]:
+    return {"goal": goal, "steps": list(steps)}
