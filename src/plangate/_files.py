@@ -28,8 +28,13 @@ def read_document(path: str | Path, *, what: str) -> Any:
 
 
 def first_error(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:
-    """The location and message of a pydantic error, the first one only: one line for humans."""
-    err = exc.errors()[0]
+    """The location and message of one pydantic error: one line for humans.
+
+    An unknown key comes first when there is one: a misspelled key (`tool_name` for `tool`) also
+    makes the real field missing, and the key the user actually typed is the useful thing to name.
+    """
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     return tuple(err["loc"]), err["msg"]
 
 

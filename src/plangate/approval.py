@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from plangate._files import dotted, first_error
 from plangate.errors import InvalidDecision
@@ -37,20 +44,31 @@ class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "edit", "reject", "respond"]
-    args: dict[str, Any] | None = None
-    message: str | None = None
+    # validate_default: the checks below must also run when the field is left out, so that a
+    # missing `args` or `message` is reported at its own location.
+    args: dict[str, Any] | None = Field(default=None, validate_default=True)
+    message: str | None = Field(default=None, validate_default=True)
     reason: str | None = None
     approver: str | None = None
 
-    @model_validator(mode="after")
-    def _fields_fit_the_decision(self) -> Decision:
-        if self.decision == "edit" and self.args is None:
+    @field_validator("args")
+    @classmethod
+    def _args_only_for_edit(
+        cls, args: dict[str, Any] | None, info: ValidationInfo
+    ) -> dict[str, Any] | None:
+        decision = info.data.get("decision")
+        if decision == "edit" and args is None:
             raise ValueError("an 'edit' decision needs 'args', the step's new arguments")
-        if self.decision != "edit" and self.args is not None:
-            raise ValueError(f"'args' is only for 'edit' decisions, not {self.decision!r}")
-        if self.decision == "respond" and not self.message:
+        if decision not in (None, "edit") and args is not None:
+            raise ValueError(f"'args' is only for 'edit' decisions, not {decision!r}")
+        return args
+
+    @field_validator("message")
+    @classmethod
+    def _message_for_respond(cls, message: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("decision") == "respond" and not message:
             raise ValueError("a 'respond' decision needs 'message', the answer to give")
-        return self
+        return message
 
 
 def parse_decision(value: Any, *, tool: BaseTool | None = None) -> Decision:

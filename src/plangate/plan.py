@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from plangate._files import dotted, first_error, read_document
 from plangate.errors import PlanValidationError
@@ -21,7 +28,8 @@ class PlanStep(BaseModel):
     """One tool call in a plan.
 
     Attributes:
-        id: Unique within the plan; defaults to `step-<n>` (1-based position).
+        id: Unique within the plan; left empty, the plan names it `step-<n>` (its 1-based
+            position).
         tool: The registered name of the tool to call, e.g. `crm.lookup_account`.
         args: Keyword arguments for the tool.
         action: `read` (default), `propose` or `execute`; profiles gate approvals on it.
@@ -34,7 +42,7 @@ class PlanStep(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1)
+    id: str = ""
     tool: str = Field(min_length=1)
     args: dict[str, Any] = Field(default_factory=dict)
     action: Action = "read"
@@ -42,6 +50,11 @@ class PlanStep(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     description: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _null_id_is_unnamed(cls, value: Any) -> Any:
+        return "" if value is None else value
 
     @model_validator(mode="after")
     def _default_domain(self) -> PlanStep:
@@ -69,21 +82,12 @@ class Plan(BaseModel):
     goal: str = ""
     steps: list[PlanStep] = Field(min_length=1)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_ids(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("steps"), list):
-            steps = [
-                {**step, "id": f"step-{n}"}
-                if isinstance(step, dict) and step.get("id") in (None, "")
-                else step
-                for n, step in enumerate(data["steps"], start=1)
-            ]
-            data = {**data, "steps": steps}
-        return data
-
     @model_validator(mode="after")
     def _check_graph(self) -> Plan:
+        self.steps = [
+            step if step.id else step.model_copy(update={"id": f"step-{n}"})
+            for n, step in enumerate(self.steps, start=1)
+        ]
         seen: set[str] = set()
         for step in self.steps:
             if step.id in seen:
@@ -161,14 +165,28 @@ def _stable_topological_order(steps: list[PlanStep]) -> list[PlanStep]:
     while remaining:
         ready = next((s for s in remaining if all(d in placed for d in s.depends_on)), None)
         if ready is None:
-            culprit = remaining[0]
+            cycle = _cycle_among(remaining, placed)
             raise PlanValidationError(
-                f"step {culprit.id!r}: dependency cycle among steps "
-                + ", ".join(repr(s.id) for s in remaining),
-                step_id=culprit.id,
+                f"step {cycle[0].id!r}: dependency cycle "
+                + " -> ".join(repr(s.id) for s in [*cycle, cycle[0]]),
+                step_id=cycle[0].id,
                 hint="remove one depends_on link to break the cycle",
             )
         ordered.append(ready)
         placed.add(ready.id)
         remaining.remove(ready)
     return ordered
+
+
+def _cycle_among(remaining: list[PlanStep], placed: set[str]) -> list[PlanStep]:
+    """A cycle among steps none of which can be placed: follow unmet dependencies until a step
+    repeats (every unplaced step has one, so this ends on a cycle, not on a step waiting on it)."""
+    by_id = {step.id: step for step in remaining}
+    path: list[PlanStep] = []
+    seen: dict[str, int] = {}
+    step = remaining[0]
+    while step.id not in seen:
+        seen[step.id] = len(path)
+        path.append(step)
+        step = by_id[next(d for d in step.depends_on if d not in placed)]
+    return path[seen[step.id] :]

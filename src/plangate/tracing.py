@@ -48,8 +48,10 @@ class TraceEvent(TypedDict):
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Keys first: a bearer token or key may contain digit runs the later patterns would split.
     (re.compile(r"(?i)\bbearer\s+[a-z0-9._~+/=-]{8,}"), "Bearer [REDACTED_TOKEN]"),
+    (re.compile(r"\b(?:ghp|gho|ghs|xox[abp])[-_][A-Za-z0-9_-]{12,}\b"), "[REDACTED_KEY]"),
+    # After a generic prefix, a key must hold a digit: that keeps "key-performance-..." out.
     (
-        re.compile(r"\b(?:sk|pk|rk|api|key|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{12,}\b"),
+        re.compile(r"\b(?:sk|pk|rk|api|key)[-_](?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{12,}\b"),
         "[REDACTED_KEY]",
     ),
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "[REDACTED_KEY]"),
@@ -57,32 +59,46 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(?:\d[ -]?){12,18}\d\b"), "[REDACTED_CARD]"),
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[REDACTED_ID]"),
     (re.compile(r"\b[A-Z]{2}\d{6}[A-D]\b"), "[REDACTED_ID]"),
-    (
-        re.compile(r"(?<![\w-])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,4}(?![\w-])"),
-        "[REDACTED_PHONE]",
-    ),
 )
-_SECRET_KEYS = re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key|authorization)")
+# A phone number candidate: digit groups with optional separators. Only candidates with enough
+# digits are phone numbers (see `_phone`), so dates, amounts and order numbers stay readable.
+_PHONE = re.compile(r"(?<![\w-])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,4}(?![\w-])")
+_PHONE_DIGITS = 10
+_INTERNATIONAL_PHONE_DIGITS = 8
+# Keys whose whole value is a secret: `password`, `client_secret`, `access_token`, `api_key`,
+# `authorization`, ... but not counters such as `max_tokens`.
+_SECRET_KEYS = re.compile(
+    r"(?i)^(?:.*[_-])?(?:password|passwd|secret|token|api[_-]?key|apikey|authorization|credentials?)$"
+)
+
+
+def _phone(match: re.Match[str]) -> str:
+    text = match.group(0)
+    digits = sum(char.isdigit() for char in text)
+    needed = _INTERNATIONAL_PHONE_DIGITS if text.startswith("+") else _PHONE_DIGITS
+    return "[REDACTED_PHONE]" if digits >= needed else text
 
 
 def redact(value: Any) -> Any:
     """Return a copy of `value` with PII in strings replaced by `[REDACTED_*]` markers.
 
-    Dicts, lists and tuples are walked; a value under a key that names a secret (`password`,
-    `token`, `api_key`, `authorization`, ...) is replaced whole.
+    Emails, phone numbers (10 digits or more, or 8 with a leading `+`), card numbers, national id
+    numbers (SSN-style), API keys and bearer tokens are replaced. Dicts, lists and tuples are
+    walked; a value under a key that names a secret (`password`, `client_secret`,
+    `access_token`, `api_key`, `authorization`, ...) is replaced whole, whatever its type.
 
     Example:
-        >>> redact({"to": "ana@example.com", "note": "call +1 415 555 0100"})
-        {'to': '[REDACTED_EMAIL]', 'note': 'call [REDACTED_PHONE]'}
+        >>> redact({"to": "ana@example.com", "note": "call +1 415 555 0100 before 2026-03-31"})
+        {'to': '[REDACTED_EMAIL]', 'note': 'call [REDACTED_PHONE] before 2026-03-31'}
     """
     if isinstance(value, str):
         for pattern, marker in _REDACTIONS:
             value = pattern.sub(marker, value)
-        return value
+        return _PHONE.sub(_phone, value)
     if isinstance(value, Mapping):
         return {
             key: "[REDACTED_SECRET]"
-            if isinstance(key, str) and _SECRET_KEYS.search(key) and isinstance(item, str)
+            if isinstance(key, str) and item is not None and _SECRET_KEYS.search(key)
             else redact(item)
             for key, item in value.items()
         }

@@ -141,6 +141,8 @@ def load_profile(name_or_path: str | Path | Profile) -> Profile:
 
 
 def _validate(data: Any, *, source: str) -> Profile:
+    if data is None:  # an empty file: every field is optional
+        data = {}
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: expected a mapping of profile fields")
     try:

@@ -1,0 +1,384 @@
+"""Plans: step defaults, strict fields, reading files, and the checks that name the culprit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from plangate import Plan, PlanStep, PlanValidationError
+from plangate.plan import parse_plan
+
+
+def ids(plan: Plan) -> list[str]:
+    return [step.id for step in plan.steps]
+
+
+def rejected(data: Any) -> PlanValidationError:
+    """The `PlanValidationError` that `parse_plan(data)` raises."""
+    with pytest.raises(PlanValidationError) as info:
+        parse_plan(data)
+    return info.value
+
+
+# --- PlanStep defaults ---------------------------------------------------------------------------
+
+
+def test_ids_default_to_their_one_based_position() -> None:
+    """Steps without an id get `step-<n>`; an explicit id is kept and does not shift the count."""
+    plan = parse_plan(
+        [{"tool": "crm.lookup"}, {"id": "send", "tool": "email.send"}, {"tool": "x.y"}]
+    )
+    assert ids(plan) == ["step-1", "send", "step-3"]
+
+
+def test_empty_id_counts_as_missing() -> None:
+    """An empty-string id is replaced by the positional default, not kept as `''`."""
+    plan = parse_plan([{"id": "", "tool": "crm.lookup"}])
+    assert ids(plan) == ["step-1"]
+
+
+def test_action_defaults_to_read_and_collections_to_empty() -> None:
+    """A bare step reads, has no args, no dependencies, no description and no metadata."""
+    step = PlanStep(id="a", tool="crm.lookup")
+    assert step.action == "read"
+    assert step.args == {}
+    assert step.depends_on == []
+    assert step.description == ""
+    assert step.metadata == {}
+
+
+def test_default_args_are_not_shared_between_steps() -> None:
+    """Each step gets its own args dict, so changing one step's args leaves another's alone."""
+    first, second = PlanStep(id="a", tool="x.y"), PlanStep(id="b", tool="x.y")
+    first.args["k"] = 1
+    assert second.args == {}
+
+
+@pytest.mark.parametrize(
+    ("tool", "domain"),
+    [("crm.lookup", "crm"), ("crm.accounts.lookup", "crm"), ("search", "search")],
+)
+def test_domain_defaults_to_the_tool_prefix(tool: str, domain: str) -> None:
+    """Without a domain, the part of the tool name before the first `.` is the domain."""
+    assert PlanStep(id="a", tool=tool).domain == domain
+
+
+def test_domain_from_metadata_beats_the_tool_prefix() -> None:
+    """`metadata["domain"]` is used when no domain is given."""
+    step = PlanStep(id="a", tool="crm.lookup", metadata={"domain": "sales"})
+    assert step.domain == "sales"
+
+
+def test_explicit_domain_wins_over_metadata_and_prefix() -> None:
+    """An explicit `domain` is kept even when metadata and the tool name suggest others."""
+    step = PlanStep(id="a", tool="crm.lookup", domain="billing", metadata={"domain": "sales"})
+    assert step.domain == "billing"
+
+
+def test_domain_default_applies_inside_a_plan() -> None:
+    """Steps parsed as part of a plan get the same domain default as standalone steps."""
+    plan = parse_plan({"goal": "g", "steps": [{"tool": "email.send", "action": "execute"}]})
+    assert plan.steps[0].domain == "email"
+    assert plan.steps[0].action == "execute"
+    assert plan.goal == "g"
+
+
+# --- strict fields -------------------------------------------------------------------------------
+
+
+def test_unknown_step_key_is_rejected_and_named() -> None:
+    """An extra key on a step fails, naming the key and the step it is on."""
+    error = rejected([{"id": "lookup", "tool": "crm.lookup", "arguments": {"a": 1}}])
+    assert "arguments" in error.message
+    assert "'lookup'" in error.message
+    assert error.step_id == "lookup"
+
+
+def test_tool_name_instead_of_tool_is_rejected_and_named() -> None:
+    """A step spelling `tool` as `tool_name` fails with a message that names `tool_name`."""
+    error = rejected([{"id": "lookup", "tool_name": "crm.lookup"}])
+    assert error.step_id == "lookup"
+    assert "tool_name" in error.message
+
+
+def test_standalone_step_rejects_unknown_keys() -> None:
+    """`PlanStep` itself forbids extra fields (pydantic's own error, outside `parse_plan`)."""
+    with pytest.raises(ValueError, match="tool_name"):
+        PlanStep.model_validate({"id": "a", "tool": "x.y", "tool_name": "x.y"})
+
+
+def test_unknown_plan_key_is_rejected_and_named() -> None:
+    """An extra top-level key fails naming that key and no step."""
+    error = rejected({"goal": "g", "steps": [{"tool": "x.y"}], "budget": 3})
+    assert "budget" in error.message
+    assert error.step_id is None
+
+
+def test_bad_action_names_the_step_and_field() -> None:
+    """An action outside read/propose/execute fails naming the step and `action`."""
+    error = rejected([{"tool": "x.y"}, {"id": "send", "tool": "email.send", "action": "delete"}])
+    assert error.step_id == "send"
+    assert "'send'" in error.message
+    assert "action" in error.message
+
+
+def test_error_on_unnamed_step_uses_its_positional_id() -> None:
+    """A bad step without an id is named by its default id `step-<n>`."""
+    error = rejected([{"tool": "x.y"}, {"tool": "x.y", "args": "not a mapping"}])
+    assert error.step_id == "step-2"
+    assert "step-2" in error.message
+    assert "args" in error.message
+
+
+# --- parse_plan inputs ---------------------------------------------------------------------------
+
+
+def test_parse_plan_accepts_a_list_of_steps() -> None:
+    """A bare list is a plan with those steps and an empty goal."""
+    plan = parse_plan([{"id": "a", "tool": "x.y"}, {"id": "b", "tool": "x.z"}])
+    assert ids(plan) == ["a", "b"]
+    assert plan.goal == ""
+
+
+def test_parse_plan_returns_a_plan_unchanged() -> None:
+    """A `Plan` passes through as the same object."""
+    plan = Plan.model_validate({"steps": [{"tool": "x.y"}]})
+    assert parse_plan(plan) is plan
+
+
+def test_parse_plan_rejects_a_non_mapping() -> None:
+    """A string is neither a mapping nor a list: the error says what was given."""
+    error = rejected("crm.lookup")
+    assert "mapping" in error.message
+    assert "str" in error.message
+
+
+@pytest.mark.parametrize("data", [[], {"goal": "g", "steps": []}])
+def test_empty_steps_are_rejected(data: Any) -> None:
+    """A plan needs at least one step; the error names `steps`."""
+    error = rejected(data)
+    assert "steps" in error.message
+
+
+def test_missing_steps_are_rejected() -> None:
+    """A mapping without `steps` fails naming `steps`."""
+    assert "steps" in rejected({"goal": "g"}).message
+
+
+def test_source_prefixes_the_message() -> None:
+    """`parse_plan(..., source=...)` puts the source at the start of the message."""
+    with pytest.raises(PlanValidationError) as info:
+        parse_plan([{"id": "a", "tool": "x.y", "depends_on": ["zz"]}], source="plan file 'p.yaml'")
+    assert info.value.message.startswith("plan file 'p.yaml': ")
+
+
+# --- dependency checks ---------------------------------------------------------------------------
+
+
+def test_duplicate_ids_name_the_step() -> None:
+    """Two steps with the same id fail naming that id."""
+    error = rejected(
+        [{"id": "a", "tool": "x.y"}, {"id": "b", "tool": "x.y"}, {"id": "a", "tool": "x.z"}]
+    )
+    assert error.step_id == "a"
+    assert "'a'" in error.message
+    assert "duplicate" in error.message
+
+
+def test_explicit_id_colliding_with_a_default_id_is_a_duplicate() -> None:
+    """An explicit `step-1` on the second step collides with the first step's default id."""
+    error = rejected([{"tool": "x.y"}, {"id": "step-1", "tool": "x.z"}])
+    assert error.step_id == "step-1"
+    assert "duplicate" in error.message
+
+
+def test_unknown_dependency_names_the_step_and_the_missing_id() -> None:
+    """A `depends_on` id that no step has fails naming the dependent step and the unknown id."""
+    error = rejected([{"id": "a", "tool": "x.y"}, {"id": "b", "tool": "x.y", "depends_on": ["zz"]}])
+    assert error.step_id == "b"
+    assert "'b'" in error.message
+    assert "'zz'" in error.message
+
+
+def test_self_dependency_names_the_step() -> None:
+    """A step that depends on itself fails naming itself."""
+    error = rejected(
+        [{"id": "a", "tool": "x.y"}, {"id": "loop", "tool": "x.y", "depends_on": ["loop"]}]
+    )
+    assert error.step_id == "loop"
+    assert "'loop'" in error.message
+    assert "itself" in error.message
+
+
+def test_two_step_cycle_names_a_step_in_it() -> None:
+    """`a -> b -> a` fails with a cycle error whose step id is one of the two."""
+    error = rejected(
+        [
+            {"id": "a", "tool": "x.y", "depends_on": ["b"]},
+            {"id": "b", "tool": "x.y", "depends_on": ["a"]},
+        ]
+    )
+    assert error.step_id in {"a", "b"}
+    assert f"'{error.step_id}'" in error.message
+    assert "cycle" in error.message
+
+
+def test_cycle_error_ignores_steps_before_it() -> None:
+    """Steps ahead of a three-step cycle are not blamed; the named step is in the cycle."""
+    error = rejected(
+        [
+            {"id": "ok", "tool": "x.y"},
+            {"id": "a", "tool": "x.y", "depends_on": ["c"]},
+            {"id": "b", "tool": "x.y", "depends_on": ["a"]},
+            {"id": "c", "tool": "x.y", "depends_on": ["b"]},
+        ]
+    )
+    assert error.step_id in {"a", "b", "c"}
+    assert "cycle" in error.message
+    assert "'ok'" not in error.message
+
+
+def test_cycle_error_names_a_cycle_member_not_a_step_waiting_on_it() -> None:
+    """A step that only depends on a cycle is not in it: the error names a step of the cycle."""
+    error = rejected(
+        [
+            {"id": "report", "tool": "x.y", "depends_on": ["a"]},
+            {"id": "a", "tool": "x.y", "depends_on": ["b"]},
+            {"id": "b", "tool": "x.y", "depends_on": ["a"]},
+        ]
+    )
+    assert error.step_id in {"a", "b"}
+    assert "cycle" in error.message
+
+
+# --- ordering ------------------------------------------------------------------------------------
+
+
+def test_order_is_kept_when_dependencies_come_first() -> None:
+    """A plan already in dependency order runs in list order."""
+    plan = parse_plan(
+        [
+            {"id": "a", "tool": "x.y"},
+            {"id": "b", "tool": "x.y", "depends_on": ["a"]},
+            {"id": "c", "tool": "x.y"},
+        ]
+    )
+    assert ids(plan) == ["a", "b", "c"]
+
+
+def test_step_listed_before_its_dependency_is_moved_after_it() -> None:
+    """`a` depends on `b` but is listed first: `b` runs first, the rest keep their order."""
+    plan = parse_plan(
+        [
+            {"id": "first", "tool": "x.y"},
+            {"id": "a", "tool": "x.y", "depends_on": ["b"]},
+            {"id": "b", "tool": "x.y"},
+            {"id": "last", "tool": "x.y"},
+        ]
+    )
+    assert ids(plan) == ["first", "b", "a", "last"]
+
+
+def test_reordering_is_stable_for_independent_steps() -> None:
+    """Only the steps that must move do; a chain listed backwards comes out forwards."""
+    plan = parse_plan(
+        [
+            {"id": "c", "tool": "x.y", "depends_on": ["b"]},
+            {"id": "x", "tool": "x.y"},
+            {"id": "b", "tool": "x.y", "depends_on": ["a"]},
+            {"id": "a", "tool": "x.y"},
+            {"id": "y", "tool": "x.y"},
+        ]
+    )
+    assert ids(plan) == ["x", "a", "b", "c", "y"]
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+PLAN_DATA: dict[str, Any] = {
+    "goal": "Follow up with Acme",
+    "steps": [
+        {"id": "send", "tool": "email.send", "action": "execute", "depends_on": ["lookup"]},
+        {"id": "lookup", "tool": "crm.lookup_account", "args": {"account": "acme"}},
+    ],
+}
+
+
+def test_from_file_reads_yaml(tmp_path: Path) -> None:
+    """A YAML plan file loads with its goal, args, actions, domains and dependency order."""
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(PLAN_DATA), encoding="utf-8")
+    plan = Plan.from_file(path)
+    assert plan.goal == "Follow up with Acme"
+    assert ids(plan) == ["lookup", "send"]
+    assert plan.steps[0].args == {"account": "acme"}
+    assert plan.steps[0].domain == "crm"
+    assert plan.steps[1].action == "execute"
+
+
+def test_from_file_reads_json(tmp_path: Path) -> None:
+    """A JSON plan file (given as a `str` path) loads the same plan as the YAML one."""
+    yaml_path, json_path = tmp_path / "plan.yaml", tmp_path / "plan.json"
+    yaml_path.write_text(yaml.safe_dump(PLAN_DATA), encoding="utf-8")
+    json_path.write_text(json.dumps(PLAN_DATA, indent=2), encoding="utf-8")
+    assert Plan.from_file(str(json_path)) == Plan.from_file(yaml_path)
+
+
+def test_from_file_accepts_a_list_of_steps(tmp_path: Path) -> None:
+    """A file holding just a list of steps is a plan, as with `parse_plan`."""
+    path = tmp_path / "steps.yaml"
+    path.write_text(
+        "- tool: crm.lookup\n- tool: email.draft\n  action: propose\n", encoding="utf-8"
+    )
+    plan = Plan.from_file(path)
+    assert ids(plan) == ["step-1", "step-2"]
+    assert plan.steps[1].action == "propose"
+
+
+def test_from_file_missing_file_names_it(tmp_path: Path) -> None:
+    """A path that does not exist fails with a `PlanValidationError` naming the file."""
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(PlanValidationError) as info:
+        Plan.from_file(path)
+    assert str(path) in info.value.message
+    assert "does not exist" in info.value.message
+
+
+def test_from_file_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    """Broken YAML fails naming the file and the line of the problem."""
+    path = tmp_path / "broken.yaml"
+    path.write_text("goal: g\nsteps:\n  - tool: [crm.lookup\n", encoding="utf-8")
+    with pytest.raises(PlanValidationError) as info:
+        Plan.from_file(path)
+    assert str(path) in info.value.message
+    assert "not valid YAML" in info.value.message
+    assert "line" in info.value.message
+
+
+def test_from_file_not_a_mapping_names_file(tmp_path: Path) -> None:
+    """A file holding a scalar is not a plan: the error names the file and wants a mapping."""
+    path = tmp_path / "scalar.yaml"
+    path.write_text("just some text\n", encoding="utf-8")
+    with pytest.raises(PlanValidationError) as info:
+        Plan.from_file(path)
+    assert str(path) in info.value.message
+    assert "mapping" in info.value.message
+
+
+def test_from_file_invalid_plan_names_file_and_step(tmp_path: Path) -> None:
+    """A well-formed file with a bad step names both the file and the step."""
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "steps:\n  - id: a\n    tool: x.y\n    depends_on: [ghost]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PlanValidationError) as info:
+        Plan.from_file(path)
+    assert str(path) in info.value.message
+    assert "'ghost'" in info.value.message
+    assert info.value.step_id == "a"
