@@ -35,6 +35,12 @@ def test_ids_default_to_their_one_based_position() -> None:
     assert ids(plan) == ["step-1", "send", "step-3"]
 
 
+def test_steps_built_without_ids_are_named_by_position_in_the_plan() -> None:
+    """`PlanStep` objects made without an id get `step-<n>` when a plan holds them."""
+    plan = Plan(goal="g", steps=[PlanStep(tool="crm.a"), PlanStep(id="x", tool="crm.b")])
+    assert [step.id for step in plan.steps] == ["step-1", "x"]
+
+
 def test_empty_id_counts_as_missing() -> None:
     """An empty-string id is replaced by the positional default, not kept as `''`."""
     plan = parse_plan([{"id": "", "tool": "crm.lookup"}])

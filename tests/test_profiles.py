@@ -86,6 +86,13 @@ def test_load_profile_returns_a_profile_as_is() -> None:
     assert load_profile(profile) is profile
 
 
+def test_an_empty_file_is_the_default_profile(tmp_path: Path) -> None:
+    """A profile file with nothing in it loads as `Profile()`, since every field is optional."""
+    path = tmp_path / "blank.yaml"
+    path.write_text("# nothing set yet\n", encoding="utf-8")
+    assert load_profile(path) == Profile()
+
+
 def test_defaults_of_an_empty_mapping(tmp_path: Path) -> None:
     """Every field is optional: `{}` is a profile with no limits that allows everything."""
     path = tmp_path / "empty.yaml"
