@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from langchain_core.tools import BaseTool
-from langgraph.runtime import Runtime
 
+from plangate.approval import response_schema
 from plangate.plan import PlanStep
 from plangate.profiles import Profile
 from plangate.state import PlanState
@@ -35,9 +36,17 @@ class Governance:
     profile: Profile
     tools: Mapping[str, BaseTool]
     clock: Callable[[], datetime] = utc_now
+    _schemas: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def now(self) -> str:
         return iso(self.clock())
+
+    def response_schema(self, tool: str) -> dict[str, Any]:
+        """The decision schema for approvals of `tool`, built once per tool: pydantic's JSON
+        schema generation would otherwise be most of what an approval request costs."""
+        if tool not in self._schemas:
+            self._schemas[tool] = response_schema(self.tools.get(tool))
+        return copy.deepcopy(self._schemas[tool])
 
 
 def step_at(state: PlanState, index: int) -> PlanStep:
@@ -52,11 +61,11 @@ class TraceWriter:
     `events` channel), from which `get_trace` reads the whole trace back.
     """
 
-    def __init__(self, state: PlanState, governance: Governance, runtime: Runtime[Any]):
+    def __init__(self, state: PlanState, governance: Governance, stream: Callable[[Any], None]):
         self._trace_id = state.get("trace_id") or ""
         self._seq = state.get("seq", 0)
         self._governance = governance
-        self._stream = runtime.stream_writer
+        self._stream = stream
         self.events: list[TraceEvent] = []
 
     def emit(

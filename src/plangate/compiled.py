@@ -7,6 +7,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
+from langgraph._internal._constants import CONFIG_KEY_DURABILITY
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
@@ -41,13 +42,15 @@ class PlangateGraph(CompiledStateGraph):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         snapshot = self.get_state(config or {}) if self._needs_snapshot(input) else None
-        return super().stream(self._admit(input, config, snapshot), config, **kwargs)
+        admitted = self._admit(input, config, snapshot)
+        return super().stream(admitted, config, **_with_durability(config, kwargs))
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         snapshot = await self.aget_state(config or {}) if self._needs_snapshot(input) else None
-        async for chunk in super().astream(self._admit(input, config, snapshot), config, **kwargs):
+        admitted = self._admit(input, config, snapshot)
+        async for chunk in super().astream(admitted, config, **_with_durability(config, kwargs)):
             yield chunk
 
     def _needs_snapshot(self, input: Any) -> bool:
@@ -94,6 +97,18 @@ class PlangateGraph(CompiledStateGraph):
     def _decision(self, request: Mapping[str, Any], value: Any) -> dict[str, Any]:
         decision = parse_decision(value, tool=self.tools.get(request["tool"]))
         return decision.model_dump(exclude_none=True)
+
+
+def _with_durability(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Default to `durability="sync"`: each step's checkpoint is written before the next step
+    starts, so a tool's side effect is on disk before anything else runs (a crash never forgets
+    a step that ran), and on SQLite it is also faster than LangGraph's default, `"async"`, whose
+    background writer competes with the run for the GIL. A caller's choice, or a parent graph's,
+    wins."""
+    inherited = CONFIG_KEY_DURABILITY in ((config or {}).get("configurable") or {})
+    if kwargs.get("durability") is not None or inherited:
+        return kwargs
+    return {**kwargs, "durability": "sync"}
 
 
 def _is_request(value: Any) -> bool:

@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
@@ -16,6 +17,7 @@ from plangate.adapters.registry import ToolsLike, tool_registry
 from plangate.compiled import PlangateGraph
 from plangate.nodes import (
     approval_interrupt,
+    atool_exec,
     budget_check,
     finalize,
     plan_start,
@@ -78,8 +80,17 @@ def build_graph(
     governance = Governance(profile=load_profile(profile), tools=registry, clock=clock)
 
     builder = StateGraph(PlanState, input_schema=PlanInput)
-    for node in (plan_start, budget_check, approval_interrupt, tool_exec, trace_emit, finalize):
+    for node in (plan_start, budget_check, approval_interrupt, trace_emit, finalize):
         builder.add_node(node.__name__, partial(node, governance=governance))
+    # Sync and async bodies, so that `ainvoke` awaits async tools natively.
+    builder.add_node(
+        "tool_exec",
+        RunnableLambda(
+            partial(tool_exec, governance=governance),
+            afunc=partial(atool_exec, governance=governance),
+            name="tool_exec",
+        ),
+    )
     builder.add_edge(START, "plan_start")
     builder.add_edge("plan_start", "budget_check")
     builder.add_conditional_edges(

@@ -115,8 +115,22 @@ class BudgetUsage(TypedDict):
     tools: dict[str, int]
 
 
-def _replace(current: Any, writes: Sequence[Any]) -> Any:
-    return writes[-1]
+SNAPSHOT_EVERY = 100
+"""Steps between full snapshots of the plan and the outcomes.
+
+A checkpoint stores only the writes to a `DeltaChannel`; loading one (every resume) replays the
+writes back to the last snapshot, walking one ancestor checkpoint per superstep. Snapshotting every
+`SNAPSHOT_EVERY` steps bounds that walk; each snapshot costs one full copy of the channel, which
+spread over the steps between snapshots stays small next to a step's own checkpoints.
+"""
+
+
+def _latest(current: Any, writes: Sequence[Any]) -> Any:
+    # A `None` write changes nothing; `trace_emit` writes one to make the plan snapshot.
+    for write in writes:
+        if write is not None:
+            current = write
+    return current
 
 
 def _merge(current: dict[str, Any], writes: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -137,9 +151,9 @@ class PlanInput(TypedDict):
 class PlanState(TypedDict, total=False):
     """The graph state. `result` is set by `finalize` when the run ends."""
 
-    plan: Annotated[dict[str, Any], DeltaChannel(_replace, dict, snapshot_frequency=1_000_000)]
+    plan: Annotated[dict[str, Any], DeltaChannel(_latest, dict, snapshot_frequency=1)]
     outcomes: Annotated[
-        dict[str, StepOutcome], DeltaChannel(_merge, dict, snapshot_frequency=1_000_000)
+        dict[str, StepOutcome], DeltaChannel(_merge, dict, snapshot_frequency=SNAPSHOT_EVERY)
     ]
     trace_id: str | None
     trace_seq: int | None

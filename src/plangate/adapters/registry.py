@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -27,6 +28,10 @@ def _as_tool(tool: BaseTool | Callable[..., Any], name: str | None = None) -> Ba
         tool_name = name or getattr(tool, "__name__", None) or repr(tool)
         # LangChain insists on a description; a bare function without a docstring still works.
         description = (getattr(tool, "__doc__", None) or "").strip() or f"Call {tool_name}."
+        if inspect.iscoroutinefunction(tool):
+            return StructuredTool.from_function(
+                coroutine=tool, name=tool_name, description=description
+            )
         return StructuredTool.from_function(tool, name=tool_name, description=description)
     raise PlangateUsageError(
         f"cannot use {tool!r} as a tool",

@@ -15,7 +15,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from plangate._governance import Governance, TraceWriter, iso, step_at
-from plangate.approval import DECISIONS, consequence_of, response_schema
+from plangate.approval import DECISIONS, consequence_of
 from plangate.budget import exceeded_tier
 from plangate.nodes._outcome import closed_outcome
 from plangate.plan import PlanStep
@@ -29,7 +29,7 @@ def budget_check(
     index = state["cursor"]
     step = step_at(state, index)
     profile = governance.profile
-    writer = TraceWriter(state, governance, runtime)
+    writer = TraceWriter(state, governance, runtime.stream_writer)
     current: CurrentStep = {"index": index, "route": "close", "args": step.args}
     outcomes = state.get("outcomes", {})
     unmet = [
@@ -85,7 +85,6 @@ def approval_request(
     requested = governance.clock()
     risk = profile.risk(step.tool, step.action, step.domain or "")
     consequence = consequence_of(step, profile, risk)
-    tool = governance.tools.get(step.tool)
     return {
         "type": "approval_request",
         "request_id": uuid.uuid4().hex,
@@ -102,5 +101,5 @@ def approval_request(
         "requested_at": iso(requested),
         "expires_at": iso(requested + timedelta(seconds=profile.approval_timeout_seconds)),
         "allowed_decisions": list(DECISIONS),
-        "response_schema": response_schema(tool),
+        "response_schema": governance.response_schema(step.tool),
     }

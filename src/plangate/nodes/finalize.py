@@ -31,7 +31,7 @@ def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance)
         None,
     ) or next((o["failure_context"] for o in steps if o["failure_context"]), None)
     counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
-    writer = TraceWriter(state, governance, runtime)
+    writer = TraceWriter(state, governance, runtime.stream_writer)
     writer.emit(
         "plan_completed",
         {"status": status, "counts": counts, "halted": state.get("halted"), "signals": signals},

@@ -23,7 +23,9 @@ def plan_start(
     trace_id = state.get("trace_id") or uuid.uuid4().hex
     given_seq = state.get("trace_seq")
     seq = given_seq if given_seq is not None else state.get("seq", 0)
-    writer = TraceWriter({**state, "trace_id": trace_id, "seq": seq}, governance, runtime)
+    writer = TraceWriter(
+        {**state, "trace_id": trace_id, "seq": seq}, governance, runtime.stream_writer
+    )
     writer.emit(
         "plan_created",
         {

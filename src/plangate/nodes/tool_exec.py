@@ -1,21 +1,31 @@
 """`tool_exec`: call the step's tool; the only node with side effects.
 
+It has a sync body (`tool_exec`, for `invoke`/`stream`) and an async one (`atool_exec`, for
+`ainvoke`/`astream`, where async tools are awaited natively); both share everything but the call.
 A tool's exception never ends the run: the step becomes `error` with a failure context, and
 `trace_emit` applies the profile's `on_error`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from langgraph.runtime import Runtime
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.config import get_stream_writer
 from pydantic import BaseModel
 
 from plangate._governance import Governance, TraceWriter, step_at
 from plangate.budget import charge, crossed_warnings
-from plangate.state import CurrentStep, PlanState, StepOutcome
+from plangate.plan import PlanStep
+from plangate.state import BudgetUsage, CurrentStep, PlanState, StepOutcome
+
+__all__ = ("atool_exec", "tool_exec")
 
 
 def jsonable(value: Any) -> Any:
@@ -29,19 +39,58 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def tool_exec(state: PlanState, runtime: Runtime[Any], *, governance: Governance) -> dict[str, Any]:
+@dataclass(slots=True)
+class _ToolCall:
+    """One call in progress: what `tool_exec` and `atool_exec` share around the call itself."""
+
+    state: PlanState
+    current: CurrentStep
+    step: PlanStep
+    tool: BaseTool
+    args: dict[str, Any]
+    usage: BudgetUsage
+    warned: list[str]
+    writer: TraceWriter
+    started: float
+
+    @property
+    def config(self) -> RunnableConfig:
+        return {
+            "run_name": self.step.tool,
+            "metadata": {
+                "plangate_step_id": self.step.id,
+                "plangate_trace_id": self.state.get("trace_id"),
+            },
+        }
+
+
+def _begin(state: PlanState, governance: Governance) -> _ToolCall:
     current: CurrentStep = dict(state["current"])  # type: ignore[assignment]
     step = step_at(state, current["index"])
-    args = current.get("args", step.args)
-    tool = governance.tools[step.tool]
-    writer = TraceWriter(state, governance, runtime)
+    writer = TraceWriter(state, governance, get_stream_writer())
     usage = charge(state["usage"], step)
-    warnings = crossed_warnings(usage, step, governance.profile.budget, state.get("warned", []))
-    for warning in warnings:
+    warned = state.get("warned", [])
+    for warning in crossed_warnings(usage, step, governance.profile.budget, warned):
         writer.emit("budget_warning", warning, step=step)
-
+        warned = [*warned, warning["tier"]]
+    args = current.get("args", step.args)
     writer.emit("tool_call_start", {"args": args, "action": step.action}, step=step)
-    started = time.perf_counter()
+    return _ToolCall(
+        state=state,
+        current=current,
+        step=step,
+        tool=governance.tools[step.tool],
+        args=args,
+        usage=usage,
+        warned=warned,
+        writer=writer,
+        started=time.perf_counter(),
+    )
+
+
+def _end(call: _ToolCall, *, output: Any = None, error: Exception | None = None) -> dict[str, Any]:
+    duration = round((time.perf_counter() - call.started) * 1000, 3)
+    step = call.step
     outcome: StepOutcome = {
         "step_id": step.id,
         "tool": step.tool,
@@ -49,52 +98,69 @@ def tool_exec(state: PlanState, runtime: Runtime[Any], *, governance: Governance
         "output": None,
         "error": None,
         "attempts": 1,
-        "duration_ms": None,
-        "approval": current.get("approval"),
+        "duration_ms": duration,
+        "approval": call.current.get("approval"),
         "failure_context": None,
     }
-    try:
-        output = tool.invoke(
-            args,
-            config={
-                "run_name": step.tool,
-                "metadata": {
-                    "plangate_step_id": step.id,
-                    "plangate_trace_id": state.get("trace_id"),
-                },
-            },
+    if error is None:
+        outcome["output"] = jsonable(output)
+        call.writer.emit(
+            "tool_call_complete", {"duration_ms": duration, "output": outcome["output"]}, step=step
         )
-    except Exception as exc:  # a failing tool is a step outcome, never a crashed run
-        duration = round((time.perf_counter() - started) * 1000, 3)
-        message = str(exc) or type(exc).__name__
+    else:
+        message = str(error) or type(error).__name__
+        error_type = type(error).__name__
         outcome.update(
             {
                 "status": "error",
                 "error": message,
-                "duration_ms": duration,
                 "failure_context": {
                     "step_id": step.id,
                     "tool": step.tool,
-                    "error_type": type(exc).__name__,
+                    "error_type": error_type,
                     "message": message,
                 },
             }
         )
-        writer.emit(
+        call.writer.emit(
             "tool_call_error",
-            {"error_type": type(exc).__name__, "message": message, "duration_ms": duration},
+            {"error_type": error_type, "message": message, "duration_ms": duration},
             step=step,
         )
-    else:
-        duration = round((time.perf_counter() - started) * 1000, 3)
-        outcome.update({"output": jsonable(output), "duration_ms": duration})
-        writer.emit(
-            "tool_call_complete", {"duration_ms": duration, "output": outcome["output"]}, step=step
-        )
-    current["outcome"] = outcome
+    call.current["outcome"] = outcome
     return {
-        "current": current,
-        "usage": usage,
-        "warned": [*state.get("warned", []), *(w["tier"] for w in warnings)],
-        **writer.update(),
+        "current": call.current,
+        "usage": call.usage,
+        "warned": call.warned,
+        **call.writer.update(),
     }
+
+
+def _only_async(tool: BaseTool) -> bool:
+    return isinstance(tool, StructuredTool) and tool.func is None and tool.coroutine is not None
+
+
+def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
+    call = _begin(state, governance)
+    try:
+        if _only_async(call.tool):
+            # A sync run calling an async-only tool: run it on an event loop of its own, in a
+            # worker thread, since the caller's thread may already run a loop (a notebook).
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                output = pool.submit(
+                    asyncio.run, call.tool.ainvoke(call.args, config=call.config)
+                ).result()
+        else:
+            output = call.tool.invoke(call.args, config=call.config)
+    except Exception as exc:  # a failing tool is a step outcome, never a crashed run
+        return _end(call, error=exc)
+    return _end(call, output=output)
+
+
+async def atool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
+    call = _begin(state, governance)
+    try:
+        output = await call.tool.ainvoke(call.args, config=call.config)
+    except Exception as exc:  # a failing tool is a step outcome, never a crashed run
+        return _end(call, error=exc)
+    return _end(call, output=output)

@@ -13,7 +13,7 @@ from langgraph.runtime import Runtime
 
 from plangate._governance import Governance, TraceWriter, step_at
 from plangate.nodes._outcome import closed_outcome
-from plangate.state import PlanState, StepOutcome
+from plangate.state import SNAPSHOT_EVERY, PlanState, StepOutcome
 
 _END_EVENTS = {"blocked": "step_blocked", "skipped": "step_skipped"}
 
@@ -25,7 +25,7 @@ def trace_emit(
     index = state["current"]["index"]
     step = step_at(state, index)
     outcome = state["current"]["outcome"]
-    writer = TraceWriter(state, governance, runtime)
+    writer = TraceWriter(state, governance, runtime.stream_writer)
     status = outcome["status"]
     if status in _END_EVENTS:
         context: dict[str, Any] = dict(outcome["failure_context"] or {})
@@ -55,7 +55,10 @@ def trace_emit(
             closed[rest.id] = closed_outcome(rest, "skipped", "plan_halted", halted)
             writer.emit("step_skipped", {"reason": halted, "error_type": "plan_halted"}, step=rest)
         cursor = len(steps)
-    return {"outcomes": closed, "cursor": cursor, "halted": halted, **writer.update()}
+    update: dict[str, Any] = {"outcomes": closed, "cursor": cursor, "halted": halted}
+    if cursor % SNAPSHOT_EVERY == 0:
+        update["plan"] = None  # a no-op write that makes the plan snapshot (see SNAPSHOT_EVERY)
+    return {**update, **writer.update()}
 
 
 def next_after_trace(state: PlanState) -> str:

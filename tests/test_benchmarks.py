@@ -1,0 +1,51 @@
+"""The benchmark still runs end to end (at N=10 only: a smoke test, never a timing assertion)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
+    """`python -m benchmarks --sizes 10` measures all four systems and writes its three files,
+    with ratios computed within the run."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--sizes",
+            "10",
+            "--reps",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert set(report["results"]) == {"plangate", "plangate_approvals", "floor", "peer"}
+    for system, by_n in report["results"].items():
+        row = by_n["10"]
+        assert row["ms_per_step"] > 0, system
+        assert row["bytes_per_step"] > 0, system
+        assert row["peak_rss_mb"] > 0, system
+    ratios = report["evaluation"]["ratios"]
+    expected = (
+        report["results"]["plangate"]["10"]["ms_per_step"]
+        / (report["results"]["floor"]["10"]["ms_per_step"])
+    )
+    assert abs(ratios["plangate_vs_floor"]["10"] - expected) < 1e-9
+    table = (tmp_path / "results.md").read_text()
+    assert "| plangate (technical) |" in table
+    assert "plangate approvals vs peer" in table
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
