@@ -32,6 +32,7 @@ from plangate import (
     get_trace,
     open_checkpointer,
 )
+from plangate.state import SNAPSHOT_EVERY
 
 EVENT_KEYS = {"type", "trace_id", "seq", "ts", "step_id", "tool", "data"}
 APPROVE = {"decision": "approve", "approver": "lee"}
@@ -80,36 +81,22 @@ def last_checkpoint_bytes(runner: Runner, graph: PlangateGraph, config: dict[str
     return len(saver.serde.dumps_typed(tup.checkpoint)[1])
 
 
-def loop_checkpoint_sizes(
-    runner: Runner, graph: PlangateGraph, config: dict[str, Any]
-) -> list[int]:
-    """Serialised size of every checkpoint the run's nodes wrote, newest first (the input
-    checkpoint, which holds the raw input, is left out)."""
-    saver = graph.checkpointer
-    assert isinstance(saver, BaseCheckpointSaver)
-    if runner.mode == "sync":
-        tuples = list(saver.list(config))
-    else:
+def record_handed_checkpoints(saver: Any) -> list[dict[str, Any]]:
+    """Keep a reference to every checkpoint LangGraph hands to `saver` (sync or async), so a
+    test can see whether the objects change after they were handed over."""
+    handed: list[dict[str, Any]] = []
+    put, aput = saver.put, saver.aput
 
-        async def collect() -> list[Any]:
-            return [t async for t in saver.alist(config)]
+    def recording_put(config: Any, checkpoint: Any, metadata: Any, versions: Any) -> Any:
+        handed.append(checkpoint)
+        return put(config, checkpoint, metadata, versions)
 
-        tuples = runner.loop.run_until_complete(collect())
-    return [
-        len(saver.serde.dumps_typed(t.checkpoint)[1])
-        for t in tuples
-        if t.metadata.get("source") == "loop"
-    ]
+    async def recording_aput(config: Any, checkpoint: Any, metadata: Any, versions: Any) -> Any:
+        handed.append(checkpoint)
+        return await aput(config, checkpoint, metadata, versions)
 
-
-def state_history(runner: Runner, graph: PlangateGraph, config: dict[str, Any]) -> list[Any]:
-    if runner.mode == "sync":
-        return list(graph.get_state_history(config))
-
-    async def collect() -> list[Any]:
-        return [s async for s in graph.aget_state_history(config)]
-
-    return runner.loop.run_until_complete(collect())
+    saver.put, saver.aput = recording_put, recording_aput
+    return handed
 
 
 def run_script(script: str, tmp_path: Path, env: dict[str, str] | None = None) -> Any:
@@ -764,40 +751,78 @@ def run_long_plan(runner: Runner, graph: PlangateGraph, steps: int) -> dict[str,
     return config
 
 
-def test_last_checkpoint_does_not_grow_with_the_number_of_steps(
+def checkpoint_sizes(runner: Runner, log: CallLog, steps: int) -> list[tuple[int, bool]]:
+    """(serialised bytes, whether it is special) of every checkpoint a `steps`-long run hands to
+    its saver, measured as it is handed over. Special: the input checkpoint (which holds the
+    plan as given), a snapshot of the plan or outcomes, or the final result."""
+    graph = runner.graph(counting_tools(log, "crm.lookup"), profile="technical")
+    saver = graph.checkpointer
+    assert isinstance(saver, BaseCheckpointSaver)
+    handed = record_handed_checkpoints(saver)
+    sizes: list[tuple[int, bool]] = []
+    put, aput = saver.put, saver.aput
+
+    def measure(checkpoint: dict[str, Any]) -> None:
+        values = checkpoint["channel_values"]
+        special = (
+            "__start__" in values
+            or values.get("result") is not None
+            or any(type(value).__name__ == "_DeltaSnapshot" for value in values.values())
+        )
+        sizes.append((len(saver.serde.dumps_typed(checkpoint)[1]), special))
+
+    def measuring_put(config: Any, checkpoint: Any, metadata: Any, versions: Any) -> Any:
+        measure(checkpoint)
+        return put(config, checkpoint, metadata, versions)
+
+    async def measuring_aput(config: Any, checkpoint: Any, metadata: Any, versions: Any) -> Any:
+        measure(checkpoint)
+        return await aput(config, checkpoint, metadata, versions)
+
+    saver.put, saver.aput = measuring_put, measuring_aput  # type: ignore[method-assign]
+    run_long_plan(runner, graph, steps)
+    assert handed
+    return sizes
+
+
+def test_checkpoints_stay_flat_between_snapshots(runner: Runner, log: CallLog) -> None:
+    """Every checkpoint of a 250-step run, except the periodic snapshots and the final result, is
+    under twice the largest of a 20-step run's; and snapshots come once per SNAPSHOT_EVERY steps,
+    not more."""
+    small = checkpoint_sizes(runner, log, 20)
+    large = checkpoint_sizes(runner, log, 250)
+    ordinary_small = max(size for size, special in small if not special)
+    ordinary_large = [size for size, special in large if not special]
+    assert max(ordinary_large) < 2 * ordinary_small, (ordinary_small, max(ordinary_large))
+    snapshots = sum(special for _, special in large)
+    # The input, the plan's first snapshots (as given, then validated), one per SNAPSHOT_EVERY
+    # steps for each of the two delta channels, and the final result.
+    assert snapshots <= 3 + 2 * (250 // SNAPSHOT_EVERY) + 1, snapshots
+
+
+def test_checkpoints_handed_to_the_saver_are_not_changed_afterwards(
     runner: Runner, log: CallLog
 ) -> None:
-    """The last checkpoint of a 200-step run is less than twice the size of a 20-step run's."""
+    """With `durability="async"` (a caller's choice plangate honours), every checkpoint handed
+    to the saver still holds, after the run, outcomes for exactly the steps before its `cursor`:
+    plangate never mutates state a checkpoint already references, so what the background writer
+    stores cannot depend on when it serialises."""
     graph = runner.graph(counting_tools(log, "crm.lookup"), profile="technical")
-    small = last_checkpoint_bytes(runner, graph, run_long_plan(runner, graph, 20))
-    large = last_checkpoint_bytes(runner, graph, run_long_plan(runner, graph, 200))
-    assert large < 2 * small, f"20 steps: {small} bytes, 200 steps: {large} bytes"
-
-
-def test_checkpoints_during_a_run_do_not_grow_with_steps_done(runner: Runner, log: CallLog) -> None:
-    """Every checkpoint a 200-step run writes before its final one is less than twice the size
-    of the largest such checkpoint of a 20-step run."""
-    graph = runner.graph(counting_tools(log, "crm.lookup"), profile="technical")
-    small = loop_checkpoint_sizes(runner, graph, run_long_plan(runner, graph, 20))
-    large = loop_checkpoint_sizes(runner, graph, run_long_plan(runner, graph, 200))
-    assert len(large) > 5 * len(small)
-    assert max(large[1:]) < 2 * max(small[1:]), (max(small[1:]), max(large[1:]))
-
-
-def test_checkpoint_history_records_only_outcomes_of_steps_already_closed(
-    runner: Runner, log: CallLog
-) -> None:
-    """In every checkpoint of a run, `outcomes` holds exactly the steps before `cursor`: no
-    checkpoint records the outcome of a step that had not run yet when it was written."""
-    graph = runner.graph(counting_tools(log, "crm.lookup"), profile="technical")
-    config = run_long_plan(runner, graph, 60)
-    ids = [f"s{i}" for i in range(60)]
+    handed = record_handed_checkpoints(graph.checkpointer)
+    plan = plan_of(*[step(f"s{i}", "crm.lookup") for i in range(20)])
+    chunks = runner.stream(
+        graph, {"plan": plan}, thread(), stream_mode="values", durability="async"
+    )
+    assert chunks[-1]["result"]["status"] == "success"
+    assert len(log.calls) == 20
+    assert len(handed) > 20
+    ids = [f"s{i}" for i in range(20)]
     wrong = []
-    for snapshot in state_history(runner, graph, config):
-        cursor = snapshot.values.get("cursor")
-        if cursor is None:
+    for checkpoint in handed:
+        values = checkpoint["channel_values"]
+        if "outcomes" not in values or "cursor" not in values:
             continue
-        recorded = set(snapshot.values.get("outcomes", {}))
-        if recorded != set(ids[:cursor]):
-            wrong.append((snapshot.metadata["step"], cursor, len(recorded)))
-    assert not wrong, f"(superstep, cursor, outcomes recorded): {sorted(wrong)[:5]}"
+        outcomes = getattr(values["outcomes"], "value", values["outcomes"])
+        if set(outcomes) != set(ids[: values["cursor"]]):
+            wrong.append((values["cursor"], len(outcomes)))
+    assert not wrong, f"(cursor, outcomes held) of checkpoints changed after the put: {wrong}"

@@ -134,10 +134,13 @@ def _latest(current: Any, writes: Sequence[Any]) -> Any:
 
 
 def _merge(current: dict[str, Any], writes: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    # In place on purpose: copying would make every step cost O(steps done).
+    # A new dict, never the old one updated in place: a snapshot checkpoint may still hold the
+    # old one while the saver serialises it. The copy is shallow (one pointer per step, about
+    # 10 microseconds at 1,000 steps), next to the milliseconds a step's checkpoints cost.
+    merged = dict(current)
     for write in writes:
-        current.update(write)
-    return current
+        merged.update(write)
+    return merged
 
 
 class PlanInput(TypedDict):
