@@ -754,7 +754,8 @@ def run_long_plan(runner: Runner, graph: PlangateGraph, steps: int) -> dict[str,
 def checkpoint_sizes(runner: Runner, log: CallLog, steps: int) -> list[tuple[int, bool]]:
     """(serialised bytes, whether it is special) of every checkpoint a `steps`-long run hands to
     its saver, measured as it is handed over. Special: the input checkpoint (which holds the
-    plan as given), a snapshot of the plan or outcomes, or the final result."""
+    plan as given), a snapshot of the plan or outcomes (the trace's latest batch snapshots too,
+    but that is small and ordinary), or the final result."""
     graph = runner.graph(counting_tools(log, "crm.lookup"), profile="technical")
     saver = graph.checkpointer
     assert isinstance(saver, BaseCheckpointSaver)
@@ -767,7 +768,9 @@ def checkpoint_sizes(runner: Runner, log: CallLog, steps: int) -> list[tuple[int
         special = (
             "__start__" in values
             or values.get("result") is not None
-            or any(type(value).__name__ == "_DeltaSnapshot" for value in values.values())
+            or any(
+                type(values.get(key)).__name__ == "_DeltaSnapshot" for key in ("plan", "outcomes")
+            )
         )
         sizes.append((len(saver.serde.dumps_typed(checkpoint)[1]), special))
 

@@ -13,7 +13,7 @@ from langchain_core.tools import BaseTool
 from plangate.approval import response_schema
 from plangate.plan import PlanStep
 from plangate.profiles import Profile
-from plangate.state import PlanState
+from plangate.state import PlanState, RunCounters
 from plangate.tracing import EventType, TraceEvent, redact
 
 
@@ -61,9 +61,9 @@ class TraceWriter:
     `events` channel), from which `get_trace` reads the whole trace back.
     """
 
-    def __init__(self, state: PlanState, governance: Governance, stream: Callable[[Any], None]):
-        self._trace_id = state.get("trace_id") or ""
-        self._seq = state.get("seq", 0)
+    def __init__(self, run: RunCounters, governance: Governance, stream: Callable[[Any], None]):
+        self._run = run
+        self._seq = run["seq"]
         self._governance = governance
         self._stream = stream
         self.events: list[TraceEvent] = []
@@ -78,7 +78,7 @@ class TraceWriter:
         payload = data or {}
         event: TraceEvent = {
             "type": type_,
-            "trace_id": self._trace_id,
+            "trace_id": self._run["trace_id"],
             "seq": self._seq,
             "ts": self._governance.now(),
             "step_id": step.id if step else None,
@@ -90,8 +90,16 @@ class TraceWriter:
         self._stream(event)
         return event
 
-    def update(self) -> dict[str, Any]:
-        """The state update that persists this node's events and the next sequence number."""
-        if not self.events:
+    @property
+    def next_seq(self) -> int:
+        return self._seq
+
+    def update(self, **run_changes: Any) -> dict[str, Any]:
+        """The state update that persists this node's events, the next sequence number and
+        `run_changes` (new values of `RunCounters` fields)."""
+        if not self.events and not run_changes:
             return {}
-        return {"events": self.events, "seq": self._seq}
+        update: dict[str, Any] = {"run": {**self._run, **run_changes, "seq": self._seq}}
+        if self.events:
+            update["events"] = self.events
+        return update

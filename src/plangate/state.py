@@ -27,6 +27,7 @@ __all__ = (
     "FailureContext",
     "PlanInput",
     "PlanState",
+    "RunCounters",
     "StepOutcome",
     "StepStatus",
 )
@@ -115,6 +116,22 @@ class BudgetUsage(TypedDict):
     tools: dict[str, int]
 
 
+class RunCounters(TypedDict):
+    """Where the run stands, in one fixed-size channel.
+
+    One channel rather than six: the SQLite saver stores every channel's version string (about
+    65 bytes) in every checkpoint and one row per written channel per node, so fewer channels
+    keep a checkpoint small enough for two to share a database page.
+    """
+
+    trace_id: str
+    seq: int
+    cursor: int
+    usage: BudgetUsage
+    warned: list[str]
+    halted: str | None
+
+
 SNAPSHOT_EVERY = 100
 """Steps between full snapshots of the plan and the outcomes.
 
@@ -158,13 +175,13 @@ class PlanState(TypedDict, total=False):
     outcomes: Annotated[
         dict[str, StepOutcome], DeltaChannel(_merge, dict, snapshot_frequency=SNAPSHOT_EVERY)
     ]
+    # Input only: `plan_start` moves them into `run` and clears them.
     trace_id: str | None
     trace_seq: int | None
-    seq: int
-    cursor: int
-    usage: BudgetUsage
-    warned: list[str]
-    halted: str | None
+    run: RunCounters
     current: CurrentStep
-    events: list[TraceEvent]
+    # A delta channel never puts its value into a checkpoint, only its writes: the latest batch
+    # is in the `writes` table already (where `get_trace` reads it), so the checkpoint would
+    # carry it twice. Its small snapshots keep the replay on load short.
+    events: Annotated[list[TraceEvent], DeltaChannel(_latest, list, snapshot_frequency=30)]
     result: dict[str, Any] | None

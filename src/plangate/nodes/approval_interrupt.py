@@ -58,7 +58,7 @@ def approval_interrupt(
         "decided_at": governance.now(),
         "wait_ms": round((decided - parse_iso(request["requested_at"])).total_seconds() * 1000, 3),
     }
-    writer = TraceWriter(state, governance, runtime.stream_writer)
+    writer = TraceWriter(state["run"], governance, runtime.stream_writer)
     current["approval"] = record
     if expired:
         writer.emit(

@@ -26,16 +26,17 @@ from plangate.tracing import redact
 def budget_check(
     state: PlanState, runtime: Runtime[Any], *, governance: Governance
 ) -> dict[str, Any]:
-    index = state["cursor"]
+    run = state["run"]
+    index = run["cursor"]
     step = step_at(state, index)
     profile = governance.profile
-    writer = TraceWriter(state, governance, runtime.stream_writer)
+    writer = TraceWriter(run, governance, runtime.stream_writer)
     current: CurrentStep = {"index": index, "route": "close", "args": step.args}
     outcomes = state.get("outcomes", {})
     unmet = [
         (dep, outcomes[dep]["status"]) for dep in step.depends_on if outcomes[dep]["status"] != "ok"
     ]
-    exceeded = exceeded_tier(state["usage"], step, profile.budget)
+    exceeded = exceeded_tier(run["usage"], step, profile.budget)
 
     if unmet:
         dep, status = unmet[0]
@@ -88,7 +89,7 @@ def approval_request(
     return {
         "type": "approval_request",
         "request_id": uuid.uuid4().hex,
-        "trace_id": state.get("trace_id") or "",
+        "trace_id": state["run"]["trace_id"],
         "step_id": step.id,
         "step_index": index,
         "tool": step.tool,

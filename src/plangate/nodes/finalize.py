@@ -19,7 +19,8 @@ def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance)
     ok = statuses.count("ok")
     status = "success" if ok == len(steps) else ("partial" if ok else "failed")
     approvals = [outcome["approval"] for outcome in steps if outcome["approval"]]
-    budget = usage_report(state["usage"], governance.profile.budget)
+    run = state["run"]
+    budget = usage_report(run["usage"], governance.profile.budget)
     signals = golden_signals(
         statuses,
         [o["duration_ms"] for o in steps if o["duration_ms"] is not None and o["attempts"]],
@@ -31,14 +32,14 @@ def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance)
         None,
     ) or next((o["failure_context"] for o in steps if o["failure_context"]), None)
     counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
-    writer = TraceWriter(state, governance, runtime.stream_writer)
+    writer = TraceWriter(run, governance, runtime.stream_writer)
     writer.emit(
         "plan_completed",
-        {"status": status, "counts": counts, "halted": state.get("halted"), "signals": signals},
+        {"status": status, "counts": counts, "halted": run["halted"], "signals": signals},
     )
     result = {
         "status": status,
-        "trace_id": state["trace_id"],
+        "trace_id": run["trace_id"],
         "goal": state["plan"].get("goal", ""),
         "profile": governance.profile.name,
         "steps": steps,
@@ -46,7 +47,7 @@ def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance)
         "budget": budget,
         "approvals": approvals,
         "signals": signals,
-        "halted": state.get("halted"),
-        "next_seq": writer.update().get("seq", state.get("seq", 0)),
+        "halted": run["halted"],
+        "next_seq": writer.next_seq,
     }
     return {"result": result, "current": {}, **writer.update()}

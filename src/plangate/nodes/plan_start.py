@@ -11,21 +11,28 @@ from langgraph.types import Overwrite
 from plangate._governance import Governance, TraceWriter
 from plangate.budget import empty_usage
 from plangate.plan import parse_plan
-from plangate.state import PlanState
+from plangate.state import PlanState, RunCounters
 
 
 def plan_start(
     state: PlanState, runtime: Runtime[Any], *, governance: Governance
 ) -> dict[str, Any]:
     plan = parse_plan(state.get("plan"))
+    earlier = state.get("run")
     # A trace id given in the input, or kept by this thread from an earlier plan, goes on;
     # likewise the sequence, so `seq` stays monotonic across executions of one trace.
-    trace_id = state.get("trace_id") or uuid.uuid4().hex
+    trace_id = state.get("trace_id") or (earlier["trace_id"] if earlier else uuid.uuid4().hex)
     given_seq = state.get("trace_seq")
-    seq = given_seq if given_seq is not None else state.get("seq", 0)
-    writer = TraceWriter(
-        {**state, "trace_id": trace_id, "seq": seq}, governance, runtime.stream_writer
-    )
+    seq = given_seq if given_seq is not None else (earlier["seq"] if earlier else 0)
+    run: RunCounters = {
+        "trace_id": trace_id,
+        "seq": seq,
+        "cursor": 0,
+        "usage": empty_usage(),
+        "warned": [],
+        "halted": None,
+    }
+    writer = TraceWriter(run, governance, runtime.stream_writer)
     writer.emit(
         "plan_created",
         {
@@ -35,17 +42,15 @@ def plan_start(
             "profile": governance.profile.name,
         },
     )
-    return {
+    update: dict[str, Any] = {
         "plan": plan.model_dump(mode="json"),
         "outcomes": Overwrite({}),
-        "trace_id": trace_id,
-        "trace_seq": None,
-        "cursor": 0,
-        "usage": empty_usage(),
-        "warned": [],
-        "halted": None,
         "current": {},
-        "result": None,
-        "seq": seq,
         **writer.update(),
     }
+    # Clear what an earlier run or this input left, but write nothing needless: every channel
+    # ever written adds its version to every later checkpoint.
+    for key in ("trace_id", "trace_seq", "result"):
+        if state.get(key) is not None:
+            update[key] = None
+    return update

@@ -59,7 +59,7 @@ class _ToolCall:
             "run_name": self.step.tool,
             "metadata": {
                 "plangate_step_id": self.step.id,
-                "plangate_trace_id": self.state.get("trace_id"),
+                "plangate_trace_id": self.state["run"]["trace_id"],
             },
         }
 
@@ -67,9 +67,10 @@ class _ToolCall:
 def _begin(state: PlanState, governance: Governance) -> _ToolCall:
     current: CurrentStep = dict(state["current"])  # type: ignore[assignment]
     step = step_at(state, current["index"])
-    writer = TraceWriter(state, governance, get_stream_writer())
-    usage = charge(state["usage"], step)
-    warned = state.get("warned", [])
+    run = state["run"]
+    writer = TraceWriter(run, governance, get_stream_writer())
+    usage = charge(run["usage"], step)
+    warned = run["warned"]
     for warning in crossed_warnings(usage, step, governance.profile.budget, warned):
         writer.emit("budget_warning", warning, step=step)
         warned = [*warned, warning["tier"]]
@@ -128,12 +129,7 @@ def _end(call: _ToolCall, *, output: Any = None, error: Exception | None = None)
             step=step,
         )
     call.current["outcome"] = outcome
-    return {
-        "current": call.current,
-        "usage": call.usage,
-        "warned": call.warned,
-        **call.writer.update(),
-    }
+    return {"current": call.current, **call.writer.update(usage=call.usage, warned=call.warned)}
 
 
 def _only_async(tool: BaseTool) -> bool:

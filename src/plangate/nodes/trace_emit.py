@@ -25,7 +25,7 @@ def trace_emit(
     index = state["current"]["index"]
     step = step_at(state, index)
     outcome = state["current"]["outcome"]
-    writer = TraceWriter(state, governance, runtime.stream_writer)
+    writer = TraceWriter(state["run"], governance, runtime.stream_writer)
     status = outcome["status"]
     if status in _END_EVENTS:
         context: dict[str, Any] = dict(outcome["failure_context"] or {})
@@ -40,7 +40,7 @@ def trace_emit(
         step=step,
     )
 
-    halted = state.get("halted")
+    halted = state["run"]["halted"]
     if status == "error" and profile.on_error == "halt":
         halted = f"step {step.id!r} failed and profile {profile.name!r} halts on error"
     elif status == "rejected" and profile.on_reject == "halt":
@@ -55,12 +55,12 @@ def trace_emit(
             closed[rest.id] = closed_outcome(rest, "skipped", "plan_halted", halted)
             writer.emit("step_skipped", {"reason": halted, "error_type": "plan_halted"}, step=rest)
         cursor = len(steps)
-    update: dict[str, Any] = {"outcomes": closed, "cursor": cursor, "halted": halted}
+    update: dict[str, Any] = {"outcomes": closed}
     if cursor % SNAPSHOT_EVERY == 0:
         update["plan"] = None  # a no-op write that makes the plan snapshot (see SNAPSHOT_EVERY)
-    return {**update, **writer.update()}
+    return {**update, **writer.update(cursor=cursor, halted=halted)}
 
 
 def next_after_trace(state: PlanState) -> str:
     """Route: the next step's `budget_check`, or `finalize` when the plan is done."""
-    return "budget_check" if state["cursor"] < len(state["plan"]["steps"]) else "finalize"
+    return "budget_check" if state["run"]["cursor"] < len(state["plan"]["steps"]) else "finalize"
