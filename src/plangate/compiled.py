@@ -8,8 +8,9 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph._internal._constants import CONFIG_KEY_DURABILITY
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import Command, Interrupt
 
 from plangate.approval import parse_decision
 from plangate.errors import InvalidDecision, NoPendingApproval, UnknownThread
@@ -41,38 +42,54 @@ class PlangateGraph(CompiledStateGraph):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        snapshot = self.get_state(config or {}) if self._needs_snapshot(input) else None
-        admitted = self._admit(input, config, snapshot)
+        waiting = self._waiting(config or {}) if self._is_resume(input) else None
+        admitted = self._admit(input, config, waiting)
         return super().stream(admitted, config, **_with_durability(config, kwargs))
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        snapshot = await self.aget_state(config or {}) if self._needs_snapshot(input) else None
-        admitted = self._admit(input, config, snapshot)
+        waiting = await self._awaiting(config or {}) if self._is_resume(input) else None
+        admitted = self._admit(input, config, waiting)
         async for chunk in super().astream(admitted, config, **_with_durability(config, kwargs)):
             yield chunk
 
-    def _needs_snapshot(self, input: Any) -> bool:
+    def _is_resume(self, input: Any) -> bool:
         return (
             isinstance(input, Command)
             and input.resume is not None
-            and self.checkpointer is not None
+            and isinstance(self.checkpointer, BaseCheckpointSaver)
         )
 
+    def _waiting(self, config: RunnableConfig) -> list[Interrupt]:
+        """The interrupts the thread waits on. Read from the latest checkpoint's pending writes,
+        not `get_state`, which would rebuild the whole state (replaying its delta channels) only
+        for LangGraph to do it again when the resume runs."""
+        assert isinstance(self.checkpointer, BaseCheckpointSaver)
+        saved = self.checkpointer.get_tuple(config)
+        if saved is None:
+            raise UnknownThread(_thread_id(config))
+        waiting = _interrupts_waiting(saved)
+        return list(self.get_state(config).interrupts) if waiting is None else waiting
+
+    async def _awaiting(self, config: RunnableConfig) -> list[Interrupt]:
+        assert isinstance(self.checkpointer, BaseCheckpointSaver)
+        saved = await self.checkpointer.aget_tuple(config)
+        if saved is None:
+            raise UnknownThread(_thread_id(config))
+        waiting = _interrupts_waiting(saved)
+        return list((await self.aget_state(config)).interrupts) if waiting is None else waiting
+
     def _admit(
-        self, input: Any, config: RunnableConfig | None, snapshot: StateSnapshot | None
+        self, input: Any, config: RunnableConfig | None, waiting: list[Interrupt] | None
     ) -> Any:
         if isinstance(input, Mapping) and "plan" in input:
-            return {**input, "plan": parse_plan(input["plan"]).model_dump(mode="json")}
-        if snapshot is None or not isinstance(input, Command):
+            return {**input, "plan": parse_plan(input["plan"]).to_state()}
+        if waiting is None or not isinstance(input, Command):
             return input
-        thread_id = str(((config or {}).get("configurable") or {}).get("thread_id"))
-        if not snapshot.values and not snapshot.next:
-            raise UnknownThread(thread_id)
-        pending = {i.id: i for i in snapshot.interrupts if _is_request(i.value)}
+        pending = {i.id: i for i in waiting if _is_request(i.value)}
         if not pending:
-            raise NoPendingApproval(thread_id)
+            raise NoPendingApproval(_thread_id(config or {}))
         resume = input.resume
         if isinstance(resume, Mapping) and resume and set(resume) <= set(pending):
             checked = {
@@ -109,6 +126,25 @@ def _with_durability(config: RunnableConfig | None, kwargs: dict[str, Any]) -> d
     if kwargs.get("durability") is not None or inherited:
         return kwargs
     return {**kwargs, "durability": "sync"}
+
+
+# The channels LangGraph records interrupts and resume values under, in a checkpoint's writes.
+_INTERRUPT, _RESUME = "__interrupt__", "__resume__"
+
+
+def _interrupts_waiting(saved: CheckpointTuple) -> list[Interrupt] | None:
+    """Interrupts raised by tasks of `saved` that no resume value has answered yet, or `None`
+    when a task was answered and asked again, which only `get_state` untangles."""
+    writes = saved.pending_writes or []
+    asked = [(task, value) for task, channel, value in writes if channel == _INTERRUPT]
+    answered = {task for task, channel, _ in writes if channel == _RESUME}
+    if any(task in answered for task, _ in asked):
+        return None
+    return [item for _, values in asked for item in values if isinstance(item, Interrupt)]
+
+
+def _thread_id(config: RunnableConfig) -> str:
+    return str((config.get("configurable") or {}).get("thread_id"))
 
 
 def _is_request(value: Any) -> bool:

@@ -111,6 +111,11 @@ class Plan(BaseModel):
         self.steps = _stable_topological_order(self.steps)
         return self
 
+    def to_state(self) -> dict[str, Any]:
+        """The plan as graph state holds it: plain JSON without default values (every resume
+        loads it, so smaller is faster); `Plan.model_validate` restores the defaults."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
     @classmethod
     def from_file(cls, path: str | Path) -> Plan:
         """Read a plan from a YAML or JSON file.

@@ -43,7 +43,7 @@ def plan_start(
         },
     )
     update: dict[str, Any] = {
-        "plan": plan.model_dump(mode="json"),
+        "plan": plan.to_state(),
         "outcomes": Overwrite({}),
         "current": {},
         **writer.update(),
