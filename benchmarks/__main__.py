@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -41,6 +42,9 @@ TARGETS = {
 
 
 def measure(system: str, size: int, reps: int) -> dict[str, Any]:
+    # The peer writes gigabytes; flush them first, so that their write-back does not slow the
+    # fsyncs of the next measurement.
+    os.sync()
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.case", system, str(size), str(reps)],
         capture_output=True,
