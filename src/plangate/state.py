@@ -124,6 +124,7 @@ class RunCounters(TypedDict):
     keep a checkpoint small enough for two to share a database page.
     """
 
+    run_id: str
     trace_id: str
     seq: int
     cursor: int

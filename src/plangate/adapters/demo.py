@@ -2,7 +2,9 @@
 
 `crm.lookup_account` reads a fixed set of accounts; `email.draft` prepares a message;
 `email.send` and `crm.update_opportunity` write to an outbox SQLite file, so that what a run
-did to the world can be looked at (`demo_outbox(path)`).
+did to the world can be looked at (`demo_outbox(path)`). Both honour the call's idempotency key:
+a call made again with the same key (a restart after a crash) changes nothing and returns what
+the first call did.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
+
+from plangate.nodes.tool_exec import IDEMPOTENCY_KEY
 
 __all__ = ("DEMO_ACCOUNTS", "demo_outbox", "demo_toolkit")
 
@@ -43,16 +48,22 @@ DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    message_id TEXT, recipient TEXT, subject TEXT, body TEXT, sent_at TEXT
+    message_id TEXT, recipient TEXT, subject TEXT, body TEXT, sent_at TEXT, idempotency_key TEXT
 );
+CREATE UNIQUE INDEX IF NOT EXISTS outbox_once ON outbox (idempotency_key);
 CREATE TABLE IF NOT EXISTS crm_updates (
-    opportunity_id TEXT, stage TEXT, note TEXT, updated_at TEXT
+    opportunity_id TEXT, stage TEXT, note TEXT, updated_at TEXT, idempotency_key TEXT
 );
+CREATE UNIQUE INDEX IF NOT EXISTS crm_updates_once ON crm_updates (idempotency_key);
 """
 
 
 def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _key(config: RunnableConfig) -> str | None:
+    return config.get("metadata", {}).get(IDEMPOTENCY_KEY)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -99,22 +110,25 @@ def demo_toolkit(outbox: str | Path = "plangate-outbox.db") -> list[BaseTool]:
             "body": body,
         }
 
-    def send_email(to: str, subject: str, body: str) -> dict[str, Any]:
+    def send_email(to: str, subject: str, body: str, config: RunnableConfig) -> dict[str, Any]:
         """Send an email (writes it to the demo outbox). Cannot be undone."""
         message_id = f"msg-{_digest(to, subject, body)}"
         with closing(_connect(path)) as conn, conn:
+            # OR IGNORE: the same key again is the same send, already done.
             conn.execute(
-                "INSERT INTO outbox VALUES (?, ?, ?, ?, datetime('now'))",
-                (message_id, to, subject, body),
+                "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, datetime('now'), ?)",
+                (message_id, to, subject, body, _key(config)),
             )
         return {"message_id": message_id, "to": to, "status": "sent"}
 
-    def update_opportunity(opportunity_id: str, stage: str, note: str = "") -> dict[str, Any]:
+    def update_opportunity(
+        opportunity_id: str, stage: str, config: RunnableConfig, note: str = ""
+    ) -> dict[str, Any]:
         """Move a CRM opportunity to a new stage, with a note."""
         with closing(_connect(path)) as conn, conn:
             conn.execute(
-                "INSERT INTO crm_updates VALUES (?, ?, ?, datetime('now'))",
-                (opportunity_id, stage, note),
+                "INSERT OR IGNORE INTO crm_updates VALUES (?, ?, ?, datetime('now'), ?)",
+                (opportunity_id, stage, note, _key(config)),
             )
         return {"opportunity_id": opportunity_id, "stage": stage}
 

@@ -25,6 +25,7 @@ def plan_start(
     given_seq = state.get("trace_seq")
     seq = given_seq if given_seq is not None else (earlier["seq"] if earlier else 0)
     run: RunCounters = {
+        "run_id": uuid.uuid4().hex,
         "trace_id": trace_id,
         "seq": seq,
         "cursor": 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,17 @@ from plangate.budget import charge, crossed_warnings
 from plangate.plan import PlanStep
 from plangate.state import BudgetUsage, CurrentStep, PlanState, StepOutcome
 
-__all__ = ("atool_exec", "tool_exec")
+__all__ = ("IDEMPOTENCY_KEY", "atool_exec", "idempotency_key", "tool_exec")
+
+IDEMPOTENCY_KEY = "plangate_idempotency_key"
+"""The run-config metadata key under which a tool finds its call's idempotency key."""
+_KEYS = uuid.UUID("6f1c3b0e-8d2a-4c4e-9b57-2f0d3e4a1c90")
+
+
+def idempotency_key(run_id: str, step_id: str) -> str:
+    """The key of the call of step `step_id` in plan run `run_id`: the same every time that call
+    is made again (a resume, a restart after a crash), different for any other call."""
+    return str(uuid.uuid5(_KEYS, f"{run_id}/{step_id}"))
 
 
 def jsonable(value: Any) -> Any:
@@ -54,12 +65,18 @@ class _ToolCall:
     started: float
 
     @property
+    def key(self) -> str:
+        return idempotency_key(self.state["run"]["run_id"], self.step.id)
+
+    @property
     def config(self) -> RunnableConfig:
+        # A LangChain tool that takes a `config: RunnableConfig` parameter reads these.
         return {
             "run_name": self.step.tool,
             "metadata": {
                 "plangate_step_id": self.step.id,
                 "plangate_trace_id": self.state["run"]["trace_id"],
+                IDEMPOTENCY_KEY: self.key,
             },
         }
 
@@ -75,8 +92,7 @@ def _begin(state: PlanState, governance: Governance) -> _ToolCall:
         writer.emit("budget_warning", warning, step=step)
         warned = [*warned, warning["tier"]]
     args = current.get("args", step.args)
-    writer.emit("tool_call_start", {"args": args, "action": step.action}, step=step)
-    return _ToolCall(
+    call = _ToolCall(
         state=state,
         current=current,
         step=step,
@@ -85,8 +101,15 @@ def _begin(state: PlanState, governance: Governance) -> _ToolCall:
         usage=usage,
         warned=warned,
         writer=writer,
-        started=time.perf_counter(),
+        started=0.0,  # set below, once the start event is out
     )
+    writer.emit(
+        "tool_call_start",
+        {"args": args, "action": step.action, "idempotency_key": call.key},
+        step=step,
+    )
+    call.started = time.perf_counter()
+    return call
 
 
 def _end(call: _ToolCall, *, output: Any = None, error: Exception | None = None) -> dict[str, Any]:

@@ -1,0 +1,122 @@
+"""Side effects happen once: every tool call carries an idempotency key, stable for its step
+across restarts, and the demo's effects honour it, so a process killed mid-call and resumed by
+another process sends one email, not two."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from _support import CallLog, Runner, plan_of, thread
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import StructuredTool
+
+from plangate import demo_outbox
+from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, idempotency_key
+
+
+def test_keys_are_stable_per_step_and_distinct_across_steps_and_runs() -> None:
+    """The same (run, step) always gives the same key; another step or run, another key."""
+    assert idempotency_key("run-a", "send") == idempotency_key("run-a", "send")
+    assert idempotency_key("run-a", "send") != idempotency_key("run-a", "draft")
+    assert idempotency_key("run-a", "send") != idempotency_key("run-b", "send")
+
+
+def test_a_tool_reads_its_key_from_the_run_config_and_the_trace_records_it(
+    runner: Runner, log: CallLog
+) -> None:
+    """A tool taking `config: RunnableConfig` finds the key under `plangate_idempotency_key`;
+    `tool_call_start` carries the same key; two plans on one thread get different keys."""
+
+    def charge(amount: int, config: RunnableConfig) -> str:
+        key = config["metadata"][IDEMPOTENCY_KEY]
+        log.calls.append(("pay.charge", {"key": key}))
+        return key
+
+    tool = StructuredTool.from_function(charge, name="pay.charge", description="Charge.")
+    assert "config" not in tool.args  # injected by LangChain, not an argument the plan fills
+    graph = runner.graph([tool], profile="technical")
+    plan = plan_of({"id": "pay", "tool": "pay.charge", "args": {"amount": 5}})
+    first = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    second = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    keys = [call[1]["key"] for call in log.calls]
+    assert keys == [first["steps"][0]["output"], second["steps"][0]["output"]]
+    assert keys[0] != keys[1]
+    starts = [e for e in runner.trace(graph, thread()) if e["type"] == "tool_call_start"]
+    assert [e["data"]["idempotency_key"] for e in starts] == keys
+
+
+CRASHING_RUN = """
+import os, signal, sys
+from langchain_core.runnables import RunnableConfig
+from plangate import build_graph, demo_toolkit, open_checkpointer
+
+folder = sys.argv[2]
+demo = {tool.name: tool for tool in demo_toolkit(folder + "/outbox.db")}
+
+
+def send(to: str, subject: str, body: str, config: RunnableConfig) -> dict:
+    sent = demo["email.send"].invoke({"to": to, "subject": subject, "body": body}, config=config)
+    marker = folder + "/crashed-once"
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)  # the email is out; the step never got recorded
+    return sent
+
+
+tools = {"crm.lookup_account": demo["crm.lookup_account"], "email.send": send}
+graph = build_graph(
+    tools, profile="technical", checkpointer=open_checkpointer(folder + "/runs.db")
+)
+config = {"configurable": {"thread_id": "crash"}}
+plan = {"goal": "follow up", "steps": [
+    {"id": "lookup", "tool": "crm.lookup_account", "args": {"account": "acme"}},
+    {"id": "send", "tool": "email.send", "action": "execute", "depends_on": ["lookup"],
+     "args": {"to": "ana.lopez@acme.example", "subject": "Renewal", "body": "Hi Ana"}},
+]}
+if sys.argv[1] == "start":
+    graph.invoke({"plan": plan}, config)
+else:  # a new process picks the thread up from its last checkpoint
+    out = graph.invoke(None, config)
+    print(json.dumps(out["result"]))
+""".replace("import os,", "import json, os,")
+
+
+def test_killed_mid_send_then_resumed_elsewhere_sends_one_email(tmp_path: Path) -> None:
+    """A process SIGKILLed inside `email.send`, after the email went out, leaves the step
+    unrecorded; a new process resumes the thread, the tool runs again with the same key, the
+    outbox still holds one email, and the result lists each step once, ok."""
+    script = tmp_path / "crashing_run.py"
+    script.write_text(textwrap.dedent(CRASHING_RUN), encoding="utf-8")
+
+    def run(mode: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), mode, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    killed = run("start")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(demo_outbox(tmp_path / "outbox.db")) == 1
+
+    resumed = run("resume")
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert result["status"] == "success"
+    assert [(s["step_id"], s["status"]) for s in result["steps"]] == [
+        ("lookup", "ok"),
+        ("send", "ok"),
+    ]
+    outbox = demo_outbox(tmp_path / "outbox.db")
+    assert [mail["to"] for mail in outbox] == ["ana.lopez@acme.example"]
+    with sqlite3.connect(tmp_path / "outbox.db") as conn:
+        (key,) = conn.execute("SELECT idempotency_key FROM outbox").fetchone()
+    assert key, "the send recorded its idempotency key"
