@@ -16,7 +16,7 @@ from _support import CallLog, Runner, plan_of, thread
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import StructuredTool
 
-from plangate import demo_outbox
+from plangate import demo_outbox, demo_toolkit
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, idempotency_key
 
 
@@ -120,3 +120,22 @@ def test_killed_mid_send_then_resumed_elsewhere_sends_one_email(tmp_path: Path) 
     with sqlite3.connect(tmp_path / "outbox.db") as conn:
         (key,) = conn.execute("SELECT idempotency_key FROM outbox").fetchone()
     assert key, "the send recorded its idempotency key"
+
+
+def test_an_outbox_from_before_keys_is_upgraded_and_then_deduplicates(tmp_path: Path) -> None:
+    """An outbox file written by a version without idempotency keys gains the column, keeps its
+    rows, and a repeated key adds nothing."""
+    path = tmp_path / "outbox.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE outbox (message_id TEXT, recipient TEXT, subject TEXT, body TEXT,"
+            " sent_at TEXT);"
+            "CREATE TABLE crm_updates (opportunity_id TEXT, stage TEXT, note TEXT,"
+            " updated_at TEXT);"
+            "INSERT INTO outbox VALUES ('msg-old', 'old@example.com', 's', 'b', '2026-01-01');"
+        )
+    send = {tool.name: tool for tool in demo_toolkit(path)}["email.send"]
+    config: RunnableConfig = {"metadata": {IDEMPOTENCY_KEY: "key-1"}}
+    for _ in range(2):
+        send.invoke({"to": "new@example.com", "subject": "s", "body": "b"}, config=config)
+    assert [mail["to"] for mail in demo_outbox(path)] == ["old@example.com", "new@example.com"]

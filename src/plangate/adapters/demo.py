@@ -46,14 +46,16 @@ DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
     },
 }
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS outbox (
     message_id TEXT, recipient TEXT, subject TEXT, body TEXT, sent_at TEXT, idempotency_key TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS outbox_once ON outbox (idempotency_key);
 CREATE TABLE IF NOT EXISTS crm_updates (
     opportunity_id TEXT, stage TEXT, note TEXT, updated_at TEXT, idempotency_key TEXT
 );
+"""
+_ONCE = """
+CREATE UNIQUE INDEX IF NOT EXISTS outbox_once ON outbox (idempotency_key);
 CREATE UNIQUE INDEX IF NOT EXISTS crm_updates_once ON crm_updates (idempotency_key);
 """
 
@@ -69,7 +71,12 @@ def _key(config: RunnableConfig) -> str | None:
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30)
-    conn.executescript(_SCHEMA)
+    conn.executescript(_TABLES)
+    for table in ("outbox", "crm_updates"):  # an outbox written before keys existed
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if "idempotency_key" not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN idempotency_key TEXT")
+    conn.executescript(_ONCE)
     return conn
 
 
