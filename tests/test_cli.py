@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from plangate import demo_outbox
+from plangate import Plan, build_graph, demo_outbox, demo_toolkit, open_checkpointer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -141,3 +141,39 @@ def test_paused_run_survives_bad_requests(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Run success" in done.stdout
     assert len(demo_outbox(tmp_path / "plangate-outbox.db")) == 1
+
+
+def test_resume_continues_a_run_that_stopped_mid_way(tmp_path: Path) -> None:
+    """A run whose process stopped before a step (left with work to do and nothing to approve)
+    is finished by `plangate resume`; resuming a finished or a paused run is a one-line error."""
+    outbox = tmp_path / "plangate-outbox.db"
+    graph = build_graph(
+        demo_toolkit(outbox),
+        profile="technical",
+        checkpointer=open_checkpointer(str(tmp_path / "plangate.db")),
+    )
+    config = {
+        "configurable": {"thread_id": "cut"},
+        "metadata": {"plangate_profile": "technical", "plangate_outbox": str(outbox)},
+    }
+    plan = Plan.from_file(EXAMPLES / "sales_followup.yaml")
+    # Stopping before the first tool call leaves the thread as a killed process would.
+    graph.invoke({"plan": plan}, config, interrupt_before=["tool_exec"])
+    assert graph.get_state(config).next == ("tool_exec",)
+    assert demo_outbox(outbox) == []
+
+    resumed = plangate(tmp_path, "resume", "cut")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Run success" in resumed.stdout
+    assert len(demo_outbox(outbox)) == 1
+
+    finished = plangate(tmp_path, "resume", "cut")
+    assert finished.returncode == 1
+    assert "run 'cut' has finished" in finished.stderr
+    paused_plan = str(EXAMPLES / "sales_followup.yaml")
+    assert (
+        plangate(tmp_path, "run", paused_plan, "--profile", "smb", "--thread", "p").returncode == 0
+    )
+    paused = plangate(tmp_path, "resume", "p")
+    assert paused.returncode == 1
+    assert "run 'p' is waiting for an approval" in paused.stderr

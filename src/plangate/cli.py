@@ -244,6 +244,24 @@ def reject(
 
 
 @app.command()
+def resume(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
+    """Continue a run whose process stopped mid-way (a crash, a kill). The step it was in runs
+    again with the same idempotency key, so tools that honour it do not act twice."""
+    graph, config = _existing(db, thread)
+    snapshot = graph.get_state(config)
+    if snapshot.interrupts:
+        raise PlangateUsageError(
+            f"run {thread!r} is waiting for an approval",
+            hint="use `plangate approve` or `plangate reject`",
+        )
+    if not snapshot.next:
+        raise PlangateUsageError(
+            f"run {thread!r} has finished", hint="`plangate show THREAD` prints its result"
+        )
+    _drive(graph, None, config, db)
+
+
+@app.command()
 def show(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
     """Print a run's result, step table and golden signals (or what it waits for)."""
     graph, config = _existing(db, thread)
