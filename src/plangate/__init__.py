@@ -24,7 +24,7 @@ from plangate.errors import (
 from plangate.graph import build_graph
 from plangate.history import aget_trace, get_trace, list_threads, pending_approvals
 from plangate.plan import Plan, PlanStep
-from plangate.profiles import Budget, Profile, load_profile
+from plangate.profiles import Budget, Profile, RetryPolicy, ToolPolicy, load_profile
 from plangate.result import ExecutionResult, StepResult
 from plangate.state import ApprovalRecord, ApprovalRequest, StepOutcome
 from plangate.tracing import EVENT_TYPES, TraceEvent, golden_signals, redact
@@ -48,8 +48,10 @@ __all__ = (
     "PlangateUsageError",
     "Profile",
     "ProfileError",
+    "RetryPolicy",
     "StepOutcome",
     "StepResult",
+    "ToolPolicy",
     "TraceEvent",
     "UnknownThread",
     "__version__",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,11 +32,13 @@ def parse_iso(text: str) -> datetime:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Governance:
-    """The fixed inputs of a compiled graph: its profile, its tools and its clock."""
+    """The fixed inputs of a compiled graph: its profile, its tools, its clock, and how it
+    waits between retries (`sleep`; both are injected in tests)."""
 
     profile: Profile
     tools: Mapping[str, BaseTool]
     clock: Callable[[], datetime] = utc_now
+    sleep: Callable[[float], None] = time.sleep
     _schemas: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def now(self) -> str:

@@ -94,6 +94,10 @@ def _describe(event: dict[str, Any]) -> str:
         ),
         "approval_timeout": lambda: f"expired at {data.get('expires_at')}",
         "tool_call_start": lambda: f"args {json.dumps(data.get('args'), default=str)}",
+        "tool_call_retry": lambda: (
+            f"try {data.get('attempt')} in {data.get('wait_seconds')} s after "
+            f"{data.get('error_type')}: {data.get('message')}"
+        ),
         "tool_call_complete": lambda: f"{data.get('duration_ms')} ms",
         "tool_call_error": lambda: f"{data.get('error_type')}: {data.get('message')}",
         "step_blocked": lambda: str(data.get("reason")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -45,6 +46,7 @@ def build_graph(
     profile: str | Path | Profile = "enterprise",
     checkpointer: BaseCheckpointSaver[Any] | bool | None = None,
     clock: Callable[[], datetime] = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
     name: str = "plangate",
 ) -> PlangateGraph:
     """Compile the governed plan-execution graph.
@@ -55,6 +57,8 @@ def build_graph(
         checkpointer: Where runs pause and resume (see `open_checkpointer`); `None` compiles
             the graph for use as a subgraph under a parent's checkpointer.
         clock: Returns the current UTC time; approval expiry reads it (inject one in tests).
+        sleep: Waits between retries of a tool call (inject one in tests; async runs use
+            `asyncio.sleep` unless this is replaced).
         name: The graph's name, as shown in streams and traces of a parent graph.
 
     Returns:
@@ -77,7 +81,7 @@ def build_graph(
         ('success', 'hi')
     """
     registry = tool_registry(tools)
-    governance = Governance(profile=load_profile(profile), tools=registry, clock=clock)
+    governance = Governance(profile=load_profile(profile), tools=registry, clock=clock, sleep=sleep)
 
     builder = StateGraph(PlanState, input_schema=PlanInput)
     for node in (plan_start, budget_check, approval_interrupt, trace_emit, finalize):

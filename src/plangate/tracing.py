@@ -18,6 +18,7 @@ EventType = Literal[
     "approval_received",
     "approval_timeout",
     "tool_call_start",
+    "tool_call_retry",
     "tool_call_complete",
     "tool_call_error",
     "step_blocked",

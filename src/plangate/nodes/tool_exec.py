@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -26,7 +29,14 @@ from plangate.budget import charge, crossed_warnings
 from plangate.plan import PlanStep
 from plangate.state import BudgetUsage, CurrentStep, PlanState, StepOutcome
 
-__all__ = ("IDEMPOTENCY_KEY", "atool_exec", "idempotency_key", "tool_exec")
+__all__ = (
+    "IDEMPOTENCY_KEY",
+    "ToolTimeout",
+    "atool_exec",
+    "idempotency_key",
+    "is_transient",
+    "tool_exec",
+)
 
 IDEMPOTENCY_KEY = "plangate_idempotency_key"
 """The run-config metadata key under which a tool finds its call's idempotency key."""
@@ -55,6 +65,7 @@ class _ToolCall:
     """One call in progress: what `tool_exec` and `atool_exec` share around the call itself."""
 
     state: PlanState
+    governance: Governance
     current: CurrentStep
     step: PlanStep
     tool: BaseTool
@@ -94,6 +105,7 @@ def _begin(state: PlanState, governance: Governance) -> _ToolCall:
     args = current.get("args", step.args)
     call = _ToolCall(
         state=state,
+        governance=governance,
         current=current,
         step=step,
         tool=governance.tools[step.tool],
@@ -112,7 +124,13 @@ def _begin(state: PlanState, governance: Governance) -> _ToolCall:
     return call
 
 
-def _end(call: _ToolCall, *, output: Any = None, error: Exception | None = None) -> dict[str, Any]:
+def _error_type(error: Exception) -> str:
+    return "timeout" if isinstance(error, ToolTimeout) else type(error).__name__
+
+
+def _end(
+    call: _ToolCall, *, attempts: int, output: Any = None, error: Exception | None = None
+) -> dict[str, Any]:
     duration = round((time.perf_counter() - call.started) * 1000, 3)
     step = call.step
     outcome: StepOutcome = {
@@ -121,7 +139,7 @@ def _end(call: _ToolCall, *, output: Any = None, error: Exception | None = None)
         "status": "ok",
         "output": None,
         "error": None,
-        "attempts": 1,
+        "attempts": attempts,
         "duration_ms": duration,
         "approval": call.current.get("approval"),
         "failure_context": None,
@@ -133,7 +151,7 @@ def _end(call: _ToolCall, *, output: Any = None, error: Exception | None = None)
         )
     else:
         message = str(error) or type(error).__name__
-        error_type = type(error).__name__
+        error_type = _error_type(error)
         outcome.update(
             {
                 "status": "error",
@@ -159,27 +177,98 @@ def _only_async(tool: BaseTool) -> bool:
     return isinstance(tool, StructuredTool) and tool.func is None and tool.coroutine is not None
 
 
+class ToolTimeout(TimeoutError):
+    """A tool call ran past its timeout; its step ends with `error_type: "timeout"`."""
+
+
+def is_transient(error: Exception) -> bool:
+    """Whether trying again may help: a timeout, a connection error, or HTTP 429/5xx."""
+    if isinstance(error, (TimeoutError, ConnectionError)):
+        return True
+    status = getattr(error, "status_code", None)
+    if status is None:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+    return isinstance(status, int) and (status == 429 or 500 <= status <= 599)
+
+
+def _call_once(call: _ToolCall, timeout: float | None) -> Any:
+    if _only_async(call.tool):
+        # A sync run calling an async-only tool: run it on an event loop of its own, in a
+        # worker thread, since the caller's thread may already run a loop (a notebook).
+        run = partial(asyncio.run, call.tool.ainvoke(call.args, config=call.config))
+    elif timeout is not None:
+        run = partial(call.tool.invoke, call.args, config=call.config)
+    else:
+        return call.tool.invoke(call.args, config=call.config)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(run).result(timeout=timeout)
+    except FutureTimeout:
+        if timeout is None:  # the tool's own TimeoutError
+            raise
+        # A thread cannot be stopped: the call goes on in the background, its result unused.
+        raise ToolTimeout(f"{call.step.tool} took longer than {timeout:g} s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _retry_wait(call: _ToolCall, attempt: int, error: Exception) -> float | None:
+    """Seconds to wait before trying `call` again after failed try `attempt`, or `None` when
+    it must not be retried; emits `tool_call_retry` when it will be."""
+    _, policy = call.governance.profile.call_policy(call.step.tool)
+    if attempt >= policy.max_attempts or not is_transient(error):
+        return None
+    wait = round(policy.backoff(attempt, random.random()), 6)
+    call.writer.emit(
+        "tool_call_retry",
+        {
+            "attempt": attempt + 1,
+            "wait_seconds": wait,
+            "error_type": _error_type(error),
+            "message": str(error) or type(error).__name__,
+        },
+        step=call.step,
+    )
+    return wait
+
+
 def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
     call = _begin(state, governance)
-    try:
-        if _only_async(call.tool):
-            # A sync run calling an async-only tool: run it on an event loop of its own, in a
-            # worker thread, since the caller's thread may already run a loop (a notebook).
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                output = pool.submit(
-                    asyncio.run, call.tool.ainvoke(call.args, config=call.config)
-                ).result()
-        else:
-            output = call.tool.invoke(call.args, config=call.config)
-    except Exception as exc:  # a failing tool is a step outcome, never a crashed run
-        return _end(call, error=exc)
-    return _end(call, output=output)
+    timeout, _ = governance.profile.call_policy(call.step.tool)
+    attempt = 1
+    while True:
+        try:
+            output = _call_once(call, timeout)
+        except Exception as exc:  # a failing tool is a step outcome, never a crashed run
+            wait = _retry_wait(call, attempt, exc)
+            if wait is None:
+                return _end(call, error=exc, attempts=attempt)
+            governance.sleep(wait)
+            attempt += 1
+            continue
+        return _end(call, output=output, attempts=attempt)
 
 
 async def atool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
     call = _begin(state, governance)
-    try:
-        output = await call.tool.ainvoke(call.args, config=call.config)
-    except Exception as exc:  # a failing tool is a step outcome, never a crashed run
-        return _end(call, error=exc)
-    return _end(call, output=output)
+    timeout, _ = governance.profile.call_policy(call.step.tool)
+    attempt = 1
+    while True:
+        try:
+            output = await asyncio.wait_for(
+                call.tool.ainvoke(call.args, config=call.config), timeout
+            )
+        except Exception as exc:  # a failing tool is a step outcome, never a crashed run
+            error = exc
+            if isinstance(exc, asyncio.TimeoutError) and timeout is not None:
+                error = ToolTimeout(f"{call.step.tool} took longer than {timeout:g} s")
+        else:
+            return _end(call, output=output, attempts=attempt)
+        wait = _retry_wait(call, attempt, error)
+        if wait is None:
+            return _end(call, error=error, attempts=attempt)
+        if governance.sleep is time.sleep:
+            await asyncio.sleep(wait)
+        else:
+            governance.sleep(wait)
+        attempt += 1

@@ -15,7 +15,15 @@ from plangate._files import dotted, first_error, read_document
 from plangate.errors import ProfileError
 from plangate.plan import Action
 
-__all__ = ("BUILTIN_PROFILES", "Budget", "Profile", "Risk", "load_profile")
+__all__ = (
+    "BUILTIN_PROFILES",
+    "Budget",
+    "Profile",
+    "RetryPolicy",
+    "Risk",
+    "ToolPolicy",
+    "load_profile",
+)
 
 BUILTIN_PROFILES = ("enterprise", "smb", "technical")
 
@@ -42,6 +50,54 @@ class Budget(BaseModel):
     warning_threshold: float = Field(default=0.8, gt=0, le=1)
 
 
+class RetryPolicy(BaseModel):
+    """How often a tool call that failed with a transient error is tried again, and how long to
+    wait between tries: exponential backoff with jitter.
+
+    Transient errors: timeouts, connection errors, and errors carrying an HTTP status of 429 or
+    5xx (`exc.status_code` or `exc.response.status_code`). Anything else fails at once.
+
+    Attributes:
+        max_attempts: Tries in all, the first included; 1 never retries.
+        initial_backoff_seconds: The wait before the second try.
+        backoff_multiplier: Each wait is this many times the one before.
+        max_backoff_seconds: No wait is longer.
+        jitter: Wait a random time between half and all of the backoff, so that many runs
+            failing together do not retry in step.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=1, ge=1)
+    initial_backoff_seconds: float = Field(default=0.5, ge=0)
+    backoff_multiplier: float = Field(default=2.0, ge=1)
+    max_backoff_seconds: float = Field(default=30.0, ge=0)
+    jitter: bool = True
+
+    def backoff(self, attempt: int, draw: float) -> float:
+        """Seconds to wait after failed try number `attempt` (1-based); `draw` is uniform in
+        [0, 1) and only matters with jitter."""
+        base = min(
+            self.max_backoff_seconds,
+            self.initial_backoff_seconds * self.backoff_multiplier ** (attempt - 1),
+        )
+        return base * (0.5 + draw / 2) if self.jitter else base
+
+
+class ToolPolicy(BaseModel):
+    """Overrides for the tools whose names match a pattern in `Profile.tool_policies`.
+
+    Attributes:
+        timeout_seconds: Per-call timeout for these tools.
+        retry: Retry policy for these tools.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    retry: RetryPolicy | None = None
+
+
 class Profile(BaseModel):
     """The governance rules of a run.
 
@@ -61,6 +117,10 @@ class Profile(BaseModel):
         on_error: `continue` past a failing tool, or `halt` the plan.
         on_reject: `skip` a rejected step and go on, or `halt` the plan.
         redact: Redact PII (emails, phones, cards, national ids, keys) in trace data.
+        timeout_seconds: Per-call timeout for every tool, or `None` for none.
+        retry: Retry policy for every tool (default: no retries).
+        tool_policies: Glob pattern -> `ToolPolicy`, overriding the timeout or retry policy for
+            matching tools; the first matching pattern wins.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -77,6 +137,9 @@ class Profile(BaseModel):
     on_error: Literal["continue", "halt"] = "continue"
     on_reject: Literal["skip", "halt"] = "skip"
     redact: bool = True
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    tool_policies: dict[str, ToolPolicy] = Field(default_factory=dict)
 
     @property
     def approval_timeout(self) -> timedelta:
@@ -89,6 +152,16 @@ class Profile(BaseModel):
     def needs_approval(self, tool: str, action: Action) -> bool:
         """Whether a call of `tool` with `action` waits for a human decision."""
         return action in self.require_approval or _matches(tool, self.approval_required_tools)
+
+    def call_policy(self, tool: str) -> tuple[float | None, RetryPolicy]:
+        """The timeout and retry policy for calls of `tool`."""
+        for pattern, policy in self.tool_policies.items():
+            if fnmatchcase(tool, pattern):
+                return (
+                    policy.timeout_seconds or self.timeout_seconds,
+                    policy.retry or self.retry,
+                )
+        return self.timeout_seconds, self.retry
 
     def is_irreversible(self, tool: str) -> bool:
         return _matches(tool, self.irreversible_tools)
