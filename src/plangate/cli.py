@@ -249,8 +249,11 @@ def reject(
 
 @app.command()
 def resume(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
-    """Continue a run whose process stopped mid-way (a crash, a kill). The step it was in runs
-    again with the same idempotency key, so tools that honour it do not act twice."""
+    """Continue a run whose process stopped mid-way (a crash, a kill).
+
+    The step it was in runs again with the same idempotency key, so tools that honour it do not
+    act twice.
+    """
     graph, config = _existing(db, thread)
     snapshot = graph.get_state(config)
     if snapshot.interrupts:
