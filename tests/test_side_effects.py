@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from _support import CallLog, Runner, plan_of, thread
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import StructuredTool
@@ -52,26 +53,39 @@ def test_a_tool_reads_its_key_from_the_run_config_and_the_trace_records_it(
 
 
 CRASHING_RUN = """
-import os, signal, sys
+import json, os, signal, sys
 from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
 from plangate import build_graph, demo_toolkit, open_checkpointer
 
-folder = sys.argv[2]
+mode, folder, kill_at = sys.argv[1], sys.argv[2], sys.argv[3]
 demo = {tool.name: tool for tool in demo_toolkit(folder + "/outbox.db")}
 
 
-def send(to: str, subject: str, body: str, config: RunnableConfig) -> dict:
-    sent = demo["email.send"].invoke({"to": to, "subject": subject, "body": body}, config=config)
-    marker = folder + "/crashed-once"
-    if not os.path.exists(marker):
+def kill_once(where: str) -> None:
+    marker = folder + "/killed"
+    if kill_at == where and not os.path.exists(marker):
         open(marker, "w").close()
-        os.kill(os.getpid(), signal.SIGKILL)  # the email is out; the step never got recorded
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def lookup(account: str, config: RunnableConfig) -> dict:
+    with open(folder + "/lookups", "a") as calls:
+        calls.write("called\\n")
+    return demo["crm.lookup_account"].invoke({"account": account}, config=config)
+
+
+def send(to: str, subject: str, body: str, config: RunnableConfig) -> dict:
+    kill_once("before-send")  # the lookup is recorded; nothing is sent yet
+    sent = demo["email.send"].invoke({"to": to, "subject": subject, "body": body}, config=config)
+    kill_once("in-send")  # the email is out; the step never got recorded
     return sent
 
 
-tools = {"crm.lookup_account": demo["crm.lookup_account"], "email.send": send}
 graph = build_graph(
-    tools, profile="technical", checkpointer=open_checkpointer(folder + "/runs.db")
+    {"crm.lookup_account": lookup, "email.send": send},
+    profile="smb" if kill_at == "paused" else "technical",
+    checkpointer=open_checkpointer(folder + "/runs.db"),
 )
 config = {"configurable": {"thread_id": "crash"}}
 plan = {"goal": "follow up", "steps": [
@@ -79,24 +93,36 @@ plan = {"goal": "follow up", "steps": [
     {"id": "send", "tool": "email.send", "action": "execute", "depends_on": ["lookup"],
      "args": {"to": "ana.lopez@acme.example", "subject": "Renewal", "body": "Hi Ana"}},
 ]}
-if sys.argv[1] == "start":
+if mode == "start":
     graph.invoke({"plan": plan}, config)
+    kill_once("paused")  # the run waits for an approval when its process dies
 else:  # a new process picks the thread up from its last checkpoint
-    out = graph.invoke(None, config)
+    resume = Command(resume={"decision": "approve", "approver": "lee"})
+    out = graph.invoke(resume if mode == "approve" else None, config)
     print(json.dumps(out["result"]))
-""".replace("import os,", "import json, os,")
+"""
 
 
-def test_killed_mid_send_then_resumed_elsewhere_sends_one_email(tmp_path: Path) -> None:
-    """A process SIGKILLed inside `email.send`, after the email went out, leaves the step
-    unrecorded; a new process resumes the thread, the tool runs again with the same key, the
-    outbox still holds one email, and the result lists each step once, ok."""
+@pytest.mark.parametrize(
+    ("kill_at", "then", "sent_before"),
+    [
+        pytest.param("in-send", "resume", 1, id="killed-mid-send"),
+        pytest.param("before-send", "resume", 0, id="killed-between-steps"),
+        pytest.param("paused", "approve", 0, id="killed-while-paused"),
+    ],
+)
+def test_a_killed_run_resumed_by_another_process_acts_once(
+    tmp_path: Path, kill_at: str, then: str, sent_before: int
+) -> None:
+    """A process SIGKILLed mid-send (after the email went out), between steps, or while paused
+    for approval is finished by a new process: the outbox holds one email, the lookup ran once,
+    and the result lists each step once, ok."""
     script = tmp_path / "crashing_run.py"
     script.write_text(textwrap.dedent(CRASHING_RUN), encoding="utf-8")
 
     def run(mode: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, str(script), mode, str(tmp_path)],
+            [sys.executable, str(script), mode, str(tmp_path), kill_at],
             capture_output=True,
             text=True,
             timeout=120,
@@ -105,9 +131,9 @@ def test_killed_mid_send_then_resumed_elsewhere_sends_one_email(tmp_path: Path) 
 
     killed = run("start")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert len(demo_outbox(tmp_path / "outbox.db")) == 1
+    assert len(demo_outbox(tmp_path / "outbox.db")) == sent_before
 
-    resumed = run("resume")
+    resumed = run(then)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert result["status"] == "success"
@@ -117,6 +143,7 @@ def test_killed_mid_send_then_resumed_elsewhere_sends_one_email(tmp_path: Path) 
     ]
     outbox = demo_outbox(tmp_path / "outbox.db")
     assert [mail["to"] for mail in outbox] == ["ana.lopez@acme.example"]
+    assert (tmp_path / "lookups").read_text().splitlines() == ["called"]
     with sqlite3.connect(tmp_path / "outbox.db") as conn:
         (key,) = conn.execute("SELECT idempotency_key FROM outbox").fetchone()
     assert key, "the send recorded its idempotency key"
