@@ -176,7 +176,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
             sizes, [by_n[str(n)]["ms_per_step"] for n in sizes], "o-", label=LABELS[system]
         )
         bytes_ax.plot(sizes, [by_n[str(n)]["bytes_per_step"] for n in sizes], "o-")
-    for ax, title in ((time_ax, "wall ms per step"), (bytes_ax, "checkpoint bytes per step")):
+    for ax, title in (
+        (time_ax, "wall ms per step"),
+        (bytes_ax, "checkpoint database bytes per step"),
+    ):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("steps in the plan (N)")
