@@ -9,7 +9,6 @@ change when `approval_interrupt` runs again on resume); anything else goes to `t
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -100,7 +99,7 @@ def approval_request(
         "risk": risk,
         "consequence": redact(consequence) if profile.redact else consequence,
         "requested_at": iso(requested),
-        "expires_at": iso(requested + timedelta(seconds=profile.approval_timeout_seconds)),
+        "expires_at": iso(requested + profile.approval_timeout),
         "allowed_decisions": list(DECISIONS),
         "response_schema": governance.response_schema(step.tool),
     }
