@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from plangate._governance import Governance, TraceWriter, step_at
 from plangate.budget import charge, crossed_warnings
 from plangate.plan import PlanStep
+from plangate.profiles import RetryPolicy
 from plangate.state import BudgetUsage, CurrentStep, PlanState, StepOutcome
 
 __all__ = (
@@ -62,34 +63,23 @@ def jsonable(value: Any) -> Any:
 
 @dataclass(slots=True)
 class _ToolCall:
-    """One call in progress: what `tool_exec` and `atool_exec` share around the call itself."""
+    """One call in progress: what `tool_exec` and `atool_exec` share around the call itself,
+    worked out once however many times the call is tried."""
 
-    state: PlanState
-    governance: Governance
     current: CurrentStep
     step: PlanStep
     tool: BaseTool
     args: dict[str, Any]
+    config: RunnableConfig
+    timeout: float | None
+    retry: RetryPolicy
     usage: BudgetUsage
     warned: list[str]
     writer: TraceWriter
-    started: float
+    started: float = 0.0
 
-    @property
-    def key(self) -> str:
-        return idempotency_key(self.state["run"]["run_id"], self.step.id)
-
-    @property
-    def config(self) -> RunnableConfig:
-        # A LangChain tool that takes a `config: RunnableConfig` parameter reads these.
-        return {
-            "run_name": self.step.tool,
-            "metadata": {
-                "plangate_step_id": self.step.id,
-                "plangate_trace_id": self.state["run"]["trace_id"],
-                IDEMPOTENCY_KEY: self.key,
-            },
-        }
+    def timed_out(self) -> ToolTimeout:
+        return ToolTimeout(f"{self.step.tool} took longer than {self.timeout:g} s")
 
 
 def _begin(state: PlanState, governance: Governance) -> _ToolCall:
@@ -103,22 +93,30 @@ def _begin(state: PlanState, governance: Governance) -> _ToolCall:
         writer.emit("budget_warning", warning, step=step)
         warned = [*warned, warning["tier"]]
     args = current.get("args", step.args)
+    key = idempotency_key(run["run_id"], step.id)
+    timeout, retry = governance.profile.call_policy(step.tool)
     call = _ToolCall(
-        state=state,
-        governance=governance,
         current=current,
         step=step,
         tool=governance.tools[step.tool],
         args=args,
+        # A LangChain tool that takes a `config: RunnableConfig` parameter reads this metadata.
+        config={
+            "run_name": step.tool,
+            "metadata": {
+                "plangate_step_id": step.id,
+                "plangate_trace_id": run["trace_id"],
+                IDEMPOTENCY_KEY: key,
+            },
+        },
+        timeout=timeout,
+        retry=retry,
         usage=usage,
         warned=warned,
         writer=writer,
-        started=0.0,  # set below, once the start event is out
     )
     writer.emit(
-        "tool_call_start",
-        {"args": args, "action": step.action, "idempotency_key": call.key},
-        step=step,
+        "tool_call_start", {"args": args, "action": step.action, "idempotency_key": key}, step=step
     )
     call.started = time.perf_counter()
     return call
@@ -191,7 +189,8 @@ def is_transient(error: Exception) -> bool:
     return isinstance(status, int) and (status == 429 or 500 <= status <= 599)
 
 
-def _call_once(call: _ToolCall, timeout: float | None) -> Any:
+def _call_once(call: _ToolCall) -> Any:
+    timeout = call.timeout
     if _only_async(call.tool):
         # A sync run calling an async-only tool: run it on an event loop of its own, in a
         # worker thread, since the caller's thread may already run a loop (a notebook).
@@ -207,7 +206,7 @@ def _call_once(call: _ToolCall, timeout: float | None) -> Any:
         if timeout is None:  # the tool's own TimeoutError
             raise
         # A thread cannot be stopped: the call goes on in the background, its result unused.
-        raise ToolTimeout(f"{call.step.tool} took longer than {timeout:g} s") from None
+        raise call.timed_out() from None
     finally:
         pool.shutdown(wait=False)
 
@@ -215,10 +214,9 @@ def _call_once(call: _ToolCall, timeout: float | None) -> Any:
 def _retry_wait(call: _ToolCall, attempt: int, error: Exception) -> float | None:
     """Seconds to wait before trying `call` again after failed try `attempt`, or `None` when
     it must not be retried; emits `tool_call_retry` when it will be."""
-    _, policy = call.governance.profile.call_policy(call.step.tool)
-    if attempt >= policy.max_attempts or not is_transient(error):
+    if attempt >= call.retry.max_attempts or not is_transient(error):
         return None
-    wait = round(policy.backoff(attempt, random.random()), 6)
+    wait = round(call.retry.backoff(attempt, random.random()), 6)
     call.writer.emit(
         "tool_call_retry",
         {
@@ -234,11 +232,10 @@ def _retry_wait(call: _ToolCall, attempt: int, error: Exception) -> float | None
 
 def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
     call = _begin(state, governance)
-    timeout, _ = governance.profile.call_policy(call.step.tool)
     attempt = 1
     while True:
         try:
-            output = _call_once(call, timeout)
+            output = _call_once(call)
         except Exception as exc:  # a failing tool is a step outcome, never a crashed run
             wait = _retry_wait(call, attempt, exc)
             if wait is None:
@@ -251,17 +248,16 @@ def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
 
 async def atool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
     call = _begin(state, governance)
-    timeout, _ = governance.profile.call_policy(call.step.tool)
     attempt = 1
     while True:
         try:
             output = await asyncio.wait_for(
-                call.tool.ainvoke(call.args, config=call.config), timeout
+                call.tool.ainvoke(call.args, config=call.config), call.timeout
             )
         except Exception as exc:  # a failing tool is a step outcome, never a crashed run
             error = exc
-            if isinstance(exc, asyncio.TimeoutError) and timeout is not None:
-                error = ToolTimeout(f"{call.step.tool} took longer than {timeout:g} s")
+            if isinstance(exc, asyncio.TimeoutError) and call.timeout is not None:
+                error = call.timed_out()
         else:
             return _end(call, output=output, attempts=attempt)
         wait = _retry_wait(call, attempt, error)
