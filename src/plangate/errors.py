@@ -9,6 +9,7 @@ outcomes (`error`, `blocked`, ...) in the run's result.
 from __future__ import annotations
 
 __all__ = (
+    "AdapterError",
     "InvalidDecision",
     "NoPendingApproval",
     "PlanValidationError",
@@ -70,6 +71,23 @@ class InvalidDecision(PlangateUsageError):
 
     def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
         self.field = field
+        super().__init__(message, hint=hint)
+
+
+class AdapterError(PlangateUsageError):
+    """Tools cannot be set up from a source: a malformed fixture file, an OpenAPI document
+    without `operationId`s, an MCP server that cannot be reached. Raised before any run starts.
+
+    Attributes:
+        source: What the tools were to come from (a file path, a URL, an MCP server).
+        tool: The tool to blame, when one is.
+    """
+
+    def __init__(
+        self, message: str, *, source: str, tool: str | None = None, hint: str | None = None
+    ):
+        self.source = source
+        self.tool = tool
         super().__init__(message, hint=hint)
 
 
