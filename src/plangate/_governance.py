@@ -32,14 +32,23 @@ def parse_iso(text: str) -> datetime:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Governance:
-    """The fixed inputs of a compiled graph: its profile, its tools, its clock, and how it
-    waits between retries (`sleep`; both are injected in tests)."""
+    """The fixed inputs of a compiled graph: its profile, its tools and their mocks, its clock,
+    and how it waits between retries (`sleep`; both are injected in tests)."""
 
     profile: Profile
     tools: Mapping[str, BaseTool]
+    mocks: Mapping[str, BaseTool] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
     _schemas: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+
+    def tool(self, name: str) -> BaseTool | None:
+        """What a step calling `name` calls first: the tool, or offline its mock."""
+        return (self.mocks if self.profile.offline else self.tools).get(name)
+
+    def fallback(self, name: str) -> BaseTool | None:
+        """The mock to call when the tool cannot be reached, under `mock_fallback`."""
+        return self.mocks.get(name) if self.profile.mock_fallback else None
 
     def now(self) -> str:
         return iso(self.clock())
@@ -48,7 +57,7 @@ class Governance:
         """The decision schema for approvals of `tool`, built once per tool: pydantic's JSON
         schema generation would otherwise be most of what an approval request costs."""
         if tool not in self._schemas:
-            self._schemas[tool] = response_schema(self.tools.get(tool))
+            self._schemas[tool] = response_schema(self.tools.get(tool) or self.mocks.get(tool))
         return copy.deepcopy(self._schemas[tool])
 
 

@@ -45,6 +45,7 @@ def build_graph(
     *,
     profile: str | Path | Profile = "enterprise",
     checkpointer: BaseCheckpointSaver[Any] | bool | None = None,
+    mocks: ToolsLike = (),
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
     name: str = "plangate",
@@ -56,6 +57,9 @@ def build_graph(
         profile: A built-in profile name, a profile file path, or a `Profile`.
         checkpointer: Where runs pause and resume (see `open_checkpointer`); `None` compiles
             the graph for use as a subgraph under a parent's checkpointer.
+        mocks: Stand-ins for tools, by the same names (`mock_tools("fixtures.yaml")`, or any
+            tools): called instead of the tools when the profile is `offline`, and when a tool
+            cannot be reached under `mock_fallback`.
         clock: Returns the current UTC time; approval expiry reads it (inject one in tests).
         sleep: Waits between retries of a tool call (inject one in tests; async runs use
             `asyncio.sleep` unless this is replaced).
@@ -81,7 +85,13 @@ def build_graph(
         ('success', 'hi')
     """
     registry = tool_registry(tools)
-    governance = Governance(profile=load_profile(profile), tools=registry, clock=clock, sleep=sleep)
+    governance = Governance(
+        profile=load_profile(profile),
+        tools=registry,
+        mocks=tool_registry(mocks),
+        clock=clock,
+        sleep=sleep,
+    )
 
     builder = StateGraph(PlanState, input_schema=PlanInput)
     for node in (plan_start, budget_check, approval_interrupt, trace_emit, finalize):

@@ -46,6 +46,8 @@ class StepResult(BaseModel):
     duration_ms: float | None = None
     approval: ApprovalInfo | None = None
     failure_context: FailureInfo | None = None
+    mocked: bool = False
+    """The output came from a mock (offline, or a fallback), not from the real tool."""
 
 
 class ExecutionResult(BaseModel):

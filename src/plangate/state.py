@@ -73,6 +73,7 @@ class StepOutcome(TypedDict):
     duration_ms: float | None
     approval: ApprovalRecord | None
     failure_context: FailureContext | None
+    mocked: bool
 
 
 class ApprovalRequest(TypedDict):

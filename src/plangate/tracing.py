@@ -17,6 +17,7 @@ EventType = Literal[
     "approval_requested",
     "approval_received",
     "approval_timeout",
+    "adapter_fallback",
     "tool_call_start",
     "tool_call_retry",
     "tool_call_complete",

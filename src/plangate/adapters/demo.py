@@ -13,15 +13,18 @@ import hashlib
 import json
 import sqlite3
 from contextlib import closing
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
+from plangate.adapters.mock import mock_tools
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY
 
-__all__ = ("DEMO_ACCOUNTS", "demo_outbox", "demo_toolkit")
+__all__ = ("DEMO_ACCOUNTS", "demo_mocks", "demo_outbox", "demo_toolkit")
 
 DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
     "acme": {
@@ -147,3 +150,10 @@ def demo_toolkit(outbox: str | Path = "plangate-outbox.db") -> list[BaseTool]:
         StructuredTool.from_function(send_email, name="email.send"),
         StructuredTool.from_function(update_opportunity, name="crm.update_opportunity"),
     ]
+
+
+def demo_mocks() -> list[BaseTool]:
+    """Mocks of the demo toolkit's tools, answering from the fixtures packaged with plangate:
+    what `plangate run --offline` calls."""
+    text = resources.files(__package__).joinpath("demo_fixtures.yaml").read_text("utf-8")
+    return mock_tools(yaml.safe_load(text))

@@ -25,4 +25,5 @@ def closed_outcome(
             "error_type": error_type,
             "message": message,
         },
+        "mocked": False,
     }

@@ -1,9 +1,10 @@
 """`budget_check`: decide what happens to the next step before anything runs.
 
-In order: a step whose dependencies did not end `ok` is skipped; a tool nobody registered or the
-profile does not allow is blocked; a call that would exceed a budget tier is blocked; a step whose
-action the profile gates gets an approval request (built here, once, so that the timestamps do not
-change when `approval_interrupt` runs again on resume); anything else goes to `tool_exec`.
+In order: a step whose dependencies did not end `ok` is skipped; a tool nobody registered
+(offline: with no mock), or that the profile does not allow, is blocked; a call that would exceed
+a budget tier is blocked; a step whose action the profile gates gets an approval request (built
+here, once, so that the timestamps do not change when `approval_interrupt` runs again on resume);
+anything else goes to `tool_exec`.
 """
 
 from __future__ import annotations
@@ -42,13 +43,13 @@ def budget_check(
         current["outcome"] = closed_outcome(
             step, "skipped", "dependency_failed", f"depends on step {dep!r}, which ended {status}"
         )
-    elif step.tool not in governance.tools:
-        current["outcome"] = closed_outcome(
-            step,
-            "blocked",
-            "tool_not_registered",
-            f"no tool named {step.tool!r} is registered with this graph",
+    elif governance.tool(step.tool) is None:
+        reason, message = (
+            ("no_mock", f"running offline, and no mock of {step.tool!r} is registered")
+            if profile.offline
+            else ("tool_not_registered", f"no tool named {step.tool!r} is registered")
         )
+        current["outcome"] = closed_outcome(step, "blocked", reason, f"{message} with this graph")
     elif not profile.allows(step.tool):
         current["outcome"] = closed_outcome(
             step,

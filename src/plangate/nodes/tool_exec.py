@@ -4,6 +4,11 @@ It has a sync body (`tool_exec`, for `invoke`/`stream`) and an async one (`atool
 `ainvoke`/`astream`, where async tools are awaited natively); both share everything but the call.
 A tool's exception never ends the run: the step becomes `error` with a failure context, and
 `trace_emit` applies the profile's `on_error`.
+
+Offline (`Profile.offline`) the step's mock is called instead of its tool; under
+`Profile.mock_fallback` a tool that cannot be reached (a connection error or a timeout, after its
+retries) hands the call to its mock. Either way `adapter_fallback` says why, and the outcome is
+marked `mocked`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pydantic import BaseModel
 
 from plangate._governance import Governance, TraceWriter, step_at
 from plangate.budget import charge, crossed_warnings
+from plangate.errors import PlangateUsageError
 from plangate.plan import PlanStep
 from plangate.profiles import RetryPolicy
 from plangate.state import BudgetUsage, CurrentStep, PlanState, StepOutcome
@@ -69,6 +75,8 @@ class _ToolCall:
     current: CurrentStep
     step: PlanStep
     tool: BaseTool
+    fallback: BaseTool | None
+    mocked: bool
     args: dict[str, Any]
     config: RunnableConfig
     timeout: float | None
@@ -77,9 +85,27 @@ class _ToolCall:
     warned: list[str]
     writer: TraceWriter
     started: float = 0.0
+    attempts: int = 0
 
     def timed_out(self) -> ToolTimeout:
         return ToolTimeout(f"{self.step.tool} took longer than {self.timeout:g} s")
+
+    def falls_back(self, error: Exception | None) -> bool:
+        """Whether the call goes on with the tool's mock after the tool failed with `error`:
+        under `mock_fallback`, when the tool could not be reached. Emits `adapter_fallback`."""
+        if self.fallback is None or not isinstance(error, (ConnectionError, TimeoutError)):
+            return False
+        self.writer.emit(
+            "adapter_fallback",
+            {
+                "reason": "unreachable",
+                "error_type": _error_type(error),
+                "message": str(error) or type(error).__name__,
+            },
+            step=self.step,
+        )
+        self.tool, self.fallback, self.mocked = self.fallback, None, True
+        return True
 
 
 def _begin(state: PlanState, governance: Governance) -> _ToolCall:
@@ -95,10 +121,19 @@ def _begin(state: PlanState, governance: Governance) -> _ToolCall:
     args = current.get("args", step.args)
     key = idempotency_key(run["run_id"], step.id)
     timeout, retry = governance.profile.call_policy(step.tool)
+    tool = governance.tool(step.tool)
+    if tool is None:  # a run resumed on a graph built without the tool it was approved for
+        raise PlangateUsageError(
+            f"no tool named {step.tool!r} is registered with this graph",
+            hint="resume the run on a graph built with the tools it started with",
+        )
+    offline = governance.profile.offline
     call = _ToolCall(
         current=current,
         step=step,
-        tool=governance.tools[step.tool],
+        tool=tool,
+        fallback=None if offline else governance.fallback(step.tool),
+        mocked=offline,
         args=args,
         # A LangChain tool that takes a `config: RunnableConfig` parameter reads this metadata.
         config={
@@ -115,8 +150,12 @@ def _begin(state: PlanState, governance: Governance) -> _ToolCall:
         warned=warned,
         writer=writer,
     )
+    if offline:
+        writer.emit("adapter_fallback", {"reason": "offline"}, step=step)
     writer.emit(
-        "tool_call_start", {"args": args, "action": step.action, "idempotency_key": key}, step=step
+        "tool_call_start",
+        {"args": args, "action": step.action, "idempotency_key": key, "mocked": offline},
+        step=step,
     )
     call.started = time.perf_counter()
     return call
@@ -126,9 +165,7 @@ def _error_type(error: Exception) -> str:
     return "timeout" if isinstance(error, ToolTimeout) else type(error).__name__
 
 
-def _end(
-    call: _ToolCall, *, attempts: int, output: Any = None, error: Exception | None = None
-) -> dict[str, Any]:
+def _end(call: _ToolCall, output: Any, error: Exception | None) -> dict[str, Any]:
     duration = round((time.perf_counter() - call.started) * 1000, 3)
     step = call.step
     outcome: StepOutcome = {
@@ -137,10 +174,11 @@ def _end(
         "status": "ok",
         "output": None,
         "error": None,
-        "attempts": attempts,
+        "attempts": call.attempts,
         "duration_ms": duration,
         "approval": call.current.get("approval"),
         "failure_context": None,
+        "mocked": call.mocked,
     }
     if error is None:
         outcome["output"] = jsonable(output)
@@ -230,41 +268,53 @@ def _retry_wait(call: _ToolCall, attempt: int, error: Exception) -> float | None
     return wait
 
 
-def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
-    call = _begin(state, governance)
+def _tries(call: _ToolCall, governance: Governance) -> tuple[Any, Exception | None]:
+    """Call the tool, and again after each failure its retry policy allows: (output, error)."""
     attempt = 1
     while True:
+        call.attempts += 1
         try:
-            output = _call_once(call)
+            return _call_once(call), None
         except Exception as exc:  # a failing tool is a step outcome, never a crashed run
             wait = _retry_wait(call, attempt, exc)
             if wait is None:
-                return _end(call, error=exc, attempts=attempt)
-            governance.sleep(wait)
-            attempt += 1
-            continue
-        return _end(call, output=output, attempts=attempt)
+                return None, exc
+        governance.sleep(wait)
+        attempt += 1
 
 
-async def atool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
-    call = _begin(state, governance)
+async def _atries(call: _ToolCall, governance: Governance) -> tuple[Any, Exception | None]:
     attempt = 1
     while True:
+        call.attempts += 1
         try:
-            output = await asyncio.wait_for(
-                call.tool.ainvoke(call.args, config=call.config), call.timeout
-            )
+            pending = call.tool.ainvoke(call.args, config=call.config)
+            return await asyncio.wait_for(pending, call.timeout), None
         except Exception as exc:  # a failing tool is a step outcome, never a crashed run
             error = exc
             if isinstance(exc, asyncio.TimeoutError) and call.timeout is not None:
                 error = call.timed_out()
-        else:
-            return _end(call, output=output, attempts=attempt)
         wait = _retry_wait(call, attempt, error)
         if wait is None:
-            return _end(call, error=error, attempts=attempt)
+            return None, error
         if governance.sleep is time.sleep:
             await asyncio.sleep(wait)
         else:
             governance.sleep(wait)
         attempt += 1
+
+
+def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
+    call = _begin(state, governance)
+    output, error = _tries(call, governance)
+    if call.falls_back(error):
+        output, error = _tries(call, governance)
+    return _end(call, output, error)
+
+
+async def atool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
+    call = _begin(state, governance)
+    output, error = await _atries(call, governance)
+    if call.falls_back(error):
+        output, error = await _atries(call, governance)
+    return _end(call, output, error)

@@ -121,6 +121,10 @@ class Profile(BaseModel):
         retry: Retry policy for every tool (default: no retries).
         tool_policies: Glob pattern -> `ToolPolicy`, overriding the timeout or retry policy for
             matching tools; the first matching pattern wins.
+        offline: Call every tool's mock (`build_graph(mocks=...)`) instead of the tool; a tool
+            without a mock is blocked.
+        mock_fallback: When a tool fails with a connection error or a timeout (after its
+            retries), call its mock instead.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -140,6 +144,8 @@ class Profile(BaseModel):
     timeout_seconds: float | None = Field(default=None, gt=0)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     tool_policies: dict[str, ToolPolicy] = Field(default_factory=dict)
+    offline: bool = False
+    mock_fallback: bool = False
 
     @property
     def approval_timeout(self) -> timedelta:
