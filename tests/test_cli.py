@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from plangate import Plan, build_graph, demo_outbox, demo_toolkit, open_checkpointer
+from plangate.cli import RunSetup
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -152,10 +153,8 @@ def test_resume_continues_a_run_that_stopped_mid_way(tmp_path: Path) -> None:
         profile="technical",
         checkpointer=open_checkpointer(str(tmp_path / "plangate.db")),
     )
-    config = {
-        "configurable": {"thread_id": "cut"},
-        "metadata": {"plangate_profile": "technical", "plangate_outbox": str(outbox)},
-    }
+    # What `plangate run` would have stored with the thread.
+    config = RunSetup(profile="technical", outbox=str(outbox)).config("cut")
     plan = Plan.from_file(EXAMPLES / "sales_followup.yaml")
     # Stopping before the first tool call leaves the thread as a killed process would.
     graph.invoke({"plan": plan}, config, interrupt_before=["tool_exec"])
@@ -177,3 +176,66 @@ def test_resume_continues_a_run_that_stopped_mid_way(tmp_path: Path) -> None:
     paused = plangate(tmp_path, "resume", "p")
     assert paused.returncode == 1
     assert "run 'p' is waiting for an approval" in paused.stderr
+
+
+def test_offline_demo_answers_from_mocks_and_sends_nothing(tmp_path: Path) -> None:
+    """`run --offline` calls the packaged demo fixtures; `approve` in a new process stays
+    offline; the outbox stays empty and every step says it was a mock."""
+    run = plangate(
+        tmp_path,
+        "run",
+        str(EXAMPLES / "sales_followup.yaml"),
+        "--profile",
+        "smb",
+        "--offline",
+        "--thread",
+        "off",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "(profile smb, offline" in run.stdout
+    assert (
+        "adapter_fallback    lookup (crm.lookup_account): offline: its mock answers" in run.stdout
+    )
+    approve = plangate(tmp_path, "approve", "off", "--approver", "lee")
+    assert approve.returncode == 0, approve.stderr
+    assert "Run success" in approve.stdout
+    assert approve.stdout.count("ok (mock)") == 3
+    assert demo_outbox(tmp_path / "plangate-outbox.db") == []
+    events = [json.loads(line) for line in plangate(tmp_path, "trace", "off").stdout.splitlines()]
+    send = next(e for e in events if e["type"] == "tool_call_complete" and e["step_id"] == "send")
+    assert send["data"]["output"] == {"message_id": "msg-offline", "status": "sent"}
+
+
+def test_fixture_files_replace_the_demo_mocks_per_tool(tmp_path: Path) -> None:
+    fixtures = tmp_path / "down.yaml"
+    fixtures.write_text(
+        "tools:\n  email.send:\n    - raise: {error: connection, message: smtp is down}\n"
+    )
+    run = plangate(
+        tmp_path,
+        "run",
+        str(EXAMPLES / "sales_followup.yaml"),
+        "--profile",
+        "technical",
+        "--offline",
+        "--fixtures",
+        str(fixtures),
+    )
+    assert run.returncode == 0, run.stderr
+    assert "draft   email.draft         ok (mock)" in run.stdout
+    assert "send    email.send          error (mock)" in run.stdout
+    assert "smtp is down" in run.stdout
+
+
+def test_a_bad_fixture_file_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    fixtures = tmp_path / "bad.yaml"
+    fixtures.write_text("tools:\n  email.send:\n    - match: {}\n")
+    run = plangate(
+        tmp_path, "run", str(EXAMPLES / "sales_followup.yaml"), "--fixtures", str(fixtures)
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"plangate: error: fixture file '{fixtures}': tools.email.send.0: give either output "
+        "or raise (each case is {match: {...}, output: ...} or {match: {...}, raise: {...}})"
+    ]
+    assert "Thread" not in run.stdout

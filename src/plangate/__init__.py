@@ -7,12 +7,20 @@ Example:
     ...                     checkpointer=open_checkpointer("sqlite:///:memory:"))
 """
 
-from plangate.adapters import demo_toolkit, tool_registry
+from plangate.adapters import (
+    MockFixtures,
+    demo_mocks,
+    demo_toolkit,
+    load_fixtures,
+    mock_tools,
+    tool_registry,
+)
 from plangate.adapters.demo import demo_outbox
 from plangate.approval import Decision
 from plangate.checkpoint import aopen_checkpointer, open_checkpointer
 from plangate.compiled import PlangateGraph
 from plangate.errors import (
+    AdapterError,
     InvalidDecision,
     NoPendingApproval,
     PlangateError,
@@ -33,12 +41,14 @@ __version__ = "0.1.0"
 
 __all__ = (
     "EVENT_TYPES",
+    "AdapterError",
     "ApprovalRecord",
     "ApprovalRequest",
     "Budget",
     "Decision",
     "ExecutionResult",
     "InvalidDecision",
+    "MockFixtures",
     "NoPendingApproval",
     "Plan",
     "PlanStep",
@@ -58,12 +68,15 @@ __all__ = (
     "aget_trace",
     "aopen_checkpointer",
     "build_graph",
+    "demo_mocks",
     "demo_outbox",
     "demo_toolkit",
     "get_trace",
     "golden_signals",
     "list_threads",
+    "load_fixtures",
     "load_profile",
+    "mock_tools",
     "open_checkpointer",
     "pending_approvals",
     "redact",

@@ -1,4 +1,4 @@
-"""The `plangate` command: run a plan with the offline demo toolkit, list, approve, inspect.
+"""The `plangate` command: run a plan with the demo toolkit, list, approve, inspect.
 
 Every user error (a missing file, a bad plan, an unknown thread, nothing pending) is one line on
 stderr and a non-zero exit; tracebacks are for bugs only.
@@ -10,6 +10,7 @@ import json
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +18,8 @@ import typer
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
-from plangate.adapters.demo import demo_toolkit
+from plangate.adapters.demo import demo_mocks, demo_toolkit
+from plangate.adapters.mock import mock_tools
 from plangate.checkpoint import open_checkpointer, sqlite_path
 from plangate.compiled import PlangateGraph
 from plangate.errors import PlangateError, PlangateUsageError, UnknownThread
@@ -38,8 +40,8 @@ DbOption = Annotated[
 ]
 ThreadArg = Annotated[str, typer.Argument(metavar="THREAD", help="The run's thread id.")]
 DEFAULT_DB = "plangate.db"
-_META_PROFILE = "plangate_profile"
-_META_OUTBOX = "plangate_outbox"
+_META = "plangate_cli"
+"""The checkpoint metadata key under which a run keeps how the CLI set it up (`RunSetup`)."""
 
 
 def _outbox_for(db: str) -> str:
@@ -53,29 +55,48 @@ def _profile_ref(profile: str) -> str:
     return profile if profile in BUILTIN_PROFILES else str(Path(profile).resolve())
 
 
-def _graph(db: str, profile: str, outbox: str) -> PlangateGraph:
-    return build_graph(demo_toolkit(outbox), profile=profile, checkpointer=open_checkpointer(db))
+@dataclass(frozen=True)
+class RunSetup:
+    """How `plangate run` set a run up; kept in its checkpoint metadata so that `approve`,
+    `reject` and `resume`, in any process, rebuild the same graph."""
 
+    profile: str = "enterprise"
+    outbox: str = "plangate-outbox.db"
+    offline: bool = False
+    fixtures: tuple[str, ...] = ()
 
-def _config(thread: str, profile: str, outbox: str) -> RunnableConfig:
-    return {
-        "configurable": {"thread_id": thread},
-        "metadata": {_META_PROFILE: profile, _META_OUTBOX: outbox},
-    }
+    def graph(self, db: str) -> PlangateGraph:
+        profile = load_profile(self.profile)
+        if self.offline:
+            profile = profile.model_copy(update={"offline": True})
+        return build_graph(
+            demo_toolkit(self.outbox),
+            profile=profile,
+            # A tool in a fixture file replaces the demo's mock of it.
+            mocks={mock.name: mock for mock in [*demo_mocks(), *mock_tools(*self.fixtures)]},
+            checkpointer=open_checkpointer(db),
+        )
+
+    def config(self, thread: str) -> RunnableConfig:
+        # A JSON string: LangGraph keeps only scalar config metadata in checkpoints.
+        return {
+            "configurable": {"thread_id": thread},
+            "metadata": {_META: json.dumps(asdict(self))},
+        }
 
 
 def _existing(db: str, thread: str) -> tuple[PlangateGraph, RunnableConfig]:
     """The graph and config a thread was started with, from its checkpoint metadata."""
     if sqlite_path(db) != ":memory:" and not Path(sqlite_path(db)).is_file():
         raise PlangateUsageError(f"database {db!r} does not exist", hint="pass --db PATH")
-    probe = _graph(db, "technical", _outbox_for(db))
+    probe = RunSetup(profile="technical", outbox=_outbox_for(db)).graph(db)
     snapshot = probe.get_state({"configurable": {"thread_id": thread}})
     if not snapshot.values and not snapshot.next:
         raise UnknownThread(thread)
-    meta = snapshot.metadata or {}
-    profile = str(meta.get(_META_PROFILE) or "enterprise")
-    outbox = str(meta.get(_META_OUTBOX) or _outbox_for(db))
-    return _graph(db, profile, outbox), _config(thread, profile, outbox)
+    stored = json.loads(str((snapshot.metadata or {}).get(_META) or "{}"))
+    stored["fixtures"] = tuple(stored.get("fixtures", ()))
+    setup = RunSetup(**{"outbox": _outbox_for(db), **stored})
+    return setup.graph(db), setup.config(thread)
 
 
 def _describe(event: dict[str, Any]) -> str:
@@ -93,6 +114,11 @@ def _describe(event: dict[str, Any]) -> str:
             + (f": {data['reason']}" if data.get("reason") else "")
         ),
         "approval_timeout": lambda: f"expired at {data.get('expires_at')}",
+        "adapter_fallback": lambda: (
+            "offline: its mock answers"
+            if data.get("reason") == "offline"
+            else f"{data.get('error_type')}: {data.get('message')}; its mock answers"
+        ),
         "tool_call_start": lambda: f"args {json.dumps(data.get('args'), default=str)}",
         "tool_call_retry": lambda: (
             f"try {data.get('attempt')} in {data.get('wait_seconds')} s after "
@@ -132,7 +158,8 @@ def _print_result(result: dict[str, Any]) -> None:
                 f"; {detail}" if detail else ""
             )
         ms = "" if step["duration_ms"] is None else f"{step['duration_ms']:.1f}"
-        rows.append((step["step_id"], step["tool"], step["status"], ms, detail))
+        status = f"{step['status']} (mock)" if step.get("mocked") else step["status"]
+        rows.append((step["step_id"], step["tool"], status, ms, detail))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         typer.echo(
@@ -177,6 +204,7 @@ def _custom_events(chunks: Iterator[Any]) -> Iterator[dict[str, Any]]:
 @app.command()
 def run(
     plan: Annotated[Path, typer.Argument(help="Plan file (YAML or JSON).")],
+    *,
     profile: Annotated[
         str, typer.Option(help="enterprise, smb, technical, or a profile file.")
     ] = "enterprise",
@@ -185,21 +213,36 @@ def run(
     outbox: Annotated[
         str | None, typer.Option(help="Demo outbox file (default: beside the database).")
     ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Call every tool's mock; nothing is sent.")
+    ] = False,
+    fixtures: Annotated[
+        list[Path] | None,
+        typer.Option(
+            metavar="FILE", help="Fixture file of mocks (repeatable); replaces the demo's per tool."
+        ),
+    ] = None,
 ) -> None:
-    """Run a plan with the offline demo toolkit; stops when a step needs approval."""
+    """Run a plan with the demo toolkit; stops when a step needs approval."""
     parsed = Plan.from_file(plan)
-    load_profile(profile)
-    ref = _profile_ref(profile)
+    name = load_profile(profile).name  # before the path is resolved: errors name what was typed
+    setup = RunSetup(
+        profile=_profile_ref(profile),
+        outbox=str(Path(outbox).resolve()) if outbox else _outbox_for(db),
+        offline=offline,
+        fixtures=tuple(str(path.resolve()) for path in fixtures or ()),
+    )
+    graph = setup.graph(db)  # checks the profile and fixtures before anything is stored
     thread_id = thread or f"run-{uuid.uuid4().hex[:8]}"
-    box = str(Path(outbox).resolve()) if outbox else _outbox_for(db)
-    typer.echo(f"Thread {thread_id} (profile {load_profile(ref).name}, database {db})")
-    _drive(_graph(db, ref, box), {"plan": parsed}, _config(thread_id, ref, box), db)
+    mode = ", offline" if offline else ""
+    typer.echo(f"Thread {thread_id} (profile {name}{mode}, database {db})")
+    _drive(graph, {"plan": parsed}, setup.config(thread_id), db)
 
 
 @app.command()
 def pending(db: DbOption = DEFAULT_DB) -> None:
     """List every run in the database that waits for an approval."""
-    graph = _graph(db, "technical", _outbox_for(db))
+    graph = RunSetup(profile="technical", outbox=_outbox_for(db)).graph(db)
     found = False
     for thread, request in pending_approvals(graph):
         found = True

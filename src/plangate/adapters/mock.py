@@ -84,12 +84,11 @@ class MockCase(BaseModel):
     output: Any = None
     raise_: MockError | None = Field(default=None, alias="raise")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _output_or_raise(cls, data: Any) -> Any:
-        if isinstance(data, dict) and ("output" in data) == ("raise" in data):
+    @model_validator(mode="after")
+    def _output_or_raise(self) -> MockCase:
+        if ("output" in self.model_fields_set) == (self.raise_ is not None):
             raise ValueError("give either output or raise")
-        return data
+        return self
 
     def matches(self, args: Mapping[str, Any]) -> bool:
         return all(key in args and args[key] == value for key, value in self.match.items())
@@ -135,7 +134,7 @@ def _read(source: str | Path | Mapping[str, Any]) -> MockFixtures:
     except ValidationError as exc:
         loc, msg = first_error(exc)
         tool = str(loc[1]) if len(loc) > 1 and loc[0] == "tools" else None
-        # pydantic words the before-validator's message as "Value error, ..."
+        # pydantic words a validator's own message as "Value error, ..."
         msg = msg.removeprefix("Value error, ")
         raise AdapterError(
             f"{where}: {dotted(loc)}: {msg}",
