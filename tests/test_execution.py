@@ -27,6 +27,8 @@ from langgraph.types import Command
 from plangate import (
     ExecutionResult,
     PlangateGraph,
+    Profile,
+    RetryPolicy,
     TraceEvent,
     build_graph,
     get_trace,
@@ -407,6 +409,32 @@ def test_all_steps_failing_makes_the_run_failed(runner: Runner, log: CallLog) ->
     assert result["signals"]["error_rate"] == 1.0
     assert log.count("crm.bad") == 1
     assert log.count("crm.worse") == 1
+
+
+def test_arguments_the_tool_schema_refuses_fail_the_step_in_one_line(runner: Runner) -> None:
+    """Bad arguments never reach the tool: the step is an `invalid_arguments` error naming the
+    tool and every bad field on one line, is not retried, and the run goes on."""
+    calls: list[tuple[int, int]] = []
+
+    def record(a: int, b: int) -> int:
+        calls.append((a, b))
+        return a + b
+
+    retrying = Profile(name="retrying", retry=RetryPolicy(max_attempts=3))
+    graph = runner.graph({"calc.add": record}, profile=retrying, sleep=[].append)
+    plan = plan_of(
+        {"id": "bad", "tool": "calc.add", "args": {"a": "one"}},
+        {"id": "ok", "tool": "calc.add", "args": {"a": 1, "b": 2}},
+    )
+    result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    bad = by_id(result)["bad"]
+    assert bad["error"] == (
+        "calc.add: invalid arguments: a: Input should be a valid integer, unable to parse "
+        "string as an integer; b: Field required"
+    )
+    assert (bad["failure_context"]["error_type"], bad["attempts"]) == ("invalid_arguments", 1)
+    assert by_id(result)["ok"]["output"] == 3
+    assert calls == [(1, 2)]
 
 
 # --- capability --------------------------------------------------------------------------------

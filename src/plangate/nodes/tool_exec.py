@@ -27,7 +27,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.config import get_stream_writer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from plangate._governance import Governance, TraceWriter, step_at
 from plangate.budget import charge, crossed_warnings
@@ -38,6 +38,7 @@ from plangate.state import BudgetUsage, CurrentStep, PlanState, StepOutcome
 
 __all__ = (
     "IDEMPOTENCY_KEY",
+    "InvalidArguments",
     "ToolTimeout",
     "atool_exec",
     "idempotency_key",
@@ -162,7 +163,9 @@ def _begin(state: PlanState, governance: Governance) -> _ToolCall:
 
 
 def _error_type(error: Exception) -> str:
-    return "timeout" if isinstance(error, ToolTimeout) else type(error).__name__
+    """What `failure_context.error_type` says: an error's own `error_type` (`timeout`,
+    `invalid_arguments`), else the name of its class."""
+    return str(getattr(error, "error_type", None) or type(error).__name__)
 
 
 def _end(call: _ToolCall, output: Any, error: Exception | None) -> dict[str, Any]:
@@ -215,6 +218,31 @@ def _only_async(tool: BaseTool) -> bool:
 
 class ToolTimeout(TimeoutError):
     """A tool call ran past its timeout; its step ends with `error_type: "timeout"`."""
+
+    error_type = "timeout"
+
+
+class InvalidArguments(ValueError):
+    """A step's arguments do not fit its tool's schema; the step ends with
+    `error_type: "invalid_arguments"` and the tool is not called."""
+
+    error_type = "invalid_arguments"
+
+
+def _about_arguments(call: _ToolCall, error: Exception) -> Exception:
+    """`error` in one line naming the tool and each bad field, when it is the tool's schema
+    refusing the step's arguments; pydantic's own message takes several lines per field."""
+    schema = call.tool.args_schema
+    if not isinstance(error, ValidationError) or error.title not in (
+        call.tool.name,
+        getattr(schema, "__name__", None),
+    ):
+        return error
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'arguments'}: {e['msg']}"
+        for e in error.errors()
+    )
+    return InvalidArguments(f"{call.step.tool}: invalid arguments: {problems}")
 
 
 def is_transient(error: Exception) -> bool:
@@ -276,9 +304,10 @@ def _tries(call: _ToolCall, governance: Governance) -> tuple[Any, Exception | No
         try:
             return _call_once(call), None
         except Exception as exc:  # a failing tool is a step outcome, never a crashed run
-            wait = _retry_wait(call, attempt, exc)
+            error = _about_arguments(call, exc)
+            wait = _retry_wait(call, attempt, error)
             if wait is None:
-                return None, exc
+                return None, error
         governance.sleep(wait)
         attempt += 1
 
@@ -291,7 +320,7 @@ async def _atries(call: _ToolCall, governance: Governance) -> tuple[Any, Excepti
             pending = call.tool.ainvoke(call.args, config=call.config)
             return await asyncio.wait_for(pending, call.timeout), None
         except Exception as exc:  # a failing tool is a step outcome, never a crashed run
-            error = exc
+            error = _about_arguments(call, exc)
             if isinstance(exc, asyncio.TimeoutError) and call.timeout is not None:
                 error = call.timed_out()
         wait = _retry_wait(call, attempt, error)
