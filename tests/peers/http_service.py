@@ -1,0 +1,143 @@
+"""A small billing service over HTTP: the real peer the OpenAPI adapter tests call.
+
+It records every request it gets (method, path, query, JSON body, `Idempotency-Key` header) and
+honours `Idempotency-Key` on `POST /refunds`: a key seen before gets the first response again
+and no second refund. Its test-only endpoints (`/_requests`, `/_refunds`, `/_reset`) are left
+out of the OpenAPI document, so no tool is generated for them.
+
+Run it with `python tests/peers/http_service.py PORT`; it listens on 127.0.0.1:PORT.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+
+INVOICES: dict[str, dict[str, Any]] = {
+    "inv-1": {"invoice_id": "inv-1", "customer": "acme", "amount": 120.0, "currency": "EUR"},
+    "inv-2": {"invoice_id": "inv-2", "customer": "globex", "amount": 80.5, "currency": "USD"},
+}
+LINES = {"inv-1": [{"item": "seats", "amount": 120.0}], "inv-2": [{"item": "api", "amount": 80.5}]}
+
+
+class RefundRequest(BaseModel):
+    invoice_id: str
+    amount: float = Field(gt=0)
+    reason: str = ""
+
+
+class Refund(RefundRequest):
+    refund_id: str
+
+
+class _State:
+    """Everything the service remembers; `POST /_reset` forgets it between tests."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.refunds: list[dict[str, Any]] = []
+        self.by_key: dict[str, dict[str, Any]] = {}
+        self.rate_calls: dict[str, int] = {}
+
+
+state = _State()
+app = FastAPI(title="Billing", version="1.0")
+
+
+@app.middleware("http")
+async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+    if not request.url.path.startswith("/_") and request.url.path != "/openapi.json":
+        raw = await request.body()
+        state.requests.append(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": dict(request.query_params),
+                "body": json.loads(raw) if raw else None,
+                "idempotency_key": request.headers.get("idempotency-key"),
+                "headers": dict(request.headers),
+            }
+        )
+    return await call_next(request)
+
+
+@app.get("/invoices/{invoice_id}", operation_id="get_invoice", summary="Get an invoice by id.")
+def get_invoice(invoice_id: str, include_lines: bool = False) -> dict[str, Any]:
+    invoice = INVOICES.get(invoice_id)
+    if invoice is None:
+        raise HTTPException(status_code=404, detail=f"no invoice {invoice_id}")
+    return {**invoice, "lines": LINES[invoice_id]} if include_lines else invoice
+
+
+@app.get("/invoices", operation_id="list_invoices", summary="List a customer's invoices.")
+def list_invoices(
+    customer: str,
+    limit: int = Query(default=10, ge=1),
+    tenant: str = Header(alias="X-Tenant"),
+) -> list[dict[str, Any]]:
+    if tenant != "eu":
+        raise HTTPException(status_code=403, detail=f"tenant {tenant} may not list invoices")
+    return [i for i in INVOICES.values() if i["customer"] == customer][:limit]
+
+
+@app.post(
+    "/refunds",
+    operation_id="create_refund",
+    summary="Refund part of an invoice.",
+    description="Money goes back to the customer; cannot be undone.",
+    status_code=201,
+)
+def create_refund(
+    refund: RefundRequest,
+    idempotency_key: str | None = Header(default=None, alias="Idempotency-Key"),
+) -> Refund:
+    if idempotency_key is not None and idempotency_key in state.by_key:
+        return Refund.model_validate(state.by_key[idempotency_key])
+    if refund.invoice_id not in INVOICES:
+        raise HTTPException(status_code=404, detail=f"no invoice {refund.invoice_id}")
+    created = {**refund.model_dump(), "refund_id": f"ref-{len(state.refunds) + 1}"}
+    state.refunds.append(created)
+    if idempotency_key is not None:
+        state.by_key[idempotency_key] = created
+    return Refund.model_validate(created)
+
+
+@app.get(
+    "/rates/{currency}",
+    operation_id="get_exchange_rate",
+    summary="The EUR exchange rate of a currency.",
+)
+def get_exchange_rate(currency: str, failures: int = 0) -> Response:
+    """Answers 503 to the first `failures` requests for `currency`, then the rate (as text)."""
+    calls = state.rate_calls[currency] = state.rate_calls.get(currency, 0) + 1
+    if calls <= failures:
+        return Response("rates are being recomputed", status_code=503, media_type="text/plain")
+    return Response("1.08", media_type="text/plain")
+
+
+@app.get("/_requests", include_in_schema=False)
+def recorded_requests() -> list[dict[str, Any]]:
+    return state.requests
+
+
+@app.get("/_refunds", include_in_schema=False)
+def recorded_refunds() -> list[dict[str, Any]]:
+    return state.refunds
+
+
+@app.post("/_reset", include_in_schema=False)
+def reset() -> None:
+    state.clear()
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

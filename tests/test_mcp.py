@@ -1,0 +1,338 @@
+"""The MCP adapter against a real FastMCP server (`peers/mcp_server.py`) on stdio and on a
+loopback port: plans call its tools under a prefix, each call's idempotency key reaches the
+server, and every way a call can fail becomes a step outcome, never a crashed run."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _support import Runner, plan_of, thread
+from langchain_mcp_adapters.sessions import Connection
+from langgraph.types import Command
+
+from plangate import PlangateUsageError, Profile, RetryPolicy, build_graph, open_checkpointer
+from plangate.adapters.mcp import MCPConnectionError, amcp_tools, mcp_tools
+from plangate.errors import AdapterError
+from plangate.nodes.tool_exec import is_transient
+
+PEER = Path(__file__).parent / "peers" / "mcp_server.py"
+TECHNICAL = Profile(name="mcp-test", redact=False)
+
+
+@dataclass
+class Peer:
+    """A running MCP server: how to connect to it, and the file it records its calls in."""
+
+    transport: str
+    connection: Connection
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def calls(self) -> list[dict[str, Any]]:
+        """What the server received: tool, args, `meta_key` (`_meta`), `header_key` (HTTP)."""
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stdio_peer(log: Path) -> Peer:
+    """A server started by each call, through the stdio connection itself."""
+    connection: Connection = {
+        "transport": "stdio",
+        "command": sys.executable,
+        "args": [str(PEER), "stdio", str(log)],
+    }
+    return Peer("stdio", connection, log)
+
+
+@pytest.fixture
+def http_peer(tmp_path: Path) -> Iterator[Peer]:
+    """A server on a free loopback port, up until the test ends (or kills it)."""
+    port = free_port()
+    log = tmp_path / "http-calls.jsonl"
+    process = subprocess.Popen([sys.executable, str(PEER), "http", str(port), str(log)])
+    peer = Peer(
+        "http",
+        {"transport": "streamable_http", "url": f"http://127.0.0.1:{port}/mcp"},
+        log,
+        process,
+    )
+    deadline = time.monotonic() + 30
+    while True:  # wait until it accepts connections
+        assert process.poll() is None, "the MCP peer exited while starting"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the MCP peer did not start listening"
+            time.sleep(0.05)
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(params=["stdio", "http"])
+def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Peer:
+    """The same test over both transports."""
+    if request.param == "stdio":
+        return stdio_peer(tmp_path / "stdio-calls.jsonl")
+    http: Peer = request.getfixturevalue("http_peer")
+    return http
+
+
+def step_keys(runner: Runner, graph: Any) -> dict[str, str]:
+    """Step id -> the idempotency key its (last) call was made with, from the trace."""
+    return {
+        event["step_id"]: event["data"]["idempotency_key"]
+        for event in runner.trace(graph, thread())
+        if event["type"] == "tool_call_start"
+    }
+
+
+async def test_tools_are_registered_under_the_prefix_from_sync_and_async_code(
+    tmp_path: Path,
+) -> None:
+    """`refund` loaded with prefix `billing` is `billing.refund`; the sync loader works in a
+    thread whose event loop is running (this test's) and gives what the async one gives."""
+    peer = stdio_peer(tmp_path / "calls.jsonl")
+    loaded = await amcp_tools(peer.connection, prefix="billing")
+    assert [tool.name for tool in loaded] == ["billing.refund", "billing.lookup", "billing.void"]
+    assert "Refund" in loaded[0].description
+    assert set(loaded[0].args) == {"invoice_id", "amount"}
+    from_sync = mcp_tools(peer.connection, prefix="billing")
+    assert [tool.name for tool in from_sync] == [tool.name for tool in loaded]
+    assert peer.calls() == []  # listing calls nothing
+
+
+def test_a_plan_calls_mcp_tools_and_each_call_carries_its_key(runner: Runner, peer: Peer) -> None:
+    """Over stdio and HTTP, sync and async: the steps' outputs are plain JSON (JSON text
+    parsed, structured content as sent); the server received each step's key in `_meta`, and
+    over HTTP in the `Idempotency-Key` header too."""
+    graph = runner.graph(mcp_tools(peer.connection, prefix="billing"), profile=TECHNICAL)
+    plan = plan_of(
+        {"id": "look", "tool": "billing.lookup", "args": {"invoice_id": "inv-1"}},
+        {
+            "id": "pay",
+            "tool": "billing.refund",
+            "args": {"invoice_id": "inv-1", "amount": 12.5},
+            "depends_on": ["look"],
+        },
+    )
+    result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    assert result["status"] == "success"
+    assert [step["output"] for step in result["steps"]] == [
+        {"invoice_id": "inv-1", "status": "paid"},
+        {"invoice_id": "inv-1", "refunded": 12.5},
+    ]
+    keys = step_keys(runner, graph)
+    calls = peer.calls()
+    assert [(call["tool"], call["args"]) for call in calls] == [
+        ("lookup", {"invoice_id": "inv-1"}),
+        ("refund", {"invoice_id": "inv-1", "amount": 12.5}),
+    ]
+    assert [call["meta_key"] for call in calls] == [keys["look"], keys["pay"]]
+    headers = [keys["look"], keys["pay"]] if peer.transport == "http" else [None, None]
+    assert [call["header_key"] for call in calls] == headers
+
+
+def test_an_approved_step_calls_the_server_once_with_its_key(
+    runner: Runner, http_peer: Peer
+) -> None:
+    """Under `smb` an `execute` step pauses before the server sees anything; approved, the run
+    resumes and calls it exactly once, with the step's key."""
+    graph = runner.graph(mcp_tools(http_peer.connection, prefix="billing"), profile="smb")
+    plan = plan_of(
+        {
+            "id": "pay",
+            "tool": "billing.refund",
+            "action": "execute",
+            "args": {"invoice_id": "inv-2", "amount": 3},
+        }
+    )
+    paused = runner.invoke(graph, {"plan": plan}, thread())
+    assert paused["__interrupt__"][0].value["tool"] == "billing.refund"
+    assert http_peer.calls() == []
+    approve = Command(resume={"decision": "approve", "approver": "x"})
+    result = runner.invoke(graph, approve, thread())["result"]
+    assert result["steps"][0]["status"] == "ok"
+    key = step_keys(runner, graph)["pay"]
+    calls = [(call["tool"], call["meta_key"], call["header_key"]) for call in http_peer.calls()]
+    assert calls == [("refund", key, key)]
+
+
+CRASHING_RUN = """
+import json, os, signal, sys
+from langchain_core.runnables import RunnableConfig
+from plangate import build_graph, open_checkpointer
+from plangate.adapters.mcp import mcp_tools
+
+url, folder = sys.argv[1], sys.argv[2]
+refund = {t.name: t for t in mcp_tools({"transport": "streamable_http", "url": url},
+                                       prefix="billing")}["billing.refund"]
+
+
+async def refund_then_die(invoice_id: str, amount: float, config: RunnableConfig) -> dict:
+    out = await refund.ainvoke({"invoice_id": invoice_id, "amount": amount}, config=config)
+    marker = folder + "/killed"
+    if not os.path.exists(marker):  # the server did the refund; the step never got recorded
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+
+
+graph = build_graph({"billing.refund": refund_then_die}, profile="technical",
+                    checkpointer=open_checkpointer(folder + "/runs.db"))
+config = {"configurable": {"thread_id": "crash"}}
+plan = {"goal": "refund", "steps": [
+    {"id": "pay", "tool": "billing.refund", "args": {"invoice_id": "inv-3", "amount": 7}}]}
+out = graph.invoke({"plan": plan} if not os.path.exists(folder + "/killed") else None, config)
+print(json.dumps(out["result"]))
+"""
+
+
+def test_a_step_resumed_after_a_crash_sends_the_server_the_same_key(
+    tmp_path: Path, http_peer: Peer
+) -> None:
+    """A process killed after the server did the refund, but before the step was recorded, is
+    resumed by another process: the step is called again with the same key (in `_meta` and
+    the header), so a server that remembers keys can tell it is the same refund."""
+    script = tmp_path / "crashing_run.py"
+    script.write_text(CRASHING_RUN)
+    command = [sys.executable, str(script), http_peer.connection["url"], str(tmp_path)]
+    first = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert first.returncode == -9, first.stderr
+    second = subprocess.run(command, capture_output=True, text=True, check=True)
+    result = json.loads(second.stdout)
+    assert [step["status"] for step in result["steps"]] == ["ok"]
+    calls = http_peer.calls()
+    assert [call["tool"] for call in calls] == ["refund", "refund"]
+    assert calls[0]["meta_key"] == calls[1]["meta_key"] == calls[0]["header_key"]
+    assert calls[1]["header_key"] == calls[0]["header_key"] is not None
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_an_unreachable_server_at_load_is_a_one_line_adapter_error(transport: str) -> None:
+    """No process to start, or nothing listening: `AdapterError` naming the server and the
+    problem in one line, with a hint; anyio's exception groups do not leak through."""
+    if transport == "stdio":
+        connection: Connection = {"transport": "stdio", "command": "/no/such/server", "args": []}
+        server, problem = "/no/such/server", "FileNotFoundError"
+    else:
+        server = f"http://127.0.0.1:{free_port()}/mcp"
+        connection = {"transport": "streamable_http", "url": server}
+        problem = "ConnectError"
+    with pytest.raises(AdapterError) as caught:
+        mcp_tools(connection, prefix="billing")
+    error = caught.value
+    assert error.source == server
+    assert f"cannot load tools from MCP server {server}: {problem}" in error.message
+    assert "\n" not in str(error)
+    assert error.hint
+
+
+def test_a_server_gone_mid_run_fails_the_step_as_transient_and_the_run_finishes(
+    runner: Runner, http_peer: Peer
+) -> None:
+    """The server dies between two steps: the next MCP step is retried (a transient error)
+    and then fails with an `MCPConnectionError` naming the tool and the server; the run ends."""
+    tools: dict[str, Any] = {
+        tool.name: tool for tool in mcp_tools(http_peer.connection, prefix="billing")
+    }
+
+    def stop() -> str:
+        http_peer.stop()
+        return "stopped"
+
+    tools["ops.stop_server"] = stop
+    profile = Profile(name="retrying", redact=False, retry=RetryPolicy(max_attempts=2))
+    graph = runner.graph(tools, profile=profile, sleep=lambda _: None)
+    plan = plan_of(
+        {"id": "look", "tool": "billing.lookup", "args": {"invoice_id": "inv-4"}},
+        {"id": "stop", "tool": "ops.stop_server"},
+        {"id": "pay", "tool": "billing.refund", "args": {"invoice_id": "inv-4", "amount": 1}},
+    )
+    result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    assert [step["status"] for step in result["steps"]] == ["ok", "ok", "error"]
+    assert result["status"] == "partial"
+    failed = result["steps"][2]
+    assert failed["attempts"] == 2
+    assert result["failure_context"]["error_type"] == "MCPConnectionError"
+    url = http_peer.connection["url"]
+    assert failed["error"].startswith(f"billing.refund: MCP server {url} cannot be reached")
+    assert is_transient(MCPConnectionError("x", tool="billing.refund", server=url))
+
+
+def test_an_error_result_and_bad_arguments_fail_their_steps(
+    runner: Runner, http_peer: Peer
+) -> None:
+    """An `isError` result fails its step with the server's message; arguments outside the
+    input schema fail theirs naming the tool and the problem, and never reach the server."""
+    graph = runner.graph(mcp_tools(http_peer.connection, prefix="billing"), profile=TECHNICAL)
+    plan = plan_of(
+        {"id": "void", "tool": "billing.void", "args": {"invoice_id": "inv-5"}},
+        {"id": "bad", "tool": "billing.refund", "args": {"invoice_id": "inv-5", "amount": "ten"}},
+        {"id": "short", "tool": "billing.refund", "args": {"invoice_id": "inv-5"}},
+        {"id": "look", "tool": "billing.lookup", "args": {"invoice_id": "inv-5"}},
+    )
+    result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    assert [step["status"] for step in result["steps"]] == ["error", "error", "error", "ok"]
+    errors = [step["error"] for step in result["steps"][:3]]
+    assert errors == [
+        "Error executing tool void: invoice inv-5 is already settled",
+        "billing.refund: invalid arguments: amount: 'ten' is not of type 'number'",
+        "billing.refund: invalid arguments: 'amount' is a required property",
+    ]
+    types = [step["failure_context"]["error_type"] for step in result["steps"][:3]]
+    assert types == ["ToolException", "invalid_arguments", "invalid_arguments"]
+    assert [call["tool"] for call in http_peer.calls()] == ["void", "lookup"]
+
+
+def test_an_mcp_tool_outside_the_allowlist_is_blocked_and_never_called(
+    tmp_path: Path, http_peer: Peer
+) -> None:
+    """`allowed_tools` applies to MCP tools by their prefixed name."""
+    graph = build_graph(
+        mcp_tools(http_peer.connection, prefix="billing"),
+        profile=Profile(name="read-only", allowed_tools=["billing.lookup"]),
+        checkpointer=open_checkpointer(f"sqlite:///{tmp_path / 'runs.db'}"),
+    )
+    plan = plan_of({"tool": "billing.refund", "args": {"invoice_id": "inv-6", "amount": 1}})
+    result = graph.invoke({"plan": plan}, thread())["result"]
+    assert result["steps"][0]["status"] == "blocked"
+    assert http_peer.calls() == []
+
+
+def test_a_prefix_with_a_dot_is_refused_before_connecting() -> None:
+    """The prefix is the budget domain, the part of a tool name before the first dot."""
+    connection: Connection = {"transport": "stdio", "command": "/no/such/server", "args": []}
+    with pytest.raises(PlangateUsageError, match=r"invalid MCP tool prefix 'acme\.billing'"):
+        mcp_tools(connection, prefix="acme.billing")
+
+
+def test_without_the_extra_the_import_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "langchain_mcp_adapters.sessions", None)
+    monkeypatch.delitem(sys.modules, "plangate.adapters.mcp")
+    with pytest.raises(ImportError, match=r"pip install 'plangate\[mcp\]'"):
+        importlib.import_module("plangate.adapters.mcp")

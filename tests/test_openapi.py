@@ -1,0 +1,638 @@
+"""The OpenAPI adapter against a real FastAPI service (`peers/http_service.py`) on a loopback
+port: plans call one tool per operationId with path, query, header and body arguments, each
+call's idempotency key reaches the service (the same after a resume, so one refund is made), and
+every way a call can fail (bad arguments, 4xx, 5xx, no service, no answer) becomes a step
+outcome with the retries plangate's profile asks for."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from _support import Runner, plan_of, thread
+from langchain_core.tools import BaseTool
+from langgraph.types import Command
+
+from plangate import InvalidDecision, PlangateUsageError, Profile, RetryPolicy
+from plangate.adapters.openapi import (
+    InvalidToolArguments,
+    ToolConnectionError,
+    ToolHTTPError,
+    ToolHTTPTimeout,
+    openapi_tools,
+)
+from plangate.errors import AdapterError
+from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, is_transient
+
+PEER = Path(__file__).parent / "peers" / "http_service.py"
+TECHNICAL = Profile(name="http-test", redact=False)
+RETRYING = Profile(name="http-retry", redact=False, retry=RetryPolicy(max_attempts=3))
+TOOLS = [
+    "billing.get_invoice",
+    "billing.list_invoices",
+    "billing.create_refund",
+    "billing.get_exchange_rate",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Service:
+    """The running billing service, and what it has seen."""
+
+    url: str
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request to its API: method, path, query, body, idempotency_key, headers."""
+        seen: list[dict[str, Any]] = httpx.get(f"{self.url}/_requests").json()
+        return seen
+
+    def refunds(self) -> list[dict[str, Any]]:
+        made: list[dict[str, Any]] = httpx.get(f"{self.url}/_refunds").json()
+        return made
+
+
+@pytest.fixture(scope="module")
+def running_service() -> Iterator[Service]:
+    """The service in a process of its own on a free loopback port, for the whole module."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(PEER), str(port)])
+    service = Service(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    while True:  # wait until it answers
+        assert process.poll() is None, "the HTTP peer exited while starting"
+        try:
+            httpx.get(f"{service.url}/openapi.json").raise_for_status()
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "the HTTP peer did not start answering"
+            time.sleep(0.05)
+    yield service
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def service(running_service: Service) -> Service:
+    """The service with nothing recorded, no refunds and no remembered idempotency keys."""
+    httpx.post(f"{running_service.url}/_reset").raise_for_status()
+    return running_service
+
+
+@pytest.fixture
+def tools(service: Service) -> list[BaseTool]:
+    return openapi_tools(f"{service.url}/openapi.json", prefix="billing")
+
+
+def document_of(service: Service) -> dict[str, Any]:
+    document: dict[str, Any] = httpx.get(f"{service.url}/openapi.json").json()
+    return document
+
+
+def step(id_: str, operation: str, **args: Any) -> dict[str, Any]:
+    return {"id": id_, "tool": f"billing.{operation}", "args": args}
+
+
+def by_id(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["step_id"]: s for s in result["steps"]}
+
+
+def step_keys(runner: Runner, graph: Any) -> list[tuple[str, str]]:
+    """(step id, idempotency key) of every call made, from the trace."""
+    return [
+        (event["step_id"], event["data"]["idempotency_key"])
+        for event in runner.trace(graph, thread())
+        if event["type"] == "tool_call_start"
+    ]
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def test_tools_load_alike_from_the_service_url_a_dict_and_a_yaml_file(
+    service: Service, tmp_path: Path
+) -> None:
+    """One tool per operationId, named under the prefix and described by summary + description;
+    from a dict or a file the base URL is given, from the URL it is where the document is."""
+    from_url = openapi_tools(f"{service.url}/openapi.json", prefix="billing")
+    from_dict = openapi_tools(document_of(service), base_url=service.url, prefix="billing")
+    file = tmp_path / "billing.yaml"
+    file.write_text(yaml.safe_dump(document_of(service), sort_keys=False), encoding="utf-8")
+    from_file = openapi_tools(file, base_url=service.url, prefix="billing")
+    for loaded in (from_url, from_dict, from_file):
+        assert [tool.name for tool in loaded] == TOOLS
+    refund = from_url[2]
+    assert refund.description == (
+        "Refund part of an invoice.\n\nMoney goes back to the customer; cannot be undone."
+    )
+    # The body's properties sit beside the parameters; Idempotency-Key is plangate's to fill.
+    assert sorted(refund.args) == ["amount", "invoice_id", "reason"]
+    assert refund.tool_call_schema["required"] == ["invoice_id", "amount"]  # type: ignore[index]
+    assert sorted(from_url[1].args) == ["X-Tenant", "customer", "limit"]
+    unprefixed = openapi_tools(f"{service.url}/openapi.json")
+    assert [tool.name for tool in unprefixed][:2] == ["get_invoice", "list_invoices"]
+    assert service.requests() == []
+
+
+def test_a_3_0_document_with_refs_and_nullable_becomes_standalone_argument_schemas(
+    service: Service,
+) -> None:
+    """Path-level and `$ref`'d parameters, a `$ref`'d request body and schemas are inlined
+    (a recursive one down to `{}`), `nullable` becomes a JSON Schema type, and a body whose
+    property names clash with a parameter is one `body` argument."""
+    before = copy.deepcopy(LEDGER)
+    fetch, refund = openapi_tools(LEDGER, base_url=service.url, prefix="ledger")
+    assert before == LEDGER  # the caller's document is left as it was
+    assert fetch.args_schema == {
+        "type": "object",
+        "properties": {
+            "invoice_id": {"type": "string", "description": "The invoice."},
+            "config": {"type": ["string", "null"]},
+        },
+        "required": ["invoice_id"],
+        "additionalProperties": False,
+    }
+    body = refund.args["body"]
+    assert refund.tool_call_schema["required"] == ["body"]  # type: ignore[index]
+    assert refund.args["amount"] == {"type": "number"}
+    note = body["properties"]["note"]
+    assert note["type"] == ["object", "null"]
+    assert note["properties"]["replies"]["items"] == {}
+
+
+def test_arguments_reach_the_service_where_the_document_says_whatever_their_names(
+    service: Service,
+) -> None:
+    """A query argument named `config` (a name LangChain uses itself) is sent as such; with a
+    whole-body argument, `amount` goes in the query and `body` is the JSON body."""
+    fetch, refund = openapi_tools(LEDGER, base_url=service.url, prefix="ledger")
+    assert fetch.invoke({"invoice_id": "inv-2", "config": "full"})["customer"] == "globex"
+    made = refund.invoke({"amount": 3, "body": {"invoice_id": "inv-2", "amount": 80.5}})
+    assert made["refund_id"] == "ref-1"
+    assert [(r["method"], r["path"], r["query"], r["body"]) for r in service.requests()] == [
+        ("GET", "/invoices/inv-2", {"config": "full"}, None),
+        ("POST", "/refunds", {"amount": "3"}, {"invoice_id": "inv-2", "amount": 80.5}),
+    ]
+
+
+LEDGER: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Ledger", "version": "1"},
+    "paths": {
+        "/invoices/{invoice_id}": {
+            "parameters": [{"$ref": "#/components/parameters/InvoiceId"}],
+            "get": {
+                "operationId": "fetch_invoice",
+                "parameters": [
+                    {
+                        "name": "config",
+                        "in": "query",
+                        "schema": {"type": "string", "nullable": True},
+                    }
+                ],
+                "responses": {"200": {"description": "The invoice."}},
+            },
+        },
+        "/refunds": {
+            "post": {
+                "operationId": "refund",
+                "parameters": [{"name": "amount", "in": "query", "schema": {"type": "number"}}],
+                "requestBody": {"$ref": "#/components/requestBodies/Refund"},
+                "responses": {"201": {"description": "The refund."}},
+            }
+        },
+    },
+    "components": {
+        "parameters": {
+            "InvoiceId": {
+                "name": "invoice_id",
+                "in": "path",
+                "required": True,
+                "description": "The invoice.",
+                "schema": {"type": "string"},
+            }
+        },
+        "requestBodies": {
+            "Refund": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Refund"}}
+                },
+            }
+        },
+        "schemas": {
+            "Refund": {
+                "type": "object",
+                "required": ["invoice_id", "amount"],
+                "properties": {
+                    "invoice_id": {"type": "string"},
+                    "amount": {"type": "number"},
+                    "note": {"$ref": "#/components/schemas/Note"},
+                },
+            },
+            "Note": {
+                "type": "object",
+                "nullable": True,
+                "properties": {
+                    "text": {"type": "string"},
+                    "replies": {"type": "array", "items": {"$ref": "#/components/schemas/Note"}},
+                },
+            },
+        },
+    },
+}
+
+
+def broken(change: str) -> dict[str, Any]:
+    """A small valid document, then broken in the way `change` names."""
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "Billing", "version": "1"},
+        "servers": [{"url": "https://billing.example"}],
+        "paths": {
+            "/refunds": {
+                "post": {
+                    "operationId": "create_refund",
+                    "requestBody": {
+                        "content": {"application/json": {"schema": {"type": "object"}}}
+                    },
+                },
+                "get": {"operationId": "list_refunds"},
+            }
+        },
+    }
+    operations = document["paths"]["/refunds"]
+    if change == "no operationId":
+        del operations["post"]["operationId"]
+    elif change == "duplicate operationId":
+        operations["get"]["operationId"] = "create_refund"
+    elif change == "swagger":
+        del document["openapi"]
+        document["swagger"] = "2.0"
+    elif change == "form body":
+        operations["post"]["requestBody"] = {
+            "content": {"multipart/form-data": {"schema": {"type": "object"}}}
+        }
+    elif change == "no servers":
+        del document["servers"]
+    elif change == "dangling ref":
+        operations["get"]["parameters"] = [{"$ref": "#/components/parameters/Missing"}]
+    elif change == "invalid schema":
+        operations["get"]["parameters"] = [
+            {"name": "limit", "in": "query", "schema": {"type": "integr"}}
+        ]
+    elif change == "no paths":
+        document["paths"] = {}
+    return document
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "tool"),
+    [
+        ("no operationId", "POST /refunds has no operationId", None),
+        (
+            "duplicate operationId",
+            "operationId 'create_refund' is used by both GET /refunds and POST /refunds",
+            "billing.create_refund",
+        ),
+        ("swagger", r"not an OpenAPI 3 document \(Swagger 2.0\)", None),
+        ("form body", r"POST /refunds \(create_refund\): its request body is multipart", None),
+        ("no servers", "cannot tell where the service is: '/' is not an absolute", None),
+        ("dangling ref", r"'#/components/parameters/Missing' points to nothing", None),
+        ("invalid schema", r"GET /refunds \(list_refunds\): its schema is invalid at", None),
+        ("no paths", "defines no operations", None),
+    ],
+)
+def test_a_document_plangate_cannot_use_raises_an_adapter_error_naming_the_fix(
+    change: str, message: str, tool: str | None
+) -> None:
+    """Each fault is an `AdapterError` (a usage error, before any run) with a one-line message
+    naming the document and operation, and a hint."""
+    with pytest.raises(AdapterError, match=message) as caught:
+        openapi_tools(broken(change), prefix="billing")
+    error = caught.value
+    assert error.source == "OpenAPI document 'Billing'"
+    assert error.tool == tool
+    assert error.hint
+    assert "\n" not in str(error)
+    assert isinstance(error, PlangateUsageError)
+
+
+def test_an_unreachable_or_missing_document_raises_an_adapter_error(
+    service: Service, tmp_path: Path
+) -> None:
+    """No service at the URL, a 404 for the document, a missing file: each names its source."""
+    nowhere = f"http://127.0.0.1:{free_port()}/openapi.json"
+    with pytest.raises(AdapterError, match="cannot fetch the OpenAPI document") as caught:
+        openapi_tools(nowhere)
+    assert caught.value.source == nowhere
+    with pytest.raises(AdapterError, match="answered 404"):
+        openapi_tools(f"{service.url}/nope.json")
+    with pytest.raises(AdapterError, match="does not exist") as caught:
+        openapi_tools(tmp_path / "missing.yaml")
+    assert caught.value.source == str(tmp_path / "missing.yaml")
+    with pytest.raises(PlangateUsageError, match=r"invalid OpenAPI tool prefix 'acme\.billing'"):
+        openapi_tools(broken("none"), prefix="acme.billing")
+
+
+def test_without_the_extra_the_import_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Importing the adapter without jsonschema (or httpx) names the extra to install."""
+    monkeypatch.setitem(sys.modules, "jsonschema", None)
+    monkeypatch.delitem(sys.modules, "plangate.adapters.openapi")
+    with pytest.raises(ImportError, match=r"pip install 'plangate\[http\]'"):
+        importlib.import_module("plangate.adapters.openapi")
+
+
+# --- plans ------------------------------------------------------------------------------------
+
+
+def test_a_plan_reads_and_writes_through_the_service(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """Path, query, header and body arguments arrive as the document says; outputs are the
+    JSON bodies (text when not JSON); each request carries its step's idempotency key."""
+    graph = runner.graph(tools, profile=TECHNICAL)
+    plan = plan_of(
+        step("invoice", "get_invoice", invoice_id="inv-1", include_lines=True),
+        step("list", "list_invoices", customer="acme", limit=1, **{"X-Tenant": "eu"}),
+        step("refund", "create_refund", invoice_id="inv-1", amount=20, reason="late"),
+        step("rate", "get_exchange_rate", currency="USD"),
+    )
+    result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    assert result["status"] == "success"
+    steps = by_id(result)
+    assert steps["invoice"]["output"]["lines"] == [{"item": "seats", "amount": 120.0}]
+    assert [i["invoice_id"] for i in steps["list"]["output"]] == ["inv-1"]
+    assert steps["refund"]["output"] == {
+        "invoice_id": "inv-1",
+        "amount": 20.0,
+        "reason": "late",
+        "refund_id": "ref-1",
+    }
+    assert steps["rate"]["output"] == "1.08"
+
+    seen = service.requests()
+    assert [(r["method"], r["path"], r["query"], r["body"]) for r in seen] == [
+        ("GET", "/invoices/inv-1", {"include_lines": "true"}, None),
+        ("GET", "/invoices", {"customer": "acme", "limit": "1"}, None),
+        ("POST", "/refunds", {}, {"invoice_id": "inv-1", "amount": 20, "reason": "late"}),
+        ("GET", "/rates/USD", {}, None),
+    ]
+    assert seen[1]["headers"]["x-tenant"] == "eu"
+    assert [(s, r["idempotency_key"]) for s, r in zip(by_id(result), seen, strict=True)] == (
+        step_keys(runner, graph)
+    )
+
+
+class Crash(BaseException):
+    """The process dying: not an exception a tool call can catch."""
+
+
+def test_the_idempotency_key_is_the_same_after_a_crash_and_resume_so_one_refund_is_made(
+    runner: Runner, service: Service
+) -> None:
+    """Under smb the refund waits for approval; once approved, the call reaches the service,
+    which refunds, and the caller dies before the step is recorded. The resumed run calls again
+    with the same Idempotency-Key, and the service answers with the first refund."""
+    crashes: list[str] = []
+
+    def crash_once(response: httpx.Response) -> None:
+        if response.request.method == "POST" and not crashes:
+            crashes.append(str(response.request.url))
+            raise Crash
+
+    async def acrash_once(response: httpx.Response) -> None:
+        crash_once(response)
+
+    client = httpx.Client(event_hooks={"response": [crash_once]})
+    aclient = httpx.AsyncClient(event_hooks={"response": [acrash_once]})
+    tools = openapi_tools(
+        f"{service.url}/openapi.json", prefix="billing", client=client, async_client=aclient
+    )
+    try:
+        graph = runner.graph(tools, profile="smb")
+        refund = {
+            **step("refund", "create_refund", invoice_id="inv-2", amount=30),
+            "action": "execute",
+        }
+        paused = runner.invoke(graph, {"plan": plan_of(refund)}, thread())
+        assert paused["__interrupt__"]
+        assert service.requests() == []  # nothing before the approval
+
+        approve = Command(resume={"decision": "approve", "approver": "x"})
+        with pytest.raises(Crash):
+            runner.invoke(graph, approve, thread())
+        assert crashes == [f"{service.url}/refunds"]
+        assert len(service.refunds()) == 1
+
+        result = runner.invoke(runner.graph(tools, profile="smb"), None, thread())["result"]
+    finally:
+        client.close()
+        runner.loop.run_until_complete(aclient.aclose())
+    assert result["status"] == "success"
+    assert by_id(result)["refund"]["output"]["refund_id"] == "ref-1"
+    assert [r["refund_id"] for r in service.refunds()] == ["ref-1"]
+    keys = [r["idempotency_key"] for r in service.requests()]
+    assert len(keys) == 2
+    assert keys[0] == keys[1] is not None
+    assert step_keys(runner, graph)[-1] == ("refund", keys[0])
+
+
+def test_an_approver_sees_the_operation_arguments_and_a_bad_edit_is_refused(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """The approval request's schema lists the operation's arguments; an edit the schema
+    refuses raises `InvalidDecision` naming the field, and the run stays paused."""
+    graph = runner.graph(tools, profile="smb")
+    refund = {**step("refund", "create_refund", invoice_id="inv-1", amount=5), "action": "execute"}
+    paused = runner.invoke(graph, {"plan": plan_of(refund)}, thread())
+    request = paused["__interrupt__"][0].value
+    args_schema = request["response_schema"]["properties"]["args"]["anyOf"][0]
+    assert sorted(args_schema["properties"]) == ["amount", "invoice_id", "reason"]
+
+    bad = {"decision": "edit", "args": {"invoice_id": "inv-1", "amount": "ten"}}
+    with pytest.raises(InvalidDecision, match="amount: 'ten' is not of type 'number'"):
+        runner.invoke(graph, Command(resume=bad), thread())
+    good = {"decision": "edit", "args": {"invoice_id": "inv-1", "amount": 7.5}}
+    result = runner.invoke(graph, Command(resume=good), thread())["result"]
+    assert by_id(result)["refund"]["output"]["amount"] == 7.5
+    assert [r["body"] for r in service.requests()] == [{"invoice_id": "inv-1", "amount": 7.5}]
+
+
+def test_arguments_the_schema_refuses_fail_the_step_before_any_request(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """A wrong type, a missing and a misspelt argument: each step is an error naming the tool
+    and the field; the service sees nothing."""
+    graph = runner.graph(tools, profile=RETRYING)
+    plan = plan_of(
+        step("typed", "create_refund", invoice_id="inv-1", amount="ten"),
+        step("missing", "create_refund", amount=10),
+        step("misspelt", "get_invoice", invoice_id="inv-1", include_line=True),
+    )
+    result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    steps = by_id(result)
+    assert {s: steps[s]["error"] for s in steps} == {
+        "typed": "billing.create_refund: amount: 'ten' is not of type 'number'",
+        "missing": "billing.create_refund: 'invoice_id' is a required property",
+        "misspelt": (
+            "billing.get_invoice: Additional properties are not allowed "
+            "('include_line' was unexpected)"
+        ),
+    }
+    assert {steps[s]["failure_context"]["error_type"] for s in steps} == {"invalid_arguments"}
+    assert {steps[s]["attempts"] for s in steps} == {1}
+    assert service.requests() == []
+
+
+def test_a_404_fails_the_step_at_once_with_method_path_status_and_body(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """A 4xx is no transient error: one attempt, even under a retry policy."""
+    waits: list[float] = []
+    graph = runner.graph(tools, profile=RETRYING, sleep=waits.append)
+    plan = plan_of(step("invoice", "get_invoice", invoice_id="inv-404"))
+    failed = by_id(runner.invoke(graph, {"plan": plan}, thread())["result"])["invoice"]
+    assert failed["status"] == "error"
+    assert failed["error"] == (
+        "billing.get_invoice: GET /invoices/inv-404 answered 404 Not Found: "
+        '{"detail":"no invoice inv-404"}'
+    )
+    assert failed["failure_context"]["error_type"] == "ToolHTTPError"
+    assert (failed["attempts"], waits, len(service.requests())) == (1, [], 1)
+
+
+def test_a_503_is_retried_with_the_same_key_until_the_service_answers(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """Two 503s then the rate: ok after 3 attempts, two waits (injected, not slept), and every
+    attempt carried the step's one idempotency key."""
+    waits: list[float] = []
+    graph = runner.graph(tools, profile=RETRYING, sleep=waits.append)
+    plan = plan_of(step("rate", "get_exchange_rate", currency="GBP", failures=2))
+    rate = by_id(runner.invoke(graph, {"plan": plan}, thread())["result"])["rate"]
+    assert (rate["status"], rate["attempts"], rate["output"], len(waits)) == ("ok", 3, "1.08", 2)
+    retries = [e for e in runner.trace(graph, thread()) if e["type"] == "tool_call_retry"]
+    assert [e["data"]["error_type"] for e in retries] == ["ToolHTTPError", "ToolHTTPError"]
+    assert (
+        "answered 503 Service Unavailable: rates are being recomputed"
+        in (retries[0]["data"]["message"])
+    )
+    keys = {r["idempotency_key"] for r in service.requests()}
+    assert keys == {step_keys(runner, graph)[0][1]}
+    assert len(service.requests()) == 3
+
+
+def test_a_service_that_is_down_is_a_transient_connection_error(
+    runner: Runner, service: Service
+) -> None:
+    """Nothing listens at the document's server URL (its variables filled with their
+    defaults): each attempt is a `ToolConnectionError` (a `ConnectionError`), retried, and the
+    step fails naming the tool and URL."""
+    port = free_port()
+    document = document_of(service)
+    document["servers"] = [
+        {"url": "http://127.0.0.1:{port}/v1", "variables": {"port": {"default": str(port)}}}
+    ]
+    down = f"http://127.0.0.1:{port}/v1"
+    tools = openapi_tools(document, prefix="billing")
+    waits: list[float] = []
+    graph = runner.graph(tools, profile=RETRYING, sleep=waits.append)
+    plan = plan_of(step("invoice", "get_invoice", invoice_id="inv-1"))
+    failed = by_id(runner.invoke(graph, {"plan": plan}, thread())["result"])["invoice"]
+    assert (failed["status"], failed["attempts"], len(waits)) == ("error", 3, 2)
+    assert failed["failure_context"]["error_type"] == "ToolConnectionError"
+    assert failed["error"].startswith(f"billing.get_invoice: cannot reach {down}/invoices/inv-1: ")
+
+    with pytest.raises(ToolConnectionError) as caught:
+        tools[0].invoke({"invoice_id": "inv-1"})
+    assert isinstance(caught.value, ConnectionError)
+    assert is_transient(caught.value)
+    assert caught.value.url == f"{down}/invoices/inv-1"
+
+
+def test_a_service_that_never_answers_times_out_as_a_step_timeout(
+    runner: Runner, service: Service
+) -> None:
+    """A socket that accepts connections and never answers: the request's own timeout ends the
+    step with `error_type: "timeout"`, a transient error."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        tools = openapi_tools(document_of(service), base_url=base, prefix="billing", timeout=0.05)
+        graph = runner.graph(tools, profile=TECHNICAL)
+        plan = plan_of(step("invoice", "get_invoice", invoice_id="inv-1"))
+        failed = by_id(runner.invoke(graph, {"plan": plan}, thread())["result"])["invoice"]
+        with pytest.raises(ToolHTTPTimeout) as caught:
+            tools[0].invoke({"invoice_id": "inv-1"})
+    assert failed["failure_context"]["error_type"] == "timeout"
+    assert (
+        failed["error"] == f"billing.get_invoice: GET {base}/invoices/inv-1 timed out (ReadTimeout)"
+    )
+    assert is_transient(caught.value)
+
+
+def test_an_operation_outside_the_allowlist_is_blocked_and_never_sent(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """With `allowed_tools: [billing.get_*]` a refund step is blocked; only the read is sent."""
+    profile = Profile(name="reads-only", redact=False, allowed_tools=["billing.get_*"])
+    graph = runner.graph(tools, profile=profile)
+    plan = plan_of(
+        step("invoice", "get_invoice", invoice_id="inv-1"),
+        step("refund", "create_refund", invoice_id="inv-1", amount=10),
+    )
+    steps = by_id(runner.invoke(graph, {"plan": plan}, thread())["result"])
+    assert {s: steps[s]["status"] for s in steps} == {"invoice": "ok", "refund": "blocked"}
+    assert steps["refund"]["failure_context"]["error_type"] == "tool_not_allowed"
+    assert [(r["method"], r["path"]) for r in service.requests()] == [("GET", "/invoices/inv-1")]
+    assert service.refunds() == []
+
+
+# --- a tool on its own ------------------------------------------------------------------------
+
+
+def test_a_tool_called_directly_raises_precise_errors_and_sends_its_key(
+    service: Service, tools: list[BaseTool]
+) -> None:
+    """Outside plangate the same errors carry their attributes; the key in the run config is
+    sent as `Idempotency-Key`, and none is sent without one."""
+    get_invoice, _, create_refund, _ = tools
+    with pytest.raises(InvalidToolArguments) as bad:
+        create_refund.invoke({"invoice_id": "inv-1", "amount": -1})
+    assert (bad.value.tool, bad.value.field) == ("billing.create_refund", "amount")
+    with pytest.raises(ToolHTTPError) as missing:
+        get_invoice.invoke({"invoice_id": "nope"})
+    assert (missing.value.status_code, missing.value.method) == (404, "GET")
+    assert missing.value.url == f"{service.url}/invoices/nope"
+    assert not is_transient(missing.value)
+
+    config = {"metadata": {IDEMPOTENCY_KEY: "key-1"}}
+    first = create_refund.invoke({"invoice_id": "inv-1", "amount": 1}, config=config)  # type: ignore[arg-type]
+    again = create_refund.invoke({"invoice_id": "inv-1", "amount": 1}, config=config)  # type: ignore[arg-type]
+    other = create_refund.invoke({"invoice_id": "inv-1", "amount": 1})
+    assert (first["refund_id"], again["refund_id"], other["refund_id"]) == (
+        "ref-1",
+        "ref-1",
+        "ref-2",
+    )
+    assert [r["idempotency_key"] for r in service.requests()] == [None, "key-1", "key-1", None]
