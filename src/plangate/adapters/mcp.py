@@ -31,9 +31,10 @@ Outputs:
 Errors:
     A server that cannot be reached or listed at load time raises `AdapterError`. During a run:
     arguments that do not match the tool's input schema fail the step with `InvalidArguments`
-    (`error_type: "invalid_arguments"`) before anything is sent; an error result from the server (`isError`) fails it with a
-    `ToolException` carrying the server's message; a server that cannot be reached fails it
-    with `MCPConnectionError`, a `ConnectionError`, so profiles retry it as transient.
+    (`error_type: "invalid_arguments"`) before anything is sent; an error result from the
+    server (`isError`) fails it with a `ToolException` carrying the server's message; a server
+    that cannot be reached fails it with `MCPConnectionError`, a `ConnectionError`, so
+    profiles retry it as transient.
 
 Example:
     >>> from plangate import build_graph, open_checkpointer
