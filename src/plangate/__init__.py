@@ -27,10 +27,17 @@ from plangate.errors import (
     PlangateUsageError,
     PlanValidationError,
     ProfileError,
+    ResumeConflict,
     UnknownThread,
 )
 from plangate.graph import build_graph
-from plangate.history import aget_trace, get_trace, list_threads, pending_approvals
+from plangate.history import (
+    aget_trace,
+    expire_approvals,
+    get_trace,
+    list_threads,
+    pending_approvals,
+)
 from plangate.plan import Plan, PlanStep
 from plangate.profiles import Budget, Profile, RetryPolicy, ToolPolicy, load_profile
 from plangate.result import ExecutionResult, StepResult
@@ -58,6 +65,7 @@ __all__ = (
     "PlangateUsageError",
     "Profile",
     "ProfileError",
+    "ResumeConflict",
     "RetryPolicy",
     "StepOutcome",
     "StepResult",
@@ -71,6 +79,7 @@ __all__ = (
     "demo_mocks",
     "demo_outbox",
     "demo_toolkit",
+    "expire_approvals",
     "get_trace",
     "golden_signals",
     "list_threads",

@@ -1,17 +1,26 @@
-"""Opening the checkpointer a run pauses into and resumes from."""
+"""Opening the checkpointer a run pauses into and resumes from: a SQLite file for one machine,
+PostgreSQL (extra `plangate[postgres]`) for many workers."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from plangate.errors import PlangateUsageError
 
-__all__ = ("aopen_checkpointer", "open_checkpointer", "sqlite_path")
+__all__ = ("aopen_checkpointer", "is_postgres_url", "open_checkpointer", "sqlite_path")
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(_POSTGRES_SCHEMES)
 
 
 def sqlite_path(url: str) -> str:
@@ -24,7 +33,7 @@ def sqlite_path(url: str) -> str:
         scheme = url.split("://", 1)[0]
         raise PlangateUsageError(
             f"unsupported checkpointer URL scheme {scheme!r}",
-            hint="use sqlite:///path/to/file.db or sqlite:///:memory:",
+            hint="use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://...",
         )
     else:
         path = url
@@ -45,21 +54,31 @@ def _prepared_path(url: str) -> str:
 _PRAGMAS = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 
 
-def open_checkpointer(url: str) -> SqliteSaver:
-    """Open a ready SQLite checkpointer; the database file is created on first use.
+def open_checkpointer(url: str) -> BaseCheckpointSaver[Any]:
+    """Open a ready checkpointer: SQLite (the file is created on first use) or PostgreSQL.
 
     Args:
         url: `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, `sqlite:///:memory:`,
-            or a plain file path.
+            a plain file path, or `postgresql://user:password@host:port/database`.
 
     Returns:
-        A `SqliteSaver` whose tables exist. Close it with `saver.conn.close()`.
+        A `SqliteSaver`, or a `PostgresSaver` on a connection pool, whose tables exist; many
+        workers may open the same PostgreSQL database at once. Close it with
+        `saver.conn.close()`.
+
+    Raises:
+        PlangateUsageError: The URL is not one of these, PostgreSQL cannot be reached, or the
+            `plangate[postgres]` extra is not installed.
 
     Example:
         >>> saver = open_checkpointer("sqlite:///:memory:")
         >>> type(saver).__name__
         'SqliteSaver'
     """
+    if is_postgres_url(url):
+        from plangate._postgres import open_postgres
+
+        return open_postgres(url)
     path = _prepared_path(url)
     # The saver serialises access with its own lock, so one connection may serve threads;
     # the timeout lets another process (the CLI, a worker) wait for a write lock.
@@ -70,8 +89,9 @@ def open_checkpointer(url: str) -> SqliteSaver:
     return saver
 
 
-async def aopen_checkpointer(url: str) -> AsyncSqliteSaver:
-    """Open a ready async SQLite checkpointer, for `ainvoke`/`astream` in async code.
+async def aopen_checkpointer(url: str) -> BaseCheckpointSaver[Any]:
+    """Open a ready async checkpointer (SQLite or PostgreSQL), for `ainvoke`/`astream` in async
+    code.
 
     Takes the same URLs as `open_checkpointer`. The saver belongs to the running event loop;
     close it with `await saver.conn.close()`.
@@ -85,6 +105,10 @@ async def aopen_checkpointer(url: str) -> AsyncSqliteSaver:
         >>> asyncio.run(main())
         'AsyncSqliteSaver'
     """
+    if is_postgres_url(url):
+        from plangate._postgres import aopen_postgres
+
+        return await aopen_postgres(url)
     conn = await aiosqlite.connect(_prepared_path(url), timeout=30)
     await conn.executescript(_PRAGMAS)
     saver = AsyncSqliteSaver(conn)

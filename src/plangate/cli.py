@@ -18,13 +18,14 @@ import typer
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
+from plangate._governance import utc_now
 from plangate.adapters.demo import demo_mocks, demo_toolkit
 from plangate.adapters.mock import mock_tools
-from plangate.checkpoint import open_checkpointer, sqlite_path
+from plangate.checkpoint import is_postgres_url, open_checkpointer, sqlite_path
 from plangate.compiled import PlangateGraph
-from plangate.errors import PlangateError, PlangateUsageError, UnknownThread
+from plangate.errors import PlangateError, PlangateUsageError, ResumeConflict, UnknownThread
 from plangate.graph import build_graph
-from plangate.history import get_trace, pending_approvals
+from plangate.history import EXPIRED_DECISION, get_trace, is_expired, pending_approvals
 from plangate.plan import Plan
 from plangate.profiles import BUILTIN_PROFILES, load_profile
 
@@ -36,7 +37,10 @@ app = typer.Typer(
 )
 
 DbOption = Annotated[
-    str, typer.Option("--db", help="Checkpoint database: a path or sqlite:///path.db.")
+    str,
+    typer.Option(
+        "--db", help="Checkpoint database: a path, sqlite:///path.db or postgresql://...."
+    ),
 ]
 ThreadArg = Annotated[str, typer.Argument(metavar="THREAD", help="The run's thread id.")]
 DEFAULT_DB = "plangate.db"
@@ -45,9 +49,10 @@ _META = "plangate_cli"
 
 
 def _outbox_for(db: str) -> str:
-    path = sqlite_path(db)
+    """The demo outbox beside a SQLite database; in the current folder for other databases."""
+    path = ":memory:" if is_postgres_url(db) else sqlite_path(db)
     base = Path(".") if path == ":memory:" else Path(path).parent
-    return str(base / "plangate-outbox.db")
+    return str((base / "plangate-outbox.db").resolve())
 
 
 def _profile_ref(profile: str) -> str:
@@ -85,9 +90,13 @@ class RunSetup:
         }
 
 
+def _sqlite_exists(path: str) -> bool:
+    return path == ":memory:" or Path(path).is_file()
+
+
 def _existing(db: str, thread: str) -> tuple[PlangateGraph, RunnableConfig]:
     """The graph and config a thread was started with, from its checkpoint metadata."""
-    if sqlite_path(db) != ":memory:" and not Path(sqlite_path(db)).is_file():
+    if not is_postgres_url(db) and not _sqlite_exists(sqlite_path(db)):
         raise PlangateUsageError(f"database {db!r} does not exist", hint="pass --db PATH")
     probe = RunSetup(profile="technical", outbox=_outbox_for(db)).graph(db)
     snapshot = probe.get_state({"configurable": {"thread_id": thread}})
@@ -252,6 +261,24 @@ def pending(db: DbOption = DEFAULT_DB) -> None:
         )
     if not found:
         typer.echo("No run is waiting for approval.")
+
+
+@app.command()
+def expire(db: DbOption = DEFAULT_DB) -> None:
+    """Close every approval that expired unanswered: each run goes on as its profile says."""
+    graph = RunSetup(profile="technical", outbox=_outbox_for(db)).graph(db)
+    now = utc_now()
+    expired = [thread for thread, request in pending_approvals(graph) if is_expired(request, now)]
+    if not expired:
+        typer.echo("No approval has expired.")
+    for thread in expired:
+        # Each run goes on under its own setup (profile, offline mode), not the probe's.
+        run_graph, config = _existing(db, thread)
+        typer.echo(f"\n{thread}: approval expired")
+        try:
+            _drive(run_graph, Command(resume=EXPIRED_DECISION), config, db)
+        except ResumeConflict as conflict:
+            typer.echo(f"{thread}: skipped, {conflict}")
 
 
 @app.command()

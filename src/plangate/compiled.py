@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -14,6 +15,7 @@ from langgraph.types import Command, Interrupt
 
 from plangate.approval import parse_decision
 from plangate.errors import InvalidDecision, NoPendingApproval, UnknownThread
+from plangate.locks import RunLocks, arun_locks, run_locks
 from plangate.plan import parse_plan
 
 __all__ = ("PlangateGraph",)
@@ -31,6 +33,7 @@ class PlangateGraph(CompiledStateGraph):
     def __init__(self, *, tools: Mapping[str, BaseTool] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.tools: Mapping[str, BaseTool] = tools or {}
+        self._locks: RunLocks | None = None
 
     @classmethod
     def from_compiled(
@@ -42,17 +45,49 @@ class PlangateGraph(CompiledStateGraph):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        waiting = self._waiting(config or {}) if self._is_resume(input) else None
-        admitted = self._admit(input, config, waiting)
-        return super().stream(admitted, config, **_with_durability(config, kwargs))
+        # The thread's lock is taken before the pending approval is read, so that what is
+        # checked is still true when the run goes on.
+        with self._run_lock(config):
+            waiting = self._waiting(config or {}) if self._is_resume(input) else None
+            admitted = self._admit(input, config, waiting)
+            yield from super().stream(admitted, config, **_with_durability(config, kwargs))
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        waiting = await self._awaiting(config or {}) if self._is_resume(input) else None
-        admitted = self._admit(input, config, waiting)
-        async for chunk in super().astream(admitted, config, **_with_durability(config, kwargs)):
-            yield chunk
+        async with await self._arun_lock(config):
+            waiting = await self._awaiting(config or {}) if self._is_resume(input) else None
+            admitted = self._admit(input, config, waiting)
+            async for chunk in super().astream(
+                admitted, config, **_with_durability(config, kwargs)
+            ):
+                yield chunk
+
+    def _locked_thread(self, config: RunnableConfig | None) -> str | None:
+        """The thread a run of this graph locks: its own, when it keeps its own checkpoints
+        (under a parent graph's checkpointer, the parent's run holds the lock)."""
+        thread = ((config or {}).get("configurable") or {}).get("thread_id")
+        if thread is None or not isinstance(self.checkpointer, BaseCheckpointSaver):
+            return None
+        return str(thread)
+
+    def _run_lock(self, config: RunnableConfig | None) -> AbstractContextManager[None]:
+        thread = self._locked_thread(config)
+        if thread is None:
+            return nullcontext()
+        if self._locks is None:
+            assert isinstance(self.checkpointer, BaseCheckpointSaver)
+            self._locks = run_locks(self.checkpointer)
+        return self._locks.hold(thread)
+
+    async def _arun_lock(self, config: RunnableConfig | None) -> AbstractAsyncContextManager[None]:
+        thread = self._locked_thread(config)
+        if thread is None:
+            return nullcontext()
+        if self._locks is None:
+            assert isinstance(self.checkpointer, BaseCheckpointSaver)
+            self._locks = await arun_locks(self.checkpointer)
+        return self._locks.ahold(thread)
 
     def _is_resume(self, input: Any) -> bool:
         return (

@@ -16,6 +16,7 @@ __all__ = (
     "PlangateError",
     "PlangateUsageError",
     "ProfileError",
+    "ResumeConflict",
     "UnknownThread",
 )
 
@@ -110,4 +111,16 @@ class NoPendingApproval(PlangateUsageError):
         super().__init__(
             f"run {thread_id!r} is not waiting for an approval",
             hint="`plangate show THREAD` prints its result",
+        )
+
+
+class ResumeConflict(PlangateUsageError):
+    """Another run of the same thread is going on (another worker resuming the same approval,
+    say); this one was refused before it changed anything, and the other goes on."""
+
+    def __init__(self, thread_id: str):
+        self.thread_id = thread_id
+        super().__init__(
+            f"run {thread_id!r} is already being run or resumed elsewhere",
+            hint="wait for it to finish; `plangate show THREAD` tells how it ended",
         )

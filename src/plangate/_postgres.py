@@ -1,0 +1,132 @@
+"""PostgreSQL: opening a saver that many workers share, and the per-run locks between them.
+
+Imported only for `postgresql://` URLs and PostgreSQL savers, so that the `plangate[postgres]`
+extra stays optional.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+try:
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    from plangate.errors import PlangateUsageError
+
+    raise PlangateUsageError(
+        f"PostgreSQL support is not installed ({exc.name} is missing)",
+        hint="pip install 'plangate[postgres]'",
+    ) from None
+
+from plangate.errors import PlangateUsageError
+
+__all__ = ("PostgresRunLocks", "aopen_postgres", "fetch_all", "open_postgres")
+
+# What LangGraph's PostgreSQL saver expects of its connections.
+_CONNECTION = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+# Connections per worker process: the saver's queries, plus one held by each run in progress
+# for its lock. A worker running more runs at once than this waits for a connection.
+POOL_SIZE = 8
+# Serialises `setup()` (table creation and migrations) between workers starting together.
+_SETUP_LOCK = 0x706C616E67617465  # "plangate"
+
+
+def _connect_checked(url: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise PlangateUsageError(
+            f"cannot connect to PostgreSQL: {reason}",
+            hint="check the URL (postgresql://user:password@host:port/database) and the server",
+        ) from None
+
+
+def open_postgres(url: str) -> PostgresSaver:
+    with _connect_checked(url) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+        pool: ConnectionPool[Any] = ConnectionPool(
+            url, kwargs=_CONNECTION, min_size=1, max_size=POOL_SIZE, open=True
+        )
+        saver = PostgresSaver(pool)
+        saver.setup()
+    return saver
+
+
+async def aopen_postgres(url: str) -> AsyncPostgresSaver:
+    with _connect_checked(url) as conn:  # a short sync connection: setup runs once per worker
+        conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url, kwargs=_CONNECTION, min_size=1, max_size=POOL_SIZE, open=False
+        )
+        await pool.open()
+        saver = AsyncPostgresSaver(pool)
+        await saver.setup()
+    return saver
+
+
+def fetch_all(saver: PostgresSaver, query: str) -> list[dict[str, Any]]:
+    """The rows of a read-only `query` on the saver's database."""
+    with saver._cursor() as cursor:  # the saver's own way to a connection, pooled or not
+        return list(cursor.execute(query).fetchall())
+
+
+def _key(thread_id: str) -> int:
+    """A signed 64-bit advisory lock key for a thread id."""
+    return int.from_bytes(hashlib.sha256(thread_id.encode()).digest()[:8], "big", signed=True)
+
+
+class PostgresRunLocks:
+    """One PostgreSQL advisory lock per thread, held on a connection of the saver's for as long
+    as a run of that thread goes on; the server drops it if the worker dies."""
+
+    def __init__(self, saver: PostgresSaver | AsyncPostgresSaver) -> None:
+        self._saver = saver
+        conn = saver.conn
+        info = conn.conninfo if isinstance(conn, (ConnectionPool, AsyncConnectionPool)) else None
+        # Runs of this process on the same database exclude each other by this name.
+        self.scope = f"postgres:{info}" if info is not None else f"saver:{id(saver)}"
+
+    @contextmanager
+    def hold(self, thread_id: str) -> Iterator[bool]:
+        conn = self._saver.conn
+        if not isinstance(conn, ConnectionPool):
+            # One shared connection: advisory locks are per session, so all runs of this
+            # process share one; the process lock already keeps them apart.
+            yield True
+            return
+        with conn.connection() as lock_conn:
+            row = lock_conn.execute(
+                "SELECT pg_try_advisory_lock(%s) AS held", (_key(thread_id),)
+            ).fetchone()
+            held = bool(row and row["held"])
+            try:
+                yield held
+            finally:
+                if held:
+                    lock_conn.execute("SELECT pg_advisory_unlock(%s)", (_key(thread_id),))
+
+    @asynccontextmanager
+    async def ahold(self, thread_id: str) -> AsyncIterator[bool]:
+        conn = self._saver.conn
+        if not isinstance(conn, AsyncConnectionPool):
+            yield True
+            return
+        async with conn.connection() as lock_conn:
+            cursor = await lock_conn.execute(
+                "SELECT pg_try_advisory_lock(%s) AS held", (_key(thread_id),)
+            )
+            row = await cursor.fetchone()
+            held = bool(row and row["held"])
+            try:
+                yield held
+            finally:
+                if held:
+                    await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (_key(thread_id),))
