@@ -18,6 +18,7 @@ from plangate.adapters import (
 from plangate.adapters.demo import demo_outbox
 from plangate.approval import Decision
 from plangate.checkpoint import aopen_checkpointer, open_checkpointer
+from plangate.embed import as_tool
 from plangate.compiled import PlangateGraph
 from plangate.errors import (
     AdapterError,
@@ -75,6 +76,7 @@ __all__ = (
     "__version__",
     "aget_trace",
     "aopen_checkpointer",
+    "as_tool",
     "build_graph",
     "demo_mocks",
     "demo_outbox",

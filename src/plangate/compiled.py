@@ -8,7 +8,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
-from langgraph._internal._constants import CONFIG_KEY_DURABILITY
+from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER, CONFIG_KEY_DURABILITY
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt
@@ -50,7 +50,7 @@ class PlangateGraph(CompiledStateGraph):
         with self._run_lock(config):
             waiting = self._waiting(config or {}) if self._is_resume(input) else None
             admitted = self._admit(input, config, waiting)
-            yield from super().stream(admitted, config, **_with_durability(config, kwargs))
+            yield from super().stream(admitted, config, **self._with_durability(config, kwargs))
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -59,9 +59,25 @@ class PlangateGraph(CompiledStateGraph):
             waiting = await self._awaiting(config or {}) if self._is_resume(input) else None
             admitted = self._admit(input, config, waiting)
             async for chunk in super().astream(
-                admitted, config, **_with_durability(config, kwargs)
+                admitted, config, **self._with_durability(config, kwargs)
             ):
                 yield chunk
+
+    def _with_durability(
+        self, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Default to `durability="sync"`: each step's checkpoint is written before the next
+        step starts, so a tool's side effect is on disk before anything else runs (a crash never
+        forgets a step that ran), and on SQLite it is also faster than LangGraph's default,
+        `"async"`, whose background writer competes with the run for the GIL. A caller's choice,
+        or a parent graph's, wins; with no checkpointer at all there is nothing to wait for."""
+        configurable = (config or {}).get("configurable") or {}
+        checkpointed = isinstance(self.checkpointer, BaseCheckpointSaver) or (
+            configurable.get(CONFIG_KEY_CHECKPOINTER) is not None
+        )
+        if kwargs.get("durability") is not None or CONFIG_KEY_DURABILITY in configurable:
+            return kwargs
+        return {**kwargs, "durability": "sync"} if checkpointed else kwargs
 
     def _locked_thread(self, config: RunnableConfig | None) -> str | None:
         """The thread a run of this graph locks: its own, when it keeps its own checkpoints
@@ -149,18 +165,6 @@ class PlangateGraph(CompiledStateGraph):
     def _decision(self, request: Mapping[str, Any], value: Any) -> dict[str, Any]:
         decision = parse_decision(value, tool=self.tools.get(request["tool"]))
         return decision.model_dump(exclude_none=True)
-
-
-def _with_durability(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Default to `durability="sync"`: each step's checkpoint is written before the next step
-    starts, so a tool's side effect is on disk before anything else runs (a crash never forgets
-    a step that ran), and on SQLite it is also faster than LangGraph's default, `"async"`, whose
-    background writer competes with the run for the GIL. A caller's choice, or a parent graph's,
-    wins."""
-    inherited = CONFIG_KEY_DURABILITY in ((config or {}).get("configurable") or {})
-    if kwargs.get("durability") is not None or inherited:
-        return kwargs
-    return {**kwargs, "durability": "sync"}
 
 
 # The channels LangGraph records interrupts and resume values under, in a checkpoint's writes.
