@@ -5,6 +5,8 @@ calls, and a `Runner` that drives a graph synchronously or asynchronously on a r
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -127,3 +129,15 @@ def thread(name: str = "t1") -> dict[str, Any]:
 
 def plan_of(*steps: dict[str, Any], goal: str = "test") -> dict[str, Any]:
     return {"goal": goal, "steps": list(steps)}
+
+
+def plangate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `plangate` command in a process of its own, as a user would, in `cwd`."""
+    return subprocess.run(
+        [sys.executable, "-m", "plangate", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

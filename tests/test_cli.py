@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _support import plangate
 
 from plangate import Plan, build_graph, demo_outbox, demo_toolkit, open_checkpointer
 from plangate.cli import RunSetup
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def plangate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "plangate", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_demo_pauses_then_approve_finishes_with_trace_and_signals(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from _support import CallLog, counting_tools, plan_of, thread
+from _support import CallLog, counting_tools, plan_of, plangate, thread
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import Command
@@ -112,17 +112,6 @@ def test_an_unreachable_server_is_one_line() -> None:
     message = str(caught.value)
     assert message.startswith("cannot connect to PostgreSQL: ")
     assert "\n" not in message
-
-
-def plangate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "plangate", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_the_cli_runs_lists_approves_and_expires_on_postgres(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import plangate
 from langgraph.types import Command
 
 from plangate import (
@@ -129,14 +130,7 @@ def test_the_cli_of_another_process_is_refused_in_one_line(
     )
     winner.start()
     assert send.entered.wait(30)
-    cli = subprocess.run(
-        [sys.executable, "-m", "plangate", "approve", fresh_thread, "--db", database],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    cli = plangate(tmp_path, "approve", fresh_thread, "--db", database)
     send.release.set()
     winner.join(30)
     assert cli.returncode == 1
