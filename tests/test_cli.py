@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,7 +186,15 @@ def test_offline_demo_answers_from_mocks_and_sends_nothing(tmp_path: Path) -> No
     assert (
         "adapter_fallback    lookup (crm.lookup_account): offline: its mock answers" in run.stdout
     )
-    approve = plangate(tmp_path, "approve", "off", "--approver", "lee")
+    # In a network namespace of its own, with no interface up: nothing could reach out.
+    approve = subprocess.run(
+        ["unshare", "--net", sys.executable, "-m", "plangate", "approve", "off", "--approver", "x"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert approve.returncode == 0, approve.stderr
     assert "Run success" in approve.stdout
     assert approve.stdout.count("ok (mock)") == 3
