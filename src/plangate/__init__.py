@@ -7,6 +7,8 @@ Example:
     ...                     checkpointer=open_checkpointer("sqlite:///:memory:"))
 """
 
+from typing import Any
+
 from plangate.adapters import (
     MockFixtures,
     demo_mocks,
@@ -18,8 +20,8 @@ from plangate.adapters import (
 from plangate.adapters.demo import demo_outbox
 from plangate.approval import Decision
 from plangate.checkpoint import aopen_checkpointer, open_checkpointer
-from plangate.embed import as_tool
 from plangate.compiled import PlangateGraph
+from plangate.embed import as_tool
 from plangate.errors import (
     AdapterError,
     InvalidDecision,
@@ -47,6 +49,17 @@ from plangate.tracing import EVENT_TYPES, TraceEvent, golden_signals, redact
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    # `GovernanceMiddleware` needs `langchain` (the `plangate[langchain]` extra): imported on
+    # first use, so that `import plangate` works without it.
+    if name == "GovernanceMiddleware":
+        from plangate.middleware import GovernanceMiddleware
+
+        return GovernanceMiddleware
+    raise AttributeError(f"module 'plangate' has no attribute {name!r}")
+
+
 __all__ = (
     "EVENT_TYPES",
     "AdapterError",
@@ -55,6 +68,7 @@ __all__ = (
     "Budget",
     "Decision",
     "ExecutionResult",
+    "GovernanceMiddleware",
     "InvalidDecision",
     "MockFixtures",
     "NoPendingApproval",
