@@ -1,0 +1,75 @@
+"""The plangate graph as LangGraph's own server serves it (`langgraph dev`, `langgraph.json`).
+
+`langgraph.json` names `plangate.langgraph_app:graph`. The server imports this module once at
+startup, so a bad setting stops the server there, with one line naming the variable, rather
+than failing the first run. Two environment variables configure it:
+
+- `PLANGATE_PROFILE`: `enterprise`, `smb` (the default), `technical`, or a profile file's path.
+- `PLANGATE_OUTBOX`: the SQLite file the demo toolkit's `email.send` writes to
+  (default `plangate-outbox.db` in the server's working directory).
+
+The graph is compiled without a checkpointer: for each run the server uses a copy of it that
+carries the server's own checkpointer and store. That copy is still a `PlangateGraph` with a
+checkpointer, so a plan and a resume decision are validated before LangGraph stores them, as
+in-process: a bad one fails that run with a message naming the problem (plangate's usage errors
+are `ValueError`s, whose messages the server passes on to clients), and a paused run stays paused,
+ready for a correct decision.
+
+Example:
+    >>> from plangate.langgraph_app import graph_from_env
+    >>> graph_from_env({"PLANGATE_PROFILE": "technical", "PLANGATE_OUTBOX": "/tmp/o.db"}).name
+    'plangate'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from plangate.adapters import demo_toolkit
+from plangate.compiled import PlangateGraph
+from plangate.errors import ProfileError
+from plangate.graph import build_graph
+from plangate.profiles import load_profile
+
+__all__ = (
+    "DEFAULT_OUTBOX",
+    "DEFAULT_PROFILE",
+    "OUTBOX_ENV",
+    "PROFILE_ENV",
+    "graph",
+    "graph_from_env",
+)
+
+PROFILE_ENV = "PLANGATE_PROFILE"
+OUTBOX_ENV = "PLANGATE_OUTBOX"
+DEFAULT_PROFILE = "smb"
+DEFAULT_OUTBOX = "plangate-outbox.db"
+
+
+def graph_from_env(environ: Mapping[str, str] | None = None) -> PlangateGraph:
+    """Build the served graph: the demo toolkit under the profile the environment names.
+
+    Args:
+        environ: Where to read `PLANGATE_PROFILE` and `PLANGATE_OUTBOX`; `os.environ` if `None`.
+
+    Returns:
+        A `PlangateGraph` without a checkpointer (the server provides one).
+
+    Raises:
+        ProfileError: `PLANGATE_PROFILE` names no built-in profile and no valid profile file;
+            the message starts with the variable and its value.
+    """
+    env = os.environ if environ is None else environ
+    profile_name = env.get(PROFILE_ENV) or DEFAULT_PROFILE
+    try:
+        profile = load_profile(profile_name)
+    except ProfileError as exc:
+        raise ProfileError(
+            f"{PROFILE_ENV}={profile_name!r}: {exc.message}", field=exc.field, hint=exc.hint
+        ) from None
+    outbox = env.get(OUTBOX_ENV) or DEFAULT_OUTBOX
+    return build_graph(demo_toolkit(outbox), profile=profile, checkpointer=None)
+
+
+graph = graph_from_env()
