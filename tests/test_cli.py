@@ -11,7 +11,7 @@ import pytest
 from _support import plangate
 
 from plangate import Plan, build_graph, demo_outbox, demo_toolkit, open_checkpointer
-from plangate.cli import RunSetup
+from plangate.run_setup import RunSetup
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

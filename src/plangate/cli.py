@@ -7,10 +7,11 @@ stderr and a non-zero exit; tracebacks are for bugs only.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,15 +20,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
 from plangate._governance import utc_now
-from plangate.adapters.demo import demo_mocks, demo_toolkit
-from plangate.adapters.mock import mock_tools
-from plangate.checkpoint import is_postgres_url, open_checkpointer, sqlite_path
+from plangate.checkpoint import is_postgres_url, sqlite_path
 from plangate.compiled import PlangateGraph
 from plangate.errors import PlangateError, PlangateUsageError, ResumeConflict, UnknownThread
-from plangate.graph import build_graph
 from plangate.history import EXPIRED_DECISION, get_trace, is_expired, pending_approvals
 from plangate.plan import Plan
 from plangate.profiles import BUILTIN_PROFILES, load_profile
+from plangate.run_setup import RunSetup, outbox_for
 
 app = typer.Typer(
     help="Run LLM-made plans of tool calls under governance: budgets, approvals, traces.",
@@ -44,50 +43,11 @@ DbOption = Annotated[
 ]
 ThreadArg = Annotated[str, typer.Argument(metavar="THREAD", help="The run's thread id.")]
 DEFAULT_DB = "plangate.db"
-_META = "plangate_cli"
-"""The checkpoint metadata key under which a run keeps how the CLI set it up (`RunSetup`)."""
-
-
-def _outbox_for(db: str) -> str:
-    """The demo outbox beside a SQLite database; in the current folder for other databases."""
-    path = ":memory:" if is_postgres_url(db) else sqlite_path(db)
-    base = Path(".") if path == ":memory:" else Path(path).parent
-    return str((base / "plangate-outbox.db").resolve())
 
 
 def _profile_ref(profile: str) -> str:
     """What to store so that a later `approve` rebuilds the same profile from any directory."""
     return profile if profile in BUILTIN_PROFILES else str(Path(profile).resolve())
-
-
-@dataclass(frozen=True)
-class RunSetup:
-    """How `plangate run` set a run up; kept in its checkpoint metadata so that `approve`,
-    `reject` and `resume`, in any process, rebuild the same graph."""
-
-    profile: str = "enterprise"
-    outbox: str = "plangate-outbox.db"
-    offline: bool = False
-    fixtures: tuple[str, ...] = ()
-
-    def graph(self, db: str) -> PlangateGraph:
-        profile = load_profile(self.profile)
-        if self.offline:
-            profile = profile.model_copy(update={"offline": True})
-        return build_graph(
-            demo_toolkit(self.outbox),
-            profile=profile,
-            # A tool in a fixture file replaces the demo's mock of it.
-            mocks={mock.name: mock for mock in [*demo_mocks(), *mock_tools(*self.fixtures)]},
-            checkpointer=open_checkpointer(db),
-        )
-
-    def config(self, thread: str) -> RunnableConfig:
-        # A JSON string: LangGraph keeps only scalar config metadata in checkpoints.
-        return {
-            "configurable": {"thread_id": thread},
-            "metadata": {_META: json.dumps(asdict(self))},
-        }
 
 
 def _sqlite_exists(path: str) -> bool:
@@ -98,13 +58,11 @@ def _existing(db: str, thread: str) -> tuple[PlangateGraph, RunnableConfig]:
     """The graph and config a thread was started with, from its checkpoint metadata."""
     if not is_postgres_url(db) and not _sqlite_exists(sqlite_path(db)):
         raise PlangateUsageError(f"database {db!r} does not exist", hint="pass --db PATH")
-    probe = RunSetup(profile="technical", outbox=_outbox_for(db)).graph(db)
+    probe = RunSetup(profile="technical", outbox=outbox_for(db)).graph(db)
     snapshot = probe.get_state({"configurable": {"thread_id": thread}})
     if not snapshot.values and not snapshot.next:
         raise UnknownThread(thread)
-    stored = json.loads(str((snapshot.metadata or {}).get(_META) or "{}"))
-    stored["fixtures"] = tuple(stored.get("fixtures", ()))
-    setup = RunSetup(**{"outbox": _outbox_for(db), **stored})
+    setup = RunSetup.of(snapshot, db)
     return setup.graph(db), setup.config(thread)
 
 
@@ -237,7 +195,7 @@ def run(
     name = load_profile(profile).name  # before the path is resolved: errors name what was typed
     setup = RunSetup(
         profile=_profile_ref(profile),
-        outbox=str(Path(outbox).resolve()) if outbox else _outbox_for(db),
+        outbox=str(Path(outbox).resolve()) if outbox else outbox_for(db),
         offline=offline,
         fixtures=tuple(str(path.resolve()) for path in fixtures or ()),
     )
@@ -251,7 +209,7 @@ def run(
 @app.command()
 def pending(db: DbOption = DEFAULT_DB) -> None:
     """List every run in the database that waits for an approval."""
-    graph = RunSetup(profile="technical", outbox=_outbox_for(db)).graph(db)
+    graph = RunSetup(profile="technical", outbox=outbox_for(db)).graph(db)
     found = False
     for thread, request in pending_approvals(graph):
         found = True
@@ -266,7 +224,7 @@ def pending(db: DbOption = DEFAULT_DB) -> None:
 @app.command()
 def expire(db: DbOption = DEFAULT_DB) -> None:
     """Close every approval that expired unanswered: each run goes on as its profile says."""
-    graph = RunSetup(profile="technical", outbox=_outbox_for(db)).graph(db)
+    graph = RunSetup(profile="technical", outbox=outbox_for(db)).graph(db)
     now = utc_now()
     expired = [thread for thread, request in pending_approvals(graph) if is_expired(request, now)]
     if not expired:
@@ -359,6 +317,52 @@ def trace(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
     graph, config = _existing(db, thread)
     for event in get_trace(graph, config):
         typer.echo(json.dumps(event, ensure_ascii=False))
+
+
+@app.command()
+def serve(
+    db: DbOption = DEFAULT_DB,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token for approving, rejecting and starting runs "
+            "(default: $PLANGATE_TOKEN, else a new one, printed)."
+        ),
+    ] = None,
+) -> None:
+    """Serve the approvals inbox: a page and a JSON API over the database (plangate[server])."""
+    try:
+        import uvicorn
+
+        from plangate.server import create_app
+    except ImportError as exc:
+        raise PlangateUsageError(
+            f"`plangate serve` needs {exc.name or 'fastapi and uvicorn'}",
+            hint="pip install 'plangate[server]'",
+        ) from None
+    given = token or os.environ.get("PLANGATE_TOKEN")
+    secret = given or secrets.token_urlsafe(24)
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    # On loopback, only requests addressed to loopback names: reading runs needs no token,
+    # and this keeps a web page from reading them through a DNS-rebound host name.
+    hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else None
+    inbox = create_app(db, token=secret, allowed_hosts=hosts)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    typer.echo(f"plangate inbox on {url} (database {db})")
+    if given:
+        typer.echo(f"Token: the one given (--token or PLANGATE_TOKEN); open {url}?token=...")
+    else:
+        typer.echo(f"Token: {secret}")
+        typer.echo(f"Open: {url}?token={secret}")
+    if not loopback:
+        typer.echo(
+            "Note: reading runs needs no token; serve beyond loopback only behind a proxy "
+            "that authenticates."
+        )
+    sys.stdout.flush()  # the token must reach a pipe (a log, a test) before serving blocks
+    uvicorn.run(inbox, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
 
 
 def main() -> None:

@@ -1,0 +1,588 @@
+"""What the inbox reads and does, without HTTP: the runs of one checkpoint database, each
+rebuilt under the setup `plangate run` stored with it (`RunSetup`), so the server, the CLI and
+any worker drive the same graph.
+
+Runs the server resumes or starts go on in a pool of worker threads: the request returns once
+the run has made its first move (or refused to: a conflict, a bad decision), and the page
+follows the rest through the trace, which every process can read from the checkpointer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from datetime import datetime
+from typing import Any
+
+import yaml
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command, Interrupt, StateSnapshot
+
+from plangate._governance import iso, parse_iso, utc_now
+from plangate.approval import parse_decision
+from plangate.compiled import PlangateGraph
+from plangate.errors import (
+    InvalidDecision,
+    NoPendingApproval,
+    PlangateUsageError,
+    PlanValidationError,
+    ProfileError,
+    ResumeConflict,
+    UnknownThread,
+)
+from plangate.history import get_trace, list_threads
+from plangate.plan import Plan, parse_plan
+from plangate.profiles import BUILTIN_PROFILES, Budget, Profile, load_profile
+from plangate.run_setup import RunSetup, outbox_for
+from plangate.tracing import TraceEvent, golden_signals, redact
+
+__all__ = ("STARTED_BY", "RunService", "StaleDecision", "ThreadExists")
+
+log = logging.getLogger("plangate.server")
+
+STARTED_BY = "plangate_started_by"
+"""Checkpoint metadata key naming who started a run from the inbox (carried across resumes
+the inbox makes; a run started by `plangate run` has none)."""
+
+FINISHED = ("success", "partial", "failed")
+_RISKS = ("low", "medium", "high")
+_THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+
+
+class StaleDecision(PlangateUsageError):
+    """A decision names an approval request the run no longer waits for: someone decided it
+    first, and the run may already wait for the next one."""
+
+    def __init__(self, thread_id: str):
+        self.thread_id = thread_id
+        super().__init__(
+            f"run {thread_id!r} no longer waits for this approval: someone else decided it",
+            hint="reload the inbox to see what it waits for now",
+        )
+
+
+class ThreadExists(PlangateUsageError):
+    """A new run was to start in a thread that already holds one."""
+
+    def __init__(self, thread_id: str):
+        self.thread_id = thread_id
+        super().__init__(
+            f"thread {thread_id!r} already holds a run", hint="leave the thread id empty"
+        )
+
+
+def _is_request(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get("type") == "approval_request"
+
+
+def _thread_config(thread: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread}}
+
+
+class RunService:
+    """The runs of one database, as the inbox shows and drives them.
+
+    Args:
+        db: The checkpoint database, as `plangate run --db` takes it.
+        workers: Runs that may go on at once in this process.
+        start_timeout: Seconds a request waits for a run it started or resumed to make its
+            first move before answering anyway.
+    """
+
+    def __init__(self, db: str, *, workers: int = 8, start_timeout: float = 10.0) -> None:
+        self.db = db
+        self._outbox = outbox_for(db)
+        self._graphs: dict[RunSetup, PlangateGraph] = {}
+        self._guard = threading.Lock()
+        self._active: set[str] = set()
+        self._start_timeout = start_timeout
+        self._probe = self._graph(RunSetup(profile="technical", outbox=self._outbox))
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="plangate-run")
+
+    def close(self) -> None:
+        """Let the runs going on reach their next pause or their end."""
+        self._pool.shutdown(wait=True)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _graph(self, setup: RunSetup) -> PlangateGraph:
+        """One graph (and one checkpointer connection) per distinct setup, reused by all runs."""
+        with self._guard:
+            if setup not in self._graphs:
+                self._graphs[setup] = setup.graph(self.db)
+            return self._graphs[setup]
+
+    @property
+    def _saver(self) -> BaseCheckpointSaver[Any]:
+        saver = self._probe.checkpointer
+        assert isinstance(saver, BaseCheckpointSaver)
+        return saver
+
+    def _serialised(self) -> Any:
+        # `list_threads` queries the SQLite connection directly; the saver's own lock keeps
+        # that from interleaving with the saver's queries from other request threads.
+        saver = self._saver
+        return saver.lock if isinstance(saver, SqliteSaver) else nullcontext()
+
+    def _threads(self) -> list[str]:
+        with self._serialised():
+            return list_threads(self._saver)
+
+    def _snapshot(self, thread: str) -> StateSnapshot:
+        snapshot = self._probe.get_state(_thread_config(thread))
+        if not snapshot.values and not snapshot.next:
+            raise UnknownThread(thread)
+        return snapshot
+
+    def _setup(self, snapshot: StateSnapshot) -> RunSetup:
+        """The setup a run was started with, as `plangate approve` rebuilds it."""
+        return RunSetup.of(snapshot, self.db)
+
+    def _status(self, thread: str, snapshot: StateSnapshot) -> str:
+        result = snapshot.values.get("result")
+        if result:
+            return str(result["status"])
+        if thread in self._active:
+            return "running"
+        if any(_is_request(i.value) for i in snapshot.interrupts):
+            return "waiting"
+        return "running" if snapshot.next else "unknown"
+
+    def _profile(self, setup: RunSetup) -> Profile | None:
+        try:
+            return load_profile(setup.profile)
+        except ProfileError:  # a profile file that has gone since the run started
+            return None
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Every approval request waiting for a decision, the most urgent first."""
+        now = utc_now()
+        found: list[dict[str, Any]] = []
+        for thread in self._threads():
+            if thread in self._active:  # being decided right now, by this server
+                continue
+            snapshot = self._probe.get_state(_thread_config(thread))
+            requests = [i for i in snapshot.interrupts if _is_request(i.value)]
+            if requests:
+                setup = self._setup(snapshot)
+                found.extend(self._approval(thread, i, snapshot, setup, now) for i in requests)
+        # The most urgent first: what expires within the hour, then the riskiest, then the
+        # soonest to expire; expired requests (a decision now is recorded as expired) last.
+        found.sort(
+            key=lambda a: (
+                a["expired"],
+                a["expires_in_seconds"] > 3600,
+                -_RISKS.index(a["risk"]),
+                a["expires_at"],
+            )
+        )
+        return found
+
+    def _approval(
+        self,
+        thread: str,
+        waiting: Interrupt,
+        snapshot: StateSnapshot,
+        setup: RunSetup,
+        now: datetime,
+    ) -> dict[str, Any]:
+        request = waiting.value
+        left = (parse_iso(request["expires_at"]) - now).total_seconds()
+        keys = (
+            "request_id",
+            "step_id",
+            "step_index",
+            "tool",
+            "action",
+            "domain",
+            "description",
+            "risk",
+            "consequence",
+            "args",
+            "requested_at",
+            "expires_at",
+            "allowed_decisions",
+        )
+        return {
+            "thread": thread,
+            "interrupt_id": waiting.id,
+            **{key: request.get(key) for key in keys},
+            "expires_in_seconds": round(left, 1),
+            "expired": left <= 0,
+            "error": request.get("error"),
+            "goal": (snapshot.values.get("plan") or {}).get("goal", ""),
+            "profile": setup.profile,
+            "offline": setup.offline,
+            "started_by": (snapshot.metadata or {}).get(STARTED_BY),
+        }
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """A summary of each of the `limit` most recently written runs."""
+        summaries = []
+        for thread in self._threads()[:limit]:
+            snapshot = self._probe.get_state(_thread_config(thread))
+            if not snapshot.values:
+                continue
+            plan = snapshot.values.get("plan") or {}
+            outcomes = snapshot.values.get("outcomes") or {}
+            summaries.append(
+                {
+                    "thread": thread,
+                    "goal": plan.get("goal", ""),
+                    "profile": self._setup(snapshot).profile,
+                    "status": self._status(thread, snapshot),
+                    "steps": len(plan.get("steps", [])),
+                    "done": len(outcomes),
+                    "started_by": (snapshot.metadata or {}).get(STARTED_BY),
+                    "updated_at": snapshot.created_at,
+                }
+            )
+        return summaries
+
+    def run(self, thread: str) -> dict[str, Any]:
+        """Everything the run view shows: steps, budget, golden signals, what it waits for."""
+        snapshot = self._snapshot(thread)
+        setup = self._setup(snapshot)
+        values = snapshot.values
+        status = self._status(thread, snapshot)
+        plan = Plan.model_validate(values["plan"])
+        outcomes: dict[str, Any] = values.get("outcomes") or {}
+        counters = values.get("run") or {}
+        current = values.get("current") or {}
+        waiting = [i for i in snapshot.interrupts if _is_request(i.value)]
+        waiting_steps = {i.value["step_id"] for i in waiting}
+        profile = self._profile(setup)
+        # Reading needs no token: show what the trace shows, redacted as the profile says.
+        shown = redact if profile is None or profile.redact else _as_is
+        steps = []
+        for index, step in enumerate(plan.steps):
+            outcome = outcomes.get(step.id)
+            if outcome is not None:
+                state = str(outcome["status"])
+            elif step.id in waiting_steps:
+                state = "waiting"
+            elif status == "running" and current.get("index") == index:
+                state = "running"
+            else:
+                state = "pending"
+            steps.append(
+                {
+                    "index": index,
+                    "step_id": step.id,
+                    "tool": step.tool,
+                    "action": step.action,
+                    "description": step.description,
+                    "depends_on": step.depends_on,
+                    "args": shown(step.args),
+                    "status": state,
+                    "attempts": outcome["attempts"] if outcome else 0,
+                    "duration_ms": outcome["duration_ms"] if outcome else None,
+                    "mocked": bool(outcome and outcome.get("mocked")),
+                    "error": shown(outcome["error"]) if outcome else None,
+                    "output": shown(outcome["output"]) if outcome else None,
+                    "approval": shown(outcome["approval"]) if outcome else None,
+                }
+            )
+        usage = counters.get("usage") or {"total": 0, "domains": {}, "tools": {}}
+        budget = _budget_view(usage, profile.budget if profile else None, plan)
+        result = values.get("result")
+        if result:
+            signals = result["signals"]
+        else:
+            done = [outcomes[s.id] for s in plan.steps if s.id in outcomes]
+            signals = golden_signals(
+                [o["status"] for o in done],
+                [o["duration_ms"] for o in done if o["duration_ms"] is not None and o["attempts"]],
+                [o["approval"]["wait_ms"] for o in done if o["approval"]],
+                budget["utilisation"],
+            )
+        now = utc_now()
+        return {
+            "thread": thread,
+            "goal": plan.goal,
+            "status": status,
+            "profile": profile.name if profile else setup.profile,
+            "offline": setup.offline,
+            "started_by": (snapshot.metadata or {}).get(STARTED_BY),
+            "trace_id": counters.get("trace_id"),
+            "updated_at": snapshot.created_at,
+            "server_time": iso(now),
+            "steps": steps,
+            "waiting": [self._approval(thread, i, snapshot, setup, now) for i in waiting],
+            "budget": budget,
+            "signals": signals,
+            "halted": (result or {}).get("halted", counters.get("halted")),
+            "failure_context": (result or {}).get("failure_context"),
+        }
+
+    def trace(self, thread: str) -> list[TraceEvent]:
+        self._snapshot(thread)
+        return get_trace(self._probe, _thread_config(thread))
+
+    def poll(
+        self, thread: str, seen: str | None
+    ) -> tuple[str | None, list[TraceEvent] | None, str | None]:
+        """(latest checkpoint id, the whole trace, status) when the thread has a checkpoint
+        newer than `seen`, else (`seen`, None, None): one indexed read when nothing moved."""
+        saved = self._saver.get_tuple(_thread_config(thread))
+        if saved is None:
+            raise UnknownThread(thread)
+        latest = saved.config["configurable"].get("checkpoint_id")
+        if latest == seen:
+            return seen, None, None
+        snapshot = self._probe.get_state(_thread_config(thread))
+        return (
+            latest,
+            get_trace(self._probe, _thread_config(thread)),
+            self._status(thread, snapshot),
+        )
+
+    def running(self, thread: str) -> bool:
+        return thread in self._active
+
+    # -- acting --------------------------------------------------------------------------
+
+    def decide(self, thread: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a decision on a run's pending approval, then resume the run in the background.
+
+        `body` is a `Decision` as JSON with `approver` required (`reason` too, to reject) and,
+        optionally, the `interrupt_id` of the request the approver saw: a decision on a request
+        that someone else decided first is refused rather than applied to the next one.
+
+        Raises:
+            UnknownThread, NoPendingApproval, StaleDecision, ResumeConflict, InvalidDecision.
+        """
+        snapshot = self._snapshot(thread)
+        setup = self._setup(snapshot)
+        graph = self._graph(setup)
+        requests = {i.id: i.value for i in snapshot.interrupts if _is_request(i.value)}
+        if not requests:
+            raise NoPendingApproval(thread)
+        fields = dict(body)
+        interrupt_id = fields.pop("interrupt_id", None)
+        if interrupt_id is None:
+            if len(requests) > 1:
+                raise InvalidDecision(
+                    f"invalid decision: interrupt_id: {len(requests)} approvals are pending; "
+                    "name the one decided",
+                    field="interrupt_id",
+                )
+            interrupt_id = next(iter(requests))
+        elif not isinstance(interrupt_id, str):
+            raise InvalidDecision(
+                "invalid decision: interrupt_id: expected the id of a pending approval",
+                field="interrupt_id",
+            )
+        elif interrupt_id not in requests:
+            raise StaleDecision(thread)
+        request = requests[interrupt_id]
+        if fields.get("decision") == "edit" and isinstance(fields.get("args"), Mapping):
+            fields["args"] = _unredacted(
+                fields["args"], shown=request["args"], real=_real_args(snapshot, request)
+            )
+        if not str(fields.get("approver") or "").strip():
+            raise InvalidDecision(
+                "invalid decision: approver: give the name of who decides", field="approver"
+            )
+        decision = parse_decision(fields, tool=graph.tools.get(request["tool"]))
+        if decision.decision == "reject" and not (decision.reason or "").strip():
+            raise InvalidDecision(
+                "invalid decision: reason: a 'reject' decision needs a reason", field="reason"
+            )
+        value: Command[Any] = Command(resume={interrupt_id: decision.model_dump(exclude_none=True)})
+        config = self._config(setup, thread, (snapshot.metadata or {}).get(STARTED_BY))
+        try:
+            self._launch(thread, graph, value, config)
+        except InvalidDecision:
+            # Checked above, so the graph refused the interrupt id: decided meanwhile.
+            if interrupt_id not in {i.id for i in self._snapshot(thread).interrupts}:
+                raise StaleDecision(thread) from None
+            raise
+        return {"thread": thread, "decision": decision.decision, "interrupt_id": interrupt_id}
+
+    def start(
+        self,
+        *,
+        plan: Any,
+        profile: str,
+        thread: str | None = None,
+        offline: bool = False,
+        started_by: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a plan (YAML/JSON text, a mapping, or a list of steps) with the demo toolkit,
+        as `plangate run` does, and return once it has made its first move.
+
+        Raises:
+            PlanValidationError, ProfileError, ThreadExists, PlangateUsageError.
+        """
+        if isinstance(plan, str):
+            try:
+                plan = yaml.safe_load(plan)
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1}" if mark is not None else ""
+                problem = getattr(exc, "problem", None) or "invalid syntax"
+                raise PlanValidationError(
+                    f"plan is not valid YAML/JSON{where}: {problem}"
+                ) from None
+        parsed = parse_plan(plan, source="plan")
+        if profile not in BUILTIN_PROFILES:
+            # Never a file path: the page must not make the server read files.
+            raise ProfileError(
+                f"unknown profile {profile!r}", field="profile", hint=", ".join(BUILTIN_PROFILES)
+            )
+        thread = thread or f"run-{uuid.uuid4().hex[:8]}"
+        if not _THREAD_ID.fullmatch(thread):
+            raise PlangateUsageError(
+                f"thread id {thread!r} is not allowed",
+                hint="letters, digits and . _ : - (at most 100), starting with a letter or digit",
+            )
+        if self._saver.get_tuple(_thread_config(thread)) is not None:
+            raise ThreadExists(thread)
+        setup = RunSetup(profile=profile, outbox=self._outbox, offline=offline)
+        self._launch(
+            thread, self._graph(setup), {"plan": parsed}, self._config(setup, thread, started_by)
+        )
+        return {"thread": thread, "profile": profile, "offline": offline}
+
+    @staticmethod
+    def _config(setup: RunSetup, thread: str, started_by: Any) -> RunnableConfig:
+        config = setup.config(thread)
+        if started_by:
+            config["metadata"][STARTED_BY] = str(started_by)
+        return config
+
+    def _claim(self, thread: str) -> None:
+        """This process runs a thread once at a time (the graph's own lock covers the other
+        processes); a second claim fails at once, as the graph's lock would."""
+        with self._guard:
+            if thread in self._active:
+                raise ResumeConflict(thread)
+            self._active.add(thread)
+
+    def _release(self, thread: str) -> None:
+        with self._guard:
+            self._active.discard(thread)
+
+    def _launch(
+        self, thread: str, graph: PlangateGraph, value: Any, config: RunnableConfig
+    ) -> None:
+        """Run `graph` on a worker thread; wait until it has made its first move, and raise
+        what it refused with (a conflict, a bad decision) if it refused."""
+        moved = threading.Event()
+        refused: list[Exception] = []
+
+        def work() -> None:
+            try:
+                for _ in graph.stream(value, config, stream_mode="custom"):
+                    moved.set()
+            except Exception as exc:
+                if moved.is_set():
+                    log.exception("run %r failed", thread)
+                else:
+                    refused.append(exc)
+            finally:
+                self._release(thread)
+                moved.set()
+
+        self._claim(thread)
+        try:
+            self._pool.submit(work)
+        except RuntimeError:  # the pool is shut down: the server is stopping
+            self._release(thread)
+            raise
+        moved.wait(self._start_timeout)
+        if refused:
+            raise refused[0]
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _real_args(snapshot: StateSnapshot, request: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments the step would run with; the request shows them redacted."""
+    current = snapshot.values.get("current") or {}
+    if current.get("index") == request["step_index"] and "args" in current:
+        return dict(current["args"])
+    plan = Plan.model_validate(snapshot.values["plan"])
+    return next((dict(s.args) for s in plan.steps if s.id == request["step_id"]), {})
+
+
+def _unredacted(
+    edited: Mapping[str, Any], *, shown: Mapping[str, Any], real: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Edited arguments where every value left as the (redacted) request showed it keeps its
+    real value: an approver who fixes the subject must not send the mail to
+    `[REDACTED_EMAIL]`. A redaction marker left anywhere else is refused."""
+    merged: dict[str, Any] = {}
+    for key, value in edited.items():
+        if key in shown and key in real and _same(value, shown[key]):
+            merged[key] = real[key]
+        elif _REDACTED in json.dumps(value, default=str):
+            raise InvalidDecision(
+                f"invalid decision: args.{key}: still holds a redacted value; type the real one",
+                field=f"args.{key}",
+            )
+        else:
+            merged[key] = value
+    return merged
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+_REDACTED = "[REDACTED_"
+
+
+def _budget_view(usage: Mapping[str, Any], budget: Budget | None, plan: Plan) -> dict[str, Any]:
+    """Used and limit of every tier the plan touches, with the share used and a level: `ok`,
+    `warn` (at or past the profile's warning threshold) or `full` (no call left)."""
+    threshold = budget.warning_threshold if budget else 0.8
+    domains = dict.fromkeys([*(s.domain or "" for s in plan.steps), *usage.get("domains", {})])
+    tools = dict.fromkeys([*(s.tool for s in plan.steps), *usage.get("tools", {})])
+
+    def tier(kind: str, name: str, used: int, limit: int | None) -> dict[str, Any]:
+        share = used / limit if limit else (1.0 if limit == 0 else 0.0)
+        level = "full" if limit is not None and used >= limit else "ok"
+        if level == "ok" and limit and share >= threshold:
+            level = "warn"
+        key = "total" if kind == "total" else f"{kind}:{name}"
+        return {
+            "tier": key,
+            "kind": kind,
+            "name": name,
+            "used": used,
+            "limit": limit,
+            "share": round(share, 4),
+            "level": level,
+        }
+
+    tiers = [tier("total", "total", int(usage.get("total", 0)), _limit(budget, "total_calls"))]
+    tiers += [
+        tier("domain", d, usage.get("domains", {}).get(d, 0), _limit(budget, "calls_per_domain"))
+        for d in domains
+    ]
+    tiers += [
+        tier("tool", t, usage.get("tools", {}).get(t, 0), _limit(budget, "calls_per_tool"))
+        for t in tools
+    ]
+    shares = [t["share"] for t in tiers if t["limit"]]
+    return {
+        "warning_threshold": threshold,
+        "utilisation": round(max(shares, default=0.0), 4),
+        "tiers": tiers,
+    }
+
+
+def _limit(budget: Budget | None, field: str) -> int | None:
+    return None if budget is None else getattr(budget, field)

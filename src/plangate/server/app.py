@@ -1,0 +1,324 @@
+"""The approvals inbox as an ASGI app: one page and a JSON API over a checkpoint database.
+
+Endpoints (every `POST` needs `Authorization: Bearer <token>`; reads need none):
+
+| method | path | does |
+|--------|------|------|
+| GET | `/` | the page (inbox, run view, start form) |
+| GET | `/api/info` | the profiles a run can start under, the server's clock |
+| GET | `/api/pending` | every approval request waiting, with its run's goal and time left |
+| GET | `/api/runs` | the most recently written runs (`?limit=50`) |
+| POST | `/api/runs` | start a plan: `{plan, profile, thread?, offline?, started_by?}` -> 201 |
+| GET | `/api/runs/{thread}` | the run view: steps, budget per tier, golden signals, waiting |
+| GET | `/api/runs/{thread}/trace` | the whole trace |
+| GET | `/api/runs/{thread}/events` | the trace live, as server-sent events (see `_events`) |
+| POST | `/api/runs/{thread}/decision` | `{decision, approver, reason?, args?, ...}` -> 202 |
+
+Errors are `{"detail": one line, "hint", "error"}`: 401 no or wrong token (nothing changed), 404
+unknown thread, 409 the run is being resumed elsewhere or no longer waits for that approval,
+422 a bad plan, profile or decision (the run stays paused and resumable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from plangate._governance import iso, utc_now
+from plangate.errors import (
+    NoPendingApproval,
+    PlangateError,
+    PlangateUsageError,
+    ResumeConflict,
+    UnknownThread,
+)
+from plangate.profiles import BUILTIN_PROFILES
+from plangate.server._runs import FINISHED, RunService, StaleDecision, ThreadExists
+
+__all__ = ("create_app",)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_STATUS: tuple[tuple[type[PlangateError], int], ...] = (
+    (UnknownThread, 404),
+    (ResumeConflict, 409),
+    (NoPendingApproval, 409),
+    (StaleDecision, 409),
+    (ThreadExists, 409),
+    (PlangateUsageError, 422),
+)
+_HEADERS = {
+    # No inline script, no other origin: the page ships everything it uses.
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "x-content-type-options": "nosniff",
+    # The page's URL may carry the token until the page moves it to sessionStorage.
+    "referrer-policy": "no-referrer",
+}
+
+
+class StartRequest(BaseModel):
+    """What `POST /api/runs` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan: str | dict[str, Any] | list[Any] = Field(
+        description="The plan: YAML or JSON text, or the plan itself."
+    )
+    profile: Literal["enterprise", "smb", "technical"] = "enterprise"
+    thread: str | None = None
+    offline: bool = False
+    started_by: str | None = None
+
+
+class _TokenGate:
+    """Refuses every state-changing API request without the bearer token, before anything else
+    reads it; adds the page's security headers to every response. Plain ASGI, so that the
+    event stream is passed through untouched."""
+
+    def __init__(self, app: ASGIApp, *, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    def _authorised(self, scope: Scope) -> bool:
+        header = Headers(scope=scope).get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(
+            given.strip().encode(), self.token
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if (
+            scope["method"] not in _SAFE_METHODS
+            and scope["path"].startswith("/api/")
+            and not self._authorised(scope)
+        ):
+            response = JSONResponse(
+                {
+                    "detail": "missing or wrong token",
+                    "hint": "send Authorization: Bearer <the token plangate serve printed>",
+                    "error": "Unauthorized",
+                },
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
+            )
+            await response(scope, receive, self._secured(send))
+            return
+        await self.app(scope, receive, self._secured(send))
+
+    @staticmethod
+    def _secured(send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        return wrapped
+
+
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath("static").joinpath(name).read_text("utf-8")
+
+
+def _error_body(exc: PlangateError) -> dict[str, Any]:
+    body: dict[str, Any] = {"detail": exc.message, "hint": exc.hint, "error": type(exc).__name__}
+    field = getattr(exc, "field", None)
+    if field:
+        body["field"] = field
+    return body
+
+
+def create_app(
+    db: str,
+    *,
+    token: str,
+    allowed_hosts: Sequence[str] | None = None,
+    poll_interval: float = 0.25,
+) -> FastAPI:
+    """The inbox app over the checkpoint database `db` (a path, `sqlite:///...` or
+    `postgresql://...`), with runs set up as `plangate run` sets them up.
+
+    Args:
+        db: The checkpoint database.
+        token: The bearer token every state-changing request must carry.
+        allowed_hosts: Host names requests may be addressed to (`None`: any). Served on
+            loopback, `["127.0.0.1", "localhost"]` keeps other web sites from reading runs
+            through a DNS-rebound name.
+        poll_interval: Seconds between the event stream's looks at the checkpointer.
+
+    Example:
+        >>> import uvicorn
+        >>> app = create_app("plangate.db", token="s3cret")
+        >>> # uvicorn.run(app, host="127.0.0.1", port=8765)
+    """
+    if not token:
+        raise PlangateUsageError("the inbox needs a token", hint="pass --token or PLANGATE_TOKEN")
+    service = RunService(db)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(service.close)
+
+    app = FastAPI(
+        title="plangate inbox",
+        summary="Approve, edit or reject the tool calls plangate runs wait on.",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads from a CDN; /openapi.json stays
+        redoc_url=None,
+    )
+    app.state.service = service
+
+    @app.exception_handler(PlangateError)
+    async def plangate_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, PlangateError)
+        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+        return JSONResponse(_error_body(exc), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        return JSONResponse(
+            {"detail": detail, "hint": None, "error": "InvalidRequest"}, status_code=422
+        )
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(_asset("index.html"), headers={"cache-control": "no-cache"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def asset(name: str) -> Response:
+        if name not in _ASSETS:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return Response(
+            _asset(name), media_type=_ASSETS[name], headers={"cache-control": "no-cache"}
+        )
+
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        return {
+            "profiles": list(BUILTIN_PROFILES),
+            "database": re.sub(r"//[^@/]*@", "//", db),  # no password on the page
+            "server_time": iso(utc_now()),
+        }
+
+    @app.get("/api/pending")
+    def pending() -> dict[str, Any]:
+        approvals = service.pending()
+        return {"server_time": iso(utc_now()), "approvals": approvals}
+
+    @app.get("/api/runs")
+    def runs(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+        return {"runs": service.runs(limit)}
+
+    @app.post("/api/runs", status_code=201)
+    def start(request: StartRequest) -> dict[str, Any]:
+        return service.start(
+            plan=request.plan,
+            profile=request.profile,
+            thread=request.thread or None,
+            offline=request.offline,
+            started_by=request.started_by,
+        )
+
+    @app.get("/api/runs/{thread}")
+    def run(thread: str) -> dict[str, Any]:
+        return service.run(thread)
+
+    @app.get("/api/runs/{thread}/trace")
+    def trace(thread: str) -> dict[str, Any]:
+        return {"thread": thread, "events": service.trace(thread)}
+
+    @app.post("/api/runs/{thread}/decision", status_code=202)
+    def decide(thread: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        return {**service.decide(thread, body), "status": "running"}
+
+    @app.get("/api/runs/{thread}/events")
+    async def events(
+        thread: str,
+        request: Request,
+        after: Annotated[int, Query(ge=-1)] = -1,
+    ) -> StreamingResponse:
+        """The run's trace as server-sent events, live while it goes on."""
+        await run_in_threadpool(service.poll, thread, None)  # 404 before the stream opens
+        last_id = request.headers.get("last-event-id", "")
+        start_after = int(last_id) if last_id.isdigit() else after
+        return StreamingResponse(
+            _events(service, thread, request, start_after, poll_interval),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    app.add_middleware(_TokenGate, token=token)
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    return app
+
+
+_HEARTBEAT_SECONDS = 15.0
+
+
+async def _events(
+    service: RunService, thread: str, request: Request, after: int, interval: float
+) -> AsyncIterator[str]:
+    """Server-sent events of a run's trace: `trace` (one trace event, `id` its seq, so that a
+    reconnecting `EventSource` goes on where it stopped), `status` (the run's status when it
+    changes) and `end` (the run finished and every event was sent; the stream closes).
+
+    It polls the checkpointer: one indexed read per `interval` while nothing moves, the trace
+    when a new checkpoint appears. So it follows runs of any process, the CLI's included.
+    """
+    yield "retry: 2000\n\n"
+    seen: str | None = None
+    status: str | None = None
+    quiet = 0.0
+    while not await request.is_disconnected():
+        seen, trace, now = await run_in_threadpool(service.poll, thread, seen)
+        if trace is not None:
+            for event in trace:
+                if event["seq"] > after:
+                    after = event["seq"]
+                    data = json.dumps(event, ensure_ascii=False, default=str)
+                    yield f"id: {event['seq']}\nevent: trace\ndata: {data}\n\n"
+                    quiet = 0.0
+        if now is not None and now != status:
+            status = now
+            yield f"event: status\ndata: {json.dumps({'status': status})}\n\n"
+        if status in FINISHED and not service.running(thread):
+            yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
+            return
+        quiet += interval
+        if quiet >= _HEARTBEAT_SECONDS:
+            quiet = 0.0
+            yield ": still here\n\n"
+        await asyncio.sleep(interval)

@@ -1,0 +1,535 @@
+"""The inbox's JSON API (`plangate serve`), over a real socket on a real SQLite file, with runs
+set up exactly as `plangate run` sets them up (`RunSetup`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from plangate import Plan, demo_outbox, open_checkpointer
+from plangate.locks import run_locks
+from plangate.run_setup import RunSetup
+from plangate.server import create_app
+from plangate.server._runs import STARTED_BY
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SALES = EXAMPLES / "sales_followup.yaml"
+TOKEN = "test-token-1234"
+
+
+@dataclass
+class Inbox:
+    """A running inbox: `api` carries the token, `anon` does not."""
+
+    db: Path
+    outbox: Path
+    api: httpx.Client
+    anon: httpx.Client
+
+    def pause(self, thread: str, *, profile: str = "smb", started_by: str | None = None) -> None:
+        """Run the demo plan in `thread` until it waits for approval, as `plangate run` does."""
+        setup = RunSetup(profile=profile, outbox=str(self.outbox))
+        config = setup.config(thread)
+        if started_by:
+            config["metadata"][STARTED_BY] = started_by
+        out = setup.graph(str(self.db)).invoke({"plan": Plan.from_file(SALES)}, config)
+        assert "__interrupt__" in out
+
+    def wait(self, thread: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.anon.get(f"/api/runs/{thread}").json()
+            if run["status"] in statuses or time.monotonic() > deadline:
+                assert run["status"] in statuses, run
+                return run
+            time.sleep(0.05)
+
+    def pending(self) -> list[dict[str, Any]]:
+        return list(self.anon.get("/api/pending").json()["approvals"])
+
+    def interrupt_id(self, thread: str) -> str:
+        return next(a["interrupt_id"] for a in self.pending() if a["thread"] == thread)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Iterator[Inbox]:
+    """`create_app` served by uvicorn on a free loopback port, in a thread of this process."""
+    db = tmp_path / "runs.db"
+    app = create_app(str(db), token=TOKEN, poll_interval=0.05)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the inbox did not start"
+        time.sleep(0.02)
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with (
+        httpx.Client(base_url=base, headers=auth, timeout=30) as api,
+        httpx.Client(base_url=base, timeout=30) as anon,
+    ):
+        yield Inbox(db=db, outbox=tmp_path / "plangate-outbox.db", api=api, anon=anon)
+    server.should_exit = True
+    serving.join(15)
+
+
+def _sse(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event name, JSON data) of each server-sent event."""
+    name, data = "message", []
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                yield name, json.loads("\n".join(data))
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data.append(line.removeprefix("data:").strip())
+
+
+def test_pending_lists_every_paused_run_with_request_and_requester(inbox: Inbox) -> None:
+    """Each waiting approval comes with tool, risk, consequence, args, expiry, and its run."""
+    inbox.pause("demo")
+    inbox.pause("deal-7", started_by="zoe")
+
+    pending = inbox.pending()
+
+    assert sorted(a["thread"] for a in pending) == ["deal-7", "demo"]
+    request = next(a for a in pending if a["thread"] == "deal-7")
+    assert request["tool"] == "email.send"
+    assert request["step_id"] == "send"
+    assert request["risk"] == "high"
+    assert request["consequence"].startswith("If approved, plangate will send the follow-up")
+    assert request["args"]["subject"] == "Your renewal"
+    assert request["args"]["to"] == "[REDACTED_EMAIL]"  # smb redacts; reading needs no token
+    assert request["goal"] == "Follow up with Acme about the renewal"
+    assert request["started_by"] == "zoe"
+    assert request["profile"] == "smb"
+    assert 86000 < request["expires_in_seconds"] <= 86400
+    assert request["expired"] is False
+    assert next(a for a in pending if a["thread"] == "demo")["started_by"] is None
+
+
+def test_run_view_has_steps_budget_and_signals(inbox: Inbox) -> None:
+    """The run view of a paused run: two steps done, one waiting, budget per tier, signals."""
+    inbox.pause("demo")
+
+    run = inbox.anon.get("/api/runs/demo").json()
+
+    assert run["status"] == "waiting"
+    assert run["goal"] == "Follow up with Acme about the renewal"
+    assert [(s["step_id"], s["status"]) for s in run["steps"]] == [
+        ("lookup", "ok"),
+        ("draft", "ok"),
+        ("send", "waiting"),
+    ]
+    assert [w["tool"] for w in run["waiting"]] == ["email.send"]
+    tiers = {t["tier"]: t for t in run["budget"]["tiers"]}
+    assert tiers["total"] == {
+        "tier": "total",
+        "kind": "total",
+        "name": "total",
+        "used": 2,
+        "limit": 50,
+        "share": 0.04,
+        "level": "ok",
+    }
+    assert (tiers["domain:email"]["used"], tiers["domain:email"]["limit"]) == (1, 25)
+    assert (tiers["tool:email.send"]["used"], tiers["tool:email.send"]["limit"]) == (0, 15)
+    assert run["budget"]["warning_threshold"] == 0.8
+    assert run["signals"]["success_rate"] == 1.0
+    assert run["signals"]["approval_wait_ms"]["count"] == 0
+    trace = inbox.anon.get("/api/runs/demo/trace").json()["events"]
+    assert trace[-1]["type"] == "approval_requested"
+
+
+def test_budget_tiers_turn_warn_then_full_at_the_profile_threshold(inbox: Inbox) -> None:
+    """Under enterprise (5 calls per tool, warning at 80 %): 4 lookups warn, 5 fill the tier."""
+
+    def budget_after(lookups: int) -> dict[str, Any]:
+        steps = [{"tool": "crm.lookup_account", "args": {"account": "acme"}}] * lookups
+        plan = {"plan": {"steps": steps}, "profile": "enterprise"}
+        started = inbox.api.post("/api/runs", json=plan)
+        assert started.status_code == 201, started.text
+        return dict(inbox.wait(started.json()["thread"], "success")["budget"])
+
+    def tier(budget: dict[str, Any], name: str) -> tuple[int, int, str]:
+        found = next(t for t in budget["tiers"] if t["tier"] == name)
+        return found["used"], found["limit"], found["level"]
+
+    four = budget_after(4)
+    assert tier(four, "tool:crm.lookup_account") == (4, 5, "warn")
+    assert tier(four, "domain:crm") == (4, 10, "ok")
+    assert tier(four, "total") == (4, 20, "ok")
+    assert four["utilisation"] == 0.8
+    five = budget_after(5)
+    assert tier(five, "tool:crm.lookup_account") == (5, 5, "full")
+    assert five["utilisation"] == 1.0
+
+
+def test_state_changes_without_the_token_get_401_and_change_nothing(inbox: Inbox) -> None:
+    """No token, a wrong one, or another scheme: 401; the run stays paused and resumable."""
+    inbox.pause("demo")
+    decision = {"decision": "approve", "approver": "mallory"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+        refused = inbox.anon.post("/api/runs/demo/decision", json=decision, headers=headers)
+        assert refused.status_code == 401
+        assert refused.json()["detail"] == "missing or wrong token"
+        assert refused.headers["www-authenticate"] == "Bearer"
+    started = inbox.anon.post("/api/runs", json={"plan": SALES.read_text(), "profile": "smb"})
+    assert started.status_code == 401
+    not_json = inbox.anon.post("/api/runs/demo/decision", content=b"{oops")
+    assert not_json.status_code == 401  # the token is checked before the body is read
+
+    assert [a["thread"] for a in inbox.pending()] == ["demo"]
+    assert len(inbox.anon.get("/api/runs").json()["runs"]) == 1
+    assert demo_outbox(inbox.outbox) == []
+
+    approved = inbox.api.post("/api/runs/demo/decision", json={**decision, "approver": "lee"})
+    assert approved.status_code == 202
+    inbox.wait("demo", "success")
+    assert len(demo_outbox(inbox.outbox)) == 1
+
+
+def test_a_bad_decision_gets_422_with_one_line_and_the_run_stays_resumable(inbox: Inbox) -> None:
+    """InvalidDecision's message comes back as one line; nothing enters the graph."""
+    inbox.pause("demo")
+    cases = [
+        ({"decision": "maybe", "approver": "lee"}, "invalid decision: decision: Input should be"),
+        (
+            {"decision": "edit", "approver": "lee", "args": {"to": "kim@example.com"}},
+            "invalid edit for tool 'email.send': args.subject: Field required",
+        ),
+        ({"decision": "approve"}, "invalid decision: approver: give the name of who decides"),
+        ({"decision": "reject", "approver": "lee"}, "invalid decision: reason: a 'reject'"),
+        ({"decision": "approve", "approver": "lee", "args": {}}, "invalid decision: args:"),
+    ]
+    for body, message in cases:
+        refused = inbox.api.post("/api/runs/demo/decision", json=body)
+        assert refused.status_code == 422, refused.text
+        detail = refused.json()["detail"]
+        assert detail.startswith(message), detail
+        assert "\n" not in detail
+        assert refused.json()["error"] == "InvalidDecision"
+
+    assert inbox.anon.get("/api/runs/demo").json()["status"] == "waiting"
+    approved = inbox.api.post(
+        "/api/runs/demo/decision", json={"decision": "approve", "approver": "lee"}
+    )
+    assert approved.status_code == 202
+    inbox.wait("demo", "success")
+    assert len(demo_outbox(inbox.outbox)) == 1
+
+
+def test_approve_resumes_the_run_in_the_server_and_it_finishes(inbox: Inbox) -> None:
+    """202 at once; the run goes on in the server; exactly one email goes out."""
+    inbox.pause("demo")
+    approved = inbox.api.post(
+        "/api/runs/demo/decision",
+        json={"decision": "approve", "approver": "lee", "interrupt_id": inbox.interrupt_id("demo")},
+    )
+    assert approved.status_code == 202, approved.text
+    assert approved.json()["decision"] == "approve"
+
+    run = inbox.wait("demo", "success")
+    assert [s["status"] for s in run["steps"]] == ["ok", "ok", "ok"]
+    approval = run["steps"][2]["approval"]
+    assert (approval["decision"], approval["approver"]) == ("approve", "lee")
+    assert run["signals"]["approval_wait_ms"]["count"] == 1
+    sent = demo_outbox(inbox.outbox)
+    assert [mail["to"] for mail in sent] == ["ana.lopez@acme.example"]
+    assert inbox.pending() == []
+
+
+def test_reject_with_reason_is_recorded(inbox: Inbox) -> None:
+    """The reason and the approver are in the approval record and the trace; nothing is sent."""
+    inbox.pause("demo")
+    rejected = inbox.api.post(
+        "/api/runs/demo/decision",
+        json={"decision": "reject", "approver": "kim", "reason": "not before the call"},
+    )
+    assert rejected.status_code == 202, rejected.text
+
+    run = inbox.wait("demo", "partial")
+    send = run["steps"][2]
+    assert send["status"] == "rejected"
+    assert send["approval"]["reason"] == "not before the call"
+    assert send["approval"]["approver"] == "kim"
+    received = [
+        e
+        for e in inbox.anon.get("/api/runs/demo/trace").json()["events"]
+        if e["type"] == "approval_received"
+    ]
+    assert received[0]["data"]["reason"] == "not before the call"
+    assert demo_outbox(inbox.outbox) == []
+
+
+def test_edit_runs_the_step_with_new_args_keeping_redacted_values(inbox: Inbox) -> None:
+    """An edit sends the new subject; `to`, left as the redacted request showed it, keeps its
+    real value; a redaction marker inside a changed value is refused."""
+    inbox.pause("demo")
+    shown = inbox.pending()[0]["args"]
+
+    smuggled = {**shown, "to": "cc [REDACTED_EMAIL]"}
+    refused = inbox.api.post(
+        "/api/runs/demo/decision", json={"decision": "edit", "approver": "lee", "args": smuggled}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith("invalid decision: args.to: still holds a redacted")
+
+    edited = {**shown, "subject": "Renewal: Thursday?"}
+    accepted = inbox.api.post(
+        "/api/runs/demo/decision", json={"decision": "edit", "approver": "lee", "args": edited}
+    )
+    assert accepted.status_code == 202, accepted.text
+
+    run = inbox.wait("demo", "success")
+    assert run["steps"][2]["approval"]["decision"] == "edit"
+    (mail,) = demo_outbox(inbox.outbox)
+    assert mail["to"] == "ana.lopez@acme.example"
+    assert mail["subject"] == "Renewal: Thursday?"
+    assert mail["body"].endswith("Call me at +1 415 555 0199.")
+
+
+def test_start_a_run_from_plan_text(inbox: Inbox) -> None:
+    """YAML text under a chosen profile starts a run that pauses like `plangate run`'s."""
+    started = inbox.api.post(
+        "/api/runs",
+        json={"plan": SALES.read_text(), "profile": "smb", "thread": "web-1", "started_by": "zoe"},
+    )
+    assert started.status_code == 201, started.text
+    assert started.json() == {"thread": "web-1", "profile": "smb", "offline": False}
+
+    run = inbox.wait("web-1", "waiting")
+    assert run["profile"] == "smb"
+    assert run["started_by"] == "zoe"
+    (request,) = inbox.pending()
+    assert (request["thread"], request["tool"], request["started_by"]) == (
+        "web-1",
+        "email.send",
+        "zoe",
+    )
+
+    again = inbox.api.post("/api/runs", json={"plan": SALES.read_text(), "thread": "web-1"})
+    assert again.status_code == 409
+    approved = inbox.api.post(
+        "/api/runs/web-1/decision", json={"decision": "approve", "approver": "lee"}
+    )
+    assert approved.status_code == 202
+    assert inbox.wait("web-1", "success")["started_by"] == "zoe"  # carried across the resume
+
+
+def test_start_refuses_bad_plans_and_profiles_with_one_line(inbox: Inbox) -> None:
+    """A malformed plan, YAML that does not parse, or a profile that is not built in: 422."""
+    cases = [
+        ({"plan": "goal: x\nsteps:\n  - id: a\n    args: {}\n"}, "plan: step 'a', field 'tool'"),
+        ({"plan": "goal: [unclosed"}, "plan is not valid YAML/JSON at line"),
+        ({"plan": {"steps": []}}, "plan: field 'steps'"),
+        ({"plan": SALES.read_text(), "profile": "/etc/passwd"}, "profile: Input should be"),
+        ({"plan": SALES.read_text(), "thread": "no spaces please"}, "thread id 'no spaces please'"),
+    ]
+    for body, message in cases:
+        refused = inbox.api.post("/api/runs", json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"].startswith(message), refused.json()
+        assert "\n" not in refused.json()["detail"]
+    assert inbox.anon.get("/api/runs").json()["runs"] == []
+
+
+def test_started_technical_run_finishes_without_approval(inbox: Inbox) -> None:
+    """A JSON plan under `technical` needs no approval: the run view ends in success."""
+    plan = json.loads((EXAMPLES / "renewal_pipeline.json").read_text())
+    started = inbox.api.post("/api/runs", json={"plan": plan, "profile": "technical"})
+    assert started.status_code == 201
+    thread = started.json()["thread"]
+    run = inbox.wait(thread, "success")
+    assert [s["status"] for s in run["steps"]] == ["ok"] * 4
+    assert run["signals"]["success_rate"] == 1.0
+    assert [mail["to"] for mail in demo_outbox(inbox.outbox)] == ["hank@globex.example"]
+
+
+def test_event_stream_yields_trace_events_as_the_run_goes_on(inbox: Inbox) -> None:
+    """SSE: the trace so far, the run's status, then the events of the resumed run as they
+    are written, then `end`."""
+    inbox.pause("demo")
+    seen: list[dict[str, Any]] = []
+    statuses: list[str] = []
+    with inbox.anon.stream("GET", "/api/runs/demo/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for name, data in _sse(response):
+            if name == "trace":
+                seen.append(data)
+            elif name == "status":
+                statuses.append(data["status"])
+                if data["status"] == "waiting":
+                    assert seen[-1]["type"] == "approval_requested"
+                    before = len(seen)
+                    approved = inbox.api.post(
+                        "/api/runs/demo/decision", json={"decision": "approve", "approver": "lee"}
+                    )
+                    assert approved.status_code == 202
+            elif name == "end":
+                assert data == {"status": "success"}
+                break
+
+    assert statuses[0] == "waiting"
+    assert statuses[-1] == "success"
+    assert [e["seq"] for e in seen] == list(range(len(seen)))
+    after = [e["type"] for e in seen[before:]]
+    assert after[0] == "approval_received"
+    assert after[-1] == "plan_completed"
+    assert {"tool_call_start", "tool_call_complete", "step_completed"} <= set(after)
+
+
+def test_event_stream_resumes_after_last_event_id(inbox: Inbox) -> None:
+    """A reconnecting EventSource sends Last-Event-ID and gets only what it missed."""
+    inbox.pause("demo")
+    headers = {"Last-Event-ID": "5"}
+    with inbox.anon.stream("GET", "/api/runs/demo/events", headers=headers) as response:
+        for name, data in _sse(response):
+            if name == "status":
+                break
+            assert data["seq"] > 5
+    assert inbox.anon.get("/api/runs/nope/events").status_code == 404
+
+
+def test_two_approvals_at_once_one_wins_the_other_gets_409(inbox: Inbox) -> None:
+    """Concurrent decisions on one request: one 202, one 409; a late one 409; one email."""
+    inbox.pause("demo")
+    interrupt = inbox.interrupt_id("demo")
+    gate = threading.Barrier(2)
+    codes: list[int] = []
+
+    def decide(name: str) -> None:
+        body = {"decision": "approve", "approver": name, "interrupt_id": interrupt}
+        gate.wait()
+        codes.append(inbox.api.post("/api/runs/demo/decision", json=body).status_code)
+
+    racers = [threading.Thread(target=decide, args=(name,)) for name in ("lee", "kim")]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+
+    assert sorted(codes) == [202, 409]
+    inbox.wait("demo", "success")
+    late = inbox.api.post("/api/runs/demo/decision", json={"decision": "approve", "approver": "x"})
+    assert late.status_code == 409
+    assert late.json()["error"] == "NoPendingApproval"
+    assert len(demo_outbox(inbox.outbox)) == 1
+
+
+def test_a_run_held_elsewhere_gets_409_and_stays_resumable(inbox: Inbox) -> None:
+    """While another worker holds the run's lock, a decision is refused before it changes
+    anything (ResumeConflict -> 409); afterwards the same decision goes through."""
+    inbox.pause("demo")
+    body = {"decision": "approve", "approver": "lee", "interrupt_id": inbox.interrupt_id("demo")}
+    with run_locks(open_checkpointer(str(inbox.db))).hold("demo"):
+        held = inbox.api.post("/api/runs/demo/decision", json=body)
+    assert held.status_code == 409
+    assert held.json()["error"] == "ResumeConflict"
+    assert inbox.anon.get("/api/runs/demo").json()["status"] == "waiting"
+
+    assert inbox.api.post("/api/runs/demo/decision", json=body).status_code == 202
+    inbox.wait("demo", "success")
+    stale = inbox.api.post("/api/runs/demo/decision", json=body)
+    assert stale.status_code == 409
+
+
+def test_a_decision_on_an_approval_decided_meanwhile_is_stale(inbox: Inbox) -> None:
+    """An interrupt id the run no longer waits on is refused (409), not applied elsewhere."""
+    inbox.pause("demo")
+    stale = inbox.api.post(
+        "/api/runs/demo/decision",
+        json={"decision": "approve", "approver": "lee", "interrupt_id": "0" * 32},
+    )
+    assert stale.status_code == 409
+    assert stale.json()["error"] == "StaleDecision"
+    assert inbox.anon.get("/api/runs/demo").json()["status"] == "waiting"
+
+
+def test_unknown_threads_are_404(inbox: Inbox) -> None:
+    assert inbox.anon.get("/api/runs/nope").status_code == 404
+    assert inbox.anon.get("/api/runs/nope/trace").status_code == 404
+    missing = inbox.api.post("/api/runs/nope/decision", json={"decision": "approve"})
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "UnknownThread"
+
+
+def test_the_page_is_served_with_its_assets_and_a_strict_policy(inbox: Inbox) -> None:
+    """One page, its script and style, no other origin allowed."""
+    page = inbox.anon.get("/")
+    assert page.status_code == 200
+    assert "<title>plangate · approvals</title>" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert "EventSource" in inbox.anon.get("/static/app.js").text
+    assert inbox.anon.get("/static/app.css").headers["content-type"].startswith("text/css")
+    assert inbox.anon.get("/static/secrets.txt").status_code == 404
+    assert inbox.anon.get("/api/info").json()["profiles"] == ["enterprise", "smb", "technical"]
+
+
+def test_plangate_serve_prints_a_token_that_works(tmp_path: Path) -> None:
+    """`plangate serve` without --token or PLANGATE_TOKEN makes a token and prints it with the
+    page's URL; that token is accepted, none other is; other host names are refused."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PLANGATE_TOKEN"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "plangate", "serve", "--db", "runs.db", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith(f"plangate inbox on http://127.0.0.1:{port}/ (database runs.db)")
+        assert lines[1].startswith("Token: ")
+        token = lines[1].removeprefix("Token: ").strip()
+        assert len(token) >= 24
+        assert lines[2].strip() == f"Open: http://127.0.0.1:{port}/?token={token}"
+        url = f"http://127.0.0.1:{port}/api/runs"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                refused = httpx.post(url, json={"plan": "x"}, timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert refused.status_code == 401
+        bad_plan = httpx.post(
+            url, json={"plan": "x"}, headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        assert bad_plan.status_code == 422  # past the gate: the plan itself is refused
+        rebound = httpx.get(url, headers={"Host": f"evil.example:{port}"}, timeout=5)
+        assert rebound.status_code == 400  # on loopback, only loopback names are served
+    finally:
+        server.terminate()
+        server.wait(15)
