@@ -35,11 +35,8 @@ class PlangateError(Exception):
         super().__init__(f"{message} ({hint})" if hint else message)
 
 
-class PlangateUsageError(PlangateError, ValueError):
-    """The caller asked for something that cannot be done as asked; nothing was changed.
-
-    A `ValueError`, as pydantic's `ValidationError` is: code that reports a `ValueError`'s
-    message to its users (LangGraph's server among it) reports plangate's too."""
+class PlangateUsageError(PlangateError):
+    """The caller asked for something that cannot be done as asked; nothing was changed."""
 
 
 class PlanValidationError(PlangateUsageError):
