@@ -9,22 +9,28 @@ import yaml
 from pydantic import ValidationError
 
 
+def parse_document(text: str, *, what: str) -> Any:
+    """Parse YAML (hence also JSON) text, raising `ValueError` with a one-line reason that
+    starts with `what` (`plan`, `profile file 'p.yaml'`)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid syntax"
+        raise ValueError(f"{what} is not valid YAML/JSON{where}: {problem}") from exc
+
+
 def read_document(path: str | Path, *, what: str) -> Any:
     """Parse a YAML (hence also JSON) file, raising `ValueError` with a one-line reason."""
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"{what} file {str(file)!r} does not exist")
     try:
-        return yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{what} file {str(file)!r} cannot be read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid syntax"
-        raise ValueError(
-            f"{what} file {str(file)!r} is not valid YAML/JSON{where}: {problem}"
-        ) from exc
+    return parse_document(text, what=f"{what} file {str(file)!r}")
 
 
 def first_error(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:

@@ -20,12 +20,12 @@ from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
-import yaml
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command, Interrupt, StateSnapshot
 
+from plangate._files import parse_document
 from plangate._governance import iso, parse_iso, utc_now
 from plangate.approval import parse_decision
 from plangate.compiled import PlangateGraph
@@ -425,14 +425,9 @@ class RunService:
         """
         if isinstance(plan, str):
             try:
-                plan = yaml.safe_load(plan)
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                where = f" at line {mark.line + 1}" if mark is not None else ""
-                problem = getattr(exc, "problem", None) or "invalid syntax"
-                raise PlanValidationError(
-                    f"plan is not valid YAML/JSON{where}: {problem}"
-                ) from None
+                plan = parse_document(plan, what="plan")
+            except ValueError as exc:
+                raise PlanValidationError(str(exc)) from None
         parsed = parse_plan(plan, source="plan")
         if profile not in BUILTIN_PROFILES:
             # Never a file path: the page must not make the server read files.
