@@ -42,7 +42,8 @@ def _connect_checked(url: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        # psycopg's first line says what failed; the next ones are generic advice.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PlangateUsageError(
             f"cannot connect to PostgreSQL: {reason}",
             hint="check the URL (postgresql://user:password@host:port/database) and the server",

@@ -323,7 +323,7 @@ def trace(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
 def serve(
     db: DbOption = DEFAULT_DB,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8765,
     token: Annotated[
         str | None,
         typer.Option(
