@@ -250,6 +250,22 @@ def test_an_unreachable_server_at_load_is_a_one_line_adapter_error(transport: st
     assert error.hint
 
 
+def test_a_server_that_never_answers_fails_loading_after_the_timeout() -> None:
+    """A stdio process that starts but never speaks MCP: loading gives up after `timeout`
+    with a one-line `AdapterError`, instead of waiting for ever."""
+    silent = "import time; time.sleep(120)"
+    connection: Connection = {
+        "transport": "stdio",
+        "command": sys.executable,
+        "args": ["-c", silent],
+    }
+    started = time.monotonic()
+    with pytest.raises(AdapterError) as caught:
+        mcp_tools(connection, prefix="billing", timeout=1)
+    assert "no answer within 1 s" in caught.value.message
+    assert time.monotonic() - started < 60  # gave up, rather than waiting for the process
+
+
 def test_a_server_gone_mid_run_fails_the_step_as_transient_and_the_run_finishes(
     runner: Runner, http_peer: Peer
 ) -> None:

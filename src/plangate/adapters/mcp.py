@@ -75,6 +75,7 @@ except ImportError as exc:
 __all__ = (
     "IDEMPOTENCY_HEADER",
     "IDEMPOTENCY_META_KEY",
+    "LOAD_TIMEOUT",
     "MCPConnectionError",
     "amcp_tools",
     "mcp_tools",
@@ -109,13 +110,20 @@ class MCPConnectionError(ConnectionError):
         super().__init__(message)
 
 
-async def amcp_tools(connection: Connection, *, prefix: str) -> list[BaseTool]:
+LOAD_TIMEOUT = 30.0
+"""Seconds an MCP server has, by default, to start and list its tools."""
+
+
+async def amcp_tools(
+    connection: Connection, *, prefix: str, timeout: float = LOAD_TIMEOUT
+) -> list[BaseTool]:
     """Load the tools of an MCP server as LangChain tools named `prefix.<tool>`.
 
     Args:
         connection: How to reach the server: a langchain-mcp-adapters `Connection` dict.
         prefix: The domain the tools are registered under: `billing` makes `refund`
             `billing.refund`. Must be non-empty and without dots.
+        timeout: Seconds the server has to start and list its tools.
 
     Returns:
         One async-only `StructuredTool` per server tool; pass them to `build_graph`.
@@ -137,11 +145,16 @@ async def amcp_tools(connection: Connection, *, prefix: str) -> list[BaseTool]:
         )
     server = _describe(connection)
     try:
-        listed = await _in_session(connection, _list_tools)
+        listed = await asyncio.wait_for(_in_session(connection, _list_tools), timeout)
     except Exception as exc:  # whatever stops the listing, no tools can be set up
         error = _unwrap(exc)
+        reason = (
+            f"no answer within {timeout:g} s"
+            if isinstance(error, TimeoutError) and not str(error)
+            else _one_line(error)
+        )
         raise AdapterError(
-            f"cannot load tools from MCP server {server}: {_one_line(error)}",
+            f"cannot load tools from MCP server {server}: {reason}",
             source=server,
             hint=(
                 "check that `command` and `args` start an MCP server on stdio"
@@ -152,7 +165,9 @@ async def amcp_tools(connection: Connection, *, prefix: str) -> list[BaseTool]:
     return [_as_tool(tool, f"{prefix}.{tool.name}", connection, server) for tool in listed]
 
 
-def mcp_tools(connection: Connection, *, prefix: str) -> list[BaseTool]:
+def mcp_tools(
+    connection: Connection, *, prefix: str, timeout: float = LOAD_TIMEOUT
+) -> list[BaseTool]:
     """`amcp_tools` for sync code, whether or not the calling thread runs an event loop.
 
     Example:
@@ -162,7 +177,8 @@ def mcp_tools(connection: Connection, *, prefix: str) -> list[BaseTool]:
     # `asyncio.run` refuses to start inside a running loop (a notebook, an async app), so the
     # tools are loaded on a loop of their own in a worker thread.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, amcp_tools(connection, prefix=prefix)).result()
+        loading = amcp_tools(connection, prefix=prefix, timeout=timeout)
+        return pool.submit(asyncio.run, loading).result()
 
 
 def _as_tool(tool: Tool, name: str, connection: Connection, server: str) -> BaseTool:
