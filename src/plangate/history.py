@@ -80,7 +80,9 @@ _THREADS = (
 def list_threads(saver: BaseCheckpointSaver[Any]) -> list[str]:
     """Ids of every thread with a checkpoint, most recently written first."""
     if isinstance(saver, SqliteSaver):
-        return [row[0] for row in saver.conn.execute(_THREADS).fetchall()]
+        # Through the saver's cursor, which holds its lock: other threads share the connection.
+        with saver.cursor(transaction=False) as cursor:
+            return [row[0] for row in cursor.execute(_THREADS).fetchall()]
     if type(saver).__module__ == "langgraph.checkpoint.postgres":
         from langgraph.checkpoint.postgres import PostgresSaver
 

@@ -160,7 +160,8 @@ def _sqlite_locks(saver: BaseCheckpointSaver[Any], databases: list[Any]) -> RunL
 def run_locks(saver: BaseCheckpointSaver[Any]) -> RunLocks:
     """The locks for runs kept in `saver` (a sync SQLite saver, a PostgreSQL one, or any)."""
     if isinstance(saver, SqliteSaver):
-        return _sqlite_locks(saver, saver.conn.execute(_DATABASES).fetchall())
+        with saver.cursor(transaction=False) as cursor:
+            return _sqlite_locks(saver, cursor.execute(_DATABASES).fetchall())
     if type(saver).__module__.startswith("langgraph.checkpoint.postgres"):
         from plangate._postgres import PostgresRunLocks
 

@@ -8,7 +8,14 @@ from typing import Any, Literal, get_args
 
 from typing_extensions import TypedDict
 
-__all__ = ("EVENT_TYPES", "EventType", "TraceEvent", "golden_signals", "redact")
+__all__ = (
+    "EVENT_TYPES",
+    "EventType",
+    "TraceEvent",
+    "golden_signals",
+    "outcome_signals",
+    "redact",
+)
 
 EventType = Literal[
     "plan_created",
@@ -155,3 +162,16 @@ def golden_signals(
         },
         "budget_utilisation": round(budget_utilisation, 4),
     }
+
+
+def outcome_signals(
+    outcomes: Sequence[Mapping[str, Any]], budget_utilisation: float
+) -> dict[str, Any]:
+    """`golden_signals` of the steps that ended with `outcomes` (`StepOutcome`s): a tool call's
+    latency counts only when the tool ran, and each decided approval its wait."""
+    return golden_signals(
+        [o["status"] for o in outcomes],
+        [o["duration_ms"] for o in outcomes if o["duration_ms"] is not None and o["attempts"]],
+        [o["approval"]["wait_ms"] for o in outcomes if o["approval"]],
+        budget_utilisation,
+    )

@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from plangate._governance import Governance, TraceWriter
 from plangate.budget import usage_report
 from plangate.state import PlanState
-from plangate.tracing import golden_signals
+from plangate.tracing import outcome_signals
 
 
 def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance) -> dict[str, Any]:
@@ -21,12 +21,7 @@ def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance)
     approvals = [outcome["approval"] for outcome in steps if outcome["approval"]]
     run = state["run"]
     budget = usage_report(run["usage"], governance.profile.budget)
-    signals = golden_signals(
-        statuses,
-        [o["duration_ms"] for o in steps if o["duration_ms"] is not None and o["attempts"]],
-        [a["wait_ms"] for a in approvals],
-        budget["utilisation"],
-    )
+    signals = outcome_signals(steps, budget["utilisation"])
     failure = next(
         (o["failure_context"] for o in steps if o["failure_context"] and o["status"] != "skipped"),
         None,

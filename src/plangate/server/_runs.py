@@ -16,13 +16,11 @@ import threading
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command, Interrupt, StateSnapshot
 
 from plangate._files import parse_document
@@ -42,7 +40,7 @@ from plangate.history import get_trace, list_threads
 from plangate.plan import Plan, parse_plan
 from plangate.profiles import BUILTIN_PROFILES, Budget, Profile, load_profile
 from plangate.run_setup import RunSetup, outbox_for
-from plangate.tracing import TraceEvent, golden_signals, redact
+from plangate.tracing import TraceEvent, outcome_signals, redact
 
 __all__ = ("STARTED_BY", "RunService", "StaleDecision", "ThreadExists")
 
@@ -126,16 +124,6 @@ class RunService:
         assert isinstance(saver, BaseCheckpointSaver)
         return saver
 
-    def _serialised(self) -> Any:
-        # `list_threads` queries the SQLite connection directly; the saver's own lock keeps
-        # that from interleaving with the saver's queries from other request threads.
-        saver = self._saver
-        return saver.lock if isinstance(saver, SqliteSaver) else nullcontext()
-
-    def _threads(self) -> list[str]:
-        with self._serialised():
-            return list_threads(self._saver)
-
     def _snapshot(self, thread: str) -> StateSnapshot:
         snapshot = self._probe.get_state(_thread_config(thread))
         if not snapshot.values and not snapshot.next:
@@ -166,7 +154,7 @@ class RunService:
         """Every approval request waiting for a decision, the most urgent first."""
         now = utc_now()
         found: list[dict[str, Any]] = []
-        for thread in self._threads():
+        for thread in list_threads(self._saver):
             if thread in self._active:  # being decided right now, by this server
                 continue
             snapshot = self._probe.get_state(_thread_config(thread))
@@ -227,7 +215,7 @@ class RunService:
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """A summary of each of the `limit` most recently written runs."""
         summaries = []
-        for thread in self._threads()[:limit]:
+        for thread in list_threads(self._saver)[:limit]:
             snapshot = self._probe.get_state(_thread_config(thread))
             if not snapshot.values:
                 continue
@@ -298,12 +286,7 @@ class RunService:
             signals = result["signals"]
         else:
             done = [outcomes[s.id] for s in plan.steps if s.id in outcomes]
-            signals = golden_signals(
-                [o["status"] for o in done],
-                [o["duration_ms"] for o in done if o["duration_ms"] is not None and o["attempts"]],
-                [o["approval"]["wait_ms"] for o in done if o["approval"]],
-                budget["utilisation"],
-            )
+            signals = outcome_signals(done, budget["utilisation"])
         now = utc_now()
         return {
             "thread": thread,
