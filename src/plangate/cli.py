@@ -58,7 +58,7 @@ def _existing(db: str, thread: str) -> tuple[PlangateGraph, RunnableConfig]:
     """The graph and config a thread was started with, from its checkpoint metadata."""
     if not is_postgres_url(db) and not _sqlite_exists(sqlite_path(db)):
         raise PlangateUsageError(f"database {db!r} does not exist", hint="pass --db PATH")
-    probe = RunSetup(profile="technical", outbox=outbox_for(db)).graph(db)
+    probe = RunSetup.reader(db).graph(db)
     snapshot = probe.get_state({"configurable": {"thread_id": thread}})
     if not snapshot.values and not snapshot.next:
         raise UnknownThread(thread)
@@ -209,7 +209,7 @@ def run(
 @app.command()
 def pending(db: DbOption = DEFAULT_DB) -> None:
     """List every run in the database that waits for an approval."""
-    graph = RunSetup(profile="technical", outbox=outbox_for(db)).graph(db)
+    graph = RunSetup.reader(db).graph(db)
     found = False
     for thread, request in pending_approvals(graph):
         found = True
@@ -224,7 +224,7 @@ def pending(db: DbOption = DEFAULT_DB) -> None:
 @app.command()
 def expire(db: DbOption = DEFAULT_DB) -> None:
     """Close every approval that expired unanswered: each run goes on as its profile says."""
-    graph = RunSetup(profile="technical", outbox=outbox_for(db)).graph(db)
+    graph = RunSetup.reader(db).graph(db)
     now = utc_now()
     expired = [thread for thread, request in pending_approvals(graph) if is_expired(request, now)]
     if not expired:

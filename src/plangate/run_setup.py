@@ -61,6 +61,12 @@ class RunSetup:
         }
 
     @classmethod
+    def reader(cls, db: str) -> RunSetup:
+        """A setup for reading the runs of `db` (listing them, finding their own setup); its
+        graph never runs a step, so its profile does not matter."""
+        return cls(profile="technical", outbox=outbox_for(db))
+
+    @classmethod
     def of(cls, snapshot: StateSnapshot, db: str) -> RunSetup:
         """The setup a run was started with, from its latest checkpoint's metadata."""
         stored = json.loads(str((snapshot.metadata or {}).get(SETUP_KEY) or "{}"))

@@ -102,7 +102,7 @@ class RunService:
         self._guard = threading.Lock()
         self._active: set[str] = set()
         self._start_timeout = start_timeout
-        self._probe = self._graph(RunSetup(profile="technical", outbox=self._outbox))
+        self._probe = self._graph(RunSetup.reader(db))
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="plangate-run")
 
     def close(self) -> None:
