@@ -49,6 +49,8 @@ def _reachable(url: str) -> bool:
         psycopg.connect(url, connect_timeout=3).close()
     except psycopg.OperationalError:
         return False
+    except psycopg.ProgrammingError as error:
+        pytest.fail(f"not a PostgreSQL URL: {url!r} ({error})")
     return True
 
 
@@ -59,7 +61,13 @@ def postgres_server() -> str:
     part of what plangate promises."""
     url = os.environ.get("PLANGATE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     if not _reachable(url) and url == DEFAULT_POSTGRES_URL:
-        subprocess.run([str(ROOT / ".ci" / "postgres")], check=False, capture_output=True)
+        subprocess.run(
+            [str(ROOT / ".ci" / "postgres")],
+            check=False,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
     if not _reachable(url):
         pytest.fail(
             f"PostgreSQL is not reachable at {url}: run .ci/postgres (as root), or set "
