@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 import yaml
 from _support import CallLog, Clock, Runner, counting_tools, plan_of, thread
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Interrupt, StateSnapshot
 from typing_extensions import TypedDict
@@ -31,8 +34,10 @@ from plangate import (
     demo_outbox,
     demo_toolkit,
     get_trace,
+    list_threads,
     load_profile,
     open_checkpointer,
+    pending_approvals,
 )
 
 REQUEST_FIELDS = {
@@ -703,6 +708,78 @@ def test_pause_in_one_process_and_resume_in_another(tmp_path: Path) -> None:
     types = [e["type"] for e in trace]
     assert types.count("approval_requested") == types.count("approval_received") == 1
     assert types[-1] == "plan_completed"
+
+
+# --- listing what waits ---------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def listing_saver(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[BaseCheckpointSaver[Any]]:
+    """Each kind of checkpointer the listing reads: SQL on SQLite and PostgreSQL, `list` else."""
+    if request.param == "memory":
+        yield InMemorySaver()
+        return
+    url = (
+        request.getfixturevalue("postgres_url")
+        if request.param == "postgres"
+        else f"sqlite:///{tmp_path / 'listing.db'}"
+    )
+    saver = open_checkpointer(url)
+    yield saver
+    saver.conn.close()  # type: ignore[attr-defined]
+
+
+def test_only_runs_waiting_for_a_decision_are_listed_newest_first(
+    listing_saver: BaseCheckpointSaver[Any], log: CallLog
+) -> None:
+    """Finished runs, rejected runs and runs that never paused are not listed; a run approved
+    once and paused again is listed with its second request only."""
+    tools = counting_tools(log, "crm.lookup", "email.draft", "email.send")
+    graph = build_graph(tools, profile="enterprise", checkpointer=listing_saver)
+    prefix = uuid.uuid4().hex[:8]  # the PostgreSQL database is shared by the module
+
+    def run(name: str, *steps: dict[str, Any]) -> dict[str, Any]:
+        return graph.invoke({"plan": plan_of(*steps)}, thread(f"{prefix}-{name}"))
+
+    run("finished", read_step("look"))
+    first = the_request(run("waiting", send_step()))
+    run("rejected", send_step())
+    graph.invoke(
+        Command(resume={"decision": "reject", "reason": "no"}), thread(f"{prefix}-rejected")
+    )
+    draft = {"id": "draft", "tool": "email.draft", "action": "propose", "args": {"text": "d"}}
+    run("twice", draft, send_step(depends_on=["draft"]))
+    second = the_request(graph.invoke(approve(), thread(f"{prefix}-twice")))
+
+    ours = [t for t in list_threads(listing_saver) if t.startswith(prefix)]
+    assert sorted(ours) == sorted(
+        f"{prefix}-{n}" for n in ("finished", "waiting", "rejected", "twice")
+    )
+    waiting = [t for t in list_threads(listing_saver, interrupted=True) if t.startswith(prefix)]
+    assert waiting == [f"{prefix}-twice", f"{prefix}-waiting"]
+    listed = [(t, r) for t, r in pending_approvals(graph) if t.startswith(prefix)]
+    assert listed == [(f"{prefix}-twice", second), (f"{prefix}-waiting", first)]
+    assert second["step_id"] == "send"
+
+
+def test_a_run_asked_again_after_a_bad_decision_is_listed_with_the_error(
+    tmp_path: Path, log: CallLog
+) -> None:
+    """A bad value resumed through a parent graph (past plangate's own check) is asked again on
+    the same checkpoint: the listing shows the request as asked again, with its error."""
+    runner = Runner(mode="sync", db_path=tmp_path / "governed.db")
+    try:
+        parent = parent_graph(runner, counting_tools(log, "email.send"))
+        parent.invoke({"plan": plan_of(send_step())}, thread("parent"))
+        again = the_request(parent.invoke(Command(resume={"decision": "maybe"}), thread("parent")))
+
+        listed = list(pending_approvals(parent))
+    finally:
+        runner.close()
+    assert listed == [("parent", again)]
+    assert "decision" in again["error"]
 
 
 # --- as a subgraph --------------------------------------------------------------------------------

@@ -9,12 +9,13 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER, CONFIG_KEY_DURABILITY
-from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt
 
 from plangate.approval import parse_decision
 from plangate.errors import InvalidDecision, NoPendingApproval, UnknownThread
+from plangate.history import interrupts_waiting, is_approval_request
 from plangate.locks import RunLocks, arun_locks, run_locks
 from plangate.plan import parse_plan
 
@@ -113,14 +114,13 @@ class PlangateGraph(CompiledStateGraph):
         )
 
     def _waiting(self, config: RunnableConfig) -> list[Interrupt]:
-        """The interrupts the thread waits on. Read from the latest checkpoint's pending writes,
-        not `get_state`, which would rebuild the whole state (replaying its delta channels) only
-        for LangGraph to do it again when the resume runs."""
+        """The interrupts the thread waits on, from the latest checkpoint's pending writes: not
+        `get_state`, whose rebuild of the state LangGraph would do again when the resume runs."""
         assert isinstance(self.checkpointer, BaseCheckpointSaver)
         saved = self.checkpointer.get_tuple(config)
         if saved is None:
             raise UnknownThread(_thread_id(config))
-        waiting = _interrupts_waiting(saved)
+        waiting = interrupts_waiting(saved)
         return list(self.get_state(config).interrupts) if waiting is None else waiting
 
     async def _awaiting(self, config: RunnableConfig) -> list[Interrupt]:
@@ -128,7 +128,7 @@ class PlangateGraph(CompiledStateGraph):
         saved = await self.checkpointer.aget_tuple(config)
         if saved is None:
             raise UnknownThread(_thread_id(config))
-        waiting = _interrupts_waiting(saved)
+        waiting = interrupts_waiting(saved)
         return list((await self.aget_state(config)).interrupts) if waiting is None else waiting
 
     def _admit(
@@ -138,7 +138,7 @@ class PlangateGraph(CompiledStateGraph):
             return {**input, "plan": parse_plan(input["plan"]).to_state()}
         if waiting is None or not isinstance(input, Command):
             return input
-        pending = {i.id: i for i in waiting if _is_request(i.value)}
+        pending = {i.id: i for i in waiting if is_approval_request(i.value)}
         if not pending:
             raise NoPendingApproval(_thread_id(config or {}))
         resume = input.resume
@@ -167,24 +167,5 @@ class PlangateGraph(CompiledStateGraph):
         return decision.model_dump(exclude_none=True)
 
 
-# The channels LangGraph records interrupts and resume values under, in a checkpoint's writes.
-_INTERRUPT, _RESUME = "__interrupt__", "__resume__"
-
-
-def _interrupts_waiting(saved: CheckpointTuple) -> list[Interrupt] | None:
-    """Interrupts raised by tasks of `saved` that no resume value has answered yet, or `None`
-    when a task was answered and asked again, which only `get_state` untangles."""
-    writes = saved.pending_writes or []
-    asked = [(task, value) for task, channel, value in writes if channel == _INTERRUPT]
-    answered = {task for task, channel, _ in writes if channel == _RESUME}
-    if any(task in answered for task, _ in asked):
-        return None
-    return [item for _, values in asked for item in values if isinstance(item, Interrupt)]
-
-
 def _thread_id(config: RunnableConfig) -> str:
     return str((config.get("configurable") or {}).get("thread_id"))
-
-
-def _is_request(value: Any) -> bool:
-    return isinstance(value, Mapping) and value.get("type") == "approval_request"

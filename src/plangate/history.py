@@ -3,7 +3,7 @@ closing the approvals nobody answered in time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
+from langgraph.types import Command, Interrupt
 
 from plangate._governance import parse_iso, utc_now
 from plangate.errors import PlangateUsageError, ResumeConflict
@@ -70,40 +70,95 @@ async def aget_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[
     return _ordered(events)
 
 
-# The same query on SQLite and PostgreSQL: one pass over an index, not a scan of every checkpoint.
-_THREADS = (
+# The same queries on SQLite and PostgreSQL (whose saver names the writes table differently):
+# one pass over the primary keys, not a scan of every checkpoint.
+_LATEST = (
     "SELECT thread_id, MAX(checkpoint_id) AS last FROM checkpoints "
-    "WHERE checkpoint_ns = '' GROUP BY thread_id ORDER BY last DESC"
+    "WHERE checkpoint_ns = '' GROUP BY thread_id"
+)
+_THREADS = f"{_LATEST} ORDER BY last DESC"
+_INTERRUPTED = (
+    f"SELECT thread_id, last FROM ({_LATEST}) AS latest "
+    "WHERE EXISTS (SELECT 1 FROM {writes} AS w WHERE w.thread_id = latest.thread_id "
+    "AND w.checkpoint_ns = '' AND w.checkpoint_id = latest.last "
+    "AND w.channel = '__interrupt__') ORDER BY last DESC"
 )
 
 
-def list_threads(saver: BaseCheckpointSaver[Any]) -> list[str]:
-    """Ids of every thread with a checkpoint, most recently written first."""
+def list_threads(saver: BaseCheckpointSaver[Any], *, interrupted: bool = False) -> list[str]:
+    """Ids of every thread with a checkpoint, most recently written first; with `interrupted`,
+    only those whose latest checkpoint holds an interrupt (a run that may wait for a decision)."""
     if isinstance(saver, SqliteSaver):
+        query = _INTERRUPTED.format(writes="writes") if interrupted else _THREADS
         # Through the saver's cursor, which holds its lock: other threads share the connection.
         with saver.cursor(transaction=False) as cursor:
-            return [row[0] for row in cursor.execute(_THREADS).fetchall()]
+            return [row[0] for row in cursor.execute(query).fetchall()]
     if type(saver).__module__ == "langgraph.checkpoint.postgres":
         from langgraph.checkpoint.postgres import PostgresSaver
 
         from plangate._postgres import fetch_all
 
         assert isinstance(saver, PostgresSaver)
-        return [row["thread_id"] for row in fetch_all(saver, _THREADS)]
-    seen: dict[str, None] = {}
-    for checkpoint in saver.list(None):
-        seen.setdefault(checkpoint.config["configurable"]["thread_id"], None)
-    return list(seen)
+        query = _INTERRUPTED.format(writes="checkpoint_writes") if interrupted else _THREADS
+        return [row["thread_id"] for row in fetch_all(saver, query)]
+    latest: dict[str, CheckpointTuple] = {}
+    for saved in saver.list(None):  # each thread's checkpoints newest first
+        latest.setdefault(saved.config["configurable"]["thread_id"], saved)
+    # Checkpoint ids grow with time (the SQL's MAX relies on it too).
+    newest_first = sorted(
+        latest.items(), key=lambda item: item[1].config["configurable"]["checkpoint_id"]
+    )[::-1]
+    return [
+        thread
+        for thread, saved in newest_first
+        if not interrupted or any(write[1] == _INTERRUPT for write in saved.pending_writes or [])
+    ]
+
+
+# The channels LangGraph records interrupts and resume values under, in a checkpoint's writes.
+_INTERRUPT, _RESUME = "__interrupt__", "__resume__"
+
+
+def interrupts_waiting(saved: CheckpointTuple) -> list[Interrupt] | None:
+    """Interrupts raised by tasks of `saved` that no resume value has answered yet, read from
+    the checkpoint's pending writes; `None` when a task was answered and asked again, which
+    only `get_state` untangles. Much cheaper than `get_state`, which rebuilds the whole state
+    (replaying its delta channels) to find the same interrupts."""
+    writes = saved.pending_writes or []
+    asked = [(task, value) for task, channel, value in writes if channel == _INTERRUPT]
+    answered = {task for task, channel, _ in writes if channel == _RESUME}
+    if any(task in answered for task, _ in asked):
+        return None
+    return [item for _, values in asked for item in values if isinstance(item, Interrupt)]
+
+
+def is_approval_request(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get("type") == "approval_request"
+
+
+def waiting_approvals(graph: CompiledStateGraph) -> Iterator[tuple[str, list[Interrupt]]]:
+    """(thread id, its approval interrupts) for every run waiting for a decision, most recently
+    written first. Costs one checkpoint read per thread; only a re-asked approval rebuilds
+    its run's state."""
+    saver = _saver(graph)
+    for thread_id in list_threads(saver, interrupted=True):
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        saved = saver.get_tuple(config)
+        if saved is None:  # deleted since the listing
+            continue
+        waiting = interrupts_waiting(saved)
+        if waiting is None:
+            waiting = list(graph.get_state(config).interrupts)
+        requests = [i for i in waiting if is_approval_request(i.value)]
+        if requests:
+            yield thread_id, requests
 
 
 def pending_approvals(graph: CompiledStateGraph) -> Iterator[tuple[str, dict[str, Any]]]:
     """(thread id, approval request) for every run in the checkpointer waiting for a decision."""
-    for thread_id in list_threads(_saver(graph)):
-        snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})
-        for pending in snapshot.interrupts:
-            value = pending.value
-            if isinstance(value, dict) and value.get("type") == "approval_request":
-                yield thread_id, value
+    for thread_id, requests in waiting_approvals(graph):
+        for request in requests:
+            yield thread_id, request.value
 
 
 EXPIRED_DECISION = {"decision": "reject", "reason": "approval expired", "approver": "expire"}

@@ -36,7 +36,7 @@ from plangate.errors import (
     ResumeConflict,
     UnknownThread,
 )
-from plangate.history import get_trace, list_threads
+from plangate.history import get_trace, is_approval_request, list_threads, waiting_approvals
 from plangate.plan import Plan, parse_plan
 from plangate.profiles import BUILTIN_PROFILES, Budget, Profile, load_profile
 from plangate.run_setup import RunSetup, outbox_for
@@ -75,10 +75,6 @@ class ThreadExists(PlangateUsageError):
         super().__init__(
             f"thread {thread_id!r} already holds a run", hint="leave the thread id empty"
         )
-
-
-def _is_request(value: Any) -> bool:
-    return isinstance(value, Mapping) and value.get("type") == "approval_request"
 
 
 def _thread_config(thread: str) -> RunnableConfig:
@@ -140,7 +136,7 @@ class RunService:
             return str(result["status"])
         if thread in self._active:
             return "running"
-        if any(_is_request(i.value) for i in snapshot.interrupts):
+        if any(is_approval_request(i.value) for i in snapshot.interrupts):
             return "waiting"
         return "running" if snapshot.next else "unknown"
 
@@ -154,14 +150,12 @@ class RunService:
         """Every approval request waiting for a decision, the most urgent first."""
         now = utc_now()
         found: list[dict[str, Any]] = []
-        for thread in list_threads(self._saver):
+        for thread, requests in waiting_approvals(self._probe):
             if thread in self._active:  # being decided right now, by this server
                 continue
             snapshot = self._probe.get_state(_thread_config(thread))
-            requests = [i for i in snapshot.interrupts if _is_request(i.value)]
-            if requests:
-                setup = self._setup(snapshot)
-                found.extend(self._approval(thread, i, snapshot, setup, now) for i in requests)
+            setup = self._setup(snapshot)
+            found.extend(self._approval(thread, i, snapshot, setup, now) for i in requests)
         # The most urgent first: what expires within the hour, then the riskiest, then the
         # soonest to expire; expired requests (a decision now is recorded as expired) last.
         found.sort(
@@ -245,7 +239,7 @@ class RunService:
         outcomes: dict[str, Any] = values.get("outcomes") or {}
         counters = values.get("run") or {}
         current = values.get("current") or {}
-        waiting = [i for i in snapshot.interrupts if _is_request(i.value)]
+        waiting = [i for i in snapshot.interrupts if is_approval_request(i.value)]
         waiting_steps = {i.value["step_id"] for i in waiting}
         profile = self._profile(setup)
         # Reading needs no token: show what the trace shows, redacted as the profile says.
@@ -346,7 +340,7 @@ class RunService:
         snapshot = self._snapshot(thread)
         setup = self._setup(snapshot)
         graph = self._graph(setup)
-        requests = {i.id: i.value for i in snapshot.interrupts if _is_request(i.value)}
+        requests = {i.id: i.value for i in snapshot.interrupts if is_approval_request(i.value)}
         if not requests:
             raise NoPendingApproval(thread)
         fields = dict(body)
