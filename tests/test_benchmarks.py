@@ -1,4 +1,4 @@
-"""The benchmark still runs end to end (at N=10 only: a smoke test, never a timing assertion)."""
+"""The benchmarks still run end to end (at small sizes: smoke tests, never timing assertions)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,24 @@ def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
     assert "| plangate (technical) |" in table
     assert "plangate approvals vs peer" in table
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_listing_benchmark_smoke_run_finds_exactly_the_waiting_runs() -> None:
+    """`python -m benchmarks.listing` fills a database and lists it both ways; it checks, at
+    every listing, that exactly the waiting runs are found."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.listing",
+            *("--runs", "6", "--waiting", "2", "--steps", "2", "--samples", "1"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 6 |")]
+    assert all(float(cell) > 0 for cell in row.strip("| ").split(" | ")[1:])
