@@ -51,15 +51,16 @@ def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_listing_benchmark_smoke_run_finds_exactly_the_waiting_runs() -> None:
-    """`python -m benchmarks.listing` fills a database and lists it both ways; it checks, at
-    every listing, that exactly the waiting runs are found."""
+def test_inbox_benchmark_smoke_run_finds_the_waiting_runs_and_follows_a_run() -> None:
+    """`python -m benchmarks.inbox` fills a database and lists it both ways, checking at every
+    listing that exactly the waiting runs are found, then follows a run's trace live."""
     done = subprocess.run(
         [
             sys.executable,
             "-m",
-            "benchmarks.listing",
+            "benchmarks.inbox",
             *("--runs", "6", "--waiting", "2", "--steps", "2", "--samples", "1"),
+            *("--follow", "30"),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -70,3 +71,4 @@ def test_listing_benchmark_smoke_run_finds_exactly_the_waiting_runs() -> None:
     assert done.returncode == 0, done.stderr
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 6 |")]
     assert all(float(cell) > 0 for cell in row.strip("| ").split(" | ")[1:])
+    assert "Following a run of 30 steps, one poll per step:" in done.stdout

@@ -34,6 +34,7 @@ from plangate import (
     get_trace,
     open_checkpointer,
 )
+from plangate.history import trace_since
 from plangate.state import SNAPSHOT_EVERY
 
 EVENT_KEYS = {"type", "trace_id", "seq", "ts", "step_id", "tool", "data"}
@@ -719,6 +720,42 @@ def test_a_new_process_reads_the_same_trace(log: CallLog, tmp_path: Path) -> Non
     )
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.strip()) == count
+
+
+def test_a_follower_reads_each_event_once_and_never_the_whole_history_again(
+    log: CallLog, tmp_path: Path
+) -> None:
+    """Polling `trace_since` from the checkpoint seen last, as the inbox's live trace does while
+    a run goes on, gathers the whole trace, each event once, and each poll reads only the few
+    events of the newest checkpoints."""
+    saver = open_checkpointer(f"sqlite:///{tmp_path / 'follow.db'}")
+    tools = counting_tools(log, "crm.lookup")
+    graph = build_graph(tools, profile="technical", checkpointer=saver)
+    plan = plan_of(*({"tool": "crm.lookup", "args": {"text": str(i)}} for i in range(20)))
+    seen: str | None = None
+    followed: list[TraceEvent] = []
+    batches: list[int] = []
+
+    def poll() -> None:
+        nonlocal seen
+        latest = saver.get_tuple(thread("follow")).config["configurable"]["checkpoint_id"]
+        if latest == seen:
+            return
+        batch = trace_since(graph, thread("follow"), seen)
+        seen = latest
+        batches.append(len(batch))
+        last = followed[-1]["seq"] if followed else -1
+        followed.extend(event for event in batch if event["seq"] > last)
+
+    for _ in graph.stream({"plan": plan}, thread("follow"), stream_mode="updates"):
+        poll()
+    poll()
+    whole = get_trace(graph, thread("follow"))
+    saver.conn.close()
+
+    assert followed == whole
+    assert len(whole) > 60
+    assert max(batches) <= 8, batches
 
 
 def test_pause_and_resume_under_strict_msgpack(tmp_path: Path) -> None:

@@ -55,10 +55,23 @@ def get_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEv
         graph: A graph compiled with a checkpointer (`build_graph(..., checkpointer=...)`).
         config: A config naming the `thread_id`.
     """
+    return trace_since(graph, config, None)
+
+
+def trace_since(
+    graph: CompiledStateGraph, config: RunnableConfig, checkpoint_id: str | None
+) -> list[TraceEvent]:
+    """The trace events written on the checkpoint `checkpoint_id` and on every later one (all of
+    them for `None`), in `seq` order: what a reader who last looked when `checkpoint_id` was
+    the latest may have missed, since a running step writes onto the latest checkpoint. Costs
+    the checkpoints read, not the thread's whole history."""
     events: dict[tuple[str, int], TraceEvent] = {}
-    checkpoints: Iterable[CheckpointTuple] = _saver(graph).list(_thread(config))
+    checkpoints: Iterable[CheckpointTuple] = _saver(graph).list(_thread(config))  # newest first
     for checkpoint in checkpoints:
         _collect(events, checkpoint)
+        reached = checkpoint.config["configurable"]["checkpoint_id"]
+        if checkpoint_id is not None and reached <= checkpoint_id:  # ids grow with time
+            break
     return _ordered(events)
 
 

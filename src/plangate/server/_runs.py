@@ -36,7 +36,13 @@ from plangate.errors import (
     ResumeConflict,
     UnknownThread,
 )
-from plangate.history import get_trace, is_approval_request, list_threads, waiting_approvals
+from plangate.history import (
+    get_trace,
+    is_approval_request,
+    list_threads,
+    trace_since,
+    waiting_approvals,
+)
 from plangate.plan import Plan, parse_plan
 from plangate.profiles import BUILTIN_PROFILES, Budget, Profile, load_profile
 from plangate.run_setup import RunSetup, outbox_for
@@ -307,8 +313,9 @@ class RunService:
     def poll(
         self, thread: str, seen: str | None
     ) -> tuple[str | None, list[TraceEvent] | None, str | None]:
-        """(latest checkpoint id, the whole trace, status) when the thread has a checkpoint
-        newer than `seen`, else (`seen`, None, None): one indexed read when nothing moved."""
+        """(latest checkpoint id, the trace events written since `seen`, status) when the thread
+        has a checkpoint newer than `seen`, else (`seen`, None, None): one indexed read when
+        nothing moved, and never the whole history again while a long run goes on."""
         saved = self._saver.get_tuple(_thread_config(thread))
         if saved is None:
             raise UnknownThread(thread)
@@ -318,7 +325,7 @@ class RunService:
         snapshot = self._probe.get_state(_thread_config(thread))
         return (
             latest,
-            get_trace(self._probe, _thread_config(thread)),
+            trace_since(self._probe, _thread_config(thread), seen),
             self._status(thread, snapshot),
         )
 
