@@ -10,21 +10,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
-    """`python -m benchmarks --sizes 10` measures all four systems and writes its three files,
-    with ratios computed within the run."""
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m module args...` from the project root; fails the test unless it exits 0."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--sizes",
-            "10",
-            "--reps",
-            "1",
-            "--out",
-            str(tmp_path),
-        ],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -32,6 +21,13 @@ def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
+    """`python -m benchmarks --sizes 10` measures all four systems and writes its three files,
+    with ratios computed within the run."""
+    run_module("benchmarks", "--sizes", "10", "--reps", "1", "--out", str(tmp_path))
     report = json.loads((tmp_path / "results.json").read_text())
     assert set(report["results"]) == {"plangate", "plangate_approvals", "floor", "peer"}
     for system, by_n in report["results"].items():
@@ -54,21 +50,10 @@ def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
 def test_inbox_benchmark_smoke_run_finds_the_waiting_runs_and_follows_a_run() -> None:
     """`python -m benchmarks.inbox` fills a database and lists it both ways, checking at every
     listing that exactly the waiting runs are found, then follows a run's trace live."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.inbox",
-            *("--runs", "6", "--waiting", "2", "--steps", "2", "--samples", "1"),
-            *("--follow", "30"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    done = run_module(
+        "benchmarks.inbox",
+        *("--runs", "6", "--waiting", "2", "--steps", "2", "--samples", "1", "--follow", "30"),
     )
-    assert done.returncode == 0, done.stderr
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 6 |")]
     assert all(float(cell) > 0 for cell in row.strip("| ").split(" | ")[1:])
     assert "Following a run of 30 steps, one poll per step:" in done.stdout
