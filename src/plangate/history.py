@@ -17,7 +17,15 @@ from plangate._governance import parse_iso, utc_now
 from plangate.errors import PlangateUsageError, ResumeConflict
 from plangate.tracing import TraceEvent
 
-__all__ = ("aget_trace", "expire_approvals", "get_trace", "list_threads", "pending_approvals")
+__all__ = (
+    "aget_trace",
+    "expire_approvals",
+    "get_trace",
+    "list_threads",
+    "pending_approvals",
+    "trace_since",
+    "waiting_approvals",
+)
 
 
 def _saver(graph: CompiledStateGraph) -> BaseCheckpointSaver[Any]:
@@ -83,6 +91,10 @@ async def aget_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[
     return _ordered(events)
 
 
+# The channels LangGraph records interrupts and resume values under, in a checkpoint's writes.
+_INTERRUPT, _RESUME = "__interrupt__", "__resume__"
+
+
 # The same queries on SQLite and PostgreSQL (whose saver names the writes table differently):
 # one pass over the primary keys, not a scan of every checkpoint.
 _LATEST = (
@@ -94,7 +106,7 @@ _INTERRUPTED = (
     f"SELECT thread_id, last FROM ({_LATEST}) AS latest "
     "WHERE EXISTS (SELECT 1 FROM {writes} AS w WHERE w.thread_id = latest.thread_id "
     "AND w.checkpoint_ns = '' AND w.checkpoint_id = latest.last "
-    "AND w.channel = '__interrupt__') ORDER BY last DESC"
+    f"AND w.channel = '{_INTERRUPT}') ORDER BY last DESC"
 )
 
 
@@ -128,10 +140,6 @@ def list_threads(saver: BaseCheckpointSaver[Any], *, interrupted: bool = False) 
     ]
 
 
-# The channels LangGraph records interrupts and resume values under, in a checkpoint's writes.
-_INTERRUPT, _RESUME = "__interrupt__", "__resume__"
-
-
 def interrupts_waiting(saved: CheckpointTuple) -> list[Interrupt] | None:
     """Interrupts raised by tasks of `saved` that no resume value has answered yet, read from
     the checkpoint's pending writes; `None` when a task was answered and asked again, which
@@ -151,8 +159,8 @@ def is_approval_request(value: Any) -> bool:
 
 def waiting_approvals(graph: CompiledStateGraph) -> Iterator[tuple[str, list[Interrupt]]]:
     """(thread id, its approval interrupts) for every run waiting for a decision, most recently
-    written first. Costs one checkpoint read per thread; only a re-asked approval rebuilds
-    its run's state."""
+    written first. Costs one query, then one checkpoint read per run holding an interrupt: not
+    a read per run in the database. Only a re-asked approval rebuilds its run's state."""
     saver = _saver(graph)
     for thread_id in list_threads(saver, interrupted=True):
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
