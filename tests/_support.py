@@ -131,13 +131,13 @@ def plan_of(*steps: dict[str, Any], goal: str = "test") -> dict[str, Any]:
     return {"goal": goal, "steps": list(steps)}
 
 
+def run_in(cwd: Path, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `command` in a process of its own in `cwd`, capturing its output as text."""
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def plangate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the `plangate` command in a process of its own, as a user would, in `cwd`."""
-    return subprocess.run(
-        [sys.executable, "-m", "plangate", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_in(cwd, sys.executable, "-m", "plangate", *args)

@@ -7,19 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _support import run_in
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m module args...` from the project root; fails the test unless it exits 0."""
-    done = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_in(ROOT, sys.executable, "-m", module, *args, timeout=600)
     assert done.returncode == 0, done.stderr
     return done
 

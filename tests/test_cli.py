@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from _support import plangate
+from _support import plangate, run_in
 
 from plangate import Plan, build_graph, demo_outbox, demo_toolkit, open_checkpointer
 from plangate.run_setup import RunSetup
@@ -187,14 +186,8 @@ def test_offline_demo_answers_from_mocks_and_sends_nothing(tmp_path: Path) -> No
         "adapter_fallback    lookup (crm.lookup_account): offline: its mock answers" in run.stdout
     )
     # In a network namespace of its own, with no interface up: nothing could reach out.
-    approve = subprocess.run(
-        ["unshare", "--net", sys.executable, "-m", "plangate", "approve", "off", "--approver", "x"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    offline = ("approve", "off", "--approver", "x")
+    approve = run_in(tmp_path, "unshare", "--net", sys.executable, "-m", "plangate", *offline)
     assert approve.returncode == 0, approve.stderr
     assert "Run success" in approve.stdout
     assert approve.stdout.count("ok (mock)") == 3

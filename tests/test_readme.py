@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
+
+from _support import run_in
 
 from plangate import demo_outbox
 
@@ -21,14 +22,7 @@ def readme_example(heading: str, index: int = 0) -> str:
 
 
 def run_example(code: str, cwd: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_in(cwd, sys.executable, "-c", code)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
