@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -165,6 +168,62 @@ def test_resume_continues_a_run_that_stopped_mid_way(tmp_path: Path) -> None:
     paused = plangate(tmp_path, "resume", "p")
     assert paused.returncode == 1
     assert "run 'p' is waiting for an approval" in paused.stderr
+
+
+# `plangate run`, killed by SIGKILL when it stores its `KILL_AT`th checkpoint: the step before
+# it has saved its writes, and the checkpoint that would follow them is never written.
+KILLED_BETWEEN_WRITES_AND_CHECKPOINT = """
+import os, runpy, signal, sys
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+put, stored = SqliteSaver.put, []
+
+
+def put_then_die(self, *args, **kwargs):
+    stored.append(1)
+    if len(stored) == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return put(self, *args, **kwargs)
+
+
+SqliteSaver.put = put_then_die
+sys.argv = ["plangate", *sys.argv[1:]]
+runpy.run_module("plangate", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("kill_at", [3, 4, 5, 6, 7, 8])
+def test_resume_finishes_a_run_killed_between_a_steps_writes_and_its_checkpoint(
+    tmp_path: Path, kill_at: int
+) -> None:
+    """However far a killed run got, `show` says it has not finished and `resume` finishes it:
+    every step once, one email."""
+    plan = str(EXAMPLES / "sales_followup.yaml")
+    run = ("run", plan, "--profile", "technical", "--thread", "cut")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_BETWEEN_WRITES_AND_CHECKPOINT, *run],
+        cwd=tmp_path,
+        env={**os.environ, "KILL_AT": str(kill_at)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    show = plangate(tmp_path, "show", "cut")
+    assert show.returncode == 0, show.stderr
+    assert "Run cut has not finished" in show.stdout
+    resumed = plangate(tmp_path, "resume", "cut")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Run success" in resumed.stdout
+    rows = [line.split() for line in resumed.stdout.splitlines()]
+    assert [row[:3] for row in rows if row[:1] in (["lookup"], ["draft"], ["send"])] == [
+        ["lookup", "crm.lookup_account", "ok"],
+        ["draft", "email.draft", "ok"],
+        ["send", "email.send", "ok"],
+    ]
+    assert len(demo_outbox(tmp_path / "plangate-outbox.db")) == 1
 
 
 def test_offline_demo_answers_from_mocks_and_sends_nothing(tmp_path: Path) -> None:

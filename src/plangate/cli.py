@@ -289,7 +289,9 @@ def resume(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
             f"run {thread!r} is waiting for an approval",
             hint="use `plangate approve` or `plangate reject`",
         )
-    if not snapshot.next:
+    # Not `next` alone: a process killed after a step saved its writes, but before the
+    # checkpoint that follows them, leaves that step's task (with its writes) and no `next`.
+    if not snapshot.next and not snapshot.tasks:
         raise PlangateUsageError(
             f"run {thread!r} has finished", hint="`plangate show THREAD` prints its result"
         )
@@ -306,8 +308,9 @@ def show(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
     elif snapshot.values.get("result"):
         _print_result(snapshot.values["result"])
     else:
+        steps = ", ".join(task.name for task in snapshot.tasks) or "nothing"
         typer.echo(
-            f"Run {thread} has not finished (next: {', '.join(snapshot.next) or 'nothing'})."
+            f"Run {thread} has not finished (at: {steps}); `plangate resume {thread}` goes on."
         )
 
 
