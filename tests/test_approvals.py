@@ -28,6 +28,7 @@ from plangate import (
     InvalidDecision,
     NoPendingApproval,
     PlangateGraph,
+    RunNotFinished,
     UnknownThread,
     aopen_checkpointer,
     build_graph,
@@ -555,6 +556,56 @@ def test_resuming_an_unknown_thread_raises_unknown_thread(runner: Runner, log: C
         runner.invoke(graph, approve(), thread("ghost"))
     assert caught.value.thread_id == "ghost"
     assert "ghost" in str(caught.value)
+
+
+# --- a new plan on a thread whose run has not finished ------------------------------------------
+
+
+def test_a_new_plan_on_a_paused_thread_is_refused_and_the_approval_still_stands(
+    runner: Runner, log: CallLog
+) -> None:
+    """Starting a plan where a run waits for a decision raises `RunNotFinished` before anything
+    is stored: the request is still pending, unchanged, and approving it sends once."""
+    graph = runner.graph(counting_tools(log, "email.send", "crm.lookup"), profile="smb")
+    request = the_request(runner.invoke(graph, {"plan": plan_of(send_step())}, thread("busy")))
+
+    with pytest.raises(RunNotFinished) as caught:
+        runner.invoke(graph, {"plan": plan_of(read_step("other"))}, thread("busy"))
+    assert (caught.value.thread_id, caught.value.waiting) == ("busy", True)
+    assert "run 'busy' is waiting for an approval" in str(caught.value)
+    assert state_of(runner, graph, thread("busy")).interrupts[0].value == request
+
+    out = runner.invoke(graph, approve(), thread("busy"))
+    assert [s["step_id"] for s in out["result"]["steps"]] == ["send"]
+    assert log.calls == [("email.send", {"text": "hi"})]
+
+
+def test_a_new_plan_on_a_stopped_run_is_refused_until_it_is_finished(
+    tmp_path: Path, log: CallLog
+) -> None:
+    """A run whose process stopped mid-way must be finished (`invoke(None)`) before its thread
+    takes a new plan; a finished thread takes one and goes on with its trace."""
+    saver = open_checkpointer(str(tmp_path / "stopped.db"))
+    graph = build_graph(counting_tools(log, "crm.lookup"), profile="smb", checkpointer=saver)
+    plan = plan_of(read_step("first"), read_step("second"))
+    # Stopping before the second tool call leaves the thread as a killed process would.
+    graph.invoke({"plan": plan}, thread("cut"), interrupt_before=["tool_exec"])
+    graph.invoke(None, thread("cut"), interrupt_before=["trace_emit"])
+
+    with pytest.raises(RunNotFinished) as caught:
+        graph.invoke({"plan": plan_of(read_step("third"))}, thread("cut"))
+    assert caught.value.waiting is False
+    assert "invoke(None, config)" in str(caught.value)
+
+    assert graph.invoke(None, thread("cut"))["result"]["status"] == "success"
+    again = graph.invoke({"plan": plan_of(read_step("third"))}, thread("cut"))
+    assert [s["step_id"] for s in again["result"]["steps"]] == ["third"]
+    assert [text for _, args in log.calls for text in args.values()] == [
+        "first",
+        "second",
+        "third",
+    ]
+    saver.conn.close()  # type: ignore[attr-defined]
 
 
 # --- resuming -------------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("args", "message"),
     [
         (["run", "missing.yaml"], "plangate: error: plan file 'missing.yaml' does not exist"),
+        (["run", "."], "plan file '.' is a folder: name a YAML or JSON file in it"),
+        (["run", "ok.yaml", "--thread", "paused"], "run 'paused' is waiting for an approval"),
         (["run", "bad.yaml"], "step 'step-1', field 'tool'"),
         (["run", "ok.yaml", "--profile", "nope"], "unknown profile 'nope'"),
         (["approve", "ghost"], "no run with thread id 'ghost'"),

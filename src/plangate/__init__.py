@@ -31,6 +31,7 @@ from plangate.errors import (
     PlanValidationError,
     ProfileError,
     ResumeConflict,
+    RunNotFinished,
     UnknownThread,
 )
 from plangate.graph import build_graph
@@ -81,6 +82,7 @@ __all__ = (
     "Profile",
     "ProfileError",
     "ResumeConflict",
+    "RunNotFinished",
     "RetryPolicy",
     "StepOutcome",
     "StepResult",

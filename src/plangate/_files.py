@@ -24,6 +24,8 @@ def parse_document(text: str, *, what: str) -> Any:
 def read_document(path: str | Path, *, what: str) -> Any:
     """Parse a YAML (hence also JSON) file, raising `ValueError` with a one-line reason."""
     file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"{what} file {str(file)!r} is a folder: name a YAML or JSON file in it")
     if not file.is_file():
         raise ValueError(f"{what} file {str(file)!r} does not exist")
     try:

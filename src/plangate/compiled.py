@@ -9,12 +9,12 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER, CONFIG_KEY_DURABILITY
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt
 
 from plangate.approval import parse_decision
-from plangate.errors import InvalidDecision, NoPendingApproval, UnknownThread
+from plangate.errors import InvalidDecision, NoPendingApproval, RunNotFinished, UnknownThread
 from plangate.history import interrupts_waiting, is_approval_request
 from plangate.locks import RunLocks, arun_locks, run_locks
 from plangate.plan import parse_plan
@@ -50,6 +50,8 @@ class PlangateGraph(CompiledStateGraph):
         # checked is still true when the run goes on.
         with self._run_lock(config):
             waiting = self._waiting(config or {}) if self._is_resume(input) else None
+            if self._starts_plan(input, config):
+                _refuse_unfinished(self._saver.get_tuple(config or {}), config or {})
             admitted = self._admit(input, config, waiting)
             yield from super().stream(admitted, config, **self._with_durability(config, kwargs))
 
@@ -58,6 +60,9 @@ class PlangateGraph(CompiledStateGraph):
     ) -> AsyncIterator[Any]:
         async with await self._arun_lock(config):
             waiting = await self._awaiting(config or {}) if self._is_resume(input) else None
+            if self._starts_plan(input, config):
+                saved = await self._saver.aget_tuple(config or {})
+                _refuse_unfinished(saved, config or {})
             admitted = self._admit(input, config, waiting)
             async for chunk in super().astream(
                 admitted, config, **self._with_durability(config, kwargs)
@@ -93,8 +98,7 @@ class PlangateGraph(CompiledStateGraph):
         if thread is None:
             return nullcontext()
         if self._locks is None:
-            assert isinstance(self.checkpointer, BaseCheckpointSaver)
-            self._locks = run_locks(self.checkpointer)
+            self._locks = run_locks(self._saver)
         return self._locks.hold(thread)
 
     async def _arun_lock(self, config: RunnableConfig | None) -> AbstractAsyncContextManager[None]:
@@ -102,9 +106,23 @@ class PlangateGraph(CompiledStateGraph):
         if thread is None:
             return nullcontext()
         if self._locks is None:
-            assert isinstance(self.checkpointer, BaseCheckpointSaver)
-            self._locks = await arun_locks(self.checkpointer)
+            self._locks = await arun_locks(self._saver)
         return self._locks.ahold(thread)
+
+    @property
+    def _saver(self) -> BaseCheckpointSaver[Any]:
+        """The graph's own checkpointer; only asked for where the graph has one."""
+        assert isinstance(self.checkpointer, BaseCheckpointSaver)
+        return self.checkpointer
+
+    def _starts_plan(self, input: Any, config: RunnableConfig | None) -> bool:
+        """Whether `input` starts a plan on a thread of this graph's own checkpointer (under a
+        parent's, the parent decides what its thread runs)."""
+        return (
+            isinstance(input, Mapping)
+            and "plan" in input
+            and self._locked_thread(config) is not None
+        )
 
     def _is_resume(self, input: Any) -> bool:
         return (
@@ -116,16 +134,14 @@ class PlangateGraph(CompiledStateGraph):
     def _waiting(self, config: RunnableConfig) -> list[Interrupt]:
         """The interrupts the thread waits on, from the latest checkpoint's pending writes: not
         `get_state`, whose rebuild of the state LangGraph would do again when the resume runs."""
-        assert isinstance(self.checkpointer, BaseCheckpointSaver)
-        saved = self.checkpointer.get_tuple(config)
+        saved = self._saver.get_tuple(config)
         if saved is None:
             raise UnknownThread(_thread_id(config))
         waiting = interrupts_waiting(saved)
         return list(self.get_state(config).interrupts) if waiting is None else waiting
 
     async def _awaiting(self, config: RunnableConfig) -> list[Interrupt]:
-        assert isinstance(self.checkpointer, BaseCheckpointSaver)
-        saved = await self.checkpointer.aget_tuple(config)
+        saved = await self._saver.aget_tuple(config)
         if saved is None:
             raise UnknownThread(_thread_id(config))
         waiting = interrupts_waiting(saved)
@@ -165,6 +181,18 @@ class PlangateGraph(CompiledStateGraph):
     def _decision(self, request: Mapping[str, Any], value: Any) -> dict[str, Any]:
         decision = parse_decision(value, tool=self.tools.get(request["tool"]))
         return decision.model_dump(exclude_none=True)
+
+
+def _refuse_unfinished(saved: CheckpointTuple | None, config: RunnableConfig) -> None:
+    """Raise `RunNotFinished` unless the thread is new or its last run has its `result`: a new
+    plan on it would silently abandon a pending approval or the steps left of a stopped run."""
+    if saved is None:
+        return
+    waiting = interrupts_waiting(saved)
+    if waiting is None or waiting:
+        raise RunNotFinished(_thread_id(config), waiting=True)
+    if saved.checkpoint["channel_values"].get("result") is None:
+        raise RunNotFinished(_thread_id(config), waiting=False)
 
 
 def _thread_id(config: RunnableConfig) -> str:

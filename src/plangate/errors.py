@@ -17,6 +17,7 @@ __all__ = (
     "PlangateUsageError",
     "ProfileError",
     "ResumeConflict",
+    "RunNotFinished",
     "UnknownThread",
 )
 
@@ -124,3 +125,28 @@ class ResumeConflict(PlangateUsageError):
             f"run {thread_id!r} is already being run or resumed elsewhere",
             hint="wait for it to finish; `plangate show THREAD` tells how it ended",
         )
+
+
+class RunNotFinished(PlangateUsageError):
+    """A new plan was sent to a thread whose run has not finished: it waits for an approval, or
+    its process stopped mid-way. Starting over would abandon that run; nothing was changed.
+
+    Attributes:
+        waiting: Whether the run waits for a decision (else it stopped mid-way).
+    """
+
+    def __init__(self, thread_id: str, *, waiting: bool):
+        self.thread_id = thread_id
+        self.waiting = waiting
+        if waiting:
+            super().__init__(
+                f"run {thread_id!r} is waiting for an approval; a new plan would abandon it",
+                hint="decide it first (`plangate approve` / `plangate reject`, or "
+                "Command(resume=...)), or start the plan on a new thread",
+            )
+        else:
+            super().__init__(
+                f"run {thread_id!r} has not finished; a new plan would abandon it",
+                hint="finish it first (`plangate resume THREAD`, or invoke(None, config)), "
+                "or start the plan on a new thread",
+            )
