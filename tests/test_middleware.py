@@ -6,12 +6,14 @@ model; every whole-agent test runs twice, through `invoke`/`stream` and `ainvoke
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import CallLog, Clock, Runner, counting_tools, thread
+from _support import CallLog, Clock, Runner, counting_tools, run_in, thread
 from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware, ToolCallLimitMiddleware
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -592,3 +594,23 @@ def test_side_by_side_with_langchain_hitl_and_tool_call_limit(
         "domain:crm",
     ]
     assert outcomes["langchain"][3] == []
+
+
+def test_without_langchain_the_middleware_names_the_extra_to_install(tmp_path: Path) -> None:
+    """`import plangate` works without `langchain`; asking for the middleware then says which
+    extra brings it, in one line."""
+    code = (
+        "import sys\n"
+        "sys.modules['langchain'] = None  # as if it were not installed\n"
+        "import plangate\n"
+        "try:\n"
+        "    plangate.GovernanceMiddleware\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    done = run_in(tmp_path, sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "GovernanceMiddleware needs langchain: install plangate's `langchain` extra "
+        "(from a checkout: pip install '.[langchain]')"
+    )

@@ -55,8 +55,13 @@ def __getattr__(name: str) -> Any:
     # `GovernanceMiddleware` needs `langchain` (the `plangate[langchain]` extra): imported on
     # first use, so that `import plangate` works without it.
     if name == "GovernanceMiddleware":
-        from plangate.middleware import GovernanceMiddleware
-
+        try:
+            from plangate.middleware import GovernanceMiddleware
+        except ImportError as exc:
+            raise ImportError(
+                "GovernanceMiddleware needs langchain: install plangate's `langchain` extra "
+                "(from a checkout: pip install '.[langchain]')"
+            ) from exc
         return GovernanceMiddleware
     raise AttributeError(f"module 'plangate' has no attribute {name!r}")
 

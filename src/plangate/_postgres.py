@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
     raise PlangateUsageError(
         f"PostgreSQL support is not installed ({exc.name} is missing)",
-        hint="pip install 'plangate[postgres]'",
+        hint="install plangate's `postgres` extra (from a checkout: pip install '.[postgres]')",
     ) from None
 
 from plangate.errors import PlangateUsageError

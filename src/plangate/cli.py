@@ -343,7 +343,7 @@ def serve(
     except ImportError as exc:
         raise PlangateUsageError(
             f"`plangate serve` needs {exc.name or 'fastapi and uvicorn'}",
-            hint="pip install 'plangate[server]'",
+            hint="install plangate's `server` extra (from a checkout: pip install '.[server]')",
         ) from None
     given = token or os.environ.get("PLANGATE_TOKEN")
     secret = given or secrets.token_urlsafe(24)

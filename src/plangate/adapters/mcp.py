@@ -1,7 +1,8 @@
 """Tools served by an MCP server, for plans to call: `mcp_tools(connection, prefix="billing")`.
 
-Needs the `mcp` extra (`pip install 'plangate[mcp]'`). `connection` is a langchain-mcp-adapters
-`Connection` dict, the same as one server's entry in a `MultiServerMCPClient` config: stdio
+Needs the `mcp` extra (from a checkout: `pip install '.[mcp]'`). `connection` is a
+langchain-mcp-adapters `Connection` dict, the same as one server's entry in a
+`MultiServerMCPClient` config: stdio
 (`{"transport": "stdio", "command": ..., "args": [...]}`), streamable HTTP
 (`{"transport": "streamable_http", "url": ...}`), SSE or websocket.
 
@@ -70,7 +71,10 @@ try:
     from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent, Tool
     from referencing import Registry
 except ImportError as exc:
-    raise ImportError("MCP tools need langchain-mcp-adapters: pip install 'plangate[mcp]'") from exc
+    raise ImportError(
+        "MCP tools need langchain-mcp-adapters: install plangate's `mcp` extra "
+        "(from a checkout: pip install '.[mcp]')"
+    ) from exc
 
 __all__ = (
     "IDEMPOTENCY_HEADER",

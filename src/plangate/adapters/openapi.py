@@ -12,7 +12,7 @@ A failing call raises, and plangate records the step as `error`: `InvalidToolArg
 was sent), `ToolHTTPError` (a 4xx/5xx answer, with its `status_code`: 429 and 5xx are retried
 under a profile's retry policy), `ToolConnectionError` and `ToolHTTPTimeout` (retried as well).
 
-Needs the `http` extra: `pip install 'plangate[http]'`.
+Needs the `http` extra (from a checkout: `pip install '.[http]'`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ try:
     import jsonschema  # type: ignore[import-untyped]
 except ImportError as exc:
     raise ImportError(
-        "plangate's OpenAPI adapter needs httpx and jsonschema: pip install 'plangate[http]'"
+        "plangate's OpenAPI adapter needs httpx and jsonschema: install plangate's `http` "
+        "extra (from a checkout: pip install '.[http]')"
     ) from exc
 
 __all__ = (
