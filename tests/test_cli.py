@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -83,7 +84,7 @@ def test_reject_with_reason_and_edit_with_args(tmp_path: Path) -> None:
     edit = {"to": "ana.lopez@acme.example", "subject": "Edited", "body": "Shorter."}
     edited = plangate(tmp_path, "approve", "b", "--args", json.dumps(edit), "--db", db)
     assert edited.returncode == 0, edited.stderr
-    assert "edit by unknown" in edited.stdout
+    assert f"edit by {getpass.getuser()}" in edited.stdout  # no --approver: who ran it
     sent = demo_outbox(tmp_path / "runs" / "plangate-outbox.db")
     assert [mail["subject"] for mail in sent] == ["Edited"]
 
@@ -136,6 +137,20 @@ def test_paused_run_survives_bad_requests(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Run success" in done.stdout
     assert len(demo_outbox(tmp_path / "plangate-outbox.db")) == 1
+
+
+def test_a_run_with_no_tool_calls_and_no_budget_limit_prints_plain_signals(
+    tmp_path: Path,
+) -> None:
+    """No `None` in the summary: a run whose only step was blocked made no tool calls, and a
+    profile without a total limit shows the calls made alone."""
+    (tmp_path / "open.yaml").write_text("name: open\n")
+    (tmp_path / "plan.yaml").write_text("steps: [{tool: nobody.has_this}]\n")
+    run = plangate(tmp_path, "run", "plan.yaml", "--profile", "open.yaml")
+    assert run.returncode == 0, run.stderr
+    (signals,) = [line for line in run.stdout.splitlines() if line.startswith("Signals:")]
+    assert "None" not in signals
+    assert "no tool calls, approvals 0, budget 0 calls (0% of the fullest tier)" in signals
 
 
 def test_resume_continues_a_run_that_stopped_mid_way(tmp_path: Path) -> None:

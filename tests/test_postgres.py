@@ -140,6 +140,7 @@ def test_the_cli_runs_lists_approves_and_expires_on_postgres(
     assert expire.returncode == 0, expire.stderr
     assert "cli-b: approval expired" in expire.stdout
     assert "approval_timeout" in expire.stdout
+    assert "expired: no decision in time" in expire.stdout
     assert "cli-a" not in expire.stdout
 
     approve = plangate(tmp_path, "approve", "cli-a", "--approver", "lee", *db)

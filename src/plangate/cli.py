@@ -6,6 +6,7 @@ stderr and a non-zero exit; tracebacks are for bugs only.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import secrets
@@ -120,10 +121,7 @@ def _print_result(result: dict[str, Any]) -> None:
     for step in result["steps"]:
         detail = step["error"] or ""
         if step["approval"]:
-            approval = step["approval"]
-            detail = f"{approval['decision']} by {approval['approver'] or 'unknown'}" + (
-                f"; {detail}" if detail else ""
-            )
+            detail = "; ".join(filter(None, (_decided(step["approval"]), detail)))
         ms = "" if step["duration_ms"] is None else f"{step['duration_ms']:.1f}"
         status = f"{step['status']} (mock)" if step.get("mocked") else step["status"]
         rows.append((step["step_id"], step["tool"], status, ms, detail))
@@ -139,14 +137,37 @@ def _print_result(result: dict[str, Any]) -> None:
     latency = signals["tool_latency_ms"]
     wait = signals["approval_wait_ms"]
     budget = result["budget"]["total"]
-    typer.echo(
-        f"Signals: success rate {signals['success_rate']:.0%}, "
-        f"error rate {signals['error_rate']:.0%}, "
-        f"tool latency p50 {latency['p50']} / p95 {latency['p95']} / max {latency['max']} ms, "
-        f"approvals {wait['count']} (max wait {wait['max']} ms), "
-        f"budget {budget['used']}/{budget['limit']} calls "
-        f"({signals['budget_utilisation']:.0%} of the fullest tier)"
-    )
+    parts = [
+        f"success rate {signals['success_rate']:.0%}",
+        f"error rate {signals['error_rate']:.0%}",
+        "no tool calls"
+        if latency["max"] is None
+        else f"tool latency p50 {latency['p50']} / p95 {latency['p95']} / max {latency['max']} ms",
+        f"approvals {wait['count']}" + (f" (max wait {wait['max']} ms)" if wait["count"] else ""),
+        f"budget {budget['used']}"
+        + ("" if budget["limit"] is None else f"/{budget['limit']}")
+        + f" calls ({signals['budget_utilisation']:.0%} of the fullest tier)",
+    ]
+    typer.echo("Signals: " + ", ".join(parts))
+
+
+def _user() -> str | None:
+    """Who runs the command, for the approval record when no --approver is given."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return None
+
+
+def _decided(approval: dict[str, Any]) -> str:
+    """`approve by lee`, or why a step's approval ran out."""
+    if approval["decision"] == "expired":
+        return "expired: no decision in time" + (
+            ""
+            if approval["approver"] in (None, EXPIRED_DECISION["approver"])
+            else f" (decided late by {approval['approver']})"
+        )
+    return f"{approval['decision']} by {approval['approver'] or 'unknown'}"
 
 
 def _drive(graph: PlangateGraph, value: Any, config: RunnableConfig, db: str) -> None:
@@ -242,7 +263,9 @@ def expire(db: DbOption = DEFAULT_DB) -> None:
 @app.command()
 def approve(
     thread: ThreadArg,
-    approver: Annotated[str | None, typer.Option(help="Who approves (recorded).")] = None,
+    approver: Annotated[
+        str | None, typer.Option(help="Who approves (recorded; default: your user name).")
+    ] = None,
     args: Annotated[
         str | None, typer.Option(help="New arguments as JSON: approve with an edit.")
     ] = None,
@@ -250,7 +273,11 @@ def approve(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Approve the pending step of a run (with --args, edit it first) and go on."""
-    decision: dict[str, Any] = {"decision": "approve", "approver": approver, "reason": reason}
+    decision: dict[str, Any] = {
+        "decision": "approve",
+        "approver": approver or _user(),
+        "reason": reason,
+    }
     if args is not None:
         try:
             decision.update(decision="edit", args=json.loads(args))
@@ -266,12 +293,14 @@ def approve(
 def reject(
     thread: ThreadArg,
     reason: Annotated[str, typer.Option(help="Why the step is rejected (recorded).")],
-    approver: Annotated[str | None, typer.Option(help="Who rejects (recorded).")] = None,
+    approver: Annotated[
+        str | None, typer.Option(help="Who rejects (recorded; default: your user name).")
+    ] = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Reject the pending step of a run and go on (or halt, as the profile says)."""
     graph, config = _existing(db, thread)
-    decision = {"decision": "reject", "reason": reason, "approver": approver}
+    decision = {"decision": "reject", "reason": reason, "approver": approver or _user()}
     _drive(graph, Command(resume=decision), config, db)
 
 
