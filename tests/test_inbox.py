@@ -235,6 +235,14 @@ def test_a_bad_decision_gets_422_with_one_line_and_the_run_stays_resumable(inbox
         assert "\n" not in detail
         assert refused.json()["error"] == "InvalidDecision"
 
+    as_json = {"content-type": "application/json"}
+    cut = inbox.api.post("/api/runs/demo/decision", content=b'{"decision": ', headers=as_json)
+    assert cut.status_code == 422, cut.text
+    assert cut.json()["detail"] == "the request body is not valid JSON: Expecting value at char 13"
+    untyped = inbox.api.post("/api/runs/demo/decision", content=b'{"decision": "approve"}')
+    assert untyped.status_code == 422, untyped.text
+    assert untyped.json()["detail"].startswith("the request body must be a JSON object")
+
     assert inbox.anon.get("/api/runs/demo").json()["status"] == "waiting"
     approved = inbox.api.post(
         "/api/runs/demo/decision", json={"decision": "approve", "approver": "lee"}

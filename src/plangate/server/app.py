@@ -206,8 +206,16 @@ def create_app(
     async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        if first.get("type") == "json_invalid":  # its `loc` is a character offset, not a field
+            why = (first.get("ctx") or {}).get("error", "it does not parse")
+            detail = f"the request body is not valid JSON: {why} at char {first['loc'][-1]}"
+        else:
+            where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+            detail = (
+                f"{where}: {first.get('msg')}"
+                if where
+                else "the request body must be a JSON object (Content-Type: application/json)"
+            )
         return JSONResponse(
             {"detail": detail, "hint": None, "error": "InvalidRequest"}, status_code=422
         )
