@@ -19,6 +19,7 @@ from langgraph.types import Command
 
 from plangate import (
     PlangateUsageError,
+    RunNotFinished,
     aget_trace,
     aopen_checkpointer,
     build_graph,
@@ -103,6 +104,27 @@ def test_expired_approvals_are_closed_as_expired(
     assert (step["status"], step["approval"]["decision"]) == ("expired", "expired")
     assert log.count("email.send") == 0
     assert [t for t, _ in pending_approvals(graph) if t.startswith("pg-")] == ["pg-new"]
+    saver.conn.close()
+
+
+def test_a_thread_takes_a_new_plan_only_once_its_run_has_finished(
+    postgres_url: str, log: CallLog
+) -> None:
+    """The same guard on PostgreSQL: a finished thread takes a new plan, a paused one refuses
+    it with `RunNotFinished` and still approves."""
+    saver = open_checkpointer(postgres_url)
+    tools = counting_tools(log, "crm.lookup", "email.send")
+    graph = build_graph(tools, profile="smb", checkpointer=saver)
+    look = {"tool": "crm.lookup", "args": {"text": "a"}}
+    graph.invoke({"plan": plan_of(look)}, thread("pg-again"))
+    graph.invoke({"plan": plan_of(GATED)}, thread("pg-again"))  # finished: a new plan is fine
+
+    with pytest.raises(RunNotFinished) as caught:
+        graph.invoke({"plan": plan_of(look)}, thread("pg-again"))
+    assert caught.value.waiting is True
+    out = graph.invoke(Command(resume={"decision": "approve", "approver": "x"}), thread("pg-again"))
+    assert out["result"]["status"] == "success"
+    assert (log.count("crm.lookup"), log.count("email.send")) == (1, 1)
     saver.conn.close()
 
 
