@@ -106,6 +106,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         (["run", "missing.yaml"], "plangate: error: plan file 'missing.yaml' does not exist"),
         (["run", "."], "plan file '.' is a folder: name a YAML or JSON file in it"),
+        (["run", "ok.yaml", "--db", "."], "database '.' is a folder"),
+        (["run", "ok.yaml", "--db", "bad.yaml"], "database 'bad.yaml': file is not a database"),
+        (["serve", "--db", "bad.yaml"], "database 'bad.yaml': file is not a database"),
+        (["run", "ok.yaml", "--db", "mysql://h/d"], "unsupported checkpointer URL scheme 'mysql'"),
         (["run", "ok.yaml", "--thread", "paused"], "run 'paused' is waiting for an approval"),
         (["run", "bad.yaml"], "step 'step-1', field 'tool'"),
         (["run", "ok.yaml", "--profile", "nope"], "unknown profile 'nope'"),

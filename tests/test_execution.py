@@ -27,9 +27,11 @@ from langgraph.types import Command
 from plangate import (
     ExecutionResult,
     PlangateGraph,
+    PlangateUsageError,
     Profile,
     RetryPolicy,
     TraceEvent,
+    aopen_checkpointer,
     build_graph,
     get_trace,
     open_checkpointer,
@@ -720,6 +722,25 @@ def test_a_new_process_reads_the_same_trace(log: CallLog, tmp_path: Path) -> Non
     )
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.strip()) == count
+
+
+@pytest.mark.parametrize("what", ["folder", "not-a-database"])
+def test_a_path_that_is_no_sqlite_database_is_one_line_sync_and_async(
+    tmp_path: Path, what: str
+) -> None:
+    path = tmp_path / "plan.yaml"
+    if what == "folder":
+        path.mkdir()
+        message = f"database {str(path)!r} is a folder"
+    else:
+        path.write_text("steps: []\n")
+        message = f"cannot open SQLite database {str(path)!r}: file is not a database"
+    with pytest.raises(PlangateUsageError) as caught:
+        open_checkpointer(str(path))
+    assert str(caught.value).startswith(message)
+    with pytest.raises(PlangateUsageError) as caught:
+        asyncio.run(aopen_checkpointer(f"sqlite:///{path}"))
+    assert str(caught.value).startswith(message)
 
 
 def test_a_follower_reads_each_event_once_and_never_the_whole_history_again(

@@ -42,9 +42,22 @@ def sqlite_path(url: str) -> str:
 
 def _prepared_path(url: str) -> str:
     path = sqlite_path(url)
-    if path != ":memory:":
+    if path == ":memory:":
+        return path
+    if Path(path).is_dir():
+        raise PlangateUsageError(
+            f"database {path!r} is a folder", hint=f"name a file in it, e.g. {path}/plangate.db"
+        )
+    try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_open(path, exc) from None
     return path
+
+
+def _cannot_open(path: str, exc: Exception) -> PlangateUsageError:
+    # sqlite3's own words ("unable to open database file", "file is not a database").
+    return PlangateUsageError(f"cannot open SQLite database {path!r}: {exc}")
 
 
 # WAL with `synchronous=NORMAL`, SQLite's recommended pairing: a commit survives the process
@@ -82,10 +95,16 @@ def open_checkpointer(url: str) -> BaseCheckpointSaver[Any]:
     path = _prepared_path(url)
     # The saver serialises access with its own lock, so one connection may serve threads;
     # the timeout lets another process (the CLI, a worker) wait for a write lock.
-    conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
-    conn.executescript(_PRAGMAS)
-    saver = SqliteSaver(conn)
-    saver.setup()
+    conn = None
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        conn.executescript(_PRAGMAS)
+        saver = SqliteSaver(conn)
+        saver.setup()
+    except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
+        raise _cannot_open(path, exc) from None
     return saver
 
 
@@ -109,8 +128,15 @@ async def aopen_checkpointer(url: str) -> BaseCheckpointSaver[Any]:
         from plangate._postgres import aopen_postgres
 
         return await aopen_postgres(url)
-    conn = await aiosqlite.connect(_prepared_path(url), timeout=30)
-    await conn.executescript(_PRAGMAS)
-    saver = AsyncSqliteSaver(conn)
-    await saver.setup()
+    path = _prepared_path(url)
+    conn = None
+    try:
+        conn = await aiosqlite.connect(path, timeout=30)
+        await conn.executescript(_PRAGMAS)
+        saver = AsyncSqliteSaver(conn)
+        await saver.setup()
+    except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            await conn.close()
+        raise _cannot_open(path, exc) from None
     return saver
