@@ -94,6 +94,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a finished run `done` and a run `paused` at an approval."""
     folder = tmp_path_factory.mktemp("cli")
     (folder / "bad.yaml").write_text("steps: [{tool: 1}]\n")
+    (folder / "empty.yaml").write_text("\n")
     (folder / "ok.yaml").write_text("steps: [{tool: crm.lookup_account, args: {account: acme}}]\n")
     assert plangate(folder, "run", "ok.yaml", "--thread", "done").returncode == 0
     plan = str(EXAMPLES / "sales_followup.yaml")
@@ -106,6 +107,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         (["run", "missing.yaml"], "plangate: error: plan file 'missing.yaml' does not exist"),
         (["run", "."], "plan file '.' is a folder: name a YAML or JSON file in it"),
+        (["run", "empty.yaml"], "expected a mapping with 'goal' and 'steps', got nothing"),
+        (["reject", "paused", "--reason", " "], "--reason is empty (say why the step is"),
         (["run", "ok.yaml", "--db", "."], "database '.' is a folder"),
         (["run", "ok.yaml", "--db", "bad.yaml"], "database 'bad.yaml': file is not a database"),
         (["serve", "--db", "bad.yaml"], "database 'bad.yaml': file is not a database"),

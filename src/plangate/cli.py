@@ -299,6 +299,8 @@ def reject(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Reject the pending step of a run and go on (or halt, as the profile says)."""
+    if not reason.strip():
+        raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
     graph, config = _existing(db, thread)
     decision = {"decision": "reject", "reason": reason, "approver": approver or _user()}
     _drive(graph, Command(resume=decision), config, db)

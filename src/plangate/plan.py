@@ -137,8 +137,9 @@ def parse_plan(data: Any, *, source: str = "plan") -> Plan:
     if isinstance(data, list):
         data = {"steps": data}
     if not isinstance(data, dict):
+        got = "nothing (it is empty)" if data is None else type(data).__name__
         raise PlanValidationError(
-            f"{source}: expected a mapping with 'goal' and 'steps', got {type(data).__name__}"
+            f"{source}: expected a mapping with 'goal' and 'steps', got {got}"
         )
     try:
         return Plan.model_validate(data)
