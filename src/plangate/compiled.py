@@ -28,7 +28,9 @@ class PlangateGraph(CompiledStateGraph):
     A plan is validated (raising `PlanValidationError`) and a resume value is validated as a
     `Decision` against the pending request's tool (raising `InvalidDecision`) before either is
     handed to LangGraph. That matters for resumes: LangGraph stores a resume value before the
-    interrupted node runs again, so a bad value must never get that far.
+    interrupted node runs again, so a bad value must never get that far. A plan sent to a thread
+    whose run has not finished raises `RunNotFinished`, and each run holds its thread's lock
+    (`ResumeConflict` for a second one).
     """
 
     def __init__(self, *, tools: Mapping[str, BaseTool] | None = None, **kwargs: Any) -> None:
