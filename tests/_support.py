@@ -5,6 +5,7 @@ calls, and a `Runner` that drives a graph synchronously or asynchronously on a r
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -129,6 +130,13 @@ def thread(name: str = "t1") -> dict[str, Any]:
 
 def plan_of(*steps: dict[str, Any], goal: str = "test") -> dict[str, Any]:
     return {"goal": goal, "steps": list(steps)}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now, for a peer a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def run_in(cwd: Path, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

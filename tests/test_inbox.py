@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from _support import free_port
 
 from plangate import Plan, demo_outbox, open_checkpointer
 from plangate.locks import run_locks
@@ -64,18 +64,12 @@ class Inbox:
         return next(a["interrupt_id"] for a in self.pending() if a["thread"] == thread)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def inbox(tmp_path: Path) -> Iterator[Inbox]:
     """`create_app` served by uvicorn on a free loopback port, in a thread of this process."""
     db = tmp_path / "runs.db"
     app = create_app(str(db), token=TOKEN, poll_interval=0.05)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -504,7 +498,7 @@ def test_the_page_is_served_with_its_assets_and_a_strict_policy(inbox: Inbox) ->
 def test_plangate_serve_prints_a_token_that_works(tmp_path: Path) -> None:
     """`plangate serve` without --token or PLANGATE_TOKEN makes a token and prints it with the
     page's URL; that token is accepted, none other is; other host names are refused."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PLANGATE_TOKEN"}
     server = subprocess.Popen(
         [sys.executable, "-m", "plangate", "serve", "--db", "runs.db", "--port", str(port)],

@@ -7,7 +7,6 @@ Set `PLANGATE_SCREENSHOT_DIR=docs` to also write the README's screenshot (`docs/
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _support import free_port
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from plangate import demo_outbox
@@ -77,12 +77,6 @@ def _plangate_runs(cwd: Path, *runs: tuple[str, ...]) -> None:
         assert "Paused: step" in out, out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     """Three runs paused by `plangate run` (high, medium and low risk), then `plangate serve`
@@ -95,7 +89,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         (str(EXAMPLES / "renewal_pipeline.json"), "--profile", "enterprise", "--thread",
          "globex-renewal"),
     )  # fmt: skip
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PLANGATE_TOKEN"}
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(

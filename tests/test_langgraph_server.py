@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _support import free_port
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
@@ -45,13 +45,6 @@ class Server:
     url: str
     outbox: Path
     log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _server_env(outbox: Path, profile: str) -> dict[str, str]:
@@ -127,7 +120,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("langgraph-dev")
     outbox, log = workdir / "outbox.db", workdir / "server.log"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -314,7 +307,7 @@ def test_an_unknown_profile_stops_the_server_at_startup(tmp_path: Path) -> None:
     """`PLANGATE_PROFILE` is read when the server imports the graph: a bad value stops it
     before it serves anything, with one line naming the variable, its value and the choices."""
     proc = subprocess.run(
-        _langgraph_dev(_free_port()),
+        _langgraph_dev(free_port()),
         cwd=tmp_path,
         env=_server_env(tmp_path / "outbox.db", "bogus"),
         capture_output=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import Runner, plan_of, thread
+from _support import Runner, free_port, plan_of, thread
 from langchain_mcp_adapters.sessions import Connection
 from langgraph.types import Command
 
@@ -49,12 +49,6 @@ class Peer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stdio_peer(log: Path) -> Peer:

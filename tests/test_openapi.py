@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from _support import Runner, plan_of, thread
+from _support import Runner, free_port, plan_of, thread
 from langchain_core.tools import BaseTool
 from langgraph.types import Command
 
@@ -45,12 +45,6 @@ TOOLS = [
     "billing.create_refund",
     "billing.get_exchange_rate",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
