@@ -32,6 +32,7 @@ from plangate.errors import (
     ProfileError,
     ResumeConflict,
     RunNotFinished,
+    ThreadError,
     UnknownThread,
 )
 from plangate.graph import build_graph
@@ -88,6 +89,7 @@ __all__ = (
     "ProfileError",
     "ResumeConflict",
     "RunNotFinished",
+    "ThreadError",
     "RetryPolicy",
     "StepOutcome",
     "StepResult",

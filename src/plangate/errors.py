@@ -18,6 +18,7 @@ __all__ = (
     "ProfileError",
     "ResumeConflict",
     "RunNotFinished",
+    "ThreadError",
     "UnknownThread",
 )
 
@@ -93,41 +94,53 @@ class AdapterError(PlangateUsageError):
         super().__init__(message, hint=hint)
 
 
-class UnknownThread(PlangateUsageError):
+class ThreadError(PlangateUsageError):
+    """A request about one run that the state of its thread refuses.
+
+    Attributes:
+        thread_id: The thread the request named.
+    """
+
+    def __init__(self, thread_id: str, message: str, *, hint: str | None = None) -> None:
+        self.thread_id = thread_id
+        super().__init__(message, hint=hint)
+
+
+class UnknownThread(ThreadError):
     """No run with this thread id exists in the checkpointer."""
 
     def __init__(self, thread_id: str):
-        self.thread_id = thread_id
         super().__init__(
+            thread_id,
             f"no run with thread id {thread_id!r}",
             hint="`plangate pending` lists paused runs",
         )
 
 
-class NoPendingApproval(PlangateUsageError):
+class NoPendingApproval(ThreadError):
     """A decision was sent to a run that is not waiting for one."""
 
     def __init__(self, thread_id: str):
-        self.thread_id = thread_id
         super().__init__(
+            thread_id,
             f"run {thread_id!r} is not waiting for an approval",
             hint="`plangate show THREAD` prints its result",
         )
 
 
-class ResumeConflict(PlangateUsageError):
+class ResumeConflict(ThreadError):
     """Another run of the same thread is going on (another worker resuming the same approval,
     say); this one was refused before it changed anything, and the other goes on."""
 
     def __init__(self, thread_id: str):
-        self.thread_id = thread_id
         super().__init__(
+            thread_id,
             f"run {thread_id!r} is already being run or resumed elsewhere",
             hint="wait for it to finish; `plangate show THREAD` tells how it ended",
         )
 
 
-class RunNotFinished(PlangateUsageError):
+class RunNotFinished(ThreadError):
     """A new plan was sent to a thread whose run has not finished: it waits for an approval, or
     its process stopped mid-way. Starting over would abandon that run; nothing was changed.
 
@@ -136,16 +149,17 @@ class RunNotFinished(PlangateUsageError):
     """
 
     def __init__(self, thread_id: str, *, waiting: bool):
-        self.thread_id = thread_id
         self.waiting = waiting
         if waiting:
             super().__init__(
+                thread_id,
                 f"run {thread_id!r} is waiting for an approval; a new plan would abandon it",
                 hint="decide it first (`plangate approve` / `plangate reject`, or "
                 "Command(resume=...)), or start the plan on a new thread",
             )
         else:
             super().__init__(
+                thread_id,
                 f"run {thread_id!r} has not finished; a new plan would abandon it",
                 hint="finish it first (`plangate resume THREAD`, or invoke(None, config)), "
                 "or start the plan on a new thread",

@@ -34,6 +34,7 @@ from plangate.errors import (
     PlanValidationError,
     ProfileError,
     ResumeConflict,
+    ThreadError,
     UnknownThread,
 )
 from plangate.history import (
@@ -61,25 +62,24 @@ _RISKS = ("low", "medium", "high")
 _THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
 
-class StaleDecision(PlangateUsageError):
+class StaleDecision(ThreadError):
     """A decision names an approval request the run no longer waits for: someone decided it
     first, and the run may already wait for the next one."""
 
     def __init__(self, thread_id: str):
-        self.thread_id = thread_id
         super().__init__(
+            thread_id,
             f"run {thread_id!r} no longer waits for this approval: someone else decided it",
             hint="reload the inbox to see what it waits for now",
         )
 
 
-class ThreadExists(PlangateUsageError):
+class ThreadExists(ThreadError):
     """A new run was to start in a thread that already holds one."""
 
     def __init__(self, thread_id: str):
-        self.thread_id = thread_id
         super().__init__(
-            f"thread {thread_id!r} already holds a run", hint="leave the thread id empty"
+            thread_id, f"thread {thread_id!r} already holds a run", hint="leave the thread id empty"
         )
 
 
