@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command
+from langgraph.types import Command, StateSnapshot
 
 from plangate._governance import utc_now
 from plangate.checkpoint import is_postgres_url, sqlite_path
@@ -43,6 +43,9 @@ DbOption = Annotated[
     ),
 ]
 ThreadArg = Annotated[str, typer.Argument(metavar="THREAD", help="The run's thread id.")]
+ApproverOption = Annotated[
+    str | None, typer.Option(help="Who decides (recorded; default: your user name).")
+]
 DEFAULT_DB = "plangate.db"
 
 
@@ -55,8 +58,9 @@ def _sqlite_exists(path: str) -> bool:
     return path == ":memory:" or Path(path).is_file()
 
 
-def _existing(db: str, thread: str) -> tuple[PlangateGraph, RunnableConfig]:
-    """The graph and config a thread was started with, from its checkpoint metadata."""
+def _existing(db: str, thread: str) -> tuple[PlangateGraph, RunnableConfig, StateSnapshot]:
+    """The graph and config a thread was started with, from its checkpoint metadata, and the
+    thread's state as read to find them (rebuilding it again would cost as much)."""
     if not is_postgres_url(db) and not _sqlite_exists(sqlite_path(db)):
         raise PlangateUsageError(f"database {db!r} does not exist", hint="pass --db PATH")
     probe = RunSetup.reader(db).graph(db)
@@ -64,7 +68,7 @@ def _existing(db: str, thread: str) -> tuple[PlangateGraph, RunnableConfig]:
     if not snapshot.values and not snapshot.next:
         raise UnknownThread(thread)
     setup = RunSetup.of(snapshot, db)
-    return setup.graph(db), setup.config(thread)
+    return setup.graph(db), setup.config(thread), snapshot
 
 
 def _describe(event: dict[str, Any]) -> str:
@@ -252,7 +256,7 @@ def expire(db: DbOption = DEFAULT_DB) -> None:
         typer.echo("No approval has expired.")
     for thread in expired:
         # Each run goes on under its own setup (profile, offline mode), not the probe's.
-        run_graph, config = _existing(db, thread)
+        run_graph, config, _ = _existing(db, thread)
         typer.echo(f"\n{thread}: approval expired")
         try:
             _drive(run_graph, Command(resume=EXPIRED_DECISION), config, db)
@@ -263,9 +267,7 @@ def expire(db: DbOption = DEFAULT_DB) -> None:
 @app.command()
 def approve(
     thread: ThreadArg,
-    approver: Annotated[
-        str | None, typer.Option(help="Who approves (recorded; default: your user name).")
-    ] = None,
+    approver: ApproverOption = None,
     args: Annotated[
         str | None, typer.Option(help="New arguments as JSON: approve with an edit.")
     ] = None,
@@ -285,7 +287,7 @@ def approve(
             raise PlangateUsageError(
                 f"--args is not valid JSON: {exc.msg} at char {exc.pos}"
             ) from None
-    graph, config = _existing(db, thread)
+    graph, config, _ = _existing(db, thread)
     _drive(graph, Command(resume=decision), config, db)
 
 
@@ -293,15 +295,13 @@ def approve(
 def reject(
     thread: ThreadArg,
     reason: Annotated[str, typer.Option(help="Why the step is rejected (recorded).")],
-    approver: Annotated[
-        str | None, typer.Option(help="Who rejects (recorded; default: your user name).")
-    ] = None,
+    approver: ApproverOption = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Reject the pending step of a run and go on (or halt, as the profile says)."""
     if not reason.strip():
         raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
-    graph, config = _existing(db, thread)
+    graph, config, _ = _existing(db, thread)
     decision = {"decision": "reject", "reason": reason, "approver": approver or _user()}
     _drive(graph, Command(resume=decision), config, db)
 
@@ -313,8 +313,7 @@ def resume(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
     The step it was in runs again with the same idempotency key, so tools that honour it do not
     act twice.
     """
-    graph, config = _existing(db, thread)
-    snapshot = graph.get_state(config)
+    graph, config, snapshot = _existing(db, thread)
     if snapshot.interrupts:
         raise PlangateUsageError(
             f"run {thread!r} is waiting for an approval",
@@ -332,8 +331,7 @@ def resume(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
 @app.command()
 def show(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
     """Print a run's result, step table and golden signals (or what it waits for)."""
-    graph, config = _existing(db, thread)
-    snapshot = graph.get_state(config)
+    _, _, snapshot = _existing(db, thread)
     if snapshot.interrupts:
         _print_pending(thread, snapshot.interrupts[0].value, db)
     elif snapshot.values.get("result"):
@@ -348,7 +346,7 @@ def show(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
 @app.command()
 def trace(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
     """Print a run's whole trace as JSON lines."""
-    graph, config = _existing(db, thread)
+    graph, config, _ = _existing(db, thread)
     for event in get_trace(graph, config):
         typer.echo(json.dumps(event, ensure_ascii=False))
 
