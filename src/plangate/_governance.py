@@ -11,6 +11,8 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
+from plangate.actions import StepPolicy, ToolDeclaration, step_policy, tool_declaration
+from plangate.actions import trusted_declaration as trusted_of
 from plangate.approval import response_schema
 from plangate.plan import PlanStep
 from plangate.profiles import Profile
@@ -40,7 +42,34 @@ class Governance:
     mocks: Mapping[str, BaseTool] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
+    fingerprint: str = field(init=False)
     _schemas: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    _trusted: dict[str, ToolDeclaration] = field(default_factory=dict, repr=False, compare=False)
+    _policies: dict[tuple[str, str | None, str | None], StepPolicy] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fingerprint", self.profile.fingerprint)
+        # Every declaration is read now, so that a bad one fails when the graph is built.
+        for name in {**self.mocks, **self.tools}:
+            self.trusted(name)
+
+    def trusted(self, name: str) -> ToolDeclaration:
+        """The trusted action of tool `name` (see `plangate.actions`), worked out once."""
+        if name not in self._trusted:
+            tool = self.tools.get(name) or self.mocks.get(name)
+            declared = tool_declaration(tool) if tool is not None else None
+            self._trusted[name] = trusted_of(name, declared, self.profile)
+        return self._trusted[name]
+
+    def policy(self, step: PlanStep) -> StepPolicy:
+        """How `step` is governed; the same for every step with its tool, action and domain,
+        so it is worked out once per such triple, not once per step."""
+        key = (step.tool, step.action, step.domain)
+        if key not in self._policies:
+            self._policies[key] = step_policy(step, self.trusted(step.tool), self.profile)
+        return self._policies[key]
 
     def tool(self, name: str) -> BaseTool | None:
         """What a step calling `name` calls first: the tool, or offline its mock."""

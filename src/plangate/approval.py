@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.tools import BaseTool
 from pydantic import (
@@ -18,9 +21,18 @@ from pydantic import (
 from plangate._files import dotted, first_error
 from plangate.errors import InvalidDecision
 from plangate.plan import PlanStep
-from plangate.profiles import Profile, Risk
 
-__all__ = ("Decision", "consequence_of", "parse_decision", "response_schema")
+if TYPE_CHECKING:
+    from plangate.actions import StepPolicy
+
+__all__ = (
+    "Decision",
+    "approval_digest",
+    "args_problem",
+    "consequence_of",
+    "parse_decision",
+    "response_schema",
+)
 
 DECISIONS = ("approve", "edit", "reject", "respond")
 
@@ -35,6 +47,12 @@ class Decision(BaseModel):
         message: The answer given instead of the tool's output; required for `respond`.
         reason: Why; recorded in the approval record and the trace.
         approver: Who decided; recorded in the approval record.
+        request_id: The `request_id` of the request decided. Given, the decision answers that
+            request only: if it is no longer pending, the decision is refused
+            (`StaleDecision`). Left out, the decision answers whatever request is pending.
+        digest: The `digest` of the request decided (tool, args, action, risk, profile).
+            Given and not the pending request's, the decision is refused (`InvalidDecision`):
+            it was about something else.
 
     Example:
         >>> Decision(decision="edit", args={"to": "ana@example.com"}, approver="lee").decision
@@ -50,6 +68,8 @@ class Decision(BaseModel):
     message: str | None = Field(default=None, validate_default=True)
     reason: str | None = None
     approver: str | None = None
+    request_id: str | None = None
+    digest: str | None = None
 
     @field_validator("args")
     @classmethod
@@ -71,8 +91,17 @@ class Decision(BaseModel):
         return message
 
 
-def parse_decision(value: Any, *, tool: BaseTool | None = None) -> Decision:
-    """Validate a resume value (dict or `Decision`), including edited args against the tool.
+_HINT = "send {'decision': 'approve'|'edit'|'reject'|'respond', ...}"
+
+
+def parse_decision(
+    value: Any, *, tool: BaseTool | None = None, request: Mapping[str, Any] | None = None
+) -> Decision:
+    """Validate a resume value (dict or `Decision`) as the answer to `request`.
+
+    An `edit` is checked against the tool's argument schema (unknown keys included) and must
+    not carry a redaction marker (`[REDACTED_EMAIL]`, ...) into the call that the request's own
+    args did not hold there; a `digest` given must be the request's.
 
     Raises:
         InvalidDecision: The value is not a valid decision; the message names the field.
@@ -86,34 +115,114 @@ def parse_decision(value: Any, *, tool: BaseTool | None = None) -> Decision:
             loc, msg = first_error(exc)
             field = dotted(loc) or "decision"
             raise InvalidDecision(
-                f"invalid decision: {field}: {msg}",
-                field=field,
-                hint="send {'decision': 'approve'|'edit'|'reject'|'respond', ...}",
+                f"invalid decision: {field}: {msg}", field=field, hint=_HINT
             ) from None
     else:
         raise InvalidDecision(
             "invalid decision: expected a mapping or plangate.Decision, "
             f"got {type(value).__name__}",
             field="decision",
-            hint="send {'decision': 'approve'|'edit'|'reject'|'respond', ...}",
+            hint=_HINT,
         )
-    if decision.decision == "edit" and tool is not None:
-        _check_args(tool, decision.args or {})
+    if request is not None and decision.digest not in (None, request.get("digest")):
+        raise InvalidDecision(
+            "invalid decision: digest: it is not the digest of the pending request, so the "
+            "decision was about something else",
+            field="digest",
+            hint="read the pending request again and decide on what it shows",
+        )
+    if decision.decision == "edit":
+        args = decision.args or {}
+        if request is not None:
+            _refuse_new_markers(args, request.get("args") or {})
+        if tool is not None:
+            problem = args_problem(tool, args)
+            if problem is not None:
+                field, message = problem
+                raise InvalidDecision(
+                    f"invalid edit for tool {tool.name!r}: {field}: {message}",
+                    field=field,
+                    hint="the args must match the tool's argument schema in response_schema",
+                )
     return decision
 
 
-def _check_args(tool: BaseTool, args: dict[str, Any]) -> None:
+_MARKER = re.compile(r"\[REDACTED_[A-Z]+\]")
+
+
+def _refuse_new_markers(edited: Mapping[str, Any], original: Any) -> None:
+    """An edit must not send a redaction marker to the tool unless the original value at that
+    place held it too: a marker there means the approver edited a redacted copy."""
+    for path, text in _strings(edited, "args"):
+        markers = set(_MARKER.findall(text))
+        if markers and not markers <= set(_MARKER.findall(_at(original, path[5:]))):
+            raise InvalidDecision(
+                f"invalid decision: {path}: holds a redaction marker "
+                f"({sorted(markers)[0]}); send the real value",
+                field=path,
+                hint="approval requests carry the real args: edit those, not a redacted copy",
+            )
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(dotted path, text) of every string in `value`, keys included."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(str(key), f"{path}.{key}")
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}.{index}")
+
+
+def _at(value: Any, path: str) -> str:
+    """The text at dotted `path` in `value` (keys count as text at their own path), or ''."""
+    for part in path.split(".") if path else ():
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, Mapping) and part in map(str, value):
+            return part  # the key itself
+        elif isinstance(value, (list, tuple)) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return ""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def args_problem(tool: BaseTool, args: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(field, message) of the first thing `tool`'s argument schema refuses in `args`, an
+    argument it does not take included; `None` when it takes them."""
     schema = tool.get_input_schema()
     try:
-        schema.model_validate(args)  # type: ignore[union-attr]
+        schema.model_validate(dict(args))  # type: ignore[union-attr]
     except ValidationError as exc:
         loc, msg = first_error(exc)
-        field = f"args.{dotted(loc)}" if loc else "args"
-        raise InvalidDecision(
-            f"invalid edit for tool {tool.name!r}: {field}: {msg}",
-            field=field,
-            hint="the args must match the tool's argument schema in response_schema",
-        ) from None
+        return (f"args.{dotted(loc)}" if loc else "args"), msg
+    fields = getattr(schema, "model_fields", None)
+    extra = getattr(schema, "model_config", {}).get("extra")
+    if fields is not None and extra != "allow":
+        unknown = [key for key in args if key not in fields]
+        if unknown:
+            takes = ", ".join(fields) or "no arguments"
+            return f"args.{unknown[0]}", f"{tool.name} takes no argument {unknown[0]!r} ({takes})"
+    return None
+
+
+def approval_digest(
+    tool: str, args: Mapping[str, Any], action: str, risk: str, profile_fingerprint: str
+) -> str:
+    """SHA-256 over what a person approves: the tool, the canonical JSON of its args, the
+    effective action and risk, and the profile's fingerprint. A decision is bound to it."""
+    canonical = json.dumps(
+        [tool, args, action, risk, profile_fingerprint],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=repr,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def response_schema(tool: BaseTool | None) -> dict[str, Any]:
@@ -133,24 +242,25 @@ def response_schema(tool: BaseTool | None) -> dict[str, Any]:
     return schema
 
 
-def consequence_of(step: PlanStep, profile: Profile, risk: Risk) -> str:
+def consequence_of(step: PlanStep, policy: StepPolicy) -> str:
     """One sentence a human reads before approving: what happens, to whom, and whether it can
-    be undone."""
+    be undone (from the effective action and the trusted irreversibility, not the plan)."""
     if step.description:
         what, to_whom = step.description.rstrip("."), ""
     else:
         target = _target(step.args)
         what, to_whom = f"call {step.tool}", f" with {target}" if target else ""
-    if step.action == "read":
+    if policy.action == "read":
         effect = "It only reads data; nothing is changed."
-    elif step.action == "propose":
+    elif policy.action == "propose":
         effect = "It prepares a draft for review; nothing is sent or changed yet."
-    elif profile.is_irreversible(step.tool):
+    elif policy.irreversible:
         effect = "It changes the world and cannot be undone."
     else:
         effect = "It changes the world; undoing it needs a follow-up action."
     return (
-        f"If approved, plangate will {what[0].lower() + what[1:]}{to_whom} ({risk} risk). {effect}"
+        f"If approved, plangate will {what[0].lower() + what[1:]}{to_whom} "
+        f"({policy.risk} risk). {effect}"
     )
 
 

@@ -13,8 +13,17 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt
 
+from plangate._governance import Governance
 from plangate.approval import parse_decision
-from plangate.errors import InvalidDecision, NoPendingApproval, RunNotFinished, UnknownThread
+from plangate.errors import (
+    InvalidDecision,
+    NoPendingApproval,
+    ProfileMismatch,
+    RunNotFinished,
+    StaleDecision,
+    ToolNotAvailable,
+    UnknownThread,
+)
 from plangate.history import interrupts_waiting, is_approval_request
 from plangate.locks import RunLocks, arun_locks, run_locks
 from plangate.plan import parse_plan
@@ -26,24 +35,26 @@ class PlangateGraph(CompiledStateGraph):
     """A compiled plangate graph: a LangGraph `CompiledStateGraph` that validates its input.
 
     A plan is validated (raising `PlanValidationError`) and a resume value is validated as a
-    `Decision` against the pending request's tool (raising `InvalidDecision`) before either is
-    handed to LangGraph. That matters for resumes: LangGraph stores a resume value before the
-    interrupted node runs again, so a bad value must never get that far. A plan sent to a thread
-    whose run has not finished raises `RunNotFinished`, and each run holds its thread's lock
-    (`ResumeConflict` for a second one).
+    `Decision` on the pending request (raising `InvalidDecision`) before either is handed to
+    LangGraph. That matters for resumes: LangGraph stores a resume value before the interrupted
+    node runs again, so a bad value must never get that far. A resume is refused, and the run
+    stays paused, when the decision names a request that is no longer pending
+    (`StaleDecision`), when the run started under another profile than this graph's
+    (`ProfileMismatch`), or when this graph lacks the waiting step's tool (`ToolNotAvailable`).
+    A plan sent to a thread whose run has not finished raises `RunNotFinished`, and each run
+    holds its thread's lock (`ResumeConflict` for a second one).
     """
 
-    def __init__(self, *, tools: Mapping[str, BaseTool] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, governance: Governance | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.tools: Mapping[str, BaseTool] = tools or {}
+        self.governance = governance
+        self.tools: Mapping[str, BaseTool] = governance.tools if governance else {}
         self._locks: RunLocks | None = None
 
     @classmethod
-    def from_compiled(
-        cls, compiled: CompiledStateGraph, tools: Mapping[str, BaseTool]
-    ) -> PlangateGraph:
+    def from_compiled(cls, compiled: CompiledStateGraph, governance: Governance) -> PlangateGraph:
         attrs = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
-        return cls(tools=tools, **attrs)
+        return cls(governance=governance, **attrs)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -51,9 +62,12 @@ class PlangateGraph(CompiledStateGraph):
         # The thread's lock is taken before the pending approval is read, so that what is
         # checked is still true when the run goes on.
         with self._run_lock(config):
-            waiting = self._waiting(config or {}) if self._is_resume(input) else None
+            saved = self._saver.get_tuple(config or {}) if self._locked_thread(config) else None
             if self._starts_plan(input, config):
-                _refuse_unfinished(self._saver.get_tuple(config or {}), config or {})
+                _refuse_unfinished(saved, config or {})
+            else:
+                self._check_profile(saved, config or {})
+            waiting = self._waiting(saved, config or {}) if self._is_resume(input) else None
             admitted = self._admit(input, config, waiting)
             yield from super().stream(admitted, config, **self._with_durability(config, kwargs))
 
@@ -61,10 +75,13 @@ class PlangateGraph(CompiledStateGraph):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         async with await self._arun_lock(config):
-            waiting = await self._awaiting(config or {}) if self._is_resume(input) else None
+            locked = self._locked_thread(config)
+            saved = await self._saver.aget_tuple(config or {}) if locked else None
             if self._starts_plan(input, config):
-                saved = await self._saver.aget_tuple(config or {})
                 _refuse_unfinished(saved, config or {})
+            else:
+                self._check_profile(saved, config or {})
+            waiting = await self._awaiting(saved, config or {}) if self._is_resume(input) else None
             admitted = self._admit(input, config, waiting)
             async for chunk in super().astream(
                 admitted, config, **self._with_durability(config, kwargs)
@@ -133,21 +150,38 @@ class PlangateGraph(CompiledStateGraph):
             and isinstance(self.checkpointer, BaseCheckpointSaver)
         )
 
-    def _waiting(self, config: RunnableConfig) -> list[Interrupt]:
+    def _waiting(self, saved: CheckpointTuple | None, config: RunnableConfig) -> list[Interrupt]:
         """The interrupts the thread waits on, from the latest checkpoint's pending writes: not
         `get_state`, whose rebuild of the state LangGraph would do again when the resume runs."""
-        saved = self._saver.get_tuple(config)
         if saved is None:
             raise UnknownThread(_thread_id(config))
         waiting = interrupts_waiting(saved)
         return list(self.get_state(config).interrupts) if waiting is None else waiting
 
-    async def _awaiting(self, config: RunnableConfig) -> list[Interrupt]:
-        saved = await self._saver.aget_tuple(config)
+    async def _awaiting(
+        self, saved: CheckpointTuple | None, config: RunnableConfig
+    ) -> list[Interrupt]:
         if saved is None:
             raise UnknownThread(_thread_id(config))
         waiting = interrupts_waiting(saved)
         return list((await self.aget_state(config)).interrupts) if waiting is None else waiting
+
+    def _check_profile(self, saved: CheckpointTuple | None, config: RunnableConfig) -> None:
+        """Refuse to go on with a run under another profile than the one it started under: a
+        run started under `enterprise` and resumed under `technical` would skip every approval
+        left. Runs from before fingerprints were recorded go on."""
+        if saved is None or self.governance is None:
+            return
+        run = saved.checkpoint["channel_values"].get("run") or {}
+        started = run.get("profile_fingerprint")
+        if started is not None and started != self.governance.fingerprint:
+            raise ProfileMismatch(
+                _thread_id(config),
+                started=str(run.get("profile")),
+                started_fingerprint=started,
+                current=self.governance.profile.name,
+                current_fingerprint=self.governance.fingerprint,
+            )
 
     def _admit(
         self, input: Any, config: RunnableConfig | None, waiting: list[Interrupt] | None
@@ -160,11 +194,29 @@ class PlangateGraph(CompiledStateGraph):
         if not pending:
             raise NoPendingApproval(_thread_id(config or {}))
         resume = input.resume
+        value: Any
         if isinstance(resume, Mapping) and resume and set(resume) <= set(pending):
-            checked = {
-                key: self._decision(pending[key].value, value) for key, value in resume.items()
+            value = {
+                key: self._decision(pending[key].value, item, config or {})
+                for key, item in resume.items()
             }
-            return Command(resume=checked, update=input.update, goto=input.goto, graph=input.graph)
+        else:
+            key = self._addressed(pending, resume, config or {})
+            value = self._decision(pending[key].value, resume, config or {})
+        return Command(resume=value, update=input.update, goto=input.goto, graph=input.graph)
+
+    def _addressed(
+        self, pending: Mapping[str, Interrupt], resume: Any, config: RunnableConfig
+    ) -> str:
+        """The interrupt a single decision answers: the one its `request_id` names, else the
+        only one pending."""
+        request_id = resume.get("request_id") if isinstance(resume, Mapping) else None
+        request_id = getattr(resume, "request_id", request_id)
+        if request_id is not None:
+            for key, waiting in pending.items():
+                if waiting.value.get("request_id") == request_id:
+                    return key
+            raise StaleDecision(_thread_id(config), request_id=str(request_id))
         if len(pending) > 1:
             raise InvalidDecision(
                 f"{len(pending)} approvals are pending; "
@@ -172,16 +224,18 @@ class PlangateGraph(CompiledStateGraph):
                 field="resume",
                 hint="ids: " + ", ".join(pending),
             )
-        (request,) = (i.value for i in pending.values())
-        return Command(
-            resume=self._decision(request, resume),
-            update=input.update,
-            goto=input.goto,
-            graph=input.graph,
-        )
+        return next(iter(pending))
 
-    def _decision(self, request: Mapping[str, Any], value: Any) -> dict[str, Any]:
-        decision = parse_decision(value, tool=self.tools.get(request["tool"]))
+    def _decision(
+        self, request: Mapping[str, Any], value: Any, config: RunnableConfig
+    ) -> dict[str, Any]:
+        tool_name = request["tool"]
+        tool = self.governance.tool(tool_name) if self.governance else self.tools.get(tool_name)
+        if tool is None:
+            raise ToolNotAvailable(_thread_id(config), tool=tool_name)
+        decision = parse_decision(value, tool=tool, request=request)
+        if decision.request_id not in (None, request.get("request_id")):
+            raise StaleDecision(_thread_id(config), request_id=decision.request_id)
         return decision.model_dump(exclude_none=True)
 
 

@@ -16,9 +16,12 @@ __all__ = (
     "PlangateError",
     "PlangateUsageError",
     "ProfileError",
+    "ProfileMismatch",
     "ResumeConflict",
     "RunNotFinished",
+    "StaleDecision",
     "ThreadError",
+    "ToolNotAvailable",
     "UnknownThread",
 )
 
@@ -164,3 +167,71 @@ class RunNotFinished(ThreadError):
                 hint="finish it first (`plangate resume THREAD`, or invoke(None, config)), "
                 "or start the plan on a new thread",
             )
+
+
+class StaleDecision(ThreadError):
+    """A decision names an approval request the run no longer waits for: someone decided it
+    first, and the run may already wait for the next one, which this decision must not answer.
+    Nothing was changed.
+
+    Attributes:
+        request_id: The request the decision named, when it named one.
+    """
+
+    def __init__(self, thread_id: str, *, request_id: str | None = None):
+        self.request_id = request_id
+        super().__init__(
+            thread_id,
+            f"run {thread_id!r} no longer waits for "
+            + (f"request {request_id!r}" if request_id else "this approval")
+            + ": someone else decided it",
+            hint="look at what it waits for now (`plangate show THREAD`) and decide on that",
+        )
+
+
+class ProfileMismatch(ThreadError):
+    """A run was to go on under another profile than the one it started under (a run started
+    under `enterprise` and resumed under `technical` would skip every approval left). Nothing
+    was recorded; the run stays as it was.
+
+    Attributes:
+        started: The name of the profile the run started under.
+        current: The name of the profile of the graph that was to resume it.
+    """
+
+    def __init__(
+        self,
+        thread_id: str,
+        *,
+        started: str,
+        started_fingerprint: str,
+        current: str,
+        current_fingerprint: str,
+    ):
+        self.started = started
+        self.current = current
+        same_name = " (same name, other rules)" if started == current else ""
+        super().__init__(
+            thread_id,
+            f"run {thread_id!r} started under profile {started!r} "
+            f"({started_fingerprint[:12]}) and cannot go on under profile {current!r} "
+            f"({current_fingerprint[:12]}){same_name}",
+            hint="resume it with a graph built with the profile it started under",
+        )
+
+
+class ToolNotAvailable(ThreadError):
+    """A decision was sent to a run waiting on a step whose tool the resuming graph does not
+    have; it was refused before it was stored, and the run stays paused.
+
+    Attributes:
+        tool: The waiting step's tool.
+    """
+
+    def __init__(self, thread_id: str, *, tool: str):
+        self.tool = tool
+        super().__init__(
+            thread_id,
+            f"run {thread_id!r} waits on a call of {tool!r}, which this graph does not have",
+            hint="decide it with a graph built with the tools the run started with",
+        )

@@ -32,7 +32,9 @@ class PlanStep(BaseModel):
             position).
         tool: The registered name of the tool to call, e.g. `crm.lookup_account`.
         args: Keyword arguments for the tool.
-        action: `read` (default), `propose` or `execute`; profiles gate approvals on it.
+        action: `read`, `propose` or `execute`, as the plan sees it. It can only raise the
+            tool's trusted action (from the profile or the tool itself, see `plangate.actions`),
+            never lower it; left out, the trusted action applies.
         domain: Budget domain; defaults to `metadata["domain"]`, else the part of `tool` before
             the first `.` (`crm.lookup` -> `crm`).
         depends_on: Ids of steps that must end `ok` before this one runs; otherwise it is skipped.
@@ -45,7 +47,7 @@ class PlanStep(BaseModel):
     id: str = ""
     tool: str = Field(min_length=1)
     args: dict[str, Any] = Field(default_factory=dict)
-    action: Action = "read"
+    action: Action | None = None
     domain: str | None = None
     depends_on: list[str] = Field(default_factory=list)
     description: str = ""

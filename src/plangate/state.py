@@ -59,6 +59,7 @@ class ApprovalRecord(TypedDict):
     requested_at: str
     decided_at: str
     wait_ms: float
+    digest: NotRequired[str]
 
 
 class StepOutcome(TypedDict):
@@ -77,7 +78,12 @@ class StepOutcome(TypedDict):
 
 
 class ApprovalRequest(TypedDict):
-    """The value of the interrupt a run stops with when a step waits for a human decision."""
+    """The value of the interrupt a run stops with when a step waits for a human decision.
+
+    `args` are the real arguments (the person deciding must see them; the trace's copy is
+    redacted); `action` is the effective action and `action_source` who said it; `digest` binds
+    a decision to the tool, args, action, risk and profile shown (`Decision.digest`).
+    """
 
     type: Literal["approval_request"]
     request_id: str
@@ -87,10 +93,14 @@ class ApprovalRequest(TypedDict):
     tool: str
     args: dict[str, Any]
     action: str
+    action_source: str
+    irreversible: bool
     domain: str
     description: str
     risk: Risk
     consequence: str
+    profile: str
+    digest: str
     requested_at: str
     expires_at: str
     allowed_decisions: list[str]
@@ -102,7 +112,8 @@ class CurrentStep(TypedDict, total=False):
     """The step being governed now; `budget_check` starts it afresh for every step."""
 
     index: int
-    route: Literal["approve", "execute", "close"]
+    # `recheck`: `tool_exec` found the call no longer the one approved, and asks again.
+    route: Literal["approve", "execute", "close", "recheck"]
     args: dict[str, Any]
     request: ApprovalRequest
     approval: ApprovalRecord
@@ -132,6 +143,9 @@ class RunCounters(TypedDict):
     usage: BudgetUsage
     warned: list[str]
     halted: str | None
+    # The profile the run started under: resuming it under another is refused.
+    profile: NotRequired[str]
+    profile_fingerprint: NotRequired[str]
 
 
 SNAPSHOT_EVERY = 100

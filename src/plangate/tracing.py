@@ -19,11 +19,13 @@ __all__ = (
 
 EventType = Literal[
     "plan_created",
+    "policy_override",
     "budget_warning",
     "budget_exceeded",
     "approval_requested",
     "approval_received",
     "approval_timeout",
+    "approval_invalidated",
     "adapter_fallback",
     "tool_call_start",
     "tool_call_retry",

@@ -21,6 +21,7 @@ import yaml
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
+from plangate.actions import declare_action
 from plangate.adapters.mock import mock_tools
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY
 
@@ -142,13 +143,26 @@ def demo_toolkit(outbox: str | Path = "plangate-outbox.db") -> list[BaseTool]:
             )
         return {"opportunity_id": opportunity_id, "stage": stage}
 
+    # Each tool says what it does, so that no plan can call a send a read.
     return [
-        StructuredTool.from_function(
-            lookup_account, name="crm.lookup_account", handle_tool_error=False
+        declare_action(
+            StructuredTool.from_function(
+                lookup_account, name="crm.lookup_account", handle_tool_error=False
+            ),
+            action="read",
         ),
-        StructuredTool.from_function(draft_email, name="email.draft"),
-        StructuredTool.from_function(send_email, name="email.send"),
-        StructuredTool.from_function(update_opportunity, name="crm.update_opportunity"),
+        declare_action(
+            StructuredTool.from_function(draft_email, name="email.draft"), action="propose"
+        ),
+        declare_action(
+            StructuredTool.from_function(send_email, name="email.send"),
+            action="execute",
+            irreversible=True,
+        ),
+        declare_action(
+            StructuredTool.from_function(update_opportunity, name="crm.update_opportunity"),
+            action="execute",
+        ),
     ]
 
 

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 
 from langchain_core.tools import BaseTool, StructuredTool
 
+from plangate.actions import METADATA_KEY, function_declaration
 from plangate.errors import PlangateUsageError
 
 __all__ = ("ToolsLike", "tool_registry")
@@ -28,11 +29,15 @@ def _as_tool(tool: BaseTool | Callable[..., Any], name: str | None = None) -> Ba
         tool_name = name or getattr(tool, "__name__", None) or repr(tool)
         # LangChain insists on a description; a bare function without a docstring still works.
         description = (getattr(tool, "__doc__", None) or "").strip() or f"Call {tool_name}."
+        declared = function_declaration(tool)
+        metadata = {METADATA_KEY: declared} if declared else None
         if inspect.iscoroutinefunction(tool):
             return StructuredTool.from_function(
-                coroutine=tool, name=tool_name, description=description
+                coroutine=tool, name=tool_name, description=description, metadata=metadata
             )
-        return StructuredTool.from_function(tool, name=tool_name, description=description)
+        return StructuredTool.from_function(
+            tool, name=tool_name, description=description, metadata=metadata
+        )
     raise PlangateUsageError(
         f"cannot use {tool!r} as a tool",
         hint="pass LangChain BaseTools or plain functions",

@@ -16,23 +16,41 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from plangate._governance import Governance, TraceWriter, parse_iso, step_at
-from plangate.approval import Decision, parse_decision
+from plangate.approval import Decision, approval_digest, parse_decision
 from plangate.errors import InvalidDecision
 from plangate.nodes._outcome import closed_outcome
 from plangate.state import ApprovalRecord, ApprovalRequest, CurrentStep, PlanState
 
 
 def ask_for_decision(request: ApprovalRequest, governance: Governance) -> Decision:
-    """Interrupt until the resume value is a valid decision."""
-    tool = governance.tools.get(request["tool"])
+    """Interrupt until the resume value is a valid decision on this very request."""
+    tool = governance.tool(request["tool"])
     asked = request
     while True:
         # The schema also rides on the Interrupt itself, where LangGraph clients look for it.
         value = interrupt(asked, response_schema=request["response_schema"])
         try:
-            return parse_decision(value, tool=tool)
+            decision = parse_decision(value, tool=tool, request=request)
         except InvalidDecision as exc:
             asked = {**request, "error": exc.message}
+            continue
+        if decision.request_id in (None, request["request_id"]):
+            return decision
+        asked = {
+            **request,
+            "error": f"the decision answers request {decision.request_id!r}, which is not "
+            "pending; decide on this request",
+        }
+
+
+def decided_digest(request: ApprovalRequest, decision: Decision, governance: Governance) -> str:
+    """The digest of the call a decision lets run: the request's own, or for an `edit` that of
+    the edited call (the same tool, action, risk and profile, the new args)."""
+    if decision.decision != "edit" or decision.args is None:
+        return request.get("digest", "")  # none on requests made before digests existed
+    return approval_digest(
+        request["tool"], decision.args, request["action"], request["risk"], governance.fingerprint
+    )
 
 
 def approval_interrupt(
@@ -57,6 +75,7 @@ def approval_interrupt(
         "requested_at": request["requested_at"],
         "decided_at": governance.now(),
         "wait_ms": round((decided - parse_iso(request["requested_at"])).total_seconds() * 1000, 3),
+        "digest": decided_digest(request, decision, governance),
     }
     writer = TraceWriter(state["run"], governance, runtime.stream_writer)
     current["approval"] = record

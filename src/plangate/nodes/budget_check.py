@@ -2,9 +2,12 @@
 
 In order: a step whose dependencies did not end `ok` is skipped; a tool nobody registered
 (offline: with no mock), or that the profile does not allow, is blocked; a call that would exceed
-a budget tier is blocked; a step whose action the profile gates gets an approval request (built
-here, once, so that the timestamps do not change when `approval_interrupt` runs again on resume);
-anything else goes to `tool_exec`.
+a budget tier is blocked. Then the step's policy is worked out from trusted sources (the plan may
+raise its action, never lower it; a lowering is recorded as `policy_override`). A step the
+profile gates has its args checked against the tool's schema (refused args end it `error`
+without asking anyone) and gets an approval request carrying the real args and a digest that
+binds the decision to them (built here, once, so that the timestamps do not change when
+`approval_interrupt` runs again on resume); anything else goes to `tool_exec`.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from plangate._governance import Governance, TraceWriter, iso, step_at
-from plangate.approval import DECISIONS, consequence_of
+from plangate.actions import StepPolicy
+from plangate.approval import DECISIONS, approval_digest, args_problem, consequence_of
 from plangate.budget import exceeded_tier
 from plangate.nodes._outcome import closed_outcome
 from plangate.plan import PlanStep
 from plangate.state import ApprovalRequest, CurrentStep, PlanState
-from plangate.tracing import redact
 
 
 def budget_check(
@@ -66,26 +69,70 @@ def budget_check(
             "budget_exceeded",
             f"budget tier {tier} is used up ({used}/{limit} calls)",
         )
-    elif profile.needs_approval(step.tool, step.action):
-        request = approval_request(state, step, index, governance)
+    else:
+        _gate(state, step, current, governance, writer)
+    return {"current": current, **writer.update()}
+
+
+def _gate(
+    state: PlanState,
+    step: PlanStep,
+    current: CurrentStep,
+    governance: Governance,
+    writer: TraceWriter,
+) -> None:
+    """Route a step that may run: to `tool_exec`, to a person, or closed for refused args."""
+    policy = governance.policy(step)
+    if policy.lowered is not None:
+        writer.emit(
+            "policy_override",
+            {
+                "plan_action": policy.lowered,
+                "action": policy.action,
+                "action_source": policy.source,
+            },
+            step=step,
+        )
+    tool = governance.tool(step.tool)
+    problem = args_problem(tool, step.args) if policy.needs_approval and tool else None
+    if problem is not None:
+        field, message = problem
+        current["outcome"] = closed_outcome(
+            step,
+            "error",
+            "invalid_arguments",
+            f"{step.tool}: invalid arguments: {field}: {message}",
+        )
+    elif policy.needs_approval:
+        request = approval_request(state, step, current["index"], governance, policy)
         writer.emit(
             "approval_requested",
-            {k: request[k] for k in ("request_id", "risk", "consequence", "expires_at", "args")},
+            {
+                k: request[k]
+                for k in (
+                    "request_id",
+                    "action",
+                    "action_source",
+                    "risk",
+                    "consequence",
+                    "expires_at",
+                    "args",
+                    "digest",
+                )
+            },
             step=step,
         )
         current.update({"route": "approve", "request": request})
     else:
         current["route"] = "execute"
-    return {"current": current, **writer.update()}
 
 
 def approval_request(
-    state: PlanState, step: PlanStep, index: int, governance: Governance
+    state: PlanState, step: PlanStep, index: int, governance: Governance, policy: StepPolicy
 ) -> ApprovalRequest:
-    profile = governance.profile
+    """What the person deciding sees: the real args (the trace gets a redacted copy), the
+    effective action and where it came from, the risk, and a digest binding all of it."""
     requested = governance.clock()
-    risk = profile.risk(step.tool, step.action, step.domain or "")
-    consequence = consequence_of(step, profile, risk)
     return {
         "type": "approval_request",
         "request_id": uuid.uuid4().hex,
@@ -93,14 +140,20 @@ def approval_request(
         "step_id": step.id,
         "step_index": index,
         "tool": step.tool,
-        "args": redact(step.args) if profile.redact else step.args,
-        "action": step.action,
+        "args": step.args,
+        "action": policy.action,
+        "action_source": policy.source,
+        "irreversible": policy.irreversible,
         "domain": step.domain or "",
         "description": step.description,
-        "risk": risk,
-        "consequence": redact(consequence) if profile.redact else consequence,
+        "risk": policy.risk,
+        "consequence": consequence_of(step, policy),
+        "profile": governance.profile.name,
+        "digest": approval_digest(
+            step.tool, step.args, policy.action, policy.risk, governance.fingerprint
+        ),
         "requested_at": iso(requested),
-        "expires_at": iso(requested + profile.approval_timeout),
+        "expires_at": iso(requested + governance.profile.approval_timeout),
         "allowed_decisions": list(DECISIONS),
         "response_schema": governance.response_schema(step.tool),
     }

@@ -32,6 +32,8 @@ def plan_start(
         "usage": empty_usage(),
         "warned": [],
         "halted": None,
+        "profile": governance.profile.name,
+        "profile_fingerprint": governance.fingerprint,
     }
     writer = TraceWriter(run, governance, runtime.stream_writer)
     writer.emit(

@@ -1,5 +1,10 @@
 """`tool_exec`: call the step's tool; the only node with side effects.
 
+Before anything is charged or called, it works the step's policy out again and recomputes the
+digest of the call it is about to make: a call that needs approval and has none, or whose digest
+is not the one approved (the args, the tool's declaration or the profile changed since), is not
+run; the step goes back to `budget_check` and the person is asked again (`approval_invalidated`).
+
 It has a sync body (`tool_exec`, for `invoke`/`stream`) and an async one (`atool_exec`, for
 `ainvoke`/`astream`, where async tools are awaited natively); both share everything but the call.
 A tool's exception never ends the run: the step becomes `error` with a failure context, and
@@ -30,6 +35,7 @@ from langgraph.config import get_stream_writer
 from pydantic import BaseModel, ValidationError
 
 from plangate._governance import Governance, TraceWriter, step_at
+from plangate.approval import approval_digest
 from plangate.budget import charge, crossed_warnings
 from plangate.errors import PlangateUsageError
 from plangate.plan import PlanStep
@@ -39,6 +45,7 @@ from plangate.state import BudgetUsage, CurrentStep, PlanState, StepOutcome
 __all__ = (
     "IDEMPOTENCY_KEY",
     "InvalidArguments",
+    "after_exec",
     "ToolTimeout",
     "atool_exec",
     "idempotency_key",
@@ -109,6 +116,38 @@ class _ToolCall:
         return True
 
 
+def _lapsed(state: PlanState, governance: Governance) -> dict[str, Any] | None:
+    """The update that sends the step back to be asked again, when the call about to be made
+    is not the one a person approved (or needs approval and has none); else `None`."""
+    current = state["current"]
+    step = step_at(state, current["index"])
+    policy = governance.policy(step)
+    approval = current.get("approval")
+    if approval is None:
+        if not policy.needs_approval:
+            return None
+        reason = "the call needs approval and has none"
+    else:
+        digest = approval_digest(
+            step.tool,
+            current.get("args", step.args),
+            policy.action,
+            policy.risk,
+            governance.fingerprint,
+        )
+        if approval.get("digest") == digest:
+            return None
+        reason = "the call is not the one approved (its args, action, risk or profile changed)"
+    writer = TraceWriter(state["run"], governance, get_stream_writer())
+    writer.emit("approval_invalidated", {"reason": reason}, step=step)
+    return {"current": {"index": current["index"], "route": "recheck"}, **writer.update()}
+
+
+def after_exec(state: PlanState) -> str:
+    """Route: `trace_emit`, or `budget_check` again when the approval no longer holds."""
+    return "budget_check" if state["current"].get("route") == "recheck" else "trace_emit"
+
+
 def _begin(state: PlanState, governance: Governance) -> _ToolCall:
     current: CurrentStep = dict(state["current"])  # type: ignore[assignment]
     step = step_at(state, current["index"])
@@ -155,7 +194,12 @@ def _begin(state: PlanState, governance: Governance) -> _ToolCall:
         writer.emit("adapter_fallback", {"reason": "offline"}, step=step)
     writer.emit(
         "tool_call_start",
-        {"args": args, "action": step.action, "idempotency_key": key, "mocked": offline},
+        {
+            "args": args,
+            "action": governance.policy(step).action,
+            "idempotency_key": key,
+            "mocked": offline,
+        },
         step=step,
     )
     call.started = time.perf_counter()
@@ -334,6 +378,9 @@ async def _atries(call: _ToolCall, governance: Governance) -> tuple[Any, Excepti
 
 
 def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
+    lapsed = _lapsed(state, governance)
+    if lapsed is not None:
+        return lapsed
     call = _begin(state, governance)
     output, error = _tries(call, governance)
     if call.falls_back(error):
@@ -342,6 +389,9 @@ def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
 
 
 async def atool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
+    lapsed = _lapsed(state, governance)
+    if lapsed is not None:
+        return lapsed
     call = _begin(state, governance)
     output, error = await _atries(call, governance)
     if call.falls_back(error):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from importlib import resources
@@ -109,6 +112,9 @@ class Profile(BaseModel):
         name: Shown in traces and the CLI.
         budget: The three budget tiers.
         require_approval: Actions that wait for a human decision.
+        tool_actions: Glob pattern -> `read` / `propose` / `execute`: the action of the tools
+            whose names match, whatever they declare themselves (the first matching pattern
+            wins). A plan may raise a call's action, never lower it (see `plangate.actions`).
         approval_required_tools: Glob patterns of tools that always wait for a decision.
         approval_timeout_seconds: How long an approval request stays valid (default 24 h).
         allowed_tools: Glob patterns of tools that may run at all; others are `blocked`.
@@ -133,6 +139,7 @@ class Profile(BaseModel):
     description: str = ""
     budget: Budget = Field(default_factory=Budget)
     require_approval: list[Action] = Field(default_factory=list)
+    tool_actions: dict[str, Action] = Field(default_factory=dict)
     approval_required_tools: list[str] = Field(default_factory=list)
     approval_timeout_seconds: float = Field(default=24 * 3600, gt=0)
     allowed_tools: list[str] = Field(default_factory=lambda: ["*"])
@@ -170,17 +177,25 @@ class Profile(BaseModel):
         return self.timeout_seconds, self.retry
 
     def is_irreversible(self, tool: str) -> bool:
+        """Whether the profile names `tool` irreversible (a tool may also declare itself so)."""
         return _matches(tool, self.irreversible_tools)
 
-    def risk(self, tool: str, action: Action, domain: str) -> Risk:
-        """`read`/`propose` start low and `execute` medium; an irreversible tool or a sensitive
-        domain each add a level."""
+    def risk(self, action: Action, *, irreversible: bool, domains: Iterable[str]) -> Risk:
+        """`read`/`propose` start low and `execute` medium; an irreversible call, and a call in
+        any sensitive domain of `domains`, each add a level."""
         level = _BASE_RISK[action]
-        if self.is_irreversible(tool):
+        if irreversible:
             level += 1
-        if domain in self.sensitive_domains:
+        if any(domain in self.sensitive_domains for domain in domains):
             level += 1
         return _RISK_LEVELS[min(level, len(_RISK_LEVELS) - 1)]
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the profile's canonical JSON: a run records the one it started under, and
+        an approval is bound to it (the same name with other rules is another profile)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _matches(tool: str, patterns: list[str]) -> bool:

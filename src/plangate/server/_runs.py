@@ -34,6 +34,7 @@ from plangate.errors import (
     PlanValidationError,
     ProfileError,
     ResumeConflict,
+    StaleDecision,
     ThreadError,
     UnknownThread,
 )
@@ -60,18 +61,6 @@ the inbox makes; a run started by `plangate run` has none)."""
 FINISHED = ("success", "partial", "failed")
 _RISKS = ("low", "medium", "high")
 _THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
-
-
-class StaleDecision(ThreadError):
-    """A decision names an approval request the run no longer waits for: someone decided it
-    first, and the run may already wait for the next one."""
-
-    def __init__(self, thread_id: str):
-        super().__init__(
-            thread_id,
-            f"run {thread_id!r} no longer waits for this approval: someone else decided it",
-            hint="reload the inbox to see what it waits for now",
-        )
 
 
 class ThreadExists(ThreadError):

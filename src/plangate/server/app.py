@@ -44,10 +44,11 @@ from plangate.errors import (
     PlangateError,
     PlangateUsageError,
     ResumeConflict,
+    StaleDecision,
     UnknownThread,
 )
 from plangate.profiles import BUILTIN_PROFILES
-from plangate.server._runs import FINISHED, RunService, StaleDecision, ThreadExists
+from plangate.server._runs import FINISHED, RunService, ThreadExists
 
 __all__ = ("create_app",)
 
