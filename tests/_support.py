@@ -18,6 +18,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from plangate import (
     PlangateGraph,
+    declare_action,
     TraceEvent,
     aget_trace,
     aopen_checkpointer,
@@ -52,7 +53,8 @@ class CallLog:
 
 def counting_tools(log: CallLog, *names: str, failing: tuple[str, ...] = ()) -> list[BaseTool]:
     """Tools named `names` taking one `text: str` argument; each call is logged, then tools in
-    `failing` raise a `ToolException` and the others echo their input."""
+    `failing` raise a `ToolException` and the others echo their input. They declare themselves
+    `read`, so that a plan's `action` (which can only raise it) decides how each step is gated."""
 
     def make(name: str) -> BaseTool:
         def call(text: str = "") -> dict[str, Any]:
@@ -61,7 +63,8 @@ def counting_tools(log: CallLog, *names: str, failing: tuple[str, ...] = ()) -> 
                 raise ToolException(f"{name} is down")
             return {"tool": name, "echo": text}
 
-        return StructuredTool.from_function(call, name=name, description=f"Test tool {name}.")
+        tool = StructuredTool.from_function(call, name=name, description=f"Test tool {name}.")
+        return declare_action(tool, action="read")
 
     return [make(name) for name in names]
 

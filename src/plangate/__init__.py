@@ -18,6 +18,7 @@ from plangate.adapters import (
     tool_registry,
 )
 from plangate.adapters.demo import demo_outbox
+from plangate.actions import ActionSource, StepPolicy, declare_action
 from plangate.approval import Decision
 from plangate.checkpoint import aopen_checkpointer, open_checkpointer
 from plangate.compiled import PlangateGraph
@@ -30,9 +31,12 @@ from plangate.errors import (
     PlangateUsageError,
     PlanValidationError,
     ProfileError,
+    ProfileMismatch,
     ResumeConflict,
     RunNotFinished,
+    StaleDecision,
     ThreadError,
+    ToolNotAvailable,
     UnknownThread,
 )
 from plangate.graph import build_graph
@@ -69,6 +73,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = (
     "EVENT_TYPES",
+    "ActionSource",
     "AdapterError",
     "ApprovalRecord",
     "ApprovalRequest",
@@ -87,12 +92,16 @@ __all__ = (
     "PlangateUsageError",
     "Profile",
     "ProfileError",
+    "ProfileMismatch",
     "ResumeConflict",
     "RunNotFinished",
+    "StaleDecision",
     "ThreadError",
     "RetryPolicy",
     "StepOutcome",
+    "StepPolicy",
     "StepResult",
+    "ToolNotAvailable",
     "ToolPolicy",
     "TraceEvent",
     "UnknownThread",
@@ -101,6 +110,7 @@ __all__ = (
     "aopen_checkpointer",
     "as_tool",
     "build_graph",
+    "declare_action",
     "demo_mocks",
     "demo_outbox",
     "demo_toolkit",

@@ -168,10 +168,11 @@ def tool_declaration(tool: BaseTool) -> ToolDeclaration | None:
 
 
 def trusted_declaration(
-    name: str, declared: ToolDeclaration | None, profile: Profile
+    name: str, declared: ToolDeclaration | None, profile: Profile, *, default: Action = "execute"
 ) -> ToolDeclaration:
     """The trusted action of tool `name`: the profile's `tool_actions`, else what the tool
-    declared, else `execute`. Irreversible when the profile or the tool says so."""
+    declared, else `default` (`execute`: fail closed). Irreversible when the profile or the tool
+    says so."""
     irreversible = profile.is_irreversible(name) or bool(declared and declared.irreversible)
     for pattern, action in profile.tool_actions.items():
         if fnmatchcase(name, pattern):
@@ -180,7 +181,7 @@ def trusted_declaration(
         return ToolDeclaration(
             action=declared.action, irreversible=irreversible, source=declared.source
         )
-    return ToolDeclaration(action="execute", irreversible=irreversible, source="default")
+    return ToolDeclaration(action=default, irreversible=irreversible, source="default")
 
 
 def step_policy(step: PlanStep, trusted: ToolDeclaration, profile: Profile) -> StepPolicy:

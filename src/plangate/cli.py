@@ -23,8 +23,20 @@ from langgraph.types import Command, StateSnapshot
 from plangate._governance import utc_now
 from plangate.checkpoint import is_postgres_url, sqlite_path
 from plangate.compiled import PlangateGraph
-from plangate.errors import PlangateError, PlangateUsageError, ResumeConflict, UnknownThread
-from plangate.history import EXPIRED_DECISION, get_trace, is_expired, pending_approvals
+from plangate.errors import (
+    NoPendingApproval,
+    PlangateError,
+    PlangateUsageError,
+    ResumeConflict,
+    UnknownThread,
+)
+from plangate.history import (
+    EXPIRED_DECISION,
+    get_trace,
+    is_approval_request,
+    is_expired,
+    pending_approvals,
+)
 from plangate.plan import Plan
 from plangate.profiles import BUILTIN_PROFILES, load_profile
 from plangate.run_setup import RunSetup, outbox_for
@@ -45,6 +57,13 @@ DbOption = Annotated[
 ThreadArg = Annotated[str, typer.Argument(metavar="THREAD", help="The run's thread id.")]
 ApproverOption = Annotated[
     str | None, typer.Option(help="Who decides (recorded; default: your user name).")
+]
+StepOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="STEP_ID",
+        help="The step decided; refused if the run waits on another (default: the one waiting).",
+    ),
 ]
 DEFAULT_DB = "plangate.db"
 
@@ -78,6 +97,11 @@ def _describe(event: dict[str, Any]) -> str:
         "plan_created": lambda: (
             f"goal: {data.get('goal')!r}, {data.get('steps')} steps, profile {data.get('profile')}"
         ),
+        "policy_override": lambda: (
+            f"the plan said {data.get('plan_action')}; runs as {data.get('action')} "
+            f"(from {_SOURCES.get(data.get('action_source'), data.get('action_source'))})"
+        ),
+        "approval_invalidated": lambda: f"asked again: {data.get('reason')}",
         "budget_warning": lambda: f"{data['tier']} at {data['used']}/{data['limit']} calls",
         "budget_exceeded": lambda: f"{data['tier']} used up ({data['used']}/{data['limit']})",
         "approval_requested": lambda: f"{data.get('risk')} risk: {data.get('consequence')}",
@@ -106,36 +130,77 @@ def _describe(event: dict[str, Any]) -> str:
     return f"[{event['seq']:>3}] {event['type']:<19} {where}: {detail}"
 
 
-def _print_pending(thread: str, request: dict[str, Any], db: str) -> None:
-    db_flag = "" if db == DEFAULT_DB else f" --db {db}"
-    typer.echo(f"\nPaused: step {request['step_id']!r} ({request['tool']}) needs approval.")
+_SOURCES = {
+    "profile": "the profile's tool_actions",
+    "tool": "the tool's declaration",
+    "mcp": "the tool's MCP annotations",
+    "openapi": "the operation's HTTP method",
+    "default": "no declaration: fail closed",
+    "plan": "the plan, raising it",
+}
+
+
+def _action_line(request: dict[str, Any]) -> str:
+    """`execute, irreversible (from the tool's declaration)`."""
+    source = request.get("action_source")
+    return (
+        str(request["action"])
+        + (", irreversible" if request.get("irreversible") else "")
+        + (f" (from {_SOURCES.get(source, source)})" if source else "")
+    )
+
+
+def _print_request(request: dict[str, Any]) -> None:
+    """What the person deciding sees: the real args, unredacted."""
+    typer.echo(f"  action:      {_action_line(request)}")
     typer.echo(f"  risk:        {request['risk']}")
     typer.echo(f"  consequence: {request['consequence']}")
-    typer.echo(f"  args:        {json.dumps(request['args'])}")
+    typer.echo(f"  args:        {json.dumps(request['args'], ensure_ascii=False, default=str)}")
     typer.echo(f"  expires at:  {request['expires_at']}")
+
+
+def _print_pending(thread: str, request: dict[str, Any], db: str) -> None:
+    db_flag = "" if db == DEFAULT_DB else f" --db {db}"
+    step = request["step_id"]
+    typer.echo(f"\nPaused: step {step!r} ({request['tool']}) needs approval.")
+    _print_request(request)
     typer.echo("Resume with one of:")
-    typer.echo(f"  plangate approve {thread}{db_flag} --approver NAME")
-    typer.echo(f"  plangate approve {thread}{db_flag} --approver NAME --args '{{...}}'   (edit)")
-    typer.echo(f"  plangate reject {thread}{db_flag} --reason TEXT")
+    typer.echo(f"  plangate approve {thread}{db_flag} --step {step} --approver NAME")
+    typer.echo(
+        f"  plangate approve {thread}{db_flag} --step {step} --approver NAME --args '{{...}}'"
+        "   (edit: the args replace all of them)"
+    )
+    typer.echo(f"  plangate reject {thread}{db_flag} --step {step} --reason TEXT")
 
 
-def _print_result(result: dict[str, Any]) -> None:
+def _actions(graph: PlangateGraph, values: dict[str, Any]) -> dict[str, str]:
+    """Each step's effective action and where it came from (`execute (tool)`), as the graph
+    governs it."""
+    if graph.governance is None or not values.get("plan"):
+        return {}
+    plan = Plan.model_validate(values["plan"])
+    policies = {step.id: graph.governance.policy(step) for step in plan.steps}
+    return {step: f"{p.action} ({p.source})" for step, p in policies.items()}
+
+
+def _print_result(result: dict[str, Any], actions: dict[str, str]) -> None:
     typer.echo(f"\nRun {result['status']} (trace {result['trace_id']})")
-    rows = [("step", "tool", "status", "ms", "detail")]
+    rows = [("step", "tool", "action", "status", "ms", "detail")]
     for step in result["steps"]:
         detail = step["error"] or ""
         if step["approval"]:
             detail = "; ".join(filter(None, (_decided(step["approval"]), detail)))
         ms = "" if step["duration_ms"] is None else f"{step['duration_ms']:.1f}"
         status = f"{step['status']} (mock)" if step.get("mocked") else step["status"]
-        rows.append((step["step_id"], step["tool"], status, ms, detail))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        action = actions.get(step["step_id"], "")
+        rows.append((step["step_id"], step["tool"], action, status, ms, detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         typer.echo(
             "  "
             + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
             + "  "
-            + row[4]
+            + row[5]
         )
     signals = result["signals"]
     latency = signals["tool_latency_ms"]
@@ -184,7 +249,7 @@ def _drive(graph: PlangateGraph, value: Any, config: RunnableConfig, db: str) ->
     if requests:
         _print_pending(thread, requests[0], db)
     elif snapshot.values.get("result"):
-        _print_result(snapshot.values["result"])
+        _print_result(snapshot.values["result"], _actions(graph, snapshot.values))
 
 
 def _custom_events(chunks: Iterator[Any]) -> Iterator[dict[str, Any]]:
@@ -267,14 +332,20 @@ def expire(db: DbOption = DEFAULT_DB) -> None:
 @app.command()
 def approve(
     thread: ThreadArg,
+    *,
     approver: ApproverOption = None,
     args: Annotated[
         str | None, typer.Option(help="New arguments as JSON: approve with an edit.")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    step: StepOption = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
-    """Approve the pending step of a run (with --args, edit it first) and go on."""
+    """Approve the pending step of a run (with --args, edit it first) and go on.
+
+    The decision answers the request printed here, and only it: if someone decides it first,
+    this one is refused and changes nothing.
+    """
     decision: dict[str, Any] = {
         "decision": "approve",
         "approver": approver or _user(),
@@ -287,23 +358,48 @@ def approve(
             raise PlangateUsageError(
                 f"--args is not valid JSON: {exc.msg} at char {exc.pos}"
             ) from None
-    graph, config, _ = _existing(db, thread)
-    _drive(graph, Command(resume=decision), config, db)
+    _decide(thread, decision, step, db)
+
+
+def _decide(thread: str, decision: dict[str, Any], step: str | None, db: str) -> None:
+    """Bind `decision` to the request the run waits on now (the one of `step`, if given),
+    show that request, and resume the run with it."""
+    graph, config, snapshot = _existing(db, thread)
+    requests = [i.value for i in snapshot.interrupts if is_approval_request(i.value)]
+    if not requests:
+        raise NoPendingApproval(thread)
+    chosen = [r for r in requests if step is None or r["step_id"] == step]
+    if not chosen:
+        waiting = ", ".join(repr(r["step_id"]) for r in requests)
+        raise PlangateUsageError(
+            f"run {thread!r} is not waiting for step {step!r} (it waits for {waiting})",
+            hint="`plangate show THREAD` prints what it waits for",
+        )
+    request = chosen[0]
+    verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
+    typer.echo(
+        f"{verb[decision['decision']]} step {request['step_id']!r} ({request['tool']}) "
+        f"of run {thread}:"
+    )
+    _print_request(request)
+    bound = {**decision, "request_id": request["request_id"], "digest": request.get("digest")}
+    _drive(graph, Command(resume=bound), config, db)
 
 
 @app.command()
 def reject(
     thread: ThreadArg,
+    *,
     reason: Annotated[str, typer.Option(help="Why the step is rejected (recorded).")],
     approver: ApproverOption = None,
+    step: StepOption = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Reject the pending step of a run and go on (or halt, as the profile says)."""
     if not reason.strip():
         raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
-    graph, config, _ = _existing(db, thread)
     decision = {"decision": "reject", "reason": reason, "approver": approver or _user()}
-    _drive(graph, Command(resume=decision), config, db)
+    _decide(thread, decision, step, db)
 
 
 @app.command()
@@ -331,11 +427,11 @@ def resume(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
 @app.command()
 def show(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
     """Print a run's result, step table and golden signals (or what it waits for)."""
-    _, _, snapshot = _existing(db, thread)
+    graph, _, snapshot = _existing(db, thread)
     if snapshot.interrupts:
         _print_pending(thread, snapshot.interrupts[0].value, db)
     elif snapshot.values.get("result"):
-        _print_result(snapshot.values["result"])
+        _print_result(snapshot.values["result"], _actions(graph, snapshot.values))
     else:
         steps = ", ".join(task.name for task in snapshot.tasks) or "nothing"
         typer.echo(

@@ -13,6 +13,9 @@ Where each rule is applied, and why there:
   approval request, built here so that its id and timestamps are in state before anyone waits
   (`approval_requested`). A blocked call gets an error `ToolMessage` and is never sent to its
   tool. The state update also reserves the sequence numbers of every admitted call's events.
+- `wrap_model_call` only notes what the agent's tools declare of themselves
+  (`metadata["plangate"]`, MCP annotations), so that `after_model` governs each call by its
+  tool's trusted action.
 - `wrap_tool_call` (one task per call; LangGraph runs a turn's calls concurrently) pauses a
   gated call with `interrupt()`: all of a turn's gated calls wait at once, each answered by its
   interrupt id. It does nothing before `interrupt()` (the task runs again from its first line on
@@ -39,17 +42,28 @@ from typing import Annotated, Any, cast, get_args
 from langchain.agents.middleware.types import (
     AgentMiddleware,
     AgentState,
+    ModelCallResult,
+    ModelRequest,
+    ModelResponse,
     PrivateStateAttr,
     ResponseT,
     ToolCallRequest,
 )
 from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
+from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 from typing_extensions import NotRequired, TypedDict
 
 from plangate._governance import Governance, TraceWriter, parse_iso, utc_now
+from plangate.actions import (
+    StepPolicy,
+    ToolDeclaration,
+    step_policy,
+    tool_declaration,
+    trusted_declaration,
+)
 from plangate.approval import Decision, response_schema
 from plangate.budget import charge, crossed_warnings, empty_usage, exceeded_tier
 from plangate.errors import PlangateUsageError
@@ -228,9 +242,12 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
 
     Each tool call the model asks for is a step whose id is the tool call id:
 
-    - **action**: the first glob pattern of `actions` that matches the tool's name, else
-      `default_action` (`execute`: a tool nobody classified is assumed to change the world);
-      the profile gates approvals on it (`Profile.needs_approval`) and rates its risk.
+    - **action**: from trusted sources only, first match wins: the first glob pattern of
+      `actions` (the operator's config) that matches the tool's name, the profile's
+      `tool_actions`, the tool's own declaration (`declare_action`, `metadata["plangate"]`,
+      MCP annotations), else `default_action` (`execute`: a tool nobody classified is assumed
+      to change the world); the profile gates approvals on it (`Profile.needs_approval`) and
+      rates its risk (an irreversible tool, by the profile or its own word, is riskier).
     - **domain**: the first glob pattern of `domains` that matches, else the part of the name
       before the first `.` (`crm.lookup` -> `crm`), else the whole name: a tool named without
       a dot (`send_email`; most chat model APIs accept no dots in tool names) is a domain of
@@ -306,7 +323,13 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
                     hint=f"use one of {', '.join(_ACTIONS)}",
                 )
         self.profile = load_profile(profile)
+        # The operator's `actions` come before the profile's own `tool_actions`.
+        self._rules = self.profile.model_copy(
+            update={"tool_actions": {**self._actions, **self.profile.tool_actions}}
+        )
         self._default_action: Action = default_action
+        # What each of the agent's tools declares, noted as the model is called.
+        self._declared: dict[str, ToolDeclaration | None] = {}
         self._domains = dict(domains or {})
         self._clock = clock
         # Its tools stay empty: approval requests are built before the tool is at hand, and
@@ -315,10 +338,40 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
 
     def action_of(self, tool: str) -> Action:
         """The action a call of `tool` is governed as."""
-        return next(
-            (action for pattern, action in self._actions.items() if fnmatchcase(tool, pattern)),
-            self._default_action,
+        return self._trusted(tool).action
+
+    def _trusted(self, tool: str) -> ToolDeclaration:
+        return trusted_declaration(
+            tool, self._declared.get(tool), self._rules, default=self._default_action
         )
+
+    def _policy(self, step: PlanStep) -> StepPolicy:
+        return step_policy(step, self._trusted(step.tool), self.profile)
+
+    # --- the model's turn: note what the tools declare -----------------------------------
+
+    def _note_tools(self, tools: Sequence[BaseTool | dict[str, Any]]) -> None:
+        for tool in tools:
+            if isinstance(tool, BaseTool) and tool.name not in self._declared:
+                self._declared[tool.name] = tool_declaration(tool)
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
+    ) -> ModelCallResult[Any]:
+        """Note what the agent's tools declare of themselves, then call the model."""
+        self._note_tools(request.tools)
+        return handler(request)
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
+    ) -> ModelCallResult[Any]:
+        """Async `wrap_model_call`."""
+        self._note_tools(request.tools)
+        return await handler(request)
 
     def domain_of(self, tool: str) -> str:
         """The budget domain of `tool` (see the class docstring)."""
@@ -360,9 +413,9 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
                 id=call["id"] or "",
                 tool=call["name"],
                 args=call["args"],
-                action=self.action_of(call["name"]),
                 domain=self.domain_of(call["name"]),
             )
+            policy = self._policy(step)
             exceeded = exceeded_tier(usage, step, profile.budget)
             if not profile.allows(step.tool) or exceeded is not None:
                 blocked.append(self._block(call, step, exceeded, writer))
@@ -374,17 +427,28 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
             ticket: CallTicket = {
                 "tool": step.tool,
                 "domain": step.domain or "",
-                "action": step.action,
+                "action": policy.action,
                 "seq": 0,
                 "size": _RAN,
             }
-            if profile.needs_approval(step.tool, step.action):
-                request = approval_request(PlanState(run=run), step, index, self._governance)
+            if policy.needs_approval:
+                request = approval_request(
+                    PlanState(run=run), step, index, self._governance, policy
+                )
                 writer.emit(
                     "approval_requested",
                     {
                         k: request[k]
-                        for k in ("request_id", "risk", "consequence", "expires_at", "args")
+                        for k in (
+                            "request_id",
+                            "action",
+                            "action_source",
+                            "risk",
+                            "consequence",
+                            "expires_at",
+                            "args",
+                            "digest",
+                        )
                     },
                     step=step,
                 )

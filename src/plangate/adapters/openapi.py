@@ -12,6 +12,13 @@ A failing call raises, and plangate records the step as `error`: `InvalidToolArg
 was sent), `ToolHTTPError` (a 4xx/5xx answer, with its `status_code`: 429 and 5xx are retried
 under a profile's retry policy), `ToolConnectionError` and `ToolHTTPTimeout` (retried as well).
 
+Actions: each tool declares what its operation does from its HTTP method, in
+`metadata["plangate"]` (source `openapi`, see `plangate.actions`): `GET`, `HEAD`, `OPTIONS` and
+`TRACE` are `read`, `POST`, `PUT` and `PATCH` are `execute`, and `DELETE` is an irreversible
+`execute`. An operation's `x-plangate-action: read|propose|execute` extension replaces the
+method's action (a `DELETE` stays irreversible). A profile's `tool_actions` still wins over
+both, and a plan may raise a step's action but never lower it.
+
 Needs the `http` extra (from a checkout: `pip install '.[http]'`).
 """
 
@@ -36,8 +43,10 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from plangate._files import read_document
+from plangate.actions import ACTIONS, METADATA_KEY
 from plangate.errors import AdapterError, PlangateError, PlangateUsageError
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, InvalidArguments, ToolTimeout
+from plangate.plan import Action
 
 try:
     import httpx
@@ -58,6 +67,9 @@ __all__ = (
 )
 
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+# The methods HTTP defines as safe (RFC 9110): they only read. The others change the service.
+_READS = ("GET", "HEAD", "OPTIONS", "TRACE")
+_ACTION_EXTENSION = "x-plangate-action"
 _EXCERPT = 200
 Location = Literal["path", "query", "header", "cookie"]
 
@@ -168,13 +180,18 @@ def openapi_tools(
 
     Returns:
         The tools, in the document's order. Each takes the operation's arguments and returns
-        the response's JSON body (or its text when it is not JSON; `None` when empty).
+        the response's JSON body (or its text when it is not JSON; `None` when empty). Each
+        declares its action in `metadata["plangate"]` (source `openapi`): `read` for `GET`,
+        `HEAD`, `OPTIONS` and `TRACE`, `execute` for the other methods, and irreversible for
+        `DELETE`; an operation's `x-plangate-action` (`read`, `propose` or `execute`) replaces
+        the method's action, and a `DELETE` stays irreversible.
 
     Raises:
         PlangateUsageError: `prefix` is empty or has a dot.
         AdapterError: The document cannot be read or is no OpenAPI 3 document; an operation has
-            no `operationId`, shares one, has an unusable schema or a non-JSON request body;
-            or no base URL can be worked out.
+            no `operationId`, shares one, has an unusable schema, a non-JSON request body or an
+            `x-plangate-action` other than `read`, `propose` and `execute`; or no base URL can
+            be worked out.
 
     Example:
         >>> tools = openapi_tools("http://127.0.0.1:8000/openapi.json",  # doctest: +SKIP
@@ -540,6 +557,10 @@ class _Operation:
     """No body; the body's properties are arguments; or the body is the argument `body`."""
     schema: dict[str, Any]
     validator: Any
+    action: Action
+    """`x-plangate-action`, else what the method does: `read` when it is safe, else `execute`."""
+    irreversible: bool
+    """A `DELETE`: what it removes does not come back."""
 
     @classmethod
     def build(
@@ -577,6 +598,18 @@ class _Operation:
                 f"its schema is invalid at {at or 'the top'}: {_one_line(exc.message)}",
                 "fix the document's schema",
             ) from None
+        action: Action = "read" if method in _READS else "execute"
+        if _ACTION_EXTENSION in operation:
+            declared = operation[_ACTION_EXTENSION]
+            if declared not in ACTIONS:
+                raise reader.fail(
+                    where,
+                    f"{_ACTION_EXTENSION} is {_one_line(repr(declared))}, "
+                    f"not one of {', '.join(ACTIONS)}",
+                    f"set {_ACTION_EXTENSION} to one of them, or leave it out to take the "
+                    "action from the HTTP method",
+                )
+            action = declared
         summary = str(operation.get("summary") or "").strip()
         details = str(operation.get("description") or "").strip()
         return cls(
@@ -589,6 +622,8 @@ class _Operation:
             body=signature.body,
             schema=schema,
             validator=checker(schema),
+            action=action,
+            irreversible=method == "DELETE",
         )
 
     def problem(self, arguments: Any) -> tuple[str, str] | None:
@@ -786,4 +821,11 @@ def _tool(
         func=call,
         coroutine=acall,
         arguments_model=arguments_model,
+        metadata={
+            METADATA_KEY: {
+                "action": operation.action,
+                "irreversible": operation.irreversible,
+                "source": "openapi",
+            }
+        },
     )

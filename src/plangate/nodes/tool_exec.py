@@ -192,11 +192,13 @@ def _begin(state: PlanState, governance: Governance) -> _ToolCall:
     )
     if offline:
         writer.emit("adapter_fallback", {"reason": "offline"}, step=step)
+    policy = governance.policy(step)
     writer.emit(
         "tool_call_start",
         {
             "args": args,
-            "action": governance.policy(step).action,
+            "action": policy.action,
+            "action_source": policy.source,
             "idempotency_key": key,
             "mocked": offline,
         },
