@@ -18,14 +18,15 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from plangate import (
     PlangateGraph,
-    declare_action,
     TraceEvent,
     aget_trace,
     aopen_checkpointer,
     build_graph,
+    declare_action,
     get_trace,
     open_checkpointer,
 )
+from plangate.plan import Action
 
 
 @dataclass
@@ -51,10 +52,13 @@ class CallLog:
         return sum(1 for name, _ in self.calls if name == tool)
 
 
-def counting_tools(log: CallLog, *names: str, failing: tuple[str, ...] = ()) -> list[BaseTool]:
+def counting_tools(
+    log: CallLog, *names: str, failing: tuple[str, ...] = (), action: Action | None = "read"
+) -> list[BaseTool]:
     """Tools named `names` taking one `text: str` argument; each call is logged, then tools in
     `failing` raise a `ToolException` and the others echo their input. They declare themselves
-    `read`, so that a plan's `action` (which can only raise it) decides how each step is gated."""
+    `action` (by default `read`, so that a plan's `action`, which can only raise it, decides how
+    each step is gated); `None` leaves them undeclared."""
 
     def make(name: str) -> BaseTool:
         def call(text: str = "") -> dict[str, Any]:
@@ -64,7 +68,7 @@ def counting_tools(log: CallLog, *names: str, failing: tuple[str, ...] = ()) -> 
             return {"tool": name, "echo": text}
 
         tool = StructuredTool.from_function(call, name=name, description=f"Test tool {name}.")
-        return declare_action(tool, action="read")
+        return tool if action is None else declare_action(tool, action=action)
 
     return [make(name) for name in names]
 

@@ -50,10 +50,14 @@ REQUEST_FIELDS = {
     "tool",
     "args",
     "action",
+    "action_source",
+    "irreversible",
     "domain",
     "description",
     "risk",
     "consequence",
+    "profile",
+    "digest",
     "requested_at",
     "expires_at",
     "allowed_decisions",
@@ -138,10 +142,11 @@ def approve(approver: str = "lee") -> Command:
 # --- the request ----------------------------------------------------------------------------------
 
 
-def test_smb_execute_step_pauses_with_a_complete_redacted_request(
+def test_smb_execute_step_pauses_with_a_complete_request_of_real_args(
     runner: Runner, log: CallLog, clock: Clock
 ) -> None:
-    """Under smb an execute step pauses with one interrupt carrying every documented field."""
+    """Under smb an execute step pauses with one interrupt carrying every documented field: the
+    real args for the person deciding, while the trace's copy is redacted."""
     graph = runner.graph(
         counting_tools(log, "crm.lookup", "email.send"), profile="smb", clock=clock
     )
@@ -162,7 +167,10 @@ def test_smb_execute_step_pauses_with_a_complete_redacted_request(
         "execute",
         "email",
     )
-    assert request["args"] == {"text": "write to [REDACTED_EMAIL]"}
+    assert request["args"] == {"text": "write to ana.lopez@acme.example"}
+    assert (request["action_source"], request["irreversible"]) == ("plan", True)
+    assert request["profile"] == "smb"
+    assert len(request["digest"]) == 64
     assert request["description"] == "Send the follow-up to Ana"
     assert request["risk"] == "high"  # execute (medium) on an irreversible tool
     assert request["consequence"].startswith("If approved, plangate will send the follow-up")
@@ -735,7 +743,7 @@ def test_pause_in_one_process_and_resume_in_another(tmp_path: Path) -> None:
     started = run("start")
     (request,) = started["requests"]
     assert (request["step_id"], request["tool"], request["risk"]) == ("send", "email.send", "high")
-    assert request["args"]["to"] == "[REDACTED_EMAIL]"
+    assert request["args"]["to"] == "ana.lopez@acme.example"  # the approver sees it
     assert demo_outbox(outbox) == []
 
     resumed = run("resume")

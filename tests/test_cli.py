@@ -34,7 +34,8 @@ def test_demo_pauses_then_approve_finishes_with_trace_and_signals(tmp_path: Path
     assert "approval_requested" in run.stdout
     assert "Paused: step 'send' (email.send) needs approval." in run.stdout
     assert "risk:        high" in run.stdout
-    assert "plangate approve demo --approver NAME" in run.stdout
+    assert "plangate approve demo --step send --approver NAME" in run.stdout
+    assert "action:      execute, irreversible (from the tool's declaration)" in run.stdout
     assert demo_outbox(tmp_path / "plangate-outbox.db") == []
 
     pending = plangate(tmp_path, "pending")
@@ -57,7 +58,7 @@ def test_demo_pauses_then_approve_finishes_with_trace_and_signals(tmp_path: Path
     assert events[-1]["data"]["status"] == "success"
 
     show = plangate(tmp_path, "show", "demo")
-    assert "send    email.send          ok" in show.stdout
+    assert "send    email.send          execute (tool)  ok" in show.stdout
     assert "approve by lee" in show.stdout
     assert plangate(tmp_path, "pending").stdout.strip() == "No run is waiting for approval."
 
@@ -242,10 +243,10 @@ def test_resume_finishes_a_run_killed_between_a_steps_writes_and_its_checkpoint(
     assert resumed.returncode == 0, resumed.stderr
     assert "Run success" in resumed.stdout
     rows = [line.split() for line in resumed.stdout.splitlines()]
-    assert [row[:3] for row in rows if row[:1] in (["lookup"], ["draft"], ["send"])] == [
-        ["lookup", "crm.lookup_account", "ok"],
-        ["draft", "email.draft", "ok"],
-        ["send", "email.send", "ok"],
+    assert [row[:5] for row in rows if row[:1] in (["lookup"], ["draft"], ["send"])] == [
+        ["lookup", "crm.lookup_account", "read", "(tool)", "ok"],
+        ["draft", "email.draft", "propose", "(tool)", "ok"],
+        ["send", "email.send", "execute", "(tool)", "ok"],
     ]
     assert len(demo_outbox(tmp_path / "plangate-outbox.db")) == 1
 
@@ -296,8 +297,8 @@ def test_fixture_files_replace_the_demo_mocks_per_tool(tmp_path: Path) -> None:
         str(fixtures),
     )
     assert run.returncode == 0, run.stderr
-    assert "draft   email.draft         ok (mock)" in run.stdout
-    assert "send    email.send          error (mock)" in run.stdout
+    assert "draft   email.draft         propose (tool)  ok (mock)" in run.stdout
+    assert "send    email.send          execute (tool)  error (mock)" in run.stdout
     assert "smtp is down" in run.stdout
 
 

@@ -788,8 +788,10 @@ def test_pause_and_resume_under_strict_msgpack(tmp_path: Path) -> None:
         logging.basicConfig(level=logging.WARNING)
         warnings.simplefilter("default")
         from langgraph.types import Command
-        from plangate import ExecutionResult, build_graph, get_trace, open_checkpointer
+        from plangate import ExecutionResult, build_graph, declare_action, get_trace
+        from plangate import open_checkpointer
 
+        @declare_action(action="read")
         def lookup(account: str) -> dict:
             return {{"account": account, "owner": "ana.lopez@acme.example"}}
 

@@ -51,17 +51,17 @@ class Inbox:
     def wait(self, thread: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            run = self.anon.get(f"/api/runs/{thread}").json()
+            run: dict[str, Any] = self.api.get(f"/api/runs/{thread}").json()
             if run["status"] in statuses or time.monotonic() > deadline:
                 assert run["status"] in statuses, run
                 return run
             time.sleep(0.05)
 
     def pending(self) -> list[dict[str, Any]]:
-        return list(self.anon.get("/api/pending").json()["approvals"])
+        return list(self.api.get("/api/pending").json()["approvals"])
 
     def interrupt_id(self, thread: str) -> str:
-        return next(a["interrupt_id"] for a in self.pending() if a["thread"] == thread)
+        return next(str(a["interrupt_id"]) for a in self.pending() if a["thread"] == thread)
 
 
 @pytest.fixture
@@ -92,7 +92,8 @@ def inbox(tmp_path: Path) -> Iterator[Inbox]:
 
 def _sse(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
     """(event name, JSON data) of each server-sent event."""
-    name, data = "message", []
+    name = "message"
+    data: list[str] = []
     for line in response.iter_lines():
         if not line:
             if data:
@@ -105,7 +106,8 @@ def _sse(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def test_pending_lists_every_paused_run_with_request_and_requester(inbox: Inbox) -> None:
-    """Each waiting approval comes with tool, risk, consequence, args, expiry, and its run."""
+    """Each waiting approval comes with tool, risk, consequence, the real args, the action and
+    who said it, irreversibility, digest, expiry, and its run."""
     inbox.pause("demo")
     inbox.pause("deal-7", started_by="zoe")
 
@@ -118,7 +120,11 @@ def test_pending_lists_every_paused_run_with_request_and_requester(inbox: Inbox)
     assert request["risk"] == "high"
     assert request["consequence"].startswith("If approved, plangate will send the follow-up")
     assert request["args"]["subject"] == "Your renewal"
-    assert request["args"]["to"] == "[REDACTED_EMAIL]"  # smb redacts; reading needs no token
+    assert request["args"]["to"] == "ana.lopez@acme.example"  # the real args, though smb redacts
+    assert request["args"]["body"].endswith("Call me at +1 415 555 0199.")
+    assert (request["action"], request["action_source"]) == ("execute", "tool")
+    assert request["irreversible"] is True
+    assert len(request["digest"]) == 64
     assert request["goal"] == "Follow up with Acme about the renewal"
     assert request["started_by"] == "zoe"
     assert request["profile"] == "smb"
@@ -131,7 +137,7 @@ def test_run_view_has_steps_budget_and_signals(inbox: Inbox) -> None:
     """The run view of a paused run: two steps done, one waiting, budget per tier, signals."""
     inbox.pause("demo")
 
-    run = inbox.anon.get("/api/runs/demo").json()
+    run = inbox.api.get("/api/runs/demo").json()
 
     assert run["status"] == "waiting"
     assert run["goal"] == "Follow up with Acme about the renewal"
@@ -156,8 +162,34 @@ def test_run_view_has_steps_budget_and_signals(inbox: Inbox) -> None:
     assert run["budget"]["warning_threshold"] == 0.8
     assert run["signals"]["success_rate"] == 1.0
     assert run["signals"]["approval_wait_ms"]["count"] == 0
-    trace = inbox.anon.get("/api/runs/demo/trace").json()["events"]
+    trace = inbox.api.get("/api/runs/demo/trace").json()["events"]
     assert trace[-1]["type"] == "approval_requested"
+
+
+def test_only_the_waiting_approval_shows_real_args_the_rest_is_redacted(inbox: Inbox) -> None:
+    """The approver sees the real recipient; the step table and the trace, which leave the
+    decision path, stay redacted as smb says."""
+    inbox.pause("demo")
+
+    run = inbox.api.get("/api/runs/demo").json()
+    (waiting,) = run["waiting"]
+    assert waiting["args"]["to"] == "ana.lopez@acme.example"
+    assert (waiting["action_source"], waiting["irreversible"]) == ("tool", True)
+    assert waiting["digest"] == inbox.pending()[0]["digest"]
+    send = run["steps"][2]
+    assert send["args"]["to"] == "[REDACTED_EMAIL]"
+    draft = run["steps"][1]
+    assert "ana.lopez" not in json.dumps(draft["output"])
+    trace = inbox.api.get("/api/runs/demo/trace").json()["events"]
+    assert "ana.lopez@acme.example" not in json.dumps(trace)
+    assert trace[-1]["data"]["args"]["to"] == "[REDACTED_EMAIL]"
+    with inbox.api.stream("GET", "/api/runs/demo/events") as response:
+        streamed = []
+        for name, data in _sse(response):
+            if name == "status":
+                break
+            streamed.append(data)
+    assert streamed == trace
 
 
 def test_budget_tiers_turn_warn_then_full_at_the_profile_threshold(inbox: Inbox) -> None:
@@ -184,6 +216,50 @@ def test_budget_tiers_turn_warn_then_full_at_the_profile_threshold(inbox: Inbox)
     assert five["utilisation"] == 1.0
 
 
+def test_every_api_read_needs_the_token(inbox: Inbox) -> None:
+    """Requests carry real args, so every GET under /api/ without the token, with a wrong one
+    or with another scheme is 401 and shows nothing of the run; with the token it is 200. The
+    page and its assets stay public: they hold no run data."""
+    inbox.pause("demo")
+    reads = [
+        "/api/info",
+        "/api/pending",
+        "/api/runs",
+        "/api/runs?limit=5",
+        "/api/runs/demo",
+        "/api/runs/demo/trace",
+        "/api/runs/demo/events",
+        "/api/runs/nope",
+        "/api/no-such-endpoint",
+    ]
+    wrong: tuple[dict[str, str], ...] = (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {TOKEN}"},
+    )
+    for path in reads:
+        for headers in wrong:
+            with inbox.anon.stream("GET", path, headers=headers) as refused:
+                text = refused.read().decode()
+            assert refused.status_code == 401, (path, headers, text)
+            assert json.loads(text)["detail"] == "missing or wrong token"
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert "acme" not in text
+        head = inbox.anon.head(path)
+        assert head.status_code == 401, path
+
+    for path in reads[:6]:
+        assert inbox.api.get(path).status_code == 200, path
+    with inbox.api.stream("GET", "/api/runs/demo/events") as streaming:
+        assert streaming.status_code == 200
+        assert streaming.headers["content-type"].startswith("text/event-stream")
+    assert inbox.api.get("/api/runs/nope").status_code == 404
+
+    for public in ("/", "/static/app.js", "/static/app.css"):
+        assert inbox.anon.get(public).status_code == 200, public
+    assert inbox.api.get("/api/runs/demo").json()["status"] == "waiting"
+
+
 def test_state_changes_without_the_token_get_401_and_change_nothing(inbox: Inbox) -> None:
     """No token, a wrong one, or another scheme: 401; the run stays paused and resumable."""
     inbox.pause("demo")
@@ -199,7 +275,7 @@ def test_state_changes_without_the_token_get_401_and_change_nothing(inbox: Inbox
     assert not_json.status_code == 401  # the token is checked before the body is read
 
     assert [a["thread"] for a in inbox.pending()] == ["demo"]
-    assert len(inbox.anon.get("/api/runs").json()["runs"]) == 1
+    assert len(inbox.api.get("/api/runs").json()["runs"]) == 1
     assert demo_outbox(inbox.outbox) == []
 
     approved = inbox.api.post("/api/runs/demo/decision", json={**decision, "approver": "lee"})
@@ -237,7 +313,7 @@ def test_a_bad_decision_gets_422_with_one_line_and_the_run_stays_resumable(inbox
     assert untyped.status_code == 422, untyped.text
     assert untyped.json()["detail"].startswith("the request body must be a JSON object")
 
-    assert inbox.anon.get("/api/runs/demo").json()["status"] == "waiting"
+    assert inbox.api.get("/api/runs/demo").json()["status"] == "waiting"
     approved = inbox.api.post(
         "/api/runs/demo/decision", json={"decision": "approve", "approver": "lee"}
     )
@@ -282,29 +358,51 @@ def test_reject_with_reason_is_recorded(inbox: Inbox) -> None:
     assert send["approval"]["approver"] == "kim"
     received = [
         e
-        for e in inbox.anon.get("/api/runs/demo/trace").json()["events"]
+        for e in inbox.api.get("/api/runs/demo/trace").json()["events"]
         if e["type"] == "approval_received"
     ]
     assert received[0]["data"]["reason"] == "not before the call"
     assert demo_outbox(inbox.outbox) == []
 
 
-def test_edit_runs_the_step_with_new_args_keeping_redacted_values(inbox: Inbox) -> None:
-    """An edit sends the new subject; `to`, left as the redacted request showed it, keeps its
-    real value; a redaction marker inside a changed value is refused."""
+def test_an_edit_carrying_a_redaction_marker_is_refused_then_a_real_one_runs(
+    inbox: Inbox,
+) -> None:
+    """Args copied from the (redacted) trace into an edit hold `[REDACTED_EMAIL]` where the
+    request holds the real address: 422 naming `args.to`, the run stays paused, nothing is
+    sent. An edit of the real args, shown in the request, then runs with the real recipient."""
     inbox.pause("demo")
-    shown = inbox.pending()[0]["args"]
+    request = inbox.pending()[0]
+    from_trace = inbox.api.get("/api/runs/demo/trace").json()["events"][-1]["data"]["args"]
+    assert from_trace["to"] == "[REDACTED_EMAIL]"
 
-    smuggled = {**shown, "to": "cc [REDACTED_EMAIL]"}
+    copied = {**from_trace, "subject": "Renewal: Thursday?"}
     refused = inbox.api.post(
+        "/api/runs/demo/decision", json={"decision": "edit", "approver": "lee", "args": copied}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"] == "InvalidDecision"
+    assert refused.json()["field"] == "args.to"
+    assert refused.json()["detail"].startswith("invalid decision: args.to: holds a redaction")
+    smuggled = {**request["args"], "to": "cc [REDACTED_EMAIL]"}
+    again = inbox.api.post(
         "/api/runs/demo/decision", json={"decision": "edit", "approver": "lee", "args": smuggled}
     )
-    assert refused.status_code == 422
-    assert refused.json()["detail"].startswith("invalid decision: args.to: still holds a redacted")
+    assert (again.status_code, again.json()["field"]) == (422, "args.to")
+    assert inbox.api.get("/api/runs/demo").json()["status"] == "waiting"
+    assert [a["interrupt_id"] for a in inbox.pending()] == [request["interrupt_id"]]
+    assert demo_outbox(inbox.outbox) == []
 
-    edited = {**shown, "subject": "Renewal: Thursday?"}
+    edited = {**request["args"], "subject": "Renewal: Thursday?"}
     accepted = inbox.api.post(
-        "/api/runs/demo/decision", json={"decision": "edit", "approver": "lee", "args": edited}
+        "/api/runs/demo/decision",
+        json={
+            "decision": "edit",
+            "approver": "lee",
+            "args": edited,
+            "interrupt_id": request["interrupt_id"],
+            "digest": request["digest"],
+        },
     )
     assert accepted.status_code == 202, accepted.text
 
@@ -314,6 +412,24 @@ def test_edit_runs_the_step_with_new_args_keeping_redacted_values(inbox: Inbox) 
     assert mail["to"] == "ana.lopez@acme.example"
     assert mail["subject"] == "Renewal: Thursday?"
     assert mail["body"].endswith("Call me at +1 415 555 0199.")
+    assert "REDACTED" not in json.dumps(mail)
+
+
+def test_a_decision_on_another_digest_is_refused(inbox: Inbox) -> None:
+    """A digest that is not the pending request's means the approver saw something else: 422
+    naming `digest`, the run stays paused; the request's own digest goes through."""
+    inbox.pause("demo")
+    request = inbox.pending()[0]
+    body = {"decision": "approve", "approver": "lee", "digest": "0" * 64}
+    refused = inbox.api.post("/api/runs/demo/decision", json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "digest"
+    assert inbox.api.get("/api/runs/demo").json()["status"] == "waiting"
+
+    body["digest"] = request["digest"]
+    assert inbox.api.post("/api/runs/demo/decision", json=body).status_code == 202
+    inbox.wait("demo", "success")
+    assert [mail["to"] for mail in demo_outbox(inbox.outbox)] == ["ana.lopez@acme.example"]
 
 
 def test_start_a_run_from_plan_text(inbox: Inbox) -> None:
@@ -358,7 +474,7 @@ def test_start_refuses_bad_plans_and_profiles_with_one_line(inbox: Inbox) -> Non
         assert refused.status_code == 422, refused.text
         assert refused.json()["detail"].startswith(message), refused.json()
         assert "\n" not in refused.json()["detail"]
-    assert inbox.anon.get("/api/runs").json()["runs"] == []
+    assert inbox.api.get("/api/runs").json()["runs"] == []
 
 
 def test_started_technical_run_finishes_without_approval(inbox: Inbox) -> None:
@@ -379,7 +495,7 @@ def test_event_stream_yields_trace_events_as_the_run_goes_on(inbox: Inbox) -> No
     inbox.pause("demo")
     seen: list[dict[str, Any]] = []
     statuses: list[str] = []
-    with inbox.anon.stream("GET", "/api/runs/demo/events") as response:
+    with inbox.api.stream("GET", "/api/runs/demo/events") as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for name, data in _sse(response):
@@ -408,15 +524,15 @@ def test_event_stream_yields_trace_events_as_the_run_goes_on(inbox: Inbox) -> No
 
 
 def test_event_stream_resumes_after_last_event_id(inbox: Inbox) -> None:
-    """A reconnecting EventSource sends Last-Event-ID and gets only what it missed."""
+    """A reconnecting reader sends Last-Event-ID and gets only what it missed."""
     inbox.pause("demo")
     headers = {"Last-Event-ID": "5"}
-    with inbox.anon.stream("GET", "/api/runs/demo/events", headers=headers) as response:
+    with inbox.api.stream("GET", "/api/runs/demo/events", headers=headers) as response:
         for name, data in _sse(response):
             if name == "status":
                 break
             assert data["seq"] > 5
-    assert inbox.anon.get("/api/runs/nope/events").status_code == 404
+    assert inbox.api.get("/api/runs/nope/events").status_code == 404
 
 
 def test_two_approvals_at_once_one_wins_the_other_gets_409(inbox: Inbox) -> None:
@@ -454,7 +570,7 @@ def test_a_run_held_elsewhere_gets_409_and_stays_resumable(inbox: Inbox) -> None
         held = inbox.api.post("/api/runs/demo/decision", json=body)
     assert held.status_code == 409
     assert held.json()["error"] == "ResumeConflict"
-    assert inbox.anon.get("/api/runs/demo").json()["status"] == "waiting"
+    assert inbox.api.get("/api/runs/demo").json()["status"] == "waiting"
 
     assert inbox.api.post("/api/runs/demo/decision", json=body).status_code == 202
     inbox.wait("demo", "success")
@@ -471,33 +587,34 @@ def test_a_decision_on_an_approval_decided_meanwhile_is_stale(inbox: Inbox) -> N
     )
     assert stale.status_code == 409
     assert stale.json()["error"] == "StaleDecision"
-    assert inbox.anon.get("/api/runs/demo").json()["status"] == "waiting"
+    assert inbox.api.get("/api/runs/demo").json()["status"] == "waiting"
 
 
 def test_unknown_threads_are_404(inbox: Inbox) -> None:
-    assert inbox.anon.get("/api/runs/nope").status_code == 404
-    assert inbox.anon.get("/api/runs/nope/trace").status_code == 404
+    assert inbox.api.get("/api/runs/nope").status_code == 404
+    assert inbox.api.get("/api/runs/nope/trace").status_code == 404
     missing = inbox.api.post("/api/runs/nope/decision", json={"decision": "approve"})
     assert missing.status_code == 404
     assert missing.json()["error"] == "UnknownThread"
 
 
 def test_the_page_is_served_with_its_assets_and_a_strict_policy(inbox: Inbox) -> None:
-    """One page, its script and style, no other origin allowed."""
+    """One page, its script and style, no other origin allowed; no token needed for them."""
     page = inbox.anon.get("/")
     assert page.status_code == 200
     assert "<title>plangate · approvals</title>" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["referrer-policy"] == "no-referrer"
-    assert "EventSource" in inbox.anon.get("/static/app.js").text
+    assert inbox.anon.get("/static/app.js").headers["content-type"].startswith("text/javascript")
     assert inbox.anon.get("/static/app.css").headers["content-type"].startswith("text/css")
     assert inbox.anon.get("/static/secrets.txt").status_code == 404
-    assert inbox.anon.get("/api/info").json()["profiles"] == ["enterprise", "smb", "technical"]
+    assert inbox.api.get("/api/info").json()["profiles"] == ["enterprise", "smb", "technical"]
 
 
 def test_plangate_serve_prints_a_token_that_works(tmp_path: Path) -> None:
     """`plangate serve` without --token or PLANGATE_TOKEN makes a token and prints it with the
-    page's URL; that token is accepted, none other is; other host names are refused."""
+    page's URL; that token is accepted for reads and writes, none other is; other host names
+    are refused."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PLANGATE_TOKEN"}
     server = subprocess.Popen(
@@ -515,7 +632,7 @@ def test_plangate_serve_prints_a_token_that_works(tmp_path: Path) -> None:
         assert lines[1].startswith("Token: ")
         token = lines[1].removeprefix("Token: ").strip()
         assert len(token) >= 24
-        assert lines[2].strip() == f"Open: http://127.0.0.1:{port}/?token={token}"
+        assert lines[2].strip() == f"Open: http://127.0.0.1:{port}/#token={token}"
         url = f"http://127.0.0.1:{port}/api/runs"
         deadline = time.monotonic() + 20
         while True:
@@ -526,6 +643,9 @@ def test_plangate_serve_prints_a_token_that_works(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         assert refused.status_code == 401
+        assert httpx.get(url, timeout=5).status_code == 401
+        listed = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert (listed.status_code, listed.json()) == (200, {"runs": []})
         bad_plan = httpx.post(
             url, json={"plan": "x"}, headers={"Authorization": f"Bearer {token}"}, timeout=5
         )

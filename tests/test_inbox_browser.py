@@ -24,6 +24,7 @@ from plangate import demo_outbox
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 TOKEN = "browser-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -57,6 +58,9 @@ class Served:
     @property
     def outbox(self) -> Path:
         return self.folder / "plangate-outbox.db"
+
+    def status(self, thread: str) -> str:
+        return str(httpx.get(f"{self.url}/api/runs/{thread}", headers=AUTH).json()["status"])
 
 
 def _plangate_runs(cwd: Path, *runs: tuple[str, ...]) -> None:
@@ -104,7 +108,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     while True:
         assert server.poll() is None, (tmp_path / "serve.log").read_text()
         try:
-            if httpx.get(f"{url}/api/info", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/api/info", headers=AUTH, timeout=2).status_code == 200:
                 break
         except httpx.TransportError:
             pass
@@ -132,13 +136,32 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh context; afterwards, no script error, and every API request it made
+    carried the token in its header, never in its URL."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors: list[str] = []
+    api: list[tuple[str, str | None]] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "request",
+        lambda request: (
+            api.append((request.url, request.headers.get("authorization")))
+            if "/api/" in request.url
+            else None
+        ),
+    )
     yield page
     context.close()
     assert errors == [], errors
+    assert all(TOKEN not in url for url, _ in api), api
+    assert all(auth is not None for _, auth in api), api
+
+
+def _api_requests(page: Page) -> list[str]:
+    """The API paths the page has requested so far (Performance API: every fetch it made)."""
+    urls: list[str] = page.evaluate("performance.getEntriesByType('resource').map((e) => e.name)")
+    return [url for url in urls if "/api/" in url]
 
 
 def test_approve_from_the_inbox_and_watch_the_run_finish(
@@ -155,6 +178,13 @@ def test_approve_from_the_inbox_and_watch_the_run_finish(
     expect(page.locator('.card[data-thread="globex-deal"] .risk-badge')).to_have_text("medium risk")
     expect(page.locator('.card[data-thread="globex-renewal"] .risk-badge')).to_have_text("low risk")
     expect(card.locator(".countdown")).to_contain_text("left")
+    # The real recipient, though smb redacts the trace: the approver sees what they approve.
+    expect(card.locator("pre.args")).to_contain_text('"to": "ana.lopez@acme.example"')
+    expect(card.locator(".chip.action")).to_have_text("execute · from the tool")
+    expect(card.locator(".chip.irreversible")).to_have_text("irreversible")
+    renewal = page.locator('.card[data-thread="globex-renewal"]')
+    expect(renewal.locator(".chip.action")).to_have_text("propose · from the tool")
+    expect(renewal.locator(".chip.irreversible")).to_have_count(0)
     assert "token" not in page.url  # moved to sessionStorage, out of the address bar
 
     page.screenshot(path=str(tmp_path / "inbox.png"), full_page=True)
@@ -168,6 +198,9 @@ def test_approve_from_the_inbox_and_watch_the_run_finish(
     dialog = page.locator("dialog#decide")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("email.send")
+    expect(page.locator("#d-action")).to_have_text("execute · from the tool")
+    expect(dialog).to_contain_text("the call cannot be undone")
+    assert '"to": "ana.lopez@acme.example"' in page.input_value("#d-args")
     page.fill("#d-approver", "Lee Chen")
     page.click("#d-approve")
 
@@ -179,6 +212,7 @@ def test_approve_from_the_inbox_and_watch_the_run_finish(
     expect(page.locator('#trace tr[data-type="plan_completed"]')).to_have_count(1)
     expect(page.locator('#trace tr[data-type="approval_received"]')).to_contain_text("Lee Chen")
     expect(page.locator("#live")).to_have_text("finished")
+    assert any(url.endswith("/api/runs/acme-followup/events") for url in _api_requests(page))
     assert [mail["to"] for mail in demo_outbox(served.outbox)] == ["ana.lopez@acme.example"]
 
     page.goto(f"{served.url}/#/")
@@ -186,8 +220,11 @@ def test_approve_from_the_inbox_and_watch_the_run_finish(
 
 
 def test_reject_with_a_reason_from_the_inbox(served: Served, page: Page) -> None:
-    """Reject needs a reason; the reason is recorded and shown in the finished run."""
-    page.goto(f"{served.url}/?token={TOKEN}")
+    """Reject needs a reason; the reason is recorded and shown in the finished run. The token
+    comes in the address's fragment this time, which no server sees."""
+    page.goto(f"{served.url}/#token={TOKEN}")
+    expect(page.locator(".card")).to_have_count(3)
+    assert "token" not in page.url
     card = page.locator('.card[data-thread="globex-renewal"]')
     card.get_by_role("button", name="Review & decide").click()
     page.fill("#d-approver", "Kim")
@@ -204,28 +241,66 @@ def test_reject_with_a_reason_from_the_inbox(served: Served, page: Page) -> None
     assert demo_outbox(served.outbox) == []
 
 
-def test_without_a_token_nothing_changes_until_one_is_entered(served: Served, page: Page) -> None:
-    """The dialog says the token is missing; the run still waits; with the token pasted in the
-    header the same approval goes through."""
+def test_without_a_token_the_page_shows_only_the_token_form(served: Served, page: Page) -> None:
+    """No token: only the form, saying where the token comes from, and no request for run
+    data. A wrong token is refused and shows nothing; the right one opens the inbox, and the
+    approval goes through."""
     page.goto(f"{served.url}/")
+    gate = page.locator("#gate")
+    expect(gate).to_be_visible()
+    expect(gate).to_contain_text("plangate serve")
+    expect(gate).to_contain_text("Token:")
+    expect(page.locator("#view")).to_be_hidden()
+    expect(page.locator("nav")).to_be_hidden()
+    assert page.locator("#view").inner_html() == ""
+    for shown in ("acme", "globex", "email.send", "Waiting for approval"):
+        assert shown not in page.content(), shown
+    assert _api_requests(page) == []
+
+    page.fill("#gate-token", "not-the-token")
+    page.press("#gate-token", "Enter")
+    expect(page.locator("#gate-error")).to_contain_text("The server refused that token")
+    expect(gate).to_be_visible()
+    assert page.locator("#view").inner_html() == ""
+    assert "globex" not in page.content()
+
+    page.fill("#gate-token", TOKEN)
+    page.click("#gate-open")
+    expect(gate).to_be_hidden()
+    expect(page.locator(".card")).to_have_count(3)
     page.locator('.card[data-thread="globex-deal"]').get_by_role(
         "button", name="Review & decide"
     ).click()
     page.fill("#d-approver", "Lee")
     page.click("#d-approve")
-    expect(page.locator("#d-error")).to_contain_text("Missing or wrong token")
-    page.click("#d-cancel")
-    assert httpx.get(f"{served.url}/api/runs/globex-deal").json()["status"] == "waiting"
-
-    page.fill("#token-input", TOKEN)
-    page.press("#token-input", "Enter")
-    expect(page.locator("#token-state")).to_contain_text("token set")
-    page.locator('.card[data-thread="globex-deal"]').get_by_role(
-        "button", name="Review & decide"
-    ).click()
-    page.click("#d-approve")  # the name is remembered
     expect(page.locator("#run-status")).to_have_text("success", timeout=30_000)
     expect(page.locator('#steps tr[data-step="advance"]')).to_contain_text("approve by Lee")
+    assert served.status("globex-deal") == "success"
+
+
+def test_a_refused_token_brings_the_form_back(served: Served, page: Page) -> None:
+    """A token the server no longer takes (it was started again with another) gets 401 on the
+    next request: the page forgets it and everything it showed, and asks again; "forget" does
+    the same on demand."""
+    page.goto(f"{served.url}/?token={TOKEN}#/runs/acme-followup")
+    expect(page.locator("#run-status")).to_have_text("waiting")
+    expect(page.locator("#live")).to_have_text("live")
+    page.evaluate("sessionStorage.setItem('plangate-token', 'stale-token')")
+    page.click('a[data-nav="runs"]')
+
+    expect(page.locator("#gate")).to_be_visible()
+    expect(page.locator("#gate-error")).to_contain_text("The server refused that token")
+    assert page.locator("#view").inner_html() == ""
+    assert page.evaluate("sessionStorage.getItem('plangate-token')") is None
+    assert served.status("acme-followup") == "waiting"
+
+    page.fill("#gate-token", TOKEN)
+    page.press("#gate-token", "Enter")
+    expect(page.locator("table tr[data-thread]")).to_have_count(3)
+    page.click("#token-forget")
+    expect(page.locator("#gate")).to_be_visible()
+    expect(page.locator("#gate-error")).to_be_hidden()
+    assert page.locator("#view").inner_html() == ""
 
 
 def test_start_a_run_from_the_page_then_approve_it(served: Served, page: Page) -> None:
@@ -237,6 +312,8 @@ def test_start_a_run_from_the_page_then_approve_it(served: Served, page: Page) -
     page.click("#start-run")
 
     expect(page.locator("#run-status")).to_have_text("waiting", timeout=30_000)
+    expect(page.locator("#live")).to_have_text("live")
+    expect(page.locator('#trace tr[data-type="approval_requested"]')).to_have_count(1)
     expect(page.locator('#budget [data-tier="total"]')).to_contain_text("2 / 50")
     page.locator(".waiting-banner").get_by_role("button", name="Review & decide").click()
     page.fill("#d-approver", "Zoe")
@@ -244,3 +321,5 @@ def test_start_a_run_from_the_page_then_approve_it(served: Served, page: Page) -
     expect(page.locator("#run-status")).to_have_text("success", timeout=30_000)
     expect(page.locator('#budget [data-tier="total"]')).to_contain_text("3 / 50")
     expect(page.locator("#signals")).to_contain_text("100 %")
+    expect(page.locator('#trace tr[data-type="plan_completed"]')).to_have_count(1)
+    expect(page.locator("#live")).to_have_text("finished")

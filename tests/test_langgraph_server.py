@@ -182,7 +182,8 @@ def test_a_run_pauses_at_the_send_and_finishes_when_approved(
     assert request["type"] == "approval_request"
     assert (request["tool"], request["step_id"], request["risk"]) == ("email.send", "send", "high")
     assert "cannot be undone" in request["consequence"]
-    assert request["args"]["to"] == "[REDACTED_EMAIL]"  # smb redacts the request
+    assert request["args"]["to"] == "ana.lopez@acme.example"  # the approver sees the real one
+    assert (request["action"], request["action_source"]) == ("execute", "tool")
     state = client.threads.get_state(thread_id)
     assert state["next"] == ["approval_interrupt"]
     (task,) = state["tasks"]
@@ -236,6 +237,57 @@ def test_a_bad_decision_fails_its_run_and_leaves_the_approval_pending(
     assert len(_emails(server)) == emails_before
 
 
+def test_an_edit_of_a_redacted_copy_or_a_stale_digest_is_refused_and_the_run_still_finishes(
+    server: Server, client: SyncLangGraphClient, plan: dict[str, Any]
+) -> None:
+    """A client that pre-fills its edit form from the redacted trace cannot send the marker to
+    the tool, and a decision bound to another request's digest is refused: each bad resume
+    fails its own run, the approval stays pending, and a good edit then sends the real mail."""
+    emails_before = len(_emails(server))
+    thread_id = _thread(client)
+    client.runs.wait(thread_id, GRAPH_ID, input={"plan": plan})
+    (pending,) = _pending(client, thread_id)
+    request = pending["value"]
+    edited = {**request["args"], "subject": "Renewal, this week?"}
+
+    marker = client.runs.wait(
+        thread_id,
+        GRAPH_ID,
+        command={"resume": {"decision": "edit", "args": {**edited, "to": "[REDACTED_EMAIL]"}}},
+        raise_error=False,
+    )
+    assert marker["__error__"]["error"] == "InvalidDecision"
+    assert "args.to: holds a redaction marker" in marker["__error__"]["message"]
+    stale = client.runs.wait(
+        thread_id,
+        GRAPH_ID,
+        command={"resume": {"decision": "approve", "digest": "0" * 64}},
+        raise_error=False,
+    )
+    assert stale["__error__"]["error"] == "InvalidDecision"
+    assert "digest" in stale["__error__"]["message"]
+    assert [i["id"] for i in _pending(client, thread_id)] == [pending["id"]]
+    assert len(_emails(server)) == emails_before
+
+    client.runs.wait(
+        thread_id,
+        GRAPH_ID,
+        command={
+            "resume": {
+                "decision": "edit",
+                "args": edited,
+                "approver": "lee",
+                "digest": request["digest"],
+            }
+        },
+    )
+    result = client.threads.get_state(thread_id)["values"]["result"]
+    assert result["status"] == "success"
+    sent = _emails(server)[-1]
+    assert (sent["to"], sent["subject"]) == ("ana.lopez@acme.example", "Renewal, this week?")
+    assert "[REDACTED" not in sent["body"]
+
+
 def test_trace_events_stream_on_custom_and_node_updates_on_updates(
     client: SyncLangGraphClient, plan: dict[str, Any]
 ) -> None:
@@ -258,6 +310,9 @@ def test_trace_events_stream_on_custom_and_node_updates_on_updates(
     assert {"tool_call_start", "tool_call_complete", "approval_requested"} <= set(types)
     assert [event["seq"] for event in custom] == list(range(len(custom)))
     assert {event["trace_id"] for event in custom} == {custom[0]["trace_id"]}
+    # The stream leaves the decision path: its copy of the request is redacted.
+    (requested,) = (event for event in custom if event["type"] == "approval_requested")
+    assert requested["data"]["args"]["to"] == "[REDACTED_EMAIL]"
     nodes = [node for update in updates for node in update]
     assert {"plan_start", "budget_check", "tool_exec", "trace_emit"} <= set(nodes)
     assert nodes[-1] == "__interrupt__"

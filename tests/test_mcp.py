@@ -1,6 +1,8 @@
 """The MCP adapter against a real FastMCP server (`peers/mcp_server.py`) on stdio and on a
 loopback port: plans call its tools under a prefix, each call's idempotency key reaches the
-server, and every way a call can fail becomes a step outcome, never a crashed run."""
+server, and every way a call can fail becomes a step outcome, never a crashed run. The server's
+tool annotations decide what a call is (a plan cannot lower it), and the tools' own input
+schemas check an approver's edits."""
 
 from __future__ import annotations
 
@@ -20,14 +22,33 @@ import pytest
 from _support import Runner, free_port, plan_of, thread
 from langchain_mcp_adapters.sessions import Connection
 from langgraph.types import Command
+from pydantic import ValidationError
 
-from plangate import PlangateUsageError, Profile, RetryPolicy, build_graph, open_checkpointer
+from plangate import (
+    InvalidDecision,
+    PlangateUsageError,
+    Profile,
+    RetryPolicy,
+    build_graph,
+    open_checkpointer,
+)
+from plangate.actions import ToolDeclaration, tool_declaration
 from plangate.adapters.mcp import MCPConnectionError, amcp_tools, mcp_tools
 from plangate.errors import AdapterError
 from plangate.nodes.tool_exec import is_transient
 
 PEER = Path(__file__).parent / "peers" / "mcp_server.py"
 TECHNICAL = Profile(name="mcp-test", redact=False)
+# `refund`'s inputSchema as FastMCP derives it from the function's signature.
+REFUND_SCHEMA = {
+    "type": "object",
+    "title": "refundArguments",
+    "properties": {
+        "invoice_id": {"title": "Invoice Id", "type": "string"},
+        "amount": {"title": "Amount", "type": "number"},
+    },
+    "required": ["invoice_id", "amount"],
+}
 
 
 @dataclass
@@ -173,6 +194,146 @@ def test_an_approved_step_calls_the_server_once_with_its_key(
     key = step_keys(runner, graph)["pay"]
     calls = [(call["tool"], call["meta_key"], call["header_key"]) for call in http_peer.calls()]
     assert calls == [("refund", key, key)]
+
+
+def test_annotations_become_each_tools_trusted_action_and_its_schema_is_the_servers(
+    tmp_path: Path,
+) -> None:
+    """The annotations sit in `metadata` as langchain-mcp-adapters puts them: `lookup` is a
+    read, `refund` an irreversible execute, the unannotated `void` has no declaration. Each
+    tool's input model publishes the server's inputSchema and checks arguments with it."""
+    peer = stdio_peer(tmp_path / "calls.jsonl")
+    tools = {tool.name: tool for tool in mcp_tools(peer.connection, prefix="billing")}
+    refund, lookup, void = tools["billing.refund"], tools["billing.lookup"], tools["billing.void"]
+    assert refund.metadata == {
+        "title": None,
+        "readOnlyHint": False,
+        "destructiveHint": True,
+        "idempotentHint": None,
+        "openWorldHint": None,
+    }
+    assert tool_declaration(refund) == ToolDeclaration(
+        action="execute", irreversible=True, source="mcp"
+    )
+    assert tool_declaration(lookup) == ToolDeclaration(
+        action="read", irreversible=False, source="mcp"
+    )
+    assert (void.metadata, tool_declaration(void)) == (None, None)
+
+    model = refund.get_input_schema()
+    assert model.model_json_schema() == REFUND_SCHEMA == refund.args_schema
+    assert model.model_config.get("extra") == "allow"
+    model.model_validate({"invoice_id": "inv-1", "amount": 2})
+    with pytest.raises(ValidationError, match="'lots' is not of type 'number'") as refused:
+        model.model_validate({"invoice_id": "inv-1", "amount": "lots"})
+    assert [error["loc"] for error in refused.value.errors()] == [("amount",)]
+
+
+def test_under_smb_a_destructive_tool_waits_and_a_read_only_one_does_not(
+    runner: Runner, peer: Peer
+) -> None:
+    """With no `action` in the plan, `lookup` (read-only) runs at once and `refund`
+    (destructive) waits: the request says what the annotations made it, carries the tool's
+    input schema for edits, and the server sees the refund once, only after the approval."""
+    tools = mcp_tools(peer.connection, prefix="billing")
+    graph = runner.graph(tools, profile="smb")
+    plan = plan_of(
+        {"id": "look", "tool": "billing.lookup", "args": {"invoice_id": "inv-7"}},
+        {"id": "pay", "tool": "billing.refund", "args": {"invoice_id": "inv-7", "amount": 4}},
+    )
+    paused = runner.invoke(graph, {"plan": plan}, thread())
+    request = paused["__interrupt__"][0].value
+    assert request["step_id"] == "pay"
+    assert (request["action"], request["action_source"]) == ("execute", "mcp")
+    assert (request["irreversible"], request["risk"]) == (True, "high")
+    assert request["args"] == {"invoice_id": "inv-7", "amount": 4}
+    args_schema = request["response_schema"]["properties"]["args"]["anyOf"][0]
+    listed = next(tool.args_schema for tool in tools if tool.name == "billing.refund")
+    assert args_schema == {k: v for k, v in listed.items() if k != "title"}  # type: ignore[union-attr]
+    assert sorted(args_schema["properties"]) == ["amount", "invoice_id"]
+    assert [call["tool"] for call in peer.calls()] == ["lookup"]
+
+    approve = Command(resume={"decision": "approve", "approver": "x"})
+    result = runner.invoke(graph, approve, thread())["result"]
+    assert [step["status"] for step in result["steps"]] == ["ok", "ok"]
+    assert [(call["tool"], call["args"]) for call in peer.calls()] == [
+        ("lookup", {"invoice_id": "inv-7"}),
+        ("refund", {"invoice_id": "inv-7", "amount": 4}),
+    ]
+
+
+def test_an_unannotated_tool_waits_as_an_execute_by_default(
+    runner: Runner, http_peer: Peer
+) -> None:
+    """`void` declares nothing, so under `smb` it is an `execute` said by nobody (`default`)
+    and waits; its risk counts the sensitive `billing` domain but no irreversibility."""
+    graph = runner.graph(mcp_tools(http_peer.connection, prefix="billing"), profile="smb")
+    plan = plan_of({"id": "void", "tool": "billing.void", "args": {"invoice_id": "inv-8"}})
+    request = runner.invoke(graph, {"plan": plan}, thread())["__interrupt__"][0].value
+    assert (request["action"], request["action_source"]) == ("execute", "default")
+    assert (request["irreversible"], request["risk"]) == (False, "high")
+    assert http_peer.calls() == []
+
+
+def test_a_bad_edit_is_refused_naming_the_field_and_the_run_can_still_be_approved(
+    runner: Runner, peer: Peer
+) -> None:
+    """An edit the tool's inputSchema refuses (`amount: "lots"`) raises `InvalidDecision`
+    naming `args.amount`; the run stays paused on the same request, nothing reaches the
+    server, and approving then makes the original call once."""
+    graph = runner.graph(mcp_tools(peer.connection, prefix="billing"), profile="smb")
+    plan = plan_of(
+        {"id": "pay", "tool": "billing.refund", "args": {"invoice_id": "inv-9", "amount": 6}}
+    )
+    request = runner.invoke(graph, {"plan": plan}, thread())["__interrupt__"][0].value
+
+    bad = {"decision": "edit", "args": {"invoice_id": "inv-9", "amount": "lots"}}
+    with pytest.raises(InvalidDecision, match=r"args\.amount: 'lots' is not of type") as caught:
+        runner.invoke(graph, Command(resume=bad), thread())
+    assert caught.value.field == "args.amount"
+    missing = {"decision": "edit", "args": {"invoice_id": "inv-9"}}
+    with pytest.raises(InvalidDecision, match="'amount' is a required property"):
+        runner.invoke(graph, Command(resume=missing), thread())
+    assert peer.calls() == []
+
+    snapshot = (
+        graph.get_state(thread())
+        if runner.mode == "sync"
+        else runner.loop.run_until_complete(graph.aget_state(thread()))
+    )
+    assert [i.value["request_id"] for i in snapshot.interrupts] == [request["request_id"]]
+    result = runner.invoke(graph, Command(resume={"decision": "approve"}), thread())["result"]
+    assert result["steps"][0]["status"] == "ok"
+    assert [(call["tool"], call["args"]) for call in peer.calls()] == [
+        ("refund", {"invoice_id": "inv-9", "amount": 6})
+    ]
+
+
+def test_a_plan_saying_read_cannot_lower_a_destructive_tool(
+    runner: Runner, http_peer: Peer
+) -> None:
+    """`action: read` on `refund` is overruled by its annotations: the step still waits as an
+    irreversible `execute`, the server sees nothing, and the trace records the override."""
+    graph = runner.graph(mcp_tools(http_peer.connection, prefix="billing"), profile="smb")
+    plan = plan_of(
+        {
+            "id": "pay",
+            "tool": "billing.refund",
+            "action": "read",
+            "args": {"invoice_id": "inv-10", "amount": 1},
+        }
+    )
+    request = runner.invoke(graph, {"plan": plan}, thread())["__interrupt__"][0].value
+    assert (request["action"], request["action_source"], request["irreversible"]) == (
+        "execute",
+        "mcp",
+        True,
+    )
+    overrides = [e for e in runner.trace(graph, thread()) if e["type"] == "policy_override"]
+    assert [(e["step_id"], e["data"]) for e in overrides] == [
+        ("pay", {"plan_action": "read", "action": "execute", "action_source": "mcp"})
+    ]
+    assert http_peer.calls() == []
 
 
 CRASHING_RUN = """

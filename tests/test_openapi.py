@@ -2,7 +2,9 @@
 port: plans call one tool per operationId with path, query, header and body arguments, each
 call's idempotency key reaches the service (the same after a resume, so one refund is made), and
 every way a call can fail (bad arguments, 4xx, 5xx, no service, no answer) becomes a step
-outcome with the retries plangate's profile asks for."""
+outcome with the retries plangate's profile asks for. Each operation's action comes from its
+HTTP method or `x-plangate-action`, and the built-in profiles gate it without the plan saying
+anything."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from langchain_core.tools import BaseTool
 from langgraph.types import Command
 
 from plangate import InvalidDecision, PlangateUsageError, Profile, RetryPolicy
+from plangate.actions import ToolDeclaration, tool_declaration
 from plangate.adapters.openapi import (
     InvalidToolArguments,
     ToolConnectionError,
@@ -35,6 +38,7 @@ from plangate.adapters.openapi import (
 )
 from plangate.errors import AdapterError
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, is_transient
+from plangate.plan import Action
 
 PEER = Path(__file__).parent / "peers" / "http_service.py"
 TECHNICAL = Profile(name="http-test", redact=False)
@@ -43,6 +47,8 @@ TOOLS = [
     "billing.get_invoice",
     "billing.list_invoices",
     "billing.create_refund",
+    "billing.cancel_refund",
+    "billing.draft_refund",
     "billing.get_exchange_rate",
 ]
 
@@ -294,6 +300,8 @@ def broken(change: str) -> dict[str, Any]:
         ]
     elif change == "no paths":
         document["paths"] = {}
+    elif change == "unknown action":
+        operations["post"]["x-plangate-action"] = "delete"
     return document
 
 
@@ -312,6 +320,12 @@ def broken(change: str) -> dict[str, Any]:
         ("dangling ref", r"'#/components/parameters/Missing' points to nothing", None),
         ("invalid schema", r"GET /refunds \(list_refunds\): its schema is invalid at", None),
         ("no paths", "defines no operations", None),
+        (
+            "unknown action",
+            r"POST /refunds \(create_refund\): x-plangate-action is 'delete', "
+            "not one of read, propose, execute",
+            None,
+        ),
     ],
 )
 def test_a_document_plangate_cannot_use_raises_an_adapter_error_naming_the_fix(
@@ -604,6 +618,130 @@ def test_an_operation_outside_the_allowlist_is_blocked_and_never_sent(
     assert service.refunds() == []
 
 
+# --- actions ----------------------------------------------------------------------------------
+
+
+def declared(action: Action, *, irreversible: bool = False) -> ToolDeclaration:
+    return ToolDeclaration(action=action, irreversible=irreversible, source="openapi")
+
+
+def test_each_tool_declares_its_action_from_its_method_or_x_plangate_action(
+    tools: list[BaseTool],
+) -> None:
+    """GET reads, POST executes, DELETE executes irreversibly; `x-plangate-action` replaces the
+    method's action, and a DELETE it marks stays irreversible."""
+    assert {tool.name: tool_declaration(tool) for tool in tools} == {
+        "billing.get_invoice": declared("read"),
+        "billing.list_invoices": declared("read"),
+        "billing.create_refund": declared("execute"),
+        "billing.cancel_refund": declared("execute", irreversible=True),
+        "billing.draft_refund": declared("propose"),
+        "billing.get_exchange_rate": declared("read"),
+    }
+    document = broken("none")
+    document["paths"]["/refunds"]["get"]["x-plangate-action"] = "execute"
+    document["paths"]["/refunds/{refund_id}"] = {
+        "delete": {
+            "operationId": "archive_refund",
+            "x-plangate-action": "propose",
+            "parameters": [
+                {"name": "refund_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+        }
+    }
+    marked = openapi_tools(document, prefix="billing")
+    assert [tool_declaration(tool) for tool in marked] == [
+        declared("execute"),
+        declared("execute"),
+        declared("propose", irreversible=True),
+    ]
+
+
+def test_under_smb_a_get_runs_unasked_and_a_delete_waits_as_irreversible(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """With no `action` in the plan: the GET runs at once; the DELETE waits, its request says
+    it is an irreversible `execute` from the OpenAPI method at high risk, and the service sees
+    no DELETE until it is approved, then exactly one."""
+    made = tools[2].invoke({"invoice_id": "inv-1", "amount": 10})
+    graph = runner.graph(tools, profile="smb")
+    plan = plan_of(
+        step("invoice", "get_invoice", invoice_id="inv-1"),
+        step("cancel", "cancel_refund", refund_id=made["refund_id"]),
+    )
+    paused = runner.invoke(graph, {"plan": plan}, thread())
+    request = paused["__interrupt__"][0].value
+    assert (request["step_id"], request["args"]) == ("cancel", {"refund_id": "ref-1"})
+    assert {k: request[k] for k in ("action", "action_source", "irreversible", "risk")} == {
+        "action": "execute",
+        "action_source": "openapi",
+        "irreversible": True,
+        "risk": "high",
+    }
+    assert "cannot be undone" in request["consequence"]
+    assert [(r["method"], r["path"]) for r in service.requests()] == [
+        ("POST", "/refunds"),
+        ("GET", "/invoices/inv-1"),
+    ]
+
+    approve = Command(resume={"decision": "approve", "approver": "x"})
+    result = runner.invoke(graph, approve, thread())["result"]
+    assert {s: o["status"] for s, o in by_id(result).items()} == {"invoice": "ok", "cancel": "ok"}
+    deletes = [r["path"] for r in service.requests() if r["method"] == "DELETE"]
+    assert deletes == ["/refunds/ref-1"]
+    assert service.refunds() == []
+
+
+def test_a_post_waits_under_smb_and_a_propose_operation_only_under_enterprise(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """With no `action` in the plan: under smb the draft (`x-plangate-action: propose`) is sent
+    unasked and the refund (a POST) waits; enterprise, which gates propose, holds the draft."""
+    draft = step("draft", "draft_refund", invoice_id="inv-2", amount=5)
+    refund = step("refund", "create_refund", invoice_id="inv-2", amount=5)
+    smb = runner.graph(tools, profile="smb")
+    paused = runner.invoke(smb, {"plan": plan_of(draft, refund)}, thread("smb"))
+    request = paused["__interrupt__"][0].value
+    assert (request["step_id"], request["action"], request["action_source"]) == (
+        "refund",
+        "execute",
+        "openapi",
+    )
+    assert (request["irreversible"], request["risk"]) == (False, "high")
+    assert [(r["method"], r["path"]) for r in service.requests()] == [("POST", "/refund-drafts")]
+
+    enterprise = runner.graph(tools, profile="enterprise")
+    held = runner.invoke(enterprise, {"plan": plan_of(draft)}, thread("enterprise"))
+    request = held["__interrupt__"][0].value
+    assert (request["step_id"], request["action"], request["action_source"]) == (
+        "draft",
+        "propose",
+        "openapi",
+    )
+    assert len(service.requests()) == 1  # the draft under enterprise waits, unsent
+
+
+def test_a_plan_calling_a_delete_a_read_cannot_lower_it(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """A plan saying `action: read` for the DELETE is overruled: the step still waits as an
+    `execute`, nothing is sent, and the trace records the `policy_override`."""
+    graph = runner.graph(tools, profile="smb")
+    cancel = {**step("cancel", "cancel_refund", refund_id="ref-1"), "action": "read"}
+    paused = runner.invoke(graph, {"plan": plan_of(cancel)}, thread())
+    request = paused["__interrupt__"][0].value
+    assert (request["action"], request["action_source"], request["irreversible"]) == (
+        "execute",
+        "openapi",
+        True,
+    )
+    overrides = [e for e in runner.trace(graph, thread()) if e["type"] == "policy_override"]
+    assert [(e["step_id"], e["data"]) for e in overrides] == [
+        ("cancel", {"plan_action": "read", "action": "execute", "action_source": "openapi"})
+    ]
+    assert service.requests() == []
+
+
 # --- a tool on its own ------------------------------------------------------------------------
 
 
@@ -612,7 +750,7 @@ def test_a_tool_called_directly_raises_precise_errors_and_sends_its_key(
 ) -> None:
     """Outside plangate the same errors carry their attributes; the key in the run config is
     sent as `Idempotency-Key`, and none is sent without one."""
-    get_invoice, _, create_refund, _ = tools
+    get_invoice, _, create_refund, *_ = tools
     with pytest.raises(InvalidToolArguments) as bad:
         create_refund.invoke({"invoice_id": "inv-1", "amount": -1})
     assert (bad.value.tool, bad.value.field) == ("billing.create_refund", "amount")

@@ -47,10 +47,11 @@ def test_empty_id_counts_as_missing() -> None:
     assert ids(plan) == ["step-1"]
 
 
-def test_action_defaults_to_read_and_collections_to_empty() -> None:
-    """A bare step reads, has no args, no dependencies, no description and no metadata."""
+def test_action_defaults_to_none_and_collections_to_empty() -> None:
+    """A bare step says nothing of its action (the tool's trusted action applies), and has no
+    args, no dependencies, no description and no metadata."""
     step = PlanStep(id="a", tool="crm.lookup")
-    assert step.action == "read"
+    assert step.action is None
     assert step.args == {}
     assert step.depends_on == []
     assert step.description == ""

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from plangate import Budget, Profile, ProfileError, load_profile
+from plangate import Budget, PlanStep, Profile, ProfileError, load_profile
+from plangate.actions import ToolDeclaration, step_policy
 from plangate.plan import Action
 from plangate.profiles import BUILTIN_PROFILES
 
@@ -307,29 +308,33 @@ def test_approval_required_tools_work_without_action_gates() -> None:
 
 
 @pytest.mark.parametrize(
-    ("tool", "action", "domain", "risk"),
+    ("action", "irreversible", "domain", "risk"),
     [
-        ("crm.lookup", "read", "crm", "low"),
-        ("email.draft", "propose", "email", "low"),
-        ("crm.update", "execute", "crm", "medium"),
-        ("email.send", "read", "email", "medium"),
-        ("email.send", "execute", "email", "high"),
-        ("payments.quote", "read", "payments", "medium"),
-        ("payments.refund", "execute", "payments", "high"),
-        ("email.send", "propose", "payments", "high"),
-        ("email.send", "execute", "payments", "high"),
+        ("read", False, "crm", "low"),
+        ("propose", False, "email", "low"),
+        ("execute", False, "crm", "medium"),
+        ("read", True, "email", "medium"),
+        ("execute", True, "email", "high"),
+        ("read", False, "payments", "medium"),
+        ("execute", False, "payments", "high"),
+        ("propose", True, "payments", "high"),
+        ("execute", True, "payments", "high"),
     ],
 )
-def test_risk_levels(tool: str, action: Action, domain: str, risk: str) -> None:
+def test_risk_levels(action: Action, irreversible: bool, domain: str, risk: str) -> None:
     """read/propose start low, execute medium; irreversible and sensitive each add one, capped."""
-    assert custom_profile().risk(tool, action, domain) == risk
+    assert custom_profile().risk(action, irreversible=irreversible, domains=[domain]) == risk
 
 
-def test_risk_uses_the_domain_given_not_the_tool_prefix() -> None:
-    """A step's domain, not its tool prefix, decides whether the sensitive-domain level applies."""
+def test_any_sensitive_domain_adds_a_level() -> None:
+    """A call is in a sensitive domain when any of its domains is (the tool's own prefix and the
+    plan's `domain`): a plan naming another domain cannot take the sensitivity away."""
     profile = custom_profile()
-    assert profile.risk("crm.charge", "execute", "payments") == "high"
-    assert profile.risk("payments.quote", "read", "crm") == "low"
+    assert profile.risk("execute", irreversible=False, domains=["crm", "payments"]) == "high"
+    assert profile.risk("read", irreversible=False, domains=["crm", ""]) == "low"
+    trusted = ToolDeclaration(action="read", irreversible=False, source="tool")
+    quote = PlanStep(id="q", tool="payments.quote", domain="crm")
+    assert step_policy(quote, trusted, profile).risk == "medium"
 
 
 @pytest.mark.parametrize(
@@ -344,7 +349,9 @@ def test_risk_uses_the_domain_given_not_the_tool_prefix() -> None:
 )
 def test_builtin_risk(name: str, tool: str, action: Action, domain: str, risk: str) -> None:
     """Built-ins mark email.send and deletes irreversible and payments/billing sensitive."""
-    assert load_profile(name).risk(tool, action, domain) == risk
+    profile = load_profile(name)
+    irreversible = profile.is_irreversible(tool)
+    assert profile.risk(action, irreversible=irreversible, domains=[domain]) == risk
 
 
 def test_is_irreversible_uses_globs() -> None:

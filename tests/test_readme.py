@@ -30,7 +30,7 @@ def run_example(code: str, cwd: Path) -> str:
 def test_the_in_python_example_pauses_approves_and_reads_the_trace(tmp_path: Path) -> None:
     out = run_example(readme_example("## In Python"), tmp_path).splitlines()
     assert out[0].startswith("high If approved, plangate will call email.send")
-    assert "ana.lopez@acme.example" not in out[0]  # redacted in the consequence
+    assert "to ana.lopez@acme.example (high risk)" in out[0]  # the approver sees who
     assert out[1].startswith("success ['ok', 'ok'] {'p50': ")
     assert re.fullmatch(r"\d+ trace events", out[2])
     assert (tmp_path / "runs.db").exists()

@@ -56,7 +56,7 @@ CRASHING_RUN = """
 import json, os, signal, sys
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
-from plangate import build_graph, demo_toolkit, open_checkpointer
+from plangate import build_graph, declare_action, demo_toolkit, open_checkpointer
 
 mode, folder, kill_at = sys.argv[1], sys.argv[2], sys.argv[3]
 demo = {tool.name: tool for tool in demo_toolkit(folder + "/outbox.db")}
@@ -69,6 +69,7 @@ def kill_once(where: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@declare_action(action="read")
 def lookup(account: str, config: RunnableConfig) -> dict:
     with open(folder + "/lookups", "a") as calls:
         calls.write("called\\n")

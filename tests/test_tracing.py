@@ -9,8 +9,10 @@ import pytest
 from langchain_core.tools import BaseTool, StructuredTool
 
 from plangate import Budget, Decision, InvalidDecision, PlanStep, load_profile, redact
+from plangate.actions import StepPolicy, ToolDeclaration, step_policy
 from plangate.approval import consequence_of, parse_decision, response_schema
 from plangate.budget import charge, crossed_warnings, empty_usage, exceeded_tier, usage_report
+from plangate.plan import Action
 from plangate.state import BudgetUsage
 from plangate.tracing import golden_signals
 
@@ -499,11 +501,16 @@ def test_response_schema_without_tool_accepts_any_args() -> None:
 # --- consequence_of ------------------------------------------------------------------------------
 
 
+def policy_of(step: PlanStep, action: Action, *, irreversible: bool = False) -> StepPolicy:
+    """The policy of `step` when its tool declares `action` (under `smb`)."""
+    trusted = ToolDeclaration(action=action, irreversible=irreversible, source="tool")
+    return step_policy(step, trusted, load_profile("smb"))
+
+
 def test_consequence_of_irreversible_execute() -> None:
     """An irreversible execute says it cannot be undone, names the target and the risk."""
-    profile = load_profile("smb")
-    step = PlanStep(id="send", tool="email.send", action="execute", args={"to": "ana@acme.example"})
-    text = consequence_of(step, profile, profile.risk(step.tool, step.action, step.domain or ""))
+    step = PlanStep(id="send", tool="email.send", args={"to": "ana@acme.example"})
+    text = consequence_of(step, policy_of(step, "execute", irreversible=True))
     assert "cannot be undone" in text
     assert "email.send" in text
     assert "to ana@acme.example" in text
@@ -512,18 +519,16 @@ def test_consequence_of_irreversible_execute() -> None:
 
 def test_consequence_of_reversible_execute() -> None:
     """A reversible execute says undoing it needs a follow-up, not that it cannot be undone."""
-    profile = load_profile("smb")
-    step = PlanStep(id="u", tool="crm.update_opportunity", action="execute")
-    text = consequence_of(step, profile, "medium")
+    step = PlanStep(id="u", tool="crm.update_opportunity")
+    text = consequence_of(step, policy_of(step, "execute"))
     assert "cannot be undone" not in text
     assert "follow-up" in text
 
 
 def test_consequence_of_read() -> None:
     """A read says it only reads and changes nothing."""
-    profile = load_profile("enterprise")
     step = PlanStep(id="l", tool="crm.lookup_account", args={"account": "acme"})
-    text = consequence_of(step, profile, "low")
+    text = consequence_of(step, policy_of(step, "read"))
     assert "only reads" in text
     assert "cannot be undone" not in text
     assert "account acme" in text
@@ -531,10 +536,7 @@ def test_consequence_of_read() -> None:
 
 def test_consequence_of_propose_uses_the_description() -> None:
     """A propose step is described in the step's own words and says nothing is sent yet."""
-    profile = load_profile("enterprise")
-    step = PlanStep(
-        id="d", tool="email.draft", action="propose", description="Draft the renewal mail."
-    )
-    text = consequence_of(step, profile, "low")
+    step = PlanStep(id="d", tool="email.draft", description="Draft the renewal mail.")
+    text = consequence_of(step, policy_of(step, "propose"))
     assert text.startswith("If approved, plangate will draft the renewal mail (low risk).")
     assert "nothing is sent" in text

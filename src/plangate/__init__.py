@@ -9,6 +9,7 @@ Example:
 
 from typing import Any
 
+from plangate.actions import ActionSource, StepPolicy, declare_action
 from plangate.adapters import (
     MockFixtures,
     demo_mocks,
@@ -18,7 +19,6 @@ from plangate.adapters import (
     tool_registry,
 )
 from plangate.adapters.demo import demo_outbox
-from plangate.actions import ActionSource, StepPolicy, declare_action
 from plangate.approval import Decision
 from plangate.checkpoint import aopen_checkpointer, open_checkpointer
 from plangate.compiled import PlangateGraph

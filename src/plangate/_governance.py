@@ -58,7 +58,7 @@ class Governance:
     def trusted(self, name: str) -> ToolDeclaration:
         """The trusted action of tool `name` (see `plangate.actions`), worked out once."""
         if name not in self._trusted:
-            tool = self.tools.get(name) or self.mocks.get(name)
+            tool = self.described(name)
             declared = tool_declaration(tool) if tool is not None else None
             self._trusted[name] = trusted_of(name, declared, self.profile)
         return self._trusted[name]
@@ -75,6 +75,11 @@ class Governance:
         """What a step calling `name` calls first: the tool, or offline its mock."""
         return (self.mocks if self.profile.offline else self.tools).get(name)
 
+    def described(self, name: str) -> BaseTool | None:
+        """The tool whose declaration and argument schema stand for `name`: the tool itself,
+        even offline (its mock answers for it), else its mock."""
+        return self.tools.get(name) or self.mocks.get(name)
+
     def fallback(self, name: str) -> BaseTool | None:
         """The mock to call when the tool cannot be reached, under `mock_fallback`."""
         return self.mocks.get(name) if self.profile.mock_fallback else None
@@ -86,7 +91,7 @@ class Governance:
         """The decision schema for approvals of `tool`, built once per tool: pydantic's JSON
         schema generation would otherwise be most of what an approval request costs."""
         if tool not in self._schemas:
-            self._schemas[tool] = response_schema(self.tools.get(tool) or self.mocks.get(tool))
+            self._schemas[tool] = response_schema(self.described(tool))
         return copy.deepcopy(self._schemas[tool])
 
 

@@ -202,7 +202,12 @@ def args_problem(tool: BaseTool, args: Mapping[str, Any]) -> tuple[str, str] | N
         return (f"args.{dotted(loc)}" if loc else "args"), msg
     fields = getattr(schema, "model_fields", None)
     extra = getattr(schema, "model_config", {}).get("extra")
-    if fields is not None and extra != "allow":
+    # A root model (LangChain's stand-in for a schema it cannot model) names no arguments.
+    if (
+        fields is not None
+        and extra != "allow"
+        and not getattr(schema, "__pydantic_root_model__", False)
+    ):
         unknown = [key for key in args if key not in fields]
         if unknown:
             takes = ", ".join(fields) or "no arguments"
@@ -235,6 +240,10 @@ def response_schema(tool: BaseTool | None) -> dict[str, Any]:
     if tool is not None:
         args_schema = tool.get_input_schema().model_json_schema()  # type: ignore[union-attr]
         args_schema.pop("title", None)
+        # `#/$defs/...` references resolve against the document's root: nested under
+        # `properties.args`, the tool's definitions must move up to the decision's root.
+        if "$defs" in args_schema:
+            schema["$defs"] = {**schema.get("$defs", {}), **args_schema.pop("$defs")}
         schema["properties"]["args"] = {
             "anyOf": [args_schema, {"type": "null"}],
             "description": "New arguments for the step (edit only).",

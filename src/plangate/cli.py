@@ -27,7 +27,6 @@ from plangate.errors import (
     NoPendingApproval,
     PlangateError,
     PlangateUsageError,
-    ResumeConflict,
     UnknownThread,
 )
 from plangate.history import (
@@ -320,13 +319,13 @@ def expire(db: DbOption = DEFAULT_DB) -> None:
     if not expired:
         typer.echo("No approval has expired.")
     for thread in expired:
-        # Each run goes on under its own setup (profile, offline mode), not the probe's.
-        run_graph, config, _ = _existing(db, thread)
         typer.echo(f"\n{thread}: approval expired")
         try:
+            # Each run goes on under its own setup (profile, offline mode), not the probe's.
+            run_graph, config, _ = _existing(db, thread)
             _drive(run_graph, Command(resume=EXPIRED_DECISION), config, db)
-        except ResumeConflict as conflict:
-            typer.echo(f"{thread}: skipped, {conflict}")
+        except PlangateError as refused:  # another worker has it, or it cannot go on here
+            typer.echo(f"{thread}: skipped, {refused}")
 
 
 @app.command()
@@ -367,7 +366,8 @@ def _decide(thread: str, decision: dict[str, Any], step: str | None, db: str) ->
     graph, config, snapshot = _existing(db, thread)
     requests = [i.value for i in snapshot.interrupts if is_approval_request(i.value)]
     if not requests:
-        raise NoPendingApproval(thread)
+        with graph.hold(config):  # `ResumeConflict` while another process runs it
+            raise NoPendingApproval(thread)
     chosen = [r for r in requests if step is None or r["step_id"] == step]
     if not chosen:
         waiting = ", ".join(repr(r["step_id"]) for r in requests)
@@ -455,8 +455,8 @@ def serve(
     token: Annotated[
         str | None,
         typer.Option(
-            help="Bearer token for approving, rejecting and starting runs "
-            "(default: $PLANGATE_TOKEN, else a new one, printed)."
+            help="Bearer token every API request needs, reads included: approval requests "
+            "carry real args (default: $PLANGATE_TOKEN, else a new one, printed)."
         ),
     ] = None,
 ) -> None:
@@ -473,21 +473,22 @@ def serve(
     given = token or os.environ.get("PLANGATE_TOKEN")
     secret = given or secrets.token_urlsafe(24)
     loopback = host in ("127.0.0.1", "localhost", "::1")
-    # On loopback, only requests addressed to loopback names: reading runs needs no token,
-    # and this keeps a web page from reading them through a DNS-rebound host name.
+    # On loopback, only requests addressed to loopback names: a second wall behind the token,
+    # against a web page reaching the inbox through a DNS-rebound host name.
     hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else None
     inbox = create_app(db, token=secret, allowed_hosts=hosts)
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     typer.echo(f"plangate inbox on {url} (database {db})")
     if given:
-        typer.echo(f"Token: the one given (--token or PLANGATE_TOKEN); open {url}?token=...")
+        typer.echo(f"Token: the one given (--token or PLANGATE_TOKEN); open {url}#token=...")
     else:
         typer.echo(f"Token: {secret}")
-        typer.echo(f"Open: {url}?token={secret}")
+        # A fragment never reaches a server or a proxy's log.
+        typer.echo(f"Open: {url}#token={secret}")
     if not loopback:
         typer.echo(
-            "Note: reading runs needs no token; serve beyond loopback only behind a proxy "
-            "that authenticates."
+            "Note: plain HTTP carries the token in clear; serve beyond loopback only behind "
+            "a TLS proxy."
         )
     sys.stdout.flush()  # the token must reach a pipe (a log, a test) before serving blocks
     uvicorn.run(inbox, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)

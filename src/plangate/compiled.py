@@ -61,7 +61,7 @@ class PlangateGraph(CompiledStateGraph):
     ) -> Iterator[Any]:
         # The thread's lock is taken before the pending approval is read, so that what is
         # checked is still true when the run goes on.
-        with self._run_lock(config):
+        with self.hold(config):
             saved = self._saver.get_tuple(config or {}) if self._locked_thread(config) else None
             if self._starts_plan(input, config):
                 _refuse_unfinished(saved, config or {})
@@ -112,7 +112,9 @@ class PlangateGraph(CompiledStateGraph):
             return None
         return str(thread)
 
-    def _run_lock(self, config: RunnableConfig | None) -> AbstractContextManager[None]:
+    def hold(self, config: RunnableConfig | None) -> AbstractContextManager[None]:
+        """Hold the lock of the run of `config`'s thread: nothing else runs or resumes it
+        meanwhile. Raises `ResumeConflict` when something already does."""
         thread = self._locked_thread(config)
         if thread is None:
             return nullcontext()
@@ -230,9 +232,11 @@ class PlangateGraph(CompiledStateGraph):
         self, request: Mapping[str, Any], value: Any, config: RunnableConfig
     ) -> dict[str, Any]:
         tool_name = request["tool"]
-        tool = self.governance.tool(tool_name) if self.governance else self.tools.get(tool_name)
-        if tool is None:
+        governance = self.governance
+        runs = governance.tool(tool_name) if governance else self.tools.get(tool_name)
+        if runs is None:
             raise ToolNotAvailable(_thread_id(config), tool=tool_name)
+        tool = governance.described(tool_name) if governance else runs
         decision = parse_decision(value, tool=tool, request=request)
         if decision.request_id not in (None, request.get("request_id")):
             raise StaleDecision(_thread_id(config), request_id=decision.request_id)

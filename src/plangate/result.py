@@ -32,6 +32,7 @@ class ApprovalInfo(BaseModel):
     requested_at: str
     decided_at: str
     wait_ms: float
+    digest: str | None = None
 
 
 class StepResult(BaseModel):

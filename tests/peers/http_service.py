@@ -2,8 +2,10 @@
 
 It records every request it gets (method, path, query, JSON body, `Idempotency-Key` header) and
 honours `Idempotency-Key` on `POST /refunds`: a key seen before gets the first response again
-and no second refund. Its test-only endpoints (`/_requests`, `/_refunds`, `/_reset`) are left
-out of the OpenAPI document, so no tool is generated for them.
+and no second refund. `DELETE /refunds/{refund_id}` cancels a refund, and `POST /refund-drafts`
+drafts one for a person to review (its document marks it `x-plangate-action: propose`). Its
+test-only endpoints (`/_requests`, `/_refunds`, `/_reset`) are left out of the OpenAPI document,
+so no tool is generated for them.
 
 Run it with `python tests/peers/http_service.py PORT`; it listens on 127.0.0.1:PORT.
 """
@@ -45,6 +47,7 @@ class _State:
     def clear(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.refunds: list[dict[str, Any]] = []
+        self.made = 0  # refunds ever made: a cancelled one's id is not given out again
         self.by_key: dict[str, dict[str, Any]] = {}
         self.rate_calls: dict[str, int] = {}
 
@@ -104,11 +107,37 @@ def create_refund(
         return Refund.model_validate(state.by_key[idempotency_key])
     if refund.invoice_id not in INVOICES:
         raise HTTPException(status_code=404, detail=f"no invoice {refund.invoice_id}")
-    created = {**refund.model_dump(), "refund_id": f"ref-{len(state.refunds) + 1}"}
+    state.made += 1
+    created = {**refund.model_dump(), "refund_id": f"ref-{state.made}"}
     state.refunds.append(created)
     if idempotency_key is not None:
         state.by_key[idempotency_key] = created
     return Refund.model_validate(created)
+
+
+@app.delete(
+    "/refunds/{refund_id}",
+    operation_id="cancel_refund",
+    summary="Cancel a refund before it is paid out.",
+    status_code=204,
+)
+def cancel_refund(refund_id: str) -> Response:
+    kept = [r for r in state.refunds if r["refund_id"] != refund_id]
+    if len(kept) == len(state.refunds):
+        raise HTTPException(status_code=404, detail=f"no refund {refund_id}")
+    state.refunds = kept
+    return Response(status_code=204)
+
+
+@app.post(
+    "/refund-drafts",
+    operation_id="draft_refund",
+    summary="Draft a refund for a person to review; no money moves.",
+    status_code=201,
+    openapi_extra={"x-plangate-action": "propose"},
+)
+def draft_refund(refund: RefundRequest) -> dict[str, Any]:
+    return {**refund.model_dump(), "status": "draft"}
 
 
 @app.get(

@@ -4,6 +4,9 @@ Run it as `python tests/peers/mcp_server.py stdio LOG` or `python tests/peers/mc
 http PORT LOG`. Every tool call is appended to the JSONL file LOG as one object: the tool, its
 arguments, the idempotency key found in the request's `_meta`, and the `Idempotency-Key` HTTP
 header (`null` on stdio), so that tests can count calls and check what reached the server.
+
+Its tools declare what they do as MCP annotations: `lookup` only reads, `refund` cannot be
+undone, and `void` says nothing (so plangate takes it for an `execute`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
+from mcp.types import ToolAnnotations
 
 
 def serve(transport: str, log: Path, port: int = 0) -> None:
@@ -32,13 +36,13 @@ def serve(transport: str, log: Path, port: int = 0) -> None:
         with log.open("a") as file:
             file.write(json.dumps(entry) + "\n")
 
-    @server.tool()
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True))
     def refund(invoice_id: str, amount: float, ctx: Context) -> dict[str, Any]:
         """Refund `amount` of invoice `invoice_id`."""
         record(ctx, "refund", {"invoice_id": invoice_id, "amount": amount})
         return {"invoice_id": invoice_id, "refunded": amount}
 
-    @server.tool(structured_output=False)
+    @server.tool(structured_output=False, annotations=ToolAnnotations(readOnlyHint=True))
     def lookup(invoice_id: str, ctx: Context) -> str:
         """Describe invoice `invoice_id` (as JSON text, with no structured output)."""
         record(ctx, "lookup", {"invoice_id": invoice_id})

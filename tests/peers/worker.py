@@ -23,7 +23,13 @@ from typing import Any
 
 from langgraph.types import Command
 
-from plangate import NoPendingApproval, ResumeConflict, build_graph, open_checkpointer
+from plangate import (
+    NoPendingApproval,
+    ResumeConflict,
+    build_graph,
+    declare_action,
+    open_checkpointer,
+)
 
 
 def effect_tools(effects: str) -> dict[str, Any]:
@@ -33,6 +39,7 @@ def effect_tools(effects: str) -> dict[str, Any]:
             conn.execute("INSERT INTO effects VALUES (?, ?)", (step, item))
         return {"step": step, "item": item}
 
+    @declare_action(action="read")  # it only stages; `commit` is what waits for a person
     def prepare(item: str) -> dict[str, str]:
         return record("prepare", item)
 

@@ -15,6 +15,21 @@ Sessions:
     `MultiServerMCPClient` does without an explicit session. A tool is therefore not tied to the
     event loop that loaded it: sync runs call it on a loop of their own in a worker thread.
 
+Actions:
+    A tool's MCP annotations (`ToolAnnotations`) are put in its `metadata` as
+    langchain-mcp-adapters puts them (`annotations.model_dump()`, and the tool's `_meta` under
+    `_meta`), and plangate trusts them over a plan: `readOnlyHint: true` makes the tool a `read`;
+    any other annotated tool is an `execute`, irreversible too when `destructiveHint: true`. A
+    tool without annotations is an `execute`. A profile's `tool_actions` overrides both; a plan
+    may raise a tool's action, never lower it (see `plangate.actions`).
+
+Arguments:
+    A tool's `get_input_schema()` is a pydantic model standing for its MCP `inputSchema`: its
+    `model_json_schema()` is that schema, and `model_validate` checks arguments against it (a
+    `ValidationError` located at the field at fault). Approval requests show it to the approver
+    and an `edit` decision's args are checked with it; which keys are allowed is the schema's
+    `additionalProperties` to say.
+
 Idempotency:
     The idempotency key plangate passes each call (`config["metadata"]`, see
     `plangate.nodes.tool_exec.IDEMPOTENCY_KEY`) reaches the server in the request's `_meta`
@@ -49,15 +64,20 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import shlex
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from plangate.adapters._json_schema import JSONSchemaArguments
 from plangate.errors import AdapterError, PlangateUsageError
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, InvalidArguments
 
@@ -185,17 +205,82 @@ def mcp_tools(
         return pool.submit(asyncio.run, loading).result()
 
 
+@dataclass(frozen=True, slots=True)
+class _InputCheck:
+    """An MCP tool's `inputSchema` and the JSON Schema validator checking arguments with it."""
+
+    schema: dict[str, Any]
+    validator: Any
+
+    @classmethod
+    def of(cls, tool: Tool) -> _InputCheck:
+        schema = tool.inputSchema
+        validator_class = validators.validator_for(schema)
+        # An empty registry, as the MCP client uses: a `$ref` never fetches anything remote.
+        return cls(schema, validator_class(schema, registry=Registry()))
+
+    def error(self, arguments: Any) -> Any:
+        """The most telling `jsonschema` error about `arguments`, or `None`."""
+        return best_match(self.validator.iter_errors(arguments))
+
+    def problem(self, arguments: Any) -> tuple[str, str] | None:
+        error = self.error(arguments)
+        if error is None:
+            return None
+        return ".".join(str(part) for part in error.absolute_path), str(error.message)
+
+
+class _MCPArguments(JSONSchemaArguments):
+    """An MCP tool's arguments as a pydantic model (subclassed per tool with `operation`)."""
+
+    @classmethod
+    def _refusal(cls, data: Any, field: str, message: str) -> Exception:
+        # A ValidationError located at the field, so that whoever checks an edit with this model
+        # (plangate's approvals) names that field, not the arguments as a whole.
+        return ValidationError.from_exception_data(
+            cls.__name__,
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("json_schema", "{reason}", {"reason": message}),
+                    loc=(field,) if field else (),
+                    input=data,
+                )
+            ],
+        )
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # The schema as the server sent it. Pydantic's generator would take its `$ref`s (FastMCP
+        # puts argument models in `$defs`) for references of its own, and fail on them.
+        return copy.deepcopy(cls.operation.schema)
+
+
+class _MCPTool(StructuredTool):
+    """A StructuredTool whose input schema is the MCP tool's own."""
+
+    arguments_model: type[BaseModel]
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+        # LangChain's own model for a JSON Schema `args_schema` accepts anything.
+        return self.arguments_model
+
+
+def _metadata(tool: Tool) -> dict[str, Any] | None:
+    """The tool's annotations and `_meta`, shaped as langchain-mcp-adapters shapes them, where
+    `plangate.actions` reads the annotations as the tool's trusted action."""
+    annotations = tool.annotations.model_dump() if tool.annotations is not None else {}
+    meta = {"_meta": tool.meta} if tool.meta is not None else {}
+    return {**annotations, **meta} or None
+
+
 def _as_tool(tool: Tool, name: str, connection: Connection, server: str) -> BaseTool:
-    schema = tool.inputSchema
-    validator_class = validators.validator_for(schema)
-    # An empty registry, as the MCP client uses: a `$ref` never fetches anything remote.
-    validator = validator_class(schema, registry=Registry())
+    check = _InputCheck.of(tool)
 
     # LangChain passes the run config to the parameter typed `RunnableConfig`; its name only
     # has to stay clear of the tool's own arguments.
     async def call(plangate_run_config: RunnableConfig, **arguments: Any) -> Any:
         # LangChain does not validate arguments against a JSON-schema `args_schema`.
-        problem = best_match(validator.iter_errors(arguments))
+        problem = check.error(arguments)
         if problem is not None:
             where = "/".join(str(part) for part in problem.absolute_path)
             raise InvalidArguments(
@@ -222,11 +307,16 @@ def _as_tool(tool: Tool, name: str, connection: Connection, server: str) -> Base
             raise ToolException(_text(result) or f"{name} failed and the server gave no message")
         return _output(result)
 
-    return StructuredTool(
+    arguments_model = type(
+        f"{name}_arguments", (_MCPArguments,), {"operation": check, "__module__": __name__}
+    )
+    return _MCPTool(
         name=name,
         description=tool.description or "",
-        args_schema=schema,
+        args_schema=check.schema,
         coroutine=call,
+        metadata=_metadata(tool),
+        arguments_model=arguments_model,
     )
 
 

@@ -24,7 +24,6 @@ Needs the `http` extra (from a checkout: `pip install '.[http]'`).
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import ssl
@@ -32,18 +31,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 import yaml
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
-from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic import BaseModel
 
 from plangate._files import read_document
 from plangate.actions import ACTIONS, METADATA_KEY
+from plangate.adapters._json_schema import JSONSchemaArguments as _Arguments
 from plangate.errors import AdapterError, PlangateError, PlangateUsageError
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, InvalidArguments, ToolTimeout
 from plangate.plan import Action
@@ -725,30 +723,6 @@ class _Operation:
 
 
 # --- the tool ---------------------------------------------------------------------------------
-
-
-class _Arguments(BaseModel):
-    """A tool's arguments as a pydantic model, for code that asks a tool for one: plangate's
-    approvals check an `edit` decision's args with it and show its JSON schema to the approver.
-    The check is the tool's own JSON Schema check."""
-
-    model_config = ConfigDict(extra="allow")
-    operation: ClassVar[_Operation]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _check(cls, data: Any) -> Any:
-        problem = cls.operation.problem(data)
-        if problem is not None:
-            field, message = problem
-            raise ValueError(f"{field}: {message}" if field else message)
-        return data
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return copy.deepcopy(cls.operation.schema)
 
 
 class _OpenAPITool(StructuredTool):

@@ -24,7 +24,7 @@ from plangate.state import ApprovalRecord, ApprovalRequest, CurrentStep, PlanSta
 
 def ask_for_decision(request: ApprovalRequest, governance: Governance) -> Decision:
     """Interrupt until the resume value is a valid decision on this very request."""
-    tool = governance.tool(request["tool"])
+    tool = governance.described(request["tool"])
     asked = request
     while True:
         # The schema also rides on the Interrupt itself, where LangGraph clients look for it.

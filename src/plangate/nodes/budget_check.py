@@ -93,7 +93,7 @@ def _gate(
             },
             step=step,
         )
-    tool = governance.tool(step.tool)
+    tool = governance.described(step.tool)
     problem = args_problem(tool, step.args) if policy.needs_approval and tool else None
     if problem is not None:
         field, message = problem

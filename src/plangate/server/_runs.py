@@ -9,7 +9,6 @@ follows the rest through the trace, which every process can read from the checkp
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -50,7 +49,7 @@ from plangate.profiles import BUILTIN_PROFILES, Budget, Profile, load_profile
 from plangate.run_setup import RunSetup, outbox_for
 from plangate.tracing import TraceEvent, outcome_signals, redact
 
-__all__ = ("STARTED_BY", "RunService", "StaleDecision", "ThreadExists")
+__all__ = ("STARTED_BY", "RunService", "ThreadExists")
 
 log = logging.getLogger("plangate.server")
 
@@ -179,6 +178,8 @@ class RunService:
             "step_index",
             "tool",
             "action",
+            "action_source",
+            "irreversible",
             "domain",
             "description",
             "risk",
@@ -187,6 +188,7 @@ class RunService:
             "requested_at",
             "expires_at",
             "allowed_decisions",
+            "digest",
         )
         return {
             "thread": thread,
@@ -237,7 +239,8 @@ class RunService:
         waiting = [i for i in snapshot.interrupts if is_approval_request(i.value)]
         waiting_steps = {i.value["step_id"] for i in waiting}
         profile = self._profile(setup)
-        # Reading needs no token: show what the trace shows, redacted as the profile says.
+        # Only the waiting approvals carry the real args (the approver must see what they
+        # approve); the steps are what the trace shows, redacted as the profile says.
         shown = redact if profile is None or profile.redact else _as_is
         steps = []
         for index, step in enumerate(plan.steps):
@@ -328,7 +331,9 @@ class RunService:
 
         `body` is a `Decision` as JSON with `approver` required (`reason` too, to reject) and,
         optionally, the `interrupt_id` of the request the approver saw: a decision on a request
-        that someone else decided first is refused rather than applied to the next one.
+        that someone else decided first is refused rather than applied to the next one. Its
+        `digest`, when given, must be that request's; an edit must send real values, not the
+        redaction markers of a copy taken from the trace (`parse_decision`).
 
         Raises:
             UnknownThread, NoPendingApproval, StaleDecision, ResumeConflict, InvalidDecision.
@@ -357,15 +362,11 @@ class RunService:
         elif interrupt_id not in requests:
             raise StaleDecision(thread)
         request = requests[interrupt_id]
-        if fields.get("decision") == "edit" and isinstance(fields.get("args"), Mapping):
-            fields["args"] = _unredacted(
-                fields["args"], shown=request["args"], real=_real_args(snapshot, request)
-            )
         if not str(fields.get("approver") or "").strip():
             raise InvalidDecision(
                 "invalid decision: approver: give the name of who decides", field="approver"
             )
-        decision = parse_decision(fields, tool=graph.tools.get(request["tool"]))
+        decision = parse_decision(fields, tool=graph.tools.get(request["tool"]), request=request)
         if decision.decision == "reject" and not (decision.reason or "").strip():
             raise InvalidDecision(
                 "invalid decision: reason: a 'reject' decision needs a reason", field="reason"
@@ -474,42 +475,6 @@ class RunService:
 
 def _as_is(value: Any) -> Any:
     return value
-
-
-def _real_args(snapshot: StateSnapshot, request: Mapping[str, Any]) -> dict[str, Any]:
-    """The arguments the step would run with; the request shows them redacted."""
-    current = snapshot.values.get("current") or {}
-    if current.get("index") == request["step_index"] and "args" in current:
-        return dict(current["args"])
-    plan = Plan.model_validate(snapshot.values["plan"])
-    return next((dict(s.args) for s in plan.steps if s.id == request["step_id"]), {})
-
-
-def _unredacted(
-    edited: Mapping[str, Any], *, shown: Mapping[str, Any], real: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Edited arguments where every value left as the (redacted) request showed it keeps its
-    real value: an approver who fixes the subject must not send the mail to
-    `[REDACTED_EMAIL]`. A redaction marker left anywhere else is refused."""
-    merged: dict[str, Any] = {}
-    for key, value in edited.items():
-        if key in shown and key in real and _same(value, shown[key]):
-            merged[key] = real[key]
-        elif _REDACTED in json.dumps(value, default=str):
-            raise InvalidDecision(
-                f"invalid decision: args.{key}: still holds a redacted value; type the real one",
-                field=f"args.{key}",
-            )
-        else:
-            merged[key] = value
-    return merged
-
-
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-
-
-_REDACTED = "[REDACTED_"
 
 
 def _budget_view(usage: Mapping[str, Any], budget: Budget | None, plan: Plan) -> dict[str, Any]:

@@ -1,22 +1,34 @@
 """The approvals inbox as an ASGI app: one page and a JSON API over a checkpoint database.
 
-Endpoints (every `POST` needs `Authorization: Bearer <token>`; reads need none):
+Approval requests carry a step's real arguments (the approver must see what they approve), so
+every API request, reads included, needs `Authorization: Bearer <token>`. Only the page, its
+assets and `/openapi.json` are public: they hold no run data, and the page asks for the token
+before it shows anything. Served on loopback, the Host check (`allowed_hosts`) is a second wall.
+The event stream takes the token in the header as well, never in its URL, where access logs and
+proxies would keep it.
 
 | method | path | does |
 |--------|------|------|
-| GET | `/` | the page (inbox, run view, start form) |
+| GET | `/`, `/static/*` | the page (inbox, run view, start form) and its assets; no token |
 | GET | `/api/info` | the profiles a run can start under, the server's clock |
-| GET | `/api/pending` | every approval request waiting, with its run's goal and time left |
+| GET | `/api/pending` | every approval request waiting, real args included, with its run's goal |
 | GET | `/api/runs` | the most recently written runs (`?limit=50`) |
 | POST | `/api/runs` | start a plan: `{plan, profile, thread?, offline?, started_by?}` -> 201 |
 | GET | `/api/runs/{thread}` | the run view: steps, budget per tier, golden signals, waiting |
 | GET | `/api/runs/{thread}/trace` | the whole trace |
 | GET | `/api/runs/{thread}/events` | the trace live, as server-sent events (see `_events`) |
-| POST | `/api/runs/{thread}/decision` | `{decision, approver, reason?, args?, ...}` -> 202 |
+| POST | `/api/runs/{thread}/decision` | a decision on the waiting approval -> 202 |
 
-Errors are `{"detail": one line, "hint", "error"}`: 401 no or wrong token (nothing changed), 404
-unknown thread, 409 the run is being resumed elsewhere or no longer waits for that approval,
-422 a bad plan, profile or decision (the run stays paused and resumable).
+A decision is a `plangate.Decision` as JSON with `approver` required (`reason` too, to reject),
+and optionally the `interrupt_id` of the request decided and its `digest`: either binds the
+decision to the request the approver saw, so that it never answers another.
+
+What leaves the decision path (the run view's steps, the trace, the event stream) is redacted as
+the run's profile says; only the waiting approvals carry the real arguments.
+
+Errors are `{"detail": one line, "hint", "error"}`: 401 no or wrong token (nothing read or
+changed), 404 unknown thread, 409 the run is being resumed elsewhere or no longer waits for that
+approval, 422 a bad plan, profile or decision (the run stays paused and resumable).
 """
 
 from __future__ import annotations
@@ -58,7 +70,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_PUBLIC_PATHS = frozenset({"/", "/openapi.json"})
 _ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 _STATUS: tuple[tuple[type[PlangateError], int], ...] = (
     (UnknownThread, 404),
@@ -75,7 +87,7 @@ _HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     ),
     "x-content-type-options": "nosniff",
-    # The page's URL may carry the token until the page moves it to sessionStorage.
+    # The page's address may carry the token until the page moves it to sessionStorage.
     "referrer-policy": "no-referrer",
 }
 
@@ -95,9 +107,10 @@ class StartRequest(BaseModel):
 
 
 class _TokenGate:
-    """Refuses every state-changing API request without the bearer token, before anything else
-    reads it; adds the page's security headers to every response. Plain ASGI, so that the
-    event stream is passed through untouched."""
+    """Refuses every request without the bearer token, before anything else reads it, except
+    for the public paths (the page, its assets, the API's schema); adds the page's security
+    headers to every response. Plain ASGI, so that the event stream is passed through
+    untouched."""
 
     def __init__(self, app: ASGIApp, *, token: str) -> None:
         self.app = app
@@ -114,11 +127,7 @@ class _TokenGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if (
-            scope["method"] not in _SAFE_METHODS
-            and scope["path"].startswith("/api/")
-            and not self._authorised(scope)
-        ):
+        if not _public(scope["path"]) and not self._authorised(scope):
             response = JSONResponse(
                 {
                     "detail": "missing or wrong token",
@@ -142,6 +151,13 @@ class _TokenGate:
             await send(message)
 
         return wrapped
+
+
+def _public(path: str) -> bool:
+    """Whether `path` may be read without the token: only what holds no run data. Anything
+    else, a path no route serves included, is refused, so that a route added later is
+    guarded unless it is listed here."""
+    return path in _PUBLIC_PATHS or (path.startswith("/static/") and "/" not in path[8:])
 
 
 def _asset(name: str) -> str:
@@ -168,10 +184,10 @@ def create_app(
 
     Args:
         db: The checkpoint database.
-        token: The bearer token every state-changing request must carry.
+        token: The bearer token every API request must carry.
         allowed_hosts: Host names requests may be addressed to (`None`: any). Served on
-            loopback, `["127.0.0.1", "localhost"]` keeps other web sites from reading runs
-            through a DNS-rebound name.
+            loopback, `["127.0.0.1", "localhost"]` keeps other web sites from reaching the
+            inbox through a DNS-rebound name: a second wall behind the token.
         poll_interval: Seconds between the event stream's looks at the checkpointer.
 
     Example:
@@ -301,8 +317,10 @@ async def _events(
     service: RunService, thread: str, request: Request, after: int, interval: float
 ) -> AsyncIterator[str]:
     """Server-sent events of a run's trace: `trace` (one trace event, `id` its seq, so that a
-    reconnecting `EventSource` goes on where it stopped), `status` (the run's status when it
-    changes) and `end` (the run finished and every event was sent; the stream closes).
+    reader that reconnects with `Last-Event-ID` goes on where it stopped), `status` (the run's
+    status when it changes) and `end` (the run finished and every event was sent; the stream
+    closes). The page reads it with `fetch()`, which, unlike `EventSource`, sends the token in
+    a header.
 
     It polls the checkpointer: one indexed read per `interval` while nothing moves, the trace
     when a new checkpoint appears. So it follows runs of any process, the CLI's included.

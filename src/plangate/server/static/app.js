@@ -34,11 +34,20 @@
     "",
   ].join("\n");
 
-  // The token arrives once in the URL (?token=...), then lives in sessionStorage only.
-  const query = new URLSearchParams(location.search);
-  if (query.get("token")) {
-    sessionStorage.setItem(TOKEN_KEY, query.get("token"));
-    history.replaceState(null, "", location.pathname + location.hash);
+  // Every API request needs the token: approval requests carry real arguments. It may arrive
+  // once in the address (#token=..., which no server sees, or ?token=...), then lives in this
+  // tab's sessionStorage only, out of the address bar and the history.
+  {
+    const fromQuery = new URLSearchParams(location.search).get("token");
+    let fromHash = null;
+    if (location.hash.startsWith("#token=")) {
+      try { fromHash = decodeURIComponent(location.hash.slice(7)); } catch { fromHash = ""; }
+    }
+    const given = (fromHash || fromQuery || "").trim();
+    if (given) sessionStorage.setItem(TOKEN_KEY, given);
+    if (fromQuery !== null || fromHash !== null) {
+      history.replaceState(null, "", location.pathname + (fromHash !== null ? "#/" : location.hash));
+    }
   }
 
   const $ = (sel, root = document) => root.querySelector(sel);
@@ -131,6 +140,7 @@
   setInterval(tickCountdowns, 1000);
 
   function flash(text, bad = false) {
+    if (locked()) return;
     const box = $("#flash");
     box.textContent = text;
     box.classList.toggle("bad", bad);
@@ -139,54 +149,187 @@
     flash.timer = setTimeout(() => (box.hidden = true), 6000);
   }
 
+  function unauthorised() {
+    const err = new Error("missing or wrong token");
+    err.status = 401;
+    return err;
+  }
+
   async function api(method, path, body) {
-    const headers = { Accept: "application/json" };
+    const sent = token();
+    if (!sent) { lock(); throw unauthorised(); }
+    const headers = { Accept: "application/json", Authorization: "Bearer " + sent };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (method !== "GET" && token()) headers.Authorization = "Bearer " + token();
     const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (res.status === 401) { lock(REFUSED); throw unauthorised(); }
+    // An answer to a token that has been forgotten meanwhile is not shown.
+    if (token() !== sent) throw unauthorised();
     let data = null;
     try { data = await res.json(); } catch { data = null; }
     if (!res.ok) {
       const err = new Error((data && data.detail) || `${res.status} ${res.statusText}`);
       err.status = res.status;
       err.hint = data && data.hint;
-      if (res.status === 401) renderToken(true);
       throw err;
     }
     return data;
   }
 
   function explain(err) {
-    if (err.status === 401) return "Missing or wrong token: paste the token plangate serve printed (top right).";
+    if (err.status === 401) return "Missing or wrong token: enter the token plangate serve printed.";
     return err.message + (err.hint ? ` (${err.hint})` : "");
   }
+
+  // The live trace: server-sent events read with fetch(), which sends the token in a header.
+  // EventSource cannot, and a token in the stream's URL would end up in access logs. Reconnects
+  // after the server's `retry` with Last-Event-ID, as EventSource does; stops at `end`.
+  function follow(path, on) {
+    const abort = new AbortController();
+    let stopped = false;
+    let lastId = "";
+    let retry = 2000;
+    const stop = () => { stopped = true; abort.abort(); };
+    (async () => {
+      while (!stopped) {
+        let ended = false;
+        try {
+          const sent = token();
+          const headers = { Accept: "text/event-stream", Authorization: "Bearer " + sent };
+          if (lastId) headers["Last-Event-ID"] = lastId;
+          const res = await fetch(path, { headers, cache: "no-store", signal: abort.signal });
+          if (res.status === 401) { stop(); lock(REFUSED); return; }
+          if (!res.ok || !res.body) { stop(); on.failed(res.status); return; }
+          on.open();
+          const reader = res.body.getReader();
+          const decoder = new TextDecoder();
+          const feed = eventParser((ev) => {
+            if (stopped) return;
+            if (ev.id !== null) lastId = ev.id;
+            if (ev.type === "end") ended = true;
+            on.event(ev);
+          }, (ms) => (retry = ms));
+          while (!ended && !stopped) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            feed(decoder.decode(value, { stream: true }));
+          }
+          if (ended) { stop(); return; }
+        } catch {
+          // a dropped connection: reconnect below, unless stopped
+        }
+        if (stopped) return;
+        on.reconnecting();
+        await new Promise((resolve) => setTimeout(resolve, retry));
+      }
+    })();
+    return stop;
+  }
+
+  // The server-sent events format, as the WHATWG spec reads it: `event`, `data`, `id` and
+  // `retry` fields, comments (`:`) skipped, lines ending in CRLF, LF or CR, an empty line
+  // dispatching the event.
+  function eventParser(dispatch, setRetry) {
+    let buffer = "", type = "", data = [], id = null;
+    function line(text) {
+      if (text === "") {
+        if (data.length) dispatch({ type: type || "message", data: data.join("\n"), id });
+        type = "";
+        data = [];
+        return;
+      }
+      if (text.startsWith(":")) return;
+      const colon = text.indexOf(":");
+      const field = colon < 0 ? text : text.slice(0, colon);
+      let value = colon < 0 ? "" : text.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") type = value;
+      else if (field === "data") data.push(value);
+      else if (field === "id" && !value.includes("\0")) id = value;
+      else if (field === "retry" && /^\d+$/.test(value)) setRetry(Number(value));
+    }
+    return (chunk) => {
+      buffer += chunk;
+      for (;;) {
+        const end = /\r\n|\r|\n/.exec(buffer);
+        // A CR at the very end may be the first half of a CRLF: wait for the next chunk.
+        if (!end || (end[0] === "\r" && end.index === buffer.length - 1)) return;
+        line(buffer.slice(0, end.index));
+        buffer = buffer.slice(end.index + end[0].length);
+      }
+    };
+  }
+
+  // ---- the token gate: nothing is shown before the server has taken the token -----------
+
+  const REFUSED = "The server refused that token. Enter the one plangate serve printed when it started: "
+    + "unless given --token or PLANGATE_TOKEN, it makes a new one each time it starts.";
+  const gate = $("#gate"), gateInput = $("#gate-token"), gateError = $("#gate-error"), gateButton = $("#gate-open");
+  const locked = () => document.body.classList.contains("locked");
+
+  // Forget the token and everything shown with it, and ask for the token.
+  function lock(message = "") {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showGate(message);
+  }
+
+  // Take everything off the page but the token form.
+  function showGate(message) {
+    leave();
+    inboxCache = "";
+    view.replaceChildren();
+    showCount(0);
+    $("#foot-db").textContent = "";
+    $("#flash").hidden = true;
+    const decide = $("#decide");
+    if (decide.open) decide.close();
+    document.body.classList.add("locked");
+    gateError.textContent = message;
+    gateError.hidden = !message;
+    if (gate.hidden) {
+      gate.hidden = false;
+      gateInput.value = "";
+      gateInput.focus();
+    }
+  }
+
+  // Check the token with one read before showing anything.
+  async function unlock() {
+    let info;
+    try {
+      info = await api("GET", "/api/info");
+    } catch (err) {
+      // A refused token has brought the form back already; anything else keeps the token.
+      if (err.status !== 401) showGate(`The inbox did not answer: ${explain(err)}`);
+      return;
+    }
+    gate.hidden = true;
+    document.body.classList.remove("locked");
+    syncClock(info.server_time);
+    $("#foot-db").textContent = `database ${info.database}`;
+    route();
+    recount();
+  }
+
+  $("#gate-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const given = gateInput.value.trim();
+    if (!given) {
+      gateError.textContent = "Enter the token.";
+      gateError.hidden = false;
+      gateInput.focus();
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, given);
+    gateButton.disabled = true;
+    try { await unlock(); } finally { gateButton.disabled = false; }
+  });
 
   // ---- header: name and token ----------------------------------------------------------
 
   const me = $("#me");
   me.value = myName();
   me.addEventListener("input", () => localStorage.setItem(NAME_KEY, me.value.trim()));
-
-  function renderToken(forceForm = false) {
-    const box = $("#token-state");
-    box.replaceChildren();
-    if (token() && !forceForm) {
-      box.append(
-        h("span", { class: "token-ok", title: "State-changing requests carry it" }, "● token set"),
-        " ",
-        h("button", { class: "linklike", type: "button", onclick: () => renderToken(true) }, "change"),
-      );
-      return;
-    }
-    const input = h("input", { type: "password", placeholder: "paste token", size: 14, id: "token-input", "aria-label": "Token" });
-    const form = h("form", { class: "token-form", onsubmit: (ev) => {
-      ev.preventDefault();
-      if (input.value.trim()) sessionStorage.setItem(TOKEN_KEY, input.value.trim());
-      renderToken();
-    } }, h("span", { class: "token-missing" }, token() ? "token:" : "no token:"), input);
-    box.append(form);
-  }
-  renderToken();
+  $("#token-forget").addEventListener("click", () => lock());
 
   // ---- routing --------------------------------------------------------------------------
 
@@ -197,6 +340,7 @@
 
   function route() {
     leave();
+    if (locked()) return;
     const hash = location.hash || "#/";
     let nav = "inbox";
     const run = hash.match(/^#\/runs\/(.+)$/);
@@ -219,7 +363,9 @@
     count.hidden = n === 0;
   }
   // The badge in the menu stays current on every view.
-  const recount = () => api("GET", "/api/pending").then((p) => showCount(p.approvals.length)).catch(() => {});
+  const recount = () => {
+    if (!locked()) api("GET", "/api/pending").then((p) => showCount(p.approvals.length)).catch(() => {});
+  };
   setInterval(recount, 5000);
 
   // ---- inbox ----------------------------------------------------------------------------
@@ -228,13 +374,26 @@
     return h("span", { class: `risk-badge ${risk}` }, `${risk} risk`);
   }
 
+  const SOURCES = {
+    profile: "from the profile",
+    tool: "from the tool",
+    mcp: "from the MCP server",
+    openapi: "from the OpenAPI method",
+    default: "unclassified tool",
+    plan: "raised by the plan",
+  };
+
+  // The effective action and who said it, e.g. "execute · from the tool".
+  const actionText = (a) => (SOURCES[a.action_source] ? `${a.action} · ${SOURCES[a.action_source]}` : a.action);
+
   function approvalCard(a) {
     const who = a.started_by ? ["started by ", h("b", {}, a.started_by)] : null;
     return h("article", { class: `card risk-${a.risk}`, dataset: { thread: a.thread, step: a.step_id } },
       h("div", { class: "card-head" },
         riskBadge(a.risk),
         h("span", { class: "tool" }, a.tool),
-        h("span", { class: "chip" }, a.action),
+        h("span", { class: "chip action", title: "what the call does, and who said so" }, actionText(a)),
+        a.irreversible ? h("span", { class: "chip irreversible", title: "it cannot be undone" }, "irreversible") : null,
         a.offline ? h("span", { class: "chip" }, "offline") : null,
         h("span", { class: "spacer" }),
         h("span", { class: "countdown", dataset: { expires: a.expires_at }, title: `expires ${a.expires_at}` }, ""),
@@ -336,13 +495,14 @@
     fill($("#d-facts"),
       h("dt", {}, "Run"), h("dd", {}, a.goal ? `${a.goal} (${a.thread})` : a.thread),
       h("dt", {}, "Step"), h("dd", {}, `${a.step_id}: ${a.description || a.action}`),
+      h("dt", {}, "Action"), h("dd", { id: "d-action" }, actionText(a)),
+      a.irreversible ? [h("dt", {}, "Undo"), h("dd", { class: "irreversible-text" }, "not possible: the call cannot be undone")] : null,
       h("dt", {}, "Profile"), h("dd", {}, a.profile + (a.offline ? " (offline)" : "")),
       a.started_by ? [h("dt", {}, "Started by"), h("dd", {}, a.started_by)] : null,
       h("dt", {}, "Expires"), h("dd", {}, h("span", { class: "countdown", dataset: { expires: a.expires_at } }, ""), ` (${a.expires_at})`),
     );
     $("#d-expired").hidden = !a.expired;
     dArgs.value = pretty(a.args);
-    $("#d-redacted").hidden = !dArgs.value.includes("[REDACTED_");
     dApprover.value = myName();
     dReason.value = "";
     dError.hidden = true;
@@ -379,7 +539,10 @@
     const approver = dApprover.value.trim();
     const reason = dReason.value.trim();
     if (!approver) { dialogError("Enter your name: it is recorded with the decision."); dApprover.focus(); return; }
+    // The digest binds the decision to the request shown: if the run asks something else by
+    // now, the server refuses it instead of applying it there.
     const body = { interrupt_id: a.interrupt_id, approver };
+    if (a.digest) body.digest = a.digest;
     if (kind === "reject") {
       if (!reason) { dialogError("Give a reason to reject."); dReason.focus(); return; }
       Object.assign(body, { decision: "reject", reason });
@@ -537,7 +700,7 @@
     let closed = false;
     let events = [];
     let refreshTimer = null;
-    let source = null;
+    let stopStream = null;
     const traceBody = h("tbody", {});
     const live = h("span", { class: "live-dot off", id: "live" }, "connecting");
     const traceCount = h("span", { class: "muted" }, "");
@@ -611,30 +774,30 @@
       if (box) box.scrollTop = box.scrollHeight;
     }
 
+    function liveState(text, on) {
+      live.textContent = text;
+      live.classList.toggle("off", !on);
+    }
+
     refresh().then(() => {
       if (closed) return;
-      source = new EventSource(`/api/runs/${encodeURIComponent(thread)}/events`);
       let first = true;
-      source.addEventListener("open", () => { live.textContent = "live"; live.classList.remove("off"); });
-      source.addEventListener("trace", (msg) => { addEvent(JSON.parse(msg.data), !first); soon(); });
-      source.addEventListener("status", () => { first = false; soon(); recount(); });
-      source.addEventListener("end", () => {
-        source.close();
-        live.textContent = "finished";
-        live.classList.add("off");
-        soon();
-      });
-      source.addEventListener("error", () => {
-        if (source.readyState === EventSource.CLOSED) return;
-        live.textContent = "reconnecting";
-        live.classList.add("off");
+      stopStream = follow(`/api/runs/${encodeURIComponent(thread)}/events`, {
+        open: () => liveState("live", true),
+        event: (ev) => {
+          if (ev.type === "trace") { addEvent(JSON.parse(ev.data), !first); soon(); }
+          else if (ev.type === "status") { first = false; soon(); recount(); }
+          else if (ev.type === "end") { liveState("finished", false); soon(); }
+        },
+        reconnecting: () => liveState("reconnecting", false),
+        failed: (status) => liveState(status === 404 ? "no such run" : `not live (${status})`, false),
       });
     });
 
     cleanups.push(() => {
       closed = true;
       clearTimeout(refreshTimer);
-      if (source) source.close();
+      if (stopStream) stopStream();
     });
   }
 
@@ -690,10 +853,5 @@
 
   // ---- boot -----------------------------------------------------------------------------
 
-  api("GET", "/api/info").then((info) => {
-    syncClock(info.server_time);
-    $("#foot-db").textContent = `database ${info.database}`;
-  }).catch(() => {});
-  route();
-  recount();
+  if (token()) unlock(); else lock();
 })();

@@ -1,0 +1,145 @@
+"""The MCP adapter against a server written by others: the reference filesystem server
+(`@modelcontextprotocol/server-filesystem` from npm, pinned), over stdio. Its own tool
+annotations are what make a read run at once and a write wait for a person under `smb`; the
+plans say nothing about actions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _support import Runner, plan_of, thread
+from langchain_mcp_adapters.sessions import Connection, create_session
+from langgraph.types import Command
+
+from plangate.actions import ToolDeclaration, tool_declaration
+from plangate.adapters.mcp import mcp_tools
+
+PACKAGE = "@modelcontextprotocol/server-filesystem"
+VERSION = "2026.8.31"
+
+
+@pytest.fixture(scope="session")
+def filesystem_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The server's entry point, installed from npm once per session (and kept in pytest's
+    cache between sessions). Never a skip: without node and npm, or if the install fails, the
+    tests fail saying why."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail(f"node and npm are needed to run {PACKAGE}; install Node.js 20 or later")
+    cache = getattr(request.config, "cache", None)
+    folder_name = f"npm-server-filesystem-{VERSION}"
+    folder = cache.mkdir(folder_name) if cache is not None else tmp_path_factory.mktemp(folder_name)
+    installed = folder / "node_modules" / PACKAGE
+    entry = installed / "dist" / "index.js"
+    if not (entry.is_file() and _version(installed) == VERSION):
+        command = [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund"]
+        done = subprocess.run(
+            [*command, f"{PACKAGE}@{VERSION}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0 or not entry.is_file():
+            pytest.fail(
+                f"cannot install {PACKAGE}@{VERSION} with npm (exit {done.returncode}):\n"
+                f"{done.stderr[-2000:]}"
+            )
+    return entry
+
+
+def _version(installed: Path) -> str | None:
+    try:
+        return str(json.loads((installed / "package.json").read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.fixture
+def allowed(tmp_path: Path) -> Path:
+    """The one folder the server may touch."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    return folder
+
+
+def connection_to(server: Path, allowed: Path) -> Connection:
+    return {"transport": "stdio", "command": "node", "args": [str(server), str(allowed)]}
+
+
+def test_the_reference_server_marks_writes_destructive_and_reads_read_only(
+    filesystem_server: Path, allowed: Path
+) -> None:
+    """`tools/list` as the server sends it: `write_file` destructive, `read_text_file` and
+    `read_file` read-only; loaded through plangate, those annotations are the tools' trusted
+    actions."""
+    connection = connection_to(filesystem_server, allowed)
+
+    async def listed() -> dict[str, Any]:
+        async with create_session(connection) as session:
+            await session.initialize()
+            return {tool.name: tool.annotations for tool in (await session.list_tools()).tools}
+
+    annotations = asyncio.run(listed())
+    write = annotations["write_file"]
+    assert write is not None
+    assert (write.readOnlyHint, write.destructiveHint) == (False, True)
+    for name in ("read_text_file", "read_file"):
+        read = annotations[name]
+        assert read is not None
+        assert read.readOnlyHint is True, name
+
+    tools = {tool.name: tool for tool in mcp_tools(connection, prefix="files")}
+    assert tool_declaration(tools["files.write_file"]) == ToolDeclaration(
+        action="execute", irreversible=True, source="mcp"
+    )
+    for name in ("files.read_text_file", "files.read_file"):
+        assert tool_declaration(tools[name]) == ToolDeclaration(
+            action="read", irreversible=False, source="mcp"
+        )
+
+
+def test_under_smb_a_read_runs_and_a_write_waits_until_approved(
+    runner: Runner, filesystem_server: Path, allowed: Path
+) -> None:
+    """A plan with no `action`: reading a file runs without asking; writing one pauses as an
+    irreversible `execute` said by the server, the file does not exist until the approval,
+    and then holds the content."""
+    (allowed / "note.txt").write_text("renew the Acme contract\n")
+    target = allowed / "reply.txt"
+    tools = mcp_tools(connection_to(filesystem_server, allowed), prefix="files")
+    graph = runner.graph(tools, profile="smb")
+    plan = plan_of(
+        {"id": "read", "tool": "files.read_text_file", "args": {"path": str(allowed / "note.txt")}},
+        {
+            "id": "write",
+            "tool": "files.write_file",
+            "args": {"path": str(target), "content": "Renewal sent.\n"},
+            "depends_on": ["read"],
+        },
+    )
+    paused = runner.invoke(graph, {"plan": plan}, thread())
+    request = paused["__interrupt__"][0].value
+    assert request["step_id"] == "write"
+    assert (request["action"], request["action_source"]) == ("execute", "mcp")
+    assert (request["irreversible"], request["risk"]) == (True, "high")
+    schema = request["response_schema"]["properties"]["args"]["anyOf"][0]
+    assert set(schema["required"]) == {"path", "content"}
+    assert not target.exists()
+
+    result = runner.invoke(graph, Command(resume={"decision": "approve"}), thread())["result"]
+    assert result["status"] == "success"
+    read, write = result["steps"]
+    assert (read["status"], write["status"]) == ("ok", "ok")
+    assert read.get("approval") is None
+    assert read["output"] == {"content": "renew the Acme contract\n"}
+    assert write["approval"]["decision"] == "approve"
+    assert target.read_text() == "Renewal sent.\n"
