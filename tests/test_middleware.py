@@ -30,6 +30,7 @@ from plangate import (
     Profile,
     TraceEvent,
     aopen_checkpointer,
+    declare_action,
     load_profile,
     open_checkpointer,
 )
@@ -88,19 +89,28 @@ class Agents:
     log: CallLog
     events: list[TraceEvent] = field(default_factory=list)
 
-    def build(self, model: ScriptedModel, middleware: Sequence[Any], **kwargs: Any) -> Any:
+    def build(
+        self,
+        model: ScriptedModel,
+        middleware: Sequence[Any],
+        tools: Sequence[BaseTool] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         url = f"sqlite:///{self.runner.db_path}"
         if self.runner.mode == "sync":
             saver = open_checkpointer(url)
         else:
             saver = self.runner.loop.run_until_complete(aopen_checkpointer(url))
         self.runner._savers.append(saver)  # closed by the `runner` fixture
-        # Undeclared, as most agents' tools are: the middleware's `actions` govern them.
-        tools: list[BaseTool] = counting_tools(
-            self.log, *TOOLS, failing=("billing.pay",), action=None
-        )
+        # Undeclared by default, as most agents' tools are: the middleware's `actions` govern.
+        if tools is None:
+            tools = counting_tools(self.log, *TOOLS, failing=("billing.pay",), action=None)
         return create_agent(
-            model=model, tools=tools, middleware=list(middleware), checkpointer=saver, **kwargs
+            model=model,
+            tools=list(tools),
+            middleware=list(middleware),
+            checkpointer=saver,
+            **kwargs,
         )
 
     def run(self, agent: Any, value: Any, name: str = "t1") -> Turn:
@@ -321,6 +331,40 @@ def test_gated_call_pauses_with_a_plangate_approval_request(
     assert request["trace_id"] == agents.state(agent)["plangate"]["trace_id"]
     [asked] = turn.of("approval_requested")
     assert asked["data"]["request_id"] == request["request_id"]
+
+
+def test_tools_declaring_themselves_are_governed_by_their_declaration(
+    agents: Agents, log: CallLog
+) -> None:
+    """With no `actions` at all, a tool's own declaration decides: a declared read runs
+    unasked, a declared irreversible execute waits as high risk, even though the operator's
+    `default_action` for undeclared tools is `read`; the operator's `actions` still come first."""
+    tools = [
+        *counting_tools(log, "crm.lookup", action="read"),
+        *(
+            declare_action(tool, action="execute", irreversible=True)
+            for tool in counting_tools(log, "files.shred", action=None)
+        ),
+        *counting_tools(log, "crm.note", action="execute"),
+    ]
+    governance = GovernanceMiddleware(
+        profile="smb", default_action="read", actions={"crm.note": "read"}
+    )
+    calls = [("crm.lookup", {"text": "a"}), ("files.shred", {"text": "b"}), ("crm.note", {})]
+    agent = agents.build(script(calls), [governance], tools=tools)
+
+    turn = agents.start(agent)
+
+    assert sorted(name for name, _ in log.calls) == ["crm.lookup", "crm.note"]
+    [pause] = turn.interrupts
+    request = pause.value
+    assert (request["tool"], request["action"], request["action_source"]) == (
+        "files.shred",
+        "execute",
+        "tool",
+    )
+    assert (request["irreversible"], request["risk"]) == (True, "high")
+    assert governance.action_of("crm.note") == "read"  # the operator's word first
 
 
 @pytest.mark.parametrize(
