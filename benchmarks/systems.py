@@ -29,12 +29,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 from typing_extensions import TypedDict
 
-from plangate import Profile, build_graph, load_profile, open_checkpointer
+from plangate import Profile, build_graph, declare_action, load_profile, open_checkpointer
 
 GATE_EVERY = 5
 SYSTEMS = ("plangate", "plangate_approvals", "floor", "peer")
 
 
+@declare_action(action="read")  # plans raise it to `execute` where an approval is wanted
 def noop(n: int) -> int:
     """Return n: the trivial tool every system calls."""
     return n

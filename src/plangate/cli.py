@@ -360,13 +360,20 @@ def approve(
     _decide(thread, decision, step, db)
 
 
+def _requests(snapshot: StateSnapshot) -> list[dict[str, Any]]:
+    return [i.value for i in snapshot.interrupts if is_approval_request(i.value)]
+
+
 def _decide(thread: str, decision: dict[str, Any], step: str | None, db: str) -> None:
     """Bind `decision` to the request the run waits on now (the one of `step`, if given),
     show that request, and resume the run with it."""
     graph, config, snapshot = _existing(db, thread)
-    requests = [i.value for i in snapshot.interrupts if is_approval_request(i.value)]
+    requests = _requests(snapshot)
     if not requests:
         with graph.hold(config):  # `ResumeConflict` while another process runs it
+            # A run read between two of its steps may have paused again since.
+            requests = _requests(graph.get_state(config))
+        if not requests:
             raise NoPendingApproval(thread)
     chosen = [r for r in requests if step is None or r["step_id"] == step]
     if not chosen:

@@ -214,8 +214,8 @@ class ProfileMismatch(ThreadError):
         super().__init__(
             thread_id,
             f"run {thread_id!r} started under profile {started!r} "
-            f"({started_fingerprint[:12]}) and cannot go on under profile {current!r} "
-            f"({current_fingerprint[:12]}){same_name}",
+            f"({started_fingerprint}) and cannot go on under profile {current!r} "
+            f"({current_fingerprint}){same_name}",
             hint="resume it with a graph built with the profile it started under",
         )
 

@@ -25,7 +25,6 @@ from plangate.nodes import (
     tool_exec,
     trace_emit,
 )
-from plangate.nodes.tool_exec import after_exec
 from plangate.nodes.trace_emit import next_after_trace
 from plangate.profiles import Profile, load_profile
 from plangate.state import PlanInput, PlanState
@@ -112,7 +111,7 @@ def build_graph(
         "budget_check", _route, ["approval_interrupt", "tool_exec", "trace_emit"]
     )
     builder.add_conditional_edges("approval_interrupt", _route, ["tool_exec", "trace_emit"])
-    builder.add_conditional_edges("tool_exec", after_exec, ["trace_emit", "budget_check"])
+    builder.add_edge("tool_exec", "trace_emit")
     builder.add_conditional_edges("trace_emit", next_after_trace, ["budget_check", "finalize"])
     builder.add_edge("finalize", END)
     compiled = builder.compile(checkpointer=checkpointer, name=name)

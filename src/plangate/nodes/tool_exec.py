@@ -45,7 +45,6 @@ from plangate.state import BudgetUsage, CurrentStep, PlanState, StepOutcome
 __all__ = (
     "IDEMPOTENCY_KEY",
     "InvalidArguments",
-    "after_exec",
     "ToolTimeout",
     "atool_exec",
     "idempotency_key",
@@ -116,11 +115,10 @@ class _ToolCall:
         return True
 
 
-def _lapsed(state: PlanState, governance: Governance) -> dict[str, Any] | None:
+def _lapsed(state: PlanState, step: PlanStep, governance: Governance) -> dict[str, Any] | None:
     """The update that sends the step back to be asked again, when the call about to be made
     is not the one a person approved (or needs approval and has none); else `None`."""
     current = state["current"]
-    step = step_at(state, current["index"])
     policy = governance.policy(step)
     approval = current.get("approval")
     if approval is None:
@@ -143,14 +141,8 @@ def _lapsed(state: PlanState, governance: Governance) -> dict[str, Any] | None:
     return {"current": {"index": current["index"], "route": "recheck"}, **writer.update()}
 
 
-def after_exec(state: PlanState) -> str:
-    """Route: `trace_emit`, or `budget_check` again when the approval no longer holds."""
-    return "budget_check" if state["current"].get("route") == "recheck" else "trace_emit"
-
-
-def _begin(state: PlanState, governance: Governance) -> _ToolCall:
+def _begin(state: PlanState, step: PlanStep, governance: Governance) -> _ToolCall:
     current: CurrentStep = dict(state["current"])  # type: ignore[assignment]
-    step = step_at(state, current["index"])
     run = state["run"]
     writer = TraceWriter(run, governance, get_stream_writer())
     usage = charge(run["usage"], step)
@@ -380,10 +372,11 @@ async def _atries(call: _ToolCall, governance: Governance) -> tuple[Any, Excepti
 
 
 def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
-    lapsed = _lapsed(state, governance)
+    step = step_at(state, state["current"]["index"])
+    lapsed = _lapsed(state, step, governance)
     if lapsed is not None:
         return lapsed
-    call = _begin(state, governance)
+    call = _begin(state, step, governance)
     output, error = _tries(call, governance)
     if call.falls_back(error):
         output, error = _tries(call, governance)
@@ -391,10 +384,11 @@ def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
 
 
 async def atool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
-    lapsed = _lapsed(state, governance)
+    step = step_at(state, state["current"]["index"])
+    lapsed = _lapsed(state, step, governance)
     if lapsed is not None:
         return lapsed
-    call = _begin(state, governance)
+    call = _begin(state, step, governance)
     output, error = await _atries(call, governance)
     if call.falls_back(error):
         output, error = await _atries(call, governance)

@@ -1,8 +1,10 @@
 """`trace_emit`: close the current step: record its outcome, emit its end, move the cursor.
 
-Every step passes through here exactly once, whatever happened to it, so this is where a
-step's end becomes a trace event and where the profile's `on_error` / `on_reject` decide whether
-the plan goes on. When the plan halts, the steps left are closed as `skipped` in one go.
+Every step ends here exactly once, whatever happened to it, so this is where a step's end
+becomes a trace event and where the profile's `on_error` / `on_reject` decide whether the plan
+goes on. When the plan halts, the steps left are closed as `skipped` in one go. A step that
+`tool_exec` sent back (`route: recheck`, its approval no longer holds) does not end: it goes to
+`budget_check` again, to be asked about anew.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ _END_EVENTS = {"blocked": "step_blocked", "skipped": "step_skipped"}
 def trace_emit(
     state: PlanState, runtime: Runtime[Any], *, governance: Governance
 ) -> dict[str, Any]:
+    if state["current"].get("route") == "recheck":
+        return {}  # the cursor stays: `budget_check` takes the same step again
     profile = governance.profile
     index = state["current"]["index"]
     step = step_at(state, index)

@@ -192,10 +192,11 @@ class Profile(BaseModel):
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 of the profile's canonical JSON: a run records the one it started under, and
-        an approval is bound to it (the same name with other rules is another profile)."""
+        """The first 16 hex digits of the SHA-256 of the profile's canonical JSON: a run records
+        the one it started under, and an approval is bound to it (the same name with other
+        rules is another profile). Short, since every checkpoint of a run carries it."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _matches(tool: str, patterns: list[str]) -> bool:
