@@ -26,6 +26,7 @@ from plangate import (
     demo_outbox,
     demo_toolkit,
     load_profile,
+    open_checkpointer,
 )
 from plangate.approval import approval_digest
 
@@ -450,3 +451,36 @@ def test_two_cli_approvals_started_at_once_never_approve_the_step_nobody_saw(
         shown = run_in(tmp_path, *command, "show", name)
         assert "Paused: step 'send'" in shown.stdout
     assert demo_outbox(tmp_path / "plangate-outbox.db") == []
+
+
+def test_the_cli_refuses_to_decide_for_a_tool_it_cannot_rebuild_and_the_run_stays_paused(
+    tmp_path: Path,
+) -> None:
+    """A run of a user's own tool, paused under `enterprise`, cannot be approved by the CLI
+    (which knows only the demo toolkit): one line naming the tool, and nothing is recorded, so
+    the run's own graph then approves it."""
+    written: list[str] = []
+
+    def write_file(path: str, content: str) -> str:
+        written.append(path)
+        return "ok"
+
+    db = tmp_path / "runs.db"
+    graph = build_graph(
+        {"fs.write_file": write_file},
+        profile="enterprise",
+        checkpointer=open_checkpointer(f"sqlite:///{db}"),
+    )
+    step = {"tool": "fs.write_file", "args": {"path": "a.txt", "content": "x"}}
+    paused(graph.invoke({"plan": plan_of(step)}, thread()))
+
+    cli = plangate(tmp_path, "approve", "t1", "--db", str(db), "--approver", "lee")
+
+    assert cli.returncode == 1
+    assert cli.stderr.splitlines() == [
+        "plangate: error: run 't1' waits on a call of 'fs.write_file', which this graph does "
+        "not have (decide it with a graph built with the tools the run started with)"
+    ]
+    out = graph.invoke(Command(resume={"decision": "approve", "approver": "lee"}), thread())
+    assert out["result"]["status"] == "success"
+    assert written == ["a.txt"]

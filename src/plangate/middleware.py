@@ -68,7 +68,7 @@ from plangate.approval import Decision, response_schema
 from plangate.budget import charge, crossed_warnings, empty_usage, exceeded_tier
 from plangate.errors import PlangateUsageError
 from plangate.nodes.approval_interrupt import ask_for_decision
-from plangate.nodes.budget_check import approval_request
+from plangate.nodes.budget_check import ask_for_approval
 from plangate.plan import Action, PlanStep
 from plangate.profiles import Profile, load_profile
 from plangate.state import ApprovalRequest, BudgetUsage, PlanState, RunCounters
@@ -432,25 +432,13 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
                 "size": _RAN,
             }
             if policy.needs_approval:
-                request = approval_request(
-                    PlanState(run=run), step, index, self._governance, policy
-                )
-                writer.emit(
-                    "approval_requested",
-                    {
-                        k: request[k]
-                        for k in (
-                            "request_id",
-                            "action",
-                            "action_source",
-                            "risk",
-                            "consequence",
-                            "expires_at",
-                            "args",
-                            "digest",
-                        )
-                    },
-                    step=step,
+                request = ask_for_approval(
+                    PlanState(run=run),
+                    step,
+                    index,
+                    governance=self._governance,
+                    policy=policy,
+                    writer=writer,
                 )
                 ticket.update({"size": _GATED, "request": request})
             admitted.append((step.id, ticket))

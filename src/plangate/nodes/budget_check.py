@@ -104,27 +104,41 @@ def _gate(
             f"{step.tool}: invalid arguments: {field}: {message}",
         )
     elif policy.needs_approval:
-        request = approval_request(state, step, current["index"], governance, policy)
-        writer.emit(
-            "approval_requested",
-            {
-                k: request[k]
-                for k in (
-                    "request_id",
-                    "action",
-                    "action_source",
-                    "risk",
-                    "consequence",
-                    "expires_at",
-                    "args",
-                    "digest",
-                )
-            },
-            step=step,
+        request = ask_for_approval(
+            state, step, current["index"], governance=governance, policy=policy, writer=writer
         )
         current.update({"route": "approve", "request": request})
     else:
         current["route"] = "execute"
+
+
+_TRACED = (
+    "request_id",
+    "action",
+    "action_source",
+    "risk",
+    "consequence",
+    "expires_at",
+    "args",
+    "digest",
+)
+"""The request's fields the trace keeps (redacted as the profile says)."""
+
+
+def ask_for_approval(
+    state: PlanState,
+    step: PlanStep,
+    index: int,
+    *,
+    governance: Governance,
+    policy: StepPolicy,
+    writer: TraceWriter,
+) -> ApprovalRequest:
+    """The approval request of `step`, traced as `approval_requested`."""
+    request = approval_request(state, step, index, governance, policy)
+    fields: dict[str, Any] = dict(request)
+    writer.emit("approval_requested", {k: fields[k] for k in _TRACED}, step=step)
+    return request
 
 
 def approval_request(
