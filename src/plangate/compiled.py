@@ -24,7 +24,7 @@ from plangate.errors import (
     ToolNotAvailable,
     UnknownThread,
 )
-from plangate.history import interrupts_waiting, is_approval_request
+from plangate.history import interrupts_waiting, is_approval_request, run_state
 from plangate.locks import RunLocks, arun_locks, run_locks
 from plangate.plan import parse_plan
 
@@ -246,13 +246,9 @@ class PlangateGraph(CompiledStateGraph):
 def _refuse_unfinished(saved: CheckpointTuple | None, config: RunnableConfig) -> None:
     """Raise `RunNotFinished` unless the thread is new or its last run has its `result`: a new
     plan on it would silently abandon a pending approval or the steps left of a stopped run."""
-    if saved is None:
-        return
-    waiting = interrupts_waiting(saved)
-    if waiting is None or waiting:
-        raise RunNotFinished(_thread_id(config), waiting=True)
-    if saved.checkpoint["channel_values"].get("result") is None:
-        raise RunNotFinished(_thread_id(config), waiting=False)
+    state = "finished" if saved is None else run_state(saved)
+    if state != "finished":
+        raise RunNotFinished(_thread_id(config), waiting=state == "waiting")
 
 
 def _thread_id(config: RunnableConfig) -> str:

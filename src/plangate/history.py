@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
@@ -23,6 +23,7 @@ __all__ = (
     "get_trace",
     "list_threads",
     "pending_approvals",
+    "run_state",
     "trace_since",
     "waiting_approvals",
 )
@@ -151,6 +152,21 @@ def interrupts_waiting(saved: CheckpointTuple) -> list[Interrupt] | None:
     if any(task in answered for task, _ in asked):
         return None
     return [item for _, values in asked for item in values if isinstance(item, Interrupt)]
+
+
+RunState = Literal["waiting", "unfinished", "finished"]
+"""Where a thread's run stands: `waiting` for a decision, `finished` (its `result` is written),
+or `unfinished`: between two steps, so either running now in some process or stopped (a crash,
+Ctrl-C) until something resumes it (`PlangateGraph.hold` tells the two apart)."""
+
+
+def run_state(saved: CheckpointTuple) -> RunState:
+    """The `RunState` of a thread, from its latest checkpoint alone."""
+    waiting = interrupts_waiting(saved)
+    if waiting is None or waiting:
+        return "waiting"
+    finished = saved.checkpoint["channel_values"].get("result") is not None
+    return "finished" if finished else "unfinished"
 
 
 def is_approval_request(value: Any) -> bool:
