@@ -8,6 +8,8 @@ notebooks run against the plangate under test and not some other `python3` kerne
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import sys
 from pathlib import Path
 
@@ -83,3 +85,49 @@ def test_notebook_runs_top_to_bottom(
     ]
     assert errors == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_notebooks_extra_installs_everything_the_notebooks_import() -> None:
+    """`pip install '.[notebooks]'` must be enough: every module a notebook imports comes from
+    the standard library, plangate's own dependencies or the `notebooks` extra (Jupyter too)."""
+    declared = {
+        _name(requirement)
+        for requirement in importlib.metadata.requires("plangate") or []
+        if "extra" not in requirement or re.search(r"extra == .notebooks.", requirement)
+    }
+    assert "jupyterlab" in declared
+    installed = _with_dependencies(declared)
+    providers = importlib.metadata.packages_distributions()
+    missing = {}
+    for path in notebook_paths():
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            for module in re.findall(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", cell.source, re.M):
+                if module in sys.stdlib_module_names or module == "plangate":
+                    continue
+                dists = {_name(d) for d in providers.get(module, [module])}
+                if not dists & installed:
+                    missing[module] = path.name
+    assert missing == {}
+
+
+def _with_dependencies(names: set[str]) -> set[str]:
+    """`names` and every distribution they require, as installed here."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        todo.extend(_name(r) for r in requires if "extra ==" not in r)
+    return seen
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")

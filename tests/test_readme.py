@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_example(heading: str, index: int = 0) -> str:
-    """The `index`-th Python block of the README section that starts with `heading`."""
+    """The `index`-th Python block of the README section (or subsection) that starts with
+    `heading`, up to the next heading of any level."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     blocks: list[str] = re.findall(r"```python\n(.*?)```", section, re.S)
     return blocks[index]
 
@@ -39,7 +40,31 @@ def test_the_in_python_example_pauses_approves_and_reads_the_trace(tmp_path: Pat
 
 
 def test_the_async_example_runs_and_reads_the_trace(tmp_path: Path) -> None:
-    code = readme_example("## In Python", 1) + "\nimport asyncio\n\nasyncio.run(main())\n"
-    status, events = run_example(code, tmp_path).split()
+    status, events = run_example(readme_example("## In Python", 1), tmp_path).split()
     assert status == "success"
     assert int(events) >= 5  # plan start, the step's events, plan end
+
+
+def test_declaring_what_a_tool_does_keeps_a_plan_from_calling_a_refund_a_read(
+    tmp_path: Path,
+) -> None:
+    out = run_example(readme_example("### What a tool does"), tmp_path).splitlines()
+    assert out == [
+        "{'plangate': {'action': 'execute', 'irreversible': True}}",
+        "execute tool True high",
+    ]
+
+
+def test_the_in_process_tools_example_registers_by_name_and_by_key(tmp_path: Path) -> None:
+    out = run_example(readme_example("### In-process tools"), tmp_path)
+    assert out.strip() == "['billing.lookup', 'billing.refund']"
+
+
+def test_the_offline_example_answers_from_the_demo_mocks(tmp_path: Path) -> None:
+    assert run_example(readme_example("### Mocks and offline runs"), tmp_path).strip() == "True"
+
+
+def test_the_mcp_example_loads_the_reference_filesystem_server(tmp_path: Path) -> None:
+    """As pasted: `npx` fetches the server from npm and runs it over stdio."""
+    out = run_example(readme_example("### Tools from an MCP server"), tmp_path)
+    assert out.strip().startswith("['fs.")

@@ -47,8 +47,10 @@ def trace_emit(
     halted = state["run"]["halted"]
     if status == "error" and profile.on_error == "halt":
         halted = f"step {step.id!r} failed and profile {profile.name!r} halts on error"
-    elif status == "rejected" and profile.on_reject == "halt":
-        halted = f"step {step.id!r} was rejected and profile {profile.name!r} halts on reject"
+    elif status in ("rejected", "expired") and profile.on_reject == "halt":
+        # An approval nobody gave in time is no approval: it halts like a rejection.
+        what = "was rejected" if status == "rejected" else "was not approved in time"
+        halted = f"step {step.id!r} {what} and profile {profile.name!r} halts on reject"
 
     closed: dict[str, StepOutcome] = {step.id: outcome}
     cursor = index + 1

@@ -33,6 +33,10 @@ BUILTIN_PROFILES = ("enterprise", "smb", "technical")
 Risk = Literal["low", "medium", "high"]
 _RISK_LEVELS: tuple[Risk, ...] = ("low", "medium", "high")
 _BASE_RISK: dict[str, int] = {"read": 0, "propose": 0, "execute": 1}
+# Upper bounds for durations: beyond them a value is a mistake, and `.inf` or 1e300 would
+# overflow the datetime arithmetic of a run that then could never finish.
+_YEAR = 366 * 24 * 3600.0
+_DAY = 24 * 3600.0
 
 
 class Budget(BaseModel):
@@ -71,10 +75,10 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_attempts: int = Field(default=1, ge=1)
-    initial_backoff_seconds: float = Field(default=0.5, ge=0)
-    backoff_multiplier: float = Field(default=2.0, ge=1)
-    max_backoff_seconds: float = Field(default=30.0, ge=0)
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    initial_backoff_seconds: float = Field(default=0.5, ge=0, le=_DAY, allow_inf_nan=False)
+    backoff_multiplier: float = Field(default=2.0, ge=1, le=100, allow_inf_nan=False)
+    max_backoff_seconds: float = Field(default=30.0, ge=0, le=_DAY, allow_inf_nan=False)
     jitter: bool = True
 
     def backoff(self, attempt: int, draw: float) -> float:
@@ -97,7 +101,7 @@ class ToolPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout_seconds: float | None = Field(default=None, gt=0)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=_DAY, allow_inf_nan=False)
     retry: RetryPolicy | None = None
 
 
@@ -116,14 +120,15 @@ class Profile(BaseModel):
             whose names match, whatever they declare themselves (the first matching pattern
             wins). A plan may raise a call's action, never lower it (see `plangate.actions`).
         approval_required_tools: Glob patterns of tools that always wait for a decision.
-        approval_timeout_seconds: How long an approval request stays valid (default 24 h).
+        approval_timeout_seconds: How long an approval request stays valid (default 24 h, at
+            most a year).
         allowed_tools: Glob patterns of tools that may run at all; others are `blocked`.
         irreversible_tools: Glob patterns of tools whose effects cannot be undone (raises risk).
         sensitive_domains: Domains whose calls carry one more level of risk.
         on_error: `continue` past a failing tool, or `halt` the plan.
-        on_reject: `skip` a rejected step and go on, or `halt` the plan.
+        on_reject: `skip` a rejected (or expired) step and go on, or `halt` the plan.
         redact: Redact PII (emails, phones, cards, national ids, keys) in trace data.
-        timeout_seconds: Per-call timeout for every tool, or `None` for none.
+        timeout_seconds: Per-call timeout for every tool (at most a day), or `None` for none.
         retry: Retry policy for every tool (default: no retries).
         tool_policies: Glob pattern -> `ToolPolicy`, overriding the timeout or retry policy for
             matching tools; the first matching pattern wins.
@@ -141,14 +146,14 @@ class Profile(BaseModel):
     require_approval: list[Action] = Field(default_factory=list)
     tool_actions: dict[str, Action] = Field(default_factory=dict)
     approval_required_tools: list[str] = Field(default_factory=list)
-    approval_timeout_seconds: float = Field(default=24 * 3600, gt=0)
+    approval_timeout_seconds: float = Field(default=_DAY, gt=0, le=_YEAR, allow_inf_nan=False)
     allowed_tools: list[str] = Field(default_factory=lambda: ["*"])
     irreversible_tools: list[str] = Field(default_factory=list)
     sensitive_domains: list[str] = Field(default_factory=list)
     on_error: Literal["continue", "halt"] = "continue"
     on_reject: Literal["skip", "halt"] = "skip"
     redact: bool = True
-    timeout_seconds: float | None = Field(default=None, gt=0)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=_DAY, allow_inf_nan=False)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     tool_policies: dict[str, ToolPolicy] = Field(default_factory=dict)
     offline: bool = False
