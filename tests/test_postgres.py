@@ -142,7 +142,7 @@ def test_the_cli_runs_lists_approves_and_expires_on_postgres(
     demo = str(EXAMPLES / "sales_followup.yaml")
     db = ["--db", postgres_url]
     run = plangate(tmp_path, "run", demo, "--profile", "smb", "--thread", "cli-a", *db)
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 3, run.stderr  # paused for approval
     assert "Paused: step 'send'" in run.stdout
     short = tmp_path / "short.yaml"
     short.write_text(
@@ -151,7 +151,7 @@ def test_the_cli_runs_lists_approves_and_expires_on_postgres(
         )
     )
     run = plangate(tmp_path, "run", demo, "--profile", str(short), "--thread", "cli-b", *db)
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 3, run.stderr
 
     pending = plangate(tmp_path, "pending", *db)
     assert pending.returncode == 0, pending.stderr

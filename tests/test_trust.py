@@ -395,7 +395,7 @@ def test_the_cli_refuses_a_marker_and_a_profile_switch_in_one_line(tmp_path: Pat
     profile = tmp_path / "team.yaml"
     profile.write_text("require_approval: [execute]\n")
     other = plangate(tmp_path, "run", str(plan), "--profile", str(profile), "--thread", "u")
-    assert other.returncode == 0
+    assert other.returncode == 3  # paused
     profile.write_text("require_approval: []\n")
     switched = plangate(tmp_path, "approve", "u", "--approver", "lee")
     assert switched.returncode == 1
@@ -442,7 +442,7 @@ def test_two_cli_approvals_started_at_once_never_approve_the_step_nobody_saw(
         ]
         outcomes = [(p.wait(120), p.stderr.read() if p.stderr else "") for p in racers]
         codes = sorted(code for code, _ in outcomes)
-        assert codes == [0, 1], outcomes
+        assert codes == [1, 3], outcomes  # one refused; one approved, the send now waits
         (refusal,) = [err for code, err in outcomes if code == 1]
         assert any(
             reason in refusal

@@ -21,6 +21,7 @@ __all__ = (
     "aget_trace",
     "expire_approvals",
     "get_trace",
+    "latest_checkpoints",
     "list_threads",
     "pending_approvals",
     "run_state",
@@ -139,6 +140,16 @@ def list_threads(saver: BaseCheckpointSaver[Any], *, interrupted: bool = False) 
         for thread, saved in newest_first
         if not interrupted or any(write[1] == _INTERRUPT for write in saved.pending_writes or [])
     ]
+
+
+def latest_checkpoints(saver: BaseCheckpointSaver[Any]) -> Iterator[tuple[str, CheckpointTuple]]:
+    """(thread id, its latest checkpoint) for every thread, most recently written first: what
+    `run_state` reads. Costs one query for the ids, then one checkpoint read per thread (a
+    listing of every run, unlike `waiting_approvals`, grows with the database)."""
+    for thread_id in list_threads(saver):
+        saved = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+        if saved is not None:  # deleted since the listing
+            yield thread_id, saved
 
 
 def interrupts_waiting(saved: CheckpointTuple) -> list[Interrupt] | None:

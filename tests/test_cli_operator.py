@@ -1,0 +1,523 @@
+"""The `plangate` command as an operator meets it: what it shows of plan-supplied text, its exit
+codes, runs stopped by Ctrl-C or a closed pipe, long runs, and commands that only read."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _support import plangate
+
+from plangate import InvalidDecision, RunNotFinished, demo_outbox
+from plangate.cli import (
+    EXIT_MEANINGS,
+    ExitCode,
+    cli_message,
+    describe,
+    human_duration,
+    json_line,
+    step_positions,
+    visible,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DEMO = str(EXAMPLES / "sales_followup.yaml")
+COMMAND = [sys.executable, "-m", "plangate"]
+# What a terminal acts on or hides: C0, DEL, C1, a bidi override, a zero-width space, a line
+# separator.
+INVISIBLE = ("\x1b", "\x07", "\x7f", "\x9b", "\u202e", "\u200b", "\u2028")
+
+
+# `python -m plangate` with Python's own Ctrl-C handling, which a process inherits no more once
+# SIGINT is ignored (a test run started in the background of a shell script).
+WITH_CTRL_C = """
+import runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.argv = ["plangate", *sys.argv[1:]]
+runpy.run_module("plangate", run_name="__main__")
+"""
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """`plangate` in a process of its own, its output read as it comes."""
+    return subprocess.Popen(
+        [sys.executable, "-c", WITH_CTRL_C, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def lookups(path: Path, count: int, *, failing_every: int = 0) -> str:
+    """A plan of `count` account lookups; with `failing_every`, every such step looks up an
+    account the demo's mocks do not know, and ends `error`."""
+    steps = [
+        {
+            "id": f"s{n}",
+            "tool": "crm.lookup_account",
+            "args": {"account": "nobody" if failing_every and n % failing_every == 0 else "acme"},
+        }
+        for n in range(count)
+    ]
+    path.write_text(json.dumps({"goal": f"{count} lookups", "steps": steps}))
+    return str(path)
+
+
+def words(text: str) -> str:
+    """`text` with its line breaks and runs of spaces as one space: help text is rewrapped."""
+    return " ".join(text.split())
+
+
+def assert_one_line(stderr: str, *parts: str) -> None:
+    assert "Traceback" not in stderr
+    (line,) = stderr.strip().splitlines()
+    for part in parts:
+        assert part in line, line
+
+
+# --- control characters -----------------------------------------------------------------------
+
+
+def test_visible_escapes_what_a_terminal_would_act_on_and_keeps_the_rest() -> None:
+    assert visible("plain text, Zoë, 東京, emoji 🙂") == "plain text, Zoë, 東京, emoji 🙂"
+    assert visible("a\x1b[8mb") == "a\\x1b[8mb"
+    assert visible("tab\tnew\nline\rend") == "tab\\tnew\\nline\\rend"
+    assert visible("del\x7f c1\x9b nul\x00") == "del\\x7f c1\\x9b nul\\x00"
+    assert visible("\u202egnp.exe \u2066x\u2069 zero\u200bwidth \u2028") == (
+        "\\u202egnp.exe \\u2066x\\u2069 zero\\u200bwidth \\u2028"
+    )
+    for char in INVISIBLE:
+        assert char not in visible(f"x{char}y")
+
+
+def test_json_lines_escape_c1_and_bidi_characters_and_parse_to_the_same_value() -> None:
+    value = {"text": "a\x1b\x7f\x9b\u202e\u2028b \U000e0001 Zoë", "n": 1}
+    line = json_line(value)
+    assert all(char not in line for char in (*INVISIBLE, "\U000e0001"))
+    assert "Zoë" in line  # readable text stays as it is
+    assert json.loads(line) == value
+
+
+EVIL_DESCRIPTION = "Send the mail\x1b[8m will only read data (low risk)\x1b[0m\nrisk: low"
+
+
+def test_plan_and_tool_text_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    """A step's id and description, the plan's goal, the args, an approver's name and a tool's
+    error message are all shown with their control and bidi characters escaped: a plan cannot
+    hide the rest of the consequence line or fake a line of its own."""
+    plan = tmp_path / "evil.json"
+    plan.write_text(
+        json.dumps(
+            {
+                "goal": "Renew \u202egnp.exe",
+                "steps": [
+                    {"id": "look\x9b", "tool": "crm.lookup_account", "args": {"account": "acme"}},
+                    {
+                        "id": "send\x1b[2K",
+                        "tool": "email.send",
+                        "args": {"to": "a@b.example", "subject": "s\x7f", "body": "b\u202e"},
+                        "description": EVIL_DESCRIPTION,
+                    },
+                ],
+            }
+        )
+    )
+    fixtures = tmp_path / "tools.yaml"
+    fixtures.write_text(
+        'tools:\n  crm.lookup_account:\n    - raise: {message: "down\\e[8m hidden\\u202e"}\n'
+    )
+    run = plangate(
+        tmp_path, "run", str(plan), "--profile", "smb", "--thread", "evil",
+        "--offline", "--fixtures", str(fixtures),
+    )  # fmt: skip
+    assert run.returncode == ExitCode.PAUSED, run.stderr
+    pending = plangate(tmp_path, "pending")
+    show = plangate(tmp_path, "show", "evil")
+    approve = plangate(tmp_path, "approve", "evil", "--approver", "lee\x1b[2J\u202e")
+    unknown = plangate(tmp_path, "show", "ghost\x1b[31m")
+    for done in (run, pending, show, approve, unknown):
+        for char in INVISIBLE:
+            assert char not in done.stdout + done.stderr, (char, done.args)
+
+    consequence = "send the mail\\x1b[8m will only read data (low risk)\\x1b[0m\\nrisk: low"
+    (shown,) = [line for line in run.stdout.splitlines() if line.startswith("  consequence:")]
+    assert consequence in shown
+    assert shown.endswith("It changes the world and cannot be undone.")
+    assert "goal: 'Renew \\u202egnp.exe'" in run.stdout
+    assert "Paused: step 'send\\x1b[2K' (email.send)" in run.stdout
+    assert '"subject": "s\\x7f", "body": "b\\u202e"' in run.stdout
+    assert "down\\x1b[8m hidden\\u202e" in run.stdout  # the tool's error, in the step table
+    assert consequence in pending.stdout
+    assert "look\\x9b" in show.stdout
+    assert "approve by lee\\x1b[2J\\u202e" in approve.stdout
+    assert_one_line(unknown.stderr, "no run with thread id 'ghost\\x1b[31m'")
+
+    trace = plangate(tmp_path, "trace", "evil")
+    assert trace.returncode == 0, trace.stderr
+    for char in INVISIBLE:
+        assert char not in trace.stdout
+    events = [json.loads(line) for line in trace.stdout.splitlines()]
+    assert events[0]["data"]["goal"] == "Renew \u202egnp.exe"  # the same JSON, escaped
+    asked = next(e for e in events if e["type"] == "approval_requested")
+    assert asked["step_id"] == "send\x1b[2K"
+    assert "\x1b[8m will only read data" in asked["data"]["consequence"]
+
+
+# --- exit codes -------------------------------------------------------------------------------
+
+
+def test_exit_codes_are_fixed_and_in_the_help(tmp_path: Path) -> None:
+    assert {code.name: int(code) for code in ExitCode} == {
+        "SUCCESS": 0,
+        "USER_ERROR": 1,
+        "COMMAND_LINE": 2,
+        "PAUSED": 3,
+        "PARTIAL": 4,
+        "FAILED": 5,
+        "EXPIRED": 6,
+        "INTERRUPTED": 130,
+        "OUTPUT_CLOSED": 141,
+    }
+    assert set(EXIT_MEANINGS) == set(ExitCode)
+    shown = plangate(tmp_path, "--help")
+    assert shown.returncode == 0
+    for code, meaning in EXIT_MEANINGS.items():
+        assert re.search(rf"^ +{int(code)}  {re.escape(meaning)}$", shown.stdout, re.M), meaning
+    assert "(`plangate expire` exits 0 whatever the runs it closed did next;" in words(shown.stdout)
+    for command in ("run", "approve", "reject", "resume"):
+        help_text = words(plangate(tmp_path, command, "--help").stdout)
+        assert "Exit status: 0 success, 3 paused for approval, 4 partial, 5 failed" in help_text
+
+
+def test_each_outcome_of_a_run_has_its_exit_code(tmp_path: Path) -> None:
+    """Real runs of the demo: success, paused, partial, failed, a decision that came too late,
+    and `expire`, which exits 0 whatever the runs it closed did."""
+    ok = plangate(tmp_path, "run", DEMO, "--profile", "technical", "--offline")
+    assert ok.returncode == ExitCode.SUCCESS, ok.stderr
+
+    paused = plangate(tmp_path, "run", DEMO, "--profile", "smb", "--thread", "p")
+    assert paused.returncode == ExitCode.PAUSED, paused.stderr
+    approved = plangate(tmp_path, "approve", "p", "--approver", "lee")
+    assert approved.returncode == ExitCode.SUCCESS, approved.stderr
+
+    enterprise = plangate(tmp_path, "run", DEMO, "--profile", "enterprise", "--thread", "e")
+    assert enterprise.returncode == ExitCode.PAUSED  # at the draft
+    again = plangate(tmp_path, "approve", "e", "--approver", "lee")
+    assert again.returncode == ExitCode.PAUSED, again.stderr  # at the send
+    rejected = plangate(tmp_path, "reject", "e", "--reason", "no", "--approver", "lee")
+    assert rejected.returncode == ExitCode.PARTIAL, rejected.stderr
+
+    down = tmp_path / "down.yaml"
+    down.write_text("tools:\n  email.send:\n    - raise: {error: connection}\n")
+    offline = ("--profile", "technical", "--offline", "--fixtures", str(down))
+    partial = plangate(tmp_path, "run", DEMO, *offline)
+    assert partial.returncode == ExitCode.PARTIAL, partial.stderr
+    down.write_text(
+        "tools:\n  crm.lookup_account:\n    - raise: {error: connection}\n"
+        "  email.draft:\n    - raise: {error: connection}\n"
+        "  email.send:\n    - raise: {error: connection}\n"
+    )
+    failed = plangate(tmp_path, "run", DEMO, *offline)
+    assert failed.returncode == ExitCode.FAILED, failed.stderr
+    assert "Run failed" in failed.stdout
+
+    short = tmp_path / "short.yaml"
+    short.write_text("name: short\nrequire_approval: [execute]\napproval_timeout_seconds: 0.001\n")
+    for thread in ("late", "cron"):
+        started = plangate(tmp_path, "run", DEMO, "--profile", str(short), "--thread", thread)
+        assert started.returncode == ExitCode.PAUSED, started.stderr
+    late = plangate(tmp_path, "approve", "late", "--approver", "kim")
+    assert late.returncode == ExitCode.EXPIRED, late.stderr
+    assert "expired: no decision in time (decided late by kim)" in late.stdout
+    assert "the decision was recorded as expired, not as given" in late.stdout
+    sent = demo_outbox(tmp_path / "plangate-outbox.db")
+    assert [mail["to"] for mail in sent] == ["ana.lopez@acme.example"]  # approved in time: "p"
+
+    expire = plangate(tmp_path, "expire")
+    assert expire.returncode == ExitCode.SUCCESS, expire.stderr
+    assert "cron: approval expired" in expire.stdout
+    assert "Run partial" in expire.stdout
+
+
+def test_pending_marks_expired_requests_and_show_lists_the_steps_done(tmp_path: Path) -> None:
+    short = tmp_path / "short.yaml"
+    short.write_text("name: short\nrequire_approval: [execute]\napproval_timeout_seconds: 0.001\n")
+    plangate(tmp_path, "run", DEMO, "--profile", str(short), "--thread", "old")
+    plangate(tmp_path, "run", DEMO, "--profile", "smb", "--thread", "new")
+
+    pending = plangate(tmp_path, "pending")
+    assert pending.returncode == 0, pending.stderr
+    lines = pending.stdout.splitlines()
+    (old,) = [line for line in lines if line.startswith("old  ")]
+    (new,) = [line for line in lines if line.startswith("new  ")]
+    assert re.search(r"  EXPIRED at \S+ \(run plangate expire\)$", old), old
+    assert "EXPIRED" not in new
+    assert " expires " in new
+
+    show = plangate(tmp_path, "show", "new")
+    assert show.returncode == 0, show.stderr
+    table = show.stdout.split("Paused:")[0]
+    assert "Steps done: 2 of 3" in table
+    rows = [line.split()[:5] for line in table.splitlines()[2:] if line.strip()]
+    assert rows == [
+        ["lookup", "crm.lookup_account", "read", "(tool)", "ok"],
+        ["draft", "email.draft", "propose", "(tool)", "ok"],
+    ]
+    assert "Paused: step 'send' (email.send) needs approval." in show.stdout
+    assert "EXPIRED" not in show.stdout
+    assert "This request has EXPIRED" in plangate(tmp_path, "show", "old").stdout
+
+
+# --- stopped runs -----------------------------------------------------------------------------
+
+
+def read_until(process: subprocess.Popen[str], text: str) -> list[str]:
+    assert process.stdout is not None
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line)
+        if text in line:
+            return lines
+    pytest.fail(f"the run ended before printing {text!r}: {''.join(lines)[-2000:]}")
+
+
+def test_ctrl_c_leaves_a_run_that_runs_lists_and_resume_finishes_and_show_summarises(
+    tmp_path: Path,
+) -> None:
+    """SIGINT mid-run: one line naming the thread and `plangate resume`, exit 130. Meanwhile
+    `runs` said `running`; after, `stopped`; a new plan on the thread is refused in CLI words;
+    `resume` finishes every step once; `show` summarises the 1,500 steps (`--full`: all)."""
+    plan = lookups(tmp_path / "long.json", 1500, failing_every=100)
+    running = start(tmp_path, "run", plan, "--profile", "technical", "--offline", "--thread", "L")
+    read_until(running, "tool_call_start")
+    running.send_signal(signal.SIGSTOP)  # it holds its thread's lock, and cannot finish
+    try:
+        listed = plangate(tmp_path, "runs")
+        shown = plangate(tmp_path, "show", "L")
+    finally:
+        running.send_signal(signal.SIGCONT)
+    running.send_signal(signal.SIGINT)
+    out, err = running.communicate(timeout=120)
+    assert listed.stdout.splitlines() == ["L  running: another process runs it now"]
+    assert "Run L has not finished: another process runs it now" in shown.stdout
+
+    assert running.returncode == ExitCode.INTERRUPTED, err
+    assert_one_line(
+        err, "plangate: interrupted: run L stopped before it finished; `plangate resume L`"
+    )
+    assert "Run " not in out  # stopped before its end
+
+    stopped = plangate(tmp_path, "runs")
+    assert stopped.stdout.splitlines() == ["L  stopped: plangate resume L"]
+    assert plangate(tmp_path, "pending").stdout.strip() == "No run is waiting for approval."
+    shown = plangate(tmp_path, "show", "L")
+    assert "Run L has not finished: it stopped" in shown.stdout
+    assert "`plangate resume L` goes on" in shown.stdout
+    refused = plangate(tmp_path, "run", plan, "--profile", "technical", "--thread", "L")
+    assert refused.returncode == ExitCode.USER_ERROR
+    assert_one_line(refused.stderr, "finish it first with `plangate resume L`")
+    assert "invoke(" not in refused.stderr
+
+    resumed = plangate(tmp_path, "resume", "L")
+    assert resumed.returncode == ExitCode.PARTIAL, resumed.stderr
+    assert "Run partial" in resumed.stdout
+    assert plangate(tmp_path, "runs").stdout.strip() == "No unfinished run."
+    assert plangate(tmp_path, "runs", "--all").stdout.splitlines() == [
+        "L  finished partial: plangate show L"
+    ]
+
+    summary = plangate(tmp_path, "show", "L")
+    assert summary.returncode == 0, summary.stderr
+    assert "  1,500 steps: 1,485 ok, 15 error" in summary.stdout
+    assert "The first 5 of 15 not ok:" in summary.stdout
+    failures = [line.split()[0] for line in summary.stdout.splitlines() if "error (mock)" in line]
+    assert failures == ["s0", "s100", "s200", "s300", "s400"]
+    assert "`plangate show L --full` prints every step" in summary.stdout
+    assert len(summary.stdout.splitlines()) < 20
+
+    full = plangate(tmp_path, "show", "L", "--full")
+    rows = [line.split()[0] for line in full.stdout.splitlines() if "(mock)" in line]
+    assert rows == [f"s{n}" for n in range(1500)]  # every step, each once
+    assert full.stdout.count("error (mock)") == 15
+
+
+def test_a_closed_pipe_stops_quietly_and_the_run_can_be_resumed(tmp_path: Path) -> None:
+    """`plangate run ... | head` and `plangate trace ... | head`: no traceback; a run cut short
+    says how to go on, on stderr; a listing cut short says nothing."""
+    plan = lookups(tmp_path / "plan.json", 300)
+    cut = start(tmp_path, "run", plan, "--profile", "technical", "--offline", "--thread", "P")
+    read_until(cut, "tool_call_start")
+    assert cut.stdout is not None
+    cut.stdout.close()
+    assert cut.wait(120) == ExitCode.OUTPUT_CLOSED
+    assert cut.stderr is not None
+    assert_one_line(
+        cut.stderr.read(),
+        "plangate: output closed: run P stopped before it finished; `plangate resume P` goes on",
+    )
+    assert plangate(tmp_path, "runs").stdout.splitlines() == ["P  stopped: plangate resume P"]
+
+    resumed = plangate(tmp_path, "resume", "P")
+    assert resumed.returncode == ExitCode.SUCCESS, resumed.stderr
+    assert "  300 steps: 300 ok" in resumed.stdout
+
+    head = start(tmp_path, "trace", "P")
+    assert head.stdout is not None
+    json.loads(head.stdout.readline())
+    head.stdout.close()
+    assert head.wait(120) == ExitCode.OUTPUT_CLOSED
+    assert head.stderr is not None
+    assert head.stderr.read() == ""
+
+
+# --- progress, human numbers, help ------------------------------------------------------------
+
+
+def event(type_: str, step: str | None, **data: Any) -> dict[str, Any]:
+    tool = "crm.lookup_account" if step else None
+    return {"type": type_, "seq": 7, "step_id": step, "tool": tool, "data": data}
+
+
+def test_a_step_line_says_step_k_of_n_when_given_positions() -> None:
+    positions = step_positions([f"s{n}" for n in range(1500)])
+    line = describe(event("tool_call_start", "s41", args={"account": "acme"}), positions)
+    assert line == (
+        '[  7] tool_call_start     s41 (crm.lookup_account), step 42 of 1,500: args {"account": '
+        '"acme"}'
+    )
+    assert describe(event("tool_call_start", "s41", args={}), None) == (
+        "[  7] tool_call_start     s41 (crm.lookup_account): args {}"
+    )
+    plan_line = describe(event("plan_completed", None, status="success"), positions)
+    assert plan_line == "[  7] plan_completed      plan: status success"
+    one = describe(event("plan_created", None, goal="g", steps=1, profile="smb"))
+    assert one.endswith("plan: goal: 'g', 1 step, profile smb")
+    assert "2 steps" in describe(event("plan_created", None, goal="g", steps=2, profile="smb"))
+
+
+def test_a_run_on_a_terminal_shows_progress_and_one_in_a_pipe_does_not(tmp_path: Path) -> None:
+    controller, terminal = pty.openpty()
+    args = ("run", DEMO, "--profile", "technical", "--offline")
+    process = subprocess.Popen(
+        [*COMMAND, *args], cwd=tmp_path, stdout=terminal, stderr=subprocess.PIPE
+    )
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert process.wait(120) == ExitCode.SUCCESS
+    shown = output.decode()
+    assert "lookup (crm.lookup_account), step 1 of 3: args" in shown
+    assert "send (email.send), step 3 of 3: ok" in shown
+
+    piped = plangate(tmp_path, *args)
+    assert "step 1 of 3" not in piped.stdout
+    assert "lookup (crm.lookup_account): args" in piped.stdout
+
+
+@pytest.mark.parametrize(
+    ("ms", "shown"),
+    [
+        (0.4, "0.4 ms"),
+        (250, "250 ms"),
+        (2750.8, "2.8 s"),
+        (59_000, "59 s"),
+        (90_000, "1.5 min"),
+        (7_200_000, "2 h"),
+        (86_400_000, "24 h"),
+    ],
+)
+def test_waits_read_in_the_unit_a_person_uses(ms: float, shown: str) -> None:
+    assert human_duration(ms) == shown
+
+
+def test_the_signals_line_shows_the_wait_in_human_units(tmp_path: Path) -> None:
+    plangate(tmp_path, "run", DEMO, "--profile", "smb", "--thread", "w")
+    approved = plangate(tmp_path, "approve", "w", "--approver", "lee")
+    (signals,) = [line for line in approved.stdout.splitlines() if line.startswith("Signals:")]
+    assert re.search(r"approvals 1 \(max wait \d+(\.\d)? (s|ms)\)", signals), signals
+    assert "budget 3/50 calls (8% of the fullest tier)" in signals  # email: 2 of 25
+
+
+def test_help_shows_flags_as_flags_and_command_line_errors_are_one_line(tmp_path: Path) -> None:
+    shown = plangate(tmp_path, "run", "--help").stdout
+    assert re.search(r"^  --offline +Call every tool's mock; nothing is sent\.$", shown, re.M)
+    assert "<bool>" not in shown
+    assert "(plangate[server])" in plangate(tmp_path, "serve", "--help").stdout
+    for args, message in [
+        (["run"], "Missing argument 'plan'"),
+        (["run", DEMO, "--bogus"], "No such option: --bogus"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ]:
+        wrong = plangate(tmp_path, *args)
+        assert wrong.returncode == ExitCode.COMMAND_LINE
+        assert_one_line(wrong.stderr, f"plangate: error: {message}", "--help`)")
+
+
+def test_a_run_waiting_for_approval_is_refused_a_new_plan_in_cli_words(tmp_path: Path) -> None:
+    plangate(tmp_path, "run", DEMO, "--profile", "smb", "--thread", "busy")
+    refused = plangate(tmp_path, "run", DEMO, "--thread", "busy")
+    assert refused.returncode == ExitCode.USER_ERROR
+    assert_one_line(
+        refused.stderr,
+        "run 'busy' is waiting for an approval; a new plan would abandon it (decide it first "
+        "with `plangate approve busy` or `plangate reject busy`, or start the plan with another "
+        "--thread)",
+    )
+    assert "Command(" not in refused.stderr
+
+
+def test_hints_that_name_python_calls_are_said_in_cli_words_or_left_out() -> None:
+    stopped = cli_message(RunNotFinished("t", waiting=False))
+    assert stopped == (
+        "run 't' has not finished; a new plan would abandon it (finish it first with "
+        "`plangate resume t`, or start the plan with another --thread)"
+    )
+    python_only = InvalidDecision("bad", hint="resume with Command(resume={...})")
+    assert cli_message(python_only) == "bad"
+    assert cli_message(InvalidDecision("bad", hint="say why")) == "bad (say why)"
+
+
+# --- commands that only read ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["pending"],
+        ["runs"],
+        ["expire"],
+        ["show", "t"],
+        ["trace", "t"],
+        ["resume", "t"],
+        ["pending", "--db", "sub/dir/runs.db"],
+        ["show", "t", "--db", "sqlite:///other/runs.db"],
+    ],
+)
+def test_commands_that_read_a_missing_database_create_nothing(
+    tmp_path: Path, args: list[str]
+) -> None:
+    done = plangate(tmp_path, *args)
+    assert done.returncode == ExitCode.USER_ERROR
+    db = args[-1].removeprefix("sqlite:///") if "--db" in args else "plangate.db"
+    assert_one_line(
+        done.stderr,
+        f"plangate: error: no database at {db}; pass --db PATH or start a run with plangate run",
+    )
+    assert list(tmp_path.iterdir()) == []
