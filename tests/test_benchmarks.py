@@ -52,3 +52,11 @@ def test_inbox_benchmark_smoke_run_finds_the_waiting_runs_and_follows_a_run() ->
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 6 |")]
     assert all(float(cell) > 0 for cell in row.strip("| ").split(" | ")[1:])
     assert "Following a run of 30 steps, one poll per step:" in done.stdout
+
+
+def test_validation_benchmark_smoke_run_times_both_orders() -> None:
+    """`python -m benchmarks.validation` validates plans in list order and in reverse
+    dependency order and prints one row per size."""
+    done = run_module("benchmarks.validation", "--sizes", "50", "--reps", "1")
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 50 |")]
+    assert row.count(" ms") == 2

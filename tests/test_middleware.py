@@ -262,6 +262,28 @@ def test_calls_made_together_cannot_overrun_a_tier(agents: Agents, log: CallLog)
     assert [e["step_id"] for e in turn.of("step_blocked")] == ["c3"]
 
 
+def test_a_call_whose_args_no_plan_could_hold_is_blocked_and_the_agent_goes_on(
+    agents: Agents, log: CallLog
+) -> None:
+    """A model asking with arguments nested deeper than a plan step may hold gets a blocked
+    call it can read and fix, not a crashed run; the other call of its turn runs."""
+    deep: Any = "x"
+    for _ in range(80):
+        deep = [deep]
+    governance = GovernanceMiddleware(profile="technical")
+    agent = agents.build(
+        script([("crm.lookup", {"text": deep}), ("crm.note", {"text": "ok"})]), [governance]
+    )
+    turn = agents.start(agent)
+
+    assert log.calls == [("crm.note", {"text": "ok"})]
+    [blocked] = turn.of("step_blocked")
+    assert (blocked["step_id"], blocked["data"]["error_type"]) == ("c1", "invalid_arguments")
+    reply = tool_message(agents.state(agent), "c1")
+    assert reply.status == "error"
+    assert "invalid arguments: args.text" in str(reply.content)
+
+
 def test_tool_outside_the_allowlist_is_never_called(agents: Agents, log: CallLog) -> None:
     governance = GovernanceMiddleware(profile=profile("technical", allowed_tools=["crm.*"]))
     agent = agents.build(

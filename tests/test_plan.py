@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ import pytest
 import yaml
 
 from plangate import Plan, PlanStep, PlanValidationError
-from plangate.plan import parse_plan
+from plangate.plan import MAX_DEPTH, MAX_NAME_CHARS, MAX_STEPS, MAX_STRING_CHARS, parse_plan
 
 
 def ids(plan: Plan) -> list[str]:
@@ -389,3 +392,143 @@ def test_from_file_invalid_plan_names_file_and_step(tmp_path: Path) -> None:
     assert str(path) in info.value.message
     assert "'ghost'" in info.value.message
     assert info.value.step_id == "a"
+
+
+def reference_order(steps: list[dict[str, Any]]) -> list[str]:
+    """The documented order, computed the plain way: again and again, place the first step in
+    list order whose dependencies are all placed."""
+    remaining, placed = list(steps), []
+    while remaining:
+        ready = next(s for s in remaining if set(s.get("depends_on", [])) <= set(placed))
+        placed.append(ready["id"])
+        remaining.remove(ready)
+    return placed
+
+
+def test_order_matches_the_documented_rule_on_random_plans() -> None:
+    """On hundreds of random acyclic plans (dependencies listed before and after, repeated ids
+    in `depends_on`, independent steps in between), the order is exactly the documented one."""
+    rng = random.Random(20260105)
+    for _ in range(300):
+        size = rng.randint(1, 30)
+        rank = list(range(size))
+        rng.shuffle(rank)  # a hidden order that keeps the dependencies acyclic
+        steps = []
+        for n in range(size):
+            earlier = [m for m in range(size) if rank[m] < rank[n]]
+            deps = rng.sample(earlier, k=min(len(earlier), rng.randint(0, 3)))
+            steps.append({"id": f"s{n}", "tool": "x.y", "depends_on": [f"s{m}" for m in deps * 2]})
+        assert ids(parse_plan(steps)) == reference_order(steps)
+
+
+def chain(size: int, *, reverse: bool) -> list[dict[str, Any]]:
+    """`size` steps, each depending on the one before it, listed forwards or backwards."""
+    steps = [
+        {"id": f"s{n}", "tool": "x.y", "depends_on": [f"s{n - 1}"] if n else []}
+        for n in range(size)
+    ]
+    return steps[::-1] if reverse else steps
+
+
+def test_ordering_a_long_plan_listed_backwards_takes_linear_time() -> None:
+    """10,000 steps each listed before the step it depends on: every step must move. Rescanning
+    the steps left for each placement took about a minute; the order now takes milliseconds
+    (the bound leaves room for a slow machine)."""
+    steps = chain(10_000, reverse=True)
+    started = time.perf_counter()
+    plan = parse_plan(steps)
+    elapsed = time.perf_counter() - started
+    assert ids(plan) == [f"s{n}" for n in range(10_000)]
+    assert elapsed < 5.0, f"{elapsed:.1f} s"
+
+
+def test_a_cycle_at_the_end_of_a_long_plan_names_a_step_in_it() -> None:
+    """Behind 9,000 steps listed backwards, a three-step cycle is still found, and named."""
+    steps = [
+        *chain(9_000, reverse=True),
+        {"id": "a", "tool": "x.y", "depends_on": ["c", "s0"]},
+        {"id": "b", "tool": "x.y", "depends_on": ["a"]},
+        {"id": "c", "tool": "x.y", "depends_on": ["b"]},
+        {"id": "after", "tool": "x.y", "depends_on": ["a"]},
+    ]
+    started = time.perf_counter()
+    error = rejected(steps)
+    assert time.perf_counter() - started < 5.0
+    assert error.step_id in {"a", "b", "c"}
+    assert "cycle" in error.message
+    assert "'after'" not in error.message
+
+
+# --- plain JSON and limits -----------------------------------------------------------------------
+
+
+def test_limits_are_inclusive() -> None:
+    """A plan exactly at every limit is accepted: `MAX_STEPS` steps, a name of `MAX_NAME_CHARS`,
+    a string of `MAX_STRING_CHARS`, args nested `MAX_DEPTH` deep."""
+    deep: Any = 1
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    steps: list[dict[str, Any]] = [{"tool": "x.y"} for _ in range(MAX_STEPS - 1)]
+    steps.append(
+        {
+            "id": "i" * MAX_NAME_CHARS,
+            "tool": "x.y",
+            "args": {"body": "b" * MAX_STRING_CHARS, "deep": deep},
+        }
+    )
+    plan = parse_plan(steps)
+    assert len(plan.steps) == MAX_STEPS
+    assert plan.steps[-1].args["body"] == "b" * MAX_STRING_CHARS
+
+
+def test_one_level_deeper_than_the_limit_is_refused() -> None:
+    """`MAX_DEPTH` + 1 nested lists below `args`: refused at the path to the deepest one."""
+    deep: Any = 1
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    error = rejected([{"id": "d", "tool": "x.y", "args": {"deep": deep}}])
+    assert error.step_id == "d"
+    assert "field 'args.deep" + ".0" * MAX_DEPTH + "'" in error.message
+    assert f"more than {MAX_DEPTH} deep" in error.message
+
+
+def test_a_step_object_changed_after_it_was_made_is_checked_in_the_plan() -> None:
+    """`PlanStep` objects are not validated again when a plan holds them, but their args are a
+    mutable dict: the plan checks them itself, naming the step and the path."""
+    step = PlanStep(id="send", tool="email.send", args={"meta": {}})
+    step.args["meta"]["when"] = datetime.now(timezone.utc)
+    error = rejected({"steps": [{"tool": "crm.lookup"}, step]})
+    assert error.step_id == "send"
+    assert "field 'args.meta.when'" in error.message
+    assert "ISO 8601" in error.message
+
+
+def test_a_long_or_odd_key_is_shown_short_and_on_one_line() -> None:
+    """An error path shows each key in at most 40 characters, unprintable ones as `?`."""
+    key = "line\nbreak" + "k" * 100
+    error = rejected([{"id": "s", "tool": "x.y", "args": {key: {"when": b"x"}}}])
+    assert "\n" not in error.message
+    assert "line?break" + "k" * 30 + "….when" in error.message
+
+
+def test_a_domain_from_metadata_is_held_to_the_name_limit() -> None:
+    """The domain taken from `metadata["domain"]` is stored with the step, and a step read back
+    from a checkpoint is validated again: so it meets the same limit as a domain given outright."""
+    error = rejected([{"id": "s", "tool": "x.y", "metadata": {"domain": "d" * 300}}])
+    assert error.step_id == "s"
+    assert "field 'metadata.domain'" in error.message
+    assert f"at most {MAX_NAME_CHARS} characters" in error.message
+
+
+def test_a_plan_at_the_limits_validates_again_from_its_state() -> None:
+    """What a plan keeps in graph state validates again as it is: every node that reads a step
+    back validates it, and must never refuse what was admitted."""
+    plan = parse_plan(
+        [
+            {"tool": "x.y", "metadata": {"domain": "d" * MAX_NAME_CHARS}},
+            {"tool": "x.y", "args": {"n": 2**63 - 1, "f": -1e308, "body": "b" * MAX_STRING_CHARS}},
+        ]
+    )
+    again = parse_plan(plan.to_state())
+    assert again == plan
+    assert [PlanStep.model_validate(step) for step in plan.to_state()["steps"]] == plan.steps

@@ -17,10 +17,18 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from plangate._files import dotted, first_error
 from plangate.errors import InvalidDecision
-from plangate.plan import PlanStep
+from plangate.plan import (
+    MAX_NAME_CHARS,
+    MAX_PLAN_SIZE,
+    MAX_STRING_CHARS,
+    MAX_TEXT_CHARS,
+    PlanStep,
+    plain_json_size,
+)
 
 if TYPE_CHECKING:
     from plangate.actions import StepPolicy
@@ -43,10 +51,14 @@ class Decision(BaseModel):
     Attributes:
         decision: `approve`, `edit` (run with new `args`), `reject` (with a `reason`), or
             `respond` (answer with `message` in the tool's place; the tool does not run).
-        args: The replacement arguments; required for `edit`, not allowed otherwise.
-        message: The answer given instead of the tool's output; required for `respond`.
-        reason: Why; recorded in the approval record and the trace.
-        approver: Who decided; recorded in the approval record.
+        args: The replacement arguments; required for `edit`, not allowed otherwise. Plain
+            JSON within a plan's limits, as a step's args (`plangate.plan.plain_json_size`).
+        message: The answer given instead of the tool's output; required for `respond`. At
+            most `MAX_STRING_CHARS` (1,000,000) characters.
+        reason: Why; recorded in the approval record and the trace. At most `MAX_TEXT_CHARS`
+            (10,000) characters.
+        approver: Who decided; recorded in the approval record. At most `MAX_NAME_CHARS` (256)
+            characters, as are `request_id` and `digest`.
         request_id: The `request_id` of the request decided. Given, the decision answers that
             request only: if it is no longer pending, the decision is refused
             (`StaleDecision`). Left out, the decision answers whatever request is pending.
@@ -65,11 +77,11 @@ class Decision(BaseModel):
     # validate_default: the checks below must also run when the field is left out, so that a
     # missing `args` or `message` is reported at its own location.
     args: dict[str, Any] | None = Field(default=None, validate_default=True)
-    message: str | None = Field(default=None, validate_default=True)
-    reason: str | None = None
-    approver: str | None = None
-    request_id: str | None = None
-    digest: str | None = None
+    message: str | None = Field(default=None, validate_default=True, max_length=MAX_STRING_CHARS)
+    reason: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    approver: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    request_id: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    digest: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
 
     @field_validator("args")
     @classmethod
@@ -81,6 +93,18 @@ class Decision(BaseModel):
             raise ValueError("an 'edit' decision needs 'args', the step's new arguments")
         if decision not in (None, "edit") and args is not None:
             raise ValueError(f"'args' is only for 'edit' decisions, not {decision!r}")
+        # The edited args go into the run's checkpoints and on to the tool, as a plan's do: the
+        # same rules apply, and an error names the path to the offending value.
+        if args is not None and plain_json_size(args) > MAX_PLAN_SIZE:
+            raise PydanticCustomError(
+                "args_too_large",
+                "{problem}",
+                {
+                    "problem": f"the args' size is over the limit of {MAX_PLAN_SIZE:,} (their "
+                    "strings' lengths plus one for every other value): pass large content by "
+                    "reference"
+                },
+            )
         return args
 
     @field_validator("message")

@@ -14,7 +14,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt
 
 from plangate._governance import Governance
-from plangate.approval import parse_decision
+from plangate.approval import Decision, parse_decision
 from plangate.errors import (
     InvalidDecision,
     NoPendingApproval,
@@ -190,6 +190,12 @@ class PlangateGraph(CompiledStateGraph):
     ) -> Any:
         if isinstance(input, Mapping) and "plan" in input:
             return {**input, "plan": parse_plan(input["plan"]).to_state()}
+        if _carries_nothing(input):
+            raise InvalidDecision(
+                "a resume needs a decision: Command(resume=None) carries none",
+                field="resume",
+                hint="resume with Command(resume={'decision': 'approve'}) or a plangate.Decision",
+            )
         if waiting is None or not isinstance(input, Command):
             return input
         pending = {i.id: i for i in waiting if is_approval_request(i.value)}
@@ -237,6 +243,10 @@ class PlangateGraph(CompiledStateGraph):
         if runs is None:
             raise ToolNotAvailable(_thread_id(config), tool=tool_name)
         tool = governance.described(tool_name) if governance else runs
+        if isinstance(value, Decision):
+            # Validated when it was made, but perhaps changed since (its args are a mutable
+            # dict) or made by `model_construct`: check it again, as the graph will hold it.
+            value = value.model_dump(exclude_none=True)
         decision = parse_decision(value, tool=tool, request=request)
         if decision.request_id not in (None, request.get("request_id")):
             raise StaleDecision(_thread_id(config), request_id=decision.request_id)
@@ -249,6 +259,18 @@ def _refuse_unfinished(saved: CheckpointTuple | None, config: RunnableConfig) ->
     state = "finished" if saved is None else run_state(saved)
     if state != "finished":
         raise RunNotFinished(_thread_id(config), waiting=state == "waiting")
+
+
+def _carries_nothing(input: Any) -> bool:
+    """Whether `input` is a `Command` with no resume value, no update and nowhere to go: LangGraph
+    reads `Command(resume=None)` as no resume at all, and with nothing else in it fails deep
+    inside the run loop instead of saying so; refused here, the run stays as it was."""
+    return (
+        isinstance(input, Command)
+        and input.resume is None
+        and input.update is None
+        and not input.goto
+    )
 
 
 def _thread_id(config: RunnableConfig) -> str:

@@ -54,8 +54,10 @@ from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 from langgraph.types import Command
+from pydantic import ValidationError
 from typing_extensions import NotRequired, TypedDict
 
+from plangate._files import dotted, first_error
 from plangate._governance import Governance, TraceWriter, parse_iso, utc_now
 from plangate.actions import (
     StepPolicy,
@@ -409,12 +411,16 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
         blocked: list[ToolMessage] = []
         admitted: list[tuple[str, CallTicket]] = []
         for index, call in pending:
-            step = PlanStep(
-                id=call["id"] or "",
-                tool=call["name"],
-                args=call["args"],
-                domain=self.domain_of(call["name"]),
-            )
+            try:
+                step = PlanStep(
+                    id=call["id"] or "",
+                    tool=call["name"],
+                    args=call["args"],
+                    domain=self.domain_of(call["name"]),
+                )
+            except ValidationError as exc:  # args that are not plain JSON within the limits
+                blocked.append(self._refuse_args(call, exc, writer))
+                continue
             policy = self._policy(step)
             exceeded = exceeded_tier(usage, step, profile.budget)
             if not profile.allows(step.tool) or exceeded is not None:
@@ -485,6 +491,24 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
             call,
             f"Blocked: {reason}. The tool was not called; do not call it again.",
             "blocked",
+        )
+
+    def _refuse_args(
+        self, call: ToolCall, error: ValidationError, writer: TraceWriter
+    ) -> ToolMessage:
+        """Block a call whose arguments a plan step could not hold (not plain JSON, past a
+        size limit): the model reads why, and the agent's run goes on."""
+        loc, msg = first_error(error)
+        reason = f"invalid arguments: {dotted(loc)}: {msg}"
+        # Built without validation: the args are what failed it, and the event is redacted.
+        step = PlanStep.model_construct(
+            id=call["id"] or "", tool=call["name"], args={}, domain=self.domain_of(call["name"])
+        )
+        writer.emit(
+            "step_blocked", {"reason": reason, "error_type": "invalid_arguments"}, step=step
+        )
+        return _not_run(
+            call, f"Blocked: {reason}. The tool was not called; fix the arguments.", "blocked"
         )
 
     # --- around each tool call: the decision, then the call ----------------------------------

@@ -2,26 +2,80 @@
 
 from __future__ import annotations
 
+import heapq
+import math
+from collections.abc import Iterable
+from datetime import date, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from plangate._files import dotted, first_error, read_document
 from plangate.errors import PlanValidationError
 
-__all__ = ("Action", "Plan", "PlanStep", "parse_plan")
+__all__ = (
+    "MAX_DEPTH",
+    "MAX_NAME_CHARS",
+    "MAX_PLAN_SIZE",
+    "MAX_STEPS",
+    "MAX_STRING_CHARS",
+    "MAX_TEXT_CHARS",
+    "Action",
+    "Plan",
+    "PlanStep",
+    "parse_plan",
+    "plain_json_size",
+)
 
 Action = Literal["read", "propose", "execute"]
 """What a step does to the world: `read` nothing, `propose` a draft a human will see,
 `execute` a change (send, book, pay)."""
+
+# Limits. A plan is untrusted input (an LLM writes it) and all of it is kept in the run's
+# checkpoints, so each limit is far above what a real plan needs, yet low enough that a runaway
+# or hostile plan is refused at once, with a message naming the limit, instead of stalling
+# validation, overflowing the stack or bloating the database.
+
+MAX_STEPS = 10_000
+"""Steps in one plan: the largest budget of the built-in profiles (`technical`, 10,000 calls),
+so a longer plan could not run to its end under any of them; validating 10,000 steps takes a
+fraction of a second."""
+
+MAX_PLAN_SIZE = 10_000_000
+"""A plan's size: the length of every string in it (keys included) plus one for every other
+value, about its size as JSON. Every 100th checkpoint of a run holds a whole copy of the plan
+(`plangate.state.SNAPSHOT_EVERY`), so its size multiplies into the database. Also the most an
+`edit` decision's args may hold."""
+
+MAX_STRING_CHARS = 1_000_000
+"""One string in a step's args or metadata (a key included), or a `respond` decision's message:
+room for a long document; anything larger belongs in a file or a URL the tool reads."""
+
+MAX_DEPTH = 64
+"""How deeply lists and mappings may nest in args and metadata: JSON from real APIs nests a few
+levels; the bound keeps every walk over args (validation, redaction, serialisation) far from
+Python's recursion limit."""
+
+MAX_NAME_CHARS = 256
+"""A step's id, tool, domain and each `depends_on` id; a decision's approver, request_id and
+digest. Names appear in every trace event and error message."""
+
+MAX_TEXT_CHARS = 10_000
+"""A plan's goal, a step's description and a decision's reason: prose a person reads."""
+
+_INT64 = (-(2**63), 2**63 - 1)  # what msgpack, SQLite and JSON readers in other languages hold
+
+_Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
 
 
 class PlanStep(BaseModel):
@@ -31,7 +85,10 @@ class PlanStep(BaseModel):
         id: Unique within the plan; left empty, the plan names it `step-<n>` (its 1-based
             position).
         tool: The registered name of the tool to call, e.g. `crm.lookup_account`.
-        args: Keyword arguments for the tool.
+        args: Keyword arguments for the tool: plain JSON (strings, integers within 64 bits,
+            finite floats, booleans, `None`, lists, and mappings with string keys), within the
+            limits above; anything else (bytes, a `datetime`, a tuple, an object) is refused
+            with the path to it.
         action: `read`, `propose` or `execute`, as the plan sees it. It can only raise the
             tool's trusted action (from the profile or the tool itself, see `plangate.actions`),
             never lower it; left out, the trusted action applies.
@@ -39,18 +96,18 @@ class PlanStep(BaseModel):
             the first `.` (`crm.lookup` -> `crm`).
         depends_on: Ids of steps that must end `ok` before this one runs; otherwise it is skipped.
         description: What the step is for, in words a human approver reads.
-        metadata: Free-form data carried along.
+        metadata: Free-form data carried along; plain JSON, like `args`.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = ""
-    tool: str = Field(min_length=1)
+    id: _Name = ""
+    tool: _Name = Field(min_length=1)
     args: dict[str, Any] = Field(default_factory=dict)
     action: Action | None = None
-    domain: str | None = None
-    depends_on: list[str] = Field(default_factory=list)
-    description: str = ""
+    domain: _Name | None = None
+    depends_on: list[_Name] = Field(default_factory=list)
+    description: str = Field(default="", max_length=MAX_TEXT_CHARS)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("id", mode="before")
@@ -59,10 +116,26 @@ class PlanStep(BaseModel):
         return "" if value is None else value
 
     @model_validator(mode="after")
+    def _plain_json(self, info: ValidationInfo) -> PlanStep:
+        size = _step_size(self)
+        if info.context and _SIZES in info.context:
+            info.context[_SIZES][id(self)] = size
+        return self
+
+    @model_validator(mode="after")
     def _default_domain(self) -> PlanStep:
         if self.domain is None:
             meta_domain = self.metadata.get("domain")
-            self.domain = str(meta_domain) if meta_domain else self.tool.split(".", 1)[0]
+            domain = str(meta_domain) if meta_domain else self.tool.split(".", 1)[0]
+            if len(domain) > MAX_NAME_CHARS:
+                # Checked here too: the domain is stored with the step, and a step read back
+                # from a checkpoint must validate as it did when the plan came in.
+                _refuse(
+                    ("metadata", "domain"),
+                    f"a domain is at most {MAX_NAME_CHARS} characters, not {len(domain):,}",
+                    meta_domain,
+                )
+            self.domain = domain
         return self
 
 
@@ -71,7 +144,8 @@ class Plan(BaseModel):
 
     Steps run in list order, except that a step listed before a step it depends on is moved
     after it (a stable topological order). Duplicate ids, unknown `depends_on` ids and cycles are
-    rejected with a `PlanValidationError` naming the step.
+    rejected with a `PlanValidationError` naming the step, as are plans over the limits above
+    (`MAX_STEPS`, `MAX_PLAN_SIZE`, ...), naming the field and the limit.
 
     Example:
         >>> plan = Plan.model_validate({"goal": "say hi", "steps": [{"tool": "echo.say"}]})
@@ -81,11 +155,39 @@ class Plan(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    goal: str = ""
+    goal: str = Field(default="", max_length=MAX_TEXT_CHARS)
     steps: list[PlanStep] = Field(min_length=1)
 
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _at_most_max_steps(cls, steps: Any) -> Any:
+        # Before the steps are validated one by one: a plan far too long is refused at once.
+        if isinstance(steps, (list, tuple)) and len(steps) > MAX_STEPS:
+            raise PydanticCustomError(
+                "too_many_steps",
+                "{problem}",
+                {
+                    "problem": f"a plan holds at most {MAX_STEPS:,} steps, not {len(steps):,}: "
+                    "split the work into several plans"
+                },
+            )
+        return steps
+
     @model_validator(mode="after")
-    def _check_graph(self) -> Plan:
+    def _check_graph(self, info: ValidationInfo) -> Plan:
+        sizes: dict[int, int] = (info.context or {}).get(_SIZES, {})
+        size = len(self.goal)
+        for n, step in enumerate(self.steps):
+            # Steps given as `PlanStep` objects are not validated again by pydantic: walk those.
+            known = sizes.get(id(step))
+            size += known if known is not None else _step_size(step, at=("steps", n))
+        if size > MAX_PLAN_SIZE:
+            raise PlanValidationError(
+                f"field 'steps': the plan's size is {size:,}, over the limit of "
+                f"{MAX_PLAN_SIZE:,} (its strings' lengths plus one for every other value)",
+                hint="split it into several plans; pass large content by reference (a path or "
+                "URL the tool reads)",
+            )
         self.steps = [
             step if step.id else step.model_copy(update={"id": f"step-{n}"})
             for n, step in enumerate(self.steps, start=1)
@@ -144,7 +246,7 @@ def parse_plan(data: Any, *, source: str = "plan") -> Plan:
             f"{source}: expected a mapping with 'goal' and 'steps', got {got}"
         )
     try:
-        return Plan.model_validate(data)
+        return Plan.model_validate(data, context={_SIZES: {}})
     except PlanValidationError as exc:
         raise PlanValidationError(
             f"{source}: {exc.message}", step_id=exc.step_id, hint=exc.hint
@@ -154,35 +256,225 @@ def parse_plan(data: Any, *, source: str = "plan") -> Plan:
         step_id = None
         if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
             raw = data.get("steps", [])[loc[1]]
-            step_id = raw.get("id") if isinstance(raw, dict) else None
-            step_id = step_id or f"step-{loc[1] + 1}"
+            raw_id = raw.get("id") if isinstance(raw, dict) else getattr(raw, "id", None)
+            # An id that is itself the problem (not a string, too long) is not repeated back.
+            usable = isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_NAME_CHARS
+            step_id = raw_id if usable else f"step-{loc[1] + 1}"
             where = f"step {step_id!r}" + (f", field {dotted(loc[2:])!r}" if loc[2:] else "")
         else:
             where = f"field {dotted(loc)!r}"
         raise PlanValidationError(f"{source}: {where}: {msg}", step_id=step_id) from None
 
 
+_SIZES = "plangate.plan.step_sizes"
+"""Validation context key (set by `parse_plan`) under which each step validated within a plan
+leaves its share of `MAX_PLAN_SIZE`, keyed by `id()` of the step, so that the plan adds the
+shares up without walking the args a second time."""
+
+
+def _step_size(step: PlanStep, *, at: tuple[str | int, ...] = ()) -> int:
+    """A step's share of `MAX_PLAN_SIZE`, refusing args or metadata that are not plain JSON."""
+    return (
+        plain_json_size(step.args, at=(*at, "args"))
+        + plain_json_size(step.metadata, at=(*at, "metadata"))
+        + len(step.id)
+        + len(step.tool)
+        + len(step.description)
+        + sum(map(len, step.depends_on))
+    )
+
+
+# --- plain JSON ----------------------------------------------------------------------------------
+
+
+def plain_json_size(value: dict[str, Any], *, at: tuple[str | int, ...] = ()) -> int:
+    """Check that `value` (a step's args or metadata, an edit's args) is plain JSON within the
+    limits, and return its size as `MAX_PLAN_SIZE` counts it.
+
+    Plain JSON is what every checkpointer, LangGraph's server and a browser hold alike: strings,
+    integers within 64 bits, finite floats, booleans, `None`, lists, and mappings with string
+    keys, nested at most `MAX_DEPTH` deep, no string over `MAX_STRING_CHARS`.
+
+    Raises:
+        pydantic.ValidationError: Located at the first offending value, under `at`; raised from
+            a pydantic validator, it names the exact path (`args.meta.when`).
+    """
+    if not value:
+        return 1
+    try:
+        return _size(value, 0)
+    except _NotPlainJson as exc:
+        _refuse((*at, *map(_shown, reversed(exc.loc))), exc.problem, exc.value)
+
+
+class _NotPlainJson(Exception):
+    """The first value that is not plain JSON within the limits. Its `loc` is filled in while
+    the walk unwinds, innermost key first, so that a walk that finds nothing builds no paths."""
+
+    def __init__(self, problem: str, value: Any) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.value = value
+        self.loc: list[Any] = []
+
+
+def _size(container: dict[Any, Any] | list[Any], depth: int) -> int:
+    """The size of a mapping or list (strings count their length, other values one), refusing
+    what is not plain JSON. It runs on every value of every step, so the exact built-in types
+    are tested inline, commonest first, and everything else goes to `_other_size`."""
+    if depth > MAX_DEPTH:
+        raise _NotPlainJson(
+            f"lists and mappings nest more than {MAX_DEPTH} deep here: flatten them", container
+        )
+    size = 1
+    keyed = isinstance(container, dict)
+    items: Iterable[tuple[Any, Any]]
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    key: Any = None
+    try:
+        for key, item in items:
+            if keyed:
+                if type(key) is not str or len(key) > MAX_STRING_CHARS:
+                    size += _key_size(key)
+                else:
+                    size += len(key)
+            kind = type(item)
+            if kind is str:
+                size += len(item) if len(item) <= MAX_STRING_CHARS else _str_size(item)
+            elif kind is int and _INT64[0] <= item <= _INT64[1]:
+                size += 1
+            elif kind is dict or kind is list:
+                size += _size(item, depth + 1)
+            elif item is None or kind is bool or (kind is float and math.isfinite(item)):
+                size += 1
+            else:  # out of range, a subclass of a JSON type, or not JSON at all
+                size += _other_size(item, depth + 1)
+    except _NotPlainJson as exc:
+        exc.loc.append(key)  # where the refused value is, outermost last
+        raise
+    return size
+
+
+def _key_size(key: Any) -> int:
+    if not isinstance(key, str):
+        raise _NotPlainJson(
+            f"a mapping key of type {type(key).__name__!r}: keys must be strings", key
+        )
+    if len(key) > MAX_STRING_CHARS:
+        raise _NotPlainJson(
+            f"a key of {len(key):,} characters is over the limit of {MAX_STRING_CHARS:,}: "
+            "use a short key",
+            key,
+        )
+    return len(key)  # a subclass, such as a StrEnum member
+
+
+def _str_size(text: str) -> int:
+    if len(text) > MAX_STRING_CHARS:
+        raise _NotPlainJson(
+            f"a string of {len(text):,} characters is over the limit of "
+            f"{MAX_STRING_CHARS:,}: pass large content by reference (a path or URL)",
+            text,
+        )
+    return len(text)
+
+
+def _other_size(value: Any, depth: int) -> int:
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise _NotPlainJson(
+                "an integer outside the 64-bit range (-2**63 to 2**63-1): send it as a string",
+                value,
+            )
+        return 1
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _NotPlainJson(
+                f"{value} is not a JSON number: send a finite number or null", value
+            )
+        return 1
+    if isinstance(value, str):  # a subclass, such as a StrEnum member
+        return _str_size(value)
+    if isinstance(value, (dict, list)):
+        return _size(value, depth)
+    raise _NotPlainJson(_not_plain(value), value)
+
+
+def _not_plain(value: Any) -> str:
+    if isinstance(value, (tuple, set, frozenset)):
+        fix = "send a list"
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        fix = "send text (base64 for binary data)"
+    elif isinstance(value, (date, time)):
+        fix = "send an ISO 8601 string"
+    else:
+        fix = "send a string, number, true/false, null, list or mapping"
+    return f"a value of type {type(value).__name__!r} is not plain JSON: {fix}"
+
+
+def _shown(part: Any) -> str | int:
+    """A key as an error location shows it: short (a key may be megabytes) and on one line."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return part
+    text = part if isinstance(part, str) else f"<{type(part).__name__}>"
+    shown = "".join(c if c.isprintable() else "?" for c in text[:40])
+    return shown + "…" if len(text) > 40 else shown
+
+
+def _refuse(loc: tuple[str | int, ...], problem: str, value: Any) -> NoReturn:
+    """Raise a pydantic `ValidationError` at `loc`. Raised inside a validator, pydantic adds the
+    validated field's (or model's) own location in front, so the error names the full path."""
+    raise ValidationError.from_exception_data(
+        "plain JSON",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("plain_json", "{problem}", {"problem": problem}),
+                loc=loc,
+                input=value,
+            )
+        ],
+    )
+
+
+# --- order ---------------------------------------------------------------------------------------
+
+
 def _stable_topological_order(steps: list[PlanStep]) -> list[PlanStep]:
-    """Keep list order, moving a step after its dependencies; raise on a cycle."""
+    """Keep list order, moving a step after its dependencies; raise on a cycle.
+
+    Kahn's algorithm with the ready steps in a heap keyed by list position: the step placed next
+    is always the first listed of those whose dependencies are all placed, in O(n log n + e) for
+    n steps and e dependencies (rescanning the steps left for each placement was O(n²))."""
     position = {step.id: n for n, step in enumerate(steps)}
     if all(position[d] < position[s.id] for s in steps for d in s.depends_on):
         return steps  # the usual case, kept linear for long plans
-    remaining = list(steps)
-    placed: set[str] = set()
+    unmet = [0] * len(steps)
+    dependents: list[list[int]] = [[] for _ in steps]
+    for n, step in enumerate(steps):
+        deps = set(step.depends_on)
+        unmet[n] = len(deps)
+        for dep in deps:
+            dependents[position[dep]].append(n)
+    ready = [n for n, count in enumerate(unmet) if count == 0]  # ascending: already a heap
     ordered: list[PlanStep] = []
-    while remaining:
-        ready = next((s for s in remaining if all(d in placed for d in s.depends_on)), None)
-        if ready is None:
-            cycle = _cycle_among(remaining, placed)
-            raise PlanValidationError(
-                f"step {cycle[0].id!r}: dependency cycle "
-                + " -> ".join(repr(s.id) for s in [*cycle, cycle[0]]),
-                step_id=cycle[0].id,
-                hint="remove one depends_on link to break the cycle",
-            )
-        ordered.append(ready)
-        placed.add(ready.id)
-        remaining.remove(ready)
+    while ready:
+        n = heapq.heappop(ready)
+        ordered.append(steps[n])
+        for later in dependents[n]:
+            unmet[later] -= 1
+            if unmet[later] == 0:
+                heapq.heappush(ready, later)
+    if len(ordered) < len(steps):
+        placed = {step.id for step in ordered}
+        cycle = _cycle_among([s for s in steps if s.id not in placed], placed)
+        raise PlanValidationError(
+            f"step {cycle[0].id!r}: dependency cycle "
+            + " -> ".join(repr(s.id) for s in [*cycle, cycle[0]]),
+            step_id=cycle[0].id,
+            hint="remove one depends_on link to break the cycle",
+        )
     return ordered
 
 
