@@ -48,6 +48,7 @@ from plangate.history import (
     pending_approvals,
 )
 from plangate.plan import Plan, PlanStep
+from plangate.preflight import PreflightProblem, PreflightReport, PreflightStep, preflight
 from plangate.profiles import Budget, Profile, RetryPolicy, ToolPolicy, load_profile
 from plangate.result import ExecutionResult, StepResult
 from plangate.state import ApprovalRecord, ApprovalRequest, StepOutcome
@@ -90,6 +91,9 @@ __all__ = (
     "PlangateError",
     "PlangateGraph",
     "PlangateUsageError",
+    "PreflightProblem",
+    "PreflightReport",
+    "PreflightStep",
     "Profile",
     "ProfileError",
     "ProfileMismatch",
@@ -123,6 +127,7 @@ __all__ = (
     "mock_tools",
     "open_checkpointer",
     "pending_approvals",
+    "preflight",
     "redact",
     "tool_registry",
 )

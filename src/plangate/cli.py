@@ -28,6 +28,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.types import Command, StateSnapshot
 
+from plangate._files import read_document
 from plangate._governance import utc_now
 from plangate.checkpoint import is_postgres_url, sqlite_path
 from plangate.compiled import PlangateGraph
@@ -51,6 +52,7 @@ from plangate.history import (
     run_state,
 )
 from plangate.plan import Plan
+from plangate.preflight import PreflightReport, preflight
 from plangate.profiles import BUILTIN_PROFILES, load_profile
 from plangate.run_setup import RunSetup, outbox_for
 
@@ -648,6 +650,76 @@ def run(
     _say(f"Thread {thread_id} (profile {name}{mode}, database {db})")
     steps = [step.id for step in parsed.steps]
     raise typer.Exit(_drive(graph, {"plan": parsed}, setup.config(thread_id), db, steps=steps))
+
+
+@app.command()
+def check(
+    plan: Annotated[Path, typer.Argument(help="Plan file (YAML or JSON).")],
+    *,
+    profile: Annotated[
+        str, typer.Option(help="enterprise, smb, technical, or a profile file.")
+    ] = "enterprise",
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Check against the mocks, as --offline runs.")
+    ] = False,
+    fixtures: Annotated[
+        list[Path] | None,
+        typer.Option(metavar="FILE", help="Fixture file of mocks (repeatable), as for run."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (PreflightReport).")
+    ] = False,
+) -> None:
+    """Check a plan against the demo toolkit and a profile before anything runs: unknown or
+    blocked tools, args against each tool's schema, each step's effective action, risk and
+    whether it will ask, and the budget tier it would run out of. Exits 1 on a problem."""
+    try:
+        document = read_document(plan, what="plan")
+    except ValueError as exc:
+        raise PlangateUsageError(str(exc)) from None
+    setup = RunSetup(
+        profile=_profile_ref(profile),
+        offline=offline,
+        fixtures=tuple(str(path.resolve()) for path in fixtures or ()),
+    )
+    report = preflight(setup.graph(None), document)
+    if as_json:
+        _say(json.dumps(report.model_dump(mode="json"), ensure_ascii=False))
+    else:
+        _print_report(report)
+    raise typer.Exit(ExitCode.SUCCESS if report.ok else ExitCode.USER_ERROR)
+
+
+def _print_report(report: PreflightReport) -> None:
+    rows = [("step", "tool", "action", "risk", "asks", "budget")]
+    for step in report.steps:
+        action = f"{step.action} ({step.action_source})" + (
+            ", irreversible" if step.irreversible else ""
+        )
+        rows.append(
+            (
+                step.step_id,
+                step.tool,
+                action,
+                step.risk,
+                "yes" if step.asks else "no",
+                f"blocked: {step.blocked_by}" if step.blocked_by else "ok",
+            )
+        )
+    if report.steps:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+            _say(f"  {line.rstrip()}")
+    if report.ok:
+        _say(f"No problem found under profile {report.profile}.")
+        return
+    _say(f"{_plural(len(report.problems), 'problem')} under profile {report.profile}:")
+    for problem in report.problems:
+        # A plan problem's message names its step already.
+        named = problem.step_id and problem.kind != "plan"
+        where = f"step {problem.step_id!r}: " if named else ""
+        _say(f"  {problem.kind}: {where}{problem.message}")
 
 
 @app.command()

@@ -41,7 +41,9 @@ class RunSetup:
     offline: bool = False
     fixtures: tuple[str, ...] = ()
 
-    def graph(self, db: str) -> PlangateGraph:
+    def graph(self, db: str | None) -> PlangateGraph:
+        """The graph of this setup on database `db` (`None`: no checkpointer, for checking a
+        plan without running it)."""
         profile = load_profile(self.profile)
         if self.offline:
             profile = profile.model_copy(update={"offline": True})
@@ -50,7 +52,7 @@ class RunSetup:
             profile=profile,
             # A tool in a fixture file replaces the demo's mock of it.
             mocks={mock.name: mock for mock in [*demo_mocks(), *mock_tools(*self.fixtures)]},
-            checkpointer=open_checkpointer(db),
+            checkpointer=open_checkpointer(db) if db is not None else None,
         )
 
     def config(self, thread: str) -> RunnableConfig:

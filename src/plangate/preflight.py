@@ -1,0 +1,188 @@
+"""The pre-flight report: what a plan would meet under a graph's governance, before it runs.
+
+For people (`plangate check PLAN`) and for LLM planners that want to repair a plan before they
+submit it: every step's tool (known? allowed?), its args against the tool's schema, its effective
+action and where it came from, its risk, whether it will ask a person, and the budget tiers the
+plan would run out of, at which step. Nothing runs and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from plangate.actions import ActionSource
+from plangate.approval import args_problem
+from plangate.budget import charge, empty_usage, exceeded_tier
+from plangate.compiled import PlangateGraph
+from plangate.errors import PlangateUsageError, PlanValidationError
+from plangate.plan import Action, parse_plan
+from plangate.profiles import Risk
+
+__all__ = ("PreflightProblem", "PreflightReport", "PreflightStep", "preflight")
+
+ProblemKind = Literal["plan", "unknown_tool", "tool_not_allowed", "invalid_arguments", "budget"]
+
+
+class PreflightProblem(BaseModel):
+    """One thing that keeps the plan from running as written.
+
+    Attributes:
+        kind: `plan` (the plan itself is invalid), `unknown_tool`, `tool_not_allowed`,
+            `invalid_arguments` or `budget` (a tier runs out before this step).
+        step_id: The step to blame, when one is.
+        message: What is wrong, in one line, naming the field or tier.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ProblemKind
+    step_id: str | None
+    message: str
+
+
+class PreflightStep(BaseModel):
+    """How one step would be governed.
+
+    Attributes:
+        step_id: The step's id.
+        tool: The tool it calls.
+        known: Whether the graph has the tool (offline: a mock of it).
+        allowed: Whether the profile's allowlist lets it run.
+        action: The effective action (the plan can raise the trusted one, never lower it).
+        action_source: Where `action` came from (`profile`, `tool`, `mcp`, `openapi`,
+            `default`, `plan`).
+        irreversible: Whether the call cannot be undone.
+        risk: The call's risk under the profile.
+        asks: Whether it waits for a person's decision.
+        blocked_by: The budget tier it would find used up (`total`, `domain:crm`,
+            `tool:email.send`), or `None`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    step_id: str
+    tool: str
+    known: bool
+    allowed: bool
+    action: Action
+    action_source: ActionSource
+    irreversible: bool
+    risk: Risk
+    asks: bool
+    blocked_by: str | None
+
+
+class PreflightReport(BaseModel):
+    """What a plan would meet under a graph's governance; `ok` when nothing stops it.
+
+    `model_dump(mode="json")` is plain JSON, for handing back to a planner.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    profile: str
+    steps: list[PreflightStep]
+    problems: list[PreflightProblem]
+
+
+def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
+    """Check `plan` against `graph`'s tools and profile without running anything.
+
+    The budget forecast assumes every step runs (each approval given, no step skipped after a
+    failure), in the order the graph would run them: the steps it names as `blocked_by` are
+    the ones a run would block first.
+
+    Args:
+        graph: A graph from `build_graph`.
+        plan: A `Plan`, a dict or a list of steps, as `graph.invoke({"plan": ...})` takes.
+
+    Returns:
+        The report; a plan that is not valid at all gives `ok=False`, no steps, and one
+        `plan` problem naming the step and field.
+
+    Example:
+        >>> from plangate import build_graph, demo_toolkit
+        >>> graph = build_graph(demo_toolkit("/tmp/outbox.db"), profile="smb")
+        >>> report = preflight(graph, [{"tool": "email.send", "action": "read",
+        ...     "args": {"to": "a@b.example", "subject": "s", "body": "b"}}])
+        >>> report.ok, report.steps[0].action, report.steps[0].asks
+        (True, 'execute', True)
+    """
+    governance = graph.governance
+    if governance is None:
+        raise PlangateUsageError(
+            "this graph carries no governance to check a plan against",
+            hint="build it with plangate.build_graph",
+        )
+    profile = governance.profile
+    try:
+        parsed = parse_plan(plan)
+    except PlanValidationError as exc:
+        problem = PreflightProblem(kind="plan", step_id=exc.step_id, message=exc.message)
+        return PreflightReport(ok=False, profile=profile.name, steps=[], problems=[problem])
+    steps: list[PreflightStep] = []
+    problems: list[PreflightProblem] = []
+    usage = empty_usage()
+    for step in parsed.steps:
+        policy = governance.policy(step)
+        tool = governance.described(step.tool)
+        known = governance.tool(step.tool) is not None
+        allowed = profile.allows(step.tool)
+        exceeded = exceeded_tier(usage, step, profile.budget) if known and allowed else None
+        if not known:
+            problems.append(
+                PreflightProblem(
+                    kind="unknown_tool",
+                    step_id=step.id,
+                    message=f"no tool named {step.tool!r}"
+                    + (" has a mock (offline)" if profile.offline else " is registered"),
+                )
+            )
+        elif not allowed:
+            problems.append(
+                PreflightProblem(
+                    kind="tool_not_allowed",
+                    step_id=step.id,
+                    message=f"tool {step.tool!r} is not in the allowlist of profile "
+                    f"{profile.name!r}",
+                )
+            )
+        elif exceeded is not None:
+            problems.append(
+                PreflightProblem(
+                    kind="budget",
+                    step_id=step.id,
+                    message=f"budget tier {exceeded['tier']} is used up by then "
+                    f"({exceeded['used']}/{exceeded['limit']} calls)",
+                )
+            )
+        else:
+            usage = charge(usage, step)
+        found = args_problem(tool, step.args) if tool is not None else None
+        if found is not None:
+            field, message = found
+            problems.append(
+                PreflightProblem(
+                    kind="invalid_arguments",
+                    step_id=step.id,
+                    message=f"{step.tool}: {field}: {message}",
+                )
+            )
+        steps.append(
+            PreflightStep(
+                step_id=step.id,
+                tool=step.tool,
+                known=known,
+                allowed=allowed,
+                action=policy.action,
+                action_source=policy.source,
+                irreversible=policy.irreversible,
+                risk=policy.risk,
+                asks=policy.needs_approval,
+                blocked_by=exceeded["tier"] if exceeded else None,
+            )
+        )
+    return PreflightReport(ok=not problems, profile=profile.name, steps=steps, problems=problems)

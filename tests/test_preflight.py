@@ -1,0 +1,94 @@
+"""The pre-flight report: a plan checked against a graph's tools and profile, nothing run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from _support import CallLog, counting_tools, plangate
+
+from plangate import Budget, PreflightReport, build_graph, demo_toolkit, load_profile, preflight
+
+
+def test_a_plan_is_checked_step_by_step_without_running_anything(tmp_path: Path) -> None:
+    """Unknown tools, refused args and the tier that runs out are problems naming their step;
+    each step says its effective action, where it came from, its risk and whether it asks."""
+    log = CallLog()
+    rules = load_profile("smb").model_copy(update={"budget": Budget(calls_per_tool=2)})
+    graph = build_graph(
+        [*counting_tools(log, "crm.lookup"), *demo_toolkit(tmp_path / "outbox.db")],
+        profile=rules,
+    )
+    plan = [
+        {"id": "l1", "tool": "crm.lookup", "args": {"text": "a"}},
+        {"id": "send", "tool": "email.send", "action": "read", "args": {"to": "a@b.example"}},
+        {"id": "l2", "tool": "crm.lookup", "args": {"text": "b"}},
+        {"id": "l3", "tool": "crm.lookup", "args": {"text": "c"}},
+        {"id": "ghost", "tool": "fs.delete"},
+    ]
+
+    report = preflight(graph, plan)
+
+    assert not report.ok
+    assert log.calls == []
+    assert (tmp_path / "outbox.db").exists() is False
+    send = report.steps[1]
+    assert (send.action, send.action_source, send.irreversible, send.risk, send.asks) == (
+        "execute",
+        "tool",
+        True,
+        "high",
+        True,
+    )
+    assert report.steps[0].asks is False
+    assert [s.blocked_by for s in report.steps] == [None, None, None, "tool:crm.lookup", None]
+    assert [(p.kind, p.step_id) for p in report.problems] == [
+        ("invalid_arguments", "send"),
+        ("budget", "l3"),
+        ("unknown_tool", "ghost"),
+    ]
+    assert "args.subject" in report.problems[0].message
+    dumped = report.model_dump(mode="json")
+    assert PreflightReport.model_validate(json.loads(json.dumps(dumped))) == report
+
+
+def test_an_invalid_plan_is_one_plan_problem_not_an_exception(tmp_path: Path) -> None:
+    graph = build_graph(demo_toolkit(tmp_path / "outbox.db"), profile="smb")
+    report = preflight(
+        graph, {"goal": "g", "steps": [{"id": "a", "tool": "x", "depends_on": ["z"]}]}
+    )
+    assert not report.ok
+    assert report.steps == []
+    (problem,) = report.problems
+    assert (problem.kind, problem.step_id) == ("plan", "a")
+    assert "unknown step 'z'" in problem.message
+
+
+def test_a_tool_outside_the_allowlist_is_a_problem(tmp_path: Path) -> None:
+    rules = load_profile("smb").model_copy(update={"allowed_tools": ["crm.*"]})
+    graph = build_graph(demo_toolkit(tmp_path / "outbox.db"), profile=rules)
+    body = {"to": "a@b.example", "subject": "s", "body": "b"}
+    report = preflight(graph, [{"id": "s", "tool": "email.send", "args": body}])
+    assert [(p.kind, p.step_id) for p in report.problems] == [("tool_not_allowed", "s")]
+    assert report.steps[0].allowed is False
+
+
+def test_plangate_check_prints_the_report_and_exits_non_zero_on_a_problem(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    good = plangate(tmp_path, "check", str(examples / "sales_followup.yaml"), "--profile", "smb")
+    assert good.returncode == 0, good.stderr
+    assert "send    email.send          execute (tool), irreversible  high  yes" in good.stdout
+    assert "No problem found under profile smb." in good.stdout
+    assert not (tmp_path / "plangate.db").exists()  # nothing is stored
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - {id: s, tool: email.send, args: {to: a@b.example}}\n")
+    checked = plangate(tmp_path, "check", str(bad), "--json")
+    assert checked.returncode == 1
+    report = json.loads(checked.stdout)
+    assert report["ok"] is False
+    assert report["problems"][0]["kind"] == "invalid_arguments"
+
+    missing = plangate(tmp_path, "check", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 1
+    assert len(missing.stderr.splitlines()) == 1
