@@ -425,10 +425,12 @@ def _print_table(steps: Iterable[Mapping[str, Any]], actions: Mapping[str, str])
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     _say(
         *(
-            "  "
-            + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
-            + "  "
-            + row[5]
+            (
+                "  "
+                + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+                + "  "
+                + row[5]
+            ).rstrip()
             for row in rows
         )
     )
