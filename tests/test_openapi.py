@@ -1,15 +1,21 @@
 """The OpenAPI adapter against a real FastAPI service (`peers/http_service.py`) on a loopback
-port: plans call one tool per operationId with path, query, header and body arguments, each
+port: plans call one tool per operation with path, query, header and body arguments, each
 call's idempotency key reaches the service (the same after a resume, so one refund is made), and
 every way a call can fail (bad arguments, 4xx, 5xx, no service, no answer) becomes a step
 outcome with the retries plangate's profile asks for. Each operation's action comes from its
 HTTP method or `x-plangate-action`, and the built-in profiles gate it without the plan saying
-anything."""
+anything. Tools get readable names (FastAPI's generated operationIds cut back to the function
+name), `include`/`exclude` choose operations by operationId, name or tag, and the document's
+security schemes get their credentials from the environment, which never show in a trace, an
+error or a repr."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import importlib
+import json
+import os
 import re
 import socket
 import subprocess
@@ -50,7 +56,13 @@ TOOLS = [
     "billing.cancel_refund",
     "billing.draft_refund",
     "billing.get_exchange_rate",
+    "billing.list_customers",
+    "billing.get_customer",
+    "billing.get_customer_balance",
 ]
+# The only token the service's `customers` operations accept; tests read it from BILLING_TOKEN.
+TOKEN = "tok-7f3a9c1e55d04b2a"
+AUTH = {"HTTPBearer": "${BILLING_TOKEN}"}
 
 
 @dataclass
@@ -73,7 +85,8 @@ class Service:
 def running_service() -> Iterator[Service]:
     """The service in a process of its own on a free loopback port, for the whole module."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(PEER), str(port)])
+    environment = {**os.environ, "BILLING_SERVICE_TOKEN": TOKEN}
+    process = subprocess.Popen([sys.executable, str(PEER), str(port)], env=environment)
     service = Service(f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 30
     while True:  # wait until it answers
@@ -96,9 +109,15 @@ def service(running_service: Service) -> Service:
     return running_service
 
 
+@pytest.fixture(autouse=True)
+def billing_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's token where `AUTH` says it is, as a deployment would set it."""
+    monkeypatch.setenv("BILLING_TOKEN", TOKEN)
+
+
 @pytest.fixture
 def tools(service: Service) -> list[BaseTool]:
-    return openapi_tools(f"{service.url}/openapi.json", prefix="billing")
+    return openapi_tools(f"{service.url}/openapi.json", prefix="billing", auth=AUTH)
 
 
 def document_of(service: Service) -> dict[str, Any]:
@@ -131,11 +150,13 @@ def test_tools_load_alike_from_the_service_url_a_dict_and_a_yaml_file(
 ) -> None:
     """One tool per operationId, named under the prefix and described by summary + description;
     from a dict or a file the base URL is given, from the URL it is where the document is."""
-    from_url = openapi_tools(f"{service.url}/openapi.json", prefix="billing")
-    from_dict = openapi_tools(document_of(service), base_url=service.url, prefix="billing")
+    from_url = openapi_tools(f"{service.url}/openapi.json", prefix="billing", auth=AUTH)
+    from_dict = openapi_tools(
+        document_of(service), base_url=service.url, prefix="billing", auth=AUTH
+    )
     file = tmp_path / "billing.yaml"
     file.write_text(yaml.safe_dump(document_of(service), sort_keys=False), encoding="utf-8")
-    from_file = openapi_tools(file, base_url=service.url, prefix="billing")
+    from_file = openapi_tools(file, base_url=service.url, prefix="billing", auth=AUTH)
     for loaded in (from_url, from_dict, from_file):
         assert [tool.name for tool in loaded] == TOOLS
     refund = from_url[2]
@@ -146,7 +167,7 @@ def test_tools_load_alike_from_the_service_url_a_dict_and_a_yaml_file(
     assert sorted(refund.args) == ["amount", "invoice_id", "reason"]
     assert refund.tool_call_schema["required"] == ["invoice_id", "amount"]  # type: ignore[index]
     assert sorted(from_url[1].args) == ["X-Tenant", "customer", "limit"]
-    unprefixed = openapi_tools(f"{service.url}/openapi.json")
+    unprefixed = openapi_tools(f"{service.url}/openapi.json", auth=AUTH)
     assert [tool.name for tool in unprefixed][:2] == ["get_invoice", "list_invoices"]
     assert service.requests() == []
 
@@ -435,7 +456,11 @@ def test_the_idempotency_key_is_the_same_after_a_crash_and_resume_so_one_refund_
     client = httpx.Client(event_hooks={"response": [crash_once]})
     aclient = httpx.AsyncClient(event_hooks={"response": [acrash_once]})
     tools = openapi_tools(
-        f"{service.url}/openapi.json", prefix="billing", client=client, async_client=aclient
+        f"{service.url}/openapi.json",
+        prefix="billing",
+        auth=AUTH,
+        client=client,
+        async_client=aclient,
     )
     try:
         graph = runner.graph(tools, profile="smb")
@@ -563,7 +588,7 @@ def test_a_service_that_is_down_is_a_transient_connection_error(
         {"url": "http://127.0.0.1:{port}/v1", "variables": {"port": {"default": str(port)}}}
     ]
     down = f"http://127.0.0.1:{port}/v1"
-    tools = openapi_tools(document, prefix="billing")
+    tools = openapi_tools(document, prefix="billing", auth=AUTH)
     waits: list[float] = []
     graph = runner.graph(tools, profile=RETRYING, sleep=waits.append)
     plan = plan_of(step("invoice", "get_invoice", invoice_id="inv-1"))
@@ -588,7 +613,9 @@ def test_a_service_that_never_answers_times_out_as_a_step_timeout(
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         base = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        tools = openapi_tools(document_of(service), base_url=base, prefix="billing", timeout=0.05)
+        tools = openapi_tools(
+            document_of(service), base_url=base, prefix="billing", auth=AUTH, timeout=0.05
+        )
         graph = runner.graph(tools, profile=TECHNICAL)
         plan = plan_of(step("invoice", "get_invoice", invoice_id="inv-1"))
         failed = by_id(runner.invoke(graph, {"plan": plan}, thread())["result"])["invoice"]
@@ -637,6 +664,9 @@ def test_each_tool_declares_its_action_from_its_method_or_x_plangate_action(
         "billing.cancel_refund": declared("execute", irreversible=True),
         "billing.draft_refund": declared("propose"),
         "billing.get_exchange_rate": declared("read"),
+        "billing.list_customers": declared("read"),
+        "billing.get_customer": declared("read"),
+        "billing.get_customer_balance": declared("read"),
     }
     document = broken("none")
     document["paths"]["/refunds"]["get"]["x-plangate-action"] = "execute"
@@ -770,3 +800,509 @@ def test_a_tool_called_directly_raises_precise_errors_and_sends_its_key(
         "ref-2",
     )
     assert [r["idempotency_key"] for r in service.requests()] == [None, "key-1", "key-1", None]
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+def document_with(*operations: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    """A document with these (method, path, operation) entries, in this order."""
+    paths: dict[str, Any] = {}
+    for method, path, operation in operations:
+        paths.setdefault(path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Threads", "version": "1"},
+        "servers": [{"url": "https://threads.example"}],
+        "paths": paths,
+    }
+
+
+def test_fastapi_generated_operation_ids_are_cut_back_to_the_function_name(
+    service: Service,
+) -> None:
+    """The service's `customers` routes set no operation_id, so FastAPI generates
+    `<function><path>_<method>`; their tools are named after the function, except the one whose
+    `x-plangate-name` says otherwise, and they call the service as usual."""
+    ids = [
+        operation["operationId"]
+        for item in document_of(service)["paths"].values()
+        for operation in item.values()
+    ]
+    assert ids[6:] == [
+        "list_customers_customers_get",
+        "get_customer_customers__customer_id__get",
+        "balance_customers__customer_id__balance_get",
+    ]
+    customers = openapi_tools(
+        f"{service.url}/openapi.json", prefix="billing", include=["tag:customers"], auth=AUTH
+    )
+    assert [tool.name for tool in customers] == TOOLS[6:]
+    _, get_customer, get_balance = customers
+    assert get_customer.invoke({"customer_id": "acme"})["name"] == "Acme Corp"
+    assert get_balance.invoke({"customer_id": "globex"}) == 80.5
+
+
+def test_names_that_clash_once_cut_back_keep_their_full_operation_ids() -> None:
+    """Two functions named alike, a cut-back name that another operation already has (as its
+    operationId or its `x-plangate-name`): those keep their full operationIds. An id that does
+    not end in its own path and method is no FastAPI one and is kept; `/` leaves `root`. Names
+    are the same whichever operations are chosen."""
+    document = document_with(
+        ("get", "/threads/{thread_id}", {"operationId": "get_thread_threads__thread_id__get"}),
+        ("get", "/v2/threads/{id}", {"operationId": "get_thread_v2_threads__id__get"}),
+        ("get", "/runs", {"operationId": "list_runs"}),
+        ("post", "/runs", {"operationId": "list_runs_runs_post"}),
+        ("get", "/runs/{run_id}", {"operationId": "get_run_runs__run_id__get"}),
+        ("put", "/runs/{run_id}", {"operationId": "put_run", "x-plangate-name": "get_run"}),
+        ("delete", "/runs/{run_id}", {"operationId": "cancel_runs_get"}),
+        ("get", "/", {"operationId": "root__get"}),
+        ("get", "/health", {"operationId": "health_health_get"}),
+    )
+    assert [tool.name for tool in openapi_tools(document, prefix="threads")] == [
+        "threads.get_thread_threads__thread_id__get",
+        "threads.get_thread_v2_threads__id__get",
+        "threads.list_runs",
+        "threads.list_runs_runs_post",
+        "threads.get_run_runs__run_id__get",
+        "threads.get_run",
+        "threads.cancel_runs_get",
+        "threads.root",
+        "threads.health",
+    ]
+    chosen = openapi_tools(document, include=["get_thread_v2_*", "get_run_*"])
+    assert [tool.name for tool in chosen] == [
+        "get_thread_v2_threads__id__get",
+        "get_run_runs__run_id__get",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        ("runs.get", r"GET /runs \(list_runs\): x-plangate-name is 'runs.get', not a tool name"),
+        ("", r"GET /runs \(list_runs\): x-plangate-name is '', not a tool name"),
+        (
+            "cancel_run",
+            "tool name 'threads.cancel_run' is given to both GET /runs and DELETE /runs/{run_id}",
+        ),
+    ],
+)
+def test_an_x_plangate_name_that_is_no_name_or_taken_is_an_adapter_error(
+    declared: str, message: str
+) -> None:
+    """A dotted or empty name, or one that another operation has: refused when the operation
+    is kept, and no matter when it is left out."""
+    document = document_with(
+        ("get", "/runs", {"operationId": "list_runs", "x-plangate-name": declared}),
+        ("delete", "/runs/{run_id}", {"operationId": "cancel_run"}),
+    )
+    with pytest.raises(AdapterError, match=message) as caught:
+        openapi_tools(document, prefix="threads")
+    assert caught.value.hint
+    kept = openapi_tools(document, prefix="threads", exclude=["list_runs"])
+    assert [tool.name for tool in kept] == ["threads.cancel_run"]
+
+
+# --- choosing operations ----------------------------------------------------------------------
+
+
+def test_include_and_exclude_choose_operations_by_operation_id_tool_name_or_tag(
+    service: Service,
+) -> None:
+    """Globs of tool names and of FastAPI's generated ids match alike, `tag:` globs match
+    tags, and `exclude` wins over `include`. Leaving out the bearer-protected operations
+    needs no credential."""
+    url = f"{service.url}/openapi.json"
+    chosen = openapi_tools(
+        url, prefix="billing", include=["get_*", "tag:refunds"], exclude=["cancel_*"], auth=AUTH
+    )
+    assert [tool.name for tool in chosen] == [
+        "billing.get_invoice",
+        "billing.create_refund",
+        "billing.draft_refund",
+        "billing.get_exchange_rate",
+        "billing.get_customer",
+        "billing.get_customer_balance",
+    ]
+    by_id = openapi_tools(
+        url, prefix="billing", include=["list_customers_customers_get", "tag:inv*"], auth=AUTH
+    )
+    assert [tool.name for tool in by_id] == [
+        "billing.get_invoice",
+        "billing.list_invoices",
+        "billing.list_customers",
+    ]
+    public = openapi_tools(url, prefix="billing", exclude=["tag:customers"])
+    assert [tool.name for tool in public] == TOOLS[:6]
+    assert service.requests() == []
+
+
+def test_a_pattern_that_matches_no_operation_is_an_adapter_error_naming_it(
+    service: Service,
+) -> None:
+    """A misspelt `include` would give fewer tools, a misspelt `exclude` would keep one meant
+    to be left out: both are refused, naming each pattern and the document's tags."""
+    url = f"{service.url}/openapi.json"
+    with pytest.raises(AdapterError) as caught:
+        openapi_tools(url, include=["get_invoce", "tag:biling", "get_*"], auth=AUTH)
+    assert caught.value.message == "include patterns 'get_invoce', 'tag:biling' match no operation"
+    assert caught.value.hint == (
+        "patterns are globs of operationIds or tool names (without the prefix), or "
+        "'tag:<tag>'; the document's tags are customers, invoices, rates, refunds"
+    )
+    with pytest.raises(AdapterError, match="exclude pattern 'cancel_refnd' matches no operation"):
+        openapi_tools(url, exclude=["cancel_refnd"], auth=AUTH)
+    with pytest.raises(AdapterError, match="include/exclude leave none of the document's 9"):
+        openapi_tools(url, include=["tag:rates"], exclude=["get_exchange_rate"])
+    with pytest.raises(PlangateUsageError, match="include must be a list of non-empty patterns"):
+        openapi_tools(url, include="get_*", auth=AUTH)
+
+
+@pytest.mark.parametrize(
+    ("change", "option"),
+    [
+        ("form body", {"exclude": ["create_refund"]}),
+        ("no operationId", {"include": ["list_refunds"]}),
+        ("unknown action", {"exclude": ["create_*"]}),
+    ],
+)
+def test_an_operation_left_out_is_not_read_so_it_may_be_one_plangate_cannot_use(
+    change: str, option: dict[str, list[str]]
+) -> None:
+    """The `POST /refunds` of each broken document would refuse the whole document; left out,
+    the rest loads."""
+    tools = openapi_tools(broken(change), prefix="billing", **option)  # type: ignore[arg-type]
+    assert [tool.name for tool in tools] == ["billing.list_refunds"]
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+def test_a_bearer_token_reaches_the_service_and_no_trace_error_or_repr_holds_it(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """`auth` reads the token from BILLING_TOKEN: each call of a `customers` operation carries
+    `Authorization: Bearer <token>`, which is no argument of the tool. The service quotes the
+    token in its 404; the step's error, the exception, the run's trace and result and every
+    repr hold `***` instead."""
+    get_customer = tools[TOOLS.index("billing.get_customer")]
+    assert list(get_customer.args) == ["customer_id"]
+    graph = runner.graph(tools, profile=TECHNICAL)
+    plan = plan_of(
+        step("acme", "get_customer", customer_id="acme"),
+        step("nobody", "get_customer", customer_id="nobody"),
+        step("invoice", "get_invoice", invoice_id="inv-1"),
+    )
+    result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    steps = by_id(result)
+    assert steps["acme"]["output"]["name"] == "Acme Corp"
+    assert steps["nobody"]["error"] == (
+        'billing.get_customer: GET /customers/nobody answered 404 Not Found: {"detail":'
+        '"no customer nobody for ***"}'
+    )
+    sent = {r["path"]: r["headers"].get("authorization") for r in service.requests()}
+    assert sent == {
+        "/customers/acme": f"Bearer {TOKEN}",
+        "/customers/nobody": f"Bearer {TOKEN}",
+        "/invoices/inv-1": None,  # only the operations whose `security` asks for it
+    }
+    trace = runner.trace(graph, thread())
+    assert {e["type"] for e in trace} >= {"tool_call_start", "tool_call_error"}
+    assert TOKEN not in json.dumps([trace, result], default=str)
+
+    with pytest.raises(ToolHTTPError) as caught:
+        get_customer.invoke({"customer_id": "nobody"})
+    assert caught.value.body == '{"detail":"no customer nobody for ***"}'
+    operation = get_customer.get_input_schema().operation  # type: ignore[union-attr]
+    shown = [str(caught.value), repr(caught.value), repr(tools), repr(operation)]
+    assert "HTTPBearer" in repr(operation)
+    assert not [text for text in shown if TOKEN in text]
+
+
+def test_a_token_the_service_refuses_is_a_401_whose_error_hides_it(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variable is read when the tools are made; a wrong token is a 4xx like any other,
+    and the service's answer quoting it is hidden as well."""
+    monkeypatch.setenv("BILLING_TOKEN", "tok-revoked-0042")
+    tools = openapi_tools(
+        f"{service.url}/openapi.json", prefix="billing", include=["tag:customers"], auth=AUTH
+    )
+    with pytest.raises(ToolHTTPError) as caught:
+        tools[0].invoke({})
+    assert caught.value.status_code == 401
+    assert str(caught.value) == (
+        'billing.list_customers: GET /customers answered 401 Unauthorized: {"detail":'
+        '"bad token: got ***"}'
+    )
+
+
+def test_an_answer_quoting_the_credential_comes_back_with_it_hidden(service: Service) -> None:
+    """A 200 whose JSON quotes the requests the service got (its own `/_requests`, described
+    here as a bearer-protected operation) returns the token as `***`."""
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "Recorder", "version": "1"},
+        "paths": {"/_requests": {"get": {"operationId": "recorded", "security": [{"bearer": []}]}}},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+    (recorded,) = openapi_tools(document, base_url=service.url, auth={"bearer": "${BILLING_TOKEN}"})
+    httpx.get(f"{service.url}/customers", headers={"Authorization": f"Bearer {TOKEN}"})
+    output = recorded.invoke({})
+    assert [r["headers"]["authorization"] for r in output] == ["***"]
+    assert TOKEN not in json.dumps(output)
+
+
+def test_a_required_scheme_without_a_credential_is_an_adapter_error_saying_what_to_set(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No `auth`, an unset variable, a literal value (never quoted back), a scheme the
+    document does not have: each refused when the tools are made. A header the caller sends
+    itself, or a client that carries it, counts as a credential given."""
+    url = f"{service.url}/openapi.json"
+    with pytest.raises(AdapterError) as caught:
+        openapi_tools(url, prefix="billing")
+    assert (caught.value.message, caught.value.hint, caught.value.tool) == (
+        "GET /customers (list_customers_customers_get) requires security scheme 'HTTPBearer' "
+        "(http bearer), and no credential is given for it",
+        "pass auth={'HTTPBearer': '${BILLING_TOKEN}'} and set that variable, or leave the "
+        "operation out with exclude=",
+        "billing.list_customers",
+    )
+    with pytest.raises(AdapterError) as literal:
+        openapi_tools(url, auth={"HTTPBearer": TOKEN})
+    assert literal.value.message == (
+        "auth gives security scheme 'HTTPBearer' a value that names no environment variable"
+    )
+    assert TOKEN not in str(literal.value)
+    with pytest.raises(AdapterError, match="auth names security scheme 'bearerAuth', which the"):
+        openapi_tools(url, auth={"bearerAuth": "${BILLING_TOKEN}"})
+    monkeypatch.delenv("BILLING_TOKEN")
+    with pytest.raises(AdapterError) as unset:
+        openapi_tools(url, auth=AUTH)
+    assert (unset.value.message, unset.value.hint) == (
+        "security scheme 'HTTPBearer' reads its credential from ${BILLING_TOKEN}, which is not set",
+        "set BILLING_TOKEN in the environment",
+    )
+
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    by_header = openapi_tools(url, prefix="billing", headers=bearer, include=["get_customer"])
+    assert by_header[0].invoke({"customer_id": "acme"})["customer_id"] == "acme"
+    with httpx.Client(headers=bearer) as client:
+        by_client = openapi_tools(url, prefix="billing", client=client, include=["get_customer"])
+        assert by_client[0].invoke({"customer_id": "globex"})["customer_id"] == "globex"
+
+
+REFUND_BODY = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"invoice_id": {"type": "string"}, "amount": {"type": "number"}},
+            }
+        }
+    }
+}
+
+
+def secured() -> dict[str, Any]:
+    """The service's public operations as a document with every kind of scheme plangate
+    sends: a global apiKey header, basic or OAuth 2 as alternatives, a query key together with
+    a cookie, optional and no security."""
+
+    def parameter(name: str, where: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": where,
+            "required": where == "path",
+            "schema": {"type": "string"},
+        }
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Ledger", "version": "1"},
+        "security": [{"key": []}],
+        "paths": {
+            "/invoices/{invoice_id}": {
+                "get": {
+                    "operationId": "fetch_invoice",
+                    # Declared as a parameter too, as some documents do: the scheme fills it.
+                    "parameters": [
+                        parameter("invoice_id", "path"),
+                        parameter("x-api-key", "header"),
+                    ],
+                }
+            },
+            "/invoices": {
+                "get": {
+                    "operationId": "find_invoices",
+                    "security": [{"oauth": []}, {"basic": []}],
+                    "parameters": [parameter("customer", "query"), parameter("X-Tenant", "header")],
+                }
+            },
+            "/rates/{currency}": {
+                "get": {
+                    "operationId": "rate",
+                    "security": [{"query_key": [], "session": []}],
+                    "parameters": [parameter("currency", "path")],
+                }
+            },
+            "/refund-drafts": {
+                "post": {
+                    "operationId": "draft",
+                    "security": [{}, {"key": []}],
+                    "requestBody": REFUND_BODY,
+                }
+            },
+            "/refunds": {
+                "post": {"operationId": "refund", "security": [], "requestBody": REFUND_BODY}
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "key": {"$ref": "#/components/x-shared/key"},
+                "basic": {"type": "http", "scheme": "basic"},
+                "oauth": {
+                    "type": "oauth2",
+                    "flows": {
+                        "clientCredentials": {
+                            "tokenUrl": "https://auth.example/token",
+                            "scopes": {},
+                        }
+                    },
+                },
+                "query_key": {"type": "apiKey", "in": "query", "name": "api_key"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "session"},
+            },
+            "x-shared": {"key": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
+    }
+
+
+LEDGER_AUTH = {
+    "key": "${LEDGER_KEY}",
+    "basic": "${LEDGER_USER}:${LEDGER_PASSWORD}",
+    "query_key": "${LEDGER_KEY}",
+    "session": "${LEDGER_SESSION}",
+}
+
+
+def test_api_key_basic_and_oauth2_credentials_go_where_their_schemes_say(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against the real service: the global apiKey header (not an argument, though declared),
+    basic when OAuth 2 has no credential and the bearer token once it has, a query key with a
+    cookie, the optional key sent since it is given, and nothing where `security` is empty."""
+    for name, value in {
+        "LEDGER_KEY": "key-5e1d",
+        "LEDGER_USER": "ops",
+        "LEDGER_PASSWORD": "pw-93b0",
+        "LEDGER_SESSION": "sess-77c2",
+        "LEDGER_TOKEN": "tok-oauth-c4e8",
+    }.items():
+        monkeypatch.setenv(name, value)
+    fetch, find, rate, draft, refund = openapi_tools(
+        secured(), base_url=service.url, auth=LEDGER_AUTH
+    )
+    assert list(fetch.args) == ["invoice_id"]
+    fetch.invoke({"invoice_id": "inv-1"})
+    find.invoke({"customer": "acme", "X-Tenant": "eu"})
+    rate.invoke({"currency": "USD"})
+    draft.invoke({"invoice_id": "inv-1", "amount": 1})
+    refund.invoke({"invoice_id": "inv-1", "amount": 1})
+    _, find = openapi_tools(
+        secured(), base_url=service.url, auth={**LEDGER_AUTH, "oauth": "${LEDGER_TOKEN}"}
+    )[:2]
+    find.invoke({"customer": "acme", "X-Tenant": "eu"})
+
+    basic = base64.b64encode(b"ops:pw-93b0").decode()
+    seen = [
+        (
+            r["path"],
+            r["query"],
+            {
+                k: v
+                for k, v in r["headers"].items()
+                if k in ("x-api-key", "authorization", "cookie")
+            },
+        )
+        for r in service.requests()
+    ]
+    assert seen == [
+        ("/invoices/inv-1", {}, {"x-api-key": "key-5e1d"}),
+        ("/invoices", {"customer": "acme"}, {"authorization": f"Basic {basic}"}),
+        ("/rates/USD", {"api_key": "key-5e1d"}, {"cookie": "session=sess-77c2"}),
+        ("/refund-drafts", {}, {"x-api-key": "key-5e1d"}),
+        ("/refunds", {}, {}),
+        ("/invoices", {"customer": "acme"}, {"authorization": "Bearer tok-oauth-c4e8"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "auth", "message", "hint"),
+    [
+        (
+            "mutual TLS",
+            LEDGER_AUTH,
+            "GET /rates/{currency} (rate) requires security scheme 'mtls' (mutualTLS), and no "
+            "credential is given for it",
+            "plangate cannot send mutualTLS credentials: pass client=",
+        ),
+        (
+            "digest",
+            {**LEDGER_AUTH, "basic": "${LEDGER_USER}"},
+            "auth names security scheme 'basic' (http digest), whose credentials plangate "
+            "cannot send",
+            "pass client= and async_client= with an httpx auth that sends them",
+        ),
+        (
+            "no colon",
+            {**LEDGER_AUTH, "basic": "${LEDGER_USER}"},
+            "security scheme 'basic' is http basic: its credential is user:password, and the "
+            "one given has no ':'",
+            "write auth={'basic': '${API_USER}:${API_PASSWORD}'}",
+        ),
+        (
+            "undefined scheme",
+            LEDGER_AUTH,
+            "GET /rates/{currency} (rate): it requires security scheme 'partner', which the "
+            "document does not define",
+            "define it in components.securitySchemes",
+        ),
+        (
+            "bad apiKey",
+            LEDGER_AUTH,
+            "auth: security scheme 'query_key' is an apiKey without a valid `name` and `in`",
+            "give it `name` and `in: header|query|cookie`",
+        ),
+    ],
+)
+def test_a_scheme_plangate_cannot_send_or_find_is_an_adapter_error(
+    monkeypatch: pytest.MonkeyPatch,
+    change: str,
+    auth: dict[str, str],
+    message: str,
+    hint: str,
+) -> None:
+    """Each names the scheme and what to do, and quotes no credential."""
+    for name in ("LEDGER_KEY", "LEDGER_USER", "LEDGER_PASSWORD", "LEDGER_SESSION"):
+        monkeypatch.setenv(name, f"secret-{name.lower()}")
+    document = secured()
+    schemes = document["components"]["securitySchemes"]
+    rate = document["paths"]["/rates/{currency}"]["get"]
+    if change == "mutual TLS":
+        schemes["mtls"] = {"type": "mutualTLS"}
+        rate["security"] = [{"mtls": []}]
+    elif change == "digest":
+        schemes["basic"]["scheme"] = "digest"
+    elif change == "undefined scheme":
+        rate["security"] = [{"partner": []}]
+    elif change == "bad apiKey":
+        del schemes["query_key"]["in"]
+    with pytest.raises(AdapterError) as caught:
+        openapi_tools(document, base_url="https://ledger.example", auth=auth)
+    assert caught.value.message == message
+    assert caught.value.hint is not None
+    assert caught.value.hint.startswith(hint)
+    assert "secret-" not in str(caught.value)

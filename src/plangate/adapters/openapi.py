@@ -1,4 +1,7 @@
-"""Tools generated from an OpenAPI 3 document: one per `operationId`, called over HTTP.
+"""Tools generated from an OpenAPI 3 document: one per operation, called over HTTP.
+
+Part of plangate's adapters: it turns a service's document into LangChain tools that the graph
+calls like any other.
 
 An operation's arguments are its path, query, header and cookie parameters and its JSON request
 body: the body's properties sit beside the parameters when the body is an object whose property
@@ -7,6 +10,42 @@ document's schemas (with `jsonschema`) before any request is sent. Every tool ru
 `invoke` (`httpx.Client`) and `ainvoke` (`httpx.AsyncClient`), and sends the call's plangate
 idempotency key as an `Idempotency-Key` header, so that a service honouring it acts once however
 often a step is resumed.
+
+Names: a tool is named after its operation, under the `prefix` if one is given
+(`billing.get_invoice`). The operation's `x-plangate-name` wins; else an operationId that FastAPI
+generated (`<function><path>_<method>`, with every character of the path that is no letter,
+digit or `_` made `_`: `get_thread_threads__thread_id__get` for `GET /threads/{thread_id}`) is cut
+back to its function name (`get_thread`); else the operationId is the name as it is. Operations
+whose cut-back names would clash keep their full operationIds. Names are worked out over the whole
+document, so choosing operations does not change them.
+
+Choosing operations: `include` and `exclude` take operationId or tool-name globs (`get_*`) and
+tags (`tag:billing`, which may be a glob as well). An operation is kept when it matches an
+`include` pattern (or there is no `include`) and no `exclude` pattern; the others are dropped
+before their parameters, body or credentials are read, so an operation plangate cannot use can be
+left out. A pattern that matches no operation of the document is an `AdapterError`: a typo would
+otherwise give no tool, or keep one that was meant to be left out.
+
+Credentials: an operation's `security` (else the document's) names the schemes of
+`components.securitySchemes` it needs. `auth` maps a scheme's name to where its credential is
+found, an environment variable written `${NAME}` (`auth={"HTTPBearer": "${BILLING_TOKEN}"}`), read
+once when the tools are made:
+
+| scheme | `auth` value | sent as |
+|--------|--------------|---------|
+| `http` `bearer`, `oauth2`, `openIdConnect` | the token | `Authorization: Bearer <token>` |
+| `http` `basic` | `${USER}:${PASSWORD}` | `Authorization: Basic <base64>` |
+| `apiKey` (`in: header`, `query` or `cookie`) | the key | that header, query or cookie field |
+
+An operation gets the first of its `security` alternatives whose schemes all have a credential
+(one without any, `{}`, comes last, so that a credential given is sent). A scheme also counts as
+given when `headers`, or the headers, params, cookies or httpx `auth` of a `client` passed, carry
+it (plangate then sends nothing for it). An operation kept whose schemes have no credential is an
+`AdapterError` when the tools are made, naming the scheme and what to set. A parameter the scheme
+fills (an `Authorization` header) is not one of the tool's arguments. Credentials from `auth`
+appear in no repr, and wherever an answer quotes one it is replaced by `***`, in errors and
+outputs alike, so that traces never hold one (what `headers` or a `client` sends is the
+caller's to keep out of answers).
 
 A failing call raises, and plangate records the step as `error`: `InvalidToolArguments` (nothing
 was sent), `ToolHTTPError` (a 4xx/5xx answer, with its `status_code`: 429 and 5xx are retried
@@ -24,12 +63,17 @@ Needs the `http` extra (from a checkout: `pip install '.[http]'`).
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import os
+import re
 import ssl
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
@@ -49,6 +93,8 @@ from plangate.plan import Action
 try:
     import httpx
     import jsonschema  # type: ignore[import-untyped]
+    import referencing
+    import referencing.exceptions
 except ImportError as exc:
     raise ImportError(
         "plangate's OpenAPI adapter needs httpx and jsonschema: install plangate's `http` "
@@ -68,6 +114,11 @@ _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # The methods HTTP defines as safe (RFC 9110): they only read. The others change the service.
 _READS = ("GET", "HEAD", "OPTIONS", "TRACE")
 _ACTION_EXTENSION = "x-plangate-action"
+_NAME_EXTENSION = "x-plangate-name"
+_TAG = "tag:"
+# `${NAME}` in an `auth` value: the environment variable NAME.
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HIDDEN = "***"
 _EXCERPT = 200
 Location = Literal["path", "query", "header", "cookie"]
 
@@ -108,7 +159,7 @@ class ToolHTTPError(OpenAPIToolError):
         status_code: The HTTP status; plangate retries 429 and 5xx.
         method: The request's method (`POST`).
         url: The request's URL, without its query string.
-        body: The response's text, whole.
+        body: The response's text, whole (any credential plangate sent in it hidden as `***`).
     """
 
     def __init__(
@@ -154,12 +205,22 @@ def openapi_tools(
     *,
     base_url: str | None = None,
     prefix: str | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    auth: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float | None = 30.0,
     client: httpx.Client | None = None,
     async_client: httpx.AsyncClient | None = None,
 ) -> list[BaseTool]:
-    """One tool per operation of an OpenAPI 3 document, named after its `operationId`.
+    """One tool per operation of an OpenAPI 3 document, with a name a plan can use.
+
+    A tool's name is the operation's `x-plangate-name`; else, for an operationId FastAPI
+    generated (`<function><path>_<method>`: `get_thread_threads__thread_id__get`), the function
+    name (`get_thread`); else the operationId. When cut-back names clash (two functions of one
+    name on different paths, or a cut-back name that is another operation's name), those
+    operations keep their full operationIds. Names are worked out over the whole document:
+    `include` and `exclude` do not change them.
 
     Args:
         document: The document: a dict, a JSON/YAML file, or its http(s) URL (a FastAPI
@@ -168,12 +229,25 @@ def openapi_tools(
             resolved against the document's URL (FastAPI documents have none: the service
             is then where its document is).
         prefix: The domain the tools are registered under: `billing` names them
-            `billing.<operationId>` (plans count budgets by the part before the first dot);
-            without one, a tool is named by its operationId alone.
-        headers: Sent with every request (and when fetching the document), e.g. credentials.
+            `billing.<name>` (plans count budgets by the part before the first dot); without
+            one, a tool is named by its name alone.
+        include: Make tools only for the operations matching one of these patterns: a glob
+            of operationIds and tool names without the prefix (`get_*`, `get_thread`), or
+            `tag:<glob>` for an operation's tags (`tag:billing`). Default: every operation.
+        exclude: Leave out the operations matching one of these patterns (same forms), even
+            when `include` matches them. Left-out operations are not read: one plangate
+            cannot use raises nothing.
+        auth: Security scheme name (a key of `components.securitySchemes`) -> its credential,
+            written as environment variables: `{"HTTPBearer": "${BILLING_TOKEN}"}`, or
+            `"${BILLING_USER}:${BILLING_PASSWORD}"` for `http` `basic`. Bearer, basic,
+            `oauth2` and `openIdConnect` (sent as a bearer token) and `apiKey` (header,
+            query or cookie) schemes are sent by plangate, to each operation whose `security`
+            (or the document's) asks for them. Values are read once, here.
+        headers: Sent with every request (and when fetching the document).
         timeout: Seconds each request may take, for the clients plangate makes.
         client: Used for `invoke` (and to fetch the document) instead of a client per call;
-            pass one to reuse connections, or to set authentication, proxies or hooks.
+            pass one to reuse connections, or to set proxies, hooks or an httpx `auth` flow
+            (which then stands for any scheme `auth` does not name).
         async_client: The same for `ainvoke`.
 
     Returns:
@@ -182,18 +256,29 @@ def openapi_tools(
         declares its action in `metadata["plangate"]` (source `openapi`): `read` for `GET`,
         `HEAD`, `OPTIONS` and `TRACE`, `execute` for the other methods, and irreversible for
         `DELETE`; an operation's `x-plangate-action` (`read`, `propose` or `execute`) replaces
-        the method's action, and a `DELETE` stays irreversible.
+        the method's action, and a `DELETE` stays irreversible. A credential from `auth` is
+        replaced by `***` wherever an answer (an output or an error) quotes it, and shows in no
+        repr.
 
     Raises:
-        PlangateUsageError: `prefix` is empty or has a dot.
-        AdapterError: The document cannot be read or is no OpenAPI 3 document; an operation has
-            no `operationId`, shares one, has an unusable schema, a non-JSON request body or an
-            `x-plangate-action` other than `read`, `propose` and `execute`; or no base URL can
-            be worked out.
+        PlangateUsageError: `prefix` is empty or has a dot; `include` or `exclude` is a string
+            rather than a list of patterns.
+        AdapterError: The document cannot be read or is no OpenAPI 3 document; an `include` or
+            `exclude` pattern matches no operation; `include`/`exclude` leave no operation;
+            an operation kept has no `operationId`, shares one or its tool name, has an
+            unusable schema, a non-JSON request body, an `x-plangate-action` other than
+            `read`, `propose` and `execute`, or an `x-plangate-name` that is no name; `auth`
+            names a scheme the document does not define, or a variable that is not set, or
+            gives a value naming no variable; an operation kept needs a security scheme and
+            no credential is given for it; or no base URL can be worked out.
 
     Example:
-        >>> tools = openapi_tools("http://127.0.0.1:8000/openapi.json",  # doctest: +SKIP
-        ...                       prefix="billing")
+        >>> tools = openapi_tools(  # doctest: +SKIP
+        ...     "http://127.0.0.1:8000/openapi.json",
+        ...     prefix="billing",
+        ...     exclude=["tag:admin"],
+        ...     auth={"HTTPBearer": "${BILLING_TOKEN}"},
+        ... )
         >>> [tool.name for tool in tools]  # doctest: +SKIP
         ['billing.get_invoice', 'billing.create_refund']
     """
@@ -202,35 +287,72 @@ def openapi_tools(
             f"invalid OpenAPI tool prefix {prefix!r}",
             hint="use one domain name without dots, such as 'billing'",
         )
+    wanted = _patterns("include", include)
+    unwanted = _patterns("exclude", exclude)
     extra = dict(headers or {})
     spec, source, document_url = _load(document, headers=extra, timeout=timeout, client=client)
     root = _base_url(spec, base_url, document_url, source)
     reader = _Reader(spec, source)
-    seen: dict[str, str] = {}
+    entries = _named(_operations(spec, source))
+    chosen = _choose(entries, wanted, unwanted, source)
+    clients = tuple(c for c in (client, async_client) if c is not None)
+    security = _Security(reader, auth or {}, prefix=prefix, headers=extra, clients=clients)
+    ids: dict[str, str] = {}
+    names: dict[str, str] = {}
     tools: list[BaseTool] = []
-    for path, method, operation, shared in _operations(spec, source):
-        where = f"{method.upper()} {path}"
-        operation_id = operation.get("operationId")
-        if not isinstance(operation_id, str) or not operation_id:
+    for entry in chosen:
+        where = f"{entry.method.upper()} {entry.path}"
+        if entry.operation_id is None:
             raise AdapterError(
                 f"{where} has no operationId",
                 source=source,
                 hint="give every operation a unique operationId: plangate names tools after them",
             )
-        name = f"{prefix}.{operation_id}" if prefix else operation_id
-        if operation_id in seen:
+        if entry.name is None:
             raise AdapterError(
-                f"operationId {operation_id!r} is used by both {seen[operation_id]} and {where}",
+                f"{where} ({entry.operation_id}): {_NAME_EXTENSION} is "
+                f"{_one_line(repr(entry.operation[_NAME_EXTENSION]))}, not a tool name",
+                source=source,
+                hint="use a non-empty name without dots or spaces: the prefix is the domain",
+            )
+        name = f"{prefix}.{entry.name}" if prefix else entry.name
+        if entry.operation_id in ids:
+            raise AdapterError(
+                f"operationId {entry.operation_id!r} is used by both "
+                f"{ids[entry.operation_id]} and {where}",
                 source=source,
                 tool=name,
                 hint="operationIds must be unique within a document",
             )
-        seen[operation_id] = where
+        ids[entry.operation_id] = where
+        if entry.name in names:
+            raise AdapterError(
+                f"tool name {name!r} is given to both {names[entry.name]} and {where}",
+                source=source,
+                tool=name,
+                hint=f"give one of them another {_NAME_EXTENSION}",
+            )
+        names[entry.name] = where
+        where = f"{where} ({entry.operation_id})"
         call = _Operation.build(
-            reader, where, operation, shared, tool=name, base_url=root, path=path
+            reader,
+            where,
+            entry.operation,
+            entry.shared,
+            tool=name,
+            method=entry.method.upper(),
+            base_url=root,
+            path=entry.path,
+            credentials=security.credentials(entry.operation, where, tool=name),
         )
         tools.append(
             _tool(call, headers=extra, timeout=timeout, client=client, aclient=async_client)
+        )
+    if not tools and entries:
+        raise AdapterError(
+            f"include/exclude leave none of the document's {len(entries)} operations",
+            source=source,
+            hint="check the patterns against the document's operationIds and tags",
         )
     if not tools:
         raise AdapterError(
@@ -370,27 +492,25 @@ class _Reader:
     def __init__(self, spec: Mapping[str, Any], source: str) -> None:
         self.spec = spec
         self.source = source
+        # The document as a whole is no JSON Schema: as an opaque resource, a `$ref` into it
+        # is a JSON Pointer and nothing else. A registry without `retrieve` never fetches.
+        resource = referencing.Resource.opaque(spec)
+        self._resolver = referencing.Registry().with_resource("", resource).resolver()
 
     def fail(self, where: str, message: str, hint: str) -> AdapterError:
         return AdapterError(f"{where}: {message}", source=self.source, hint=hint)
 
     def resolve(self, ref: str, where: str) -> Any:
-        if not ref.startswith("#/"):
+        try:
+            return self._resolver.lookup(ref).contents
+        except referencing.exceptions.PointerToNowhere:
+            raise self.fail(where, f"$ref {ref!r} points to nothing", "fix the reference") from None
+        except referencing.exceptions.Unresolvable:
             raise self.fail(
                 where,
                 f"cannot follow $ref {ref!r}",
                 "only references within the document ('#/components/...') are supported",
-            )
-        node: Any = self.spec
-        for raw in ref[2:].split("/"):
-            part = raw.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, Mapping) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                raise self.fail(where, f"$ref {ref!r} points to nothing", "fix the reference")
-        return node
+            ) from None
 
     def follow(self, node: Any, where: str) -> Any:
         """A parameter or request body object, through any `$ref`s to it."""
@@ -455,7 +575,15 @@ class _Signature:
         # Unknown arguments are refused: a misspelt one would otherwise be ignored unseen.
         self.additional: Any = False
 
-    def add_parameters(self, raw_parameters: list[Any]) -> None:
+    def add_parameters(
+        self, raw_parameters: list[Any], credentials: tuple[_Credential, ...] = ()
+    ) -> None:
+        """`credentials` fill some parameters (an `Authorization` header): those are no
+        arguments, as the plan must not choose or see them."""
+        filled = {
+            (c.location, c.field_name.lower() if c.location == "header" else c.field_name)
+            for c in credentials
+        }
         declared: dict[tuple[str, Location], Mapping[str, Any]] = {}
         for raw in raw_parameters:
             parameter = self.reader.follow(raw, self.where)
@@ -470,6 +598,8 @@ class _Signature:
         for (name, location), parameter in declared.items():
             if location == "header" and name.lower() == "idempotency-key":
                 continue  # plangate fills it in: the plan does not choose it
+            if (location, name.lower() if location == "header" else name) in filled:
+                continue
             if name in self.parameters:
                 raise self.reader.fail(
                     self.where,
@@ -537,6 +667,357 @@ class _Signature:
         return schema
 
 
+# --- naming and choosing operations -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Entry:
+    """An operation of the document before anything but its name and tags is read of it."""
+
+    path: str
+    method: str
+    operation: Mapping[str, Any]
+    shared: list[Any]
+    """Its path's own parameters."""
+    operation_id: str | None
+    name: str | None
+    """Its tool's name without the prefix; `None` when its `x-plangate-name` is no name."""
+    tags: tuple[str, ...]
+
+
+def _fastapi_function(operation_id: str, path: str, method: str) -> str | None:
+    """The function name in an operationId FastAPI generated, else `None`.
+
+    FastAPI's `generate_unique_id` writes `<route name><path>_<method>`, each character that
+    is no letter, digit or `_` made `_`: `get_thread_threads__thread_id__get` for
+    `GET /threads/{thread_id}` from `def get_thread`. Only an id that ends in exactly the
+    operation's own path and method is cut, so a hand-written id is left alone.
+    """
+    suffix = re.sub(r"\W", "_", path) + "_" + method
+    if len(operation_id) > len(suffix) and operation_id.endswith(suffix):
+        return operation_id[: -len(suffix)]
+    return None
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and not re.search(r"[.\s]", value)
+
+
+def _named(found: Iterator[tuple[str, str, Mapping[str, Any], list[Any]]]) -> list[_Entry]:
+    """Every operation with its tool's name: `x-plangate-name`, else the function name of a
+    FastAPI operationId, else the operationId; cut-back names that clash with another
+    operation's name fall back to their operationIds."""
+    entries: list[_Entry] = []
+    cut: set[int] = set()  # the entries named after the function in a FastAPI operationId
+    for path, method, operation, shared in found:
+        raw_id = operation.get("operationId")
+        operation_id = raw_id if isinstance(raw_id, str) and raw_id else None
+        name: str | None = None
+        if _NAME_EXTENSION in operation:
+            declared = operation[_NAME_EXTENSION]
+            name = declared if _is_name(declared) else None
+        elif operation_id is not None:
+            function = _fastapi_function(operation_id, path, method)
+            if function is not None:
+                cut.add(len(entries))
+            name = function or operation_id
+        tags = operation.get("tags")
+        entries.append(
+            _Entry(
+                path=path,
+                method=method,
+                operation=operation,
+                shared=shared,
+                operation_id=operation_id,
+                name=name,
+                tags=tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
+            )
+        )
+    # Over the whole document, so that choosing operations never renames one.
+    counts = Counter(entry.name for entry in entries)
+    return [
+        replace(entry, name=entry.operation_id)
+        if index in cut and counts[entry.name] > 1
+        else entry
+        for index, entry in enumerate(entries)
+    ]
+
+
+def _patterns(option: str, patterns: Sequence[str] | None) -> tuple[str, ...] | None:
+    if patterns is None:
+        return None
+    if isinstance(patterns, str) or not all(isinstance(p, str) and p for p in patterns):
+        raise PlangateUsageError(
+            f"{option} must be a list of non-empty patterns, not {_one_line(repr(patterns))}",
+            hint=f"e.g. {option}=['get_*', 'tag:billing']",
+        )
+    return tuple(patterns)
+
+
+def _matches(pattern: str, entry: _Entry) -> bool:
+    if pattern.startswith(_TAG):
+        return any(fnmatchcase(tag, pattern[len(_TAG) :]) for tag in entry.tags)
+    return any(fnmatchcase(n, pattern) for n in (entry.operation_id, entry.name) if n)
+
+
+def _choose(
+    entries: list[_Entry],
+    include: tuple[str, ...] | None,
+    exclude: tuple[str, ...] | None,
+    source: str,
+) -> list[_Entry]:
+    """The operations `include` keeps and `exclude` does not drop, in the document's order."""
+    for option, patterns in (("include", include), ("exclude", exclude)):
+        unknown = [p for p in patterns or () if not any(_matches(p, e) for e in entries)]
+        if unknown:
+            tags = sorted({tag for entry in entries for tag in entry.tags})
+            raise AdapterError(
+                f"{option} pattern{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))} match{'' if len(unknown) > 1 else 'es'} "
+                "no operation",
+                source=source,
+                hint="patterns are globs of operationIds or tool names (without the prefix), "
+                "or 'tag:<tag>'" + (f"; the document's tags are {', '.join(tags)}" if tags else ""),
+            )
+    return [
+        entry
+        for entry in entries
+        if (include is None or any(_matches(p, entry) for p in include))
+        and not any(_matches(p, entry) for p in exclude or ())
+    ]
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Scheme:
+    """A security scheme of the document, as plangate sends it."""
+
+    name: str
+    kind: Literal["bearer", "basic", "apiKey"] | None
+    """How plangate sends its credential; `None` when it cannot (`http` `digest`, mTLS)."""
+    location: Literal["header", "query", "cookie"] | None
+    field_name: str | None
+    """The header, query or cookie field the credential goes in."""
+    described: str
+    """What it is, for errors: `http bearer`, `apiKey in header X-API-Key`."""
+
+    @classmethod
+    def read(cls, reader: _Reader, name: str, node: Any, where: str) -> _Scheme:
+        node = reader.follow(node, where)
+        node = node if isinstance(node, Mapping) else {}
+        kind = node.get("type")
+        scheme = str(node.get("scheme", "")).lower()
+        described = f"http {scheme}" if kind == "http" else str(kind)
+        if kind in ("oauth2", "openIdConnect") or (
+            kind == "http" and scheme in ("bearer", "basic")
+        ):
+            # An OAuth 2 / OpenID Connect access token is a bearer token once obtained.
+            return cls(
+                name=name,
+                kind="basic" if scheme == "basic" and kind == "http" else "bearer",
+                location="header",
+                field_name="Authorization",
+                described=described,
+            )
+        if kind == "apiKey":
+            location, key = node.get("in"), node.get("name")
+            if location not in ("header", "query", "cookie") or not isinstance(key, str) or not key:
+                raise reader.fail(
+                    where,
+                    f"security scheme {name!r} is an apiKey without a valid `name` and `in`",
+                    "give it `name` and `in: header|query|cookie`",
+                )
+            return cls(
+                name=name,
+                kind="apiKey",
+                location=location,
+                field_name=key,
+                described=f"apiKey in {location} {key}",
+            )
+        return cls(name=name, kind=None, location=None, field_name=None, described=described)
+
+    def example(self, prefix: str | None) -> str:
+        """An `auth` value for this scheme, for hints: `${BILLING_TOKEN}`."""
+        stem = (prefix or "api").upper()
+        if self.kind == "basic":
+            return f"${{{stem}_USER}}:${{{stem}_PASSWORD}}"
+        return f"${{{stem}_{'KEY' if self.kind == 'apiKey' else 'TOKEN'}}}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Credential:
+    """What one scheme adds to each request. Its value is the secret: no repr shows it."""
+
+    scheme: str
+    location: Literal["header", "query", "cookie"]
+    field_name: str
+    value: str = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False)
+    """Every text of the credential an answer might quote: the value sent, the token in it."""
+
+    @classmethod
+    def read(
+        cls, scheme: _Scheme, template: str, *, source: str, prefix: str | None
+    ) -> _Credential:
+        """The credential `auth` gives `scheme`, from the environment. No error quotes
+        `template`: it may be the secret itself, written where a variable was meant."""
+        fail = functools.partial(AdapterError, source=source)
+        if scheme.kind is None or scheme.location is None or scheme.field_name is None:
+            raise fail(
+                f"auth names security scheme {scheme.name!r} ({scheme.described}), whose "
+                "credentials plangate cannot send",
+                hint="pass client= and async_client= with an httpx auth that sends them, and "
+                f"leave {scheme.name!r} out of auth",
+            )
+        example = f"auth={{{scheme.name!r}: {scheme.example(prefix)!r}}}"
+        variables = _VARIABLE.findall(template) if isinstance(template, str) else []
+        if not variables:
+            raise fail(
+                f"auth gives security scheme {scheme.name!r} a value that names no "
+                "environment variable",
+                hint=f"write {example}: credentials are read from the environment, so that "
+                "none is written in code",
+            )
+        unset = [name for name in variables if not os.environ.get(name)]
+        if unset:
+            raise fail(
+                f"security scheme {scheme.name!r} reads its credential from ${{{unset[0]}}}, "
+                "which is not set",
+                hint=f"set {', '.join(unset)} in the environment",
+            )
+        secret = _VARIABLE.sub(lambda match: os.environ[match[1]], template)
+        quoted = {os.environ[name] for name in variables}
+        if scheme.kind == "basic":
+            user, colon, password = secret.partition(":")
+            if not colon:
+                raise fail(
+                    f"security scheme {scheme.name!r} is http basic: its credential is "
+                    "user:password, and the one given has no ':'",
+                    hint=f"write {example}",
+                )
+            encoded = base64.b64encode(secret.encode()).decode("ascii")
+            value = f"Basic {encoded}"
+            quoted = (quoted - {user}) | {password, encoded}  # a user name is no secret
+        else:
+            value = f"Bearer {secret}" if scheme.kind == "bearer" else secret
+        return cls(
+            scheme=scheme.name,
+            location=scheme.location,
+            field_name=scheme.field_name,
+            value=value,
+            # Longest first, so that `Bearer <token>` is hidden whole, not as `Bearer ***`.
+            secrets=tuple(sorted({value, secret, *quoted} - {""}, key=len, reverse=True)),
+        )
+
+
+class _Security:
+    """The document's security schemes, the credentials `auth` gives for them, and what the
+    caller's own headers and clients carry."""
+
+    def __init__(
+        self,
+        reader: _Reader,
+        auth: Mapping[str, str],
+        *,
+        prefix: str | None,
+        headers: Mapping[str, str],
+        clients: tuple[httpx.Client | httpx.AsyncClient, ...],
+    ) -> None:
+        self.reader = reader
+        components = reader.spec.get("components")
+        schemes = components.get("securitySchemes") if isinstance(components, Mapping) else None
+        self.raw: Mapping[str, Any] = schemes if isinstance(schemes, Mapping) else {}
+        self.prefix = prefix
+        self.headers = {name.lower() for name in headers}
+        self.clients = clients
+        self.schemes: dict[str, _Scheme] = {}
+        unknown = [name for name in auth if name not in self.raw]
+        if unknown:
+            raise AdapterError(
+                f"auth names security scheme {unknown[0]!r}, which the document does not define",
+                source=reader.source,
+                hint=f"its schemes are {', '.join(map(repr, self.raw))}"
+                if self.raw
+                else "the document defines no components.securitySchemes",
+            )
+        self.given = {
+            name: _Credential.read(
+                self.scheme(name, "auth"), value, source=reader.source, prefix=prefix
+            )
+            for name, value in auth.items()
+        }
+
+    def scheme(self, name: str, where: str) -> _Scheme:
+        """The scheme `name`, read when first asked for: one no operation kept uses may be
+        one plangate cannot read."""
+        if name not in self.schemes:
+            if name not in self.raw:
+                raise self.reader.fail(
+                    where,
+                    f"it requires security scheme {name!r}, which the document does not define",
+                    "define it in components.securitySchemes",
+                )
+            self.schemes[name] = _Scheme.read(self.reader, name, self.raw[name], where)
+        return self.schemes[name]
+
+    def carried(self, scheme: _Scheme) -> bool:
+        """Whether the caller's `headers` or clients already send this scheme's credential."""
+        if scheme.location == "header" and (scheme.field_name or "").lower() in self.headers:
+            return True
+        for client in self.clients:
+            if scheme.kind is None or (scheme.field_name == "Authorization" and client.auth):
+                return True  # an httpx auth flow (or TLS) plangate cannot look into
+            carried = {"header": client.headers, "query": client.params, "cookie": client.cookies}
+            if scheme.location is not None and scheme.field_name in carried[scheme.location]:
+                return True
+        return False
+
+    def credentials(
+        self, operation: Mapping[str, Any], where: str, *, tool: str
+    ) -> tuple[_Credential, ...]:
+        """What to send for one of the operation's `security` alternatives (any one will do;
+        each needs all of its schemes)."""
+        requirements = operation.get("security", self.reader.spec.get("security"))
+        if not requirements:
+            return ()
+        if not isinstance(requirements, list) or not all(
+            isinstance(r, Mapping) for r in requirements
+        ):
+            raise self.reader.fail(
+                where, "its `security` is not a list of mappings", "fix the document"
+            )
+        # Anonymous access (`{}`) last: a credential the caller gave is sent.
+        for requirement in sorted(requirements, key=lambda r: not r):
+            schemes = [self.scheme(str(name), where) for name in requirement]
+            if all(s.name in self.given or self.carried(s) for s in schemes):
+                return tuple(self.given[s.name] for s in schemes if s.name in self.given)
+        # Every alternative lacks something: name what the first one lacks.
+        missing = next(
+            scheme
+            for scheme in (self.scheme(str(name), where) for name in requirements[0])
+            if scheme.name not in self.given and not self.carried(scheme)
+        )
+        if missing.kind is None:
+            hint = (
+                f"plangate cannot send {missing.described} credentials: pass client= and "
+                "async_client= with an httpx auth that does"
+            )
+        else:
+            hint = (
+                f"pass auth={{{missing.name!r}: {missing.example(self.prefix)!r}}} and set "
+                "that variable"
+            )
+        raise AdapterError(
+            f"{where} requires security scheme {missing.name!r} ({missing.described}), and "
+            "no credential is given for it",
+            source=self.reader.source,
+            tool=tool,
+            hint=f"{hint}, or leave the operation out with exclude=",
+        )
+
+
 # --- one operation ----------------------------------------------------------------------------
 
 
@@ -559,6 +1040,8 @@ class _Operation:
     """`x-plangate-action`, else what the method does: `read` when it is safe, else `execute`."""
     irreversible: bool
     """A `DELETE`: what it removes does not come back."""
+    credentials: tuple[_Credential, ...]
+    """What its `security` asks for, from `auth`; added to every request."""
 
     @classmethod
     def build(
@@ -569,15 +1052,16 @@ class _Operation:
         shared: list[Any],
         *,
         tool: str,
+        method: str,
         base_url: str,
         path: str,
+        credentials: tuple[_Credential, ...],
     ) -> _Operation:
-        """The operation `where` (`POST /refunds`); `shared` are its path's parameters."""
-        method = where.split(" ", 1)[0]
-        where = f"{where} ({operation['operationId']})"
+        """The operation `where` (`POST /refunds (create_refund)`); `shared` are its path's
+        parameters."""
         signature = _Signature(reader, where)
         # Path-level parameters apply to each operation, which may override them.
-        signature.add_parameters([*shared, *(operation.get("parameters") or [])])
+        signature.add_parameters([*shared, *(operation.get("parameters") or [])], credentials)
         signature.add_body(reader.follow(operation.get("requestBody"), where))
         schema = signature.schema()
         # OpenAPI 3.0 schemas are JSON Schema draft 4 with extras; 3.1 ones are 2020-12.
@@ -622,7 +1106,24 @@ class _Operation:
             validator=checker(schema),
             action=action,
             irreversible=method == "DELETE",
+            credentials=credentials,
         )
+
+    def hide(self, found: Any) -> Any:
+        """`found` (text, or JSON from an answer) with each credential sent replaced by `***`:
+        a service may quote the request it got, and what a tool returns or raises is traced."""
+        secrets = [secret for credential in self.credentials for secret in credential.secrets]
+        if not secrets:
+            return found
+        if isinstance(found, str):
+            for secret in sorted(secrets, key=len, reverse=True):
+                found = found.replace(secret, _HIDDEN)
+            return found
+        if isinstance(found, list):
+            return [self.hide(item) for item in found]
+        if isinstance(found, dict):
+            return {self.hide(key): self.hide(value) for key, value in found.items()}
+        return found
 
     def problem(self, arguments: Any) -> tuple[str, str] | None:
         """(dotted field, what is wrong with it) for arguments the schema refuses."""
@@ -647,9 +1148,17 @@ class _Operation:
         """Keyword arguments of `httpx.Client.request` for a call with valid `arguments`."""
         path = self.path
         query: dict[str, Any] = {}
-        sent = dict(headers)
+        # Case-insensitive: a credential replaces the caller's `authorization` header.
+        sent = httpx.Headers(headers)
         cookies: list[str] = []
         body: dict[str, Any] = {}
+        for credential in self.credentials:
+            if credential.location == "header":
+                sent[credential.field_name] = credential.value
+            elif credential.location == "query":
+                query[credential.field_name] = credential.value
+            else:
+                cookies.append(f"{credential.field_name}={credential.value}")
         for name, value in arguments.items():
             location = self.parameters.get(name)
             if location is None:
@@ -693,7 +1202,7 @@ class _Operation:
                 url=url,
             ) from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
-            reason = _one_line(str(exc)) or type(exc).__name__
+            reason = _one_line(self.hide(str(exc))) or type(exc).__name__
             raise ToolConnectionError(
                 f"{self.tool}: cannot reach {url}: {reason}", tool=self.tool, url=url
             ) from exc
@@ -701,7 +1210,8 @@ class _Operation:
     def output(self, response: httpx.Response) -> Any:
         if response.is_error:
             url = str(response.request.url.copy_with(query=None))
-            excerpt = _one_line(response.text)
+            text = self.hide(response.text)
+            excerpt = _one_line(text)
             raise ToolHTTPError(
                 f"{self.tool}: {self.method} {response.request.url.path} answered "
                 f"{response.status_code} {response.reason_phrase}"
@@ -710,16 +1220,16 @@ class _Operation:
                 status_code=response.status_code,
                 method=self.method,
                 url=url,
-                body=response.text,
+                body=text,
             )
         if not response.content:
             return None
         if "json" in response.headers.get("content-type", ""):
             try:
-                return response.json()
+                return self.hide(response.json())
             except json.JSONDecodeError:
                 pass  # mislabelled: its text is still the answer
-        return response.text
+        return self.hide(response.text)
 
 
 # --- the tool ---------------------------------------------------------------------------------
