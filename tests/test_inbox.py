@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -20,9 +21,10 @@ import uvicorn
 from _support import free_port
 
 from plangate import Plan, demo_outbox, open_checkpointer
+from plangate.errors import PlangateUsageError
 from plangate.locks import run_locks
 from plangate.run_setup import RunSetup
-from plangate.server import create_app
+from plangate.server import create_app, listen
 from plangate.server._runs import STARTED_BY
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -66,14 +68,14 @@ class Inbox:
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Iterator[Inbox]:
-    """`create_app` served by uvicorn on a free loopback port, in a thread of this process."""
+    """`create_app` served by uvicorn in a thread of this process, on a loopback port bound
+    before the server starts (`listen`), so that nothing else can take it meanwhile."""
     db = tmp_path / "runs.db"
     app = create_app(str(db), token=TOKEN, poll_interval=0.05)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    serving = threading.Thread(target=server.run, daemon=True)
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     serving.start()
     deadline = time.monotonic() + 10
     while not server.started:
@@ -88,6 +90,86 @@ def inbox(tmp_path: Path) -> Iterator[Inbox]:
         yield Inbox(db=db, outbox=tmp_path / "plangate-outbox.db", api=api, anon=anon)
     server.should_exit = True
     serving.join(15)
+
+
+@dataclass
+class ServeProcess:
+    """`plangate serve` running as a process of its own, its output in `log`."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    token: str
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def lines(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+start_serve_port = free_port  # where `start_serve` finds a port (a test replaces it)
+
+
+def start_serve(cwd: Path, *args: str, token: str | None = None) -> ServeProcess:
+    """`plangate serve ARGS --port P` in `cwd` on a free port P, once it answers there to its
+    token (`token`, passed as --token, else the one it printed).
+
+    A port found free may be taken by another process before the server binds it: the server
+    then exits, saying the address is in use, and meanwhile whatever took the port may answer
+    there (refusing this token, which is the server's own). So it starts again on another port.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PLANGATE_TOKEN"}
+    given = ("--token", token) if token else ()
+    for _ in range(5):
+        port = start_serve_port()
+        log = cwd / f"serve-{port}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "plangate", "serve", *args, "--port", str(port), *given],
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        served = ServeProcess(process, port, token or "", log)
+        if _answers(served):
+            return served
+    pytest.fail("plangate serve found no free port in 5 tries")
+
+
+def _answers(served: ServeProcess) -> bool:
+    """Wait until `served` answers to its token (True), or exits because its port was taken
+    (False); fail on any other exit, or after 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        if served.process.poll() is not None:
+            output = served.log.read_text()
+            assert "address already in use" in output.lower(), output
+            return False
+        if not served.token:
+            printed = [line for line in served.lines() if line.startswith("Token: ")]
+            served.token = printed[0].removeprefix("Token: ").strip() if printed else ""
+        if served.token:
+            auth = {"Authorization": f"Bearer {served.token}"}
+            try:
+                if httpx.get(f"{served.url}/api/info", headers=auth, timeout=2).is_success:
+                    return True
+            except httpx.TransportError:
+                pass
+        if time.monotonic() > deadline:
+            served.stop()
+            pytest.fail(f"plangate serve did not start: {served.log.read_text()}")
+        time.sleep(0.05)
 
 
 def _sse(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -273,6 +355,7 @@ def test_state_changes_without_the_token_get_401_and_change_nothing(inbox: Inbox
     assert started.status_code == 401
     not_json = inbox.anon.post("/api/runs/demo/decision", content=b"{oops")
     assert not_json.status_code == 401  # the token is checked before the body is read
+    assert inbox.anon.post("/api/runs/demo/resume").status_code == 401
 
     assert [a["thread"] for a in inbox.pending()] == ["demo"]
     assert len(inbox.api.get("/api/runs").json()["runs"]) == 1
@@ -578,6 +661,182 @@ def test_a_run_held_elsewhere_gets_409_and_stays_resumable(inbox: Inbox) -> None
     assert stale.status_code == 409
 
 
+# `plangate run`, killed by SIGKILL as it stores its `KILL_AT`th checkpoint: what a crash or a
+# kill leaves, a run between two steps that no process runs any more.
+KILLED_RUN = """
+import os, runpy, signal, sys
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+put, stored = SqliteSaver.put, []
+
+
+def put_then_die(self, *args, **kwargs):
+    stored.append(1)
+    if len(stored) == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return put(self, *args, **kwargs)
+
+
+SqliteSaver.put = put_then_die
+sys.argv = ["plangate", *sys.argv[1:]]
+runpy.run_module("plangate", run_name="__main__")
+"""
+
+
+def stop_mid_way(db: Path, thread: str, *, kill_at: int = 9) -> None:
+    """`plangate run` of the demo plan under `technical` in `thread`, killed as it stores its
+    `kill_at`th checkpoint: at 7 it is between the draft's writes and the next step, at 9 the
+    draft is done and nothing is sent yet, at 11 the email is out and the send never recorded."""
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, "run", str(SALES), "--profile", "technical",
+         "--db", str(db), "--thread", thread],
+        cwd=db.parent,
+        env={**os.environ, "KILL_AT": str(kill_at)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
+HOLDER = """
+import sys
+from plangate import open_checkpointer
+from plangate.locks import run_locks
+
+with run_locks(open_checkpointer(sys.argv[1])).hold(sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def hold_elsewhere(db: Path, thread: str) -> subprocess.Popen[str]:
+    """Another process holding `thread`'s lock, as a process running it does, until its stdin
+    closes or it is killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db), thread],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+@pytest.mark.parametrize(("kill_at", "sent_before"), [(7, 0), (9, 0), (11, 1)])
+def test_a_run_whose_process_died_is_stopped_and_resume_finishes_it_once(
+    inbox: Inbox, kill_at: int, sent_before: int
+) -> None:
+    """A run whose process was killed between two steps (no interrupt, no result, no process
+    holding it) is `stopped`, in the run view and the list, not waiting for anyone. Resume needs
+    the token, answers 202 and finishes it in the server: every step once, one email, even when
+    the send was cut short after the email went out. A finished run is not resumed again."""
+    stop_mid_way(inbox.db, "cut", kill_at=kill_at)
+    assert len(demo_outbox(inbox.outbox)) == sent_before
+
+    run = inbox.api.get("/api/runs/cut").json()
+    assert run["status"] == "stopped"
+    # The step it was in, when its writes were saved, shows `stopped`; none shows `running`.
+    assert {s["status"] for s in run["steps"]} <= {"ok", "stopped", "pending"}
+    assert run["waiting"] == []
+    assert [(r["thread"], r["status"]) for r in inbox.api.get("/api/runs").json()["runs"]] == [
+        ("cut", "stopped")
+    ]
+    assert inbox.pending() == []
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        refused = inbox.anon.post("/api/runs/cut/resume", headers=headers)
+        assert refused.status_code == 401
+    assert inbox.api.get("/api/runs/cut").json()["status"] == "stopped"
+
+    resumed = inbox.api.post("/api/runs/cut/resume")
+    assert resumed.status_code == 202, resumed.text
+    assert resumed.json() == {"thread": "cut", "status": "running"}
+
+    run = inbox.wait("cut", "success")
+    assert [(s["step_id"], s["status"]) for s in run["steps"]] == [
+        ("lookup", "ok"),
+        ("draft", "ok"),
+        ("send", "ok"),
+    ]
+    assert [mail["to"] for mail in demo_outbox(inbox.outbox)] == ["ana.lopez@acme.example"]
+    again = inbox.api.post("/api/runs/cut/resume")
+    assert again.status_code == 409
+    assert again.json()["error"] == "NotStopped"
+    assert again.json()["detail"] == "run 'cut' has finished"
+    assert len(demo_outbox(inbox.outbox)) == 1
+
+
+def test_resume_is_refused_for_a_run_another_process_holds_or_one_that_waits(
+    inbox: Inbox,
+) -> None:
+    """While another process holds the stopped run's lock it is `running` and Resume is 409
+    (ResumeConflict), changing nothing; once that process is gone it is `stopped` again and
+    Resume goes through. A run waiting for a decision is not resumed (409, it stays waiting);
+    an unknown thread is 404."""
+    stop_mid_way(inbox.db, "cut")
+    holder = hold_elsewhere(inbox.db, "cut")
+    try:
+        assert inbox.api.get("/api/runs/cut").json()["status"] == "running"
+        held = inbox.api.post("/api/runs/cut/resume")
+        assert held.status_code == 409, held.text
+        assert held.json()["error"] == "ResumeConflict"
+    finally:
+        holder.communicate("", timeout=30)
+    assert inbox.api.get("/api/runs/cut").json()["status"] == "stopped"
+    assert demo_outbox(inbox.outbox) == []
+    assert inbox.api.post("/api/runs/cut/resume").status_code == 202
+    inbox.wait("cut", "success")
+    assert len(demo_outbox(inbox.outbox)) == 1
+
+    inbox.pause("demo")
+    waiting = inbox.api.post("/api/runs/demo/resume")
+    assert waiting.status_code == 409
+    assert (waiting.json()["error"], waiting.json()["detail"]) == (
+        "NotStopped",
+        "run 'demo' is waiting for an approval, not stopped",
+    )
+    assert inbox.api.get("/api/runs/demo").json()["status"] == "waiting"
+    assert [a["thread"] for a in inbox.pending()] == ["demo"]
+    missing = inbox.api.post("/api/runs/nope/resume")
+    assert (missing.status_code, missing.json()["error"]) == (404, "UnknownThread")
+
+
+def test_the_event_stream_tells_when_a_run_stops_and_follows_its_resume(inbox: Inbox) -> None:
+    """A run another process holds streams as `running`; when that process is SIGKILLed, which
+    writes nothing, the stream says `stopped` all the same; Resume then streams the rest of the
+    run and `end`."""
+    stop_mid_way(inbox.db, "cut")
+    holder = hold_elsewhere(inbox.db, "cut")
+    statuses: list[str] = []
+    types: list[str] = []
+    with inbox.api.stream("GET", "/api/runs/cut/events") as response:
+        # Heartbeats keep a silent stream open: end it, failing, if what is awaited never comes.
+        watchdog = threading.Timer(60, response.close)
+        watchdog.start()
+        for name, data in _sse(response):
+            if name == "trace":
+                types.append(data["type"])
+            elif name == "status":
+                statuses.append(data["status"])
+                if data["status"] == "running" and len(statuses) == 1:
+                    holder.kill()
+                    holder.wait(15)
+                elif data["status"] == "stopped":
+                    before = len(types)
+                    assert inbox.api.post("/api/runs/cut/resume").status_code == 202
+            elif name == "end":
+                assert data == {"status": "success"}
+                break
+        watchdog.cancel()
+    assert statuses[:2] == ["running", "stopped"]
+    assert statuses[-1] == "success"
+    assert types[before:][-1] == "plan_completed"
+    assert "tool_call_start" in types[before:]
+    assert len(demo_outbox(inbox.outbox)) == 1
+
+
 def test_a_decision_on_an_approval_decided_meanwhile_is_stale(inbox: Inbox) -> None:
     """An interrupt id the run no longer waits on is refused (409), not applied elsewhere."""
     inbox.pause("demo")
@@ -615,33 +874,16 @@ def test_plangate_serve_prints_a_token_that_works(tmp_path: Path) -> None:
     """`plangate serve` without --token or PLANGATE_TOKEN makes a token and prints it with the
     page's URL; that token is accepted for reads and writes, none other is; other host names
     are refused."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PLANGATE_TOKEN"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "plangate", "serve", "--db", "runs.db", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    served = start_serve(tmp_path, "--db", "runs.db")
     try:
-        assert server.stdout is not None
-        lines = [server.stdout.readline() for _ in range(3)]
+        port, token = served.port, served.token
+        lines = served.lines()
         assert lines[0].startswith(f"plangate inbox on http://127.0.0.1:{port}/ (database runs.db)")
-        assert lines[1].startswith("Token: ")
-        token = lines[1].removeprefix("Token: ").strip()
+        assert lines[1] == f"Token: {token}"
         assert len(token) >= 24
         assert lines[2].strip() == f"Open: http://127.0.0.1:{port}/#token={token}"
-        url = f"http://127.0.0.1:{port}/api/runs"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                refused = httpx.post(url, json={"plan": "x"}, timeout=5)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        url = f"{served.url}/api/runs"
+        refused = httpx.post(url, json={"plan": "x"}, timeout=5)
         assert refused.status_code == 401
         assert httpx.get(url, timeout=5).status_code == 401
         listed = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
@@ -653,5 +895,64 @@ def test_plangate_serve_prints_a_token_that_works(tmp_path: Path) -> None:
         rebound = httpx.get(url, headers={"Host": f"evil.example:{port}"}, timeout=5)
         assert rebound.status_code == 400  # on loopback, only loopback names are served
     finally:
-        server.terminate()
-        server.wait(15)
+        served.stop()
+
+
+def test_start_serve_tries_another_port_when_its_port_is_taken(
+    inbox: Inbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race that made the test above fail once, made certain: the port found free is taken
+    by another inbox (with another token) before `plangate serve` binds it. That one answers
+    401 to this server's token until this server exits, saying the address is in use; then the
+    helper starts it again on another port, where it answers."""
+    taken = inbox.api.base_url.port
+    assert taken is not None
+    found = iter([taken])
+
+    def free_port_taken_first() -> int:
+        return next(found, None) or free_port()
+
+    monkeypatch.setattr(sys.modules[__name__], "start_serve_port", free_port_taken_first)
+    served = start_serve(tmp_path, "--db", "other.db", token="another-token")
+    try:
+        assert served.port != taken
+        assert "address already in use" in (tmp_path / f"serve-{taken}.log").read_text().lower()
+        auth = {"Authorization": "Bearer another-token"}
+        assert httpx.get(f"{served.url}/api/runs", headers=auth, timeout=5).status_code == 200
+    finally:
+        served.stop()
+
+
+def test_listen_binds_a_free_port_first_and_serve_serves_on_it(tmp_path: Path) -> None:
+    """`listen(host, 0)` binds a port the system picks, known before anything is served, and
+    `serve` serves the inbox there; a port already listened on is a one-line error."""
+    script = (
+        "import sys\n"
+        "from plangate.server import create_app, listen, serve\n"
+        "sock = listen('127.0.0.1', 0)\n"
+        "print(sock.getsockname()[1], flush=True)\n"
+        "serve(create_app('runs.db', token=sys.argv[1]), sock)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, TOKEN], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        url = f"http://127.0.0.1:{port}/api/runs"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                listed = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+                break
+            except httpx.TransportError:  # bound and listening, but not yet accepting
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert (listed.status_code, listed.json()) == (200, {"runs": []})
+        with pytest.raises(PlangateUsageError) as taken:
+            listen("127.0.0.1", port)
+        assert str(taken.value).startswith(f"cannot listen on 127.0.0.1:{port}: ")
+        assert "or 0 for one the system picks" in str(taken.value)
+    finally:
+        process.terminate()
+        process.wait(15)

@@ -6,24 +6,28 @@ Set `PLANGATE_SCREENSHOT_DIR=docs` to also write the README's screenshot (`docs/
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
-from _support import free_port
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from test_inbox import hold_elsewhere, start_serve, stop_mid_way
 
 from plangate import demo_outbox
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-TOKEN = "browser-test-token"
+# One of its own: the server a test talks to is known by answering to it (see `start_serve`).
+TOKEN = f"browser-test-{secrets.token_hex(8)}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHROMIUM_ARGS = [
     "--headless",
@@ -77,14 +81,15 @@ def _plangate_runs(cwd: Path, *runs: tuple[str, ...]) -> None:
     ]
     for process in started:
         out, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err
-        assert "Paused: step" in out, out
+        # The pause itself, not the exit status that tells it (tests/test_cli.py pins that).
+        assert "Paused: step" in out, (process.returncode, out, err)
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     """Three runs paused by `plangate run` (high, medium and low risk), then `plangate serve`
-    on a free port with a known token, as a process of its own."""
+    on a free port with a known token, as a process of its own (`start_serve`: on another port
+    if another process takes the one found free before the server binds it)."""
     (tmp_path / "deal.yaml").write_text(DEAL_PLAN)
     _plangate_runs(
         tmp_path,
@@ -93,35 +98,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
         (str(EXAMPLES / "renewal_pipeline.json"), "--profile", "enterprise", "--thread",
          "globex-renewal"),
     )  # fmt: skip
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PLANGATE_TOKEN"}
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "plangate", "serve", "--port", str(port), "--token", TOKEN],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert server.poll() is None, (tmp_path / "serve.log").read_text()
-        try:
-            if httpx.get(f"{url}/api/info", headers=AUTH, timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "plangate serve did not start"
-        time.sleep(0.1)
-    yield Served(url=url, folder=tmp_path)
-    server.terminate()
-    try:
-        server.wait(15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(5)
-    log.close()
+    server = start_serve(tmp_path, token=TOKEN)
+    yield Served(url=server.url, folder=tmp_path)
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +114,12 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A page in a fresh context; afterwards, no script error, and every API request it made
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A page in a fresh context (parametrized indirectly with "no-csp": one that ignores the
+    page's Content-Security-Policy); afterwards, no script error, and every API request it made
     carried the token in its header, never in its URL."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    bypass_csp = getattr(request, "param", "csp") == "no-csp"
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp)
     page = context.new_page()
     errors: list[str] = []
     api: list[tuple[str, str | None]] = []
@@ -303,6 +284,36 @@ def test_a_refused_token_brings_the_form_back(served: Served, page: Page) -> Non
     assert page.locator("#view").inner_html() == ""
 
 
+def test_a_late_refusal_of_a_replaced_token_keeps_the_new_one(served: Served, page: Page) -> None:
+    """A request sent with a stale token whose 401 arrives after the right token was entered
+    (a slow read of the inbox, say) does not throw that token away nor bring the form back."""
+    held: list[Route] = []
+
+    def hold_stale(route: Route) -> None:
+        if route.request.headers.get("authorization") == "Bearer stale-token":
+            held.append(route)  # answered below, once the right token is in
+        else:
+            route.continue_()
+
+    page.clock.install()  # no timer fires unless the test says so: the order below is certain
+    page.route("**/api/pending", hold_stale)
+    page.goto(f"{served.url}/?token={TOKEN}#/runs")
+    expect(page.locator("table tr[data-thread]")).to_have_count(3)
+    # The inbox reads the pending approvals (held) and the runs (refused: the form comes back).
+    page.evaluate("sessionStorage.setItem('plangate-token', 'stale-token'); location.hash = '#/'")
+    expect(page.locator("#gate-error")).to_contain_text("The server refused that token")
+    assert len(held) == 1
+    page.fill("#gate-token", TOKEN)
+    page.press("#gate-token", "Enter")
+    expect(page.locator(".card")).to_have_count(3)
+
+    held[0].continue_()  # the server refuses the stale token, late
+    page.wait_for_timeout(500)
+    expect(page.locator("#gate")).to_be_hidden()
+    expect(page.locator(".card")).to_have_count(3)
+    assert page.evaluate("sessionStorage.getItem('plangate-token')") == TOKEN
+
+
 def test_start_a_run_from_the_page_then_approve_it(served: Served, page: Page) -> None:
     """The start form's example plan under smb pauses at the send; the run view offers the
     decision and follows the run to its end."""
@@ -323,3 +334,258 @@ def test_start_a_run_from_the_page_then_approve_it(served: Served, page: Page) -
     expect(page.locator("#signals")).to_contain_text("100 %")
     expect(page.locator('#trace tr[data-type="plan_completed"]')).to_have_count(1)
     expect(page.locator("#live")).to_have_text("finished")
+
+
+# Text a plan, an approver or a thread id may carry, meant to run as script if a page rendered
+# it as HTML or followed it as a link.
+SCRIPT = "<script>window.__xss=1</script>"
+IMG = '<img src=x onerror="window.__xss=1">'
+SVG = '"><svg onload=window.__xss=1>'
+JS_URL = "javascript:window.__xss=1"
+HOSTILE_GOAL = f"Goal {SCRIPT} {IMG}"
+HOSTILE_PLAN = {
+    "goal": HOSTILE_GOAL,
+    "steps": [
+        {
+            "id": f"look {SVG}",
+            "tool": "crm.lookup_account",
+            "args": {"account": "acme"},
+            "description": f"Look {IMG} {JS_URL}",
+        },
+        {
+            # A key of its own: refused as an argument the tool does not take, or passed on;
+            # either way the page shows it, in the error or in the trace.
+            "id": "keys",
+            "tool": "email.draft",
+            "args": {"to": "ana@acme.example", "subject": "s", "body": "b", IMG: SVG},
+            "description": "Draft with a key of its own",
+        },
+        {
+            "id": "send",
+            "tool": "email.send",
+            "action": "execute",
+            "args": {"to": f"{SVG}@acme.example", "subject": SCRIPT, "body": JS_URL},
+            "description": f"Send {SCRIPT} {SVG}",
+        },
+    ],
+}
+
+# Installed before the page's own script: records every element that could run script (or
+# load something) added to the document, every inline event-handler attribute, and every
+# Content-Security-Policy violation, however briefly any of them existed.
+WATCH = """
+window.__added = [];
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+new MutationObserver((records) => {
+  for (const record of records) {
+    for (const node of record.addedNodes) {
+      if (node.nodeType !== Node.ELEMENT_NODE) continue;
+      for (const el of [node, ...node.querySelectorAll("*")]) {
+        const tag = el.tagName.toLowerCase();
+        const ours = tag === "script" && el.getAttribute("src") === "/static/app.js";
+        if (!ours && ["script", "img", "svg", "iframe", "object", "embed", "image"].includes(tag)) {
+          window.__added.push(el.outerHTML.slice(0, 120));
+        }
+        for (const attr of el.attributes) {
+          if (attr.name.startsWith("on")) window.__added.push(`${tag}[${attr.name}]`);
+        }
+      }
+    }
+  }
+}).observe(document, { childList: true, subtree: true, attributes: false });
+"""
+
+INERT = """() => ({
+  xss: typeof window.__xss,
+  added: window.__added,
+  violations: window.__violations,
+  scripts: [...document.scripts].map((s) => s.getAttribute("src")),
+  live: document.querySelectorAll("img, svg, iframe, object, embed").length,
+  handlers: [...document.querySelectorAll("*")].flatMap(
+    (el) => [...el.attributes].filter((a) => a.name.startsWith("on")).map((a) => a.name)),
+  links: [...document.querySelectorAll("[href], [src], [action], [formaction]")].map(
+    (el) => el.getAttribute("href") ?? el.getAttribute("src") ?? el.getAttribute("action")
+      ?? el.getAttribute("formaction")),
+})"""
+
+
+def _thread_is(thread: str) -> str:
+    """A CSS attribute selector for the element of `thread`, whatever its characters."""
+    quoted = thread.replace("\\", "\\\\").replace('"', '\\"')
+    return f'[data-thread="{quoted}"]'
+
+
+def assert_inert(page: Page) -> None:
+    """Nothing of the hostile text ran or became an element, a handler or a link."""
+    page.wait_for_timeout(300)  # an <img src=x> would have failed to load by now
+    found: dict[str, Any] = page.evaluate(INERT)
+    assert found["xss"] == "undefined", found
+    assert found["added"] == [], found
+    assert found["violations"] == [], found
+    assert found["scripts"] == ["/static/app.js"], found
+    assert found["live"] == 0, found
+    assert found["handlers"] == [], found
+    for link in found["links"]:
+        assert link.startswith(("#", "/static/", "data:")), found
+
+
+API_THREAD = "javascript:window.__xss"  # the API takes only letters, digits and . _ : -
+
+
+@pytest.mark.parametrize("page", ["csp", "no-csp"], indirect=True)
+def test_untrusted_text_is_shown_as_text_and_never_runs(served: Served, page: Page) -> None:
+    """Script, event-handler and `javascript:` payloads in a plan's goal, step ids, descriptions,
+    arg values and keys, in thread ids, who started a run, the approver's name and a reject
+    reason are shown as the text they are, in the inbox, the decision dialog, the run view, the
+    runs list and the start form's refusal; none runs or becomes an element, a handler or a
+    link. Also with the page's Content-Security-Policy ignored, so that the page's rendering,
+    not only the policy, is what keeps them inert."""
+    (served.folder / "hostile.json").write_text(json.dumps(HOSTILE_PLAN))
+    # `plangate run` takes any thread id.
+    _plangate_runs(served.folder, ("hostile.json", "--profile", "smb", "--thread", IMG))
+    started = httpx.post(
+        f"{served.url}/api/runs",
+        json={"plan": HOSTILE_PLAN, "profile": "smb", "thread": API_THREAD,
+              "started_by": f"{SCRIPT} {SVG}"},
+        headers=AUTH,
+        timeout=30,
+    )  # fmt: skip
+    assert started.status_code == 201, started.text
+    page.add_init_script(WATCH)
+
+    page.goto(f"{served.url}/?token={TOKEN}")
+    _check_hostile_inbox(page)
+    assert_inert(page)
+    _check_hostile_decision(page)
+    assert_inert(page)
+    _check_hostile_run_view(page)
+    assert_inert(page)
+
+    # The other run's view, the runs list, and the start form refusing a hostile thread id.
+    page.goto(f"{served.url}/#/runs/{quote(API_THREAD, '')}")
+    expect(page.locator("#run-status")).to_have_text("waiting")
+    expect(page.locator(".meta")).to_contain_text(f"started by {SCRIPT} {SVG}")
+    expect(page.locator('#steps tr[data-step="send"]')).to_contain_text(f"Send {SCRIPT} {SVG}")
+    assert_inert(page)
+    page.click('a[data-nav="runs"]')
+    expect(page.locator("table tr[data-thread]")).to_have_count(5)
+    expect(page.locator(f"table tr{_thread_is(IMG)} a")).to_have_text(IMG)
+    assert_inert(page)
+    page.click('a[data-nav="start"]')
+    page.fill("#thread", SVG)
+    page.click("#start-run")
+    expect(page.locator("#view .error-line")).to_contain_text(f"thread id '{SVG}' is not allowed")
+    assert_inert(page)
+
+
+def _check_hostile_inbox(page: Page) -> None:
+    """Two cards more, with the goal, thread, requester and args as text, and thread links that
+    stay within the page."""
+    expect(page.locator(".card")).to_have_count(5)
+    cli_card = page.locator(f".card{_thread_is(IMG)}")
+    api_card = page.locator(f".card{_thread_is(API_THREAD)}")
+    for card in (cli_card, api_card):
+        expect(card.locator(".goal")).to_have_text(HOSTILE_GOAL)
+        args = card.locator("pre.args")
+        for shown in (f'"to": {json.dumps(SVG + "@acme.example")}', SCRIPT, JS_URL):
+            expect(args).to_contain_text(shown)
+    expect(cli_card.locator(".requester a")).to_have_text(IMG)
+    assert cli_card.locator(".requester a").get_attribute("href") == f"#/runs/{quote(IMG, '')}"
+    expect(api_card.locator(".requester a")).to_have_text(API_THREAD)
+    href = api_card.locator(".requester a").get_attribute("href")
+    assert href == "#/runs/javascript%3Awindow.__xss"
+    expect(api_card.locator(".requester b")).to_have_text(f"{SCRIPT} {SVG}")
+    expect(page.locator(f"tr{_thread_is(API_THREAD)}")).to_contain_text(HOSTILE_GOAL)
+
+
+def _check_hostile_decision(page: Page) -> None:
+    """The dialog shows the run and step as text; an edit adding a key of its own is refused,
+    the key in the refusal as text."""
+    page.locator(f".card{_thread_is(IMG)}").get_by_role("button", name="Review & decide").click()
+    facts = page.locator("#d-facts")
+    expect(facts).to_contain_text(f"{HOSTILE_GOAL} ({IMG})")
+    expect(facts).to_contain_text(f"send: Send {SCRIPT} {SVG}")
+    shown = page.input_value("#d-args")
+    assert json.loads(shown) == HOSTILE_PLAN["steps"][2]["args"]
+    page.fill("#d-args", json.dumps({**json.loads(shown), IMG: SVG}))
+    page.fill("#d-approver", f"{IMG} {JS_URL}")
+    page.click("#d-approve")
+    expect(page.locator("#d-error")).to_contain_text(IMG)
+    assert_inert(page)
+    # Rejected, with a hostile approver name and reason.
+    page.fill("#d-args", shown)
+    page.fill("#d-reason", f"{SCRIPT} {SVG} {JS_URL}")
+    page.click("#d-reject")
+    expect(page.locator("#flash")).to_contain_text(f"in run {IMG}.")
+
+
+# The text of the "keys" step's row and of its trace events with their data.
+KEYS_STEP_TEXT = """() => [
+  ...document.querySelectorAll('#steps tr[data-step="keys"]'),
+  ...[...document.querySelectorAll("#trace tr.ev")]
+    .filter((row) => row.cells[3].textContent === "keys")
+    .flatMap((row) => [row, row.nextElementSibling]),
+].map((row) => row.textContent).join("\\n")"""
+
+
+def _check_hostile_run_view(page: Page) -> None:
+    """The rejected run's view: goal, thread, step ids, the arg key, approver and reason as
+    text, in the steps, the trace and each event's data."""
+    expect(page.locator("#run-status")).not_to_have_text("waiting", timeout=30_000)
+    expect(page.locator(".page-head h1")).to_have_text(HOSTILE_GOAL)
+    expect(page.locator(".meta code").first).to_have_text(IMG)
+    steps = page.locator("#steps tbody tr")
+    expect(steps.nth(0)).to_contain_text(f"look {SVG}")
+    expect(steps.nth(2)).to_contain_text(f"reject by {IMG} {JS_URL}: {SCRIPT} {SVG} {JS_URL}")
+    # The key shows where the step's fate shows it: in the error refusing it, or in the data
+    # of the call it was passed on with.
+    keys = page.evaluate(KEYS_STEP_TEXT)
+    assert IMG in keys or json.dumps(IMG)[1:-1] in keys, keys
+    received = page.locator('#trace tr[data-type="approval_received"]')
+    expect(received).to_contain_text(f"by {IMG} {JS_URL}: {SCRIPT}")
+    received.click()  # its data, as JSON
+    expect(page.locator("#trace tr.ev-detail:not([hidden]) pre")).to_contain_text(
+        f'"reason": {json.dumps(f"{SCRIPT} {SVG} {JS_URL}")}'
+    )
+    expect(page.locator('#trace tr[data-type="plan_created"]')).to_contain_text(SCRIPT)
+
+
+def test_a_stopped_run_shows_stopped_and_resumes_from_the_page(served: Served, page: Page) -> None:
+    """A run another process holds shows `running`; when that process is killed, the open run
+    view turns `stopped` by itself and offers Resume, which finishes it in the server: one
+    email. Another run, killed mid-way, is `stopped` in the runs list, whose Resume button
+    finishes it too. Neither is an approval waiting."""
+    db = served.folder / "plangate.db"
+    stop_mid_way(db, "cut")
+    stop_mid_way(db, "cut-2")
+    holder = hold_elsewhere(db, "cut")
+    try:
+        page.goto(f"{served.url}/?token={TOKEN}#/runs/cut")
+        expect(page.locator("#run-status")).to_have_text("running")
+        expect(page.locator("#live")).to_have_text("live")
+        expect(page.locator("#resume-run")).to_have_count(0)
+    finally:
+        holder.kill()
+        holder.wait(15)
+    expect(page.locator("#run-status")).to_have_text("stopped", timeout=15_000)
+    expect(page.locator("#stopped")).to_contain_text("Stopped mid-way")
+    assert demo_outbox(served.outbox) == []
+    page.click("#resume-run")
+    expect(page.locator("#run-status")).to_have_text("success", timeout=30_000)
+    expect(page.locator("#stopped")).to_have_count(0)
+    expect(page.locator('#steps tr[data-step="send"]')).to_contain_text("ok")
+    expect(page.locator("#live")).to_have_text("finished")
+    assert len(demo_outbox(served.outbox)) == 1
+
+    page.click('a[data-nav="inbox"]')
+    expect(page.locator(".card")).to_have_count(3)  # the three paused runs only
+    row = page.locator('tr[data-thread="cut-2"]')
+    expect(row.locator(".status")).to_have_text("stopped")
+    row.get_by_role("button", name="Resume").click()
+    expect(page.locator("#run-status")).to_have_text("success", timeout=30_000)
+    assert page.url.endswith("#/runs/cut-2")
+    assert [mail["to"] for mail in demo_outbox(served.outbox)] == ["ana.lopez@acme.example"] * 2
+    assert served.status("cut") == served.status("cut-2") == "success"

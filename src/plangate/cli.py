@@ -1001,7 +1001,9 @@ def trace(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
 def serve(
     db: DbOption = DEFAULT_DB,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8765,
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (0: one the system picks).", min=0, max=65535)
+    ] = 8765,
     token: Annotated[
         str | None,
         typer.Option(
@@ -1012,9 +1014,10 @@ def serve(
 ) -> None:
     """Serve the approvals inbox: a page and a JSON API over the database (plangate[server])."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (missing, it is the one-line "needs the server extra")
 
-        from plangate.server import create_app
+        from plangate.server import create_app, listen
+        from plangate.server import serve as serve_inbox
     except ImportError as exc:
         raise PlangateUsageError(
             f"`plangate serve` needs {exc.name or 'fastapi and uvicorn'}",
@@ -1027,6 +1030,8 @@ def serve(
     # against a web page reaching the inbox through a DNS-rebound host name.
     hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else None
     inbox = create_app(db, token=secret, allowed_hosts=hosts)
+    sock = listen(host, port)  # bound before the URL is printed, so that it names the real port
+    port = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     _say(f"plangate inbox on {url} (database {db})")
     if given:
@@ -1040,7 +1045,7 @@ def serve(
             "a TLS proxy."
         )
     sys.stdout.flush()  # the token must reach a pipe (a log, a test) before serving blocks
-    uvicorn.run(inbox, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    serve_inbox(inbox, sock)
 
 
 # --- the entry point --------------------------------------------------------------------------

@@ -5,6 +5,11 @@ any worker drive the same graph.
 Runs the server resumes or starts go on in a pool of worker threads: the request returns once
 the run has made its first move (or refused to: a conflict, a bad decision), and the page
 follows the rest through the trace, which every process can read from the checkpointer.
+
+A run's status: its result's (`success`, `partial`, `failed`) once finished; `waiting` for a
+decision; else, between two steps, `running` while some process holds the run's lock, or
+`stopped` when none does: its process died mid-way (a crash, Ctrl-C, a kill) and the run goes on
+only when something resumes it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.types import Command, Interrupt, StateSnapshot
 
 from plangate._files import parse_document
@@ -41,6 +46,7 @@ from plangate.history import (
     get_trace,
     is_approval_request,
     list_threads,
+    run_state,
     trace_since,
     waiting_approvals,
 )
@@ -49,7 +55,7 @@ from plangate.profiles import BUILTIN_PROFILES, Budget, Profile, load_profile
 from plangate.run_setup import RunSetup, outbox_for
 from plangate.tracing import TraceEvent, outcome_signals, redact
 
-__all__ = ("STARTED_BY", "RunService", "ThreadExists")
+__all__ = ("STARTED_BY", "NotStopped", "RunService", "ThreadExists")
 
 log = logging.getLogger("plangate.server")
 
@@ -69,6 +75,26 @@ class ThreadExists(ThreadError):
         super().__init__(
             thread_id, f"thread {thread_id!r} already holds a run", hint="leave the thread id empty"
         )
+
+
+class NotStopped(ThreadError):
+    """A resume was asked for a run that has not stopped mid-way: it waits for a decision, or
+    it has finished. Nothing was changed.
+
+    Attributes:
+        waiting: Whether the run waits for a decision (else it has finished).
+    """
+
+    def __init__(self, thread_id: str, *, waiting: bool):
+        self.waiting = waiting
+        if waiting:
+            super().__init__(
+                thread_id,
+                f"run {thread_id!r} is waiting for an approval, not stopped",
+                hint="decide it: approve or reject the step it waits for",
+            )
+        else:
+            super().__init__(thread_id, f"run {thread_id!r} has finished", hint="nothing to resume")
 
 
 def _thread_config(thread: str) -> RunnableConfig:
@@ -91,6 +117,9 @@ class RunService:
         self._graphs: dict[RunSetup, PlangateGraph] = {}
         self._guard = threading.Lock()
         self._active: set[str] = set()
+        # Held while a status read tries a run's lock, and by `_claim`: a run this server
+        # starts never finds its lock taken by this server's own look at it.
+        self._probing = threading.Lock()
         self._start_timeout = start_timeout
         self._probe = self._graph(RunSetup.reader(db))
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="plangate-run")
@@ -124,15 +153,44 @@ class RunService:
         """The setup a run was started with, as `plangate approve` rebuilds it."""
         return RunSetup.of(snapshot, self.db)
 
-    def _status(self, thread: str, snapshot: StateSnapshot) -> str:
-        result = snapshot.values.get("result")
-        if result:
-            return str(result["status"])
+    def _saved(self, thread: str) -> CheckpointTuple:
+        saved = self._saver.get_tuple(_thread_config(thread))
+        if saved is None:
+            raise UnknownThread(thread)
+        return saved
+
+    def _read(self, thread: str) -> tuple[CheckpointTuple, StateSnapshot]:
+        """The run's latest checkpoint and its state, both of that one checkpoint: read apart,
+        a run going on could show the status of one checkpoint and the steps of another."""
+        saved = self._saved(thread)
+        snapshot = self._probe.get_state(saved.config)
+        if not snapshot.values and not snapshot.next:
+            raise UnknownThread(thread)
+        return saved, snapshot
+
+    def _status(self, thread: str, saved: CheckpointTuple) -> str:
+        """The run's status (see the module's doc), from its latest checkpoint `saved`."""
+        state = run_state(saved)
+        if state == "finished":
+            return str(saved.checkpoint["channel_values"]["result"]["status"])
         if thread in self._active:
             return "running"
-        if any(is_approval_request(i.value) for i in snapshot.interrupts):
+        if state == "waiting":
             return "waiting"
-        return "running" if snapshot.next else "unknown"
+        return "running" if self._held(thread) else "stopped"
+
+    def _held(self, thread: str) -> bool:
+        """Whether some process runs `thread` now, i.e. holds its lock. Finding out takes the
+        lock for an instant when it is free: a `plangate resume` of the run started at that
+        very instant is refused with `ResumeConflict`, having changed nothing."""
+        with self._probing:
+            if thread in self._active:
+                return True
+            try:
+                with self._probe.hold(_thread_config(thread)):
+                    return False
+            except ResumeConflict:
+                return True
 
     def _profile(self, setup: RunSetup) -> Profile | None:
         try:
@@ -207,7 +265,10 @@ class RunService:
         """A summary of each of the `limit` most recently written runs."""
         summaries = []
         for thread in list_threads(self._saver)[:limit]:
-            snapshot = self._probe.get_state(_thread_config(thread))
+            saved = self._saver.get_tuple(_thread_config(thread))
+            if saved is None:  # deleted since the listing
+                continue
+            snapshot = self._probe.get_state(saved.config)
             if not snapshot.values:
                 continue
             plan = snapshot.values.get("plan") or {}
@@ -217,7 +278,7 @@ class RunService:
                     "thread": thread,
                     "goal": plan.get("goal", ""),
                     "profile": self._setup(snapshot).profile,
-                    "status": self._status(thread, snapshot),
+                    "status": self._status(thread, saved),
                     "steps": len(plan.get("steps", [])),
                     "done": len(outcomes),
                     "started_by": (snapshot.metadata or {}).get(STARTED_BY),
@@ -228,10 +289,10 @@ class RunService:
 
     def run(self, thread: str) -> dict[str, Any]:
         """Everything the run view shows: steps, budget, golden signals, what it waits for."""
-        snapshot = self._snapshot(thread)
+        saved, snapshot = self._read(thread)
         setup = self._setup(snapshot)
         values = snapshot.values
-        status = self._status(thread, snapshot)
+        status = self._status(thread, saved)
         plan = Plan.model_validate(values["plan"])
         outcomes: dict[str, Any] = values.get("outcomes") or {}
         counters = values.get("run") or {}
@@ -249,8 +310,8 @@ class RunService:
                 state = str(outcome["status"])
             elif step.id in waiting_steps:
                 state = "waiting"
-            elif status == "running" and current.get("index") == index:
-                state = "running"
+            elif status in ("running", "stopped") and current.get("index") == index:
+                state = status  # the step it is in, or was in when its process died
             else:
                 state = "pending"
             steps.append(
@@ -303,22 +364,21 @@ class RunService:
         return get_trace(self._probe, _thread_config(thread))
 
     def poll(
-        self, thread: str, seen: str | None
+        self, thread: str, seen: str | None, *, status: bool = False
     ) -> tuple[str | None, list[TraceEvent] | None, str | None]:
         """(latest checkpoint id, the trace events written since `seen`, status) when the thread
-        has a checkpoint newer than `seen`, else (`seen`, None, None): one indexed read when
-        nothing moved, and never the whole history again while a long run goes on."""
-        saved = self._saver.get_tuple(_thread_config(thread))
-        if saved is None:
-            raise UnknownThread(thread)
+        has a checkpoint newer than `seen`, else (`seen`, None, None), or with `status`
+        (`seen`, None, status): one indexed read when nothing moved, and never the whole history
+        again while a long run goes on. `status` is for a run that may stop without writing
+        anything: its process dies between two steps."""
+        saved = self._saved(thread)
         latest = saved.config["configurable"].get("checkpoint_id")
         if latest == seen:
-            return seen, None, None
-        snapshot = self._probe.get_state(_thread_config(thread))
+            return seen, None, self._status(thread, saved) if status else None
         return (
             latest,
             trace_since(self._probe, _thread_config(thread), seen),
-            self._status(thread, snapshot),
+            self._status(thread, saved),
         )
 
     def running(self, thread: str) -> bool:
@@ -382,6 +442,27 @@ class RunService:
             raise
         return {"thread": thread, "decision": decision.decision, "interrupt_id": interrupt_id}
 
+    def resume(self, thread: str) -> dict[str, Any]:
+        """Go on with a run whose process stopped mid-way, in the background, as `plangate
+        resume` does: the step it was in runs again with the same idempotency key, so tools
+        that honour it do not act twice.
+
+        Raises:
+            UnknownThread, NotStopped (it waits for a decision, or has finished),
+            ResumeConflict (a process runs it).
+        """
+        saved, snapshot = self._read(thread)
+        state = run_state(saved)
+        if state != "unfinished":
+            raise NotStopped(thread, waiting=state == "waiting")
+        setup = self._setup(snapshot)
+        config = self._config(setup, thread, (snapshot.metadata or {}).get(STARTED_BY))
+        # The graph takes the run's lock before it goes on: `ResumeConflict` if a process runs
+        # it. A run that paused or finished between the read above and the lock is harmless to
+        # go on with: given no input, it asks the same approval again, or does nothing.
+        self._launch(thread, self._graph(setup), None, config)
+        return {"thread": thread}
+
     def start(
         self,
         *,
@@ -432,7 +513,7 @@ class RunService:
     def _claim(self, thread: str) -> None:
         """This process runs a thread once at a time (the graph's own lock covers the other
         processes); a second claim fails at once, as the graph's lock would."""
-        with self._guard:
+        with self._probing, self._guard:
             if thread in self._active:
                 raise ResumeConflict(thread)
             self._active.add(thread)

@@ -18,17 +18,23 @@ proxies would keep it.
 | GET | `/api/runs/{thread}/trace` | the whole trace |
 | GET | `/api/runs/{thread}/events` | the trace live, as server-sent events (see `_events`) |
 | POST | `/api/runs/{thread}/decision` | a decision on the waiting approval -> 202 |
+| POST | `/api/runs/{thread}/resume` | go on with a run whose process stopped mid-way -> 202 |
 
 A decision is a `plangate.Decision` as JSON with `approver` required (`reason` too, to reject),
 and optionally the `interrupt_id` of the request decided and its `digest`: either binds the
 decision to the request the approver saw, so that it never answers another.
 
+A run's `status` is its result's once it has finished (`success`, `partial`, `failed`), else
+`waiting` (for a decision), `running` (a process holds it: this server, `plangate run`, a worker)
+or `stopped` (its process died between two steps; `resume` goes on with it).
+
 What leaves the decision path (the run view's steps, the trace, the event stream) is redacted as
 the run's profile says; only the waiting approvals carry the real arguments.
 
 Errors are `{"detail": one line, "hint", "error"}`: 401 no or wrong token (nothing read or
-changed), 404 unknown thread, 409 the run is being resumed elsewhere or no longer waits for that
-approval, 422 a bad plan, profile or decision (the run stays paused and resumable).
+changed), 404 unknown thread, 409 the run is being resumed elsewhere, no longer waits for that
+approval, or (to `resume`) waits for a decision or has finished, 422 a bad plan, profile or
+decision (the run stays paused and resumable).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from plangate.errors import (
     UnknownThread,
 )
 from plangate.profiles import BUILTIN_PROFILES
-from plangate.server._runs import FINISHED, RunService, ThreadExists
+from plangate.server._runs import FINISHED, NotStopped, RunService, ThreadExists
 
 __all__ = ("create_app",)
 
@@ -78,6 +84,7 @@ _STATUS: tuple[tuple[type[PlangateError], int], ...] = (
     (NoPendingApproval, 409),
     (StaleDecision, 409),
     (ThreadExists, 409),
+    (NotStopped, 409),
     (PlangateUsageError, 422),
 )
 _HEADERS = {
@@ -288,6 +295,10 @@ def create_app(
     def decide(thread: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         return {**service.decide(thread, body), "status": "running"}
 
+    @app.post("/api/runs/{thread}/resume", status_code=202)
+    def resume(thread: str) -> dict[str, Any]:
+        return {**service.resume(thread), "status": "running"}
+
     @app.get("/api/runs/{thread}/events")
     async def events(
         thread: str,
@@ -311,6 +322,9 @@ def create_app(
 
 
 _HEARTBEAT_SECONDS = 15.0
+# How often a run shown `running` is looked at again though it wrote nothing: a process that
+# dies between two steps writes nothing, and its run turns `stopped` all the same.
+_RECHECK_SECONDS = 1.0
 
 
 async def _events(
@@ -323,14 +337,19 @@ async def _events(
     a header.
 
     It polls the checkpointer: one indexed read per `interval` while nothing moves, the trace
-    when a new checkpoint appears. So it follows runs of any process, the CLI's included.
+    when a new checkpoint appears. So it follows runs of any process, the CLI's included. A run
+    shown `running` is looked at again now and then though nothing moved, since a process that
+    dies between two steps writes nothing: its status turns `stopped`.
     """
     yield "retry: 2000\n\n"
     seen: str | None = None
     status: str | None = None
-    quiet = 0.0
+    quiet = unchecked = 0.0
     while not await request.is_disconnected():
-        seen, trace, now = await run_in_threadpool(service.poll, thread, seen)
+        recheck = status == "running" and unchecked >= _RECHECK_SECONDS
+        if recheck:
+            unchecked = 0.0
+        seen, trace, now = await run_in_threadpool(service.poll, thread, seen, status=recheck)
         if trace is not None:
             for event in trace:
                 if event["seq"] > after:
@@ -345,6 +364,7 @@ async def _events(
             yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
             return
         quiet += interval
+        unchecked += interval
         if quiet >= _HEARTBEAT_SECONDS:
             quiet = 0.0
             yield ": still here\n\n"

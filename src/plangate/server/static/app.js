@@ -161,9 +161,10 @@
     const headers = { Accept: "application/json", Authorization: "Bearer " + sent };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    if (res.status === 401) { lock(REFUSED); throw unauthorised(); }
-    // An answer to a token that has been forgotten meanwhile is not shown.
+    // An answer to a token that has been forgotten or replaced meanwhile is not shown, and a
+    // refusal of it must not throw away the token entered since.
     if (token() !== sent) throw unauthorised();
+    if (res.status === 401) { lock(REFUSED); throw unauthorised(); }
     let data = null;
     try { data = await res.json(); } catch { data = null; }
     if (!res.ok) {
@@ -197,7 +198,7 @@
           const headers = { Accept: "text/event-stream", Authorization: "Bearer " + sent };
           if (lastId) headers["Last-Event-ID"] = lastId;
           const res = await fetch(path, { headers, cache: "no-store", signal: abort.signal });
-          if (res.status === 401) { stop(); lock(REFUSED); return; }
+          if (res.status === 401) { stop(); if (token() === sent) lock(REFUSED); return; }
           if (!res.ok || !res.body) { stop(); on.failed(res.status); return; }
           on.open();
           const reader = res.body.getReader();
@@ -424,7 +425,11 @@
         h("td", {}, h("a", { href: `#/runs/${encodeURIComponent(r.thread)}`, class: "mono" }, r.thread)),
         h("td", {}, r.goal || h("span", { class: "muted" }, "—")),
         h("td", {}, r.profile),
-        h("td", {}, h("span", { class: `status ${r.status}` }, r.status)),
+        h("td", {}, h("span", { class: `status ${r.status}` }, r.status),
+          r.status === "stopped"
+            ? h("button", { class: "resume small", type: "button", title: "Go on from the last step it saved",
+                onclick: (ev) => resumeRun(r.thread, ev.currentTarget) }, "Resume")
+            : null),
         h("td", { class: "num" }, `${r.done} / ${r.steps}`),
         h("td", { class: "muted", title: r.updated_at || "" }, agoText(r.updated_at)),
       ))),
@@ -476,6 +481,23 @@
     };
     await load().catch((err) => flash(explain(err), true));
     every(5, () => load().catch(() => {}));
+  }
+
+  // ---- resuming a stopped run ----------------------------------------------------------
+
+  // A run whose process died between two steps goes on in the server from its last checkpoint.
+  async function resumeRun(thread, button) {
+    if (button) button.disabled = true;
+    try {
+      await api("POST", `/api/runs/${encodeURIComponent(thread)}/resume`);
+    } catch (err) {
+      if (button) button.disabled = false;
+      flash(explain(err), true);
+      return;
+    }
+    flash(`Resumed run ${thread}: it goes on in the server.`);
+    const target = `#/runs/${encodeURIComponent(thread)}`;
+    if (location.hash === target) route(); else location.hash = target;
   }
 
   // ---- decision dialog ------------------------------------------------------------------
@@ -738,8 +760,16 @@
           h("span", { class: "spacer" }),
           h("button", { class: "primary review", type: "button", onclick: () => openDecision(a) }, "Review & decide"),
         )),
+        run.status === "stopped"
+          ? h("div", { class: "stopped-banner", id: "stopped" },
+              h("p", {}, h("b", {}, "Stopped mid-way. "),
+                "The process running it ended before it finished (a crash, Ctrl-C, a kill). Resume goes on from the last step it saved; "
+                + "a step cut short runs again with the same idempotency key, so tools that honour it do not act twice."),
+              h("button", { class: "primary resume", type: "button", id: "resume-run",
+                onclick: (ev) => resumeRun(run.thread, ev.currentTarget) }, "Resume"))
+          : null,
         run.status === "running" && Date.now() + clockOffset - Date.parse(run.updated_at) > 60000
-          ? h("p", { class: "muted" }, "No progress for a minute: running elsewhere, or stopped mid-way (plangate resume THREAD goes on).")
+          ? h("p", { class: "muted" }, "No new step for a minute: a process still holds the run (a long tool call, or a worker that is stuck).")
           : null,
       );
       fill(body,
