@@ -156,3 +156,27 @@ def run_in(cwd: Path, *command: str, timeout: float = 120) -> subprocess.Complet
 def plangate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the `plangate` command in a process of its own, as a user would, in `cwd`."""
     return run_in(cwd, sys.executable, "-m", "plangate", *args)
+
+
+# `plangate ARGS`, killed by SIGKILL as it stores its `KILL_AT`th checkpoint (run it with
+# `python -c KILLED_AT_CHECKPOINT ARGS`): what a crash leaves, a run between two steps that no
+# process runs any more; the step before the kill has saved its writes, and the checkpoint that
+# would follow them is never written.
+KILLED_AT_CHECKPOINT = """
+import os, runpy, signal, sys
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+put, stored = SqliteSaver.put, []
+
+
+def put_then_die(self, *args, **kwargs):
+    stored.append(1)
+    if len(stored) == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return put(self, *args, **kwargs)
+
+
+SqliteSaver.put = put_then_die
+sys.argv = ["plangate", *sys.argv[1:]]
+runpy.run_module("plangate", run_name="__main__")
+"""

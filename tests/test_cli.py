@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _support import plangate, run_in
+from _support import KILLED_AT_CHECKPOINT, plangate, run_in
 
 from plangate import Plan, build_graph, demo_outbox, demo_toolkit, open_checkpointer
 from plangate.cli import ExitCode
@@ -199,28 +199,6 @@ def test_resume_continues_a_run_that_stopped_mid_way(tmp_path: Path) -> None:
     assert "run 'p' is waiting for an approval" in paused.stderr
 
 
-# `plangate run`, killed by SIGKILL when it stores its `KILL_AT`th checkpoint: the step before
-# it has saved its writes, and the checkpoint that would follow them is never written.
-KILLED_BETWEEN_WRITES_AND_CHECKPOINT = """
-import os, runpy, signal, sys
-from langgraph.checkpoint.sqlite import SqliteSaver
-
-put, stored = SqliteSaver.put, []
-
-
-def put_then_die(self, *args, **kwargs):
-    stored.append(1)
-    if len(stored) == int(os.environ["KILL_AT"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return put(self, *args, **kwargs)
-
-
-SqliteSaver.put = put_then_die
-sys.argv = ["plangate", *sys.argv[1:]]
-runpy.run_module("plangate", run_name="__main__")
-"""
-
-
 @pytest.mark.parametrize("kill_at", [3, 4, 5, 6, 7, 8])
 def test_resume_finishes_a_run_killed_between_a_steps_writes_and_its_checkpoint(
     tmp_path: Path, kill_at: int
@@ -230,7 +208,7 @@ def test_resume_finishes_a_run_killed_between_a_steps_writes_and_its_checkpoint(
     plan = str(EXAMPLES / "sales_followup.yaml")
     run = ("run", plan, "--profile", "technical", "--thread", "cut")
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_BETWEEN_WRITES_AND_CHECKPOINT, *run],
+        [sys.executable, "-c", KILLED_AT_CHECKPOINT, *run],
         cwd=tmp_path,
         env={**os.environ, "KILL_AT": str(kill_at)},
         capture_output=True,

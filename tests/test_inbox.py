@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from _support import free_port
+from _support import KILLED_AT_CHECKPOINT, free_port
 
 from plangate import Plan, demo_outbox, open_checkpointer
 from plangate.errors import PlangateUsageError
@@ -661,34 +661,12 @@ def test_a_run_held_elsewhere_gets_409_and_stays_resumable(inbox: Inbox) -> None
     assert stale.status_code == 409
 
 
-# `plangate run`, killed by SIGKILL as it stores its `KILL_AT`th checkpoint: what a crash or a
-# kill leaves, a run between two steps that no process runs any more.
-KILLED_RUN = """
-import os, runpy, signal, sys
-from langgraph.checkpoint.sqlite import SqliteSaver
-
-put, stored = SqliteSaver.put, []
-
-
-def put_then_die(self, *args, **kwargs):
-    stored.append(1)
-    if len(stored) == int(os.environ["KILL_AT"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return put(self, *args, **kwargs)
-
-
-SqliteSaver.put = put_then_die
-sys.argv = ["plangate", *sys.argv[1:]]
-runpy.run_module("plangate", run_name="__main__")
-"""
-
-
 def stop_mid_way(db: Path, thread: str, *, kill_at: int = 9) -> None:
     """`plangate run` of the demo plan under `technical` in `thread`, killed as it stores its
     `kill_at`th checkpoint: at 7 it is between the draft's writes and the next step, at 9 the
     draft is done and nothing is sent yet, at 11 the email is out and the send never recorded."""
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_RUN, "run", str(SALES), "--profile", "technical",
+        [sys.executable, "-c", KILLED_AT_CHECKPOINT, "run", str(SALES), "--profile", "technical",
          "--db", str(db), "--thread", thread],
         cwd=db.parent,
         env={**os.environ, "KILL_AT": str(kill_at)},

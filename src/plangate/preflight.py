@@ -132,35 +132,25 @@ def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
         known = governance.tool(step.tool) is not None
         allowed = profile.allows(step.tool)
         exceeded = exceeded_tier(usage, step, profile.budget) if known and allowed else None
+        stopped: tuple[ProblemKind, str] | None = None
         if not known:
-            problems.append(
-                PreflightProblem(
-                    kind="unknown_tool",
-                    step_id=step.id,
-                    message=f"no tool named {step.tool!r}"
-                    + (" has a mock (offline)" if profile.offline else " is registered"),
-                )
-            )
+            where = " has a mock (offline)" if profile.offline else " is registered"
+            stopped = ("unknown_tool", f"no tool named {step.tool!r}{where}")
         elif not allowed:
-            problems.append(
-                PreflightProblem(
-                    kind="tool_not_allowed",
-                    step_id=step.id,
-                    message=f"tool {step.tool!r} is not in the allowlist of profile "
-                    f"{profile.name!r}",
-                )
+            stopped = (
+                "tool_not_allowed",
+                f"tool {step.tool!r} is not in the allowlist of profile {profile.name!r}",
             )
         elif exceeded is not None:
-            problems.append(
-                PreflightProblem(
-                    kind="budget",
-                    step_id=step.id,
-                    message=f"budget tier {exceeded['tier']} is used up by then "
-                    f"({exceeded['used']}/{exceeded['limit']} calls)",
-                )
+            stopped = (
+                "budget",
+                f"budget tier {exceeded['tier']} is used up by then "
+                f"({exceeded['used']}/{exceeded['limit']} calls)",
             )
         else:
             usage = charge(usage, step)
+        if stopped is not None:
+            problems.append(PreflightProblem(kind=stopped[0], step_id=step.id, message=stopped[1]))
         found = args_problem(tool, step.args) if tool is not None else None
         if found is not None:
             field, message = found
