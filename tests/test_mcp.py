@@ -2,13 +2,16 @@
 loopback port: plans call its tools under a prefix, each call's idempotency key reaches the
 server, and every way a call can fail becomes a step outcome, never a crashed run. The server's
 tool annotations decide what a call is (a plan cannot lower it), and the tools' own input
-schemas check an approver's edits."""
+schemas check an approver's edits. Calls share one session per server, which outlives a dead
+server and ends when closed, and a call given up on is cancelled on the server."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +36,7 @@ from plangate import (
     open_checkpointer,
 )
 from plangate.actions import ToolDeclaration, tool_declaration
-from plangate.adapters.mcp import MCPConnectionError, amcp_tools, mcp_tools
+from plangate.adapters.mcp import MCPConnectionError, MCPSessions, amcp_tools, mcp_tools
 from plangate.errors import AdapterError
 from plangate.nodes.tool_exec import is_transient
 
@@ -71,6 +74,23 @@ class Peer:
             self.process.kill()
             self.process.wait()
 
+    def slow_events(self, within: float = 15) -> list[str]:
+        """What became of the `slow` calls: `start`, then `finish` or `cancelled`, waiting
+        `within` seconds for the server to log how the call ended."""
+        deadline = time.monotonic() + within
+        while True:
+            events = [call["event"] for call in self.calls() if call["tool"] == "slow"]
+            if {"finish", "cancelled"} & set(events) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def closed_sessions() -> Iterator[None]:
+    """Each test's servers' sessions end with the test (stdio servers' processes exit)."""
+    yield
+    MCPSessions.shared().close()
+
 
 def stdio_peer(log: Path) -> Peer:
     """A server started by each call, through the stdio connection itself."""
@@ -82,11 +102,8 @@ def stdio_peer(log: Path) -> Peer:
     return Peer("stdio", connection, log)
 
 
-@pytest.fixture
-def http_peer(tmp_path: Path) -> Iterator[Peer]:
-    """A server on a free loopback port, up until the test ends (or kills it)."""
-    port = free_port()
-    log = tmp_path / "http-calls.jsonl"
+def start_http_peer(port: int, log: Path) -> Peer:
+    """A server on loopback port `port`, once it accepts connections."""
     process = subprocess.Popen([sys.executable, str(PEER), "http", str(port), str(log)])
     peer = Peer(
         "http",
@@ -95,15 +112,22 @@ def http_peer(tmp_path: Path) -> Iterator[Peer]:
         process,
     )
     deadline = time.monotonic() + 30
-    while True:  # wait until it accepts connections
+    while True:
         assert process.poll() is None, "the MCP peer exited while starting"
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            return peer
         except OSError:
             assert time.monotonic() < deadline, "the MCP peer did not start listening"
             time.sleep(0.05)
+
+
+@pytest.fixture
+def http_peer(tmp_path: Path) -> Iterator[Peer]:
+    """A server on a free loopback port, up until the test ends (or kills it)."""
+    peer = start_http_peer(free_port(), tmp_path / "http-calls.jsonl")
     yield peer
+    MCPSessions.shared().close()  # while the server can still hear that the session ends
     peer.stop()
 
 
@@ -132,7 +156,13 @@ async def test_tools_are_registered_under_the_prefix_from_sync_and_async_code(
     thread whose event loop is running (this test's) and gives what the async one gives."""
     peer = stdio_peer(tmp_path / "calls.jsonl")
     loaded = await amcp_tools(peer.connection, prefix="billing")
-    assert [tool.name for tool in loaded] == ["billing.refund", "billing.lookup", "billing.void"]
+    assert [tool.name for tool in loaded] == [
+        "billing.refund",
+        "billing.lookup",
+        "billing.void",
+        "billing.counter",
+        "billing.slow",
+    ]
     assert "Refund" in loaded[0].description
     assert set(loaded[0].args) == {"invoice_id", "amount"}
     from_sync = mcp_tools(peer.connection, prefix="billing")
@@ -143,7 +173,8 @@ async def test_tools_are_registered_under_the_prefix_from_sync_and_async_code(
 def test_a_plan_calls_mcp_tools_and_each_call_carries_its_key(runner: Runner, peer: Peer) -> None:
     """Over stdio and HTTP, sync and async: the steps' outputs are plain JSON (JSON text
     parsed, structured content as sent); the server received each step's key in `_meta`, and
-    over HTTP in the `Idempotency-Key` header too."""
+    over HTTP in the `Idempotency-Key` header too, each call its own although both went through
+    the one session the tools were loaded with (one process, one MCP session id)."""
     graph = runner.graph(mcp_tools(peer.connection, prefix="billing"), profile=TECHNICAL)
     plan = plan_of(
         {"id": "look", "tool": "billing.lookup", "args": {"invoice_id": "inv-1"}},
@@ -169,6 +200,9 @@ def test_a_plan_calls_mcp_tools_and_each_call_carries_its_key(runner: Runner, pe
     assert [call["meta_key"] for call in calls] == [keys["look"], keys["pay"]]
     headers = [keys["look"], keys["pay"]] if peer.transport == "http" else [None, None]
     assert [call["header_key"] for call in calls] == headers
+    sessions = {(call["pid"], call["http_session"]) for call in calls}
+    assert len(sessions) == 1
+    assert (next(iter(sessions))[1] is not None) == (peer.transport == "http")
 
 
 def test_an_approved_step_calls_the_server_once_with_its_key(
@@ -492,6 +526,146 @@ def test_an_mcp_tool_outside_the_allowlist_is_blocked_and_never_called(
     result = graph.invoke({"plan": plan}, thread())["result"]
     assert result["steps"][0]["status"] == "blocked"
     assert http_peer.calls() == []
+
+
+def test_a_stateful_server_keeps_its_state_across_the_steps_of_a_run(
+    runner: Runner, tmp_path: Path
+) -> None:
+    """A stdio server's memory lives in its process: two `counter` steps of one run count 1
+    and 2 in the process the tools were loaded with, which also served the listing."""
+    peer = stdio_peer(tmp_path / "calls.jsonl")
+    graph = runner.graph(mcp_tools(peer.connection, prefix="billing"), profile=TECHNICAL)
+    plan = plan_of(
+        {"id": "one", "tool": "billing.counter"},
+        {"id": "two", "tool": "billing.counter", "depends_on": ["one"]},
+    )
+    result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    outputs = [step["output"] for step in result["steps"]]
+    assert [output["count"] for output in outputs] == [1, 2]
+    assert len({output["pid"] for output in outputs}) == 1
+
+
+def test_a_stdio_server_that_died_is_started_again_by_the_next_call(
+    runner: Runner, tmp_path: Path
+) -> None:
+    """The server's process is killed between two steps: the next call finds its session gone
+    before sending anything, starts the server again and succeeds at its first attempt, in a
+    new process that counts from 1."""
+    peer = stdio_peer(tmp_path / "calls.jsonl")
+    tools: dict[str, Any] = {
+        tool.name: tool for tool in mcp_tools(peer.connection, prefix="billing")
+    }
+
+    def kill_server() -> str:
+        pid = peer.calls()[-1]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        while True:  # until the adapter has reaped it
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
+        # As between the steps of a real run, the adapter has read the closed pipe by the time
+        # the next call comes.
+        time.sleep(0.2)
+        return "killed"
+
+    tools["ops.kill_server"] = kill_server
+    graph = runner.graph(tools, profile=TECHNICAL)
+    plan = plan_of(
+        {"id": "before", "tool": "billing.counter"},
+        {"id": "kill", "tool": "ops.kill_server", "depends_on": ["before"]},
+        {"id": "after", "tool": "billing.counter", "depends_on": ["kill"]},
+    )
+    result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    before, _, after = result["steps"]
+    assert [step["status"] for step in result["steps"]] == ["ok", "ok", "ok"]
+    assert (before["output"]["count"], after["output"]["count"]) == (1, 1)
+    assert before["output"]["pid"] != after["output"]["pid"]
+    assert after["attempts"] == 1
+
+
+def test_a_restarted_http_server_gets_a_new_session_from_the_next_call(
+    runner: Runner, http_peer: Peer
+) -> None:
+    """The server restarts on the same port between two steps and no longer knows the
+    session: the next call opens a new one and succeeds at its first attempt, with its key."""
+    tools: dict[str, Any] = {
+        tool.name: tool for tool in mcp_tools(http_peer.connection, prefix="billing")
+    }
+    port = int(http_peer.connection["url"].split(":")[-1].split("/")[0])
+    restarted: list[Peer] = []
+
+    def restart_server() -> str:
+        http_peer.stop()
+        restarted.append(start_http_peer(port, http_peer.log))
+        return "restarted"
+
+    tools["ops.restart_server"] = restart_server
+    graph = runner.graph(tools, profile=TECHNICAL)
+    plan = plan_of(
+        {"id": "before", "tool": "billing.lookup", "args": {"invoice_id": "inv-11"}},
+        {"id": "restart", "tool": "ops.restart_server", "depends_on": ["before"]},
+        {"id": "after", "tool": "billing.lookup", "args": {"invoice_id": "inv-11"}},
+    )
+    try:
+        result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+    finally:
+        MCPSessions.shared().close()
+        for peer in restarted:
+            peer.stop()
+    assert [step["status"] for step in result["steps"]] == ["ok", "ok", "ok"]
+    assert result["steps"][2]["attempts"] == 1
+    calls = http_peer.calls()
+    assert [call["tool"] for call in calls] == ["lookup", "lookup"]
+    assert calls[0]["http_session"] != calls[1]["http_session"]
+    assert calls[1]["header_key"] == calls[1]["meta_key"] == step_keys(runner, graph)["after"]
+
+
+def test_a_timed_out_call_is_cancelled_on_the_server(runner: Runner, peer: Peer) -> None:
+    """A call running past the profile's timeout: the step ends `error`/`timeout`, and the
+    server is told to cancel it, so it never finishes there (nor could a retry run it twice),
+    in sync runs as in async ones."""
+    profile = Profile(name="mcp-timeout", redact=False, timeout_seconds=0.5)
+    graph = runner.graph(mcp_tools(peer.connection, prefix="billing"), profile=profile)
+    plan = plan_of({"id": "wait", "tool": "billing.slow", "args": {"seconds": 3}})
+    step = runner.invoke(graph, {"plan": plan}, thread())["result"]["steps"][0]
+    assert (step["status"], step["failure_context"]["error_type"]) == ("error", "timeout")
+    assert peer.slow_events() == ["start", "cancelled"]
+
+
+async def test_own_sessions_end_when_closed_and_open_again_when_called(tmp_path: Path) -> None:
+    """`MCPSessions` of one's own: leaving it (sync or async) ends its session, and the stdio
+    server's process with it; a tool called after that opens a new session (a new process,
+    counting from 1), which `aclose()` ends in turn. The process's shared sessions are not
+    involved."""
+    peer = stdio_peer(tmp_path / "calls.jsonl")
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    with MCPSessions() as sessions:
+        tools = {t.name: t for t in mcp_tools(peer.connection, prefix="billing", sessions=sessions)}
+        first = await tools["billing.counter"].ainvoke({})
+        assert first["count"] == 1
+        assert not gone(first["pid"])
+    assert gone(first["pid"])
+
+    again = await tools["billing.counter"].ainvoke({})
+    assert again["count"] == 1
+    assert again["pid"] != first["pid"]
+    await sessions.aclose()
+    assert gone(again["pid"])
+
+    async with MCPSessions() as others:
+        loaded = await amcp_tools(peer.connection, prefix="billing", sessions=others)
+        third = await next(t for t in loaded if t.name == "billing.counter").ainvoke({})
+    assert gone(third["pid"])
+    assert MCPSessions.shared()._open == {}
 
 
 def test_a_prefix_with_a_dot_is_refused_before_connecting() -> None:

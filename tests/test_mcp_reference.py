@@ -9,6 +9,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from langchain_mcp_adapters.sessions import Connection, create_session
 from langgraph.types import Command
 
 from plangate.actions import ToolDeclaration, tool_declaration
-from plangate.adapters.mcp import mcp_tools
+from plangate.adapters.mcp import MCPSessions, mcp_tools
 
 PACKAGE = "@modelcontextprotocol/server-filesystem"
 VERSION = "2026.8.31"
@@ -61,6 +62,13 @@ def _version(installed: Path) -> str | None:
         return str(json.loads((installed / "package.json").read_text())["version"])
     except (OSError, ValueError, KeyError):
         return None
+
+
+@pytest.fixture(autouse=True)
+def closed_sessions() -> Iterator[None]:
+    """Each test's server process ends with the test, not with the test session."""
+    yield
+    MCPSessions.shared().close()
 
 
 @pytest.fixture

@@ -293,26 +293,42 @@ def is_transient(error: Exception) -> bool:
     return isinstance(status, int) and (status == 429 or 500 <= status <= 599)
 
 
+_CANCEL_GRACE_SECONDS = 1.0
+"""How long a sync run waits, past a call's timeout, for the cancelled call to wind down."""
+
+
 def _call_once(call: _ToolCall) -> Any:
     timeout = call.timeout
-    if _only_async(call.tool):
-        # A sync run calling an async-only tool: run it on an event loop of its own, in a
-        # worker thread, since the caller's thread may already run a loop (a notebook).
-        run = partial(asyncio.run, call.tool.ainvoke(call.args, config=call.config))
+    # With a timeout, a tool that has a coroutine runs as one so that running out cancels it:
+    # a call that can stop (an MCP request, an HTTP request) must not go on after plangate gave
+    # up on it, or a retry could make it act twice.
+    cancellable = timeout is not None and _has_coroutine(call.tool)
+    if _only_async(call.tool) or cancellable:
+        # On an event loop of its own, in a worker thread, since the caller's thread may
+        # already run a loop (a notebook).
+        pending = call.tool.ainvoke(call.args, config=call.config)
+        work = asyncio.wait_for(pending, timeout) if cancellable else pending
+        run = partial(asyncio.run, work)
     elif timeout is not None:
         run = partial(call.tool.invoke, call.args, config=call.config)
     else:
         return call.tool.invoke(call.args, config=call.config)
     pool = ThreadPoolExecutor(max_workers=1)
     try:
-        return pool.submit(run).result(timeout=timeout)
-    except FutureTimeout:
+        waited = None if timeout is None else timeout + (_CANCEL_GRACE_SECONDS * cancellable)
+        return pool.submit(run).result(timeout=waited)
+    except (FutureTimeout, asyncio.TimeoutError):
         if timeout is None:  # the tool's own TimeoutError
             raise
-        # A thread cannot be stopped: the call goes on in the background, its result unused.
+        # A thread cannot be stopped: a call that is not a coroutine goes on in the
+        # background, its result unused.
         raise call.timed_out() from None
     finally:
         pool.shutdown(wait=False)
+
+
+def _has_coroutine(tool: BaseTool) -> bool:
+    return isinstance(tool, StructuredTool) and tool.coroutine is not None
 
 
 def _retry_wait(call: _ToolCall, attempt: int, error: Exception) -> float | None:
