@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import Runner, free_port, plan_of, thread
+from _support import Runner, free_port, plan_of, run_in, thread
 from langchain_mcp_adapters.sessions import Connection
 from langgraph.types import Command
 from pydantic import ValidationError
@@ -683,3 +683,24 @@ def test_without_the_extra_the_import_error_says_what_to_install(
     expected = "install plangate's `mcp` extra (from a checkout: pip install '.[mcp]')"
     with pytest.raises(ImportError, match=re.escape(expected)):
         importlib.import_module("plangate.adapters.mcp")
+
+
+def test_an_mcp_release_the_adapters_cannot_use_is_named_with_what_to_do(tmp_path: Path) -> None:
+    """An MCP server installed into plangate's environment can bring mcp>=2 (mcp-server-time
+    does), which langchain-mcp-adapters cannot import: the error says so, not 'install the
+    extra', which is installed. A stand-in `mcp` 2.3.0 shadows the real one in a new process."""
+    (tmp_path / "mcp").mkdir()
+    (tmp_path / "mcp" / "__init__.py").write_text("")
+    info = tmp_path / "mcp-2.3.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mcp\nVersion: 2.3.0\n")
+    done = run_in(
+        tmp_path,
+        sys.executable,
+        "-c",
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import plangate.adapters.mcp",
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "need mcp<2 for langchain-mcp-adapters, but mcp 2.3.0 is installed" in last
+    assert "uvx, npx, a separate venv" in last

@@ -89,6 +89,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import copy
+import importlib.metadata
 import json
 import os
 import shlex
@@ -107,6 +108,29 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from plangate.adapters._json_schema import JSONSchemaArguments
 from plangate.errors import AdapterError, PlangateUsageError
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, InvalidArguments
+
+
+def _why_not_importable() -> str:
+    """Why the MCP client stack does not import: missing, or an `mcp` release that
+    langchain-mcp-adapters cannot use (an MCP server installed into this environment may have
+    brought one: `mcp-server-time` needs mcp>=2.3, the adapters mcp<2)."""
+    try:
+        installed = importlib.metadata.version("mcp")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    major = (installed or "").split(".", 1)[0]
+    if major.isdigit() and int(major) >= 2:
+        return (
+            f"MCP tools need mcp<2 for langchain-mcp-adapters, but mcp {installed} is installed "
+            "(an MCP server installed into this environment brings its own): run stdio servers "
+            "from their own environment (uvx, npx, a separate venv), then reinstall plangate's "
+            "`mcp` extra (from a checkout: pip install '.[mcp]')"
+        )
+    return (
+        "MCP tools need langchain-mcp-adapters: install plangate's `mcp` extra "
+        "(from a checkout: pip install '.[mcp]')"
+    )
+
 
 try:
     import anyio
@@ -127,10 +151,7 @@ try:
     )
     from referencing import Registry
 except ImportError as exc:
-    raise ImportError(
-        "MCP tools need langchain-mcp-adapters: install plangate's `mcp` extra "
-        "(from a checkout: pip install '.[mcp]')"
-    ) from exc
+    raise ImportError(_why_not_importable()) from exc
 
 __all__ = (
     "IDEMPOTENCY_HEADER",
