@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks.systems import APPROVALS_PROFILE, _close, _config, noop
 from plangate import build_graph, open_checkpointer, pending_approvals
-from plangate.history import trace_since
+from plangate.runs.history import trace_since
 from plangate.server._runs import RunService
 
 

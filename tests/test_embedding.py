@@ -33,7 +33,7 @@ from plangate import (
     demo_toolkit,
     open_checkpointer,
 )
-from plangate.embed import as_tool, summarize_result
+from plangate.integrations.as_tool import as_tool, summarize_result
 
 # --- helpers --------------------------------------------------------------------------------------
 

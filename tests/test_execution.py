@@ -36,7 +36,7 @@ from plangate import (
     get_trace,
     open_checkpointer,
 )
-from plangate.history import trace_since
+from plangate.runs.history import trace_since
 from plangate.state import SNAPSHOT_EVERY
 
 EVENT_KEYS = {"type", "trace_id", "seq", "ts", "step_id", "tool", "data"}

@@ -22,8 +22,8 @@ from _support import KILLED_AT_CHECKPOINT, free_port
 
 from plangate import Plan, demo_outbox, open_checkpointer
 from plangate.errors import PlangateUsageError
-from plangate.locks import run_locks
 from plangate.run_setup import RunSetup
+from plangate.runs.locks import run_locks
 from plangate.server import create_app, listen
 from plangate.server._runs import STARTED_BY
 
@@ -681,7 +681,7 @@ def stop_mid_way(db: Path, thread: str, *, kill_at: int = 9) -> None:
 HOLDER = """
 import sys
 from plangate import open_checkpointer
-from plangate.locks import run_locks
+from plangate.runs.locks import run_locks
 
 with run_locks(open_checkpointer(sys.argv[1])).hold(sys.argv[2]):
     print("held", flush=True)

@@ -34,7 +34,7 @@ from plangate import (
     load_profile,
     open_checkpointer,
 )
-from plangate.middleware import GovernanceMiddleware
+from plangate.integrations.middleware import GovernanceMiddleware
 
 TOOLS = ("crm.lookup", "crm.update", "crm.note", "email.send", "shell.run", "billing.pay")
 

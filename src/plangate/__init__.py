@@ -20,9 +20,6 @@ from plangate.adapters import (
 )
 from plangate.adapters.demo import demo_outbox
 from plangate.approval import Decision
-from plangate.checkpoint import aopen_checkpointer, open_checkpointer
-from plangate.compiled import PlangateGraph
-from plangate.embed import as_tool
 from plangate.errors import (
     AdapterError,
     InvalidDecision,
@@ -40,17 +37,20 @@ from plangate.errors import (
     UnknownThread,
 )
 from plangate.graph import build_graph
-from plangate.history import (
+from plangate.integrations.as_tool import as_tool
+from plangate.plan import Plan, PlanStep
+from plangate.preflight import PreflightProblem, PreflightReport, PreflightStep, preflight
+from plangate.profiles import Budget, Profile, RetryPolicy, ToolPolicy, load_profile
+from plangate.result import ExecutionResult, StepResult
+from plangate.runs.checkpoint import aopen_checkpointer, open_checkpointer
+from plangate.runs.guarded_graph import PlangateGraph
+from plangate.runs.history import (
     aget_trace,
     expire_approvals,
     get_trace,
     list_threads,
     pending_approvals,
 )
-from plangate.plan import Plan, PlanStep
-from plangate.preflight import PreflightProblem, PreflightReport, PreflightStep, preflight
-from plangate.profiles import Budget, Profile, RetryPolicy, ToolPolicy, load_profile
-from plangate.result import ExecutionResult, StepResult
 from plangate.state import ApprovalRecord, ApprovalRequest, StepOutcome
 from plangate.tracing import EVENT_TYPES, TraceEvent, golden_signals, redact
 
@@ -58,16 +58,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # `GovernanceMiddleware` needs `langchain` (the `plangate[langchain]` extra): imported on
-    # first use, so that `import plangate` works without it.
+    # `GovernanceMiddleware` needs `langchain` (the `plangate[langchain]` extra):
+    # `plangate.integrations` imports it on first use, so that `import plangate` works without it
+    # (and says which extra to install when it is missing).
     if name == "GovernanceMiddleware":
-        try:
-            from plangate.middleware import GovernanceMiddleware
-        except ImportError as exc:
-            raise ImportError(
-                "GovernanceMiddleware needs langchain: install plangate's `langchain` extra "
-                "(from a checkout: pip install '.[langchain]')"
-            ) from exc
+        from plangate.integrations import GovernanceMiddleware
+
         return GovernanceMiddleware
     raise AttributeError(f"module 'plangate' has no attribute {name!r}")
 

@@ -30,8 +30,6 @@ from langgraph.types import Command, StateSnapshot
 
 from plangate._files import read_document
 from plangate._governance import utc_now
-from plangate.checkpoint import is_postgres_url, sqlite_path
-from plangate.compiled import PlangateGraph
 from plangate.errors import (
     NoPendingApproval,
     PlangateError,
@@ -41,7 +39,13 @@ from plangate.errors import (
     RunNotFinished,
     UnknownThread,
 )
-from plangate.history import (
+from plangate.plan import Plan
+from plangate.preflight import PreflightReport, preflight
+from plangate.profiles import BUILTIN_PROFILES, load_profile
+from plangate.run_setup import RunSetup, outbox_for
+from plangate.runs.checkpoint import is_postgres_url, sqlite_path
+from plangate.runs.guarded_graph import PlangateGraph
+from plangate.runs.history import (
     EXPIRED_DECISION,
     get_trace,
     interrupts_waiting,
@@ -51,10 +55,6 @@ from plangate.history import (
     pending_approvals,
     run_state,
 )
-from plangate.plan import Plan
-from plangate.preflight import PreflightReport, preflight
-from plangate.profiles import BUILTIN_PROFILES, load_profile
-from plangate.run_setup import RunSetup, outbox_for
 
 
 class ExitCode(IntEnum):

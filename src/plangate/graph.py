@@ -15,7 +15,6 @@ from langgraph.graph import END, START, StateGraph
 
 from plangate._governance import Governance, utc_now
 from plangate.adapters.registry import ToolsLike, tool_registry
-from plangate.compiled import PlangateGraph
 from plangate.nodes import (
     approval_interrupt,
     atool_exec,
@@ -27,6 +26,7 @@ from plangate.nodes import (
 )
 from plangate.nodes.trace_emit import next_after_trace
 from plangate.profiles import Profile, load_profile
+from plangate.runs.guarded_graph import PlangateGraph
 from plangate.state import PlanInput, PlanState
 
 __all__ = ("build_graph",)

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict
 from plangate.actions import ActionSource
 from plangate.approval import args_problem
 from plangate.budget import charge, empty_usage, exceeded_tier
-from plangate.compiled import PlangateGraph
 from plangate.errors import PlangateUsageError, PlanValidationError
 from plangate.plan import Action, parse_plan
 from plangate.profiles import Risk
+from plangate.runs.guarded_graph import PlangateGraph
 
 __all__ = ("PreflightProblem", "PreflightReport", "PreflightStep", "preflight")
 

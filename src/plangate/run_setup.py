@@ -13,10 +13,10 @@ from langgraph.types import StateSnapshot
 
 from plangate.adapters.demo import demo_mocks, demo_toolkit
 from plangate.adapters.mock import mock_tools
-from plangate.checkpoint import is_postgres_url, open_checkpointer, sqlite_path
-from plangate.compiled import PlangateGraph
 from plangate.graph import build_graph
 from plangate.profiles import load_profile
+from plangate.runs.checkpoint import is_postgres_url, open_checkpointer, sqlite_path
+from plangate.runs.guarded_graph import PlangateGraph
 
 __all__ = ("SETUP_KEY", "RunSetup", "outbox_for")
 

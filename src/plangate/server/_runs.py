@@ -30,7 +30,6 @@ from langgraph.types import Command, Interrupt, StateSnapshot
 from plangate._files import parse_document
 from plangate._governance import iso, parse_iso, utc_now
 from plangate.approval import parse_decision
-from plangate.compiled import PlangateGraph
 from plangate.errors import (
     InvalidDecision,
     NoPendingApproval,
@@ -42,7 +41,11 @@ from plangate.errors import (
     ThreadError,
     UnknownThread,
 )
-from plangate.history import (
+from plangate.plan import Plan, parse_plan
+from plangate.profiles import BUILTIN_PROFILES, Budget, Profile, load_profile
+from plangate.run_setup import RunSetup, outbox_for
+from plangate.runs.guarded_graph import PlangateGraph
+from plangate.runs.history import (
     get_trace,
     is_approval_request,
     list_threads,
@@ -50,9 +53,6 @@ from plangate.history import (
     trace_since,
     waiting_approvals,
 )
-from plangate.plan import Plan, parse_plan
-from plangate.profiles import BUILTIN_PROFILES, Budget, Profile, load_profile
-from plangate.run_setup import RunSetup, outbox_for
 from plangate.tracing import TraceEvent, outcome_signals, redact
 
 __all__ = ("STARTED_BY", "NotStopped", "RunService", "ThreadExists")

@@ -1,4 +1,5 @@
-"""`PlangateGraph`: the compiled graph, checking what enters it before LangGraph stores it."""
+"""Runs: `PlangateGraph`, the compiled graph, checking what enters it before LangGraph stores
+it."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ from plangate.errors import (
     ToolNotAvailable,
     UnknownThread,
 )
-from plangate.history import interrupts_waiting, is_approval_request, run_state
-from plangate.locks import RunLocks, arun_locks, run_locks
 from plangate.plan import parse_plan
+from plangate.runs.history import interrupts_waiting, is_approval_request, run_state
+from plangate.runs.locks import RunLocks, arun_locks, run_locks
 
 __all__ = ("PlangateGraph",)
 

@@ -1,4 +1,5 @@
-"""PostgreSQL: opening a saver that many workers share, and the per-run locks between them.
+"""Runs, internal to the package: opening a PostgreSQL saver that many workers share, and the
+per-run locks between them.
 
 Imported only for `postgresql://` URLs and PostgreSQL savers, so that the `plangate[postgres]`
 extra stays optional.

@@ -1,4 +1,4 @@
-"""One run of a thread at a time, across threads, processes and machines.
+"""Runs: one run of a thread at a time, across threads, processes and machines.
 
 Two workers resuming the same paused run at the same moment must not both run its step: the
 approved email would go out twice. So every run of a thread (a new plan, a resume, picking up
@@ -163,7 +163,7 @@ def run_locks(saver: BaseCheckpointSaver[Any]) -> RunLocks:
         with saver.cursor(transaction=False) as cursor:
             return _sqlite_locks(saver, cursor.execute(_DATABASES).fetchall())
     if type(saver).__module__.startswith("langgraph.checkpoint.postgres"):
-        from plangate._postgres import PostgresRunLocks
+        from plangate.runs.postgres import PostgresRunLocks
 
         shared = PostgresRunLocks(saver)  # type: ignore[arg-type]
         return RunLocks(shared, shared.scope)

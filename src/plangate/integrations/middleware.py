@@ -1,4 +1,5 @@
-"""`GovernanceMiddleware`: a plangate profile applied to a LangChain agent's own tool calls.
+"""Integrations: `GovernanceMiddleware`, a plangate profile applied to a LangChain agent's own
+tool calls.
 
 `langchain.agents.create_agent` runs a loop: the model asks for tool calls, the tools run, the
 model reads their results. This middleware governs that loop the way plangate governs a plan,

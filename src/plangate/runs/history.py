@@ -1,5 +1,5 @@
-"""Reading runs back from a checkpointer (the whole trace, pending approvals, threads), and
-closing the approvals nobody answered in time."""
+"""Runs: reading runs back from a checkpointer (the whole trace, pending approvals, threads),
+and closing the approvals nobody answered in time."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def list_threads(saver: BaseCheckpointSaver[Any], *, interrupted: bool = False) 
     if type(saver).__module__ == "langgraph.checkpoint.postgres":
         from langgraph.checkpoint.postgres import PostgresSaver
 
-        from plangate._postgres import fetch_all
+        from plangate.runs.postgres import fetch_all
 
         assert isinstance(saver, PostgresSaver)
         query = _INTERRUPTED.format(writes="checkpoint_writes") if interrupted else _THREADS

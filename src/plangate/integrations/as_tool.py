@@ -1,4 +1,4 @@
-"""`as_tool`: plangate as one LangChain tool that an agent calls with a whole plan.
+"""Integrations: `as_tool`, plangate as one LangChain tool that an agent calls with a whole plan.
 
 The tool runs the governed graph inside the agent's own run, as a subgraph under the agent's
 checkpointer: an approval pauses the agent with plangate's approval request, resuming the agent
@@ -77,7 +77,7 @@ def as_tool(
 
     Example:
         >>> from plangate import demo_toolkit
-        >>> from plangate.embed import as_tool
+        >>> from plangate.integrations.as_tool import as_tool
         >>> tool = as_tool(demo_toolkit("/tmp/outbox.db"), profile="smb")
         >>> tool.name, sorted(tool.args)
         ('execute_plan', ['goal', 'steps'])

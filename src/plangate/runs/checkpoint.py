@@ -1,5 +1,5 @@
-"""Opening the checkpointer a run pauses into and resumes from: a SQLite file for one machine,
-PostgreSQL (extra `plangate[postgres]`) for many workers."""
+"""Runs: opening the checkpointer a run pauses into and resumes from: a SQLite file for one
+machine, PostgreSQL (extra `plangate[postgres]`) for many workers."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def open_checkpointer(url: str) -> BaseCheckpointSaver[Any]:
         'SqliteSaver'
     """
     if is_postgres_url(url):
-        from plangate._postgres import open_postgres
+        from plangate.runs.postgres import open_postgres
 
         return open_postgres(url)
     path = _prepared_path(url)
@@ -125,7 +125,7 @@ async def aopen_checkpointer(url: str) -> BaseCheckpointSaver[Any]:
         'AsyncSqliteSaver'
     """
     if is_postgres_url(url):
-        from plangate._postgres import aopen_postgres
+        from plangate.runs.postgres import aopen_postgres
 
         return await aopen_postgres(url)
     path = _prepared_path(url)

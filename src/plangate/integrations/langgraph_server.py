@@ -1,8 +1,9 @@
-"""The plangate graph as LangGraph's own server serves it (`langgraph dev`, `langgraph.json`).
+"""Integrations: the plangate graph as LangGraph's own server serves it (`langgraph dev`,
+`langgraph.json`).
 
-`langgraph.json` names `plangate.langgraph_app:graph`. The server imports this module once at
-startup, so a bad setting stops the server there, with one line naming the variable, rather
-than failing the first run. Two environment variables configure it:
+`langgraph.json` names `plangate.integrations.langgraph_server:graph`. The server imports this
+module once at startup, so a bad setting stops the server there, with one line naming the
+variable, rather than failing the first run. Two environment variables configure it:
 
 - `PLANGATE_PROFILE`: `enterprise`, `smb` (the default), `technical`, or a profile file's path.
 - `PLANGATE_OUTBOX`: the SQLite file the demo toolkit's `email.send` writes to
@@ -15,7 +16,7 @@ in-process: a bad one fails that run with a message naming the problem, and a pa
 paused, ready for a correct decision.
 
 Example:
-    >>> from plangate.langgraph_app import graph_from_env
+    >>> from plangate.integrations.langgraph_server import graph_from_env
     >>> graph_from_env({"PLANGATE_PROFILE": "technical", "PLANGATE_OUTBOX": "/tmp/o.db"}).name
     'plangate'
 """
@@ -29,10 +30,10 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 
 from plangate.adapters import demo_toolkit
-from plangate.compiled import PlangateGraph
 from plangate.errors import PlangateUsageError, ProfileError
 from plangate.graph import build_graph
 from plangate.profiles import load_profile
+from plangate.runs.guarded_graph import PlangateGraph
 
 __all__ = (
     "DEFAULT_OUTBOX",
