@@ -393,7 +393,7 @@ def _print_pending(thread: str, request: Mapping[str, Any], db: str) -> None:
 def _actions(graph: PlangateGraph, values: Mapping[str, Any]) -> dict[str, str]:
     """Each step's effective action and where it came from (`execute (tool)`), as the graph
     governs it."""
-    if graph.governance is None or not values.get("plan"):
+    if not values.get("plan"):
         return {}
     plan = Plan.model_validate(values["plan"])
     policies = {step.id: graph.governance.policy(step) for step in plan.steps}

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from plangate.actions import ActionSource
 from plangate.approval import args_problem
 from plangate.budget import charge, empty_usage, exceeded_tier
-from plangate.errors import PlangateUsageError, PlanValidationError
+from plangate.errors import PlanValidationError
 from plangate.plan import Action, parse_plan
 from plangate.profiles import Risk
 from plangate.runs.guarded_graph import PlangateGraph
@@ -112,11 +112,6 @@ def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
         (True, 'execute', True)
     """
     governance = graph.governance
-    if governance is None:
-        raise PlangateUsageError(
-            "this graph carries no governance to check a plan against",
-            hint="build it with plangate.build_graph",
-        )
     profile = governance.profile
     try:
         parsed = parse_plan(plan)

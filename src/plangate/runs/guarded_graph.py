@@ -46,11 +46,15 @@ class PlangateGraph(CompiledStateGraph):
     holds its thread's lock (`ResumeConflict` for a second one).
     """
 
-    def __init__(self, *, governance: Governance | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, governance: Governance, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.governance = governance
-        self.tools: Mapping[str, BaseTool] = governance.tools if governance else {}
         self._locks: RunLocks | None = None
+
+    @property
+    def tools(self) -> Mapping[str, BaseTool]:
+        """The tools plans may call, by name."""
+        return self.governance.tools
 
     @classmethod
     def from_compiled(cls, compiled: CompiledStateGraph, governance: Governance) -> PlangateGraph:
@@ -173,7 +177,7 @@ class PlangateGraph(CompiledStateGraph):
         """Refuse to go on with a run under another profile than the one it started under: a
         run started under `enterprise` and resumed under `technical` would skip every approval
         left. Runs from before fingerprints were recorded go on."""
-        if saved is None or self.governance is None:
+        if saved is None:
             return
         run = saved.checkpoint["channel_values"].get("run") or {}
         started = run.get("profile_fingerprint")
@@ -239,11 +243,9 @@ class PlangateGraph(CompiledStateGraph):
         self, request: Mapping[str, Any], value: Any, config: RunnableConfig
     ) -> dict[str, Any]:
         tool_name = request["tool"]
-        governance = self.governance
-        runs = governance.tool(tool_name) if governance else self.tools.get(tool_name)
-        if runs is None:
+        if self.governance.tool(tool_name) is None:
             raise ToolNotAvailable(_thread_id(config), tool=tool_name)
-        tool = governance.described(tool_name) if governance else runs
+        tool = self.governance.described(tool_name)
         if isinstance(value, Decision):
             # Validated when it was made, but perhaps changed since (its args are a mutable
             # dict) or made by `model_construct`: check it again, as the graph will hold it.
