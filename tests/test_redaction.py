@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import doctest
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from _support import run_in
 
 from plangate import redact
+from plangate.tracing import REDACTION_MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -324,14 +324,14 @@ def test_keys_other_than_strings_are_kept() -> None:
 
 
 def test_every_marker_is_one_approval_recognises() -> None:
-    """`plangate.approval` finds markers with `\\[REDACTED_[A-Z]+\\]` to refuse edits of a
-    redacted copy: each kind redact writes must match it."""
+    """`plangate.approval` finds markers with `REDACTION_MARKER` to refuse edits of a redacted
+    copy: each kind redact writes must match it."""
     text = (
         "ana@acme.example, +1 415 555 0100, card 4111 1111 1111 1111, 123-45-6789, "
         f"AB123456C, sk-proj-abcDEF1234567890xyz, Bearer abcdefgh12345678, {JWT}"
     )
     out = redact({"password": "x", "note": text})
-    markers = re.findall(r"\[REDACTED_[A-Z]+\]", str(out))
+    markers = REDACTION_MARKER.findall(str(out))
     assert sorted(set(markers)) == [
         "[REDACTED_CARD]",
         "[REDACTED_EMAIL]",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,6 +28,7 @@ from plangate.plan import (
     PlanStep,
     plain_json_size,
 )
+from plangate.tracing import REDACTION_MARKER
 
 if TYPE_CHECKING:
     from plangate.actions import StepPolicy
@@ -171,15 +171,12 @@ def parse_decision(
     return decision
 
 
-_MARKER = re.compile(r"\[REDACTED_[A-Z]+\]")
-
-
 def _refuse_new_markers(edited: Mapping[str, Any], original: Any) -> None:
     """An edit must not send a redaction marker to the tool unless the original value at that
     place held it too: a marker there means the approver edited a redacted copy."""
     for path, text in _strings(edited, "args"):
-        markers = set(_MARKER.findall(text))
-        if markers and not markers <= set(_MARKER.findall(_at(original, path[5:]))):
+        markers = set(REDACTION_MARKER.findall(text))
+        if markers and not markers <= set(REDACTION_MARKER.findall(_at(original, path[5:]))):
             raise InvalidDecision(
                 f"invalid decision: {path}: holds a redaction marker "
                 f"({sorted(markers)[0]}); send the real value",

@@ -10,6 +10,7 @@ from typing_extensions import TypedDict
 
 __all__ = (
     "EVENT_TYPES",
+    "REDACTION_MARKER",
     "EventType",
     "TraceEvent",
     "golden_signals",
@@ -233,6 +234,11 @@ def _redact_mapping(value: Mapping[Any, Any]) -> dict[Any, Any]:
             suffixes[base] = number
         redacted[new_key] = marker if marker and item is not None else redact(item)
     return redacted
+
+
+REDACTION_MARKER = re.compile(r"\[REDACTED_[A-Z]+\]")
+"""What every marker `redact` writes looks like: what an edit must not carry into a tool call
+that the real args did not hold."""
 
 
 def redact(value: Any) -> Any:
