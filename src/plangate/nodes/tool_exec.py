@@ -3,7 +3,8 @@
 Before anything is charged or called, it works the step's policy out again and recomputes the
 digest of the call it is about to make: a call that needs approval and has none, or whose digest
 is not the one approved (the args, the tool's declaration or the profile changed since), is not
-run; the step goes back to `budget_check` and the person is asked again (`approval_invalidated`).
+run: `trace_emit` sends the step back to `budget_check`, and the person is asked again
+(`approval_invalidated`).
 
 It has a sync body (`tool_exec`, for `invoke`/`stream`) and an async one (`atool_exec`, for
 `ainvoke`/`astream`, where async tools are awaited natively); both share everything but the call.
@@ -387,12 +388,16 @@ async def _atries(call: _ToolCall, governance: Governance) -> tuple[Any, Excepti
         attempt += 1
 
 
-def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
+def _start(state: PlanState, governance: Governance) -> _ToolCall | dict[str, Any]:
+    """The call to make, or the update that sends the step back to be asked again."""
     step = step_at(state, state["current"]["index"])
-    lapsed = _lapsed(state, step, governance)
-    if lapsed is not None:
-        return lapsed
-    call = _begin(state, step, governance)
+    return _lapsed(state, step, governance) or _begin(state, step, governance)
+
+
+def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
+    call = _start(state, governance)
+    if not isinstance(call, _ToolCall):
+        return call
     output, error = _tries(call, governance)
     if call.falls_back(error):
         output, error = _tries(call, governance)
@@ -400,11 +405,9 @@ def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
 
 
 async def atool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
-    step = step_at(state, state["current"]["index"])
-    lapsed = _lapsed(state, step, governance)
-    if lapsed is not None:
-        return lapsed
-    call = _begin(state, step, governance)
+    call = _start(state, governance)
+    if not isinstance(call, _ToolCall):
+        return call
     output, error = await _atries(call, governance)
     if call.falls_back(error):
         output, error = await _atries(call, governance)
