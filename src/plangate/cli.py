@@ -35,7 +35,6 @@ from plangate.errors import (
     PlangateError,
     PlangateUsageError,
     ProfileMismatch,
-    ResumeConflict,
     RunNotFinished,
     UnknownThread,
 )
@@ -268,17 +267,6 @@ def _saver(graph: PlangateGraph) -> BaseCheckpointSaver[Any]:
     saver = graph.checkpointer
     assert isinstance(saver, BaseCheckpointSaver)  # every CLI graph is built with one
     return saver
-
-
-def _running(graph: PlangateGraph, thread: str) -> bool:
-    """Whether another process runs `thread` now: its lock is held. Taking the lock for this
-    instant could refuse a `resume` started at that very moment (it says so, in one line);
-    it is only tried on runs that stopped between two steps."""
-    try:
-        with graph.hold({"configurable": {"thread_id": thread}}):
-            return False
-    except ResumeConflict:
-        return True
 
 
 def _plan_steps(values: Mapping[str, Any]) -> list[str]:
@@ -774,7 +762,7 @@ def runs(
             line = f"finished {result.get('status')}: plangate show {thread}{flag}"
         elif state == "waiting":
             line = _waiting_line(graph, thread, saved, now, flag)
-        elif _running(graph, thread):
+        elif graph.is_running({"configurable": {"thread_id": thread}}):
             line = "running: another process runs it now"
         else:
             line = f"stopped: plangate resume {thread}{flag}"
@@ -973,7 +961,7 @@ def show(
         _print_result(result, actions, thread=thread, db=db, full=full)
     else:
         at = ", ".join(task.name for task in snapshot.tasks) or "nothing"
-        if _running(graph, thread):
+        if graph.is_running({"configurable": {"thread_id": thread}}):
             _say(
                 f"Run {thread} has not finished: another process runs it now (at: {at}); "
                 f"`plangate show {thread}{_db_flag(db)}` again tells how it ended."

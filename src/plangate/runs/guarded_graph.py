@@ -20,6 +20,7 @@ from plangate.errors import (
     InvalidDecision,
     NoPendingApproval,
     ProfileMismatch,
+    ResumeConflict,
     RunNotFinished,
     StaleDecision,
     ToolNotAvailable,
@@ -126,6 +127,16 @@ class PlangateGraph(CompiledStateGraph):
         if self._locks is None:
             self._locks = run_locks(self._saver)
         return self._locks.hold(thread)
+
+    def is_running(self, config: RunnableConfig) -> bool:
+        """Whether some process runs `config`'s thread now, i.e. holds its lock. Finding out
+        takes the lock for an instant when it is free: a resume of that run started at that very
+        instant is refused with `ResumeConflict`, having changed nothing."""
+        try:
+            with self.hold(config):
+                return False
+        except ResumeConflict:
+            return True
 
     async def _arun_lock(self, config: RunnableConfig | None) -> AbstractAsyncContextManager[None]:
         thread = self._locked_thread(config)

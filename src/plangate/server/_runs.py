@@ -180,17 +180,10 @@ class RunService:
         return "running" if self._held(thread) else "stopped"
 
     def _held(self, thread: str) -> bool:
-        """Whether some process runs `thread` now, i.e. holds its lock. Finding out takes the
-        lock for an instant when it is free: a `plangate resume` of the run started at that
-        very instant is refused with `ResumeConflict`, having changed nothing."""
+        """Whether this server or another process runs `thread` now (see
+        `PlangateGraph.is_running`); one probe at a time, never of a run this server starts."""
         with self._probing:
-            if thread in self._active:
-                return True
-            try:
-                with self._probe.hold(_thread_config(thread)):
-                    return False
-            except ResumeConflict:
-                return True
+            return thread in self._active or self._probe.is_running(_thread_config(thread))
 
     def _profile(self, setup: RunSetup) -> Profile | None:
         try:
