@@ -5,14 +5,19 @@ calls, and a `Runner` that drives a graph synchronously or asynchronously on a r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
@@ -144,6 +149,52 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# The only token the billing peer's `customers` operations accept; tests read it from
+# BILLING_TOKEN.
+BILLING_TOKEN = "tok-7f3a9c1e55d04b2a"
+BILLING_PEER = Path(__file__).parent / "peers" / "http_service.py"
+MCP_PEER = Path(__file__).parent / "peers" / "mcp_server.py"
+
+
+@dataclass
+class Service:
+    """The running billing service (`peers/http_service.py`), and what it has seen."""
+
+    url: str
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request to its API: method, path, query, body, idempotency_key, headers."""
+        seen: list[dict[str, Any]] = httpx.get(f"{self.url}/_requests").json()
+        return seen
+
+    def refunds(self) -> list[dict[str, Any]]:
+        made: list[dict[str, Any]] = httpx.get(f"{self.url}/_refunds").json()
+        return made
+
+
+@contextlib.contextmanager
+def billing_service() -> Iterator[Service]:
+    """The billing service in a process of its own on a free loopback port."""
+    port = free_port()
+    environment = {**os.environ, "BILLING_SERVICE_TOKEN": BILLING_TOKEN}
+    process = subprocess.Popen([sys.executable, str(BILLING_PEER), str(port)], env=environment)
+    service = Service(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    try:
+        while True:  # wait until it answers
+            assert process.poll() is None, "the HTTP peer exited while starting"
+            try:
+                httpx.get(f"{service.url}/openapi.json").raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the HTTP peer did not start answering"
+                time.sleep(0.05)
+        yield service
+    finally:
+        process.kill()
+        process.wait()
 
 
 def run_in(cwd: Path, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from _support import KILLED_AT_CHECKPOINT, plangate, run_in
 
 from plangate import Plan, build_graph, demo_outbox, demo_toolkit, open_checkpointer
 from plangate.cli import ExitCode
-from plangate.run_setup import RunSetup
+from plangate.project import RunSetup
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -174,7 +174,7 @@ def test_resume_continues_a_run_that_stopped_mid_way(tmp_path: Path) -> None:
         checkpointer=open_checkpointer(str(tmp_path / "plangate.db")),
     )
     # What `plangate run` would have stored with the thread.
-    config = RunSetup(profile="technical", outbox=str(outbox)).config("cut")
+    config = RunSetup(profile="technical").config("cut")
     plan = Plan.from_file(EXAMPLES / "sales_followup.yaml")
     # Stopping before the first tool call leaves the thread as a killed process would.
     graph.invoke({"plan": plan}, config, interrupt_before=["tool_exec"])
@@ -247,7 +247,7 @@ def test_offline_demo_answers_from_mocks_and_sends_nothing(tmp_path: Path) -> No
         "off",
     )
     assert run.returncode == ExitCode.PAUSED, run.stderr
-    assert "(profile smb, offline" in run.stdout
+    assert "profile smb, offline" in run.stdout
     assert (
         "adapter_fallback    lookup (crm.lookup_account): offline: its mock answers" in run.stdout
     )

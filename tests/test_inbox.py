@@ -22,7 +22,7 @@ from _support import KILLED_AT_CHECKPOINT, free_port
 
 from plangate import Plan, demo_outbox, open_checkpointer
 from plangate.errors import PlangateUsageError
-from plangate.run_setup import RunSetup
+from plangate.project import RunSetup
 from plangate.runs.locks import run_locks
 from plangate.server import create_app, listen
 from plangate.server._runs import STARTED_BY
@@ -43,11 +43,12 @@ class Inbox:
 
     def pause(self, thread: str, *, profile: str = "smb", started_by: str | None = None) -> None:
         """Run the demo plan in `thread` until it waits for approval, as `plangate run` does."""
-        setup = RunSetup(profile=profile, outbox=str(self.outbox))
+        setup = RunSetup(profile=profile)
         config = setup.config(thread)
         if started_by:
             config["metadata"][STARTED_BY] = started_by
-        out = setup.graph(str(self.db)).invoke({"plan": Plan.from_file(SALES)}, config)
+        graph = setup.graph(setup.project_for(str(self.db)), str(self.db))
+        out = graph.invoke({"plan": Plan.from_file(SALES)}, config)
         assert "__interrupt__" in out
 
     def wait(self, thread: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
@@ -549,7 +550,7 @@ def test_start_refuses_bad_plans_and_profiles_with_one_line(inbox: Inbox) -> Non
         ({"plan": "goal: x\nsteps:\n  - id: a\n    args: {}\n"}, "plan: step 'a', field 'tool'"),
         ({"plan": "goal: [unclosed"}, "plan is not valid YAML/JSON at line"),
         ({"plan": {"steps": []}}, "plan: field 'steps'"),
-        ({"plan": SALES.read_text(), "profile": "/etc/passwd"}, "profile: Input should be"),
+        ({"plan": SALES.read_text(), "profile": "/etc/passwd"}, "unknown profile '/etc/passwd'"),
         ({"plan": SALES.read_text(), "thread": "no spaces please"}, "thread id 'no spaces please'"),
     ]
     for body, message in cases:
@@ -856,7 +857,9 @@ def test_plangate_serve_prints_a_token_that_works(tmp_path: Path) -> None:
     try:
         port, token = served.port, served.token
         lines = served.lines()
-        assert lines[0].startswith(f"plangate inbox on http://127.0.0.1:{port}/ (database runs.db)")
+        assert lines[0].startswith(
+            f"plangate inbox on http://127.0.0.1:{port}/ (project built-in demo, database runs.db)"
+        )
         assert lines[1] == f"Token: {token}"
         assert len(token) >= 24
         assert lines[2].strip() == f"Open: http://127.0.0.1:{port}/#token={token}"

@@ -64,7 +64,6 @@ def _server_env(outbox: Path, profile: str) -> dict[str, str]:
     return {
         **env,
         "PLANGATE_PROFILE": profile,
-        "PLANGATE_OUTBOX": str(outbox),
         "LANGSMITH_TRACING": "false",
         "LANGCHAIN_TRACING_V2": "false",
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
@@ -119,7 +118,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("langgraph-dev")
-    outbox, log = workdir / "outbox.db", workdir / "server.log"
+    # The built-in demo (no plangate.yaml here) keeps its outbox in the server's folder.
+    outbox, log = workdir / "plangate-outbox.db", workdir / "server.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:

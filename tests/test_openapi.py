@@ -15,21 +15,18 @@ import base64
 import copy
 import importlib
 import json
-import os
 import re
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from _support import Runner, free_port, plan_of, thread
+from _support import BILLING_TOKEN as TOKEN
+from _support import Runner, Service, billing_service, free_port, plan_of, thread
 from langchain_core.tools import BaseTool
 from langgraph.types import Command
 
@@ -46,7 +43,6 @@ from plangate.errors import AdapterError
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, is_transient
 from plangate.plan import Action
 
-PEER = Path(__file__).parent / "peers" / "http_service.py"
 TECHNICAL = Profile(name="http-test", redact=False)
 RETRYING = Profile(name="http-retry", redact=False, retry=RetryPolicy(max_attempts=3))
 TOOLS = [
@@ -60,46 +56,14 @@ TOOLS = [
     "billing.get_customer",
     "billing.get_customer_balance",
 ]
-# The only token the service's `customers` operations accept; tests read it from BILLING_TOKEN.
-TOKEN = "tok-7f3a9c1e55d04b2a"
 AUTH = {"HTTPBearer": "${BILLING_TOKEN}"}
-
-
-@dataclass
-class Service:
-    """The running billing service, and what it has seen."""
-
-    url: str
-
-    def requests(self) -> list[dict[str, Any]]:
-        """Every request to its API: method, path, query, body, idempotency_key, headers."""
-        seen: list[dict[str, Any]] = httpx.get(f"{self.url}/_requests").json()
-        return seen
-
-    def refunds(self) -> list[dict[str, Any]]:
-        made: list[dict[str, Any]] = httpx.get(f"{self.url}/_refunds").json()
-        return made
 
 
 @pytest.fixture(scope="module")
 def running_service() -> Iterator[Service]:
     """The service in a process of its own on a free loopback port, for the whole module."""
-    port = free_port()
-    environment = {**os.environ, "BILLING_SERVICE_TOKEN": TOKEN}
-    process = subprocess.Popen([sys.executable, str(PEER), str(port)], env=environment)
-    service = Service(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 30
-    while True:  # wait until it answers
-        assert process.poll() is None, "the HTTP peer exited while starting"
-        try:
-            httpx.get(f"{service.url}/openapi.json").raise_for_status()
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, "the HTTP peer did not start answering"
-            time.sleep(0.05)
-    yield service
-    process.kill()
-    process.wait()
+    with billing_service() as service:
+        yield service
 
 
 @pytest.fixture

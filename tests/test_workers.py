@@ -27,7 +27,7 @@ from plangate import (
     open_checkpointer,
     pending_approvals,
 )
-from plangate.run_setup import RunSetup
+from plangate.project import RunSetup
 
 PEERS = Path(__file__).resolve().parent / "peers"
 sys.path.insert(0, str(PEERS))

@@ -41,6 +41,7 @@ from plangate.integrations.as_tool import as_tool
 from plangate.plan import Plan, PlanStep
 from plangate.preflight import PreflightProblem, PreflightReport, PreflightStep, preflight
 from plangate.profiles import Budget, Profile, RetryPolicy, ToolPolicy, load_profile
+from plangate.project import Project, ProjectError
 from plangate.result import ExecutionResult, StepResult
 from plangate.runs.checkpoint import aopen_checkpointer, open_checkpointer
 from plangate.runs.guarded_graph import PlangateGraph
@@ -90,6 +91,8 @@ __all__ = (
     "PreflightProblem",
     "PreflightReport",
     "PreflightStep",
+    "Project",
+    "ProjectError",
     "Profile",
     "ProfileError",
     "ProfileMismatch",

@@ -13,6 +13,7 @@ from langchain_core.tools import BaseTool
 
 from plangate.actions import StepPolicy, ToolDeclaration, step_policy, tool_declaration
 from plangate.actions import trusted_declaration as trusted_of
+from plangate.adapters.registry import LazyTools
 from plangate.approval import response_schema
 from plangate.plan import PlanStep
 from plangate.profiles import Profile
@@ -51,8 +52,10 @@ class Governance:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fingerprint", self.profile.fingerprint)
-        # Every declaration is read now, so that a bad one fails when the graph is built.
-        for name in {**self.mocks, **self.tools}:
+        # Every declaration is read now, so that a bad one fails when the graph is built; tools
+        # still to be loaded from their source (an MCP server) declare themselves as they load.
+        tools = self.tools.loaded if isinstance(self.tools, LazyTools) else self.tools
+        for name in {**self.mocks, **tools}:
             self.trusted(name)
 
     def trusted(self, name: str) -> ToolDeclaration:

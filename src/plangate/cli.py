@@ -1,4 +1,8 @@
-"""The `plangate` command: run a plan with the demo toolkit, list, approve, inspect.
+"""The `plangate` command: run a plan with a project's tools, list, approve, inspect.
+
+Every command works on a project (`plangate.yaml`, see `plangate.project`): the one `--project`
+or `PLANGATE_PROJECT` names, else the one in the current folder or its nearest parent, else the
+built-in demo. A run goes on under the project it started under, from any folder.
 
 Every user error (a missing file, a bad plan, an unknown thread, nothing pending) is one line on
 stderr and exit status 1; tracebacks are for bugs only. `ExitCode` says what every other exit
@@ -38,10 +42,9 @@ from plangate.errors import (
     RunNotFinished,
     UnknownThread,
 )
-from plangate.plan import Plan
+from plangate.plan import Plan, PlanStep
 from plangate.preflight import PreflightReport, preflight
-from plangate.profiles import BUILTIN_PROFILES, load_profile
-from plangate.run_setup import RunSetup, outbox_for
+from plangate.project import Project, RunSetup, demo_root, reader, write_template
 from plangate.runs.checkpoint import is_postgres_url, sqlite_path
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
@@ -105,9 +108,21 @@ app = typer.Typer(
 )
 
 DbOption = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--db", help="Checkpoint database: a path, sqlite:///path.db or postgresql://...."
+        "--db",
+        help="Checkpoint database: a path, sqlite:///path.db or postgresql://... "
+        "(default: the project's, else plangate.db).",
+    ),
+]
+ProjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        envvar="PLANGATE_PROJECT",
+        metavar="PATH",
+        help="The project file (plangate.yaml) or its folder (default: the one in this folder "
+        "or its nearest parent; else the built-in demo).",
     ),
 ]
 ThreadArg = Annotated[str, typer.Argument(metavar="THREAD", help="The run's thread id.")]
@@ -221,16 +236,30 @@ def human_duration(ms: float) -> str:
     return f"{value:,.1f}".removesuffix(".0") + f" {unit}"
 
 
+# The database a command uses when given no --db (`_where` sets it): hints leave it out.
+_implied_db = [DEFAULT_DB]
+
+
 def _db_flag(db: str) -> str:
-    return "" if db == DEFAULT_DB else f" --db {db}"
+    return "" if db in (DEFAULT_DB, _implied_db[0]) else f" --db {db}"
+
+
+def _where(project: str | None, db: str | None) -> tuple[Project | None, str]:
+    """The project the command works in (the one named, else the nearest), and its database:
+    `--db`, else the project's, else `plangate.db`."""
+    found = Project.find(project)
+    _implied_db[0] = found.db if found else DEFAULT_DB
+    return found, db or _implied_db[0]
+
+
+def _runs_of(project: str | None, db: str | None) -> tuple[Project | None, str]:
+    """For commands on existing runs: the project named with --project (a run goes on under
+    its own project unless one is named) and the database (see `_where`)."""
+    found, url = _where(project, db)
+    return (found if project else None), url
 
 
 # --- reading runs -----------------------------------------------------------------------------
-
-
-def _profile_ref(profile: str) -> str:
-    """What to store so that a later `approve` rebuilds the same profile from any directory."""
-    return profile if profile in BUILTIN_PROFILES else str(Path(profile).resolve())
 
 
 def _require_db(db: str) -> None:
@@ -247,20 +276,32 @@ def _require_db(db: str) -> None:
 
 
 def _reader(db: str) -> PlangateGraph:
-    """A graph over an existing database, for listing its runs."""
+    """A graph over an existing database, for reading its runs; it loads no tools. A project's
+    database that no run has made yet reads as empty (and is not made by reading it)."""
+    implied = db != DEFAULT_DB and db == _implied_db[0] and not is_postgres_url(db)
+    if implied and not Path(sqlite_path(db)).exists():
+        return reader("sqlite:///:memory:")
     _require_db(db)
-    return RunSetup.reader(db).graph(db)
+    return reader(db)
 
 
-def _existing(db: str, thread: str) -> tuple[PlangateGraph, RunnableConfig, StateSnapshot]:
-    """The graph and config a thread was started with, from its checkpoint metadata, and the
-    thread's state as read to find them (rebuilding it again would cost as much)."""
+def _read(db: str, thread: str) -> tuple[PlangateGraph, StateSnapshot]:
+    """A reader of `db` and the state of `thread` in it."""
     probe = _reader(db)
     snapshot = probe.get_state({"configurable": {"thread_id": thread}})
     if not snapshot.values and not snapshot.next:
         raise UnknownThread(thread)
-    setup = RunSetup.of(snapshot, db)
-    return setup.graph(db), setup.config(thread), snapshot
+    return probe, snapshot
+
+
+def _existing(
+    db: str, thread: str, project: Project | None
+) -> tuple[PlangateGraph, RunnableConfig, StateSnapshot]:
+    """The graph and config a thread was started with (in its own project, unless `project`
+    is named), from its checkpoint metadata, and the thread's state as read to find them."""
+    _, snapshot = _read(db, thread)
+    setup = RunSetup.of(snapshot)
+    return setup.graph(setup.project_for(db, project), db), setup.config(thread), snapshot
 
 
 def _saver(graph: PlangateGraph) -> BaseCheckpointSaver[Any]:
@@ -378,14 +419,19 @@ def _print_pending(thread: str, request: Mapping[str, Any], db: str) -> None:
     )
 
 
-def _actions(graph: PlangateGraph, values: Mapping[str, Any]) -> dict[str, str]:
-    """Each step's effective action and where it came from (`execute (tool)`), as the graph
-    governs it."""
-    if not values.get("plan"):
-        return {}
-    plan = Plan.model_validate(values["plan"])
-    policies = {step.id: graph.governance.policy(step) for step in plan.steps}
-    return {step: f"{p.action} ({p.source})" for step, p in policies.items()}
+def _actions(values: Mapping[str, Any]) -> dict[str, str]:
+    """Each step's effective action and where it came from (`execute (tool)`), as its outcome
+    or its approval request records it: reading a run reaches none of its tools."""
+    outcomes: Mapping[str, Any] = values.get("outcomes") or {}
+    found = {
+        step: f"{outcome['action']} ({outcome.get('action_source')})"
+        for step, outcome in outcomes.items()
+        if outcome.get("action")
+    }
+    request = (values.get("current") or {}).get("request")
+    if request and request.get("step_id") not in found:
+        found[request["step_id"]] = f"{request['action']} ({request.get('action_source')})"
+    return found
 
 
 def _decided(approval: Mapping[str, Any]) -> str:
@@ -552,7 +598,7 @@ def _drive(
             _print_pending(thread, requests[0], db)
             code = ExitCode.PAUSED
         elif result:
-            _print_result(result, _actions(graph, snapshot.values), thread=thread, db=db)
+            _print_result(result, _actions(snapshot.values), thread=thread, db=db)
             code = _RESULT_CODES[result["status"]]
         else:  # not seen: a stream ends paused or finished
             _say(f"Run {thread} has not finished; `plangate resume {thread}{_db_flag(db)}`.")
@@ -599,85 +645,104 @@ def _custom_events(chunks: Iterator[Any]) -> Iterator[dict[str, Any]]:
 # --- commands ---------------------------------------------------------------------------------
 
 
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        help="A profile of the project's, enterprise, smb, technical, or a profile file "
+        "(default: the project's)."
+    ),
+]
+OfflineOption = Annotated[
+    bool, typer.Option("--offline", help="Call every tool's mock; nothing is sent.")
+]
+FixturesOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        metavar="FILE",
+        help="Fixture file of mocks (repeatable); replaces the project's mock of a tool.",
+    ),
+]
+
+
+def _project(project: str | None, db: str | None) -> tuple[Project, str]:
+    """The project new runs start in, and its database; without a project file, the built-in
+    demo beside the database."""
+    found, url = _where(project, db)
+    return found or Project.demo(demo_root(url)), url
+
+
 @app.command(epilog=_RUN_EXITS)
 def run(
     plan: Annotated[Path, typer.Argument(help="Plan file (YAML or JSON).")],
     *,
-    profile: Annotated[
-        str, typer.Option(help="enterprise, smb, technical, or a profile file.")
-    ] = "enterprise",
-    db: DbOption = DEFAULT_DB,
+    profile: ProfileOption = None,
+    project: ProjectOption = None,
+    db: DbOption = None,
     thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
-    outbox: Annotated[
-        str | None, typer.Option(help="Demo outbox file (default: beside the database).")
-    ] = None,
-    offline: Annotated[
-        bool, typer.Option("--offline", help="Call every tool's mock; nothing is sent.")
-    ] = False,
-    fixtures: Annotated[
-        list[Path] | None,
-        typer.Option(
-            metavar="FILE", help="Fixture file of mocks (repeatable); replaces the demo's per tool."
-        ),
-    ] = None,
+    offline: OfflineOption = False,
+    fixtures: FixturesOption = None,
 ) -> None:
-    """Run a plan with the demo toolkit; stops when a step needs approval.
+    """Run a plan with the project's tools; stops when a step needs approval.
 
     On a terminal, each step's trace line says `step k of N`. Ctrl-C stops the run between two
     of its writes; `plangate resume THREAD` goes on.
     """
     parsed = Plan.from_file(plan)
-    name = load_profile(profile).name  # before the path is resolved: errors name what was typed
-    setup = RunSetup(
-        profile=_profile_ref(profile),
-        outbox=str(Path(outbox).resolve()) if outbox else outbox_for(db),
-        offline=offline,
-        fixtures=tuple(str(path.resolve()) for path in fixtures or ()),
+    where, url = _project(project, db)
+    rules = where.load_profile(profile)  # errors name the profile as it was typed
+    setup = RunSetup.start(
+        where, profile=profile, offline=offline, fixtures=[str(path) for path in fixtures or ()]
     )
-    graph = setup.graph(db)  # checks the profile and fixtures before anything is stored
+    graph = setup.graph(where, url)  # checks the profile and fixtures before anything is stored
+    if not offline:  # reach the servers the plan needs now: one that is down stores nothing
+        for step in parsed.steps:
+            graph.tools.get(step.tool)
     thread_id = thread or f"run-{uuid.uuid4().hex[:8]}"
     mode = ", offline" if offline else ""
-    _say(f"Thread {thread_id} (profile {name}{mode}, database {db})")
+    _say(f"Thread {thread_id} (project {where.name}, profile {rules.name}{mode}, database {url})")
     steps = [step.id for step in parsed.steps]
-    raise typer.Exit(_drive(graph, {"plan": parsed}, setup.config(thread_id), db, steps=steps))
+    raise typer.Exit(_drive(graph, {"plan": parsed}, setup.config(thread_id), url, steps=steps))
 
 
 @app.command()
 def check(
     plan: Annotated[Path, typer.Argument(help="Plan file (YAML or JSON).")],
     *,
-    profile: Annotated[
-        str, typer.Option(help="enterprise, smb, technical, or a profile file.")
-    ] = "enterprise",
+    profile: ProfileOption = None,
+    project: ProjectOption = None,
     offline: Annotated[
         bool, typer.Option("--offline", help="Check against the mocks, as --offline runs.")
     ] = False,
-    fixtures: Annotated[
-        list[Path] | None,
-        typer.Option(metavar="FILE", help="Fixture file of mocks (repeatable), as for run."),
-    ] = None,
+    fixtures: FixturesOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON (PreflightReport).")
     ] = False,
 ) -> None:
-    """Check a plan against the demo toolkit and a profile before anything runs: unknown or
+    """Check a plan against the project's tools and a profile before anything runs: unknown or
     blocked tools, args against each tool's schema, each step's effective action, risk and
     whether it will ask, and the budget tier it would run out of. Exits 1 on a problem."""
     try:
         document = read_document(plan, what="plan")
     except ValueError as exc:
         raise PlangateUsageError(str(exc)) from None
-    setup = RunSetup(
-        profile=_profile_ref(profile),
-        offline=offline,
-        fixtures=tuple(str(path.resolve()) for path in fixtures or ()),
+    where, _ = _project(project, None)
+    setup = RunSetup.start(
+        where, profile=profile, offline=offline, fixtures=[str(path) for path in fixtures or ()]
     )
-    report = preflight(setup.graph(None), document)
+    report = preflight(setup.graph(where, None), document)
     if as_json:
         _say(json.dumps(report.model_dump(mode="json"), ensure_ascii=False))
     else:
         _print_report(report)
     raise typer.Exit(ExitCode.SUCCESS if report.ok else ExitCode.USER_ERROR)
+
+
+def _print_rows(rows: Sequence[Sequence[str]]) -> None:
+    """A table: its first row the header, each cell made visible before it is measured."""
+    shown = [[visible(str(cell)) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in shown) for i in range(len(shown[0]))]
+    for row in shown:
+        _say("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _print_report(report: PreflightReport) -> None:
@@ -697,10 +762,7 @@ def _print_report(report: PreflightReport) -> None:
             )
         )
     if report.steps:
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-            _say(f"  {line.rstrip()}")
+        _print_rows(rows)
     if report.ok:
         _say(f"No problem found under profile {report.profile}.")
         return
@@ -713,12 +775,94 @@ def _print_report(report: PreflightReport) -> None:
 
 
 @app.command()
-def pending(db: DbOption = DEFAULT_DB) -> None:
+def tools(
+    profile: ProfileOption = None,
+    project: ProjectOption = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Also list the tools only a mock stands for.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List the project's tools: source, domain, effective action and where it comes from,
+    risk, and whether the profile lets it run and makes it ask.
+
+    Reaches every MCP server and OpenAPI document of the project.
+    """
+    where, _ = _project(project, None)
+    graph = where.graph(profile=profile, offline=offline)
+    governance = graph.governance
+    names = list(graph.tools)
+    mocked = [name for name in governance.mocks if name not in graph.tools] if offline else []
+    rows = []
+    for name in sorted({*names, *mocked}):
+        policy = governance.policy(PlanStep(id="tool", tool=name))
+        rows.append(
+            {
+                "tool": name,
+                "source": "mock" if name in mocked else where.tools.source_of(name),
+                "domain": name.split(".", 1)[0],
+                "action": policy.action,
+                "action_source": policy.source,
+                "irreversible": policy.irreversible,
+                "risk": policy.risk,
+                "allowed": governance.profile.allows(name),
+                "asks": policy.needs_approval,
+            }
+        )
+    if as_json:
+        for row in rows:
+            _say(json_line(row))
+        return
+    _say(
+        f"{_plural(len(rows), 'tool')} of project {where.name}, profile {governance.profile.name}:"
+    )
+    _print_rows(
+        [("tool", "source", "domain", "action", "risk", "runs")]
+        + [
+            (
+                str(row["tool"]),
+                str(row["source"]),
+                str(row["domain"]),
+                f"{row['action']} ({row['action_source']})"
+                + (", irreversible" if row["irreversible"] else ""),
+                str(row["risk"]),
+                ("asks" if row["asks"] else "yes") if row["allowed"] else "blocked",
+            )
+            for row in rows
+        ]
+    )
+
+
+@app.command()
+def init(
+    folder: Annotated[
+        Path, typer.Argument(help="Where to write the project (default: this folder).")
+    ] = Path("."),
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Write the demo project (a sales workflow) instead.")
+    ] = False,
+) -> None:
+    """Write a starter project: plangate.yaml, a toolkit of your own (tools.py) and a plan.
+
+    Refuses to overwrite a file that is there.
+    """
+    written = write_template("demo" if demo else "starter", folder)
+    _say(*(f"wrote {path}" for path in written))
+    plan = next(
+        path.name for path in written if path.suffix == ".yaml" and path.name != "plangate.yaml"
+    )
+    where = "" if folder.resolve() == Path.cwd() else f"cd {folder} && "
+    _say(f"Next: {where}plangate tools && plangate check {plan} && plangate run {plan}")
+
+
+@app.command()
+def pending(db: DbOption = None, project: ProjectOption = None) -> None:
     """List every run in the database that waits for an approval.
 
     A request past its deadline is marked EXPIRED: `plangate expire` closes it. `plangate runs`
     also lists the runs that stopped mid-way.
     """
+    _, db = _where(project, db)
     graph = _reader(db)
     now = utc_now()
     found = False
@@ -740,7 +884,8 @@ def pending(db: DbOption = DEFAULT_DB) -> None:
 
 @app.command()
 def runs(
-    db: DbOption = DEFAULT_DB,
+    db: DbOption = None,
+    project: ProjectOption = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Also list the finished runs.")] = False,
 ) -> None:
     """List the runs that have not finished, newest first, each with what to do next.
@@ -749,6 +894,7 @@ def runs(
     `running` (another process runs it now), or `waiting` for an approval. Reads every run's
     latest checkpoint, where `pending` reads only the waiting runs'.
     """
+    _, db = _where(project, db)
     graph = _reader(db)
     flag = _db_flag(db)
     now = utc_now()
@@ -789,12 +935,13 @@ def _waiting_line(
 
 
 @app.command()
-def expire(db: DbOption = DEFAULT_DB) -> None:
+def expire(db: DbOption = None, project: ProjectOption = None) -> None:
     """Close every approval that expired unanswered: each run goes on as its profile says.
 
     Exits 0 whatever the runs it closed did next (each one's outcome is printed); a run it
     cannot go on with is printed as skipped.
     """
+    named, db = _runs_of(project, db)
     graph = _reader(db)
     now = utc_now()
     expired = [thread for thread, request in pending_approvals(graph) if is_expired(request, now)]
@@ -804,7 +951,7 @@ def expire(db: DbOption = DEFAULT_DB) -> None:
         _say("", f"{thread}: approval expired")
         try:
             # Each run goes on under its own setup (profile, offline mode), not the probe's.
-            run_graph, config, snapshot = _existing(db, thread)
+            run_graph, config, snapshot = _existing(db, thread, named)
             _drive(
                 run_graph,
                 Command(resume=EXPIRED_DECISION),
@@ -826,7 +973,8 @@ def approve(
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
     step: StepOption = None,
-    db: DbOption = DEFAULT_DB,
+    db: DbOption = None,
+    project: ProjectOption = None,
 ) -> None:
     """Approve the pending step of a run (with --args, edit it first) and go on.
 
@@ -846,17 +994,19 @@ def approve(
             raise PlangateUsageError(
                 f"--args is not valid JSON: {exc.msg} at char {exc.pos}"
             ) from None
-    raise typer.Exit(_decide(thread, decision, step, db))
+    raise typer.Exit(_decide(thread, decision, step, *_runs_of(project, db)))
 
 
 def _requests(snapshot: StateSnapshot) -> list[dict[str, Any]]:
     return [i.value for i in snapshot.interrupts if is_approval_request(i.value)]
 
 
-def _decide(thread: str, decision: dict[str, Any], step: str | None, db: str) -> ExitCode:
+def _decide(
+    thread: str, decision: dict[str, Any], step: str | None, project: Project | None, db: str
+) -> ExitCode:
     """Bind `decision` to the request the run waits on now (the one of `step`, if given),
-    show that request, and resume the run with it."""
-    graph, config, snapshot = _existing(db, thread)
+    show that request, and resume the run with it (in `project`, if named)."""
+    graph, config, snapshot = _existing(db, thread, project)
     requests = _requests(snapshot)
     if not requests:
         with graph.hold(config):  # `ResumeConflict` while another process runs it
@@ -902,7 +1052,8 @@ def reject(
     reason: Annotated[str, typer.Option(help="Why the step is rejected (recorded).")],
     approver: ApproverOption = None,
     step: StepOption = None,
-    db: DbOption = DEFAULT_DB,
+    db: DbOption = None,
+    project: ProjectOption = None,
 ) -> None:
     """Reject the pending step of a run and go on (or halt, as the profile says).
 
@@ -912,17 +1063,18 @@ def reject(
     if not reason.strip():
         raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
     decision = {"decision": "reject", "reason": reason, "approver": approver or _user()}
-    raise typer.Exit(_decide(thread, decision, step, db))
+    raise typer.Exit(_decide(thread, decision, step, *_runs_of(project, db)))
 
 
 @app.command(epilog=_RUN_EXITS)
-def resume(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
+def resume(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None) -> None:
     """Continue a run whose process stopped mid-way (Ctrl-C, a crash, a kill).
 
     The step it was in runs again with the same idempotency key, so tools that honour it do not
     act twice. `plangate runs` lists the runs that stopped.
     """
-    graph, config, snapshot = _existing(db, thread)
+    named, db = _runs_of(project, db)
+    graph, config, snapshot = _existing(db, thread, named)
     if snapshot.interrupts:
         raise PlangateUsageError(
             f"run {thread!r} is waiting for an approval",
@@ -940,7 +1092,8 @@ def resume(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
 @app.command()
 def show(
     thread: ThreadArg,
-    db: DbOption = DEFAULT_DB,
+    db: DbOption = None,
+    project: ProjectOption = None,
     full: Annotated[
         bool,
         typer.Option("--full", help=f"Print every step, also past {SUMMARY_OVER} steps."),
@@ -951,8 +1104,9 @@ def show(
 
     Past 50 steps, the table is summarised: the count per status and the first steps not ok.
     """
-    graph, _, snapshot = _existing(db, thread)
-    actions = _actions(graph, snapshot.values)
+    _, db = _where(project, db)
+    graph, snapshot = _read(db, thread)
+    actions = _actions(snapshot.values)
     result = snapshot.values.get("result")
     if snapshot.interrupts:
         _print_done(snapshot.values, actions, thread=thread, db=db, full=full)
@@ -975,19 +1129,21 @@ def show(
 
 
 @app.command()
-def trace(thread: ThreadArg, db: DbOption = DEFAULT_DB) -> None:
+def trace(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None) -> None:
     """Print a run's whole trace as JSON lines.
 
     Control and bidi characters in strings are written as \\uXXXX escapes (still the same JSON).
     """
-    graph, config, _ = _existing(db, thread)
-    for event in get_trace(graph, config):
+    _, db = _where(project, db)
+    graph, _ = _read(db, thread)
+    for event in get_trace(graph, {"configurable": {"thread_id": thread}}):
         _say(json_line(event))
 
 
 @app.command()
 def serve(
-    db: DbOption = DEFAULT_DB,
+    db: DbOption = None,
+    project: ProjectOption = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[
         int, typer.Option(help="Port to listen on (0: one the system picks).", min=0, max=65535)
@@ -1011,17 +1167,18 @@ def serve(
             f"`plangate serve` needs {exc.name or 'fastapi and uvicorn'}",
             hint="install plangate's `server` extra (from a checkout: pip install '.[server]')",
         ) from None
+    where, db = _project(project, db)
     given = token or os.environ.get("PLANGATE_TOKEN")
     secret = given or secrets.token_urlsafe(24)
     loopback = host in ("127.0.0.1", "localhost", "::1")
     # On loopback, only requests addressed to loopback names: a second wall behind the token,
     # against a web page reaching the inbox through a DNS-rebound host name.
     hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else None
-    inbox = create_app(db, token=secret, allowed_hosts=hosts)
+    inbox = create_app(db, token=secret, allowed_hosts=hosts, project=where)
     sock = listen(host, port)  # bound before the URL is printed, so that it names the real port
     port = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
-    _say(f"plangate inbox on {url} (database {db})")
+    _say(f"plangate inbox on {url} (project {where.name}, database {db})")
     if given:
         _say(f"Token: the one given (--token or PLANGATE_TOKEN); open {url}#token=...")
     else:

@@ -49,6 +49,10 @@ class StepResult(BaseModel):
     failure_context: FailureInfo | None = None
     mocked: bool = False
     """The output came from a mock (offline, or a fallback), not from the real tool."""
+    action: Literal["read", "propose", "execute"] | None = None
+    """The effective action the tool ran under (`None`: the tool never ran)."""
+    action_source: str | None = None
+    """Who said so: `profile`, `tool`, `mcp`, `openapi`, `default` or `plan`."""
 
 
 class ExecutionResult(BaseModel):

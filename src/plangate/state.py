@@ -75,6 +75,9 @@ class StepOutcome(TypedDict):
     approval: ApprovalRecord | None
     failure_context: FailureContext | None
     mocked: bool
+    # The effective action the tool ran under, and who said it (`plangate.actions`).
+    action: NotRequired[str]
+    action_source: NotRequired[str]
 
 
 class ApprovalRequest(TypedDict):

@@ -1,13 +1,18 @@
 """Integrations: the plangate graph as LangGraph's own server serves it (`langgraph dev`,
 `langgraph.json`).
 
-`langgraph.json` names `plangate.integrations.langgraph_server:graph`. The server imports this
-module once at startup, so a bad setting stops the server there, with one line naming the
-variable, rather than failing the first run. Two environment variables configure it:
+`langgraph.json` names `plangate.integrations.langgraph_server:graph` (`plangate init` writes
+one beside the project file). The server imports this module once at startup, so a bad setting
+stops the server there, with one line naming the file or variable, rather than failing the first
+run. It serves a project's graph:
 
-- `PLANGATE_PROFILE`: `enterprise`, `smb` (the default), `technical`, or a profile file's path.
-- `PLANGATE_OUTBOX`: the SQLite file the demo toolkit's `email.send` writes to
-  (default `plangate-outbox.db` in the server's working directory).
+- `PLANGATE_PROJECT`: the project file (or its folder); default: the `plangate.yaml` of the
+  server's working folder or its nearest parent, else the built-in demo in that folder.
+- `PLANGATE_PROFILE`: a profile of the project's, a built-in, or a profile file's path; default:
+  the project's `profile`.
+
+The project's MCP servers and OpenAPI documents are reached when a run first needs one of their
+tools, not at startup.
 
 The graph is compiled without a checkpointer: for each run the server uses a copy of it that
 carries the server's own checkpointer and store. That copy is still a `PlangateGraph` with a
@@ -17,7 +22,7 @@ paused, ready for a correct decision.
 
 Example:
     >>> from plangate.integrations.langgraph_server import graph_from_env
-    >>> graph_from_env({"PLANGATE_PROFILE": "technical", "PLANGATE_OUTBOX": "/tmp/o.db"}).name
+    >>> graph_from_env({"PLANGATE_PROFILE": "technical"}).name
     'plangate'
 """
 
@@ -25,20 +30,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 
-from plangate.adapters import demo_toolkit
 from plangate.errors import PlangateUsageError, ProfileError
-from plangate.graph import build_graph
-from plangate.profiles import load_profile
+from plangate.project import Project
 from plangate.runs.guarded_graph import PlangateGraph
 
 __all__ = (
-    "DEFAULT_OUTBOX",
-    "DEFAULT_PROFILE",
-    "OUTBOX_ENV",
     "PROFILE_ENV",
     "ServedPlangateGraph",
     "graph",
@@ -46,9 +47,6 @@ __all__ = (
 )
 
 PROFILE_ENV = "PLANGATE_PROFILE"
-OUTBOX_ENV = "PLANGATE_OUTBOX"
-DEFAULT_PROFILE = "smb"
-DEFAULT_OUTBOX = "plangate-outbox.db"
 
 
 class ServedPlangateGraph(PlangateGraph):
@@ -93,29 +91,37 @@ def _for_clients(exc: PlangateUsageError) -> ValueError:
     return error(str(exc))
 
 
-def graph_from_env(environ: Mapping[str, str] | None = None) -> ServedPlangateGraph:
-    """Build the served graph: the demo toolkit under the profile the environment names.
+def graph_from_env(
+    environ: Mapping[str, str] | None = None, *, folder: Path | None = None
+) -> ServedPlangateGraph:
+    """Build the served graph: the project's tools under the profile the environment names.
 
     Args:
-        environ: Where to read `PLANGATE_PROFILE` and `PLANGATE_OUTBOX`; `os.environ` if `None`.
+        environ: Where to read `PLANGATE_PROJECT` and `PLANGATE_PROFILE`; `os.environ` if
+            `None`.
+        folder: Where to look for `plangate.yaml` (and root the built-in demo); default: the
+            working folder.
 
     Returns:
         A `ServedPlangateGraph` without a checkpointer (the server provides one).
 
     Raises:
-        ProfileError: `PLANGATE_PROFILE` names no built-in profile and no valid profile file;
-            the message starts with the variable and its value.
+        ProjectError: The project file is missing or invalid.
+        ProfileError: `PLANGATE_PROFILE` names no profile of the project's, no built-in and no
+            valid profile file; the message starts with the variable and its value.
     """
     env = os.environ if environ is None else environ
-    profile_name = env.get(PROFILE_ENV) or DEFAULT_PROFILE
+    where = folder or Path.cwd()
+    project = Project.find(start=where, environ=env) or Project.demo(where, environ=env)
+    profile_name = env.get(PROFILE_ENV)
     try:
-        profile = load_profile(profile_name)
+        built = project.graph(profile=profile_name or None)
     except ProfileError as exc:
+        if not profile_name:
+            raise
         raise ProfileError(
             f"{PROFILE_ENV}={profile_name!r}: {exc.message}", field=exc.field, hint=exc.hint
         ) from None
-    outbox = env.get(OUTBOX_ENV) or DEFAULT_OUTBOX
-    built = build_graph(demo_toolkit(outbox), profile=profile, checkpointer=None)
     # The same attributes, so the same graph; only the class differs (as `Pregel.copy` does).
     return ServedPlangateGraph(**{k: v for k, v in built.__dict__.items() if k != "__orig_class__"})
 

@@ -92,6 +92,8 @@ class _ToolCall:
     usage: BudgetUsage
     warned: list[str]
     writer: TraceWriter
+    action: str = "execute"
+    action_source: str = "default"
     started: float = 0.0
     attempts: int = 0
 
@@ -186,6 +188,7 @@ def _begin(state: PlanState, step: PlanStep, governance: Governance) -> _ToolCal
     if offline:
         writer.emit("adapter_fallback", {"reason": "offline"}, step=step)
     policy = governance.policy(step)
+    call.action, call.action_source = policy.action, policy.source
     writer.emit(
         "tool_call_start",
         {
@@ -221,6 +224,9 @@ def _end(call: _ToolCall, output: Any, error: Exception | None) -> dict[str, Any
         "approval": call.current.get("approval"),
         "failure_context": None,
         "mocked": call.mocked,
+        # Kept so that reading a run shows each step's action without reaching its tool.
+        "action": call.action,
+        "action_source": call.action_source,
     }
     if error is None:
         outcome["output"] = jsonable(output)

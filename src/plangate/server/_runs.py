@@ -1,6 +1,6 @@
 """What the inbox reads and does, without HTTP: the runs of one checkpoint database, each
-rebuilt under the setup `plangate run` stored with it (`RunSetup`), so the server, the CLI and
-any worker drive the same graph.
+rebuilt in the project and under the setup `plangate run` stored with it (`RunSetup`), so the
+server, the CLI and any worker drive the same graph. New runs start in the server's project.
 
 Runs the server resumes or starts go on in a pool of worker threads: the request returns once
 the run has made its first move (or refused to: a conflict, a bad decision), and the page
@@ -42,8 +42,8 @@ from plangate.errors import (
     UnknownThread,
 )
 from plangate.plan import Plan, parse_plan
-from plangate.profiles import BUILTIN_PROFILES, Budget, Profile, load_profile
-from plangate.run_setup import RunSetup, outbox_for
+from plangate.profiles import Budget, Profile
+from plangate.project import Project, RunSetup, demo_root, reader
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
     get_trace,
@@ -106,14 +106,26 @@ class RunService:
 
     Args:
         db: The checkpoint database, as `plangate run --db` takes it.
+        project: Where new runs start (its tools, its profiles); default: the built-in demo
+            beside the database. A run goes on in the project it started in.
         workers: Runs that may go on at once in this process.
         start_timeout: Seconds a request waits for a run it started or resumed to make its
             first move before answering anyway.
     """
 
-    def __init__(self, db: str, *, workers: int = 8, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        db: str,
+        *,
+        project: Project | None = None,
+        workers: int = 8,
+        start_timeout: float = 10.0,
+    ) -> None:
         self.db = db
-        self._outbox = outbox_for(db)
+        self.project = project or Project.demo(demo_root(db))
+        self._projects: dict[str, Project] = {}
+        if self.project.file:
+            self._projects[str(self.project.file)] = self.project
         self._graphs: dict[RunSetup, PlangateGraph] = {}
         self._guard = threading.Lock()
         self._active: set[str] = set()
@@ -121,7 +133,7 @@ class RunService:
         # starts never finds its lock taken by this server's own look at it.
         self._probing = threading.Lock()
         self._start_timeout = start_timeout
-        self._probe = self._graph(RunSetup.reader(db))
+        self._probe = reader(db)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="plangate-run")
 
     def close(self) -> None:
@@ -130,11 +142,19 @@ class RunService:
 
     # -- reading -------------------------------------------------------------------------
 
+    def _project_of(self, setup: RunSetup) -> Project:
+        """The project a run goes on in, loaded once per file (its tools with it)."""
+        with self._guard:
+            if setup.project not in self._projects:
+                self._projects[setup.project] = setup.project_for(self.db)
+            return self._projects[setup.project]
+
     def _graph(self, setup: RunSetup) -> PlangateGraph:
         """One graph (and one checkpointer connection) per distinct setup, reused by all runs."""
+        project = self._project_of(setup)
         with self._guard:
             if setup not in self._graphs:
-                self._graphs[setup] = setup.graph(self.db)
+                self._graphs[setup] = setup.graph(project, self.db)
             return self._graphs[setup]
 
     @property
@@ -151,7 +171,7 @@ class RunService:
 
     def _setup(self, snapshot: StateSnapshot) -> RunSetup:
         """The setup a run was started with, as `plangate approve` rebuilds it."""
-        return RunSetup.of(snapshot, self.db)
+        return RunSetup.of(snapshot)
 
     def _saved(self, thread: str) -> CheckpointTuple:
         saved = self._saver.get_tuple(_thread_config(thread))
@@ -187,8 +207,8 @@ class RunService:
 
     def _profile(self, setup: RunSetup) -> Profile | None:
         try:
-            return load_profile(setup.profile)
-        except ProfileError:  # a profile file that has gone since the run started
+            return self._project_of(setup).load_profile(setup.profile)
+        except ProfileError:  # a profile file (or project) that has gone since the run started
             return None
 
     def pending(self) -> list[dict[str, Any]]:
@@ -460,13 +480,14 @@ class RunService:
         self,
         *,
         plan: Any,
-        profile: str,
+        profile: str | None = None,
         thread: str | None = None,
         offline: bool = False,
         started_by: str | None = None,
     ) -> dict[str, Any]:
-        """Start a plan (YAML/JSON text, a mapping, or a list of steps) with the demo toolkit,
-        as `plangate run` does, and return once it has made its first move.
+        """Start a plan (YAML/JSON text, a mapping, or a list of steps) in the server's project
+        under one of its profiles (default: the project's), as `plangate run` does, and return
+        once it has made its first move.
 
         Raises:
             PlanValidationError, ProfileError, ThreadExists, PlangateUsageError.
@@ -477,10 +498,13 @@ class RunService:
             except ValueError as exc:
                 raise PlanValidationError(str(exc)) from None
         parsed = parse_plan(plan, source="plan")
-        if profile not in BUILTIN_PROFILES:
+        profile = profile or self.project.spec.profile
+        if profile not in self.project.profile_names:
             # Never a file path: the page must not make the server read files.
             raise ProfileError(
-                f"unknown profile {profile!r}", field="profile", hint=", ".join(BUILTIN_PROFILES)
+                f"unknown profile {profile!r}",
+                field="profile",
+                hint=", ".join(self.project.profile_names),
             )
         thread = thread or f"run-{uuid.uuid4().hex[:8]}"
         if not _THREAD_ID.fullmatch(thread):
@@ -490,10 +514,12 @@ class RunService:
             )
         if self._saver.get_tuple(_thread_config(thread)) is not None:
             raise ThreadExists(thread)
-        setup = RunSetup(profile=profile, outbox=self._outbox, offline=offline)
-        self._launch(
-            thread, self._graph(setup), {"plan": parsed}, self._config(setup, thread, started_by)
-        )
+        setup = RunSetup.start(self.project, profile=profile, offline=offline)
+        graph = self._graph(setup)
+        if not offline:  # reach the servers the plan needs now: one that is down stores nothing
+            for step in parsed.steps:
+                graph.tools.get(step.tool)
+        self._launch(thread, graph, {"plan": parsed}, self._config(setup, thread, started_by))
         return {"thread": thread, "profile": profile, "offline": offline}
 
     @staticmethod

@@ -46,7 +46,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -65,7 +65,7 @@ from plangate.errors import (
     StaleDecision,
     UnknownThread,
 )
-from plangate.profiles import BUILTIN_PROFILES
+from plangate.project import Project
 from plangate.server._runs import FINISHED, NotStopped, RunService, ThreadExists
 
 __all__ = ("create_app",)
@@ -107,7 +107,9 @@ class StartRequest(BaseModel):
     plan: str | dict[str, Any] | list[Any] = Field(
         description="The plan: YAML or JSON text, or the plan itself."
     )
-    profile: Literal["enterprise", "smb", "technical"] = "enterprise"
+    profile: str | None = Field(
+        default=None, description="One of /api/info's profiles (default: the project's)."
+    )
     thread: str | None = None
     offline: bool = False
     started_by: str | None = None
@@ -185,6 +187,7 @@ def create_app(
     token: str,
     allowed_hosts: Sequence[str] | None = None,
     poll_interval: float = 0.25,
+    project: Project | None = None,
 ) -> FastAPI:
     """The inbox app over the checkpoint database `db` (a path, `sqlite:///...` or
     `postgresql://...`), with runs set up as `plangate run` sets them up.
@@ -196,6 +199,8 @@ def create_app(
             loopback, `["127.0.0.1", "localhost"]` keeps other web sites from reaching the
             inbox through a DNS-rebound name: a second wall behind the token.
         poll_interval: Seconds between the event stream's looks at the checkpointer.
+        project: Where runs started from the page run (its tools and profiles); default: the
+            built-in demo beside the database.
 
     Example:
         >>> import uvicorn
@@ -204,7 +209,7 @@ def create_app(
     """
     if not token:
         raise PlangateUsageError("the inbox needs a token", hint="pass --token or PLANGATE_TOKEN")
-    service = RunService(db)
+    service = RunService(db, project=project)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -259,7 +264,9 @@ def create_app(
     @app.get("/api/info")
     def info() -> dict[str, Any]:
         return {
-            "profiles": list(BUILTIN_PROFILES),
+            "profiles": service.project.profile_names,
+            "default_profile": service.project.spec.profile,
+            "project": service.project.name,
             "database": re.sub(r"//[^@/]*@", "//", db),  # no password on the page
             "server_time": iso(utc_now()),
         }

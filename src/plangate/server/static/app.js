@@ -839,7 +839,7 @@
     text.value = EXAMPLE_PLAN;
     const file = h("input", { type: "file", id: "plan-file", accept: ".yaml,.yml,.json,text/yaml,application/json" });
     file.addEventListener("change", async () => { if (file.files[0]) text.value = await file.files[0].text(); });
-    const profile = h("select", { id: "profile" }, info.profiles.map((p) => h("option", { value: p, selected: p === "smb" }, p)));
+    const profile = h("select", { id: "profile" }, info.profiles.map((p) => h("option", { value: p, selected: p === (info.default_profile || "smb") }, p)));
     const thread = h("input", { id: "thread", placeholder: "new id", size: 18 });
     const offline = h("input", { type: "checkbox", id: "offline" });
     const error = h("p", { class: "error-line", hidden: true });

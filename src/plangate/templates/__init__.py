@@ -1,0 +1,1 @@
+"""Project templates `plangate init` writes: `starter` (a toolkit of your own) and `demo`."""
