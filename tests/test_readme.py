@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
-from _support import run_in
+from _support import plangate, run_in
 
 from plangate import demo_outbox
 
@@ -68,3 +70,40 @@ def test_the_mcp_example_loads_the_reference_filesystem_server(tmp_path: Path) -
     """As pasted: `npx` fetches the server from npm and runs it over stdio."""
     out = run_example(readme_example("### Tools from an MCP server"), tmp_path)
     assert out.strip().startswith("['fs.")
+
+
+def readme_commands(heading: str) -> str:
+    """The first bash block of the README section that starts with `heading`."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    return str(re.findall(r"```bash\n(.*?)```", section, re.S)[0])
+
+
+def test_the_project_file_section_runs_as_pasted_and_python_goes_on_with_it(
+    tmp_path: Path,
+) -> None:
+    """`plangate init orders && ...` writes a starter, lists and checks its tools, pauses on the
+    refund and approves it; the section's Python then starts a run of the same project that
+    `plangate approve` finishes from the CLI."""
+    heading = "## Connect your tools: the project file"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PLANGATE_PROJECT", None)
+    done = subprocess.run(
+        ["bash", "-c", readme_commands(heading)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "orders.refund  python  orders  execute (tool), irreversible  high  asks" in done.stdout
+    assert "No problem found under profile smb." in done.stdout
+    assert "Run success" in done.stdout
+
+    out = run_example(readme_example(heading), tmp_path).splitlines()
+    assert out == ["True", "orders.refund"]
+    approved = plangate(tmp_path, "approve", "py-1", "--project", "orders", "--approver", "lee")
+    assert approved.returncode == 0, approved.stderr
+    assert "Run success" in approved.stdout

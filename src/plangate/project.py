@@ -635,13 +635,24 @@ class Project:
         fixtures: Sequence[str] = (),
         checkpointer: BaseCheckpointSaver[Any] | None = None,
     ) -> PlangateGraph:
-        """The project's graph under `profile` (default: the project's)."""
+        """The project's graph under `profile` (default: the project's).
+
+        Every run of it records its setup (`RunSetup`: this project's path and fingerprint, the
+        profile, offline mode, fixtures) in its checkpoints, whoever starts it (Python, the CLI,
+        LangGraph's server), so `plangate approve` goes on with it in this project.
+
+        Raises:
+            ProfileError: The profile is unknown or invalid.
+            ProjectError: A Python toolkit or a fixture cannot be loaded.
+        """
+        setup = RunSetup.start(self, profile=profile, offline=offline, fixtures=fixtures)
         rules = self.load_profile(profile)
         if offline:
             rules = rules.model_copy(update={"offline": True})
-        return build_graph(
+        graph = build_graph(
             self.tools, profile=rules, mocks=self.mocks(fixtures), checkpointer=checkpointer
         )
+        return graph.with_config(metadata=setup.metadata)
 
 
 def _registry(file: Path, key: str, found: Any) -> Mapping[str, BaseTool]:
@@ -735,12 +746,15 @@ class RunSetup:
             project_fingerprint=project.fingerprint if project.file else "",
         )
 
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The checkpoint metadata that records this setup (a JSON string: LangGraph keeps only
+        scalar config metadata in checkpoints)."""
+        return {SETUP_KEY: json.dumps(asdict(self))}
+
     def config(self, thread: str) -> RunnableConfig:
-        # A JSON string: LangGraph keeps only scalar config metadata in checkpoints.
-        return {
-            "configurable": {"thread_id": thread},
-            "metadata": {SETUP_KEY: json.dumps(asdict(self))},
-        }
+        """A config for `thread` that records this setup, for a graph that does not carry it."""
+        return {"configurable": {"thread_id": thread}, "metadata": self.metadata}
 
     @classmethod
     def of(cls, snapshot: StateSnapshot) -> RunSetup:
