@@ -17,7 +17,7 @@ from plangate import Plan, build_graph, demo_outbox, demo_toolkit, open_checkpoi
 from plangate.cli import ExitCode
 from plangate.project import RunSetup
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "demo"
 
 
 def test_demo_pauses_then_approve_finishes_with_trace_and_signals(tmp_path: Path) -> None:

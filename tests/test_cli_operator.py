@@ -28,7 +28,7 @@ from plangate.cli import (
     visible,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "demo"
 DEMO = str(EXAMPLES / "sales_followup.yaml")
 COMMAND = [sys.executable, "-m", "plangate"]
 # What a terminal acts on or hides: C0, DEL, C1, a bidi override, a zero-width space, a line

@@ -13,7 +13,7 @@ from langgraph.types import Command
 
 from plangate import ProfileError, load_profile
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "demo"
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from plangate.runs.locks import run_locks
 from plangate.server import create_app, listen
 from plangate.server._runs import STARTED_BY
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "demo"
 SALES = EXAMPLES / "sales_followup.yaml"
 TOKEN = "test-token-1234"
 

@@ -19,13 +19,15 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import yaml
+from _support import BILLING_TOKEN, MCP_PEER, Service, billing_service
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from test_inbox import hold_elsewhere, start_serve, stop_mid_way
 
 from plangate import demo_outbox
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
+EXAMPLES = ROOT / "examples" / "demo"
 # One of its own: the server a test talks to is known by answering to it (see `start_serve`).
 TOKEN = f"browser-test-{secrets.token_hex(8)}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -589,3 +591,211 @@ def test_a_stopped_run_shows_stopped_and_resumes_from_the_page(served: Served, p
     assert page.url.endswith("#/runs/cut-2")
     assert [mail["to"] for mail in demo_outbox(served.outbox)] == ["ana.lopez@acme.example"] * 2
     assert served.status("cut") == served.status("cut-2") == "success"
+
+
+# --- a project of a team's own, served with --project ----------------------------------------
+
+TEAM_TOOLS = '''
+from plangate import declare_action
+
+
+@declare_action(action="read")
+def note(text: str) -> dict:
+    """Write nothing; echo a note."""
+    return {"note": text}
+
+
+toolkit = {"team.note": note}
+'''
+# The project's own profile, and its default: smb's rules, and every ledger call waits too.
+CAREFUL_PROFILE = """\
+name: careful
+description: Approvals for execute, and for every call to the ledger.
+require_approval: [execute]
+approval_required_tools: ["ledger.*"]
+sensitive_domains: [billing]
+redact: true
+"""
+# A tool of each source: Python, the stdio MCP server, the OpenAPI service (one operation that
+# needs the bearer token `${BILLING_TOKEN}` gives, then the refund, a POST that waits under smb).
+REFUND_PLAN = """\
+goal: Refund the duplicate API charge on inv-2
+steps:
+  - id: note
+    tool: team.note
+    args: {text: refund requested by Globex}
+  - id: look
+    tool: ledger.lookup
+    args: {invoice_id: inv-2}
+  - id: customer
+    tool: billing.get_customer
+    args: {customer_id: globex}
+  - id: refund
+    tool: billing.create_refund
+    depends_on: [look, customer]
+    args: {invoice_id: inv-2, amount: 12.5, reason: duplicate API charge}
+    description: Refund the duplicate charge
+"""
+
+
+@dataclass
+class ServedProject:
+    url: str
+    project: Path
+    elsewhere: Path
+    service: Service
+    mcp_log: Path
+
+    def mcp_calls(self) -> list[dict[str, Any]]:
+        if not self.mcp_log.exists():
+            return []
+        return [json.loads(line) for line in self.mcp_log.read_text().splitlines()]
+
+
+def write_project(folder: Path, service_url: str, *, mcp_log: Path) -> Path:
+    """A project (as tests/test_project.py writes one) with a Python toolkit, one stdio MCP
+    server, one OpenAPI service and a profile of its own, `careful`, its default."""
+    folder.mkdir(parents=True)
+    (folder / "teamtools.py").write_text(TEAM_TOOLS)
+    servers = {
+        "ledger": {"command": sys.executable, "args": [str(MCP_PEER), "stdio", str(mcp_log)]}
+    }
+    (folder / ".mcp.json").write_text(json.dumps({"mcpServers": servers}))
+    (folder / "profiles").mkdir()
+    (folder / "profiles" / "careful.yaml").write_text(CAREFUL_PROFILE)
+    spec: dict[str, Any] = {
+        "db": "sqlite:///runs/plangate.db",
+        "profile": "careful",
+        "profiles": "profiles/",
+        "tools": [
+            {"python": "teamtools:toolkit"},
+            {"mcp": ".mcp.json"},
+            {
+                "openapi": f"{service_url}/openapi.json",
+                "prefix": "billing",
+                "include": ["get_invoice", "create_refund", "get_customer"],
+                "auth": {"HTTPBearer": "${BILLING_TOKEN}"},
+            },
+        ],
+    }
+    (folder / "plangate.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder
+
+
+@pytest.fixture
+def served_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServedProject]:
+    """The billing service on loopback, a project using it, and `plangate serve --project`
+    started in another folder, with nothing there or above that names a project."""
+    monkeypatch.setenv("BILLING_TOKEN", BILLING_TOKEN)
+    monkeypatch.delenv("PLANGATE_PROJECT", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert not any((d / "plangate.yaml").exists() for d in (elsewhere, *elsewhere.parents))
+    with billing_service() as service:
+        mcp_log = tmp_path / "mcp.jsonl"
+        project = write_project(tmp_path / "team", service.url, mcp_log=mcp_log)
+        server = start_serve(elsewhere, "--project", str(project), token=TOKEN)
+        try:
+            yield ServedProject(server.url, project, elsewhere, service, mcp_log)
+        finally:
+            server.stop()
+
+
+def test_a_project_run_started_from_the_page_pauses_on_its_refund_and_is_approved(
+    served_project: ServedProject, page: Page
+) -> None:
+    """`plangate serve --project` from another folder: a plan started from the page under smb
+    runs the project's Python, MCP and OpenAPI tools (the last with the token the environment
+    gives), waits at the refund with its real args in the inbox, and once approved in the page
+    finishes: one refund in the service, one lookup in the MCP server, all in the project's
+    database."""
+    served = served_project
+    page.goto(f"{served.url}/?token={TOKEN}#/start")
+    expect(page.locator("#foot-db")).to_have_text(
+        f"project {served.project / 'plangate.yaml'} · "
+        f"database sqlite:///{served.project / 'runs' / 'plangate.db'}"
+    )
+    # Not the demo: no demo plan to start by mistake, and the form names the project.
+    expect(page.locator("#plan-text")).to_have_value("")
+    expect(page.locator(".page-head .sub")).to_have_text(
+        f"with the tools of project {served.project / 'plangate.yaml'} (plangate tools lists them)"
+    )
+    page.fill("#plan-text", REFUND_PLAN)
+    page.select_option("#profile", "smb")
+    page.fill("#thread", "globex-refund")
+    page.click("#start-run")
+
+    expect(page.locator("#run-status")).to_have_text("waiting", timeout=30_000)
+    assert page.url.endswith("#/runs/globex-refund")
+    for step in ("note", "look", "customer"):
+        expect(page.locator(f'#steps tr[data-step="{step}"]')).to_have_attribute(
+            "data-status", "ok"
+        )
+    assert [(c["tool"], c["args"]) for c in served.mcp_calls()] == [
+        ("lookup", {"invoice_id": "inv-2"})
+    ]
+    assert served.service.refunds() == []
+
+    page.click('a[data-nav="inbox"]')
+    expect(page.locator(".card")).to_have_count(1)
+    card = page.locator('.card[data-thread="globex-refund"]')
+    expect(card.locator(".tool")).to_have_text("billing.create_refund")
+    expect(card.locator(".chip.action")).to_have_text("execute · from the OpenAPI method")
+    expect(card.locator(".requester")).to_contain_text("profile smb")
+    args = card.locator("pre.args")
+    for shown in ('"invoice_id": "inv-2"', '"amount": 12.5', '"reason": "duplicate API charge"'):
+        expect(args).to_contain_text(shown)
+
+    card.get_by_role("button", name="Review & decide").click()
+    assert json.loads(page.input_value("#d-args")) == {
+        "invoice_id": "inv-2",
+        "amount": 12.5,
+        "reason": "duplicate API charge",
+    }
+    page.fill("#d-approver", "Lee Chen")
+    page.click("#d-approve")
+
+    expect(page.locator("#run-status")).to_have_text("success", timeout=30_000)
+    assert page.url.endswith("#/runs/globex-refund")
+    refund_row = page.locator('#steps tr[data-step="refund"]')
+    expect(refund_row).to_have_attribute("data-status", "ok")
+    expect(refund_row).to_contain_text("approve by Lee Chen")
+    expect(page.locator("#live")).to_have_text("finished")
+    (refund,) = served.service.refunds()
+    assert (refund["invoice_id"], refund["amount"], refund["reason"]) == (
+        "inv-2",
+        12.5,
+        "duplicate API charge",
+    )
+    # The customer read carried the token `${BILLING_TOKEN}` gave the server's process.
+    (read,) = [r for r in served.service.requests() if r["path"] == "/customers/globex"]
+    assert read["headers"]["authorization"] == f"Bearer {BILLING_TOKEN}"
+    assert [c["tool"] for c in served.mcp_calls()] == ["lookup"]  # not called again on resume
+    assert (served.project / "runs" / "plangate.db").is_file()
+    assert not (served.elsewhere / "plangate.db").exists()
+
+
+def test_the_start_form_offers_the_projects_profiles_and_starts_under_its_default(
+    served_project: ServedProject, page: Page
+) -> None:
+    """The profile select lists the built-ins and the project's own `careful`, with the
+    project's default (`careful`, neither the first option nor the page's fallback) selected; a
+    run started as the form stands is governed by it: it waits at the ledger read, which smb
+    would let through."""
+    page.goto(f"{served_project.url}/?token={TOKEN}#/start")
+    select = page.locator("#profile")
+    expect(select.locator("option")).to_have_text(["enterprise", "smb", "technical", "careful"])
+    expect(select).to_have_value("careful")
+    expect(select.locator("option:checked")).to_have_text("careful")
+
+    page.fill("#plan-text", REFUND_PLAN)
+    page.fill("#thread", "careful-refund")
+    page.click("#start-run")
+    expect(page.locator("#run-status")).to_have_text("waiting", timeout=30_000)
+    expect(page.locator('#steps tr[data-step="note"]')).to_have_attribute("data-status", "ok")
+    page.click('a[data-nav="inbox"]')
+    card = page.locator('.card[data-thread="careful-refund"]')
+    expect(card.locator(".tool")).to_have_text("ledger.lookup")
+    expect(card.locator(".requester")).to_contain_text("profile careful")
+    assert served_project.mcp_calls() == []
+    assert served_project.service.refunds() == []

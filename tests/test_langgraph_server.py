@@ -2,30 +2,41 @@
 through the official `langgraph_sdk` client: approvals are LangGraph interrupts resumed with a
 `Command`, trace events stream on `custom`, and plangate's usage errors reach the client by name.
 
-One server per module. It runs in a temporary folder, with `--config` naming the project's
+The built-in demo's server runs in a temporary folder, with `--config` naming the repository's
 `langgraph.json`: the in-memory runtime writes its `.langgraph_api/` files, and this test its log,
-into the working directory, and neither belongs in the project.
+into the working directory, and neither belongs in the repository.
+
+A second server serves a team's project as a user gets it: `plangate init` writes the folder and
+its `langgraph.json`, the team's `plangate.yaml` names a Python toolkit, a stdio MCP server
+(`peers/mcp_server.py`) and an OpenAPI service (`peers/http_service.py`), and `langgraph dev`
+runs in that folder with the template's `langgraph.json` as written, finding the project file
+there by itself. The OpenAPI service is started only once the server answers, so the server
+is seen to start without reaching it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
-from _support import free_port
+from _support import BILLING_PEER, BILLING_TOKEN, MCP_PEER, Service, free_port
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
+from langgraph_sdk.schema import Command
 
 from plangate import demo_outbox
 
@@ -47,9 +58,11 @@ class Server:
     log: Path
 
 
-def _server_env(outbox: Path, profile: str) -> dict[str, str]:
+def _server_env(profile: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The caller's environment, offline: no LangSmith tracing, no CLI analytics, no check for
-    a newer langgraph-api, no license or control-plane key (whose metadata loop calls home)."""
+    a newer langgraph-api, no license or control-plane key (whose metadata loop calls home).
+    `PLANGATE_PROFILE` is `profile` (unset for `None`), and `PLANGATE_PROJECT` is never
+    inherited: the server finds its project as the test says, whatever the caller's shell has."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -59,11 +72,14 @@ def _server_env(outbox: Path, profile: str) -> dict[str, str]:
             "LANGCHAIN_API_KEY",
             "LANGGRAPH_CLOUD_LICENSE_KEY",
             "LANGSMITH_CONTROL_PLANE_API_KEY",
+            "PLANGATE_PROJECT",
+            "PLANGATE_PROFILE",
         }
     }
     return {
         **env,
-        "PLANGATE_PROFILE": profile,
+        **({"PLANGATE_PROFILE": profile} if profile is not None else {}),
+        **(extra or {}),
         "LANGSMITH_TRACING": "false",
         "LANGCHAIN_TRACING_V2": "false",
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
@@ -72,12 +88,12 @@ def _server_env(outbox: Path, profile: str) -> dict[str, str]:
     }
 
 
-def _langgraph_dev(port: int) -> list[str]:
+def _langgraph_dev(port: int, config: Path = ROOT / "langgraph.json") -> list[str]:
     return [
         str(LANGGRAPH),
         "dev",
         "--config",
-        str(ROOT / "langgraph.json"),
+        str(config),
         "--host",
         "127.0.0.1",
         "--port",
@@ -126,7 +142,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         proc = subprocess.Popen(
             _langgraph_dev(port),
             cwd=workdir,
-            env=_server_env(outbox, "smb"),
+            env=_server_env("smb"),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, stopped whole in teardown
@@ -147,7 +163,7 @@ def client(server: Server) -> SyncLangGraphClient:
 def plan() -> dict[str, Any]:
     """The README's demo: look Acme up, draft an email, send it (the send waits, under smb)."""
     loaded: dict[str, Any] = yaml.safe_load(
-        (ROOT / "examples" / "sales_followup.yaml").read_text(encoding="utf-8")
+        (ROOT / "examples" / "demo" / "sales_followup.yaml").read_text(encoding="utf-8")
     )
     return loaded
 
@@ -364,7 +380,7 @@ def test_an_unknown_profile_stops_the_server_at_startup(tmp_path: Path) -> None:
     proc = subprocess.run(
         _langgraph_dev(free_port()),
         cwd=tmp_path,
-        env=_server_env(tmp_path / "outbox.db", "bogus"),
+        env=_server_env("bogus"),
         capture_output=True,
         text=True,
         timeout=STARTUP_SECONDS,
@@ -377,3 +393,256 @@ def test_an_unknown_profile_stops_the_server_at_startup(tmp_path: Path) -> None:
         "ProfileError: PLANGATE_PROFILE='bogus': unknown profile 'bogus' "
         "(use one of enterprise, smb, technical or the path of a YAML/JSON file)"
     ) in output
+
+
+# --- a project of a team's own, from `plangate init` ---------------------------------------
+
+# The team's plangate.yaml: the toolkit `plangate init` wrote (tools.py), the MCP servers of
+# .mcp.json and the billing service's OpenAPI document. No `profile` override reaches the
+# server, so new runs use this file's `smb`, under which the refund (a POST) waits.
+PROJECT_PLAN = {
+    "goal": "Refund the duplicate charge on inv-1",
+    "steps": [
+        {"id": "order", "tool": "orders.lookup", "args": {"order_id": "o-1"}},
+        {"id": "ledger", "tool": "ledger.lookup", "args": {"invoice_id": "inv-1"}},
+        {"id": "customer", "tool": "billing.get_customer", "args": {"customer_id": "acme"}},
+        {"id": "invoice", "tool": "billing.get_invoice", "args": {"invoice_id": "inv-1"}},
+        {
+            "id": "refund",
+            "tool": "billing.create_refund",
+            "depends_on": ["invoice", "ledger"],
+            "args": {"invoice_id": "inv-1", "amount": 20.0, "reason": "duplicate"},
+        },
+    ],
+}
+
+
+@dataclass(frozen=True)
+class ProjectServer:
+    url: str
+    folder: Path
+    log: Path
+    mcp_log: Path
+    billing_url: str
+    billing_port: int
+    billing_listening_at_startup: bool
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _write_team_project(folder: Path, billing_url: str, mcp_log: Path) -> None:
+    """Replace the starter's plangate.yaml with one naming three sources of tools."""
+    (folder / ".mcp.json").write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "ledger": {
+                        "command": sys.executable,
+                        "args": [str(MCP_PEER), "stdio", str(mcp_log)],
+                    }
+                }
+            }
+        )
+    )
+    spec = {
+        "db": "sqlite:///runs/plangate.db",
+        "profile": "smb",
+        "tools": [
+            {"python": "tools:toolkit"},
+            {"mcp": ".mcp.json"},
+            {
+                "openapi": f"{billing_url}/openapi.json",
+                "prefix": "billing",
+                "include": ["get_invoice", "create_refund", "get_customer"],
+                "auth": {"HTTPBearer": "${BILLING_TOKEN}"},
+            },
+        ],
+    }
+    (folder / "plangate.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectServer]:
+    """`langgraph dev` in a folder `plangate init` made, its `langgraph.json` as the template
+    wrote it, with no PLANGATE_PROJECT or PLANGATE_PROFILE; the billing service is not up."""
+    base = tmp_path_factory.mktemp("team")
+    folder, log, mcp_log = base / "team", base / "server.log", base / "mcp.jsonl"
+    made = subprocess.run(
+        [sys.executable, "-m", "plangate", "init", str(folder)],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    config = json.loads((folder / "langgraph.json").read_text())
+    assert config["graphs"][GRAPH_ID]["path"] == "plangate.integrations.langgraph_server:graph"
+    billing_port = free_port()  # the service is started on it later, by `billing`
+    billing_url = f"http://127.0.0.1:{billing_port}"
+    _write_team_project(folder, billing_url, mcp_log)
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            _langgraph_dev(port, folder / "langgraph.json"),
+            cwd=folder,
+            env=_server_env(None, {"BILLING_TOKEN": BILLING_TOKEN}),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_ok(url, proc, log)
+        yield ProjectServer(
+            url=url,
+            folder=folder,
+            log=log,
+            mcp_log=mcp_log,
+            billing_url=billing_url,
+            billing_port=billing_port,
+            billing_listening_at_startup=_listening(billing_port),
+        )
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def billing(project_server: ProjectServer) -> Iterator[Service]:
+    """The billing service, on the port the project names, started after the server answers."""
+    environment = {**os.environ, "BILLING_SERVICE_TOKEN": BILLING_TOKEN}
+    process = subprocess.Popen(
+        [sys.executable, str(BILLING_PEER), str(project_server.billing_port)], env=environment
+    )
+    service = Service(project_server.billing_url)
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            assert process.poll() is None, "the billing service exited while starting"
+            try:
+                httpx.get(f"{service.url}/openapi.json").raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the billing service did not start answering"
+                time.sleep(0.05)
+        yield service
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def project_client(project_server: ProjectServer) -> SyncLangGraphClient:
+    return get_sync_client(url=project_server.url, api_key=None)
+
+
+def _mcp_calls(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_a_project_from_init_runs_python_mcp_and_openapi_tools_and_waits_for_the_refund(
+    project_server: ProjectServer, billing: Service, project_client: SyncLangGraphClient
+) -> None:
+    """The server found the folder's plangate.yaml (no PLANGATE_PROJECT) and started with the
+    OpenAPI service down; the first run reaches it, pauses on the refund under the project's
+    `smb` with the real arguments, and the approval through the SDK makes exactly one refund."""
+    assert not project_server.billing_listening_at_startup
+    httpx.post(f"{billing.url}/_reset").raise_for_status()
+    assert billing.requests() == []
+    mcp_before = len(_mcp_calls(project_server.mcp_log))
+    thread_id = _thread(project_client)
+
+    project_client.runs.wait(thread_id, GRAPH_ID, input={"plan": PROJECT_PLAN})
+
+    assert project_client.threads.get(thread_id)["status"] == "interrupted"
+    (pending,) = _pending(project_client, thread_id)
+    request = pending["value"]
+    assert request["type"] == "approval_request"
+    assert (request["tool"], request["step_id"]) == ("billing.create_refund", "refund")
+    assert request["args"] == {"invoice_id": "inv-1", "amount": 20.0, "reason": "duplicate"}
+    assert (request["action"], request["action_source"]) == ("execute", "openapi")
+    # The project's own default profile applies: no PLANGATE_PROFILE reached the server.
+    assert (request["profile"], request["risk"]) == ("smb", "high")
+    assert "billing.create_refund" in request["consequence"]
+    # The reads ran before the pause, each through its own source; nothing was refunded.
+    assert [(c["tool"], c["args"]) for c in _mcp_calls(project_server.mcp_log)[mcp_before:]] == [
+        ("lookup", {"invoice_id": "inv-1"})
+    ]
+    assert [(r["method"], r["path"]) for r in billing.requests()] == [
+        ("GET", "/customers/acme"),
+        ("GET", "/invoices/inv-1"),
+    ]
+    # The customer read carried the token the server's environment gave ${BILLING_TOKEN}.
+    assert billing.requests()[0]["headers"]["authorization"] == f"Bearer {BILLING_TOKEN}"
+    assert billing.refunds() == []
+
+    project_client.runs.wait(
+        thread_id,
+        GRAPH_ID,
+        command=Command(resume={"decision": "approve", "approver": "sdk"}),
+    )
+
+    result = project_client.threads.get_state(thread_id)["values"]["result"]
+    assert result["status"] == "success"
+    assert [(s["step_id"], s["status"]) for s in result["steps"]] == [
+        ("order", "ok"),
+        ("ledger", "ok"),
+        ("customer", "ok"),
+        ("invoice", "ok"),
+        ("refund", "ok"),
+    ]
+    assert [(a["decision"], a["approver"]) for a in result["approvals"]] == [("approve", "sdk")]
+    assert project_client.threads.get(thread_id)["status"] == "idle"
+    (refund,) = billing.refunds()
+    assert (refund["invoice_id"], refund["amount"], refund["reason"]) == (
+        "inv-1",
+        20.0,
+        "duplicate",
+    )
+    assert [r["method"] for r in billing.requests()].count("POST") == 1
+    assert len(_mcp_calls(project_server.mcp_log)) == mcp_before + 1  # the resume re-ran no read
+
+
+def test_a_plan_naming_a_tool_the_project_lacks_blocks_that_step_by_name(
+    project_server: ProjectServer, billing: Service, project_client: SyncLangGraphClient
+) -> None:
+    """An unknown tool is no validation error: its step ends `blocked` with a message naming
+    it, under an unknown prefix and under the OpenAPI source's own, and nothing is called."""
+    httpx.post(f"{billing.url}/_reset").raise_for_status()
+    mcp_before = len(_mcp_calls(project_server.mcp_log))
+    thread_id = _thread(project_client)
+    plan = {
+        "goal": "call tools that are not there",
+        "steps": [
+            {"id": "ghost", "tool": "ghost.frobnicate", "args": {}},
+            {
+                "id": "wipe",
+                "tool": "billing.delete_everything",
+                "depends_on": [],
+                "args": {"confirm": True},
+            },
+            {"id": "order", "tool": "orders.lookup", "depends_on": [], "args": {"order_id": "o"}},
+        ],
+    }
+
+    out = project_client.runs.wait(thread_id, GRAPH_ID, input={"plan": plan})
+
+    result = out["result"]
+    steps = {s["step_id"]: s for s in result["steps"]}
+    assert (steps["ghost"]["status"], steps["wipe"]["status"], steps["order"]["status"]) == (
+        "blocked",
+        "blocked",
+        "ok",
+    )
+    assert "no tool named 'ghost.frobnicate' is registered" in steps["ghost"]["error"]
+    assert "no tool named 'billing.delete_everything' is registered" in steps["wipe"]["error"]
+    assert result["failure_context"]["error_type"] == "tool_not_registered"
+    assert result["status"] == "partial"
+    assert billing.requests() == []
+    assert billing.refunds() == []
+    assert len(_mcp_calls(project_server.mcp_log)) == mcp_before

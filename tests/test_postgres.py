@@ -31,7 +31,7 @@ from plangate import (
     pending_approvals,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "demo"
 GATED = {"id": "send", "tool": "email.send", "action": "execute", "args": {"text": "hi"}}
 
 

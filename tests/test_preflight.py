@@ -74,7 +74,7 @@ def test_a_tool_outside_the_allowlist_is_a_problem(tmp_path: Path) -> None:
 
 
 def test_plangate_check_prints_the_report_and_exits_non_zero_on_a_problem(tmp_path: Path) -> None:
-    examples = Path(__file__).resolve().parents[1] / "examples"
+    examples = Path(__file__).resolve().parents[1] / "examples" / "demo"
     good = plangate(tmp_path, "check", str(examples / "sales_followup.yaml"), "--profile", "smb")
     assert good.returncode == 0, good.stderr
     assert "send    email.send          execute (tool), irreversible  high  yes" in good.stdout

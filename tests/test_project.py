@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from _support import (
@@ -104,6 +105,7 @@ def write_project(folder: Path, service_url: str, *, mcp_log: Path, **changes: A
 @pytest.fixture
 def project(tmp_path: Path, service: Service, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("BILLING_TOKEN", BILLING_TOKEN)
+    httpx.post(f"{service.url}/_reset").raise_for_status()  # nothing seen, no refunds
     return write_project(tmp_path / "team", service.url, mcp_log=tmp_path / "mcp.jsonl")
 
 
@@ -248,20 +250,36 @@ def test_a_moved_project_file_is_named_and_project_names_the_new_one(
     assert approved.returncode == ExitCode.SUCCESS, approved.stderr
 
 
+@pytest.mark.parametrize("given_as", ["auth", "headers"])
 def test_secrets_from_the_environment_never_reach_the_database(
-    project: Path, service: Service
+    project: Path, service: Service, given_as: str
 ) -> None:
-    """The token `${BILLING_TOKEN}` gives is sent to the service and stored nowhere: not in
-    the checkpoints (the run records the project's path and fingerprint), not in the trace."""
+    """The token `${BILLING_TOKEN}` gives (through `auth` or a header) is sent to the service
+    and stored nowhere: not in the checkpoints (the run records the project's path and
+    fingerprint), not in the trace, even where the service's error quotes it back."""
+    if given_as == "headers":
+        spec = yaml.safe_load((project / "plangate.yaml").read_text())
+        del spec["tools"][2]["auth"]
+        spec["tools"][2]["headers"] = {"Authorization": "Bearer ${BILLING_TOKEN}"}
+        (project / "plangate.yaml").write_text(yaml.safe_dump(spec))
     plan = {
-        "goal": "read a customer",
-        "steps": [{"id": "c", "tool": "billing.get_customer", "args": {"customer_id": "acme"}}],
+        "goal": "read customers",
+        "steps": [
+            {"id": "c", "tool": "billing.get_customer", "args": {"customer_id": "acme"}},
+            # The service's 404 quotes the request's token (a careless service).
+            {"id": "x", "tool": "billing.get_customer", "args": {"customer_id": "nobody"}},
+        ],
     }
     (project / "plan.yaml").write_text(yaml.safe_dump(plan))
     run = plangate(project, "run", "plan.yaml", "--thread", "t7")
-    assert run.returncode == ExitCode.SUCCESS, run.stdout + run.stderr
-    # The service did get it.
-    assert any(BILLING_TOKEN in str(r["headers"].get("authorization")) for r in service.requests())
+    assert run.returncode == ExitCode.PARTIAL, run.stdout + run.stderr
+    # The service did get it, twice.
+    sent = [
+        str(r["headers"].get("authorization"))
+        for r in service.requests()
+        if r["path"].startswith("/customers")
+    ]
+    assert sent == [f"Bearer {BILLING_TOKEN}"] * 2
     raw = (project / "runs" / "plangate.db").read_bytes()
     assert BILLING_TOKEN.encode() not in raw
     with sqlite3.connect(project / "runs" / "plangate.db") as conn:
@@ -269,7 +287,9 @@ def test_secrets_from_the_environment_never_reach_the_database(
     stored = json.loads(json.loads(metadata[-1])["plangate_cli"])
     assert stored["project"] == str(project / "plangate.yaml")
     assert stored["project_fingerprint"] == Project.load(project).fingerprint
-    assert BILLING_TOKEN not in plangate(project, "trace", "t7").stdout
+    trace = plangate(project, "trace", "t7").stdout
+    assert "no customer nobody for ***" in trace
+    assert BILLING_TOKEN not in trace + run.stdout
 
 
 def test_tools_lists_every_tool_with_its_source_action_risk_and_gate(project: Path) -> None:
@@ -481,3 +501,46 @@ def test_variables_expand_with_a_literal_escape_and_the_project_dir(tmp_path: Pa
     project = Project.load(tmp_path, environ={"DB_NAME": "runs"})
     assert project.db == f"sqlite:///{tmp_path / 'runs.db'}"
     assert set(project.tools.loaded) >= {"email.send"}
+
+
+def test_the_langgraph_server_module_serves_its_folders_project_and_warns_without_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from plangate.integrations.langgraph_server import graph_from_env
+
+    team = tmp_path / "team"
+    team.mkdir()
+    (team / "plangate.yaml").write_text(
+        "profile: technical\ntools: [{python: teamtools:toolkit}]\n"
+    )
+    (team / "teamtools.py").write_text(TEAM_TOOLS.replace("team.note", "served.note"))
+    served = graph_from_env({}, folder=team)
+    assert served.governance.profile.name == "technical"
+    assert set(served.tools) == {"served.note"}
+    assert graph_from_env({"PLANGATE_PROFILE": "smb"}, folder=team).governance.profile.name == "smb"
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    with caplog.at_level("WARNING", logger="plangate.langgraph_server"):
+        demo = graph_from_env({}, folder=alone)
+    assert f"no plangate.yaml in {alone} or its parents: serving the built-in demo" in caplog.text
+    assert "email.send" in demo.tools
+
+
+def test_two_projects_with_a_module_of_the_same_name_each_get_their_own(tmp_path: Path) -> None:
+    """A server going on with runs of two projects whose toolkits are both `tools.py`: each
+    project gets its own tools, and the first project's tools keep working."""
+    loaded = []
+    for team in ("north", "south"):
+        folder = tmp_path / team
+        folder.mkdir()
+        (folder / "plangate.yaml").write_text("tools: [{python: tools:toolkit}]\n")
+        (folder / "tools.py").write_text(
+            f"def hello() -> str:\n    return {team!r}\n\ntoolkit = {{'{team}.hello': hello}}\n"
+        )
+        loaded.append(Project.load(folder).tools)
+    north, south = loaded
+    assert set(north) == {"north.hello"}
+    assert set(south) == {"south.hello"}
+    assert north["north.hello"].invoke({}) == "north"
+    assert south["south.hello"].invoke({}) == "south"

@@ -27,12 +27,14 @@ reached only when a run needs one of its tools (`LazyTools`): reading runs reach
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -231,21 +233,43 @@ class _Expander:
 # --- tool sources ----------------------------------------------------------------------------
 
 
+# One import at a time: `_import` may swap modules in `sys.modules` (see there).
+_IMPORTING = threading.Lock()
+
+
 def _import(file: Path, key: str, target: str) -> Any:
-    """`module:attribute`, imported with the project's folder on the path."""
+    """`module:attribute`, imported with the project's folder first on the path.
+
+    A module of the project's own folder (`tools.py` beside the file) is this project's even
+    when another project of the same process (a server going on with runs of several projects)
+    imported one of the same name: that one leaves `sys.modules` (the tools made from it keep
+    working) and this one is imported."""
     module_name, _, attribute = target.partition(":")
-    folder = str(file.parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    try:
-        found: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ProjectError(file, f"cannot import {module_name!r}: {exc}", key=key) from None
+    folder = file.parent
+    top = module_name.split(".", 1)[0]
+    local = (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()
+    with _IMPORTING:
+        if str(folder) not in sys.path or (local and sys.path[0] != str(folder)):
+            with contextlib.suppress(ValueError):
+                sys.path.remove(str(folder))
+            sys.path.insert(0, str(folder))
+        loaded = sys.modules.get(top)
+        if local and loaded is not None and not _within(getattr(loaded, "__file__", None), folder):
+            for name in [n for n in sys.modules if n == top or n.startswith(f"{top}.")]:
+                del sys.modules[name]
+        try:
+            found: Any = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ProjectError(file, f"cannot import {module_name!r}: {exc}", key=key) from None
     for part in attribute.split("."):
         if not hasattr(found, part):
             raise ProjectError(file, f"{module_name!r} has no attribute {attribute!r}", key=key)
         found = getattr(found, part)
     return found
+
+
+def _within(path: str | None, folder: Path) -> bool:
+    return path is not None and Path(path).resolve().is_relative_to(folder)
 
 
 def _called(file: Path, key: str, found: Any, args: Mapping[str, Any]) -> Any:
@@ -343,8 +367,9 @@ class _OpenAPISource:
                 prefix=self.prefix,
                 include=self.entry.include,
                 exclude=self.entry.exclude,
-                headers=expand(self.entry.headers),
-                # `openapi_tools` reads `${VAR}` in credentials itself, so they stay unread here.
+                # `openapi_tools` reads `${VAR}` in credentials and headers itself, and hides
+                # what they give in every answer it passes on.
+                headers=self.entry.headers,
                 auth=self.entry.auth,
                 base_url=expand(self.entry.base_url),
                 timeout=self.entry.timeout,

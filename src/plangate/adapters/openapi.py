@@ -243,7 +243,9 @@ def openapi_tools(
             `oauth2` and `openIdConnect` (sent as a bearer token) and `apiKey` (header,
             query or cookie) schemes are sent by plangate, to each operation whose `security`
             (or the document's) asks for them. Values are read once, here.
-        headers: Sent with every request (and when fetching the document).
+        headers: Sent with every request (and when fetching the document). A value may read
+            environment variables, `{"Authorization": "Bearer ${BILLING_TOKEN}"}`: what they
+            give is hidden as `auth`'s credentials are.
         timeout: Seconds each request may take, for the clients plangate makes.
         client: Used for `invoke` (and to fetch the document) instead of a client per call;
             pass one to reuse connections, or to set proxies, hooks or an httpx `auth` flow
@@ -289,7 +291,8 @@ def openapi_tools(
         )
     wanted = _patterns("include", include)
     unwanted = _patterns("exclude", exclude)
-    extra = dict(headers or {})
+    given = _Credential.from_headers(headers or {}, source=str(document))
+    extra = {credential.field_name: credential.value for credential in given}
     spec, source, document_url = _load(document, headers=extra, timeout=timeout, client=client)
     root = _base_url(spec, base_url, document_url, source)
     reader = _Reader(spec, source)
@@ -343,7 +346,7 @@ def openapi_tools(
             method=entry.method.upper(),
             base_url=root,
             path=entry.path,
-            credentials=security.credentials(entry.operation, where, tool=name),
+            credentials=(*security.credentials(entry.operation, where, tool=name), *given),
         )
         tools.append(
             _tool(call, headers=extra, timeout=timeout, client=client, aclient=async_client)
@@ -856,6 +859,35 @@ class _Credential:
     value: str = field(repr=False)
     secrets: tuple[str, ...] = field(repr=False)
     """Every text of the credential an answer might quote: the value sent, the token in it."""
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], *, source: str) -> tuple[_Credential, ...]:
+        """The headers sent with every request, their `${VAR}`s read from the environment; what
+        a variable gives is hidden as a credential's secret is."""
+        found = []
+        for name, template in headers.items():
+            variables = _VARIABLE.findall(template)
+            unset = [variable for variable in variables if variable not in os.environ]
+            if unset:
+                raise AdapterError(
+                    f"header {name!r} reads ${{{unset[0]}}}, which is not set",
+                    source=source,
+                    hint=f"set {', '.join(unset)} in the environment",
+                )
+            value = _VARIABLE.sub(lambda match: os.environ[match[1]], template)
+            quoted = {os.environ[variable] for variable in variables} - {""}
+            found.append(
+                cls(
+                    scheme=f"header {name}",
+                    location="header",
+                    field_name=name,
+                    value=value,
+                    secrets=tuple(
+                        sorted(quoted | ({value} if quoted else set()), key=len, reverse=True)
+                    ),
+                )
+            )
+        return tuple(found)
 
     @classmethod
     def read(

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 
 from plangate.errors import PlangateUsageError, ProfileError
-from plangate.project import Project
+from plangate.project import PROJECT_ENV, Project
 from plangate.runs.guarded_graph import PlangateGraph
 
 __all__ = (
@@ -47,6 +48,8 @@ __all__ = (
 )
 
 PROFILE_ENV = "PLANGATE_PROFILE"
+
+log = logging.getLogger("plangate.langgraph_server")
 
 
 class ServedPlangateGraph(PlangateGraph):
@@ -112,7 +115,17 @@ def graph_from_env(
     """
     env = os.environ if environ is None else environ
     where = folder or Path.cwd()
-    project = Project.find(start=where, environ=env) or Project.demo(where, environ=env)
+    project = Project.find(start=where, environ=env)
+    if project is None:
+        # Said aloud: `langgraph dev --config team/langgraph.json` started from another folder
+        # would otherwise serve the demo's tools in place of the team's without a word.
+        log.warning(
+            "plangate: no plangate.yaml in %s or its parents: serving the built-in demo "
+            "(start langgraph dev in the project's folder, or set %s)",
+            where,
+            PROJECT_ENV,
+        )
+        project = Project.demo(where, environ=env)
     profile_name = env.get(PROFILE_ENV)
     try:
         built = project.graph(profile=profile_name or None)

@@ -267,6 +267,7 @@ def create_app(
             "profiles": service.project.profile_names,
             "default_profile": service.project.spec.profile,
             "project": service.project.name,
+            "demo": service.project.file is None,
             "database": re.sub(r"//[^@/]*@", "//", db),  # no password on the page
             "server_time": iso(utc_now()),
         }

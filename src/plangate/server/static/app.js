@@ -306,7 +306,7 @@
     gate.hidden = true;
     document.body.classList.remove("locked");
     syncClock(info.server_time);
-    $("#foot-db").textContent = `database ${info.database}`;
+    $("#foot-db").textContent = `project ${info.project} · database ${info.database}`;
     route();
     recount();
   }
@@ -834,12 +834,13 @@
   // ---- start a run ----------------------------------------------------------------------
 
   async function showStart() {
-    const info = await api("GET", "/api/info").catch(() => ({ profiles: ["enterprise", "smb", "technical"] }));
-    const text = h("textarea", { id: "plan-text", rows: 18, spellcheck: "false" });
-    text.value = EXAMPLE_PLAN;
+    const info = await api("GET", "/api/info").catch(() => ({ profiles: ["enterprise", "smb", "technical"], demo: true }));
+    const text = h("textarea", { id: "plan-text", rows: 18, spellcheck: "false", placeholder: "goal: ...\nsteps:\n  - id: ...\n    tool: ...\n    args: {...}" });
+    // The demo's example plan calls the demo's tools: offered only where they are.
+    if (info.demo) text.value = EXAMPLE_PLAN;
     const file = h("input", { type: "file", id: "plan-file", accept: ".yaml,.yml,.json,text/yaml,application/json" });
     file.addEventListener("change", async () => { if (file.files[0]) text.value = await file.files[0].text(); });
-    const profile = h("select", { id: "profile" }, info.profiles.map((p) => h("option", { value: p, selected: p === (info.default_profile || "smb") }, p)));
+    const profile = h("select", { id: "profile" }, info.profiles.map((p) => h("option", { value: p, selected: p === (info.default_profile || "enterprise") }, p)));
     const thread = h("input", { id: "thread", placeholder: "new id", size: 18 });
     const offline = h("input", { type: "checkbox", id: "offline" });
     const error = h("p", { class: "error-line", hidden: true });
@@ -876,7 +877,9 @@
     });
     fill(view,
       h("div", { class: "page-head" }, h("h1", {}, "Start a run"),
-        h("span", { class: "sub" }, "with the demo toolkit: crm.lookup_account, email.draft, email.send, crm.update_opportunity")),
+        h("span", { class: "sub" }, info.demo
+          ? "with the demo toolkit: crm.lookup_account, email.draft, email.send, crm.update_opportunity"
+          : `with the tools of project ${info.project} (plangate tools lists them)`)),
       form,
     );
   }

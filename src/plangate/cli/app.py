@@ -1,0 +1,716 @@
+"""The `plangate` command: run a plan with a project's tools, list, approve, inspect.
+
+Every command works on a project (`plangate.yaml`, see `plangate.project`): the one `--project`
+or `PLANGATE_PROJECT` names, else the one in the current folder or its nearest parent, else the
+built-in demo. A run goes on under the project it started under, from any folder.
+
+Every user error (a missing file, a bad plan, an unknown thread, nothing pending) is one line on
+stderr and exit status 1; tracebacks are for bugs only. `ExitCode` says what every other exit
+status means. Everything printed goes through `say`, which writes the control, bidi and other
+invisible characters of plan- or tool-supplied text as visible escapes: a plan must not be able
+to hide or rewrite what the person approving it reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import secrets
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.types import Command, StateSnapshot
+
+from plangate._files import read_document
+from plangate._governance import utc_now
+from plangate.cli.describe import (
+    SUMMARY_OVER,
+    print_done,
+    print_pending,
+    print_report,
+    print_request,
+    print_result,
+    recorded_actions,
+)
+from plangate.cli.drive import drive
+from plangate.cli.output import (
+    EXIT_HELP,
+    RUN_EXITS,
+    ExitCode,
+    OutputClosed,
+    Stopped,
+    json_line,
+    plural,
+    print_rows,
+    say,
+    warn,
+)
+from plangate.cli.where import (
+    db_flag,
+    existing_run,
+    find_project,
+    new_run_project,
+    open_reader,
+    plan_steps,
+    project_of_runs,
+    read_run,
+    saver_of,
+)
+from plangate.errors import (
+    NoPendingApproval,
+    PlangateError,
+    PlangateUsageError,
+    ProfileMismatch,
+    RunNotFinished,
+    UnknownThread,
+)
+from plangate.plan import Plan, PlanStep
+from plangate.preflight import preflight
+from plangate.project import Project, RunSetup, write_template
+from plangate.runs.guarded_graph import PlangateGraph
+from plangate.runs.history import (
+    EXPIRED_DECISION,
+    get_trace,
+    interrupts_waiting,
+    is_approval_request,
+    is_expired,
+    latest_checkpoints,
+    pending_approvals,
+    run_state,
+)
+
+app = typer.Typer(
+    help="Run LLM-made plans of tool calls under governance: budgets, approvals, traces.\n\n"
+    + EXIT_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    # Plain help: the rich one shows flags as `--offline <bool>` and eats `[server]` as markup.
+    rich_markup_mode=None,
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Checkpoint database: a path, sqlite:///path.db or postgresql://... "
+        "(default: the project's, else plangate.db).",
+    ),
+]
+ProjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        envvar="PLANGATE_PROJECT",
+        metavar="PATH",
+        help="The project file (plangate.yaml) or its folder (default: the one in this folder "
+        "or its nearest parent; else the built-in demo).",
+    ),
+]
+ThreadArg = Annotated[str, typer.Argument(metavar="THREAD", help="The run's thread id.")]
+ApproverOption = Annotated[
+    str | None, typer.Option(help="Who decides (recorded; default: your user name).")
+]
+StepOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="STEP_ID",
+        help="The step decided; refused if the run waits on another (default: the one waiting).",
+    ),
+]
+
+
+def _user() -> str | None:
+    """Who runs the command, for the approval record when no --approver is given."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return None
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        help="A profile of the project's, enterprise, smb, technical, or a profile file "
+        "(default: the project's)."
+    ),
+]
+OfflineOption = Annotated[
+    bool, typer.Option("--offline", help="Call every tool's mock; nothing is sent.")
+]
+FixturesOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        metavar="FILE",
+        help="Fixture file of mocks (repeatable); replaces the project's mock of a tool.",
+    ),
+]
+
+
+@app.command(epilog=RUN_EXITS)
+def run(
+    plan: Annotated[Path, typer.Argument(help="Plan file (YAML or JSON).")],
+    *,
+    profile: ProfileOption = None,
+    project: ProjectOption = None,
+    db: DbOption = None,
+    thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
+    offline: OfflineOption = False,
+    fixtures: FixturesOption = None,
+) -> None:
+    """Run a plan with the project's tools; stops when a step needs approval.
+
+    On a terminal, each step's trace line says `step k of N`. Ctrl-C stops the run between two
+    of its writes; `plangate resume THREAD` goes on.
+    """
+    parsed = Plan.from_file(plan)
+    where, url = new_run_project(project, db)
+    rules = where.load_profile(profile)  # errors name the profile as it was typed
+    setup = RunSetup.start(
+        where, profile=profile, offline=offline, fixtures=[str(path) for path in fixtures or ()]
+    )
+    graph = setup.graph(where, url)  # checks the profile and fixtures before anything is stored
+    if not offline:  # reach the servers the plan needs now: one that is down stores nothing
+        for step in parsed.steps:
+            graph.tools.get(step.tool)
+    thread_id = thread or f"run-{uuid.uuid4().hex[:8]}"
+    mode = ", offline" if offline else ""
+    say(f"Thread {thread_id} (project {where.name}, profile {rules.name}{mode}, database {url})")
+    steps = [step.id for step in parsed.steps]
+    raise typer.Exit(drive(graph, {"plan": parsed}, setup.config(thread_id), url, steps=steps))
+
+
+@app.command()
+def check(
+    plan: Annotated[Path, typer.Argument(help="Plan file (YAML or JSON).")],
+    *,
+    profile: ProfileOption = None,
+    project: ProjectOption = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Check against the mocks, as --offline runs.")
+    ] = False,
+    fixtures: FixturesOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (PreflightReport).")
+    ] = False,
+) -> None:
+    """Check a plan against the project's tools and a profile before anything runs: unknown or
+    blocked tools, args against each tool's schema, each step's effective action, risk and
+    whether it will ask, and the budget tier it would run out of. Exits 1 on a problem."""
+    try:
+        document = read_document(plan, what="plan")
+    except ValueError as exc:
+        raise PlangateUsageError(str(exc)) from None
+    where, _ = new_run_project(project, None)
+    setup = RunSetup.start(
+        where, profile=profile, offline=offline, fixtures=[str(path) for path in fixtures or ()]
+    )
+    report = preflight(setup.graph(where, None), document)
+    if as_json:
+        say(json.dumps(report.model_dump(mode="json"), ensure_ascii=False))
+    else:
+        print_report(report)
+    raise typer.Exit(ExitCode.SUCCESS if report.ok else ExitCode.USER_ERROR)
+
+
+@app.command()
+def tools(
+    profile: ProfileOption = None,
+    project: ProjectOption = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Also list the tools only a mock stands for.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List the project's tools: source, domain, effective action and where it comes from,
+    risk, and whether the profile lets it run and makes it ask.
+
+    Reaches every MCP server and OpenAPI document of the project.
+    """
+    where, _ = new_run_project(project, None)
+    graph = where.graph(profile=profile, offline=offline)
+    governance = graph.governance
+    names = list(graph.tools)
+    mocked = [name for name in governance.mocks if name not in graph.tools] if offline else []
+    rows = []
+    for name in sorted({*names, *mocked}):
+        policy = governance.policy(PlanStep(id="tool", tool=name))
+        rows.append(
+            {
+                "tool": name,
+                "source": "mock" if name in mocked else where.tools.source_of(name),
+                "domain": name.split(".", 1)[0],
+                "action": policy.action,
+                "action_source": policy.source,
+                "irreversible": policy.irreversible,
+                "risk": policy.risk,
+                "allowed": governance.profile.allows(name),
+                "asks": policy.needs_approval,
+            }
+        )
+    if as_json:
+        for row in rows:
+            say(json_line(row))
+        return
+    say(f"{plural(len(rows), 'tool')} of project {where.name}, profile {governance.profile.name}:")
+    print_rows(
+        [("tool", "source", "domain", "action", "risk", "runs")]
+        + [
+            (
+                str(row["tool"]),
+                str(row["source"]),
+                str(row["domain"]),
+                f"{row['action']} ({row['action_source']})"
+                + (", irreversible" if row["irreversible"] else ""),
+                str(row["risk"]),
+                ("asks" if row["asks"] else "yes") if row["allowed"] else "blocked",
+            )
+            for row in rows
+        ]
+    )
+
+
+@app.command()
+def init(
+    folder: Annotated[
+        Path, typer.Argument(help="Where to write the project (default: this folder).")
+    ] = Path("."),
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Write the demo project (a sales workflow) instead.")
+    ] = False,
+) -> None:
+    """Write a starter project: plangate.yaml, a toolkit of your own (tools.py) and a plan.
+
+    Refuses to overwrite a file that is there.
+    """
+    written = write_template("demo" if demo else "starter", folder)
+    say(*(f"wrote {path}" for path in written))
+    plan = next(
+        path.name for path in written if path.suffix == ".yaml" and path.name != "plangate.yaml"
+    )
+    where = "" if folder.resolve() == Path.cwd() else f"cd {folder} && "
+    say(f"Next: {where}plangate tools && plangate check {plan} && plangate run {plan}")
+
+
+@app.command()
+def pending(db: DbOption = None, project: ProjectOption = None) -> None:
+    """List every run in the database that waits for an approval.
+
+    A request past its deadline is marked EXPIRED: `plangate expire` closes it. `plangate runs`
+    also lists the runs that stopped mid-way.
+    """
+    _, db = find_project(project, db)
+    graph = open_reader(db)
+    now = utc_now()
+    found = False
+    for thread, request in pending_approvals(graph):
+        found = True
+        when = (
+            f"EXPIRED at {request['expires_at']} (run plangate expire{db_flag(db)})"
+            if is_expired(request, now)
+            else f"expires {request['expires_at']}"
+        )
+        say(
+            f"{thread}  step {request['step_id']} ({request['tool']})  {request['risk']} risk  "
+            + when,
+            f"    {request['consequence']}",
+        )
+    if not found:
+        say("No run is waiting for approval.")
+
+
+@app.command()
+def runs(
+    db: DbOption = None,
+    project: ProjectOption = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Also list the finished runs.")] = False,
+) -> None:
+    """List the runs that have not finished, newest first, each with what to do next.
+
+    `stopped: plangate resume THREAD` (its process stopped mid-way: Ctrl-C, a crash),
+    `running` (another process runs it now), or `waiting` for an approval. Reads every run's
+    latest checkpoint, where `pending` reads only the waiting runs'.
+    """
+    _, db = find_project(project, db)
+    graph = open_reader(db)
+    flag = db_flag(db)
+    now = utc_now()
+    listed = 0
+    for thread, saved in latest_checkpoints(saver_of(graph)):
+        state = run_state(saved)
+        if state == "finished":
+            if not all_runs:
+                continue
+            result = saved.checkpoint["channel_values"].get("result") or {}
+            line = f"finished {result.get('status')}: plangate show {thread}{flag}"
+        elif state == "waiting":
+            line = _waiting_line(graph, thread, saved, now, flag)
+        elif graph.is_running({"configurable": {"thread_id": thread}}):
+            line = "running: another process runs it now"
+        else:
+            line = f"stopped: plangate resume {thread}{flag}"
+        listed += 1
+        say(f"{thread}  {line}")
+    if not listed:
+        say("No run in the database." if all_runs else "No unfinished run.")
+
+
+def _waiting_line(
+    graph: PlangateGraph, thread: str, saved: CheckpointTuple, now: Any, flag: str
+) -> str:
+    waiting = interrupts_waiting(saved)
+    if waiting is None:  # answered and asked again: only the rebuilt state tells
+        waiting = list(graph.get_state({"configurable": {"thread_id": thread}}).interrupts)
+    requests = [i.value for i in waiting if is_approval_request(i.value)]
+    if not requests:
+        return f"waiting: plangate show {thread}{flag}"
+    request = requests[0]
+    step = f"step {request['step_id']} ({request['tool']})"
+    if is_expired(request, now):
+        return f"waiting: {step} approval EXPIRED at {request['expires_at']}: plangate expire{flag}"
+    return f"waiting: {step} needs approval: plangate show {thread}{flag}"
+
+
+@app.command()
+def expire(db: DbOption = None, project: ProjectOption = None) -> None:
+    """Close every approval that expired unanswered: each run goes on as its profile says.
+
+    Exits 0 whatever the runs it closed did next (each one's outcome is printed); a run it
+    cannot go on with is printed as skipped.
+    """
+    named, db = project_of_runs(project, db)
+    graph = open_reader(db)
+    now = utc_now()
+    expired = [thread for thread, request in pending_approvals(graph) if is_expired(request, now)]
+    if not expired:
+        say("No approval has expired.")
+    for thread in expired:
+        say("", f"{thread}: approval expired")
+        try:
+            # Each run goes on under its own setup (profile, offline mode), not the probe's.
+            run_graph, config, snapshot = existing_run(db, thread, named)
+            drive(
+                run_graph,
+                Command(resume=EXPIRED_DECISION),
+                config,
+                db,
+                steps=plan_steps(snapshot.values),
+            )
+        except PlangateError as refused:  # another worker has it, or it cannot go on here
+            say(f"{thread}: skipped, {refused}")
+
+
+@app.command(epilog=RUN_EXITS.replace("5 failed, ", "5 failed, 6 decided too late, "))
+def approve(
+    thread: ThreadArg,
+    *,
+    approver: ApproverOption = None,
+    args: Annotated[
+        str | None, typer.Option(help="New arguments as JSON: approve with an edit.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    step: StepOption = None,
+    db: DbOption = None,
+    project: ProjectOption = None,
+) -> None:
+    """Approve the pending step of a run (with --args, edit it first) and go on.
+
+    The decision answers the request printed here, and only it: if someone decides it first,
+    this one is refused and changes nothing. After the request's deadline it is recorded as
+    expired (exit status 6).
+    """
+    decision: dict[str, Any] = {
+        "decision": "approve",
+        "approver": approver or _user(),
+        "reason": reason,
+    }
+    if args is not None:
+        try:
+            decision.update(decision="edit", args=json.loads(args))
+        except json.JSONDecodeError as exc:
+            raise PlangateUsageError(
+                f"--args is not valid JSON: {exc.msg} at char {exc.pos}"
+            ) from None
+    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db)))
+
+
+def _requests(snapshot: StateSnapshot) -> list[dict[str, Any]]:
+    return [i.value for i in snapshot.interrupts if is_approval_request(i.value)]
+
+
+def _decide(
+    thread: str, decision: dict[str, Any], step: str | None, project: Project | None, db: str
+) -> ExitCode:
+    """Bind `decision` to the request the run waits on now (the one of `step`, if given),
+    show that request, and resume the run with it (in `project`, if named)."""
+    graph, config, snapshot = existing_run(db, thread, project)
+    requests = _requests(snapshot)
+    if not requests:
+        with graph.hold(config):  # `ResumeConflict` while another process runs it
+            # A run read between two of its steps may have paused again since.
+            requests = _requests(graph.get_state(config))
+        if not requests:
+            raise NoPendingApproval(thread)
+    chosen = [r for r in requests if step is None or r["step_id"] == step]
+    if not chosen:
+        waiting = ", ".join(repr(r["step_id"]) for r in requests)
+        raise PlangateUsageError(
+            f"run {thread!r} is not waiting for step {step!r} (it waits for {waiting})",
+            hint="`plangate show THREAD` prints what it waits for",
+        )
+    request = chosen[0]
+    verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
+    say(
+        f"{verb[decision['decision']]} step {request['step_id']!r} ({request['tool']}) "
+        f"of run {thread}:"
+    )
+    print_request(request)
+    bound = {**decision, "request_id": request["request_id"], "digest": request.get("digest")}
+    code = drive(
+        graph,
+        Command(resume=bound),
+        config,
+        db,
+        steps=plan_steps(snapshot.values),
+        decided_step=request["step_id"],
+    )
+    if code == ExitCode.EXPIRED:
+        say(
+            f"Too late: the request expired at {request['expires_at']}, so the decision was "
+            "recorded as expired, not as given."
+        )
+    return code
+
+
+@app.command(epilog=RUN_EXITS.replace("5 failed, ", "5 failed, 6 decided too late, "))
+def reject(
+    thread: ThreadArg,
+    *,
+    reason: Annotated[str, typer.Option(help="Why the step is rejected (recorded).")],
+    approver: ApproverOption = None,
+    step: StepOption = None,
+    db: DbOption = None,
+    project: ProjectOption = None,
+) -> None:
+    """Reject the pending step of a run and go on (or halt, as the profile says).
+
+    A run with a rejected step ends partial (exit status 4) or failed (5), if nothing else
+    pauses it.
+    """
+    if not reason.strip():
+        raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
+    decision = {"decision": "reject", "reason": reason, "approver": approver or _user()}
+    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db)))
+
+
+@app.command(epilog=RUN_EXITS)
+def resume(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None) -> None:
+    """Continue a run whose process stopped mid-way (Ctrl-C, a crash, a kill).
+
+    The step it was in runs again with the same idempotency key, so tools that honour it do not
+    act twice. `plangate runs` lists the runs that stopped.
+    """
+    named, db = project_of_runs(project, db)
+    graph, config, snapshot = existing_run(db, thread, named)
+    if snapshot.interrupts:
+        raise PlangateUsageError(
+            f"run {thread!r} is waiting for an approval",
+            hint="use `plangate approve` or `plangate reject`",
+        )
+    # Not `next` alone: a process killed after a step saved its writes, but before the
+    # checkpoint that follows them, leaves that step's task (with its writes) and no `next`.
+    if not snapshot.next and not snapshot.tasks:
+        raise PlangateUsageError(
+            f"run {thread!r} has finished", hint="`plangate show THREAD` prints its result"
+        )
+    raise typer.Exit(drive(graph, None, config, db, steps=plan_steps(snapshot.values)))
+
+
+@app.command()
+def show(
+    thread: ThreadArg,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help=f"Print every step, also past {SUMMARY_OVER} steps."),
+    ] = False,
+) -> None:
+    """Print a run's result, step table and golden signals, or the steps it has done and what
+    it waits for.
+
+    Past 50 steps, the table is summarised: the count per status and the first steps not ok.
+    """
+    _, db = find_project(project, db)
+    graph, snapshot = read_run(db, thread)
+    actions = recorded_actions(snapshot.values)
+    result = snapshot.values.get("result")
+    if snapshot.interrupts:
+        print_done(snapshot.values, actions, thread=thread, db=db, full=full)
+        print_pending(thread, snapshot.interrupts[0].value, db)
+    elif result:
+        print_result(result, actions, thread=thread, db=db, full=full)
+    else:
+        at = ", ".join(task.name for task in snapshot.tasks) or "nothing"
+        if graph.is_running({"configurable": {"thread_id": thread}}):
+            say(
+                f"Run {thread} has not finished: another process runs it now (at: {at}); "
+                f"`plangate show {thread}{db_flag(db)}` again tells how it ended."
+            )
+        else:
+            say(
+                f"Run {thread} has not finished: it stopped (at: {at}); "
+                f"`plangate resume {thread}{db_flag(db)}` goes on."
+            )
+        print_done(snapshot.values, actions, thread=thread, db=db, full=full)
+
+
+@app.command()
+def trace(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None) -> None:
+    """Print a run's whole trace as JSON lines.
+
+    Control and bidi characters in strings are written as \\uXXXX escapes (still the same JSON).
+    """
+    _, db = find_project(project, db)
+    graph, _ = read_run(db, thread)
+    for event in get_trace(graph, {"configurable": {"thread_id": thread}}):
+        say(json_line(event))
+
+
+@app.command()
+def serve(
+    db: DbOption = None,
+    project: ProjectOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (0: one the system picks).", min=0, max=65535)
+    ] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token every API request needs, reads included: approval requests "
+            "carry real args (default: $PLANGATE_TOKEN, else a new one, printed)."
+        ),
+    ] = None,
+) -> None:
+    """Serve the approvals inbox: a page and a JSON API over the database (plangate[server])."""
+    try:
+        import uvicorn  # noqa: F401  (missing, it is the one-line "needs the server extra")
+
+        from plangate.server import create_app, listen
+        from plangate.server import serve as serve_inbox
+    except ImportError as exc:
+        raise PlangateUsageError(
+            f"`plangate serve` needs {exc.name or 'fastapi and uvicorn'}",
+            hint="install plangate's `server` extra (from a checkout: pip install '.[server]')",
+        ) from None
+    where, db = new_run_project(project, db)
+    given = token or os.environ.get("PLANGATE_TOKEN")
+    secret = given or secrets.token_urlsafe(24)
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    # On loopback, only requests addressed to loopback names: a second wall behind the token,
+    # against a web page reaching the inbox through a DNS-rebound host name.
+    hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else None
+    inbox = create_app(db, token=secret, allowed_hosts=hosts, project=where)
+    sock = listen(host, port)  # bound before the URL is printed, so that it names the real port
+    port = sock.getsockname()[1]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    say(f"plangate inbox on {url} (project {where.name}, database {db})")
+    if given:
+        say(f"Token: the one given (--token or PLANGATE_TOKEN); open {url}#token=...")
+    else:
+        # A fragment never reaches a server or a proxy's log.
+        say(f"Token: {secret}", f"Open: {url}#token={secret}")
+    if not loopback:
+        say(
+            "Note: plain HTTP carries the token in clear; serve beyond loopback only behind "
+            "a TLS proxy."
+        )
+    sys.stdout.flush()  # the token must reach a pipe (a log, a test) before serving blocks
+    serve_inbox(inbox, sock)
+
+
+# --- the entry point --------------------------------------------------------------------------
+
+
+def cli_message(exc: PlangateError) -> str:
+    """An error in the CLI's words: some of the library's hints name Python calls
+    (`Command(resume=...)`), which a person at the command line cannot make."""
+    hint = exc.hint
+    if isinstance(exc, RunNotFinished):
+        thread = exc.thread_id
+        hint = (
+            f"decide it first with `plangate approve {thread}` or `plangate reject {thread}`, "
+            "or start the plan with another --thread"
+            if exc.waiting
+            else f"finish it first with `plangate resume {thread}`, "
+            "or start the plan with another --thread"
+        )
+    elif isinstance(exc, UnknownThread):
+        hint = "`plangate runs --all` lists the runs in the database"
+    elif isinstance(exc, ProfileMismatch):
+        hint = "it goes on only under the rules it started under: restore its profile file"
+    elif hint and any(call in hint for call in _PYTHON_CALLS):
+        hint = None  # advice for a program, not for the person at the command line
+    return f"{exc.message} ({hint})" if hint else exc.message
+
+
+_PYTHON_CALLS = ("Command(", "invoke(", "build_graph(", "open_checkpointer(")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing what is left in its buffer at exit does not
+    print a `BrokenPipeError` of its own."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _command_line_error(exc: typer.TyperException) -> int:
+    """The command line itself is wrong: one line, as for any user error, and click's status."""
+    message = exc.format_message().strip()
+    if "\n" in message:  # `plangate` alone: its help is the answer
+        _warn_raw(message)
+        return exc.exit_code
+    context = getattr(exc, "ctx", None)
+    command = getattr(context, "command_path", None) or "plangate"
+    warn(f"plangate: error: {message.removesuffix('.')} (see `{command} --help`)")
+    return exc.exit_code if exc.exit_code != ExitCode.USER_ERROR else ExitCode.COMMAND_LINE
+
+
+def _warn_raw(text: str) -> None:
+    with contextlib.suppress(OSError):
+        typer.echo(text, err=True)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 1; a run
+    stopped by Ctrl-C or a closed stdout says how to go on (`ExitCode`)."""
+    status: Any
+    try:
+        status = app(standalone_mode=False)
+    except PlangateError as exc:
+        warn(f"plangate: error: {cli_message(exc)}")
+        status = ExitCode.USER_ERROR
+    except Stopped as stopped:
+        if stopped.code == ExitCode.OUTPUT_CLOSED:
+            _silence_stdout()
+        warn(stopped.line)
+        status = stopped.code
+    except OutputClosed:  # a listing cut short (`plangate trace THREAD | head`): nothing to say
+        _silence_stdout()
+        status = ExitCode.OUTPUT_CLOSED
+    except typer.TyperException as exc:
+        status = _command_line_error(exc)
+    except typer.Abort:  # end of input at a prompt
+        status = ExitCode.INTERRUPTED
+    sys.exit(int(status) if isinstance(status, int) else ExitCode.SUCCESS)

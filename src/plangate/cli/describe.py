@@ -1,0 +1,282 @@
+"""Runs, approval requests, results and pre-flight reports as lines a person reads."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from plangate._governance import utc_now
+from plangate.cli.output import human_duration, plural, print_rows, say, visible
+from plangate.cli.where import db_flag, plan_steps
+from plangate.preflight import PreflightReport
+from plangate.runs.history import (
+    EXPIRED_DECISION,
+    is_expired,
+)
+
+SUMMARY_OVER = 50
+"""A step table longer than this is summarised (`show --full` prints it whole)."""
+FIRST_FAILURES = 5
+
+
+# --- describing runs --------------------------------------------------------------------------
+
+ACTION_SOURCES = {
+    "profile": "the profile's tool_actions",
+    "tool": "the tool's declaration",
+    "mcp": "the tool's MCP annotations",
+    "openapi": "the operation's HTTP method",
+    "default": "no declaration: fail closed",
+    "plan": "the plan, raising it",
+}
+
+
+def step_positions(steps: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Each step id's (position from 1, number of steps), for `step k of N`."""
+    return {step: (k, len(steps)) for k, step in enumerate(steps, 1)}
+
+
+def describe(
+    event: Mapping[str, Any], positions: Mapping[str, tuple[int, int]] | None = None
+) -> str:
+    """One trace event as a line; with `positions`, a step's event says `step k of N`."""
+    data = event["data"]
+    step = event["step_id"]
+    where = f"{step} ({event['tool']})" if step else "plan"
+    if step and positions and step in positions:
+        where += ", step {} of {}".format(*(f"{n:,}" for n in positions[step]))
+    detail = {
+        "plan_created": lambda: (
+            f"goal: {data.get('goal')!r}, {plural(int(data.get('steps') or 0), 'step')}, "
+            f"profile {data.get('profile')}"
+        ),
+        "policy_override": lambda: (
+            f"the plan said {data.get('plan_action')}; runs as {data.get('action')} "
+            f"(from {ACTION_SOURCES.get(data.get('action_source'), data.get('action_source'))})"
+        ),
+        "approval_invalidated": lambda: f"asked again: {data.get('reason')}",
+        "budget_warning": lambda: f"{data['tier']} at {data['used']}/{data['limit']} calls",
+        "budget_exceeded": lambda: f"{data['tier']} used up ({data['used']}/{data['limit']})",
+        "approval_requested": lambda: f"{data.get('risk')} risk: {data.get('consequence')}",
+        "approval_received": lambda: (
+            f"{data.get('decision')} by {data.get('approver') or 'unknown'}"
+            + (f": {data['reason']}" if data.get("reason") else "")
+        ),
+        "approval_timeout": lambda: f"expired at {data.get('expires_at')}",
+        "adapter_fallback": lambda: (
+            "offline: its mock answers"
+            if data.get("reason") == "offline"
+            else f"{data.get('error_type')}: {data.get('message')}; its mock answers"
+        ),
+        "tool_call_start": lambda: f"args {json.dumps(data.get('args'), default=str)}",
+        "tool_call_retry": lambda: (
+            f"try {data.get('attempt')} in {data.get('wait_seconds')} s after "
+            f"{data.get('error_type')}: {data.get('message')}"
+        ),
+        "tool_call_complete": lambda: f"{data.get('duration_ms')} ms",
+        "tool_call_error": lambda: f"{data.get('error_type')}: {data.get('message')}",
+        "step_blocked": lambda: str(data.get("reason")),
+        "step_skipped": lambda: str(data.get("reason")),
+        "step_completed": lambda: str(data.get("status")),
+        "plan_completed": lambda: f"status {data.get('status')}",
+    }.get(event["type"], lambda: json.dumps(data, default=str))()
+    return f"[{event['seq']:>3}] {event['type']:<19} {where}: {detail}"
+
+
+def action_line(request: Mapping[str, Any]) -> str:
+    """`execute, irreversible (from the tool's declaration)`."""
+    source = request.get("action_source")
+    return (
+        str(request["action"])
+        + (", irreversible" if request.get("irreversible") else "")
+        + (f" (from {ACTION_SOURCES.get(source, source)})" if source else "")
+    )
+
+
+def print_request(request: Mapping[str, Any]) -> None:
+    """What the person deciding sees: the real args, unredacted."""
+    say(
+        f"  action:      {action_line(request)}",
+        f"  risk:        {request['risk']}",
+        f"  consequence: {request['consequence']}",
+        f"  args:        {json.dumps(request['args'], ensure_ascii=False, default=str)}",
+        f"  expires at:  {request['expires_at']}",
+    )
+
+
+def print_pending(thread: str, request: Mapping[str, Any], db: str) -> None:
+    flag = db_flag(db)
+    step = request["step_id"]
+    say("", f"Paused: step {step!r} ({request['tool']}) needs approval.")
+    print_request(request)
+    if is_expired(dict(request), utc_now()):
+        say(
+            "This request has EXPIRED: a decision now is recorded as expired; "
+            f"`plangate expire{flag}` closes it."
+        )
+    say(
+        "Resume with one of:",
+        f"  plangate approve {thread}{flag} --step {step} --approver NAME",
+        f"  plangate approve {thread}{flag} --step {step} --approver NAME --args '{{...}}'"
+        "   (edit: the args replace all of them)",
+        f"  plangate reject {thread}{flag} --step {step} --reason TEXT",
+    )
+
+
+def recorded_actions(values: Mapping[str, Any]) -> dict[str, str]:
+    """Each step's effective action and where it came from (`execute (tool)`), as its outcome
+    or its approval request records it: reading a run reaches none of its tools."""
+    outcomes: Mapping[str, Any] = values.get("outcomes") or {}
+    found = {
+        step: f"{outcome['action']} ({outcome.get('action_source')})"
+        for step, outcome in outcomes.items()
+        if outcome.get("action")
+    }
+    request = (values.get("current") or {}).get("request")
+    if request and request.get("step_id") not in found:
+        found[request["step_id"]] = f"{request['action']} ({request.get('action_source')})"
+    return found
+
+
+def decided_line(approval: Mapping[str, Any]) -> str:
+    """`approve by lee`, or why a step's approval ran out."""
+    if approval["decision"] == "expired":
+        return "expired: no decision in time" + (
+            ""
+            if approval["approver"] in (None, EXPIRED_DECISION["approver"])
+            else f" (decided late by {approval['approver']})"
+        )
+    return f"{approval['decision']} by {approval['approver'] or 'unknown'}"
+
+
+def print_table(steps: Iterable[Mapping[str, Any]], actions: Mapping[str, str]) -> None:
+    rows = [["step", "tool", "action", "status", "ms", "detail"]]
+    for step in steps:
+        detail = step["error"] or ""
+        if step["approval"]:
+            detail = "; ".join(filter(None, (decided_line(step["approval"]), detail)))
+        ms = "" if step["duration_ms"] is None else f"{step['duration_ms']:.1f}"
+        status = f"{step['status']} (mock)" if step.get("mocked") else step["status"]
+        cells = (step["step_id"], step["tool"], actions.get(step["step_id"], ""), status, ms)
+        # Made visible before measuring, so that escapes do not break the columns.
+        rows.append([visible(str(cell)) for cell in (*cells, detail)])
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    say(
+        *(
+            (
+                "  "
+                + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+                + "  "
+                + row[5]
+            ).rstrip()
+            for row in rows
+        )
+    )
+
+
+def print_steps(
+    steps: Sequence[Mapping[str, Any]],
+    actions: Mapping[str, str],
+    *,
+    thread: str,
+    db: str,
+    full: bool,
+) -> None:
+    """The step table, or past `SUMMARY_OVER` steps a summary: the count per status and the
+    first steps that did not end ok."""
+    if full or len(steps) <= SUMMARY_OVER:
+        print_table(steps, actions)
+        return
+    counts = Counter(str(step["status"]) for step in steps).most_common()
+    say(f"  {plural(len(steps), 'step')}: " + ", ".join(f"{n:,} {status}" for status, n in counts))
+    not_ok = [step for step in steps if step["status"] != "ok"]
+    if not_ok:
+        shown = not_ok[:FIRST_FAILURES]
+        say(f"  The first {len(shown)} of {len(not_ok):,} not ok:")
+        print_table(shown, actions)
+    say(f"  (`plangate show {thread}{db_flag(db)} --full` prints every step)")
+
+
+def signals_line(result: Mapping[str, Any]) -> str:
+    signals = result["signals"]
+    latency = signals["tool_latency_ms"]
+    wait = signals["approval_wait_ms"]
+    budget = result["budget"]
+    total = budget["total"]
+    tiers = [total, *budget.get("domains", {}).values(), *budget.get("tools", {}).values()]
+    limited = any(tier.get("limit") is not None for tier in tiers)
+    calls = (
+        plural(total["used"], "call")
+        if total["limit"] is None
+        else f"{total['used']:,}/{total['limit']:,} calls"
+    )
+    parts = [
+        f"success rate {signals['success_rate']:.0%}",
+        f"error rate {signals['error_rate']:.0%}",
+        "no tool calls"
+        if latency["max"] is None
+        else f"tool latency p50 {latency['p50']} / p95 {latency['p95']} / max {latency['max']} ms",
+        f"approvals {wait['count']}"
+        + (f" (max wait {human_duration(wait['max'])})" if wait["count"] else ""),
+        f"budget {calls}"
+        + (f" ({signals['budget_utilisation']:.0%} of the fullest tier)" if limited else ""),
+    ]
+    return "Signals: " + ", ".join(parts)
+
+
+def print_result(
+    result: Mapping[str, Any],
+    actions: Mapping[str, str],
+    *,
+    thread: str,
+    db: str,
+    full: bool = False,
+) -> None:
+    say("", f"Run {result['status']} (trace {result['trace_id']})")
+    print_steps(result["steps"], actions, thread=thread, db=db, full=full)
+    say(signals_line(result))
+
+
+def print_done(
+    values: Mapping[str, Any], actions: Mapping[str, str], *, thread: str, db: str, full: bool
+) -> None:
+    """The steps a run that has not finished has done so far."""
+    steps = plan_steps(values)
+    outcomes = values.get("outcomes") or {}
+    done = [outcomes[step] for step in steps if step in outcomes]
+    if not done:
+        say(f"No step done yet (of {plural(len(steps), 'step')}).")
+        return
+    say(f"Steps done: {len(done):,} of {len(steps):,}")
+    print_steps(done, actions, thread=thread, db=db, full=full)
+
+
+def print_report(report: PreflightReport) -> None:
+    rows = [("step", "tool", "action", "risk", "asks", "budget")]
+    for step in report.steps:
+        action = f"{step.action} ({step.action_source})" + (
+            ", irreversible" if step.irreversible else ""
+        )
+        rows.append(
+            (
+                step.step_id,
+                step.tool,
+                action,
+                step.risk,
+                "yes" if step.asks else "no",
+                f"blocked: {step.blocked_by}" if step.blocked_by else "ok",
+            )
+        )
+    if report.steps:
+        print_rows(rows)
+    if report.ok:
+        say(f"No problem found under profile {report.profile}.")
+        return
+    say(f"{plural(len(report.problems), 'problem')} under profile {report.profile}:")
+    for problem in report.problems:
+        # A plan problem's message names its step already.
+        named = problem.step_id and problem.kind != "plan"
+        where = f"step {problem.step_id!r}: " if named else ""
+        say(f"  {problem.kind}: {where}{problem.message}")

@@ -1,0 +1,112 @@
+"""Driving a run from the command line: its trace events as they happen, then how it stands
+(paused, finished, stopped by Ctrl-C or a closed pipe) as an exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Generator, Iterator, Sequence
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple
+
+from plangate.cli.describe import (
+    describe,
+    print_pending,
+    print_result,
+    recorded_actions,
+    step_positions,
+)
+from plangate.cli.output import ExitCode, OutputClosed, Stopped, say
+from plangate.cli.where import db_flag, saver_of
+from plangate.runs.guarded_graph import PlangateGraph
+from plangate.runs.history import (
+    run_state,
+)
+
+# --- driving runs -----------------------------------------------------------------------------
+
+RESULT_CODES = {
+    "success": ExitCode.SUCCESS,
+    "partial": ExitCode.PARTIAL,
+    "failed": ExitCode.FAILED,
+}
+
+
+def drive(
+    graph: PlangateGraph,
+    value: Any,
+    config: RunnableConfig,
+    db: str,
+    *,
+    steps: Sequence[str],
+    decided_step: str | None = None,
+) -> ExitCode:
+    """Run until the graph ends or pauses, printing trace events as they happen; the exit code
+    says how it stands. `decided_step` names the step a decision was sent for: that decision
+    expiring is `EXPIRED`, whatever the run did next."""
+    thread = str(config["configurable"]["thread_id"])
+    # On a terminal only: output read by programs stays as it was.
+    positions = step_positions(steps) if sys.stdout.isatty() else None
+    late = False
+    try:
+        # Closed at once when the output closes: the run lets go of its thread's lock.
+        stream = cast(Generator[Any, None, None], graph.stream(value, config, stream_mode="custom"))
+        with contextlib.closing(stream) as chunks:
+            for event in custom_events(chunks):
+                late = late or (
+                    event["type"] == "approval_timeout" and event["step_id"] == decided_step
+                )
+                say(describe(event, positions))
+        snapshot = graph.get_state(config)
+        requests = [i.value for i in snapshot.interrupts]
+        result = snapshot.values.get("result")
+        if requests:
+            print_pending(thread, requests[0], db)
+            code = ExitCode.PAUSED
+        elif result:
+            print_result(result, recorded_actions(snapshot.values), thread=thread, db=db)
+            code = RESULT_CODES[result["status"]]
+        else:  # not seen: a stream ends paused or finished
+            say(f"Run {thread} has not finished; `plangate resume {thread}{db_flag(db)}`.")
+            code = ExitCode.FAILED
+    except KeyboardInterrupt:
+        raise Stopped(
+            stopped_line(graph, config, db, "interrupted"), ExitCode.INTERRUPTED
+        ) from None
+    except OutputClosed:
+        raise Stopped(
+            stopped_line(graph, config, db, "output closed"), ExitCode.OUTPUT_CLOSED
+        ) from None
+    return ExitCode.EXPIRED if late else code
+
+
+def stopped_line(graph: PlangateGraph, config: RunnableConfig, db: str, why: str) -> str:
+    """The line that says where a run stopped by `why` stands, and the command that goes on."""
+    thread = str(config["configurable"]["thread_id"])
+    flag = db_flag(db)
+    saved: CheckpointTuple | None = None
+    with contextlib.suppress(Exception):  # what is stored is read again by the next command
+        saved = saver_of(graph).get_tuple(config)
+    state = None if saved is None else run_state(saved)
+    if state == "waiting":
+        return (
+            f"plangate: {why}: run {thread} waits for an approval; "
+            f"`plangate show {thread}{flag}` prints it"
+        )
+    if state == "finished":
+        return (
+            f"plangate: {why}: run {thread} has finished; "
+            f"`plangate show {thread}{flag}` prints its result"
+        )
+    return (
+        f"plangate: {why}: run {thread} stopped before it finished; "
+        f"`plangate resume {thread}{flag}` goes on"
+    )
+
+
+def custom_events(chunks: Iterator[Any]) -> Iterator[dict[str, Any]]:
+    for chunk in chunks:
+        if isinstance(chunk, dict) and "type" in chunk and "seq" in chunk:
+            yield chunk

@@ -1,0 +1,107 @@
+"""Where a command works: its project (`--project`, `PLANGATE_PROJECT`, the nearest
+`plangate.yaml`, else the built-in demo), its database, and the runs in it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import StateSnapshot
+
+from plangate.errors import (
+    PlangateUsageError,
+    UnknownThread,
+)
+from plangate.project import Project, RunSetup, demo_root, reader
+from plangate.runs.checkpoint import is_postgres_url, sqlite_path
+from plangate.runs.guarded_graph import PlangateGraph
+
+DEFAULT_DB = "plangate.db"
+
+# The database a command uses when given no --db (`find_project` sets it): hints leave it out.
+_implied_db = [DEFAULT_DB]
+
+
+def db_flag(db: str) -> str:
+    return "" if db in (DEFAULT_DB, _implied_db[0]) else f" --db {db}"
+
+
+def find_project(project: str | None, db: str | None) -> tuple[Project | None, str]:
+    """The project the command works in (the one named, else the nearest), and its database:
+    `--db`, else the project's, else `plangate.db`."""
+    found = Project.find(project)
+    _implied_db[0] = found.db if found else DEFAULT_DB
+    return found, db or _implied_db[0]
+
+
+def project_of_runs(project: str | None, db: str | None) -> tuple[Project | None, str]:
+    """For commands on existing runs: the project named with --project (a run goes on under
+    its own project unless one is named) and the database (see `find_project`)."""
+    found, url = find_project(project, db)
+    return (found if project else None), url
+
+
+# --- reading runs -----------------------------------------------------------------------------
+
+
+def require_db(db: str) -> None:
+    """Refuse a SQLite database that does not exist: opening it would create it (and its
+    folders), leaving an empty database behind a mistyped --db. A folder goes on, for opening
+    it to say it is one."""
+    if is_postgres_url(db):
+        return
+    path = sqlite_path(db)
+    if path != ":memory:" and not Path(path).exists():
+        raise PlangateUsageError(
+            f"no database at {path}; pass --db PATH or start a run with plangate run"
+        )
+
+
+def open_reader(db: str) -> PlangateGraph:
+    """A graph over an existing database, for reading its runs; it loads no tools. A project's
+    database that no run has made yet reads as empty (and is not made by reading it)."""
+    implied = db != DEFAULT_DB and db == _implied_db[0] and not is_postgres_url(db)
+    if implied and not Path(sqlite_path(db)).exists():
+        return reader("sqlite:///:memory:")
+    require_db(db)
+    return reader(db)
+
+
+def read_run(db: str, thread: str) -> tuple[PlangateGraph, StateSnapshot]:
+    """A reader of `db` and the state of `thread` in it."""
+    probe = open_reader(db)
+    snapshot = probe.get_state({"configurable": {"thread_id": thread}})
+    if not snapshot.values and not snapshot.next:
+        raise UnknownThread(thread)
+    return probe, snapshot
+
+
+def existing_run(
+    db: str, thread: str, project: Project | None
+) -> tuple[PlangateGraph, RunnableConfig, StateSnapshot]:
+    """The graph and config a thread was started with (in its own project, unless `project`
+    is named), from its checkpoint metadata, and the thread's state as read to find them."""
+    _, snapshot = read_run(db, thread)
+    setup = RunSetup.of(snapshot)
+    return setup.graph(setup.project_for(db, project), db), setup.config(thread), snapshot
+
+
+def saver_of(graph: PlangateGraph) -> BaseCheckpointSaver[Any]:
+    saver = graph.checkpointer
+    assert isinstance(saver, BaseCheckpointSaver)  # every CLI graph is built with one
+    return saver
+
+
+def plan_steps(values: Mapping[str, Any]) -> list[str]:
+    """The ids of a run's steps, in the order they run (the plan is stored in that order)."""
+    return [str(step.get("id", "")) for step in (values.get("plan") or {}).get("steps", [])]
+
+
+def new_run_project(project: str | None, db: str | None) -> tuple[Project, str]:
+    """The project new runs start in, and its database; without a project file, the built-in
+    demo beside the database."""
+    found, url = find_project(project, db)
+    return found or Project.demo(demo_root(url)), url
