@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import Runner, plan_of, thread
+import yaml
+from _support import Runner, plan_of, plangate, thread
 from langchain_mcp_adapters.sessions import Connection, create_session
 from langgraph.types import Command
 
 from plangate.actions import ToolDeclaration, tool_declaration
 from plangate.adapters.mcp import MCPSessions, mcp_tools
+from plangate.cli import ExitCode
 
 PACKAGE = "@modelcontextprotocol/server-filesystem"
 VERSION = "2026.8.31"
@@ -151,3 +153,32 @@ def test_under_smb_a_read_runs_and_a_write_waits_until_approved(
     assert read["output"] == {"content": "renew the Acme contract\n"}
     assert write["approval"]["decision"] == "approve"
     assert target.read_text() == "Renewal sent.\n"
+
+
+def test_a_project_with_the_server_pauses_on_a_write_and_is_approved_from_elsewhere(
+    filesystem_server: Path, tmp_path: Path
+) -> None:
+    """The reference server named inline in a project file (its `./data` is the project's:
+    a stdio server starts in the project's folder). `plangate run` pauses on `fs.write_file`;
+    `plangate approve --project` from another folder rebuilds the server's tools and writes."""
+    project = tmp_path / "team"
+    (project / "data").mkdir(parents=True)
+    server = {"command": shutil.which("node"), "args": [str(filesystem_server), "./data"]}
+    (project / "plangate.yaml").write_text(
+        yaml.safe_dump({"profile": "smb", "tools": [{"mcp": {"fs": server}}]})
+    )
+    note = {"path": str(project / "data" / "note.txt"), "content": "approved"}
+    plan = {"goal": "write a note", "steps": [{"id": "w", "tool": "fs.write_file", "args": note}]}
+    (project / "plan.yaml").write_text(yaml.safe_dump(plan))
+
+    run = plangate(project, "run", "plan.yaml", "--thread", "fs-1")
+    assert run.returncode == ExitCode.PAUSED, run.stdout + run.stderr
+    assert "Paused: step 'w' (fs.write_file) needs approval." in run.stdout
+    assert "(from the tool's MCP annotations)" in run.stdout
+    assert not (project / "data" / "note.txt").exists()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    approved = plangate(elsewhere, "approve", "fs-1", "--project", str(project), "--approver", "x")
+    assert approved.returncode == ExitCode.SUCCESS, approved.stdout + approved.stderr
+    assert (project / "data" / "note.txt").read_text() == "approved"
