@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
@@ -175,9 +177,10 @@ class Service:
 
 
 @contextlib.contextmanager
-def billing_service() -> Iterator[Service]:
-    """The billing service in a process of its own on a free loopback port."""
-    port = free_port()
+def billing_service(port: int | None = None) -> Iterator[Service]:
+    """The billing service in a process of its own on loopback, on `port` (default: a free
+    one)."""
+    port = port or free_port()
     environment = {**os.environ, "BILLING_SERVICE_TOKEN": BILLING_TOKEN}
     process = subprocess.Popen([sys.executable, str(BILLING_PEER), str(port)], env=environment)
     service = Service(f"http://127.0.0.1:{port}")
@@ -195,6 +198,59 @@ def billing_service() -> Iterator[Service]:
     finally:
         process.kill()
         process.wait()
+
+
+TEAM_TOOLS = '''
+from plangate import declare_action
+
+
+@declare_action(action="read")
+def note(text: str) -> dict:
+    """Write nothing; echo a note."""
+    return {"note": text}
+
+
+toolkit = {"team.note": note}
+'''
+"""A project's own Python toolkit (`teamtools.py`): one read tool, `team.note`."""
+
+
+def write_team_project(
+    folder: Path,
+    billing_url: str,
+    mcp_log: Path,
+    *,
+    toolkit: str = "teamtools:toolkit",
+    **changes: Any,
+) -> dict[str, Any]:
+    """A project with a Python toolkit (`teamtools.py`, unless `toolkit` names another), the MCP
+    peer on stdio as `ledger` (its calls logged to `mcp_log`) and the billing service's
+    invoices, refunds and customers as `billing`, under `smb`; `changes` replace keys of the
+    file. Returns what plangate.yaml holds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if toolkit == "teamtools:toolkit":
+        (folder / "teamtools.py").write_text(TEAM_TOOLS)
+    servers = {
+        "ledger": {"command": sys.executable, "args": [str(MCP_PEER), "stdio", str(mcp_log)]}
+    }
+    (folder / ".mcp.json").write_text(json.dumps({"mcpServers": servers}))
+    spec: dict[str, Any] = {
+        "db": "sqlite:///runs/plangate.db",
+        "profile": "smb",
+        "tools": [
+            {"python": toolkit},
+            {"mcp": ".mcp.json"},
+            {
+                "openapi": f"{billing_url}/openapi.json",
+                "prefix": "billing",
+                "include": ["get_invoice", "create_refund", "get_customer"],
+                "auth": {"HTTPBearer": "${BILLING_TOKEN}"},
+            },
+        ],
+        **changes,
+    }
+    (folder / "plangate.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return spec
 
 
 def run_in(cwd: Path, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

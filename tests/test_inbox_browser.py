@@ -19,8 +19,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import yaml
-from _support import BILLING_TOKEN, MCP_PEER, Service, billing_service
+from _support import BILLING_TOKEN, Service, billing_service, write_team_project
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from test_inbox import hold_elsewhere, start_serve, stop_mid_way
 
@@ -595,18 +594,6 @@ def test_a_stopped_run_shows_stopped_and_resumes_from_the_page(served: Served, p
 
 # --- a project of a team's own, served with --project ----------------------------------------
 
-TEAM_TOOLS = '''
-from plangate import declare_action
-
-
-@declare_action(action="read")
-def note(text: str) -> dict:
-    """Write nothing; echo a note."""
-    return {"note": text}
-
-
-toolkit = {"team.note": note}
-'''
 # The project's own profile, and its default: smb's rules, and every ledger call waits too.
 CAREFUL_PROFILE = """\
 name: careful
@@ -653,32 +640,11 @@ class ServedProject:
 
 
 def write_project(folder: Path, service_url: str, *, mcp_log: Path) -> Path:
-    """A project (as tests/test_project.py writes one) with a Python toolkit, one stdio MCP
-    server, one OpenAPI service and a profile of its own, `careful`, its default."""
-    folder.mkdir(parents=True)
-    (folder / "teamtools.py").write_text(TEAM_TOOLS)
-    servers = {
-        "ledger": {"command": sys.executable, "args": [str(MCP_PEER), "stdio", str(mcp_log)]}
-    }
-    (folder / ".mcp.json").write_text(json.dumps({"mcpServers": servers}))
-    (folder / "profiles").mkdir()
+    """The team project (`write_team_project`) with a profile of its own, `careful`, its
+    default."""
+    (folder / "profiles").mkdir(parents=True)
     (folder / "profiles" / "careful.yaml").write_text(CAREFUL_PROFILE)
-    spec: dict[str, Any] = {
-        "db": "sqlite:///runs/plangate.db",
-        "profile": "careful",
-        "profiles": "profiles/",
-        "tools": [
-            {"python": "teamtools:toolkit"},
-            {"mcp": ".mcp.json"},
-            {
-                "openapi": f"{service_url}/openapi.json",
-                "prefix": "billing",
-                "include": ["get_invoice", "create_refund", "get_customer"],
-                "auth": {"HTTPBearer": "${BILLING_TOKEN}"},
-            },
-        ],
-    }
-    (folder / "plangate.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    write_team_project(folder, service_url, mcp_log, profile="careful", profiles="profiles/")
     return folder
 
 

@@ -33,7 +33,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from _support import BILLING_PEER, BILLING_TOKEN, MCP_PEER, Service, free_port
+from _support import (
+    BILLING_TOKEN,
+    Service,
+    billing_service,
+    free_port,
+    plangate,
+    write_team_project,
+)
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from langgraph_sdk.schema import Command
@@ -434,57 +441,19 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _write_team_project(folder: Path, billing_url: str, mcp_log: Path) -> None:
-    """Replace the starter's plangate.yaml with one naming three sources of tools."""
-    (folder / ".mcp.json").write_text(
-        json.dumps(
-            {
-                "mcpServers": {
-                    "ledger": {
-                        "command": sys.executable,
-                        "args": [str(MCP_PEER), "stdio", str(mcp_log)],
-                    }
-                }
-            }
-        )
-    )
-    spec = {
-        "db": "sqlite:///runs/plangate.db",
-        "profile": "smb",
-        "tools": [
-            {"python": "tools:toolkit"},
-            {"mcp": ".mcp.json"},
-            {
-                "openapi": f"{billing_url}/openapi.json",
-                "prefix": "billing",
-                "include": ["get_invoice", "create_refund", "get_customer"],
-                "auth": {"HTTPBearer": "${BILLING_TOKEN}"},
-            },
-        ],
-    }
-    (folder / "plangate.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def project_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectServer]:
     """`langgraph dev` in a folder `plangate init` made, its `langgraph.json` as the template
     wrote it, with no PLANGATE_PROJECT or PLANGATE_PROFILE; the billing service is not up."""
     base = tmp_path_factory.mktemp("team")
     folder, log, mcp_log = base / "team", base / "server.log", base / "mcp.jsonl"
-    made = subprocess.run(
-        [sys.executable, "-m", "plangate", "init", str(folder)],
-        cwd=base,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    made = plangate(base, "init", str(folder))
     assert made.returncode == 0, made.stdout + made.stderr
     config = json.loads((folder / "langgraph.json").read_text())
     assert config["graphs"][GRAPH_ID]["path"] == "plangate.integrations.langgraph_server:graph"
     billing_port = free_port()  # the service is started on it later, by `billing`
     billing_url = f"http://127.0.0.1:{billing_port}"
-    _write_team_project(folder, billing_url, mcp_log)
+    write_team_project(folder, billing_url, mcp_log, toolkit="tools:toolkit")
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -515,25 +484,8 @@ def project_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project
 @pytest.fixture(scope="module")
 def billing(project_server: ProjectServer) -> Iterator[Service]:
     """The billing service, on the port the project names, started after the server answers."""
-    environment = {**os.environ, "BILLING_SERVICE_TOKEN": BILLING_TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, str(BILLING_PEER), str(project_server.billing_port)], env=environment
-    )
-    service = Service(project_server.billing_url)
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            assert process.poll() is None, "the billing service exited while starting"
-            try:
-                httpx.get(f"{service.url}/openapi.json").raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the billing service did not start answering"
-                time.sleep(0.05)
+    with billing_service(project_server.billing_port) as service:
         yield service
-    finally:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture

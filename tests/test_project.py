@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +18,12 @@ import pytest
 import yaml
 from _support import (
     BILLING_TOKEN,
-    MCP_PEER,
+    TEAM_TOOLS,
     Service,
     billing_service,
     free_port,
     plangate,
+    write_team_project,
 )
 
 from plangate import Project, ProjectError
@@ -31,18 +31,6 @@ from plangate.cli import ExitCode
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TEAM_TOOLS = '''
-from plangate import declare_action
-
-
-@declare_action(action="read")
-def note(text: str) -> dict:
-    """Write nothing; echo a note."""
-    return {"note": text}
-
-
-toolkit = {"team.note": note}
-'''
 
 PLAN = {
     "goal": "Refund invoice inv-1",
@@ -66,38 +54,9 @@ def service() -> Iterator[Service]:
         yield running
 
 
-def write_project(folder: Path, service_url: str, *, mcp_log: Path, **changes: Any) -> Path:
-    """A project with a Python toolkit, one stdio MCP server and one OpenAPI service."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "teamtools.py").write_text(TEAM_TOOLS)
-    (folder / ".mcp.json").write_text(
-        json.dumps(
-            {
-                "mcpServers": {
-                    "ledger": {
-                        "command": sys.executable,
-                        "args": [str(MCP_PEER), "stdio", str(mcp_log)],
-                    }
-                }
-            }
-        )
-    )
-    spec: dict[str, Any] = {
-        "db": "sqlite:///runs/plangate.db",
-        "profile": "smb",
-        "tools": [
-            {"python": "teamtools:toolkit"},
-            {"mcp": ".mcp.json"},
-            {
-                "openapi": f"{service_url}/openapi.json",
-                "prefix": "billing",
-                "include": ["get_invoice", "create_refund", "get_customer"],
-                "auth": {"HTTPBearer": "${BILLING_TOKEN}"},
-            },
-        ],
-        **changes,
-    }
-    (folder / "plangate.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+def write_project(folder: Path, service_url: str, *, mcp_log: Path) -> Path:
+    """The team project (`write_team_project`) and its plan, `plan.yaml`."""
+    write_team_project(folder, service_url, mcp_log)
     (folder / "plan.yaml").write_text(yaml.safe_dump(PLAN, sort_keys=False))
     return folder
 
