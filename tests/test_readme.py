@@ -107,3 +107,17 @@ def test_the_project_file_section_runs_as_pasted_and_python_goes_on_with_it(
     approved = plangate(tmp_path, "approve", "py-1", "--project", "orders", "--approver", "lee")
     assert approved.returncode == 0, approved.stderr
     assert "Run success" in approved.stdout
+
+
+def test_the_passing_outputs_forward_plan_runs_as_written(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n#### Passing outputs forward\n", 1)[1]
+    plan = re.findall(r"```yaml\n(.*?)```", section, re.S)[0]
+    (tmp_path / "plan.yaml").write_text("goal: README\n" + plan)
+    run = plangate(tmp_path, "run", "plan.yaml", "--profile", "smb", "--thread", "r")
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert (
+        '"to": "ana.lopez@acme.example", "subject": "Renewal for Acme Corp", '
+        '"body": "Costs ${price} as agreed"'
+    ) in run.stdout
+    assert "from:        args.to = ${steps.lookup.output.contact_email}" in run.stdout

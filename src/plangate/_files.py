@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 
 def parse_document(text: str, *, what: str) -> Any:
@@ -35,13 +37,16 @@ def read_document(path: str | Path, *, what: str) -> Any:
     return parse_document(text, what=f"{what} file {str(file)!r}")
 
 
-def first_error(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:
-    """The location and message of one pydantic error: one line for humans.
+def first_error(
+    exc: ValidationError, errors: Sequence[ErrorDetails] | None = None
+) -> tuple[tuple[str | int, ...], str]:
+    """The location and message of one pydantic error (of `errors`, a selection of the
+    exception's, if given): one line for humans.
 
     An unknown key comes first when there is one: a misspelled key (`tool_name` for `tool`) also
     makes the real field missing, and the key the user actually typed is the useful thing to name.
     """
-    errors = exc.errors()
+    errors = errors or exc.errors()
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     return tuple(err["loc"]), err["msg"]
 

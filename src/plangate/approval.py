@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.tools import BaseTool
@@ -212,15 +212,21 @@ def _at(value: Any, path: str) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def args_problem(tool: BaseTool, args: Mapping[str, Any]) -> tuple[str, str] | None:
+def args_problem(
+    tool: BaseTool, args: Mapping[str, Any], *, unknown_yet: Collection[str] = ()
+) -> tuple[str, str] | None:
     """(field, message) of the first thing `tool`'s argument schema refuses in `args`, an
-    argument it does not take included; `None` when it takes them."""
+    argument it does not take included; `None` when it takes them. The args `unknown_yet`
+    names (their values come from another step's output) are taken as given."""
     schema = tool.get_input_schema()
+    checked = {key: value for key, value in args.items() if key not in unknown_yet}
     try:
-        schema.model_validate(dict(args))  # type: ignore[union-attr]
+        schema.model_validate(checked)  # type: ignore[union-attr]
     except ValidationError as exc:
-        loc, msg = first_error(exc)
-        return (f"args.{dotted(loc)}" if loc else "args"), msg
+        errors = [e for e in exc.errors() if not e["loc"] or e["loc"][0] not in unknown_yet]
+        if errors:
+            loc, msg = first_error(exc, errors)
+            return (f"args.{dotted(loc)}" if loc else "args"), msg
     fields = getattr(schema, "model_fields", None)
     extra = getattr(schema, "model_config", {}).get("extra")
     # A root model (LangChain's stand-in for a schema it cannot model) names no arguments.
@@ -272,13 +278,14 @@ def response_schema(tool: BaseTool | None) -> dict[str, Any]:
     return schema
 
 
-def consequence_of(step: PlanStep, policy: StepPolicy) -> str:
-    """One sentence a human reads before approving: what happens, to whom, and whether it can
-    be undone (from the effective action and the trusted irreversibility, not the plan)."""
+def consequence_of(step: PlanStep, policy: StepPolicy, args: dict[str, Any]) -> str:
+    """One sentence a human reads before approving: what happens, to whom (from `args`, the
+    call's resolved args), and whether it can be undone (from the effective action and the
+    trusted irreversibility, not the plan)."""
     if step.description:
         what, to_whom = step.description.rstrip("."), ""
     else:
-        target = _target(step.args)
+        target = _target(args)
         what, to_whom = f"call {step.tool}", f" with {target}" if target else ""
     if policy.action == "read":
         effect = "It only reads data; nothing is changed."

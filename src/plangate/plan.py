@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
@@ -22,6 +22,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from plangate._files import dotted, first_error, read_document
 from plangate.errors import PlanValidationError
+from plangate.references import references_in
 
 __all__ = (
     "MAX_DEPTH",
@@ -212,7 +213,14 @@ class Plan(BaseModel):
                     raise PlanValidationError(
                         f"step {step.id!r}: depends on itself", step_id=step.id
                     )
-        self.steps = _stable_topological_order(self.steps)
+        referenced = {}
+        for n, step in enumerate(self.steps):
+            implied = _referenced_steps(step, seen)
+            referenced.update({(step.id, dep): arg for dep, arg in implied.items()})
+            added = [dep for dep in implied if dep not in step.depends_on]
+            if added:
+                self.steps[n] = step.model_copy(update={"depends_on": [*step.depends_on, *added]})
+        self.steps = _stable_topological_order(self.steps, referenced)
         return self
 
     def to_state(self) -> dict[str, Any]:
@@ -441,12 +449,34 @@ def _refuse(loc: tuple[str | int, ...], problem: str, value: Any) -> NoReturn:
 # --- order ---------------------------------------------------------------------------------------
 
 
-def _stable_topological_order(steps: list[PlanStep]) -> list[PlanStep]:
+def _referenced_steps(step: PlanStep, known: set[str]) -> dict[str, str]:
+    """Each step `step`'s args reference (`${steps.<id>.output...}`), with the first arg that
+    does; an unknown or self reference is a `PlanValidationError` naming the step and the arg."""
+    found: dict[str, str] = {}
+    for arg, dep in references_in(step.args):
+        if dep not in known:
+            raise PlanValidationError(
+                f"step {step.id!r}: args.{arg} references unknown step {dep!r}", step_id=step.id
+            )
+        if dep == step.id:
+            raise PlanValidationError(
+                f"step {step.id!r}: args.{arg} references the step's own output",
+                step_id=step.id,
+                hint="a step can use only the outputs of steps before it",
+            )
+        found.setdefault(dep, arg)
+    return found
+
+
+def _stable_topological_order(
+    steps: list[PlanStep], referenced: Mapping[tuple[str, str], str]
+) -> list[PlanStep]:
     """Keep list order, moving a step after its dependencies; raise on a cycle.
 
     Kahn's algorithm with the ready steps in a heap keyed by list position: the step placed next
     is always the first listed of those whose dependencies are all placed, in O(n log n + e) for
-    n steps and e dependencies (rescanning the steps left for each placement was O(n²))."""
+    n steps and e dependencies (rescanning the steps left for each placement was O(n²)).
+    `referenced` names the arg behind each dependency a reference implies, for the message."""
     position = {step.id: n for n, step in enumerate(steps)}
     if all(position[d] < position[s.id] for s in steps for d in s.depends_on):
         return steps  # the usual case, kept linear for long plans
@@ -469,11 +499,18 @@ def _stable_topological_order(steps: list[PlanStep]) -> list[PlanStep]:
     if len(ordered) < len(steps):
         placed = {step.id for step in ordered}
         cycle = _cycle_among([s for s in steps if s.id not in placed], placed)
+        links = list(zip(cycle, [*cycle[1:], cycle[0]], strict=True))
+        because = [
+            f"args.{referenced[(a.id, b.id)]} of {a.id!r} references {b.id!r}"
+            for a, b in links
+            if (a.id, b.id) in referenced
+        ]
         raise PlanValidationError(
             f"step {cycle[0].id!r}: dependency cycle "
-            + " -> ".join(repr(s.id) for s in [*cycle, cycle[0]]),
+            + " -> ".join(repr(s.id) for s in [*cycle, cycle[0]])
+            + (f" ({'; '.join(because)})" if because else ""),
             step_id=cycle[0].id,
-            hint="remove one depends_on link to break the cycle",
+            hint="remove one depends_on link or reference to break the cycle",
         )
     return ordered
 

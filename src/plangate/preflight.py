@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from plangate.actions import ActionSource
 from plangate.approval import args_problem
@@ -18,6 +18,7 @@ from plangate.budget import charge, empty_usage, exceeded_tier
 from plangate.errors import PlanValidationError
 from plangate.plan import Action, parse_plan
 from plangate.profiles import Risk
+from plangate.references import references_in
 from plangate.runs.guarded_graph import PlangateGraph
 
 __all__ = ("PreflightProblem", "PreflightReport", "PreflightStep", "preflight")
@@ -58,6 +59,8 @@ class PreflightStep(BaseModel):
         asks: Whether it waits for a person's decision.
         blocked_by: The budget tier it would find used up (`total`, `domain:crm`,
             `tool:email.send`), or `None`.
+        references: Arg path -> the step whose output it takes (`${steps.<id>.output...}`);
+            those args are checked against the tool's schema only when the step runs.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -72,6 +75,7 @@ class PreflightStep(BaseModel):
     risk: Risk
     asks: bool
     blocked_by: str | None
+    references: dict[str, str] = Field(default_factory=dict)
 
 
 class PreflightReport(BaseModel):
@@ -146,7 +150,10 @@ def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
             usage = charge(usage, step)
         if stopped is not None:
             problems.append(PreflightProblem(kind=stopped[0], step_id=step.id, message=stopped[1]))
-        found = args_problem(tool, step.args) if tool is not None else None
+        referenced = dict(references_in(step.args))
+        # Referenced args get their values when the step runs: checked then.
+        taken = {path.split(".", 1)[0].split("[", 1)[0] for path in referenced}
+        found = args_problem(tool, step.args, unknown_yet=taken) if tool is not None else None
         if found is not None:
             field, message = found
             problems.append(
@@ -168,6 +175,7 @@ def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
                 risk=policy.risk,
                 asks=policy.needs_approval,
                 blocked_by=exceeded["tier"] if exceeded else None,
+                references=referenced,
             )
         )
     return PreflightReport(ok=not problems, profile=profile.name, steps=steps, problems=problems)

@@ -108,6 +108,8 @@ class ApprovalRequest(TypedDict):
     expires_at: str
     allowed_decisions: list[str]
     response_schema: dict[str, Any]
+    # Arg path -> the reference its value came from (`steps.lookup.output.email`).
+    references: NotRequired[dict[str, str]]
     error: NotRequired[str]
 
 

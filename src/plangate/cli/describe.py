@@ -102,6 +102,10 @@ def print_request(request: Mapping[str, Any]) -> None:
         f"  risk:        {request['risk']}",
         f"  consequence: {request['consequence']}",
         f"  args:        {json.dumps(request['args'], ensure_ascii=False, default=str)}",
+        *(
+            f"  from:        args.{arg} = ${{{source}}}"
+            for arg, source in (request.get("references") or {}).items()
+        ),
         f"  expires at:  {request['expires_at']}",
     )
 

@@ -74,6 +74,7 @@ from plangate.nodes.approval_interrupt import ask_for_decision
 from plangate.nodes.budget_check import ask_for_approval
 from plangate.plan import Action, PlanStep
 from plangate.profiles import Profile, load_profile
+from plangate.references import Resolved
 from plangate.state import ApprovalRequest, BudgetUsage, PlanState, RunCounters
 
 __all__ = (
@@ -443,6 +444,8 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
                     PlanState(run=run),
                     step,
                     index,
+                    # A model's call has no plan to reference: its args are taken as they are.
+                    Resolved(step.args),
                     governance=self._governance,
                     policy=policy,
                     writer=writer,

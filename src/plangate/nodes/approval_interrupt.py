@@ -101,7 +101,11 @@ def approval_interrupt(
     )
     if decision.decision in ("approve", "edit"):
         current.update(
-            {"route": "execute", "args": decision.args if decision.args is not None else step.args}
+            # Without an edit, the args the request showed (references resolved).
+            {
+                "route": "execute",
+                "args": decision.args if decision.args is not None else request["args"],
+            }
         )
     elif decision.decision == "reject":
         outcome = closed_outcome(

@@ -23,7 +23,8 @@ from plangate.approval import DECISIONS, approval_digest, args_problem, conseque
 from plangate.budget import exceeded_tier
 from plangate.nodes._outcome import closed_outcome
 from plangate.plan import PlanStep
-from plangate.state import ApprovalRequest, CurrentStep, PlanState
+from plangate.references import Resolved, UnresolvedReference, resolve
+from plangate.state import ApprovalRequest, CurrentStep, PlanState, StepOutcome
 
 
 def budget_check(
@@ -74,6 +75,12 @@ def budget_check(
     return {"current": current, **writer.update()}
 
 
+def _resolved(step: PlanStep, outcomes: dict[str, StepOutcome]) -> Resolved:
+    """The step's args with its references to earlier outputs replaced (they are all among
+    its dependencies, which ended `ok`)."""
+    return resolve(step.args, {dep: outcomes[dep]["output"] for dep in step.depends_on})
+
+
 def _gate(
     state: PlanState,
     step: PlanStep,
@@ -82,6 +89,14 @@ def _gate(
     writer: TraceWriter,
 ) -> None:
     """Route a step that may run: to `tool_exec`, to a person, or closed for refused args."""
+    try:
+        resolved = _resolved(step, state.get("outcomes", {}))
+    except UnresolvedReference as exc:
+        current["outcome"] = closed_outcome(
+            step, "error", "unresolved_reference", f"{step.tool}: {exc}"
+        )
+        return
+    current["args"] = resolved.args
     policy = governance.policy(step)
     if policy.lowered is not None:
         writer.emit(
@@ -94,7 +109,7 @@ def _gate(
             step=step,
         )
     tool = governance.described(step.tool)
-    problem = args_problem(tool, step.args) if policy.needs_approval and tool else None
+    problem = args_problem(tool, resolved.args) if policy.needs_approval and tool else None
     if problem is not None:
         field, message = problem
         current["outcome"] = closed_outcome(
@@ -105,7 +120,13 @@ def _gate(
         )
     elif policy.needs_approval:
         request = ask_for_approval(
-            state, step, current["index"], governance=governance, policy=policy, writer=writer
+            state,
+            step,
+            current["index"],
+            resolved,
+            governance=governance,
+            policy=policy,
+            writer=writer,
         )
         current.update({"route": "approve", "request": request})
     else:
@@ -129,45 +150,58 @@ def ask_for_approval(
     state: PlanState,
     step: PlanStep,
     index: int,
+    resolved: Resolved,
     *,
     governance: Governance,
     policy: StepPolicy,
     writer: TraceWriter,
 ) -> ApprovalRequest:
     """The approval request of `step`, traced as `approval_requested`."""
-    request = approval_request(state, step, index, governance, policy)
+    request = approval_request(state, step, index, resolved, governance=governance, policy=policy)
     fields: dict[str, Any] = dict(request)
-    writer.emit("approval_requested", {k: fields[k] for k in _TRACED}, step=step)
+    traced = {k: fields[k] for k in (*_TRACED, "references") if k in fields}
+    writer.emit("approval_requested", traced, step=step)
     return request
 
 
 def approval_request(
-    state: PlanState, step: PlanStep, index: int, governance: Governance, policy: StepPolicy
+    state: PlanState,
+    step: PlanStep,
+    index: int,
+    resolved: Resolved,
+    *,
+    governance: Governance,
+    policy: StepPolicy,
 ) -> ApprovalRequest:
-    """What the person deciding sees: the real args (the trace gets a redacted copy), the
-    effective action and where it came from, the risk, and a digest binding all of it."""
+    """What the person deciding sees: the real args, references resolved (the trace gets a
+    redacted copy), which args came from which step, the effective action and where it came
+    from, the risk, and a digest binding all of it."""
     requested = governance.clock()
-    return {
+    args = resolved.args
+    request: ApprovalRequest = {
         "type": "approval_request",
         "request_id": uuid.uuid4().hex,
         "trace_id": state["run"]["trace_id"],
         "step_id": step.id,
         "step_index": index,
         "tool": step.tool,
-        "args": step.args,
+        "args": args,
         "action": policy.action,
         "action_source": policy.source,
         "irreversible": policy.irreversible,
         "domain": step.domain or "",
         "description": step.description,
         "risk": policy.risk,
-        "consequence": consequence_of(step, policy),
+        "consequence": consequence_of(step, policy, args),
         "profile": governance.profile.name,
         "digest": approval_digest(
-            step.tool, step.args, policy.action, policy.risk, governance.fingerprint
+            step.tool, args, policy.action, policy.risk, governance.fingerprint
         ),
         "requested_at": iso(requested),
         "expires_at": iso(requested + governance.profile.approval_timeout),
         "allowed_decisions": list(DECISIONS),
         "response_schema": governance.response_schema(step.tool),
     }
+    if resolved.sources:
+        request["references"] = resolved.sources
+    return request

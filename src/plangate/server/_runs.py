@@ -260,6 +260,7 @@ class RunService:
             "expires_at",
             "allowed_decisions",
             "digest",
+            "references",
         )
         return {
             "thread": thread,

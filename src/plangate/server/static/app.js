@@ -409,6 +409,8 @@
         h("span", { class: "sep" }, "·"), h("span", { title: a.requested_at }, `requested ${agoText(a.requested_at)}`),
       ),
       h("pre", { class: "args" }, pretty(a.args)),
+      a.references ? h("ul", { class: "references muted" },
+        Object.entries(a.references).map(([arg, source]) => h("li", {}, `args.${arg} = \${${source}}`))) : null,
       a.error ? h("p", { class: "error-line" }, a.error) : null,
       h("div", { class: "card-actions" },
         h("button", { class: "primary review", type: "button", onclick: () => openDecision(a) }, "Review & decide"),
