@@ -503,3 +503,30 @@ def test_two_projects_with_a_module_of_the_same_name_each_get_their_own(tmp_path
     assert set(south) == {"south.hello"}
     assert north["north.hello"].invoke({}) == "north"
     assert south["south.hello"].invoke({}) == "south"
+
+
+def test_the_inbox_shows_a_run_whose_project_moved_and_refuses_deciding_it_in_one_line(
+    project: Path, tmp_path: Path
+) -> None:
+    from plangate.server._runs import RunService
+
+    assert plangate(project, "run", "plan.yaml", "--thread", "t9").returncode == ExitCode.PAUSED
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    service = RunService(f"sqlite:///{moved / 'runs' / 'plangate.db'}")
+    try:
+        view = service.run("t9")
+        assert view["status"] == "waiting"
+        (waiting,) = service.pending()
+        with pytest.raises(ProjectError, match="this run's project file is not here"):
+            service.decide(
+                "t9",
+                {
+                    "interrupt_id": waiting["interrupt_id"],
+                    "decision": "approve",
+                    "approver": "lee",
+                },
+            )
+        assert [a["thread"] for a in service.pending()] == ["t9"]  # still waiting
+    finally:
+        service.close()

@@ -208,7 +208,7 @@ class RunService:
     def _profile(self, setup: RunSetup) -> Profile | None:
         try:
             return self._project_of(setup).load_profile(setup.profile)
-        except ProfileError:  # a profile file (or project) that has gone since the run started
+        except PlangateUsageError:  # its project or profile file has gone since it started
             return None
 
     def pending(self) -> list[dict[str, Any]]:
