@@ -349,11 +349,12 @@ def test_a_bad_project_file_is_one_line_naming_the_file_and_the_key(
 ) -> None:
     (tmp_path / "plangate.yaml").write_text(content)
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(PLAN))
-    result = plangate(tmp_path, "check", "plan.yaml")
-    assert result.returncode == ExitCode.USER_ERROR
-    line = one_line_error(result)
-    assert line.startswith(f"plangate: error: {tmp_path / 'plangate.yaml'}: "), line
-    assert expected in line
+    for command in (["check", "plan.yaml"], ["tools"]):
+        result = plangate(tmp_path, *command)
+        assert result.returncode == ExitCode.USER_ERROR, command
+        line = one_line_error(result)
+        assert line.startswith(f"plangate: error: {tmp_path / 'plangate.yaml'}: "), line
+        assert expected in line
 
 
 def test_a_missing_variable_of_a_source_is_named_when_the_source_is_needed(
@@ -379,6 +380,9 @@ def test_an_unreachable_server_stops_a_new_run_before_anything_is_stored(
     assert run.returncode == ExitCode.USER_ERROR
     assert "cannot fetch the OpenAPI document" in one_line_error(run)
     assert "No run" in plangate(project, "runs", "--all").stdout
+    listed = plangate(project, "tools")
+    assert listed.returncode == ExitCode.USER_ERROR
+    assert "tools.2: cannot fetch the OpenAPI document" in one_line_error(listed)
 
 
 def test_init_writes_a_starter_that_checks_runs_and_is_approved(tmp_path: Path) -> None:
