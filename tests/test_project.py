@@ -534,3 +534,33 @@ def test_the_inbox_shows_a_run_whose_project_moved_and_refuses_deciding_it_in_on
         assert [a["thread"] for a in service.pending()] == ["t9"]  # still waiting
     finally:
         service.close()
+
+
+def test_a_run_goes_on_recording_the_project_it_moved_to_and_says_when_the_file_changed(
+    project: Path, tmp_path: Path
+) -> None:
+    two_refunds = {
+        "goal": "two refunds",
+        "steps": [
+            {
+                "id": f"r{n}",
+                "tool": "billing.create_refund",
+                "args": {"invoice_id": "inv-1", "amount": n, "reason": "duplicate"},
+            }
+            for n in (1, 2)
+        ],
+    }
+    (project / "plan.yaml").write_text(yaml.safe_dump(two_refunds))
+    assert plangate(project, "run", "plan.yaml", "--thread", "mv").returncode == ExitCode.PAUSED
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    db = str(moved / "runs" / "plangate.db")
+    first = plangate(tmp_path, "approve", "mv", "--db", db, "--project", str(moved))
+    assert first.returncode == ExitCode.PAUSED, first.stdout + first.stderr
+    assert first.stderr == ""  # the same file, moved: nothing changed
+    # The run now records where its project is: no --project needed any more.
+    with (moved / "plangate.yaml").open("a") as file:
+        file.write("# reviewed\n")
+    second = plangate(tmp_path, "approve", "mv", "--db", db, "--approver", "lee")
+    assert second.returncode == ExitCode.SUCCESS, second.stdout + second.stderr
+    assert f"note: {moved / 'plangate.yaml'} has changed since run mv started" in second.stderr

@@ -11,6 +11,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StateSnapshot
 
+from plangate.cli.output import warn
 from plangate.errors import (
     PlangateUsageError,
     UnknownThread,
@@ -82,11 +83,18 @@ def read_run(db: str, thread: str) -> tuple[PlangateGraph, StateSnapshot]:
 def existing_run(
     db: str, thread: str, project: Project | None
 ) -> tuple[PlangateGraph, RunnableConfig, StateSnapshot]:
-    """The graph and config a thread was started with (in its own project, unless `project`
-    is named), from its checkpoint metadata, and the thread's state as read to find them."""
+    """The graph and config a thread goes on with (in its own project, unless `project` is
+    named; its profile, offline mode and fixtures, from its checkpoint metadata), and the
+    thread's state as read to find them. The graph records the project it goes on in."""
     _, snapshot = read_run(db, thread)
     setup = RunSetup.of(snapshot)
-    return setup.graph(setup.project_for(db, project), db), setup.config(thread), snapshot
+    where = setup.project_for(db, project)
+    if where.file and setup.project_fingerprint not in ("", where.fingerprint):
+        warn(
+            f"note: {where.file} has changed since run {thread} started: it goes on with the "
+            "tools and profiles the file names now"
+        )
+    return setup.graph(where, db), {"configurable": {"thread_id": thread}}, snapshot
 
 
 def saver_of(graph: PlangateGraph) -> BaseCheckpointSaver[Any]:

@@ -446,7 +446,7 @@ class RunService:
                 "invalid decision: reason: a 'reject' decision needs a reason", field="reason"
             )
         value: Command[Any] = Command(resume={interrupt_id: decision.model_dump(exclude_none=True)})
-        config = self._config(setup, thread, (snapshot.metadata or {}).get(STARTED_BY))
+        config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
         try:
             self._launch(thread, graph, value, config)
         except InvalidDecision:
@@ -470,7 +470,7 @@ class RunService:
         if state != "unfinished":
             raise NotStopped(thread, waiting=state == "waiting")
         setup = self._setup(snapshot)
-        config = self._config(setup, thread, (snapshot.metadata or {}).get(STARTED_BY))
+        config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
         # The graph takes the run's lock before it goes on: `ResumeConflict` if a process runs
         # it. A run that paused or finished between the read above and the lock is harmless to
         # go on with: given no input, it asks the same approval again, or does nothing.
@@ -520,15 +520,14 @@ class RunService:
         if not offline:  # reach the servers the plan needs now: one that is down stores nothing
             for step in parsed.steps:
                 graph.tools.get(step.tool)
-        self._launch(thread, graph, {"plan": parsed}, self._config(setup, thread, started_by))
+        self._launch(thread, graph, {"plan": parsed}, self._config(thread, started_by))
         return {"thread": thread, "profile": profile, "offline": offline}
 
     @staticmethod
-    def _config(setup: RunSetup, thread: str, started_by: Any) -> RunnableConfig:
-        config = setup.config(thread)
-        if started_by:
-            config["metadata"][STARTED_BY] = str(started_by)
-        return config
+    def _config(thread: str, started_by: Any) -> RunnableConfig:
+        # The run's setup rides on its graph (`Project.graph`): the project it goes on in.
+        metadata = {STARTED_BY: str(started_by)} if started_by else {}
+        return {"configurable": {"thread_id": thread}, "metadata": metadata}
 
     def _claim(self, thread: str) -> None:
         """This process runs a thread once at a time (the graph's own lock covers the other
