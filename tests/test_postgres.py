@@ -174,3 +174,30 @@ def test_the_cli_runs_lists_approves_and_expires_on_postgres(
     show = plangate(tmp_path, "show", "cli-b", *db)
     assert "expired" in show.stdout
     assert plangate(tmp_path, "pending", *db).stdout.count("cli-") == 0
+
+
+def test_a_project_on_postgresql_reads_its_password_from_the_environment_and_never_prints_it(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`db: postgresql://user:${VAR}@...` in a project file: every command reaches the server,
+    approve from another folder goes on there, and no line printed holds the password."""
+    scheme, rest = postgres_url.split("://", 1)
+    credentials, where = rest.split("@", 1)
+    user, password = credentials.split(":", 1)
+    monkeypatch.setenv("PLANGATE_TEST_PG_PASSWORD", password)
+    project = tmp_path / "team"
+    project.mkdir()
+    (project / "plangate.yaml").write_text(
+        f"db: {scheme}://{user}:${{PLANGATE_TEST_PG_PASSWORD}}@{where}\nprofile: smb\n"
+        "tools:\n  - python: plangate.adapters.demo:demo_toolkit\n"
+        "    args: {outbox: '${PROJECT_DIR}/outbox.db'}\n"
+    )
+    run = plangate(project, "run", str(EXAMPLES / "sales_followup.yaml"), "--thread", "pg-p")
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert f"database {scheme}://{user}:***@{where})" in run.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    approved = plangate(elsewhere, "approve", "pg-p", "--project", str(project), "--approver", "x")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    for out in (run, approved):
+        assert f":{password}@" not in out.stdout + out.stderr

@@ -73,6 +73,7 @@ from plangate.errors import (
 from plangate.plan import Plan, PlanStep
 from plangate.preflight import preflight
 from plangate.project import Project, RunSetup, write_template
+from plangate.runs.checkpoint import shown_url
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
     EXPIRED_DECISION,
@@ -184,7 +185,10 @@ def run(
             graph.tools.get(step.tool)
     thread_id = thread or f"run-{uuid.uuid4().hex[:8]}"
     mode = ", offline" if offline else ""
-    say(f"Thread {thread_id} (project {where.name}, profile {rules.name}{mode}, database {url})")
+    say(
+        f"Thread {thread_id} (project {where.name}, profile {rules.name}{mode}, "
+        f"database {shown_url(url)})"
+    )
     steps = [step.id for step in parsed.steps]
     raise typer.Exit(drive(graph, {"plan": parsed}, setup.config(thread_id), url, steps=steps))
 
@@ -624,7 +628,7 @@ def serve(
     sock = listen(host, port)  # bound before the URL is printed, so that it names the real port
     port = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
-    say(f"plangate inbox on {url} (project {where.name}, database {db})")
+    say(f"plangate inbox on {url} (project {where.name}, database {shown_url(db)})")
     if given:
         say(f"Token: the one given (--token or PLANGATE_TOKEN); open {url}#token=...")
     else:

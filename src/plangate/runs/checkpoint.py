@@ -3,6 +3,7 @@ machine, PostgreSQL (extra `plangate[postgres]`) for many workers."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,17 @@ _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 def is_postgres_url(url: str) -> bool:
     return url.startswith(_POSTGRES_SCHEMES)
+
+
+def shown_url(url: str) -> str:
+    """A database URL to print or show: without the password a `postgresql://` URL may carry
+    (a project file's `${PGPASSWORD}`, say).
+
+    Example:
+        >>> shown_url("postgresql://app:s3cret@db:5432/runs")
+        'postgresql://app:***@db:5432/runs'
+    """
+    return re.sub(r"^([a-z+]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def sqlite_path(url: str) -> str:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
@@ -66,6 +65,7 @@ from plangate.errors import (
     UnknownThread,
 )
 from plangate.project import Project
+from plangate.runs.checkpoint import shown_url
 from plangate.server._runs import FINISHED, NotStopped, RunService, ThreadExists
 
 __all__ = ("create_app",)
@@ -268,7 +268,7 @@ def create_app(
             "default_profile": service.project.spec.profile,
             "project": service.project.name,
             "demo": service.project.file is None,
-            "database": re.sub(r"//[^@/]*@", "//", db),  # no password on the page
+            "database": shown_url(db),  # no password on the page
             "server_time": iso(utc_now()),
         }
 
