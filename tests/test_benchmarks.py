@@ -74,3 +74,39 @@ def test_mcp_benchmark_smoke_run_measures_both_runs_against_the_target() -> None
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| sync", "| async"))]
     assert [row.split("|")[1].strip() for row in rows] == ["sync", "async"]
     assert all(float(row.split("|")[3]) > 0 for row in rows)
+
+
+def test_io_bound_benchmark_smoke_run_times_plangate_the_peer_and_the_critical_path(
+    tmp_path: Path,
+) -> None:
+    """`python -m benchmarks.io_bound` runs layered plans of waiting calls through plangate and
+    through the LangChain agent, sync and async, and writes one row per case."""
+    run_module(
+        "benchmarks.io_bound",
+        *("--latency", "0.01", "--widths", "1", "3", "--depths", "2", "--reps", "1"),
+        *("--out", str(tmp_path)),
+    )
+    rows = json.loads((tmp_path / "io_bound.json").read_text())["rows"]
+    assert [(r["width"], r["mode"]) for r in rows] == [
+        (1, "sync"),
+        (1, "async"),
+        (3, "sync"),
+        (3, "async"),
+    ]
+    for row in rows:
+        # Every call waits: no system can beat the critical path of 2 x 10 ms.
+        assert row["plangate_s"] >= row["critical_path_s"] == 0.02
+        assert row["peer_s"] >= 0.02
+    assert "| plangate / critical path |" in (tmp_path / "io_bound.md").read_text()
+
+
+def test_resume_growth_benchmark_smoke_run_reports_the_ratio(tmp_path: Path) -> None:
+    done = run_module(
+        "benchmarks.resume_growth", "--done", "3", "12", "--samples", "2", "--out", str(tmp_path)
+    )
+    report = json.loads((tmp_path / "resume_growth.json").read_text())
+    assert [row["done"] for row in report["rows"]] == [3, 12]
+    medians = [row["median_ms"] for row in report["rows"]]
+    assert all(m > 0 for m in medians)
+    assert abs(report["growth"] - medians[1] / medians[0]) < 1e-9
+    assert "Growth, median at 12 / at 3:" in done.stdout
