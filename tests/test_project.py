@@ -187,6 +187,9 @@ def test_a_project_without_the_waiting_steps_tool_is_refused_before_anything_is_
     line = one_line_error(refused)
     assert "'billing.create_refund'" in line
     assert "does not have" in line
+    assert f"Note: run t5 started in project {project / 'plangate.yaml'}; it goes on in" in (
+        refused.stdout
+    )
     # Still waiting, and its own project approves it.
     assert "t5  step refund" in plangate(project, "pending").stdout
     approved = plangate(project, "approve", "t5", "--approver", "lee")
@@ -563,4 +566,4 @@ def test_a_run_goes_on_recording_the_project_it_moved_to_and_says_when_the_file_
         file.write("# reviewed\n")
     second = plangate(tmp_path, "approve", "mv", "--db", db, "--approver", "lee")
     assert second.returncode == ExitCode.SUCCESS, second.stdout + second.stderr
-    assert f"note: {moved / 'plangate.yaml'} has changed since run mv started" in second.stderr
+    assert f"Note: {moved / 'plangate.yaml'} has changed since run mv started." in second.stdout

@@ -376,7 +376,7 @@ def policy_of(step: PlanStep, action: Action, *, irreversible: bool = False) -> 
 def test_consequence_of_irreversible_execute() -> None:
     """An irreversible execute says it cannot be undone, names the target and the risk."""
     step = PlanStep(id="send", tool="email.send", args={"to": "ana@acme.example"})
-    text = consequence_of(step, policy_of(step, "execute", irreversible=True))
+    text = consequence_of(step, policy_of(step, "execute", irreversible=True), step.args)
     assert "cannot be undone" in text
     assert "email.send" in text
     assert "to ana@acme.example" in text
@@ -386,7 +386,7 @@ def test_consequence_of_irreversible_execute() -> None:
 def test_consequence_of_reversible_execute() -> None:
     """A reversible execute says undoing it needs a follow-up, not that it cannot be undone."""
     step = PlanStep(id="u", tool="crm.update_opportunity")
-    text = consequence_of(step, policy_of(step, "execute"))
+    text = consequence_of(step, policy_of(step, "execute"), step.args)
     assert "cannot be undone" not in text
     assert "follow-up" in text
 
@@ -394,7 +394,7 @@ def test_consequence_of_reversible_execute() -> None:
 def test_consequence_of_read() -> None:
     """A read says it only reads and changes nothing."""
     step = PlanStep(id="l", tool="crm.lookup_account", args={"account": "acme"})
-    text = consequence_of(step, policy_of(step, "read"))
+    text = consequence_of(step, policy_of(step, "read"), step.args)
     assert "only reads" in text
     assert "cannot be undone" not in text
     assert "account acme" in text
@@ -403,6 +403,6 @@ def test_consequence_of_read() -> None:
 def test_consequence_of_propose_uses_the_description() -> None:
     """A propose step is described in the step's own words and says nothing is sent yet."""
     step = PlanStep(id="d", tool="email.draft", description="Draft the renewal mail.")
-    text = consequence_of(step, policy_of(step, "propose"))
+    text = consequence_of(step, policy_of(step, "propose"), step.args)
     assert text.startswith("If approved, plangate will draft the renewal mail (low risk).")
     assert "nothing is sent" in text

@@ -11,7 +11,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StateSnapshot
 
-from plangate.cli.output import warn
+from plangate.cli.output import say
 from plangate.errors import (
     PlangateUsageError,
     UnknownThread,
@@ -90,10 +90,14 @@ def existing_run(
     setup = RunSetup.of(snapshot)
     where = setup.project_for(db, project)
     if where.file and setup.project_fingerprint not in ("", where.fingerprint):
-        warn(
-            f"note: {where.file} has changed since run {thread} started: it goes on with the "
-            "tools and profiles the file names now"
-        )
+        # Said on stdout, as part of what the command shows: stderr stays one line on error.
+        if str(where.file) == setup.project:
+            say(f"Note: {where.file} has changed since run {thread} started.")
+        else:
+            say(
+                f"Note: run {thread} started in project {setup.project}; it goes on in "
+                f"{where.file}, a different file."
+            )
     return setup.graph(where, db), {"configurable": {"thread_id": thread}}, snapshot
 
 
