@@ -917,3 +917,25 @@ def test_checkpoints_handed_to_the_saver_are_not_changed_afterwards(
         if set(outcomes) != set(ids[: values["cursor"]]):
             wrong.append((values["cursor"], len(outcomes)))
     assert not wrong, f"(cursor, outcomes held) of checkpoints changed after the put: {wrong}"
+
+
+def test_an_outcome_stored_as_text_or_as_a_mapping_reads_back_the_same() -> None:
+    """Outcomes are kept as JSON text (a resume loads text fast); a run stored before, with
+    mappings, reads back the same."""
+    from plangate.state import outcome_from_state, outcomes_from_state, stored_outcome
+
+    outcome: Any = {
+        "step_id": "s",
+        "tool": "t.x",
+        "status": "ok",
+        "output": {"é": [1, 2.5, None, True]},
+        "error": None,
+        "attempts": 1,
+        "duration_ms": 0.25,
+        "approval": None,
+        "failure_context": None,
+        "mocked": False,
+    }
+    assert outcome_from_state(stored_outcome(outcome)) == outcome
+    assert outcome_from_state(outcome) == outcome
+    assert outcomes_from_state({"outcomes": {"s": stored_outcome(outcome)}}) == {"s": outcome}

@@ -15,7 +15,7 @@ from plangate.actions import StepPolicy, ToolDeclaration, step_policy, tool_decl
 from plangate.actions import trusted_declaration as trusted_of
 from plangate.adapters.registry import LazyTools
 from plangate.approval import response_schema
-from plangate.plan import PlanStep
+from plangate.plan import PlanStep, step_from_state
 from plangate.profiles import Profile
 from plangate.state import PlanState, RunCounters
 from plangate.tracing import EventType, TraceEvent, redact
@@ -100,7 +100,7 @@ class Governance:
 
 def step_at(state: PlanState, index: int) -> PlanStep:
     """The plan's step at `index`; the plan in state is already validated JSON."""
-    return PlanStep.model_validate(state["plan"]["steps"][index])
+    return step_from_state(state["plan"]["steps"][index])
 
 
 class TraceWriter:

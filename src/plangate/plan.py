@@ -223,10 +223,22 @@ class Plan(BaseModel):
         self.steps = _stable_topological_order(self.steps, referenced)
         return self
 
-    def to_state(self) -> dict[str, Any]:
-        """The plan as graph state holds it: plain JSON without default values (every resume
-        loads it, so smaller is faster); `Plan.model_validate` restores the defaults."""
+    def to_input(self) -> dict[str, Any]:
+        """The plan as plain JSON without default values, as `graph.invoke({"plan": ...})`
+        takes it; `Plan.model_validate` restores the defaults."""
         return self.model_dump(mode="json", exclude_defaults=True)
+
+    def to_state(self) -> dict[str, Any]:
+        """The plan as graph state holds it: its goal, and each step as one JSON text
+        (`stored_step`). Every resume loads the plan, and one string per step loads as a copy
+        of its bytes, where a mapping per step is an object per key and value."""
+        return {"goal": self.goal, "steps": [stored_step(step) for step in self.steps]}
+
+    @classmethod
+    def from_state(cls, stored: Mapping[str, Any]) -> Plan:
+        """The plan `to_state` stored (or, from a run stored before, its plain JSON)."""
+        steps = [step_from_state(step) for step in stored.get("steps", [])]
+        return cls.model_construct(goal=stored.get("goal", ""), steps=steps)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Plan:
@@ -240,6 +252,18 @@ class Plan(BaseModel):
         except ValueError as exc:
             raise PlanValidationError(str(exc)) from None
         return parse_plan(data, source=f"plan file {str(path)!r}")
+
+
+def stored_step(step: PlanStep) -> str:
+    """A step as `Plan.to_state` stores it: JSON without default values."""
+    return step.model_dump_json(exclude_defaults=True)
+
+
+def step_from_state(stored: str | Mapping[str, Any]) -> PlanStep:
+    """A step `stored_step` stored (or, from a run stored before, its plain JSON)."""
+    if isinstance(stored, str):
+        return PlanStep.model_validate_json(stored)
+    return PlanStep.model_validate(stored)
 
 
 def parse_plan(data: Any, *, source: str = "plan") -> Plan:

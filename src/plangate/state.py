@@ -10,7 +10,8 @@ written by the latest node (the whole trace is read back from the checkpoint his
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from langgraph.channels.delta import DeltaChannel
@@ -181,6 +182,25 @@ def _merge(current: dict[str, Any], writes: Sequence[dict[str, Any]]) -> dict[st
     return merged
 
 
+def stored_outcome(outcome: StepOutcome) -> str:
+    """An outcome as the `outcomes` channel holds it: one JSON text per step, for the same
+    reason as the plan's steps (`Plan.to_state`): a resume loads it as a copy of its bytes."""
+    return json.dumps(outcome, ensure_ascii=False, separators=(",", ":"))
+
+
+def outcome_from_state(stored: str | StepOutcome) -> StepOutcome:
+    """An outcome `stored_outcome` stored (or, from a run stored before, the mapping)."""
+    if isinstance(stored, str):
+        found: StepOutcome = json.loads(stored)
+        return found
+    return stored
+
+
+def outcomes_from_state(values: Mapping[str, Any]) -> dict[str, StepOutcome]:
+    """Step id -> outcome, of the steps that have ended, from a state's values."""
+    return {step: outcome_from_state(o) for step, o in (values.get("outcomes") or {}).items()}
+
+
 class PlanInput(TypedDict):
     """What `graph.invoke` takes."""
 
@@ -193,8 +213,9 @@ class PlanState(TypedDict, total=False):
     """The graph state. `result` is set by `finalize` when the run ends."""
 
     plan: Annotated[dict[str, Any], DeltaChannel(_latest, dict, snapshot_frequency=1)]
+    # Step id -> `stored_outcome` (read with `outcome_from_state`).
     outcomes: Annotated[
-        dict[str, StepOutcome], DeltaChannel(_merge, dict, snapshot_frequency=SNAPSHOT_EVERY)
+        dict[str, str], DeltaChannel(_merge, dict, snapshot_frequency=SNAPSHOT_EVERY)
     ]
     # Input only: `plan_start` moves them into `run` and clears them.
     trace_id: str | None

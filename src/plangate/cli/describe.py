@@ -15,6 +15,7 @@ from plangate.runs.history import (
     EXPIRED_DECISION,
     is_expired,
 )
+from plangate.state import outcomes_from_state
 
 SUMMARY_OVER = 50
 """A step table longer than this is summarised (`show --full` prints it whole)."""
@@ -132,7 +133,7 @@ def print_pending(thread: str, request: Mapping[str, Any], db: str) -> None:
 def recorded_actions(values: Mapping[str, Any]) -> dict[str, str]:
     """Each step's effective action and where it came from (`execute (tool)`), as its outcome
     or its approval request records it: reading a run reaches none of its tools."""
-    outcomes: Mapping[str, Any] = values.get("outcomes") or {}
+    outcomes = outcomes_from_state(values)
     found = {
         step: f"{outcome['action']} ({outcome.get('action_source')})"
         for step, outcome in outcomes.items()
@@ -248,7 +249,7 @@ def print_done(
 ) -> None:
     """The steps a run that has not finished has done so far."""
     steps = plan_steps(values)
-    outcomes = values.get("outcomes") or {}
+    outcomes = outcomes_from_state(values)
     done = [outcomes[step] for step in steps if step in outcomes]
     if not done:
         say(f"No step done yet (of {plural(len(steps), 'step')}).")

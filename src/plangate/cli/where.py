@@ -16,6 +16,7 @@ from plangate.errors import (
     PlangateUsageError,
     UnknownThread,
 )
+from plangate.plan import Plan
 from plangate.project import Project, RunSetup, demo_root, reader
 from plangate.runs.checkpoint import is_postgres_url, sqlite_path
 from plangate.runs.guarded_graph import PlangateGraph
@@ -109,7 +110,7 @@ def saver_of(graph: PlangateGraph) -> BaseCheckpointSaver[Any]:
 
 def plan_steps(values: Mapping[str, Any]) -> list[str]:
     """The ids of a run's steps, in the order they run (the plan is stored in that order)."""
-    return [str(step.get("id", "")) for step in (values.get("plan") or {}).get("steps", [])]
+    return [step.id for step in Plan.from_state(values.get("plan") or {}).steps]
 
 
 def new_run_project(project: str | None, db: str | None) -> tuple[Project, str]:

@@ -147,7 +147,7 @@ def _plan(fields: Mapping[str, Any], tool: str) -> dict[str, Any]:
     # Raised as a `ToolException`, the error goes back to the model (`handle_tool_error`), which
     # can fix the plan; any other exception would end the agent's run.
     try:
-        return parse_plan(dict(fields), source="invalid plan").to_state()
+        return parse_plan(dict(fields), source="invalid plan").to_input()
     except PlanValidationError as exc:
         raise ToolException(f"{exc}. Fix the plan and call {tool} again.") from None
 

@@ -24,7 +24,13 @@ from plangate.budget import exceeded_tier
 from plangate.nodes._outcome import closed_outcome
 from plangate.plan import PlanStep
 from plangate.references import Resolved, UnresolvedReference, resolve
-from plangate.state import ApprovalRequest, CurrentStep, PlanState, StepOutcome
+from plangate.state import (
+    ApprovalRequest,
+    CurrentStep,
+    PlanState,
+    StepOutcome,
+    outcome_from_state,
+)
 
 
 def budget_check(
@@ -36,10 +42,10 @@ def budget_check(
     profile = governance.profile
     writer = TraceWriter(run, governance, runtime.stream_writer)
     current: CurrentStep = {"index": index, "route": "close", "args": step.args}
-    outcomes = state.get("outcomes", {})
-    unmet = [
-        (dep, outcomes[dep]["status"]) for dep in step.depends_on if outcomes[dep]["status"] != "ok"
-    ]
+    stored = state.get("outcomes", {})
+    # Only the dependencies' outcomes are read (and decoded), never the whole map.
+    deps = {dep: outcome_from_state(stored[dep]) for dep in step.depends_on}
+    unmet = [(dep, o["status"]) for dep, o in deps.items() if o["status"] != "ok"]
     exceeded = exceeded_tier(run["usage"], step, profile.budget)
 
     if unmet:
@@ -71,26 +77,23 @@ def budget_check(
             f"budget tier {tier} is used up ({used}/{limit} calls)",
         )
     else:
-        _gate(state, step, current, governance, writer)
+        _gate(state, step, current, governance=governance, writer=writer, deps=deps)
     return {"current": current, **writer.update()}
-
-
-def _resolved(step: PlanStep, outcomes: dict[str, StepOutcome]) -> Resolved:
-    """The step's args with its references to earlier outputs replaced (they are all among
-    its dependencies, which ended `ok`)."""
-    return resolve(step.args, {dep: outcomes[dep]["output"] for dep in step.depends_on})
 
 
 def _gate(
     state: PlanState,
     step: PlanStep,
     current: CurrentStep,
+    *,
     governance: Governance,
     writer: TraceWriter,
+    deps: dict[str, StepOutcome],
 ) -> None:
     """Route a step that may run: to `tool_exec`, to a person, or closed for refused args."""
     try:
-        resolved = _resolved(step, state.get("outcomes", {}))
+        # References are all among the dependencies, which ended `ok`.
+        resolved = resolve(step.args, {dep: o["output"] for dep, o in deps.items()})
     except UnresolvedReference as exc:
         current["outcome"] = closed_outcome(
             step, "error", "unresolved_reference", f"{step.tool}: {exc}"

@@ -8,13 +8,15 @@ from langgraph.runtime import Runtime
 
 from plangate._governance import Governance, TraceWriter
 from plangate.budget import usage_report
-from plangate.state import PlanState
+from plangate.plan import Plan
+from plangate.state import PlanState, outcome_from_state
 from plangate.tracing import outcome_signals
 
 
 def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance) -> dict[str, Any]:
     outcomes = state["outcomes"]
-    steps = [outcomes[step["id"]] for step in state["plan"]["steps"]]
+    plan = Plan.from_state(state["plan"])
+    steps = [outcome_from_state(outcomes[step.id]) for step in plan.steps]
     statuses = [outcome["status"] for outcome in steps]
     ok = statuses.count("ok")
     status = "success" if ok == len(steps) else ("partial" if ok else "failed")
@@ -35,7 +37,7 @@ def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance)
     result = {
         "status": status,
         "trace_id": run["trace_id"],
-        "goal": state["plan"].get("goal", ""),
+        "goal": plan.goal,
         "profile": governance.profile.name,
         "steps": steps,
         "failure_context": failure,

@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 
 from plangate._governance import Governance, TraceWriter, step_at
 from plangate.nodes._outcome import closed_outcome
-from plangate.state import SNAPSHOT_EVERY, PlanState, StepOutcome
+from plangate.state import SNAPSHOT_EVERY, PlanState, StepOutcome, stored_outcome
 
 _END_EVENTS = {"blocked": "step_blocked", "skipped": "step_skipped"}
 
@@ -61,7 +61,7 @@ def trace_emit(
             closed[rest.id] = closed_outcome(rest, "skipped", "plan_halted", halted)
             writer.emit("step_skipped", {"reason": halted, "error_type": "plan_halted"}, step=rest)
         cursor = len(steps)
-    update: dict[str, Any] = {"outcomes": closed}
+    update: dict[str, Any] = {"outcomes": {k: stored_outcome(o) for k, o in closed.items()}}
     if cursor % SNAPSHOT_EVERY == 0:
         update["plan"] = None  # a no-op write that makes the plan snapshot (see SNAPSHOT_EVERY)
     return {**update, **writer.update(cursor=cursor, halted=halted)}

@@ -205,7 +205,7 @@ class PlangateGraph(CompiledStateGraph):
         self, input: Any, config: RunnableConfig | None, waiting: list[Interrupt] | None
     ) -> Any:
         if isinstance(input, Mapping) and "plan" in input:
-            return {**input, "plan": parse_plan(input["plan"]).to_state()}
+            return {**input, "plan": parse_plan(input["plan"]).to_input()}
         if _carries_nothing(input):
             raise InvalidDecision(
                 "a resume needs a decision: Command(resume=None) carries none",

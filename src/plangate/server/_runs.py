@@ -53,6 +53,7 @@ from plangate.runs.history import (
     trace_since,
     waiting_approvals,
 )
+from plangate.state import outcomes_from_state
 from plangate.tracing import TraceEvent, outcome_signals, redact
 
 __all__ = ("STARTED_BY", "NotStopped", "RunService", "ThreadExists")
@@ -307,8 +308,8 @@ class RunService:
         setup = self._setup(snapshot)
         values = snapshot.values
         status = self._status(thread, saved)
-        plan = Plan.model_validate(values["plan"])
-        outcomes: dict[str, Any] = values.get("outcomes") or {}
+        plan = Plan.from_state(values["plan"])
+        outcomes = outcomes_from_state(values)
         counters = values.get("run") or {}
         current = values.get("current") or {}
         waiting = [i for i in snapshot.interrupts if is_approval_request(i.value)]
