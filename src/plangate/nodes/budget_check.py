@@ -159,26 +159,10 @@ def ask_for_approval(
     policy: StepPolicy,
     writer: TraceWriter,
 ) -> ApprovalRequest:
-    """The approval request of `step`, traced as `approval_requested`."""
-    request = approval_request(state, step, index, resolved, governance=governance, policy=policy)
-    fields: dict[str, Any] = dict(request)
-    traced = {k: fields[k] for k in (*_TRACED, "references") if k in fields}
-    writer.emit("approval_requested", traced, step=step)
-    return request
-
-
-def approval_request(
-    state: PlanState,
-    step: PlanStep,
-    index: int,
-    resolved: Resolved,
-    *,
-    governance: Governance,
-    policy: StepPolicy,
-) -> ApprovalRequest:
-    """What the person deciding sees: the real args, references resolved (the trace gets a
-    redacted copy), which args came from which step, the effective action and where it came
-    from, the risk, and a digest binding all of it."""
+    """The approval request of `step`, traced as `approval_requested`: what the person deciding
+    sees, the real args with references resolved (the trace gets a redacted copy), which args
+    came from which step, the effective action and where it came from, the risk, and a digest
+    binding all of it."""
     requested = governance.clock()
     args = resolved.args
     request: ApprovalRequest = {
@@ -207,4 +191,7 @@ def approval_request(
     }
     if resolved.sources:
         request["references"] = resolved.sources
+    fields: dict[str, Any] = dict(request)
+    traced = {k: fields[k] for k in (*_TRACED, "references") if k in fields}
+    writer.emit("approval_requested", traced, step=step)
     return request
