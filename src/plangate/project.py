@@ -632,11 +632,6 @@ class Project:
                 sources.append(_OpenAPISource(self._file, key, entry, self.environ))
         return LazyTools(eager, sources)
 
-    def sources(self) -> dict[str, str]:
-        """Each tool's source (`python`, `mcp fs`, `openapi billing`); loads every source."""
-        tools = self.tools
-        return {name: tools.source_of(name) for name in tools}
-
     def mocks(self, fixtures: Sequence[str] = ()) -> list[BaseTool]:
         """The project's mocks, then those of `fixtures` (files), a later one replacing an
         earlier one of the same name."""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.types import Command, StateSnapshot
 
@@ -190,7 +191,9 @@ def run(
         f"database {shown_url(url)})"
     )
     steps = [step.id for step in parsed.steps]
-    raise typer.Exit(drive(graph, {"plan": parsed}, setup.config(thread_id), url, steps=steps))
+    # The graph records the run's setup itself (`Project.graph`).
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    raise typer.Exit(drive(graph, {"plan": parsed}, config, url, steps=steps))
 
 
 @app.command()
