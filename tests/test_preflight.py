@@ -92,3 +92,19 @@ def test_plangate_check_prints_the_report_and_exits_non_zero_on_a_problem(tmp_pa
     missing = plangate(tmp_path, "check", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 1
     assert len(missing.stderr.splitlines()) == 1
+
+
+def test_plangate_check_json_stays_json_whatever_the_plan_says(tmp_path: Path) -> None:
+    """A bidi override or a C1 control in a plan reaches `--json` as a JSON escape: the line
+    still parses, to the same text."""
+    hostile = "send \u202egnp.exe\u0085 now"
+    plan = {"steps": [{"id": "s", "tool": "nope.tool", "description": "d", "args": {}}]}
+    plan["goal"] = hostile
+    (tmp_path / "plan.json").write_text(
+        json.dumps({**plan, "steps": [{**plan["steps"][0], "id": hostile}]})
+    )
+    checked = plangate(tmp_path, "check", "plan.json", "--json")
+    assert checked.returncode == 1
+    assert "\u202e" not in checked.stdout
+    report = json.loads(checked.stdout)
+    assert report["problems"][0]["step_id"] == hostile

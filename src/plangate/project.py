@@ -505,7 +505,7 @@ class Project:
         for index, entry in enumerate(self.spec.tools):
             prefixes: list[str] = []
             if isinstance(entry, MCPTools):
-                prefixes = list(_mcp_servers(self._file, f"tools.{index}.mcp", entry))
+                prefixes = list(self._mcp_servers[index])
             elif isinstance(entry, OpenAPITools) and entry.prefix:
                 prefixes = [entry.prefix]
             for prefix in prefixes:
@@ -527,6 +527,16 @@ class Project:
     @property
     def _file(self) -> Path:
         return self.file or self.root / PROJECT_FILE
+
+    @cached_property
+    def _mcp_servers(self) -> dict[int, dict[str, MCPServer]]:
+        """The MCP servers of each `mcp` entry, by the entry's position: an mcpServers file is
+        read once, when the project loads."""
+        return {
+            index: _mcp_servers(self._file, f"tools.{index}.mcp", entry)
+            for index, entry in enumerate(self.spec.tools)
+            if isinstance(entry, MCPTools)
+        }
 
     @property
     def name(self) -> str:
@@ -622,7 +632,7 @@ class Project:
                         raise ProjectError(self._file, f"two tools are named {name!r}", key=key)
                     eager[name] = tool
             elif isinstance(entry, MCPTools):
-                for prefix, server in _mcp_servers(self._file, key, entry).items():
+                for prefix, server in self._mcp_servers[index].items():
                     sources.append(
                         _MCPServerSource(
                             self._file, key, prefix, server, entry.timeout, self.environ
@@ -665,8 +675,8 @@ class Project:
             ProfileError: The profile is unknown or invalid.
             ProjectError: A Python toolkit or a fixture cannot be loaded.
         """
-        setup = RunSetup.start(self, profile=profile, offline=offline, fixtures=fixtures)
         rules = self.load_profile(profile)
+        setup = RunSetup.start(self, profile=profile, offline=offline, fixtures=fixtures)
         if offline:
             rules = rules.model_copy(update={"offline": True})
         graph = build_graph(
@@ -751,13 +761,8 @@ class RunSetup:
         offline: bool = False,
         fixtures: Sequence[str] = (),
     ) -> RunSetup:
-        """The setup of a new run of `project` (profile: the project's default).
-
-        Raises:
-            ProfileError: The profile is unknown or invalid (`ProjectError` for the project's
-                default).
-        """
-        project.load_profile(profile)
+        """The setup of a new run of `project` (profile: the project's default; loading it,
+        as `Project.graph` does, checks it)."""
         return cls(
             profile=project.profile_ref(profile or project.spec.profile),
             offline=offline,

@@ -128,13 +128,6 @@ class LazyTools(Mapping[str, BaseTool]):
                 self._load(lambda source: source.prefix is None)
         return self._tools[name]
 
-    def __contains__(self, name: object) -> bool:
-        try:
-            self[str(name)]
-        except KeyError:
-            return False
-        return True
-
     def __iter__(self) -> Iterator[str]:
         self._load(lambda source: True)
         return iter(dict(self._tools))

@@ -73,8 +73,8 @@ from plangate.errors import (
 )
 from plangate.plan import Plan, PlanStep
 from plangate.preflight import preflight
-from plangate.project import Project, RunSetup, write_template
-from plangate.runs.checkpoint import shown_url
+from plangate.project import Project, write_template
+from plangate.runs.checkpoint import open_checkpointer, shown_url
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
     EXPIRED_DECISION,
@@ -176,18 +176,20 @@ def run(
     """
     parsed = Plan.from_file(plan)
     where, url = new_run_project(project, db)
-    rules = where.load_profile(profile)  # errors name the profile as it was typed
-    setup = RunSetup.start(
-        where, profile=profile, offline=offline, fixtures=[str(path) for path in fixtures or ()]
+    # Checks the profile (named as typed) and fixtures before anything is stored.
+    graph = where.graph(
+        profile=profile,
+        offline=offline,
+        fixtures=[str(path) for path in fixtures or ()],
+        checkpointer=open_checkpointer(url),
     )
-    graph = setup.graph(where, url)  # checks the profile and fixtures before anything is stored
     if not offline:  # reach the servers the plan needs now: one that is down stores nothing
         for step in parsed.steps:
             graph.tools.get(step.tool)
     thread_id = thread or f"run-{uuid.uuid4().hex[:8]}"
     mode = ", offline" if offline else ""
     say(
-        f"Thread {thread_id} (project {where.name}, profile {rules.name}{mode}, "
+        f"Thread {thread_id} (project {where.name}, profile {graph.governance.profile.name}{mode}, "
         f"database {shown_url(url)})"
     )
     steps = [step.id for step in parsed.steps]
@@ -218,12 +220,12 @@ def check(
     except ValueError as exc:
         raise PlangateUsageError(str(exc)) from None
     where, _ = new_run_project(project, None)
-    setup = RunSetup.start(
-        where, profile=profile, offline=offline, fixtures=[str(path) for path in fixtures or ()]
+    graph = where.graph(
+        profile=profile, offline=offline, fixtures=[str(path) for path in fixtures or ()]
     )
-    report = preflight(setup.graph(where, None), document)
+    report = preflight(graph, document)
     if as_json:
-        say(json.dumps(report.model_dump(mode="json"), ensure_ascii=False))
+        say(json_line(report.model_dump(mode="json")))
     else:
         print_report(report)
     raise typer.Exit(ExitCode.SUCCESS if report.ok else ExitCode.USER_ERROR)
