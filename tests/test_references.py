@@ -352,3 +352,25 @@ def test_a_reference_reads_an_mcp_tools_json_text(runner: Runner, tmp_path: Path
         ("lookup", {"invoice_id": "inv-9"}),
         ("refund", {"invoice_id": "inv-9", "amount": 1.5}),
     ]
+
+
+def test_naming_a_large_output_many_times_is_refused_not_multiplied(runner: Runner) -> None:
+    """A 200,000-character output named 60 times would be 12 million characters of args: the
+    step ends `unresolved_reference` before anything is built past the limit (10 million)."""
+
+    @declare_action(action="read")
+    def big() -> str:
+        return "x" * 200_000
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    graph = runner.graph({**toolkit(seen), "doc.big": big}, profile="technical")
+    plan = plan_of(
+        {"id": "big", "tool": "doc.big"},
+        {"id": "log", "tool": "log.write", "args": {"entry": ["${steps.big.output}"] * 60}},
+    )
+    steps = runner.invoke(graph, {"plan": plan}, thread())["result"]["steps"]
+    log = steps[1]
+    assert log["status"] == "error"
+    assert log["failure_context"]["error_type"] == "unresolved_reference"
+    assert "over 10,000,000 characters" in log["error"]
+    assert not [name for name, _ in seen if name == "log.write"]

@@ -77,23 +77,6 @@ def _is_text_block(item: Any) -> bool:
     )
 
 
-def _read(outputs: Mapping[str, Any], step: str, path: str) -> Any:
-    value = addressable(outputs[step])
-    walked = f"steps.{step}.output"
-    for key, index in _SEGMENT.findall(path):
-        if index:
-            if not isinstance(value, list) or int(index) >= len(value):
-                raise UnresolvedReference(f"{walked} has no item [{index}]")
-            value = value[int(index)]
-            walked += f"[{index}]"
-        else:
-            if not isinstance(value, dict) or key not in value:
-                raise UnresolvedReference(f"{walked} has no key {key!r}")
-            value = value[key]
-            walked += f".{key}"
-    return value
-
-
 @dataclass
 class Resolved:
     """A step's args with every reference replaced and every `$${` unescaped.
@@ -107,61 +90,98 @@ class Resolved:
     sources: dict[str, str] = field(default_factory=dict)
 
 
-def resolve(args: dict[str, Any], outputs: Mapping[str, Any]) -> Resolved:
+def resolve(args: dict[str, Any], outputs: Mapping[str, Any], *, limit: int) -> Resolved:
     """Replace the references in `args` with the outputs they name.
 
     Args:
         args: A step's args, as the plan gives them.
         outputs: Step id -> recorded output, for every step the references name.
+        limit: The most the resolved args may hold, counted as the length of each referenced
+            value's JSON: a plan naming one large output many times must not make work that
+            grows with the product of the two.
 
     Raises:
-        UnresolvedReference: A path the output does not have; the message names the arg and the
-            path.
+        UnresolvedReference: A path the output does not have, or resolved args over `limit`;
+            the message names the arg.
     """
     found = dict(_walk(args, ""))
     if not found:
         return Resolved(args)
-    resolved = Resolved({})
-    resolved.args = _replace(args, "", found, outputs, resolved.sources)
-    return resolved
+    return _Resolver(outputs, found, limit).run(args)
 
 
-def _replace(
-    value: Any,
-    path: str,
-    found: dict[str, str],
-    outputs: Mapping[str, Any],
-    sources: dict[str, str],
-) -> Any:
-    if isinstance(value, str):
-        return _substitute(value, path, outputs, sources) if path in found else value
-    if isinstance(value, dict):
-        return {
-            key: _replace(item, f"{path}.{key}" if path else str(key), found, outputs, sources)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [
-            _replace(item, f"{path}[{n}]", found, outputs, sources) for n, item in enumerate(value)
-        ]
-    return value
+class _Resolver:
+    """One step's resolution: each output is made addressable once, each distinct reference
+    read and measured once, however often the args name it."""
 
+    def __init__(self, outputs: Mapping[str, Any], found: dict[str, str], limit: int) -> None:
+        self.outputs = outputs
+        self.found = found
+        self.limit = limit
+        self.used = 0
+        self.addressable: dict[str, Any] = {}
+        self.read: dict[str, tuple[Any, str]] = {}  # reference -> (value, its JSON text)
+        self.resolved = Resolved({})
 
-def _substitute(text: str, path: str, outputs: Mapping[str, Any], sources: dict[str, str]) -> Any:
-    def value_of(match: re.Match[str]) -> Any:
-        step, steps_path = match[1], match[2]
-        try:
-            value = _read(outputs, step, steps_path)
-        except UnresolvedReference as exc:
-            raise UnresolvedReference(f"args.{path}: {exc}") from None
-        sources[path] = match[0][2:-1]
+    def run(self, args: dict[str, Any]) -> Resolved:
+        self.resolved.args = self._replace(args, "")
+        return self.resolved
+
+    def _replace(self, value: Any, path: str) -> Any:
+        if isinstance(value, str):
+            return self._substitute(value, path) if path in self.found else value
+        if isinstance(value, dict):
+            return {
+                key: self._replace(item, f"{path}.{key}" if path else str(key))
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [self._replace(item, f"{path}[{n}]") for n, item in enumerate(value)]
         return value
 
-    whole = _REFERENCE.fullmatch(text)
-    if whole is not None:
-        return value_of(whole)
-    return _TOKEN.sub(lambda m: "${" if m[1] is None else _as_text(value_of(m)), text)
+    def _substitute(self, text: str, path: str) -> Any:
+        whole = _REFERENCE.fullmatch(text)
+        if whole is not None:
+            return self._value(whole, path)[0]
+        return _TOKEN.sub(lambda m: "${" if m[1] is None else self._value(m, path)[1], text)
+
+    def _value(self, match: re.Match[str], path: str) -> tuple[Any, str]:
+        """The value a reference names and its text (a string as it is, else its JSON),
+        counted against the limit at every use."""
+        reference = match[0][2:-1]
+        if reference not in self.read:
+            step = match[1]
+            if step not in self.addressable:
+                self.addressable[step] = addressable(self.outputs[step])
+            try:
+                value = _read(self.addressable[step], step, match[2])
+            except UnresolvedReference as exc:
+                raise UnresolvedReference(f"args.{path}: {exc}") from None
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            self.read[reference] = (value, text)
+        value, text = self.read[reference]
+        self.used += len(text)
+        if self.used > self.limit:
+            raise UnresolvedReference(
+                f"args.{path}: the referenced values come to over {self.limit:,} characters: "
+                "pass large content by reference (a path or URL the tool reads)"
+            )
+        self.resolved.sources[path] = reference
+        return value, text
 
 
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+def _read(value: Any, step: str, path: str) -> Any:
+    """The value at `path` of step `step`'s addressable output `value`."""
+    walked = f"steps.{step}.output"
+    for key, index in _SEGMENT.findall(path):
+        if index:
+            if not isinstance(value, list) or int(index) >= len(value):
+                raise UnresolvedReference(f"{walked} has no item [{index}]")
+            value = value[int(index)]
+            walked += f"[{index}]"
+        else:
+            if not isinstance(value, dict) or key not in value:
+                raise UnresolvedReference(f"{walked} has no key {key!r}")
+            value = value[key]
+            walked += f".{key}"
+    return value

@@ -22,7 +22,7 @@ from plangate.actions import StepPolicy
 from plangate.approval import DECISIONS, approval_digest, args_problem, consequence_of
 from plangate.budget import exceeded_tier
 from plangate.nodes._outcome import closed_outcome
-from plangate.plan import PlanStep
+from plangate.plan import MAX_PLAN_SIZE, PlanStep
 from plangate.references import Resolved, UnresolvedReference, resolve
 from plangate.state import (
     ApprovalRequest,
@@ -93,7 +93,8 @@ def _gate(
     """Route a step that may run: to `tool_exec`, to a person, or closed for refused args."""
     try:
         # References are all among the dependencies, which ended `ok`.
-        resolved = resolve(step.args, {dep: o["output"] for dep, o in deps.items()})
+        outputs = {dep: o["output"] for dep, o in deps.items()}
+        resolved = resolve(step.args, outputs, limit=MAX_PLAN_SIZE)
     except UnresolvedReference as exc:
         current["outcome"] = closed_outcome(
             step, "error", "unresolved_reference", f"{step.tool}: {exc}"
