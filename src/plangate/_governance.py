@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from langchain_core.tools import BaseTool
@@ -103,19 +104,46 @@ def step_at(state: PlanState, index: int) -> PlanStep:
     return step_from_state(state["plan"]["steps"][index])
 
 
+def step_links(stored: str | Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """The id and the `depends_on` of a step as the plan keeps it: what deciding whether it is
+    ready needs, read once per distinct step (every wave looks at the steps ahead again)."""
+    if isinstance(stored, str):
+        return _links(stored)
+    step = step_from_state(stored)
+    return step.id, tuple(step.depends_on)
+
+
+@lru_cache(maxsize=8192)
+def _links(stored: str) -> tuple[str, tuple[str, ...]]:
+    step = step_from_state(stored)
+    return step.id, tuple(step.depends_on)
+
+
 class TraceWriter:
     """Numbers, redacts and streams the trace events of one node run.
 
     Events go to `stream_mode="custom"` as they happen and into the node's state update (the
-    `events` channel), from which `get_trace` reads the whole trace back.
+    `events` channel), from which `get_trace` reads the whole trace back. A step's task in a
+    wave (`approval_interrupt`, `tool_exec`) writes with `TraceWriter.unnumbered` instead: its
+    events get their `seq` from `trace_emit` (`adopt`), in plan order, when the wave ends.
     """
 
     def __init__(self, run: RunCounters, governance: Governance, stream: Callable[[Any], None]):
         self._run = run
+        self._trace_id = run["trace_id"]
         self._seq = run["seq"]
+        self._numbered = True
         self._governance = governance
         self._stream = stream
         self.events: list[TraceEvent] = []
+
+    @classmethod
+    def unnumbered(cls, trace_id: str, governance: Governance) -> TraceWriter:
+        """A writer for one step's task: its events carry `seq` -1 and are not streamed yet."""
+        writer = cls.__new__(cls)
+        writer._trace_id, writer._seq, writer._numbered = trace_id, -1, False
+        writer._governance, writer._stream, writer.events = governance, _ignore, []
+        return writer
 
     def emit(
         self,
@@ -127,17 +155,26 @@ class TraceWriter:
         payload = data or {}
         event: TraceEvent = {
             "type": type_,
-            "trace_id": self._run["trace_id"],
+            "trace_id": self._trace_id,
             "seq": self._seq,
             "ts": self._governance.now(),
             "step_id": step.id if step else None,
             "tool": step.tool if step else None,
             "data": redact(payload) if self._governance.profile.redact else payload,
         }
-        self._seq += 1
-        self.events.append(event)
-        self._stream(event)
+        self._record(event)
         return event
+
+    def adopt(self, events: list[TraceEvent]) -> None:
+        """Number, keep and stream events an `unnumbered` writer made."""
+        for event in events:
+            self._record({**event, "seq": self._seq})
+
+    def _record(self, event: TraceEvent) -> None:
+        if self._numbered:
+            self._seq += 1
+            self._stream(event)
+        self.events.append(event)
 
     @property
     def next_seq(self) -> int:
@@ -152,3 +189,7 @@ class TraceWriter:
         if self.events:
             update["events"] = self.events
         return update
+
+
+def _ignore(_event: Any) -> None:
+    """The stream of an `unnumbered` writer: its events are streamed once numbered."""

@@ -27,17 +27,11 @@ from plangate.nodes import (
 from plangate.nodes.trace_emit import next_after_trace
 from plangate.profiles import Profile, load_profile
 from plangate.runs.guarded_graph import PlangateGraph
-from plangate.state import PlanInput, PlanState
+from plangate.state import PlanInput, PlanState, StepTask
 
 __all__ = ("build_graph",)
 
 RECURSION_LIMIT = 1_000_000
-
-
-def _route(state: PlanState) -> str:
-    return {"approve": "approval_interrupt", "execute": "tool_exec"}.get(
-        state["current"]["route"], "trace_emit"
-    )
 
 
 def build_graph(
@@ -94,8 +88,21 @@ def build_graph(
     )
 
     builder = StateGraph(PlanState, input_schema=PlanInput)
-    for node in (plan_start, budget_check, approval_interrupt, trace_emit, finalize):
+    for node in (plan_start, finalize):
         builder.add_node(node.__name__, partial(node, governance=governance))
+    # `budget_check` sends each step of a wave to a task of its own (`StepTask`); `trace_emit`
+    # records what they report, after each superstep of the wave.
+    builder.add_node(
+        "budget_check",
+        partial(budget_check, governance=governance),
+        destinations=("approval_interrupt", "tool_exec", "trace_emit"),
+    )
+    builder.add_node(
+        "approval_interrupt",
+        partial(approval_interrupt, governance=governance),
+        input_schema=StepTask,
+        destinations=("tool_exec",),
+    )
     # Sync and async bodies, so that `ainvoke` awaits async tools natively.
     builder.add_node(
         "tool_exec",
@@ -104,19 +111,20 @@ def build_graph(
             afunc=partial(atool_exec, governance=governance),
             name="tool_exec",
         ),
+        input_schema=StepTask,
     )
+    builder.add_node("trace_emit", partial(trace_emit, governance=governance))
     builder.add_edge(START, "plan_start")
     builder.add_edge("plan_start", "budget_check")
-    builder.add_conditional_edges(
-        "budget_check", _route, ["approval_interrupt", "tool_exec", "trace_emit"]
-    )
-    builder.add_conditional_edges("approval_interrupt", _route, ["tool_exec", "trace_emit"])
+    builder.add_edge("approval_interrupt", "trace_emit")
     builder.add_edge("tool_exec", "trace_emit")
-    builder.add_conditional_edges("trace_emit", next_after_trace, ["budget_check", "finalize"])
+    builder.add_conditional_edges("trace_emit", next_after_trace, ["budget_check", "finalize", END])
     builder.add_edge("finalize", END)
     compiled = builder.compile(checkpointer=checkpointer, name=name)
-    # Every step takes about four supersteps; LangGraph's default limit of 25 would stop any
+    # Every wave takes three or four supersteps; LangGraph's default limit of 25 would stop any
     # plan longer than a handful of steps.
+    # LangGraph runs a superstep's sync tasks in a thread pool as large as `max_concurrency`
+    # (by default a few per CPU): a wave needs a thread per step.
     return PlangateGraph.from_compiled(compiled, governance).with_config(
-        recursion_limit=RECURSION_LIMIT
+        recursion_limit=RECURSION_LIMIT, max_concurrency=governance.profile.max_concurrency
     )

@@ -5,12 +5,14 @@ checkpoint. So nothing here grows with the steps already done. The plan and the 
 outcomes live in `DeltaChannel`s, whose checkpoints store only the writes of each step and
 which LangGraph rebuilds on load; trace events live in `events`, which holds only the batch
 written by the latest node (the whole trace is read back from the checkpoint history by
-`get_trace`). Everything else is a fixed-size counter.
+`get_trace`). `wave` holds at most a wave's reports (`Profile.max_concurrency` steps) and is
+emptied when the wave ends. Everything else is a fixed-size counter.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -24,13 +26,14 @@ __all__ = (
     "ApprovalRecord",
     "ApprovalRequest",
     "BudgetUsage",
-    "CurrentStep",
     "FailureContext",
     "PlanInput",
     "PlanState",
     "RunCounters",
     "StepOutcome",
+    "StepReport",
     "StepStatus",
+    "StepTask",
 )
 
 StepStatus = Literal["ok", "error", "rejected", "expired", "skipped", "blocked"]
@@ -114,16 +117,37 @@ class ApprovalRequest(TypedDict):
     error: NotRequired[str]
 
 
-class CurrentStep(TypedDict, total=False):
-    """The step being governed now; `budget_check` starts it afresh for every step."""
+class StepTask(TypedDict):
+    """What `budget_check` sends to `approval_interrupt` or `tool_exec` for one step (a LangGraph
+    `Send`): everything the task needs, so that the steps of a wave run side by side without
+    reading, or writing, the shared state."""
 
     index: int
-    # `recheck`: `tool_exec` found the call no longer the one approved, and asks again.
-    route: Literal["approve", "execute", "close", "recheck"]
+    # The step as the plan keeps it (`Plan.to_state`).
+    step: str
+    run_id: str
+    trace_id: str
+    # The args to call with: references resolved, or a decision's edit.
     args: dict[str, Any]
-    request: ApprovalRequest
-    approval: ApprovalRecord
-    outcome: StepOutcome
+    request: NotRequired[ApprovalRequest]
+    approval: NotRequired[ApprovalRecord]
+
+
+class StepReport(TypedDict):
+    """What one node did to one step of a wave, for `trace_emit` to record in plan order.
+
+    `events` are not numbered yet: `trace_emit` numbers the events of a wave in plan order, so
+    `seq` does not depend on which call of the wave finished first.
+    """
+
+    index: int
+    events: list[TraceEvent]
+    # How the step ended; absent while it goes on (approved, on to `tool_exec`).
+    outcome: NotRequired[StepOutcome]
+    # The tool was called: the call counts against the budget.
+    charged: NotRequired[bool]
+    # The call was not the one approved: the step is asked about again in the next wave.
+    recheck: NotRequired[bool]
 
 
 class BudgetUsage(TypedDict):
@@ -145,10 +169,15 @@ class RunCounters(TypedDict):
     run_id: str
     trace_id: str
     seq: int
+    # The first step of the plan that has not ended: every step before it has.
     cursor: int
     usage: BudgetUsage
     warned: list[str]
     halted: str | None
+    # Ids of the steps of the wave in flight (none between waves), and how many of the wave's
+    # reports `trace_emit` has recorded.
+    running: NotRequired[list[str]]
+    recorded: NotRequired[int]
     # The profile the run started under: resuming it under another is refused.
     profile: NotRequired[str]
     profile_fingerprint: NotRequired[str]
@@ -221,7 +250,9 @@ class PlanState(TypedDict, total=False):
     trace_id: str | None
     trace_seq: int | None
     run: RunCounters
-    current: CurrentStep
+    # The reports of the wave in flight; `trace_emit` records them, and empties it when the wave
+    # is over.
+    wave: Annotated[list[StepReport], operator.add]
     # A delta channel never puts its value into a checkpoint, only its writes: the latest batch
     # is in the `writes` table already (where `get_trace` reads it), so the checkpoint would
     # carry it twice. Its small snapshots keep the replay on load short.

@@ -77,7 +77,7 @@ from plangate.project import Project, write_template
 from plangate.runs.checkpoint import open_checkpointer, shown_url
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
-    EXPIRED_DECISION,
+    expired_approvals,
     get_trace,
     interrupts_waiting,
     is_approval_request,
@@ -124,6 +124,13 @@ StepOption = Annotated[
     typer.Option(
         metavar="STEP_ID",
         help="The step decided; refused if the run waits on another (default: the one waiting).",
+    ),
+]
+AllOption = Annotated[
+    bool,
+    typer.Option(
+        "--all",
+        help="Decide every step the run waits on, each as printed here (not with --step).",
     ),
 ]
 
@@ -384,6 +391,11 @@ def _waiting_line(
         return f"waiting: plangate show {thread}{flag}"
     request = requests[0]
     step = f"step {request['step_id']} ({request['tool']})"
+    if len(requests) > 1:
+        step = f"{len(requests)} steps ({', '.join(r['step_id'] for r in requests)})"
+        expired = sum(is_expired(r, now) for r in requests)
+        late = f", {expired} EXPIRED: plangate expire{flag}" if expired else ""
+        return f"waiting: {step} need approval{late}: plangate show {thread}{flag}"
     if is_expired(request, now):
         return f"waiting: {step} approval EXPIRED at {request['expires_at']}: plangate expire{flag}"
     return f"waiting: {step} needs approval: plangate show {thread}{flag}"
@@ -399,17 +411,18 @@ def expire(db: DbOption = None, project: ProjectOption = None) -> None:
     named, db = project_of_runs(project, db)
     graph = open_reader(db)
     now = utc_now()
-    expired = [thread for thread, request in pending_approvals(graph) if is_expired(request, now)]
+    expired = list(expired_approvals(graph, now))
     if not expired:
         say("No approval has expired.")
-    for thread in expired:
-        say("", f"{thread}: approval expired")
+    for thread, closing in expired:
+        count = f"{len(closing)} approvals" if len(closing) > 1 else "approval"
+        say("", f"{thread}: {count} expired")
         try:
             # Each run goes on under its own setup (profile, offline mode), not the probe's.
             run_graph, config, snapshot = existing_run(db, thread, named)
             drive(
                 run_graph,
-                Command(resume=EXPIRED_DECISION),
+                Command(resume=closing),
                 config,
                 db,
                 steps=plan_steps(snapshot.values),
@@ -428,6 +441,7 @@ def approve(
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
     step: StepOption = None,
+    every: AllOption = False,
     db: DbOption = None,
     project: ProjectOption = None,
 ) -> None:
@@ -449,50 +463,76 @@ def approve(
             raise PlangateUsageError(
                 f"--args is not valid JSON: {exc.msg} at char {exc.pos}"
             ) from None
-    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db)))
+    _one_or_every(step, every, edit=args is not None)
+    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db), every=every))
+
+
+def _waiting(snapshot: StateSnapshot) -> dict[str, dict[str, Any]]:
+    """Interrupt id -> approval request, of each request the run waits on."""
+    return {i.id: i.value for i in snapshot.interrupts if is_approval_request(i.value)}
 
 
 def _requests(snapshot: StateSnapshot) -> list[dict[str, Any]]:
-    return [i.value for i in snapshot.interrupts if is_approval_request(i.value)]
+    return list(_waiting(snapshot).values())
 
 
 def _decide(
-    thread: str, decision: dict[str, Any], step: str | None, project: Project | None, db: str
+    thread: str,
+    decision: dict[str, Any],
+    step: str | None,
+    project: Project | None,
+    db: str,
+    *,
+    every: bool = False,
 ) -> ExitCode:
-    """Bind `decision` to the request the run waits on now (the one of `step`, if given),
-    show that request, and resume the run with it (in `project`, if named)."""
+    """Bind `decision` to the request the run waits on now (the one of `step`, if given; with
+    `every`, to each request it waits on), show those requests, and resume the run with it (in
+    `project`, if named)."""
     graph, config, snapshot = existing_run(db, thread, project)
-    requests = _requests(snapshot)
-    if not requests:
+    waiting = _waiting(snapshot)
+    if not waiting:
         with graph.hold(config):  # `ResumeConflict` while another process runs it
             # A run read between two of its steps may have paused again since.
-            requests = _requests(graph.get_state(config))
-        if not requests:
+            waiting = _waiting(graph.get_state(config))
+        if not waiting:
             raise NoPendingApproval(thread)
-    chosen = [r for r in requests if step is None or r["step_id"] == step]
+    chosen = {
+        key: request
+        for key, request in waiting.items()
+        if every or step is None or request["step_id"] == step
+    }
     if not chosen:
-        waiting = ", ".join(repr(r["step_id"]) for r in requests)
+        listed = ", ".join(repr(r["step_id"]) for r in waiting.values())
         raise PlangateUsageError(
-            f"run {thread!r} is not waiting for step {step!r} (it waits for {waiting})",
+            f"run {thread!r} is not waiting for step {step!r} (it waits for {listed})",
             hint="`plangate show THREAD` prints what it waits for",
         )
-    request = chosen[0]
+    if not every:
+        chosen = dict([next(iter(chosen.items()))])
     verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
-    say(
-        f"{verb[decision['decision']]} step {request['step_id']!r} ({request['tool']}) "
-        f"of run {thread}:"
-    )
-    print_request(request)
-    bound = {**decision, "request_id": request["request_id"], "digest": request.get("digest")}
+    resume: dict[str, dict[str, Any]] = {}
+    for key, request in chosen.items():
+        say(
+            f"{verb[decision['decision']]} step {request['step_id']!r} ({request['tool']}) "
+            f"of run {thread}:"
+        )
+        print_request(request)
+        resume[key] = {
+            **decision,
+            "request_id": request["request_id"],
+            "digest": request.get("digest"),
+        }
     code = drive(
         graph,
-        Command(resume=bound),
+        # One decision is bound by its request id; several by their interrupts' ids.
+        Command(resume=resume if every else next(iter(resume.values()))),
         config,
         db,
         steps=plan_steps(snapshot.values),
-        decided_step=request["step_id"],
+        decided_step=None if every else next(iter(chosen.values()))["step_id"],
     )
     if code == ExitCode.EXPIRED:
+        request = next(iter(chosen.values()))
         say(
             f"Too late: the request expired at {request['expires_at']}, so the decision was "
             "recorded as expired, not as given."
@@ -507,6 +547,7 @@ def reject(
     reason: Annotated[str, typer.Option(help="Why the step is rejected (recorded).")],
     approver: ApproverOption = None,
     step: StepOption = None,
+    every: AllOption = False,
     db: DbOption = None,
     project: ProjectOption = None,
 ) -> None:
@@ -518,7 +559,18 @@ def reject(
     if not reason.strip():
         raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
     decision = {"decision": "reject", "reason": reason, "approver": approver or _user()}
-    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db)))
+    _one_or_every(step, every, edit=False)
+    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db), every=every))
+
+
+def _one_or_every(step: str | None, every: bool, *, edit: bool) -> None:
+    if every and step is not None:
+        raise PlangateUsageError("--all and --step exclude each other", hint="give one of them")
+    if every and edit:
+        raise PlangateUsageError(
+            "--all and --args exclude each other: an edit is for one call",
+            hint="edit with --step STEP_ID --args '{...}'",
+        )
 
 
 @app.command(epilog=RUN_EXITS)
@@ -561,11 +613,12 @@ def show(
     """
     _, db = find_project(project, db)
     graph, snapshot = read_run(db, thread)
-    actions = recorded_actions(snapshot.values)
+    requests = _requests(snapshot)
+    actions = recorded_actions(snapshot.values, requests)
     result = snapshot.values.get("result")
-    if snapshot.interrupts:
+    if requests:
         print_done(snapshot.values, actions, thread=thread, db=db, full=full)
-        print_pending(thread, snapshot.interrupts[0].value, db)
+        print_pending(thread, requests, db)
     elif result:
         print_result(result, actions, thread=thread, db=db, full=full)
     else:

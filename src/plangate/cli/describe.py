@@ -111,16 +111,26 @@ def print_request(request: Mapping[str, Any]) -> None:
     )
 
 
-def print_pending(thread: str, request: Mapping[str, Any], db: str) -> None:
+def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -> None:
+    """What a paused run waits for: each pending request, and the commands that decide it."""
     flag = db_flag(db)
-    step = request["step_id"]
-    say("", f"Paused: step {step!r} ({request['tool']}) needs approval.")
-    print_request(request)
-    if is_expired(dict(request), utc_now()):
-        say(
-            "This request has EXPIRED: a decision now is recorded as expired; "
-            f"`plangate expire{flag}` closes it."
-        )
+    if len(requests) == 1:
+        request = requests[0]
+        say("", f"Paused: step {request['step_id']!r} ({request['tool']}) needs approval.")
+    else:
+        waiting = ", ".join(f"{r['step_id']!r} ({r['tool']})" for r in requests)
+        say("", f"Paused: {len(requests)} steps need approval: {waiting}.")
+    now = utc_now()
+    for request in requests:
+        if len(requests) > 1:
+            say("", f"Step {request['step_id']!r}:")
+        print_request(request)
+        if is_expired(dict(request), now):
+            say(
+                "This request has EXPIRED: a decision now is recorded as expired; "
+                f"`plangate expire{flag}` closes it."
+            )
+    step = requests[0]["step_id"] if len(requests) == 1 else "STEP_ID"
     say(
         "Resume with one of:",
         f"  plangate approve {thread}{flag} --step {step} --approver NAME",
@@ -128,20 +138,27 @@ def print_pending(thread: str, request: Mapping[str, Any], db: str) -> None:
         "   (edit: the args replace all of them)",
         f"  plangate reject {thread}{flag} --step {step} --reason TEXT",
     )
+    if len(requests) > 1:
+        say(
+            f"  plangate approve {thread}{flag} --all --approver NAME"
+            "   (or reject --all: the same decision on every step shown)"
+        )
 
 
-def recorded_actions(values: Mapping[str, Any]) -> dict[str, str]:
+def recorded_actions(
+    values: Mapping[str, Any], requests: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, str]:
     """Each step's effective action and where it came from (`execute (tool)`), as its outcome
-    or its approval request records it: reading a run reaches none of its tools."""
+    or its pending approval request records it: reading a run reaches none of its tools."""
     outcomes = outcomes_from_state(values)
     found = {
         step: f"{outcome['action']} ({outcome.get('action_source')})"
         for step, outcome in outcomes.items()
         if outcome.get("action")
     }
-    request = (values.get("current") or {}).get("request")
-    if request and request.get("step_id") not in found:
-        found[request["step_id"]] = f"{request['action']} ({request.get('action_source')})"
+    for request in requests:
+        if request.get("step_id") not in found:
+            found[request["step_id"]] = f"{request['action']} ({request.get('action_source')})"
     return found
 
 

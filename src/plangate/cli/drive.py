@@ -63,7 +63,7 @@ def drive(
         requests = [i.value for i in snapshot.interrupts]
         result = snapshot.values.get("result")
         if requests:
-            print_pending(thread, requests[0], db)
+            print_pending(thread, requests, db)
             code = ExitCode.PAUSED
         elif result:
             print_result(result, recorded_actions(snapshot.values), thread=thread, db=db)

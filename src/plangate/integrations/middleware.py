@@ -75,7 +75,7 @@ from plangate.nodes.budget_check import ask_for_approval
 from plangate.plan import Action, PlanStep
 from plangate.profiles import Profile, load_profile
 from plangate.references import Resolved
-from plangate.state import ApprovalRequest, BudgetUsage, PlanState, RunCounters
+from plangate.state import ApprovalRequest, BudgetUsage, RunCounters
 
 __all__ = (
     "CallTicket",
@@ -441,7 +441,7 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
             }
             if policy.needs_approval:
                 request = ask_for_approval(
-                    PlanState(run=run),
+                    run,
                     step,
                     index,
                     # A model's call has no plan to reference: its args are taken as they are.

@@ -1,4 +1,7 @@
-"""`approval_interrupt`: pause for a human decision on the current step.
+"""`approval_interrupt`: pause for a human decision on one step of a wave.
+
+Each step of a wave that needs approval is a task of its own, so several requests wait at once,
+one interrupt each; a decision on one lets its step go on to `tool_exec` while the others wait.
 
 LangGraph runs this node again from its first line when the run resumes, so it does nothing
 before `interrupt()` that must not happen twice: the request was built by `budget_check` and the
@@ -10,16 +13,14 @@ resumed); the node asks again with a fresh `interrupt()` whose request carries a
 
 from __future__ import annotations
 
-from typing import Any
+from langgraph.types import Command, Send, interrupt
 
-from langgraph.runtime import Runtime
-from langgraph.types import interrupt
-
-from plangate._governance import Governance, TraceWriter, parse_iso, step_at
+from plangate._governance import Governance, TraceWriter, parse_iso
 from plangate.approval import Decision, approval_digest, parse_decision
 from plangate.errors import InvalidDecision
 from plangate.nodes._outcome import closed_outcome
-from plangate.state import ApprovalRecord, ApprovalRequest, CurrentStep, PlanState
+from plangate.plan import step_from_state
+from plangate.state import ApprovalRecord, ApprovalRequest, StepReport, StepTask
 
 
 def ask_for_decision(request: ApprovalRequest, governance: Governance) -> Decision:
@@ -53,14 +54,11 @@ def decided_digest(request: ApprovalRequest, decision: Decision, governance: Gov
     )
 
 
-def approval_interrupt(
-    state: PlanState, runtime: Runtime[Any], *, governance: Governance
-) -> dict[str, Any]:
-    current: CurrentStep = dict(state["current"])  # type: ignore[assignment]
-    request = current["request"]
+def approval_interrupt(task: StepTask, *, governance: Governance) -> Command:
+    request = task["request"]
     decision = ask_for_decision(request, governance)
 
-    step = step_at(state, current["index"])
+    step = step_from_state(task["step"])
     decided = governance.clock()
     expired = decided > parse_iso(request["expires_at"])
     record: ApprovalRecord = {
@@ -77,8 +75,8 @@ def approval_interrupt(
         "wait_ms": round((decided - parse_iso(request["requested_at"])).total_seconds() * 1000, 3),
         "digest": decided_digest(request, decision, governance),
     }
-    writer = TraceWriter(state["run"], governance, runtime.stream_writer)
-    current["approval"] = record
+    writer = TraceWriter.unnumbered(task["trace_id"], governance)
+    report: StepReport = {"index": task["index"], "events": writer.events}
     if expired:
         writer.emit(
             "approval_timeout",
@@ -91,8 +89,8 @@ def approval_interrupt(
             "approval_expired",
             f"the approval request expired at {request['expires_at']}",
         )
-        current.update({"route": "close", "outcome": {**outcome, "approval": record}})
-        return {"current": current, **writer.update()}
+        report["outcome"] = {**outcome, "approval": record}
+        return Command(update={"wave": [report]})
 
     writer.emit(
         "approval_received",
@@ -100,29 +98,21 @@ def approval_interrupt(
         step=step,
     )
     if decision.decision in ("approve", "edit"):
-        current.update(
-            # Without an edit, the args the request showed (references resolved).
-            {
-                "route": "execute",
-                "args": decision.args if decision.args is not None else request["args"],
-            }
-        )
-    elif decision.decision == "reject":
+        # Without an edit, the args the request showed (references resolved).
+        args = decision.args if decision.args is not None else request["args"]
+        approved: StepTask = {**task, "args": args, "approval": record}
+        return Command(update={"wave": [report]}, goto=Send("tool_exec", approved))
+    if decision.decision == "reject":
         outcome = closed_outcome(
             step, "rejected", "rejected", decision.reason or "rejected by the approver"
         )
-        current.update({"route": "close", "outcome": {**outcome, "approval": record}})
+        report["outcome"] = {**outcome, "approval": record}
     else:  # respond: the human's message stands in for the tool's output
-        current.update(
-            {
-                "route": "close",
-                "outcome": {
-                    **closed_outcome(step, "ok", "", ""),
-                    "output": decision.message,
-                    "error": None,
-                    "failure_context": None,
-                    "approval": record,
-                },
-            }
-        )
-    return {"current": current, **writer.update()}
+        report["outcome"] = {
+            **closed_outcome(step, "ok", "", ""),
+            "output": decision.message,
+            "error": None,
+            "failure_context": None,
+            "approval": record,
+        }
+    return Command(update={"wave": [report]})

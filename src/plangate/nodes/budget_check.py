@@ -1,106 +1,174 @@
-"""`budget_check`: decide what happens to the next step before anything runs.
+"""`budget_check`: decide what happens to the next wave of steps before anything runs.
 
-In order: a step whose dependencies did not end `ok` is skipped; a tool nobody registered
-(offline: with no mock), or that the profile does not allow, is blocked; a call that would exceed
-a budget tier is blocked. Then the step's policy is worked out from trusted sources (the plan may
-raise its action, never lower it; a lowering is recorded as `policy_override`). A step the
-profile gates has its args checked against the tool's schema (refused args end it `error`
-without asking anyone) and gets an approval request carrying the real args and a digest that
-binds the decision to them (built here, once, so that the timestamps do not change when
-`approval_interrupt` runs again on resume); anything else goes to `tool_exec`.
+A step is ready when every step it depends on has ended. Ready steps are taken in plan order, at
+most `Profile.max_concurrency` of them, looking ahead at most `LOOKAHEAD` steps past the first
+step that has not ended. For each, in order: a step whose dependencies did not all end `ok` is
+skipped; a tool nobody registered (offline: with no mock), or that the profile does not allow, is
+blocked; a call that would exceed a budget tier is blocked. The budget is charged here, in plan
+order, before anything is dispatched: of two steps that would both cross a tier, the one listed
+first goes on and the other is blocked, whatever order their calls would end in. Then the step's
+policy is worked out from trusted sources (the plan may raise its action, never lower it; a
+lowering is recorded as `policy_override`). A step the profile gates has its args checked
+against the tool's schema (refused args end it `error` without asking anyone) and gets an
+approval request carrying the real args and a digest that binds the decision to them (built
+here, once, so that the timestamps do not change when `approval_interrupt` runs again on
+resume).
+
+Each step that goes on is sent (a LangGraph `Send`) to `approval_interrupt` or `tool_exec`; the
+tasks of a wave run side by side, and `trace_emit` records the wave when all of them have ended.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.types import Command, Send
 
-from plangate._governance import Governance, TraceWriter, iso, step_at
+from plangate._governance import Governance, TraceWriter, iso, step_links
 from plangate.actions import StepPolicy
 from plangate.approval import DECISIONS, approval_digest, args_problem, consequence_of
-from plangate.budget import exceeded_tier
+from plangate.budget import charge, exceeded_tier
 from plangate.nodes._outcome import closed_outcome
-from plangate.plan import MAX_PLAN_SIZE, PlanStep
+from plangate.plan import MAX_PLAN_SIZE, PlanStep, step_from_state
 from plangate.references import Resolved, UnresolvedReference, resolve
 from plangate.state import (
     ApprovalRequest,
-    CurrentStep,
+    BudgetUsage,
     PlanState,
+    RunCounters,
     StepOutcome,
+    StepReport,
+    StepTask,
     outcome_from_state,
 )
 
+LOOKAHEAD = 256
+"""How many steps past the first one that has not ended a wave looks at for ready steps. It
+bounds the work of every wave, however long the plan: a ready step further on waits until the
+steps before it end."""
 
-def budget_check(
-    state: PlanState, runtime: Runtime[Any], *, governance: Governance
-) -> dict[str, Any]:
+
+def ready_steps(
+    steps: list[Any], ended: Mapping[str, Any], cursor: int, limit: int
+) -> Iterator[int]:
+    """Indices of the first `limit` steps from `cursor` on that have not ended and whose
+    dependencies all have. Steps only depend on steps before them (`parse_plan` orders them),
+    so the step at `cursor` is always one: nothing is in flight between waves."""
+    found = 0
+    for index in range(cursor, min(len(steps), cursor + LOOKAHEAD)):
+        step_id, deps = step_links(steps[index])
+        if step_id in ended or any(dep not in ended for dep in deps):
+            continue
+        yield index
+        found += 1
+        if found == limit:
+            return
+
+
+def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governance) -> Command:
     run = state["run"]
-    index = run["cursor"]
-    step = step_at(state, index)
-    profile = governance.profile
-    writer = TraceWriter(run, governance, runtime.stream_writer)
-    current: CurrentStep = {"index": index, "route": "close", "args": step.args}
+    steps = state["plan"]["steps"]
     stored = state.get("outcomes", {})
-    # Only the dependencies' outcomes are read (and decoded), never the whole map.
-    deps = {dep: outcome_from_state(stored[dep]) for dep in step.depends_on}
-    unmet = [(dep, o["status"]) for dep, o in deps.items() if o["status"] != "ok"]
-    exceeded = exceeded_tier(run["usage"], step, profile.budget)
+    writer = TraceWriter(run, governance, runtime.stream_writer)
+    usage = run["usage"]
+    closed: list[StepReport] = []
+    sends: list[Send] = []
+    profile = governance.profile
+    # `halt` promises that nothing listed after a failing step runs: any step may fail, so under
+    # `on_error: halt` steps run one at a time.
+    limit = 1 if profile.on_error == "halt" else profile.max_concurrency
+    for index in ready_steps(steps, stored, run["cursor"], limit):
+        step = step_from_state(steps[index])
+        # Only the dependencies' outcomes are read (and decoded), never the whole map.
+        deps = {dep: outcome_from_state(stored[dep]) for dep in step.depends_on}
+        task: StepTask = {
+            "index": index,
+            "step": steps[index],
+            "run_id": run["run_id"],
+            "trace_id": run["trace_id"],
+            "args": step.args,
+        }
+        outcome = _refusal(step, deps, usage, governance, writer)
+        if outcome is None:
+            outcome = _gate(run, step, task, governance=governance, writer=writer, deps=deps)
+        if outcome is not None:
+            closed.append({"index": index, "events": [], "outcome": outcome})
+            continue
+        usage = charge(usage, step)  # what the wave may spend: the join charges what it did
+        sends.append(Send("approval_interrupt" if "request" in task else "tool_exec", task))
+        if "request" in task and profile.on_reject == "halt":
+            break  # likewise nothing after a step that may be rejected, until it is decided
+    update: dict[str, Any] = writer.update(
+        running=[step_links(steps[send.arg["index"]])[0] for send in sends]
+    )
+    if closed:
+        update["wave"] = closed
+    return Command(update=update, goto=sends or "trace_emit")
 
+
+def _refusal(
+    step: PlanStep,
+    deps: dict[str, StepOutcome],
+    usage: BudgetUsage,
+    governance: Governance,
+    writer: TraceWriter,
+) -> StepOutcome | None:
+    """The outcome of a step that may not run at all (skipped or blocked), else `None`."""
+    profile = governance.profile
+    unmet = [(dep, o["status"]) for dep, o in deps.items() if o["status"] != "ok"]
     if unmet:
         dep, status = unmet[0]
-        current["outcome"] = closed_outcome(
+        return closed_outcome(
             step, "skipped", "dependency_failed", f"depends on step {dep!r}, which ended {status}"
         )
-    elif governance.tool(step.tool) is None:
+    if governance.tool(step.tool) is None:
         reason, message = (
             ("no_mock", f"running offline, and no mock of {step.tool!r} is registered")
             if profile.offline
             else ("tool_not_registered", f"no tool named {step.tool!r} is registered")
         )
-        current["outcome"] = closed_outcome(step, "blocked", reason, f"{message} with this graph")
-    elif not profile.allows(step.tool):
-        current["outcome"] = closed_outcome(
+        return closed_outcome(step, "blocked", reason, f"{message} with this graph")
+    if not profile.allows(step.tool):
+        return closed_outcome(
             step,
             "blocked",
             "tool_not_allowed",
             f"tool {step.tool!r} is not in the allowlist of profile {profile.name!r}",
         )
-    elif exceeded is not None:
+    exceeded = exceeded_tier(usage, step, profile.budget)
+    if exceeded is not None:
         writer.emit("budget_exceeded", exceeded, step=step)
         tier, used, limit = exceeded["tier"], exceeded["used"], exceeded["limit"]
-        current["outcome"] = closed_outcome(
+        return closed_outcome(
             step,
             "blocked",
             "budget_exceeded",
             f"budget tier {tier} is used up ({used}/{limit} calls)",
         )
-    else:
-        _gate(state, step, current, governance=governance, writer=writer, deps=deps)
-    return {"current": current, **writer.update()}
+    return None
 
 
 def _gate(
-    state: PlanState,
+    run: RunCounters,
     step: PlanStep,
-    current: CurrentStep,
+    task: StepTask,
     *,
     governance: Governance,
     writer: TraceWriter,
     deps: dict[str, StepOutcome],
-) -> None:
-    """Route a step that may run: to `tool_exec`, to a person, or closed for refused args."""
+) -> StepOutcome | None:
+    """Make `task` ready for `tool_exec`, or for a person (with its request); or the outcome of
+    a step closed for args that cannot be used."""
     try:
         # References are all among the dependencies, which ended `ok`.
         outputs = {dep: o["output"] for dep, o in deps.items()}
         resolved = resolve(step.args, outputs, limit=MAX_PLAN_SIZE)
     except UnresolvedReference as exc:
-        current["outcome"] = closed_outcome(
-            step, "error", "unresolved_reference", f"{step.tool}: {exc}"
-        )
-        return
-    current["args"] = resolved.args
+        return closed_outcome(step, "error", "unresolved_reference", f"{step.tool}: {exc}")
+    task["args"] = resolved.args
     policy = governance.policy(step)
     if policy.lowered is not None:
         writer.emit(
@@ -116,25 +184,23 @@ def _gate(
     problem = args_problem(tool, resolved.args) if policy.needs_approval and tool else None
     if problem is not None:
         field, message = problem
-        current["outcome"] = closed_outcome(
+        return closed_outcome(
             step,
             "error",
             "invalid_arguments",
             f"{step.tool}: invalid arguments: {field}: {message}",
         )
-    elif policy.needs_approval:
-        request = ask_for_approval(
-            state,
+    if policy.needs_approval:
+        task["request"] = ask_for_approval(
+            run,
             step,
-            current["index"],
+            task["index"],
             resolved,
             governance=governance,
             policy=policy,
             writer=writer,
         )
-        current.update({"route": "approve", "request": request})
-    else:
-        current["route"] = "execute"
+    return None
 
 
 _TRACED = (
@@ -151,7 +217,7 @@ _TRACED = (
 
 
 def ask_for_approval(
-    state: PlanState,
+    run: RunCounters,
     step: PlanStep,
     index: int,
     resolved: Resolved,
@@ -169,7 +235,7 @@ def ask_for_approval(
     request: ApprovalRequest = {
         "type": "approval_request",
         "request_id": uuid.uuid4().hex,
-        "trace_id": state["run"]["trace_id"],
+        "trace_id": run["trace_id"],
         "step_id": step.id,
         "step_index": index,
         "tool": step.tool,

@@ -47,4 +47,4 @@ def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance)
         "halted": run["halted"],
         "next_seq": writer.next_seq,
     }
-    return {"result": result, "current": {}, **writer.update()}
+    return {"result": result, **writer.update()}

@@ -48,7 +48,6 @@ def plan_start(
     update: dict[str, Any] = {
         "plan": plan.to_state(),
         "outcomes": Overwrite({}),
-        "current": {},
         **writer.update(),
     }
     # Clear what an earlier run or this input left, but write nothing needless: every channel

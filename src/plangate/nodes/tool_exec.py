@@ -1,6 +1,11 @@
-"""`tool_exec`: call the step's tool; the only node with side effects.
+"""`tool_exec`: call one step's tool; the only node with side effects.
 
-Before anything is charged or called, it works the step's policy out again and recomputes the
+Each step of a wave is a task of its own (a `Send` from `budget_check` or, once approved, from
+`approval_interrupt`), so the calls of a wave run at once: `invoke` runs sync tools in threads,
+`ainvoke` awaits async tools. A task reads nothing of the shared state and writes only its
+report (`StepReport`); `trace_emit` numbers its events and charges the call when the wave ends.
+
+Before anything is called, it works the step's policy out again and recomputes the
 digest of the call it is about to make: a call that needs approval and has none, or whose digest
 is not the one approved (the args, the tool's declaration or the profile changed since), is not
 run: `trace_emit` sends the step back to `budget_check`, and the person is asked again
@@ -32,16 +37,14 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
-from langgraph.config import get_stream_writer
 from pydantic import BaseModel, ValidationError
 
-from plangate._governance import Governance, TraceWriter, step_at
+from plangate._governance import Governance, TraceWriter
 from plangate.approval import approval_digest
-from plangate.budget import charge, crossed_warnings
 from plangate.errors import PlangateUsageError
-from plangate.plan import PlanStep
+from plangate.plan import PlanStep, step_from_state
 from plangate.profiles import RetryPolicy
-from plangate.state import BudgetUsage, CurrentStep, PlanState, StepOutcome
+from plangate.state import StepOutcome, StepReport, StepTask
 
 __all__ = (
     "IDEMPOTENCY_KEY",
@@ -80,7 +83,7 @@ class _ToolCall:
     """One call in progress: what `tool_exec` and `atool_exec` share around the call itself,
     worked out once however many times the call is tried."""
 
-    current: CurrentStep
+    task: StepTask
     step: PlanStep
     tool: BaseTool
     fallback: BaseTool | None
@@ -89,8 +92,6 @@ class _ToolCall:
     config: RunnableConfig
     timeout: float | None
     retry: RetryPolicy
-    usage: BudgetUsage
-    warned: list[str]
     writer: TraceWriter
     action: str = "execute"
     action_source: str = "default"
@@ -118,12 +119,11 @@ class _ToolCall:
         return True
 
 
-def _lapsed(state: PlanState, step: PlanStep, governance: Governance) -> dict[str, Any] | None:
+def _lapsed(task: StepTask, step: PlanStep, governance: Governance) -> dict[str, Any] | None:
     """The update that sends the step back to be asked again, when the call about to be made
     is not the one a person approved (or needs approval and has none); else `None`."""
-    current = state["current"]
     policy = governance.policy(step)
-    approval = current.get("approval")
+    approval = task.get("approval")
     if approval is None:
         if not policy.needs_approval:
             return None
@@ -131,7 +131,7 @@ def _lapsed(state: PlanState, step: PlanStep, governance: Governance) -> dict[st
     else:
         digest = approval_digest(
             step.tool,
-            current.get("args", step.args),
+            task["args"],
             policy.action,
             policy.risk,
             governance.fingerprint,
@@ -139,22 +139,16 @@ def _lapsed(state: PlanState, step: PlanStep, governance: Governance) -> dict[st
         if approval.get("digest") == digest:
             return None
         reason = "the call is not the one approved (its args, action, risk or profile changed)"
-    writer = TraceWriter(state["run"], governance, get_stream_writer())
+    writer = TraceWriter.unnumbered(task["trace_id"], governance)
     writer.emit("approval_invalidated", {"reason": reason}, step=step)
-    return {"current": {"index": current["index"], "route": "recheck"}, **writer.update()}
+    report: StepReport = {"index": task["index"], "events": writer.events, "recheck": True}
+    return {"wave": [report]}
 
 
-def _begin(state: PlanState, step: PlanStep, governance: Governance) -> _ToolCall:
-    current: CurrentStep = dict(state["current"])  # type: ignore[assignment]
-    run = state["run"]
-    writer = TraceWriter(run, governance, get_stream_writer())
-    usage = charge(run["usage"], step)
-    warned = run["warned"]
-    for warning in crossed_warnings(usage, step, governance.profile.budget, warned):
-        writer.emit("budget_warning", warning, step=step)
-        warned = [*warned, warning["tier"]]
-    args = current.get("args", step.args)
-    key = idempotency_key(run["run_id"], step.id)
+def _begin(task: StepTask, step: PlanStep, governance: Governance) -> _ToolCall:
+    writer = TraceWriter.unnumbered(task["trace_id"], governance)
+    args = task["args"]
+    key = idempotency_key(task["run_id"], step.id)
     timeout, retry = governance.profile.call_policy(step.tool)
     tool = governance.tool(step.tool)
     if tool is None:  # a run resumed on a graph built without the tool it was approved for
@@ -164,7 +158,7 @@ def _begin(state: PlanState, step: PlanStep, governance: Governance) -> _ToolCal
         )
     offline = governance.profile.offline
     call = _ToolCall(
-        current=current,
+        task=task,
         step=step,
         tool=tool,
         fallback=None if offline else governance.fallback(step.tool),
@@ -175,14 +169,12 @@ def _begin(state: PlanState, step: PlanStep, governance: Governance) -> _ToolCal
             "run_name": step.tool,
             "metadata": {
                 "plangate_step_id": step.id,
-                "plangate_trace_id": run["trace_id"],
+                "plangate_trace_id": task["trace_id"],
                 IDEMPOTENCY_KEY: key,
             },
         },
         timeout=timeout,
         retry=retry,
-        usage=usage,
-        warned=warned,
         writer=writer,
     )
     if offline:
@@ -221,7 +213,7 @@ def _end(call: _ToolCall, output: Any, error: Exception | None) -> dict[str, Any
         "error": None,
         "attempts": call.attempts,
         "duration_ms": duration,
-        "approval": call.current.get("approval"),
+        "approval": call.task.get("approval"),
         "failure_context": None,
         "mocked": call.mocked,
         # Kept so that reading a run shows each step's action without reaching its tool.
@@ -253,8 +245,13 @@ def _end(call: _ToolCall, output: Any, error: Exception | None) -> dict[str, Any
             {"error_type": error_type, "message": message, "duration_ms": duration},
             step=step,
         )
-    call.current["outcome"] = outcome
-    return {"current": call.current, **call.writer.update(usage=call.usage, warned=call.warned)}
+    report: StepReport = {
+        "index": call.task["index"],
+        "events": call.writer.events,
+        "outcome": outcome,
+        "charged": True,
+    }
+    return {"wave": [report]}
 
 
 def _only_async(tool: BaseTool) -> bool:
@@ -394,14 +391,14 @@ async def _atries(call: _ToolCall, governance: Governance) -> tuple[Any, Excepti
         attempt += 1
 
 
-def _start(state: PlanState, governance: Governance) -> _ToolCall | dict[str, Any]:
+def _start(task: StepTask, governance: Governance) -> _ToolCall | dict[str, Any]:
     """The call to make, or the update that sends the step back to be asked again."""
-    step = step_at(state, state["current"]["index"])
-    return _lapsed(state, step, governance) or _begin(state, step, governance)
+    step = step_from_state(task["step"])
+    return _lapsed(task, step, governance) or _begin(task, step, governance)
 
 
-def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
-    call = _start(state, governance)
+def tool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any]:
+    call = _start(task, governance)
     if not isinstance(call, _ToolCall):
         return call
     output, error = _tries(call, governance)
@@ -410,8 +407,8 @@ def tool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
     return _end(call, output, error)
 
 
-async def atool_exec(state: PlanState, *, governance: Governance) -> dict[str, Any]:
-    call = _start(state, governance)
+async def atool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any]:
+    call = _start(task, governance)
     if not isinstance(call, _ToolCall):
         return call
     output, error = await _atries(call, governance)

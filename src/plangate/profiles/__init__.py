@@ -37,6 +37,8 @@ _BASE_RISK: dict[str, int] = {"read": 0, "propose": 0, "execute": 1}
 # overflow the datetime arithmetic of a run that then could never finish.
 _YEAR = 366 * 24 * 3600.0
 _DAY = 24 * 3600.0
+# More steps at once than any tool pool serves; each in-flight step holds a thread or a task.
+_MAX_CONCURRENCY = 256
 
 
 class Budget(BaseModel):
@@ -136,6 +138,8 @@ class Profile(BaseModel):
             without a mock is blocked.
         mock_fallback: When a tool fails with a connection error or a timeout (after its
             retries), call its mock instead.
+        max_concurrency: How many ready steps (their dependencies ended `ok`) run at once
+            (default 8); `1` runs the steps one at a time, in plan order.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -158,6 +162,7 @@ class Profile(BaseModel):
     tool_policies: dict[str, ToolPolicy] = Field(default_factory=dict)
     offline: bool = False
     mock_fallback: bool = False
+    max_concurrency: int = Field(default=8, ge=1, le=_MAX_CONCURRENCY)
 
     @property
     def approval_timeout(self) -> timedelta:

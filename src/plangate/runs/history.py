@@ -218,6 +218,18 @@ def is_expired(request: dict[str, Any], now: datetime) -> bool:
     return parse_iso(request["expires_at"]) < now
 
 
+def expired_approvals(
+    graph: CompiledStateGraph, now: datetime
+) -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
+    """(thread id, the resume value that closes its expired requests: interrupt id ->
+    `EXPIRED_DECISION`) for every run with an approval that expired before `now`. A run waiting
+    on several requests at once has only those closed that expired."""
+    for thread_id, waiting in waiting_approvals(graph):
+        expired = {i.id: dict(EXPIRED_DECISION) for i in waiting if is_expired(i.value, now)}
+        if expired:
+            yield thread_id, expired
+
+
 def expire_approvals(
     graph: CompiledStateGraph, *, now: datetime | None = None
 ) -> Iterator[tuple[str, dict[str, Any] | ResumeConflict]]:
@@ -227,12 +239,10 @@ def expire_approvals(
     Yields (thread id, the run's `result`, or its new pending request if it paused again) per
     run closed, or (thread id, `ResumeConflict`) when another worker was running it.
     """
-    moment = now or utc_now()
-    pending = list(pending_approvals(graph))
-    for thread_id in [thread for thread, request in pending if is_expired(request, moment)]:
+    for thread_id, expired in list(expired_approvals(graph, now or utc_now())):
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         try:
-            out = graph.invoke(Command(resume=EXPIRED_DECISION), config)
+            out = graph.invoke(Command(resume=expired), config)
         except ResumeConflict as conflict:
             yield thread_id, conflict
             continue

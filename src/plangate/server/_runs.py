@@ -311,7 +311,7 @@ class RunService:
         plan = Plan.from_state(values["plan"])
         outcomes = outcomes_from_state(values)
         counters = values.get("run") or {}
-        current = values.get("current") or {}
+        running = set(counters.get("running") or ())
         waiting = [i for i in snapshot.interrupts if is_approval_request(i.value)]
         waiting_steps = {i.value["step_id"] for i in waiting}
         profile = self._profile(setup)
@@ -325,8 +325,8 @@ class RunService:
                 state = str(outcome["status"])
             elif step.id in waiting_steps:
                 state = "waiting"
-            elif status in ("running", "stopped") and current.get("index") == index:
-                state = status  # the step it is in, or was in when its process died
+            elif status in ("running", "stopped") and step.id in running:
+                state = status  # a step of the wave it is in, or was in when its process died
             else:
                 state = "pending"
             steps.append(
