@@ -22,6 +22,7 @@ import httpx
 import yaml
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import StateSnapshot
 
 from plangate import (
     PlangateGraph,
@@ -119,6 +120,11 @@ class Runner:
             return [chunk async for chunk in graph.astream(value, config, **kwargs)]
 
         return self.loop.run_until_complete(collect())
+
+    def state(self, graph: PlangateGraph, config: dict[str, Any]) -> StateSnapshot:
+        if self.mode == "sync":
+            return graph.get_state(config)  # type: ignore[arg-type]
+        return self.loop.run_until_complete(graph.aget_state(config))  # type: ignore[arg-type]
 
     def trace(self, graph: PlangateGraph, config: dict[str, Any]) -> list[TraceEvent]:
         if self.mode == "sync":

@@ -71,9 +71,7 @@ def of_type(events: list[TraceEvent], type_: str) -> list[TraceEvent]:
 
 
 def state_values(runner: Runner, graph: PlangateGraph, config: dict[str, Any]) -> dict[str, Any]:
-    if runner.mode == "sync":
-        return dict(graph.get_state(config).values)
-    return dict(runner.loop.run_until_complete(graph.aget_state(config)).values)
+    return dict(runner.state(graph, config).values)
 
 
 def last_checkpoint_bytes(runner: Runner, graph: PlangateGraph, config: dict[str, Any]) -> int:

@@ -387,6 +387,7 @@ def _waiting_line(
     if waiting is None:  # answered and asked again: only the rebuilt state tells
         waiting = list(graph.get_state({"configurable": {"thread_id": thread}}).interrupts)
     requests = [i.value for i in waiting if is_approval_request(i.value)]
+    requests.sort(key=lambda request: request["step_index"])
     if not requests:
         return f"waiting: plangate show {thread}{flag}"
     request = requests[0]
@@ -469,7 +470,8 @@ def approve(
 
 def _waiting(snapshot: StateSnapshot) -> dict[str, dict[str, Any]]:
     """Interrupt id -> approval request, of each request the run waits on."""
-    return {i.id: i.value for i in snapshot.interrupts if is_approval_request(i.value)}
+    waiting = [i for i in snapshot.interrupts if is_approval_request(i.value)]
+    return {i.id: i.value for i in sorted(waiting, key=lambda i: i.value["step_index"])}
 
 
 def _requests(snapshot: StateSnapshot) -> list[dict[str, Any]]:

@@ -60,7 +60,7 @@ def drive(
                 )
                 say(describe(event, positions))
         snapshot = graph.get_state(config)
-        requests = [i.value for i in snapshot.interrupts]
+        requests = sorted((i.value for i in snapshot.interrupts), key=lambda r: r["step_index"])
         result = snapshot.values.get("result")
         if requests:
             print_pending(thread, requests, db)
