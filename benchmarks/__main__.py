@@ -23,7 +23,8 @@ from typing import Any
 from benchmarks.systems import GATE_EVERY, SYSTEMS
 
 LABELS = {
-    "plangate": "plangate (technical)",
+    "plangate": "plangate (technical, one step at a time)",
+    "plangate_width10": "plangate (technical, 10 steps at a time)",
     "plangate_approvals": f"plangate (approval every {GATE_EVERY}th step)",
     "floor": "floor (one-node LangGraph loop)",
     "peer": f"peer (create_agent + limit + HITL every {GATE_EVERY}th)",
@@ -79,12 +80,14 @@ def evaluate(rows: dict[str, dict[int, dict[str, Any]]], resume: dict[str, Any])
     sizes = sorted(rows["plangate"])
     ratios: dict[str, dict[int, float]] = {
         "plangate_vs_floor": {},
+        "plangate_width10_vs_floor": {},
         "plangate_approvals_vs_floor": {},
         "plangate_approvals_vs_peer": {},
     }
     for n in sizes:
         ms = {system: rows[system][n]["ms_per_step"] for system in SYSTEMS}
         ratios["plangate_vs_floor"][n] = ms["plangate"] / ms["floor"]
+        ratios["plangate_width10_vs_floor"][n] = ms["plangate_width10"] / ms["floor"]
         ratios["plangate_approvals_vs_floor"][n] = ms["plangate_approvals"] / ms["floor"]
         ratios["plangate_approvals_vs_peer"][n] = ms["plangate_approvals"] / ms["peer"]
     checks: dict[str, Any] = {
@@ -132,7 +135,12 @@ def markdown(report: dict[str, Any]) -> str:
     ratios = report["evaluation"]["ratios"]
     lines.append("| ratio (per-step time) | " + " | ".join(f"N={n}" for n in sizes) + " |")
     lines.append("|---|" + "---:|" * len(sizes))
-    for name in ("plangate_vs_floor", "plangate_approvals_vs_floor", "plangate_approvals_vs_peer"):
+    for name in (
+        "plangate_vs_floor",
+        "plangate_width10_vs_floor",
+        "plangate_approvals_vs_floor",
+        "plangate_approvals_vs_peer",
+    ):
         values = " | ".join(f"{ratios[name][str(n)]:.2f}" for n in sizes)
         lines.append(f"| {name.replace('_', ' ')} | {values} |")
     if "growth_2000_vs_100" in ratios:

@@ -1,7 +1,10 @@
-"""The four systems the benchmark runs, each doing N trivial tool calls on a SQLite file.
+"""The systems the benchmark runs, each doing N trivial tool calls on a SQLite file.
 
-- `plangate`: plangate under `technical` (no approvals).
-- `plangate_approvals`: plangate with every 5th step gated, approved as fast as possible.
+- `plangate`: plangate under `technical` (no approvals), one step at a time
+  (`max_concurrency: 1`, the order of a plan run step by step).
+- `plangate_width10`: the same plan (its steps are independent) ten steps at a time.
+- `plangate_approvals`: plangate with every 5th step gated, approved as fast as possible, one
+  step at a time.
 - `floor`: the cheapest LangGraph loop that checkpoints once per step: one node, a cursor.
 - `peer`: `langchain.agents.create_agent` with `ToolCallLimitMiddleware` and
   `HumanInTheLoopMiddleware`, driven by a scripted chat model that makes one tool call per turn,
@@ -32,7 +35,7 @@ from typing_extensions import TypedDict
 from plangate import Profile, build_graph, declare_action, load_profile, open_checkpointer
 
 GATE_EVERY = 5
-SYSTEMS = ("plangate", "plangate_approvals", "floor", "peer")
+SYSTEMS = ("plangate", "plangate_width10", "plangate_approvals", "floor", "peer")
 
 
 @declare_action(action="read")  # plans raise it to `execute` where an approval is wanted
@@ -52,7 +55,10 @@ def _config(thread: str) -> dict[str, Any]:
 
 # --- plangate -----------------------------------------------------------------------------
 
-APPROVALS_PROFILE: Profile = load_profile("technical").model_copy(
+SEQUENTIAL_PROFILE: Profile = load_profile("technical").model_copy(
+    update={"name": "technical-sequential", "max_concurrency": 1}
+)
+APPROVALS_PROFILE: Profile = SEQUENTIAL_PROFILE.model_copy(
     update={"name": "technical-approvals", "require_approval": ["execute"]}
 )
 
@@ -71,8 +77,9 @@ def plangate_plan(steps: int, *, approvals: bool) -> dict[str, Any]:
     }
 
 
-def plangate_graph(saver: SqliteSaver, *, approvals: bool) -> Any:
-    profile = APPROVALS_PROFILE if approvals else "technical"
+def plangate_graph(saver: SqliteSaver, *, approvals: bool, width: int = 1) -> Any:
+    profile = APPROVALS_PROFILE if approvals else SEQUENTIAL_PROFILE
+    profile = profile.model_copy(update={"max_concurrency": width})
     return build_graph({"bench.noop": noop}, profile=profile, checkpointer=saver)
 
 
@@ -81,14 +88,16 @@ def drive_plangate(graph: Any, first: Any, config: dict[str, Any]) -> tuple[dict
     out = graph.invoke(first, config)
     resumes = 0
     while out.get("__interrupt__"):
-        out = graph.invoke(Command(resume={"decision": "approve", "approver": "bench"}), config)
+        decision = {"decision": "approve", "approver": "bench"}
+        # Every request that waits, by interrupt id (one at a time, there is one).
+        out = graph.invoke(Command(resume={i.id: decision for i in out["__interrupt__"]}), config)
         resumes += 1
     return out, resumes
 
 
-def run_plangate(steps: int, db: Path, *, approvals: bool = False) -> float:
+def run_plangate(steps: int, db: Path, *, approvals: bool = False, width: int = 1) -> float:
     saver = open_checkpointer(str(db))
-    graph = plangate_graph(saver, approvals=approvals)
+    graph = plangate_graph(saver, approvals=approvals, width=width)
     plan = plangate_plan(steps, approvals=approvals)
     started = time.perf_counter()
     out, resumes = drive_plangate(graph, {"plan": plan}, _config("bench"))
@@ -230,6 +239,7 @@ def _close(saver: SqliteSaver) -> None:
 
 RUNNERS: dict[str, Callable[[int, Path], float]] = {
     "plangate": run_plangate,
+    "plangate_width10": lambda steps, db: run_plangate(steps, db, width=10),
     "plangate_approvals": lambda steps, db: run_plangate(steps, db, approvals=True),
     "floor": run_floor,
     "peer": run_peer,

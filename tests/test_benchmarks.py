@@ -20,11 +20,17 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
-    """`python -m benchmarks --sizes 10` measures all four systems and writes its three files,
+    """`python -m benchmarks --sizes 10` measures all five systems and writes its three files,
     with ratios computed within the run."""
     run_module("benchmarks", "--sizes", "10", "--reps", "1", "--out", str(tmp_path))
     report = json.loads((tmp_path / "results.json").read_text())
-    assert set(report["results"]) == {"plangate", "plangate_approvals", "floor", "peer"}
+    assert set(report["results"]) == {
+        "plangate",
+        "plangate_width10",
+        "plangate_approvals",
+        "floor",
+        "peer",
+    }
     for system, by_n in report["results"].items():
         row = by_n["10"]
         assert row["ms_per_step"] > 0, system
@@ -37,7 +43,7 @@ def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
     )
     assert abs(ratios["plangate_vs_floor"]["10"] - expected) < 1e-9
     table = (tmp_path / "results.md").read_text()
-    assert "| plangate (technical) |" in table
+    assert "| plangate (technical, one step at a time) |" in table
     assert "plangate approvals vs peer" in table
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

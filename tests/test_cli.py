@@ -296,3 +296,58 @@ def test_a_bad_fixture_file_is_one_line_and_starts_nothing(tmp_path: Path) -> No
         "or raise (each case is {match: {...}, output: ...} or {match: {...}, raise: {...}})"
     ]
     assert "Thread" not in run.stdout
+
+
+def test_steps_waiting_together_are_listed_and_decided_one_by_one_or_all_at_once(
+    tmp_path: Path,
+) -> None:
+    """Two ready sends pause together: `run`, `pending` and `show` list both, and the pause
+    message offers `--all`. `approve --step` decides one (the run waits on the other),
+    `--all` with `--step` is one line, and `approve --all` decides the rest: one email each."""
+    plan = tmp_path / "two_sends.yaml"
+    sends = [
+        {
+            "id": f"send-{who}",
+            "tool": "email.send",
+            "args": {"to": f"{who}@acme.example", "subject": "Renewal", "body": "Hi"},
+        }
+        for who in ("ana", "ben", "cy")
+    ]
+    plan.write_text(json.dumps({"goal": "tell everyone", "steps": sends}), encoding="utf-8")
+    run = plangate(tmp_path, "run", str(plan), "--profile", "smb", "--thread", "two")
+    assert run.returncode == ExitCode.PAUSED, run.stderr
+    assert (
+        "Paused: 3 steps need approval: 'send-ana' (email.send), 'send-ben' (email.send), "
+        "'send-cy' (email.send)." in run.stdout
+    )
+    assert "plangate approve two --all --approver NAME" in run.stdout
+    pending = plangate(tmp_path, "pending").stdout.splitlines()
+    waiting = [line.split()[2] for line in pending if line.startswith("two ")]
+    assert waiting == ["send-ana", "send-ben", "send-cy"]
+    assert "waiting: 3 steps (send-ana, send-ben, send-cy) need approval" in (
+        plangate(tmp_path, "runs").stdout
+    )
+
+    both = plangate(tmp_path, "approve", "two", "--all", "--step", "send-ana")
+    assert both.returncode == ExitCode.USER_ERROR
+    assert (
+        both.stderr.strip()
+        == "plangate: error: --all and --step exclude each other (give one of them)"
+    )
+    assert "Traceback" not in both.stderr
+
+    one = plangate(tmp_path, "approve", "two", "--step", "send-ben", "--approver", "lee")
+    assert one.returncode == ExitCode.PAUSED, one.stderr
+    assert "Approving step 'send-ben'" in one.stdout
+    assert "Paused: 2 steps need approval: 'send-ana' (email.send), 'send-cy'" in one.stdout
+
+    rest = plangate(tmp_path, "approve", "two", "--all", "--approver", "kim")
+    assert rest.returncode == ExitCode.SUCCESS, rest.stderr
+    assert "Approving step 'send-ana'" in rest.stdout
+    assert "Approving step 'send-cy'" in rest.stdout
+    assert "Run success" in rest.stdout
+    outbox = sorted(mail["to"] for mail in demo_outbox(tmp_path / "plangate-outbox.db"))
+    assert outbox == ["ana@acme.example", "ben@acme.example", "cy@acme.example"]
+    show = plangate(tmp_path, "show", "two").stdout
+    assert "approve by lee" in show
+    assert show.count("approve by kim") == 2

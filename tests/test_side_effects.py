@@ -167,3 +167,116 @@ def test_an_outbox_from_before_keys_is_upgraded_and_then_deduplicates(tmp_path: 
     for _ in range(2):
         send.invoke({"to": "new@example.com", "subject": "s", "body": "b"}, config=config)
     assert [mail["to"] for mail in demo_outbox(path)] == ["old@example.com", "new@example.com"]
+
+
+WAVE_RUN = """
+import json, os, signal, sqlite3, sys, time
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
+from plangate import build_graph, declare_action, demo_toolkit, open_checkpointer
+
+mode, folder, profile = sys.argv[1], sys.argv[2], sys.argv[3]
+demo = {tool.name: tool for tool in demo_toolkit(folder + "/outbox.db")}
+RECIPIENTS = ("ana", "ben", "cy")
+
+
+def note(kind: str, text: str) -> None:
+    with open(folder + "/" + kind, "a") as calls:
+        calls.write(text + "\\n")
+
+
+def reported(db: str) -> int:
+    \"\"\"How many tasks of the wave have their writes stored.\"\"\"
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM writes WHERE channel = 'wave'").fetchone()[0]
+
+
+@declare_action(action="read")
+def lookup(account: str, config: RunnableConfig) -> dict:
+    note("lookups", account)
+    return demo["crm.lookup_account"].invoke({"account": account}, config=config)
+
+
+def send(to: str, subject: str, body: str, config: RunnableConfig) -> dict:
+    note("sends", to)
+    sent = demo["email.send"].invoke({"to": to, "subject": subject, "body": body}, config=config)
+    if mode == "start" and to.startswith("cy@") and profile == "technical":
+        # The email is out; the lookup and the other two sends have reported (their writes
+        # are stored), this call has not: the process dies with this step in flight.
+        deadline = time.monotonic() + 30
+        while reported(folder + "/runs.db") < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return sent
+
+
+graph = build_graph(
+    {"crm.lookup_account": lookup, "email.send": send},
+    profile=profile,
+    checkpointer=open_checkpointer(folder + "/runs.db"),
+)
+config = {"configurable": {"thread_id": "wave"}}
+steps = [{"id": "lookup", "tool": "crm.lookup_account", "args": {"account": "acme"}}]
+steps += [
+    {"id": f"send-{who}", "tool": "email.send", "action": "execute",
+     "args": {"to": f"{who}@acme.example", "subject": "Renewal", "body": f"Hi {who}"}}
+    for who in RECIPIENTS
+]
+plan = {"goal": "tell everyone", "steps": steps}
+if mode == "start":
+    graph.invoke({"plan": plan}, config)
+    os.kill(os.getpid(), signal.SIGKILL)  # paused for approvals when its process dies
+else:  # a new process picks the thread up from its last checkpoint
+    waiting = graph.get_state(config).interrupts
+    decisions = {i.id: {"decision": "approve", "approver": "lee"} for i in waiting}
+    out = graph.invoke(Command(resume=decisions) if decisions else None, config)
+    print(json.dumps(out["result"]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("profile", "sends_before"),
+    [
+        pytest.param("technical", 3, id="killed-with-a-send-in-flight"),
+        pytest.param("smb", 0, id="killed-while-three-sends-wait"),
+    ],
+)
+def test_a_wave_killed_in_flight_is_finished_by_another_process_acting_once(
+    tmp_path: Path, profile: str, sends_before: int
+) -> None:
+    """Three sends and a lookup run as one wave. Killed with one send in flight (its email out,
+    its step not recorded; the others recorded), or while all three sends wait for approval,
+    the run is finished by a new process: one email per send, the lookup once, each step once
+    and ok."""
+    script = tmp_path / "wave_run.py"
+    script.write_text(textwrap.dedent(WAVE_RUN), encoding="utf-8")
+
+    def run(mode: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), mode, str(tmp_path), profile],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    killed = run("start")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(demo_outbox(tmp_path / "outbox.db")) == sends_before
+
+    resumed = run("resume")
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert [(s["step_id"], s["status"]) for s in result["steps"]] == [
+        ("lookup", "ok"),
+        ("send-ana", "ok"),
+        ("send-ben", "ok"),
+        ("send-cy", "ok"),
+    ]
+    outbox = sorted(mail["to"] for mail in demo_outbox(tmp_path / "outbox.db"))
+    assert outbox == ["ana@acme.example", "ben@acme.example", "cy@acme.example"]
+    assert (tmp_path / "lookups").read_text().splitlines() == ["acme"]
+    sends = sorted((tmp_path / "sends").read_text().splitlines())
+    # Only the call in flight was made again, with its step's idempotency key.
+    again = ["cy@acme.example"] if profile == "technical" else []
+    assert sends == sorted(["ana@acme.example", "ben@acme.example", "cy@acme.example", *again])

@@ -132,6 +132,7 @@ def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -
             )
     step = requests[0]["step_id"] if len(requests) == 1 else "STEP_ID"
     say(
+        *([""] if len(requests) > 1 else []),
         "Resume with one of:",
         f"  plangate approve {thread}{flag} --step {step} --approver NAME",
         f"  plangate approve {thread}{flag} --step {step} --approver NAME --args '{{...}}'"

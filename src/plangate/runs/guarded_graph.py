@@ -227,6 +227,8 @@ class PlangateGraph(CompiledStateGraph):
         else:
             key = self._addressed(pending, resume, config or {})
             value = self._decision(pending[key].value, resume, config or {})
+            if len(pending) > 1:  # LangGraph takes a decision on one of several by its id
+                value = {key: value}
         return Command(resume=value, update=input.update, goto=input.goto, graph=input.graph)
 
     def _addressed(
