@@ -155,9 +155,10 @@ def test_plan_and_tool_text_reaches_the_terminal_escaped(tmp_path: Path) -> None
     assert "goal: 'Renew \\u202egnp.exe'" in run.stdout
     assert "Paused: step 'send\\x1b[2K' (email.send)" in run.stdout
     assert '"subject": "s\\x7f", "body": "b\\u202e"' in run.stdout
-    assert "down\\x1b[8m hidden\\u202e" in run.stdout  # the tool's error, in the step table
+    # The tool's error, in the step table (the lookup ran beside the send that waited).
+    assert "down\\x1b[8m hidden\\u202e" in approve.stdout
     assert consequence in pending.stdout
-    assert "look\\x9b" in show.stdout
+    assert "look\\x9b" in approve.stdout  # recorded when the send beside it is decided
     assert "approve by lee\\x1b[2J\\u202e" in approve.stdout
     assert_one_line(unknown.stderr, "no run with thread id 'ghost\\x1b[31m'")
 

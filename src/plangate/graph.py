@@ -101,7 +101,7 @@ def build_graph(
         "approval_interrupt",
         partial(approval_interrupt, governance=governance),
         input_schema=StepTask,
-        destinations=("tool_exec",),
+        destinations=("tool_exec", "trace_emit"),
     )
     # Sync and async bodies, so that `ainvoke` awaits async tools natively.
     builder.add_node(
@@ -116,7 +116,6 @@ def build_graph(
     builder.add_node("trace_emit", partial(trace_emit, governance=governance))
     builder.add_edge(START, "plan_start")
     builder.add_edge("plan_start", "budget_check")
-    builder.add_edge("approval_interrupt", "trace_emit")
     builder.add_edge("tool_exec", "trace_emit")
     builder.add_conditional_edges("trace_emit", next_after_trace, ["budget_check", "finalize", END])
     builder.add_edge("finalize", END)

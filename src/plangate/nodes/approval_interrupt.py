@@ -90,7 +90,7 @@ def approval_interrupt(task: StepTask, *, governance: Governance) -> Command:
             f"the approval request expired at {request['expires_at']}",
         )
         report["outcome"] = {**outcome, "approval": record}
-        return Command(update={"wave": [report]})
+        return Command(update={"wave": [report]}, goto="trace_emit")
 
     writer.emit(
         "approval_received",
@@ -101,6 +101,7 @@ def approval_interrupt(task: StepTask, *, governance: Governance) -> Command:
         # Without an edit, the args the request showed (references resolved).
         args = decision.args if decision.args is not None else request["args"]
         approved: StepTask = {**task, "args": args, "approval": record}
+        # Recorded with its call's report: `trace_emit` need not run for it twice.
         return Command(update={"wave": [report]}, goto=Send("tool_exec", approved))
     if decision.decision == "reject":
         outcome = closed_outcome(
@@ -115,4 +116,4 @@ def approval_interrupt(task: StepTask, *, governance: Governance) -> Command:
             "failure_context": None,
             "approval": record,
         }
-    return Command(update={"wave": [report]})
+    return Command(update={"wave": [report]}, goto="trace_emit")
