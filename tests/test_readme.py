@@ -121,3 +121,12 @@ def test_the_passing_outputs_forward_plan_runs_as_written(tmp_path: Path) -> Non
         '"body": "Costs ${price} as agreed"'
     ) in run.stdout
     assert "from:        args.to = ${steps.lookup.output.contact_email}" in run.stdout
+
+
+def test_the_several_requests_example_decides_one_then_the_rest(tmp_path: Path) -> None:
+    out = run_example(readme_example("### Several requests at once"), tmp_path).splitlines()
+    assert out == [
+        "['ana', 'ben', 'cy']",
+        "['ana', 'cy']",
+        "success ['sent to ana', 'sent to ben', 'sent to cy']",
+    ]
