@@ -123,7 +123,10 @@ def build_graph(
     # Every wave takes three or four supersteps; LangGraph's default limit of 25 would stop any
     # plan longer than a handful of steps.
     # LangGraph runs a superstep's sync tasks in a thread pool as large as `max_concurrency`
-    # (by default a few per CPU): a wave needs a thread per step.
+    # (by default a few per CPU), and its own background work (storing each task's writes,
+    # feeding a stream) in the same pool: a wave needs a thread per step and room beside them,
+    # or a pool the wave fills waits forever. Threads start only as they are needed.
+    threads = 2 * governance.profile.max_concurrency + 8
     return PlangateGraph.from_compiled(compiled, governance).with_config(
-        recursion_limit=RECURSION_LIMIT, max_concurrency=governance.profile.max_concurrency
+        recursion_limit=RECURSION_LIMIT, max_concurrency=threads
     )
