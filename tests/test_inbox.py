@@ -426,6 +426,55 @@ def test_approve_resumes_the_run_in_the_server_and_it_finishes(inbox: Inbox) -> 
     assert inbox.pending() == []
 
 
+def test_steps_waiting_together_are_each_shown_and_decided_by_their_interrupt(
+    inbox: Inbox,
+) -> None:
+    """Two sends of one wave wait together: the run view and the pending list show both, a
+    decision naming neither is refused in one line, and each is decided by its own interrupt;
+    one email each."""
+    sends = [
+        {
+            "id": f"send-{who}",
+            "tool": "email.send",
+            "args": {"to": f"{who}@acme.example", "subject": "Renewal", "body": "Hi"},
+        }
+        for who in ("ana", "ben")
+    ]
+    setup = RunSetup(profile="smb")
+    graph = setup.graph(setup.project_for(str(inbox.db)), str(inbox.db))
+    graph.invoke({"plan": {"goal": "tell both", "steps": sends}}, setup.config("two"))
+
+    run = inbox.wait("two", "waiting")
+    assert [a["step_id"] for a in run["waiting"]] == ["send-ana", "send-ben"]
+    assert [s["status"] for s in run["steps"]] == ["waiting", "waiting"]
+    pending = [a for a in inbox.pending() if a["thread"] == "two"]
+    assert sorted(a["step_id"] for a in pending) == ["send-ana", "send-ben"]
+
+    vague = {"decision": "approve", "approver": "lee"}
+    refused = inbox.api.post("/api/runs/two/decision", json=vague)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"] == (
+        "invalid decision: interrupt_id: 2 approvals are pending; name the one decided"
+    )
+
+    ids = {a["step_id"]: a["interrupt_id"] for a in pending}
+    first = {"decision": "approve", "approver": "lee", "interrupt_id": ids["send-ben"]}
+    assert inbox.api.post("/api/runs/two/decision", json=first).status_code == 202
+    deadline = time.monotonic() + 30
+    while [a["step_id"] for a in inbox.wait("two", "waiting")["waiting"]] != ["send-ana"]:
+        assert time.monotonic() < deadline, "the decided request is still shown"
+        time.sleep(0.05)
+    second = {"decision": "approve", "approver": "kim", "interrupt_id": ids["send-ana"]}
+    assert inbox.api.post("/api/runs/two/decision", json=second).status_code == 202
+    run = inbox.wait("two", "success")
+    approvers = {s["step_id"]: s["approval"]["approver"] for s in run["steps"]}
+    assert approvers == {"send-ana": "kim", "send-ben": "lee"}
+    assert sorted(mail["to"] for mail in demo_outbox(inbox.outbox)) == [
+        "ana@acme.example",
+        "ben@acme.example",
+    ]
+
+
 def test_reject_with_reason_is_recorded(inbox: Inbox) -> None:
     """The reason and the approver are in the approval record and the trace; nothing is sent."""
     inbox.pause("demo")

@@ -158,7 +158,10 @@ def interrupts_waiting(saved: CheckpointTuple) -> list[Interrupt] | None:
     only `get_state` untangles. Much cheaper than `get_state`, which rebuilds the whole state
     (replaying its delta channels) to find the same interrupts."""
     writes = saved.pending_writes or []
-    asked = [(task, value) for task, channel, value in writes if channel == _INTERRUPT]
+    # A task that wrote anything else has ended: answered, and it went on (with several
+    # requests waiting at once, some may be decided while the others still wait).
+    ended = {task for task, channel, _ in writes if channel not in (_INTERRUPT, _RESUME)}
+    asked = [(t, value) for t, channel, value in writes if channel == _INTERRUPT and t not in ended]
     answered = {task for task, channel, _ in writes if channel == _RESUME}
     if any(task in answered for task, _ in asked):
         return None

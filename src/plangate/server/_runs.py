@@ -47,6 +47,7 @@ from plangate.project import Project, RunSetup, demo_root, reader
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
     get_trace,
+    interrupts_waiting,
     is_approval_request,
     list_threads,
     run_state,
@@ -312,7 +313,13 @@ class RunService:
         outcomes = outcomes_from_state(values)
         counters = values.get("run") or {}
         running = set(counters.get("running") or ())
-        waiting = [i for i in snapshot.interrupts if is_approval_request(i.value)]
+        # Not `snapshot.interrupts`: the state of a given checkpoint still lists the requests
+        # decided while others of their wave wait.
+        asked = interrupts_waiting(saved)
+        if asked is None:  # answered and asked again: only the latest state untangles it
+            asked = list(self._snapshot(thread).interrupts)
+        waiting = [i for i in asked if is_approval_request(i.value)]
+        waiting.sort(key=lambda i: i.value["step_index"])
         waiting_steps = {i.value["step_id"] for i in waiting}
         profile = self._profile(setup)
         # Only the waiting approvals carry the real args (the approver must see what they
