@@ -1,10 +1,14 @@
 """Benchmark plangate against the floor and the peer, at several plan lengths, in one run.
 
     python -m benchmarks [--sizes 10 100 1000 2000] [--reps 3] [--out benchmarks/results]
+                         [--io-widths 1 10 50] [--io-depths 1 2 3] [--io-latency 0.05]
+                         [--resume-done 100 2000] [--resume-samples 50]
 
 Every (system, N) runs in a process of its own (for its peak RSS), `--reps` times, each on a
 fresh SQLite file in a temporary folder. Writes `results.json`, `results.md` and `results.png`
 to `--out`; ratios are taken within the run, since absolute times vary between machines.
+Then runs `benchmarks.io_bound` (layered plans of waiting calls: `io_bound.json`, `.md`, `.png`)
+and `benchmarks.resume_growth` (`resume_growth.json`, `.md`) into the same folder.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmarks import io_bound, resume_growth
 from benchmarks.systems import GATE_EVERY, SYSTEMS
 
 LABELS = {
@@ -204,6 +209,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 2000])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--io-widths", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--io-depths", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--io-latency", type=float, default=0.05)
+    parser.add_argument("--resume-done", type=int, nargs="+", default=[100, 2000])
+    parser.add_argument("--resume-samples", type=int, default=50)
     args = parser.parse_args(argv)
 
     results: dict[str, dict[int, dict[str, Any]]] = {system: {} for system in SYSTEMS}
@@ -239,6 +249,13 @@ def main(argv: list[str]) -> None:
     plot(report, args.out / "results.png")
     print()
     print(table)
+
+    out = ["--out", str(args.out)]
+    io_args = ["--widths", *map(str, args.io_widths), "--depths", *map(str, args.io_depths)]
+    io_bound.main([*io_args, "--latency", str(args.io_latency), "--reps", str(args.reps), *out])
+    resume_growth.main(
+        ["--done", *map(str, args.resume_done), "--samples", str(args.resume_samples), *out]
+    )
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ layer before, so the critical path is `depth x latency` whatever the width. Each
 `latency` seconds: `time.sleep` under `invoke`, `asyncio.sleep` under `ainvoke`. Measured, the
 median of `--reps` runs, each on a fresh SQLite file:
 
-- plangate under `technical` (no approvals), `invoke` (sync tools) and `ainvoke` (async tools);
+- plangate under `technical` (no approvals) with `max_concurrency` set to the width, `invoke`
+  (sync tools, run in threads) and `ainvoke` (async tools, awaited together);
 - the peer: `langchain.agents.create_agent` driven by a scripted chat model that asks for a
   whole layer's calls in one turn (LangChain runs one turn's calls at once), sync and async;
 - the critical path, `depth x latency`.
 
-Writes `io_bound.json` and `io_bound.md` to `--out`; ratios are taken within the run.
+Writes `io_bound.json`, `io_bound.md` and `io_bound.png` to `--out`; ratios are taken within
+the run.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import BaseTool, StructuredTool
 
 from benchmarks.systems import _close, _config
-from plangate import aopen_checkpointer, build_graph, declare_action, open_checkpointer
+from plangate import (
+    aopen_checkpointer,
+    build_graph,
+    declare_action,
+    load_profile,
+    open_checkpointer,
+)
 
 MODES = ("sync", "async")
 
@@ -98,8 +106,10 @@ def _timed(build: Any, value: Any, mode: str, db: Path) -> tuple[float, Any]:
 
 def run_plangate(width: int, depth: int, latency: float, mode: str, db: Path) -> float:
     tools = [lookup_tool(latency)]
+    # A layer's calls all at once, as the peer makes them: `max_concurrency` is the width.
+    profile = load_profile("technical").model_copy(update={"max_concurrency": width})
     elapsed, out = _timed(
-        lambda saver: build_graph(tools, profile="technical", checkpointer=saver),
+        lambda saver: build_graph(tools, profile=profile, checkpointer=saver),
         {"plan": layered_plan(width, depth)},
         mode,
         db,
@@ -213,7 +223,38 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "io_bound.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(rows, args.latency)
     (args.out / "io_bound.md").write_text(table)
+    plot(rows, args.out / "io_bound.png")
     print(table)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Wall time against width, one panel per mode: plangate, the peer and the critical path,
+    a line per depth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(MODES), figsize=(11, 4.2), sharey=True)
+    for ax, mode in zip(axes, MODES, strict=True):
+        for depth in sorted({r["depth"] for r in rows}):
+            mine = [r for r in rows if r["mode"] == mode and r["depth"] == depth]
+            mine.sort(key=lambda r: r["width"])
+            widths = [r["width"] for r in mine]
+            for key, style, label in (
+                ("plangate_s", "o-", "plangate"),
+                ("peer_s", "s--", "create_agent peer"),
+                ("critical_path_s", ":", "critical path"),
+            ):
+                ax.plot(widths, [r[key] for r in mine], style, label=f"{label}, depth {depth}")
+        ax.set_xscale("log")
+        ax.set_xlabel("calls per layer (width)")
+        ax.set_title(f"{mode}: wall seconds")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=1, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

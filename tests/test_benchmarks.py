@@ -22,7 +22,13 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
     """`python -m benchmarks --sizes 10` measures all five systems and writes its three files,
     with ratios computed within the run."""
-    run_module("benchmarks", "--sizes", "10", "--reps", "1", "--out", str(tmp_path))
+    run_module(
+        "benchmarks", "--sizes", "10", "--reps", "1", "--out", str(tmp_path),
+        "--io-widths", "2", "--io-depths", "1", "--io-latency", "0.01",
+        "--resume-done", "3", "6", "--resume-samples", "2",
+    )  # fmt: skip
+    for written in ("io_bound.json", "io_bound.md", "io_bound.png", "resume_growth.json"):
+        assert (tmp_path / written).stat().st_size > 0, written
     report = json.loads((tmp_path / "results.json").read_text())
     assert set(report["results"]) == {
         "plangate",
