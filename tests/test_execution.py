@@ -845,8 +845,9 @@ def run_long_plan(runner: Runner, graph: PlangateGraph, steps: int) -> dict[str,
 def checkpoint_sizes(runner: Runner, log: CallLog, steps: int) -> list[tuple[int, bool]]:
     """(serialised bytes, whether it is special) of every checkpoint a `steps`-long run hands to
     its saver, measured as it is handed over. Special: the input checkpoint (which holds the
-    plan as given), a snapshot of the plan or outcomes (the trace's latest batch snapshots too,
-    but that is small and ordinary), or the final result."""
+    plan as given), a snapshot of the plan or outcomes, or of the wave's reports or the trace's
+    latest batch (each at most a wave's: they do not grow with the plan), or the final
+    result."""
     graph = runner.graph(counting_tools(log, "crm.lookup"), profile="technical")
     saver = graph.checkpointer
     assert isinstance(saver, BaseCheckpointSaver)
@@ -860,7 +861,8 @@ def checkpoint_sizes(runner: Runner, log: CallLog, steps: int) -> list[tuple[int
             "__start__" in values
             or values.get("result") is not None
             or any(
-                type(values.get(key)).__name__ == "_DeltaSnapshot" for key in ("plan", "outcomes")
+                type(values.get(key)).__name__ == "_DeltaSnapshot"
+                for key in ("plan", "outcomes", "wave", "events")
             )
         )
         sizes.append((len(saver.serde.dumps_typed(checkpoint)[1]), special))
@@ -890,8 +892,10 @@ def test_checkpoints_stay_flat_between_snapshots(runner: Runner, log: CallLog) -
     assert max(ordinary_large) < 2 * ordinary_small, (ordinary_small, max(ordinary_large))
     snapshots = sum(special for _, special in large)
     # The input, the plan's first snapshots (as given, then validated), one per SNAPSHOT_EVERY
-    # steps for each of the two delta channels, and the final result.
-    assert snapshots <= 3 + 2 * (250 // SNAPSHOT_EVERY) + 1, snapshots
+    # steps for each of the plan and the outcomes, the wave's and the trace's every 30 of their
+    # writes (each written about twice per wave of 8 steps), and the final result.
+    waves = -(-250 // load_profile("technical").max_concurrency)
+    assert snapshots <= 3 + 2 * (250 // SNAPSHOT_EVERY) + 2 * (2 * waves // 30 + 1) + 1, snapshots
 
 
 def test_checkpoints_handed_to_the_saver_are_not_changed_afterwards(

@@ -474,8 +474,13 @@ def test_a_server_gone_mid_run_fails_the_step_as_transient_and_the_run_finishes(
     graph = runner.graph(tools, profile=profile, sleep=lambda _: None)
     plan = plan_of(
         {"id": "look", "tool": "billing.lookup", "args": {"invoice_id": "inv-4"}},
-        {"id": "stop", "tool": "ops.stop_server"},
-        {"id": "pay", "tool": "billing.refund", "args": {"invoice_id": "inv-4", "amount": 1}},
+        {"id": "stop", "tool": "ops.stop_server", "depends_on": ["look"]},
+        {
+            "id": "pay",
+            "tool": "billing.refund",
+            "args": {"invoice_id": "inv-4", "amount": 1},
+            "depends_on": ["stop"],
+        },
     )
     result = runner.invoke(graph, {"plan": plan}, thread())["result"]
     assert [step["status"] for step in result["steps"]] == ["ok", "ok", "error"]
@@ -606,7 +611,12 @@ def test_a_restarted_http_server_gets_a_new_session_from_the_next_call(
     plan = plan_of(
         {"id": "before", "tool": "billing.lookup", "args": {"invoice_id": "inv-11"}},
         {"id": "restart", "tool": "ops.restart_server", "depends_on": ["before"]},
-        {"id": "after", "tool": "billing.lookup", "args": {"invoice_id": "inv-11"}},
+        {
+            "id": "after",
+            "tool": "billing.lookup",
+            "args": {"invoice_id": "inv-11"},
+            "depends_on": ["restart"],
+        },
     )
     try:
         result = runner.invoke(graph, {"plan": plan}, thread())["result"]

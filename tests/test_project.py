@@ -549,6 +549,8 @@ def test_a_run_goes_on_recording_the_project_it_moved_to_and_says_when_the_file_
                 "id": f"r{n}",
                 "tool": "billing.create_refund",
                 "args": {"invoice_id": "inv-1", "amount": n, "reason": "duplicate"},
+                # One after the other: each approval is a step of the run of its own.
+                "depends_on": [f"r{n - 1}"] if n > 1 else [],
             }
             for n in (1, 2)
         ],

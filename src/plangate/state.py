@@ -12,7 +12,6 @@ emptied when the wave ends. Everything else is a fixed-size counter.
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -127,8 +126,9 @@ class StepTask(TypedDict):
     step: str
     run_id: str
     trace_id: str
-    # The args to call with: references resolved, or a decision's edit.
-    args: dict[str, Any]
+    # The args to call with, when they are not the step's own: references resolved, or a
+    # decision's edit.
+    args: NotRequired[dict[str, Any]]
     request: NotRequired[ApprovalRequest]
     approval: NotRequired[ApprovalRecord]
 
@@ -211,6 +211,14 @@ def _merge(current: dict[str, Any], writes: Sequence[dict[str, Any]]) -> dict[st
     return merged
 
 
+def _wave(current: list[Any], writes: Sequence[list[Any] | None]) -> list[Any]:
+    # `None` empties the wave: an `Overwrite` would make the channel write a snapshot each time.
+    merged = list(current)
+    for write in writes:
+        merged = [] if write is None else [*merged, *write]
+    return merged
+
+
 def stored_outcome(outcome: StepOutcome) -> str:
     """An outcome as the `outcomes` channel holds it: one JSON text per step, for the same
     reason as the plan's steps (`Plan.to_state`): a resume loads it as a copy of its bytes."""
@@ -251,8 +259,9 @@ class PlanState(TypedDict, total=False):
     trace_seq: int | None
     run: RunCounters
     # The reports of the wave in flight; `trace_emit` records them, and empties it when the wave
-    # is over.
-    wave: Annotated[list[StepReport], operator.add]
+    # is over (writing `None`). A delta channel, like `events`: a report is stored once, as its
+    # write.
+    wave: Annotated[list[StepReport], DeltaChannel(_wave, list, snapshot_frequency=30)]
     # A delta channel never puts its value into a checkpoint, only its writes: the latest batch
     # is in the `writes` table already (where `get_trace` reads it), so the checkpoint would
     # carry it twice. Its small snapshots keep the replay on load short.

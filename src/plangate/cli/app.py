@@ -616,10 +616,10 @@ def show(
     _, db = find_project(project, db)
     graph, snapshot = read_run(db, thread)
     requests = _requests(snapshot)
-    actions = recorded_actions(snapshot.values, requests)
+    actions = recorded_actions(snapshot, requests)
     result = snapshot.values.get("result")
     if requests:
-        print_done(snapshot.values, actions, thread=thread, db=db, full=full)
+        print_done(snapshot, actions, thread=thread, db=db, full=full)
         print_pending(thread, requests, db)
     elif result:
         print_result(result, actions, thread=thread, db=db, full=full)
@@ -635,7 +635,7 @@ def show(
                 f"Run {thread} has not finished: it stopped (at: {at}); "
                 f"`plangate resume {thread}{db_flag(db)}` goes on."
             )
-        print_done(snapshot.values, actions, thread=thread, db=db, full=full)
+        print_done(snapshot, actions, thread=thread, db=db, full=full)
 
 
 @app.command()

@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from langgraph.types import StateSnapshot
+
 from plangate._governance import utc_now
 from plangate.cli.output import human_duration, plural, print_rows, say, visible
 from plangate.cli.where import db_flag, plan_steps
@@ -14,6 +16,7 @@ from plangate.preflight import PreflightReport
 from plangate.runs.history import (
     EXPIRED_DECISION,
     is_expired,
+    reported_outcomes,
 )
 from plangate.state import outcomes_from_state
 
@@ -147,11 +150,11 @@ def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -
 
 
 def recorded_actions(
-    values: Mapping[str, Any], requests: Sequence[Mapping[str, Any]] = ()
+    snapshot: StateSnapshot, requests: Sequence[Mapping[str, Any]] = ()
 ) -> dict[str, str]:
     """Each step's effective action and where it came from (`execute (tool)`), as its outcome
     or its pending approval request records it: reading a run reaches none of its tools."""
-    outcomes = outcomes_from_state(values)
+    outcomes = done_so_far(snapshot)
     found = {
         step: f"{outcome['action']} ({outcome.get('action_source')})"
         for step, outcome in outcomes.items()
@@ -262,12 +265,19 @@ def print_result(
     say(signals_line(result))
 
 
+def done_so_far(snapshot: StateSnapshot) -> dict[str, Any]:
+    """Step id -> outcome of each step that has ended, with those of the wave in progress that
+    ended beside the steps waiting for a decision (recorded when the wave is over)."""
+    return {**reported_outcomes(snapshot), **outcomes_from_state(snapshot.values)}
+
+
 def print_done(
-    values: Mapping[str, Any], actions: Mapping[str, str], *, thread: str, db: str, full: bool
+    snapshot: StateSnapshot, actions: Mapping[str, str], *, thread: str, db: str, full: bool
 ) -> None:
-    """The steps a run that has not finished has done so far."""
-    steps = plan_steps(values)
-    outcomes = outcomes_from_state(values)
+    """The steps a run that has not finished has done so far (with those of the wave in
+    progress that ended beside the steps waiting for a decision)."""
+    steps = plan_steps(snapshot.values)
+    outcomes = done_so_far(snapshot)
     done = [outcomes[step] for step in steps if step in outcomes]
     if not done:
         say(f"No step done yet (of {plural(len(steps), 'step')}).")

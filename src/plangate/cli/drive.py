@@ -66,7 +66,7 @@ def drive(
             print_pending(thread, requests, db)
             code = ExitCode.PAUSED
         elif result:
-            print_result(result, recorded_actions(snapshot.values), thread=thread, db=db)
+            print_result(result, recorded_actions(snapshot), thread=thread, db=db)
             code = RESULT_CODES[result["status"]]
         else:  # not seen: a stream ends paused or finished
             say(f"Run {thread} has not finished; `plangate resume {thread}{db_flag(db)}`.")

@@ -48,8 +48,11 @@ def as_tool(
     plan runs inside the agent's run, under the agent's checkpointer: a step that needs approval
     interrupts the *agent* with plangate's `ApprovalRequest` as the interrupt value, and
     `agent.invoke(Command(resume={"decision": "approve"}), config)` goes on from that step (the
-    steps already run do not run again). Each call of the tool keeps its own nested state, so
-    one agent run can execute several plans. The agent needs a checkpointer for approvals.
+    steps already run do not run again). Steps of one wave that need approval interrupt the
+    agent together, one interrupt each: resume with `Command(resume={interrupt_id: decision,
+    ...})`, as LangGraph asks whenever several interrupts are pending. Each call of the tool
+    keeps its own nested state, so one agent run can execute several plans. The agent needs a
+    checkpointer for approvals.
 
     The model gets back a JSON summary (`summarize_result`): the run's status, each step's
     status with a shortened output or error, why it halted, and the budget used. The full

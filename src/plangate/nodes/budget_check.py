@@ -89,7 +89,6 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
             "step": steps[index],
             "run_id": run["run_id"],
             "trace_id": run["trace_id"],
-            "args": step.args,
         }
         outcome = _refusal(step, deps, usage, governance, writer)
         if outcome is None:
@@ -168,7 +167,8 @@ def _gate(
         resolved = resolve(step.args, outputs, limit=MAX_PLAN_SIZE)
     except UnresolvedReference as exc:
         return closed_outcome(step, "error", "unresolved_reference", f"{step.tool}: {exc}")
-    task["args"] = resolved.args
+    if resolved.args != step.args:  # references, or `$${` escapes; else the step's own
+        task["args"] = resolved.args
     policy = governance.policy(step)
     if policy.lowered is not None:
         writer.emit(

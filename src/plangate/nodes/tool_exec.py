@@ -131,7 +131,7 @@ def _lapsed(task: StepTask, step: PlanStep, governance: Governance) -> dict[str,
     else:
         digest = approval_digest(
             step.tool,
-            task["args"],
+            task.get("args", step.args),
             policy.action,
             policy.risk,
             governance.fingerprint,
@@ -147,7 +147,7 @@ def _lapsed(task: StepTask, step: PlanStep, governance: Governance) -> dict[str,
 
 def _begin(task: StepTask, step: PlanStep, governance: Governance) -> _ToolCall:
     writer = TraceWriter.unnumbered(task["trace_id"], governance)
-    args = task["args"]
+    args = task.get("args", step.args)
     key = idempotency_key(task["run_id"], step.id)
     timeout, retry = governance.profile.call_policy(step.tool)
     tool = governance.tool(step.tool)

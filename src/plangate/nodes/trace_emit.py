@@ -20,7 +20,6 @@ from typing import Any
 
 from langgraph.graph import END
 from langgraph.runtime import Runtime
-from langgraph.types import Overwrite
 
 from plangate._governance import Governance, TraceWriter, step_at, step_links
 from plangate.budget import charge, crossed_warnings
@@ -87,7 +86,7 @@ def trace_emit(
         changes["recorded"] = len(wave)
     else:  # nothing else runs now: the wave is over
         changes["recorded"] = 0
-        update["wave"] = Overwrite([])
+        update["wave"] = None
     return {**update, **writer.update(**changes)}
 
 

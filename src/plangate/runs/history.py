@@ -11,10 +11,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, Interrupt
+from langgraph.types import Command, Interrupt, StateSnapshot
 
 from plangate._governance import parse_iso, utc_now
 from plangate.errors import PlangateUsageError, ResumeConflict
+from plangate.state import StepOutcome
 from plangate.tracing import TraceEvent
 
 __all__ = (
@@ -166,6 +167,19 @@ def interrupts_waiting(saved: CheckpointTuple) -> list[Interrupt] | None:
     if any(task in answered for task, _ in asked):
         return None
     return [item for _, values in asked for item in values if isinstance(item, Interrupt)]
+
+
+def reported_outcomes(snapshot: StateSnapshot) -> dict[str, StepOutcome]:
+    """Step id -> outcome, of the steps of the wave in progress that have ended but are not
+    recorded yet: a step that ran beside steps waiting for a decision is recorded (in
+    `outcomes` and the trace) only when the whole wave is over, but a person reading the run
+    meanwhile should see that it ran and how it ended."""
+    reports = list(snapshot.values.get("wave") or ())
+    for task in snapshot.tasks:
+        written = task.result.get("wave") if isinstance(task.result, Mapping) else None
+        if written:  # a task's reports (`trace_emit` writes `None`, emptying the wave)
+            reports += written
+    return {r["outcome"]["step_id"]: r["outcome"] for r in reports if r.get("outcome")}
 
 
 RunState = Literal["waiting", "unfinished", "finished"]

@@ -50,6 +50,7 @@ from plangate.runs.history import (
     interrupts_waiting,
     is_approval_request,
     list_threads,
+    reported_outcomes,
     run_state,
     trace_since,
     waiting_approvals,
@@ -310,7 +311,8 @@ class RunService:
         values = snapshot.values
         status = self._status(thread, saved)
         plan = Plan.from_state(values["plan"])
-        outcomes = outcomes_from_state(values)
+        # With the steps of the wave in progress that ended beside the ones waiting.
+        outcomes = {**reported_outcomes(snapshot), **outcomes_from_state(values)}
         counters = values.get("run") or {}
         running = set(counters.get("running") or ())
         # Not `snapshot.interrupts`: the state of a given checkpoint still lists the requests
