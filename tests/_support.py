@@ -90,14 +90,18 @@ class Runner:
     _loop: asyncio.AbstractEventLoop | None = None
     _savers: list[BaseCheckpointSaver[Any]] = field(default_factory=list)
 
-    def graph(self, tools: Any, **kwargs: Any) -> PlangateGraph:
-        """A graph on a fresh saver over the same SQLite file (sync or async, by mode)."""
+    def saver(self) -> BaseCheckpointSaver[Any]:
+        """A fresh saver over the same SQLite file (sync or async, by mode)."""
         if self.mode == "sync":
             saver: BaseCheckpointSaver[Any] = open_checkpointer(f"sqlite:///{self.db_path}")
         else:
             saver = self.loop.run_until_complete(aopen_checkpointer(f"sqlite:///{self.db_path}"))
         self._savers.append(saver)
-        return build_graph(tools, checkpointer=saver, **kwargs)
+        return saver
+
+    def graph(self, tools: Any, **kwargs: Any) -> PlangateGraph:
+        """A graph on a fresh saver over the same SQLite file."""
+        return build_graph(tools, checkpointer=self.saver(), **kwargs)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

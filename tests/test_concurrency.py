@@ -18,9 +18,18 @@ from typing import Any
 import pytest
 from _support import CallLog, Runner, counting_tools, plan_of, thread
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
+from typing_extensions import TypedDict
 
-from plangate import InvalidDecision, Profile, ProfileError, declare_action, load_profile
+from plangate import (
+    InvalidDecision,
+    Profile,
+    ProfileError,
+    build_graph,
+    declare_action,
+    load_profile,
+)
 
 MEET_TIMEOUT = 20.0  # seconds: only reached when the calls do not run at once
 
@@ -296,3 +305,31 @@ def test_max_concurrency_is_checked_when_the_profile_loads(tmp_path: Path) -> No
             load_profile(path)
         assert "max_concurrency" in str(refused.value)
         assert "\n" not in str(refused.value)
+
+
+class ParentState(TypedDict, total=False):
+    plan: Any
+    result: Any
+
+
+def test_steps_waiting_together_in_a_subgraph_pause_the_parent_and_resume_by_id(
+    runner: Runner, log: CallLog
+) -> None:
+    """Under a parent graph's checkpointer, two sends of one wave pause the parent with two
+    interrupts; a mapping of their ids resumes it, and each send runs once."""
+    plangate = build_graph(counting_tools(log, "email.send"), profile="smb", checkpointer=None)
+    builder = StateGraph(ParentState)
+    builder.add_node("plangate", plangate)
+    builder.add_edge(START, "plangate")
+    builder.add_edge("plangate", END)
+    graph = builder.compile(checkpointer=runner.saver())
+    sends = [
+        {"id": who, "tool": "email.send", "action": "execute", "args": {"text": who}}
+        for who in ("ana", "ben")
+    ]
+    waiting = runner.invoke(graph, {"plan": plan_of(*sends)}, thread())["__interrupt__"]
+    assert sorted(i.value["step_id"] for i in waiting) == ["ana", "ben"]
+    decisions = {i.id: {"decision": "approve", "approver": "lee"} for i in waiting}
+    result = runner.invoke(graph, Command(resume=decisions), thread())["result"]
+    assert [s["status"] for s in result["steps"]] == ["ok", "ok"]
+    assert sorted(args["text"] for _, args in log.calls) == ["ana", "ben"]
