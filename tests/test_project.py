@@ -196,12 +196,19 @@ def test_a_project_without_the_waiting_steps_tool_is_refused_before_anything_is_
     assert approved.returncode == ExitCode.SUCCESS, approved.stderr
 
 
+def paused_then_moved(project: Path, tmp_path: Path, thread: str) -> Path:
+    """Run the project's plan.yaml in `thread` until it pauses, then move the project's folder;
+    returns where it went."""
+    assert plangate(project, "run", "plan.yaml", "--thread", thread).returncode == ExitCode.PAUSED
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    return moved
+
+
 def test_a_moved_project_file_is_named_and_project_names_the_new_one(
     project: Path, tmp_path: Path
 ) -> None:
-    assert plangate(project, "run", "plan.yaml", "--thread", "t6").returncode == ExitCode.PAUSED
-    moved = tmp_path / "moved"
-    project.rename(moved)
+    moved = paused_then_moved(project, tmp_path, "t6")
     db = str(moved / "runs" / "plangate.db")
     refused = plangate(tmp_path, "approve", "t6", "--db", db, "--approver", "lee")
     assert refused.returncode == ExitCode.USER_ERROR
@@ -517,9 +524,7 @@ def test_the_inbox_shows_a_run_whose_project_moved_and_refuses_deciding_it_in_on
 ) -> None:
     from plangate.server._runs import RunService
 
-    assert plangate(project, "run", "plan.yaml", "--thread", "t9").returncode == ExitCode.PAUSED
-    moved = tmp_path / "moved"
-    project.rename(moved)
+    moved = paused_then_moved(project, tmp_path, "t9")
     service = RunService(f"sqlite:///{moved / 'runs' / 'plangate.db'}")
     try:
         view = service.run("t9")
@@ -556,9 +561,7 @@ def test_a_run_goes_on_recording_the_project_it_moved_to_and_says_when_the_file_
         ],
     }
     (project / "plan.yaml").write_text(yaml.safe_dump(two_refunds))
-    assert plangate(project, "run", "plan.yaml", "--thread", "mv").returncode == ExitCode.PAUSED
-    moved = tmp_path / "moved"
-    project.rename(moved)
+    moved = paused_then_moved(project, tmp_path, "mv")
     db = str(moved / "runs" / "plangate.db")
     first = plangate(tmp_path, "approve", "mv", "--db", db, "--project", str(moved))
     assert first.returncode == ExitCode.PAUSED, first.stdout + first.stderr

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,26 @@ else:  # a new process picks the thread up from its last checkpoint
 """
 
 
+def script_runner(
+    source: str, folder: Path, setting: str
+) -> Callable[[str], subprocess.CompletedProcess[str]]:
+    """`run(mode)`: `source`, saved in `folder`, run as a process of its own with the arguments
+    `mode folder setting`."""
+    script = folder / "script.py"
+    script.write_text(textwrap.dedent(source), encoding="utf-8")
+
+    def run(mode: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), mode, str(folder), setting],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    return run
+
+
 @pytest.mark.parametrize(
     ("kill_at", "then", "sent_before"),
     [
@@ -118,17 +139,7 @@ def test_a_killed_run_resumed_by_another_process_acts_once(
     """A process SIGKILLed mid-send (after the email went out), between steps, or while paused
     for approval is finished by a new process: the outbox holds one email, the lookup ran once,
     and the result lists each step once, ok."""
-    script = tmp_path / "crashing_run.py"
-    script.write_text(textwrap.dedent(CRASHING_RUN), encoding="utf-8")
-
-    def run(mode: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(script), mode, str(tmp_path), kill_at],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+    run = script_runner(CRASHING_RUN, tmp_path, kill_at)
 
     killed = run("start")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -248,17 +259,7 @@ def test_a_wave_killed_in_flight_is_finished_by_another_process_acting_once(
     its step not recorded; the others recorded), or while all three sends wait for approval,
     the run is finished by a new process: one email per send, the lookup once, each step once
     and ok."""
-    script = tmp_path / "wave_run.py"
-    script.write_text(textwrap.dedent(WAVE_RUN), encoding="utf-8")
-
-    def run(mode: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(script), mode, str(tmp_path), profile],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+    run = script_runner(WAVE_RUN, tmp_path, profile)
 
     killed = run("start")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
