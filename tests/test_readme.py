@@ -130,3 +130,13 @@ def test_the_several_requests_example_decides_one_then_the_rest(tmp_path: Path) 
         "['ana', 'cy']",
         "success ['sent to ana', 'sent to ben', 'sent to cy']",
     ]
+
+
+def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> None:
+    from plangate import load_profile
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Profiles\n", 1)[1]
+    (tmp_path / "finance.yaml").write_text(re.findall(r"```yaml\n(.*?)```", text, re.S)[0])
+    profile = load_profile(tmp_path / "finance.yaml")
+    assert (profile.name, profile.max_concurrency, profile.on_reject) == ("finance-team", 8, "skip")
+    assert profile.tool_actions == {"crm.get_*": "read", "crm.*": "execute"}

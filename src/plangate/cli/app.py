@@ -498,11 +498,11 @@ def _decide(
             waiting = _waiting(graph.get_state(config))
         if not waiting:
             raise NoPendingApproval(thread)
-    chosen = {
-        key: request
+    chosen = [
+        (key, request)
         for key, request in waiting.items()
         if every or step is None or request["step_id"] == step
-    }
+    ]
     if not chosen:
         listed = ", ".join(repr(r["step_id"]) for r in waiting.values())
         raise PlangateUsageError(
@@ -510,10 +510,10 @@ def _decide(
             hint="`plangate show THREAD` prints what it waits for",
         )
     if not every:
-        chosen = dict([next(iter(chosen.items()))])
+        chosen = chosen[:1]  # the one of `step`, else the first in plan order
     verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
     resume: dict[str, dict[str, Any]] = {}
-    for key, request in chosen.items():
+    for key, request in chosen:
         say(
             f"{verb[decision['decision']]} step {request['step_id']!r} ({request['tool']}) "
             f"of run {thread}:"
@@ -524,19 +524,19 @@ def _decide(
             "request_id": request["request_id"],
             "digest": request.get("digest"),
         }
+    first = chosen[0][1]
     code = drive(
         graph,
         # One decision is bound by its request id; several by their interrupts' ids.
-        Command(resume=resume if every else next(iter(resume.values()))),
+        Command(resume=resume if every else resume[chosen[0][0]]),
         config,
         db,
         steps=plan_steps(snapshot.values),
-        decided_step=None if every else next(iter(chosen.values()))["step_id"],
+        decided_step=None if every else first["step_id"],
     )
     if code == ExitCode.EXPIRED:
-        request = next(iter(chosen.values()))
         say(
-            f"Too late: the request expired at {request['expires_at']}, so the decision was "
+            f"Too late: the request expired at {first['expires_at']}, so the decision was "
             "recorded as expired, not as given."
         )
     return code

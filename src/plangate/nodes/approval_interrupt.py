@@ -76,6 +76,7 @@ def approval_interrupt(task: StepTask, *, governance: Governance) -> Command:
         "digest": decided_digest(request, decision, governance),
     }
     writer = TraceWriter.unnumbered(task["trace_id"], governance)
+    # The writer's own list: the events emitted below are in the report.
     report: StepReport = {"index": task["index"], "events": writer.events}
     if expired:
         writer.emit(

@@ -76,6 +76,7 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
     usage = run["usage"]
     closed: list[StepReport] = []
     sends: list[Send] = []
+    running: list[str] = []
     profile = governance.profile
     # `halt` promises that nothing listed after a failing step runs: any step may fail, so under
     # `on_error: halt` steps run one at a time.
@@ -97,12 +98,12 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
             closed.append({"index": index, "events": [], "outcome": outcome})
             continue
         usage = charge(usage, step)  # what the wave may spend: the join charges what it did
-        sends.append(Send("approval_interrupt" if "request" in task else "tool_exec", task))
-        if "request" in task and profile.on_reject == "halt":
+        asks = "request" in task
+        sends.append(Send("approval_interrupt" if asks else "tool_exec", task))
+        running.append(step.id)
+        if asks and profile.on_reject == "halt":
             break  # likewise nothing after a step that may be rejected, until it is decided
-    update: dict[str, Any] = writer.update(
-        running=[step_links(steps[send.arg["index"]])[0] for send in sends]
-    )
+    update: dict[str, Any] = writer.update(running=running)
     if closed:
         update["wave"] = closed
     return Command(update=update, goto=sends or "trace_emit")
