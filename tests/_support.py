@@ -263,16 +263,27 @@ def write_team_project(
     return spec
 
 
-def run_in(cwd: Path, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run `command` in a process of its own in `cwd`, capturing its output as text."""
+def run_in(
+    cwd: Path, *command: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` in a process of its own in `cwd`, capturing its output as text; `env` adds
+    to the environment."""
     return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **env} if env else None,
     )
 
 
-def plangate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def plangate(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the `plangate` command in a process of its own, as a user would, in `cwd`."""
-    return run_in(cwd, sys.executable, "-m", "plangate", *args)
+    return run_in(cwd, sys.executable, "-m", "plangate", *args, env=env)
 
 
 # `plangate ARGS`, killed by SIGKILL as it stores its `KILL_AT`th checkpoint (run it with

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,13 @@ def test_the_mcp_example_loads_the_reference_filesystem_server(tmp_path: Path) -
     assert out.strip().startswith("['fs.")
 
 
+def _on_path() -> dict[str, str]:
+    """The environment with this Python's `plangate` first on PATH, and no project named."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PLANGATE_PROJECT", None)
+    return env
+
+
 def readme_commands(heading: str) -> str:
     """The first bash block of the README section that starts with `heading`."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -86,12 +94,10 @@ def test_the_project_file_section_runs_as_pasted_and_python_goes_on_with_it(
     refund and approves it; the section's Python then starts a run of the same project that
     `plangate approve` finishes from the CLI."""
     heading = "## Connect your tools: the project file"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("PLANGATE_PROJECT", None)
     done = subprocess.run(
         ["bash", "-c", readme_commands(heading)],
         cwd=tmp_path,
-        env=env,
+        env=_on_path(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -107,6 +113,29 @@ def test_the_project_file_section_runs_as_pasted_and_python_goes_on_with_it(
     approved = plangate(tmp_path, "approve", "py-1", "--project", "orders", "--approver", "lee")
     assert approved.returncode == 0, approved.stderr
     assert "Run success" in approved.stdout
+
+
+def test_the_audit_trail_commands_verify_and_export_the_try_it_run(tmp_path: Path) -> None:
+    demo = tmp_path / "examples" / "demo"
+    shutil.copytree(ROOT / "examples" / "demo", demo)
+    started = plangate(demo, "run", "sales_followup.yaml", "--profile", "smb", "--thread", "demo")
+    assert started.returncode == 3, started.stderr
+    assert plangate(demo, "approve", "demo", "--approver", "you").returncode == 0
+
+    commands = readme_commands("### The audit trail")
+    done = subprocess.run(
+        ["bash", "-c", commands],
+        cwd=tmp_path,
+        env=_on_path(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Run demo: the hash chain of its 13 events holds." in done.stdout
+    lines = (demo / "audit.jsonl").read_text().splitlines()
+    assert '"verified": true' in lines[0]
 
 
 def test_the_passing_outputs_forward_plan_runs_as_written(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from plangate.adapters import (
 )
 from plangate.adapters.demo import demo_outbox
 from plangate.approval import Decision
+from plangate.audit import ChainCheck, audit_records, verify_events, verify_trace
 from plangate.errors import (
     AdapterError,
     InvalidDecision,
@@ -76,6 +77,7 @@ __all__ = (
     "ApprovalRecord",
     "ApprovalRequest",
     "Budget",
+    "ChainCheck",
     "Decision",
     "ExecutionResult",
     "GovernanceMiddleware",
@@ -112,6 +114,7 @@ __all__ = (
     "aget_trace",
     "aopen_checkpointer",
     "as_tool",
+    "audit_records",
     "build_graph",
     "declare_action",
     "demo_mocks",
@@ -129,4 +132,6 @@ __all__ = (
     "preflight",
     "redact",
     "tool_registry",
+    "verify_events",
+    "verify_trace",
 )

@@ -19,7 +19,7 @@ from plangate.approval import response_schema
 from plangate.plan import PlanStep, step_from_state
 from plangate.profiles import Profile
 from plangate.state import PlanState, RunCounters
-from plangate.tracing import EventType, TraceEvent, redact
+from plangate.tracing import EventType, TraceEvent, audit_key, chain_hash, redact
 
 
 def utc_now() -> datetime:
@@ -44,6 +44,8 @@ class Governance:
     mocks: Mapping[str, BaseTool] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
+    # The trace's hash chain key (`PLANGATE_AUDIT_KEY`), read when the graph is built.
+    audit_key: bytes | None = field(default_factory=audit_key, repr=False)
     fingerprint: str = field(init=False)
     _schemas: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
     _trusted: dict[str, ToolDeclaration] = field(default_factory=dict, repr=False, compare=False)
@@ -120,8 +122,10 @@ def _links(stored: str) -> tuple[str, tuple[str, ...]]:
 
 
 class TraceWriter:
-    """Numbers, redacts and streams the trace events of one node run.
+    """Numbers, redacts, chains and streams the trace events of one node run.
 
+    Each numbered event gets its `hash`, chained to the one before (`chain_hash`) from the
+    run's `chain`, when the run keeps one: a graph's runs do, the middleware's counters do not.
     Events go to `stream_mode="custom"` as they happen and into the node's state update (the
     `events` channel), from which `get_trace` reads the whole trace back. A step's task in a
     wave (`approval_interrupt`, `tool_exec`) writes with `TraceWriter.unnumbered` instead: its
@@ -132,6 +136,7 @@ class TraceWriter:
         self._run = run
         self._trace_id = run["trace_id"]
         self._seq = run["seq"]
+        self._chain = run.get("chain")
         self._numbered = True
         self._governance = governance
         self._stream = stream
@@ -142,6 +147,7 @@ class TraceWriter:
         """A writer for one step's task: its events carry `seq` -1 and are not streamed yet."""
         writer = cls.__new__(cls)
         writer._trace_id, writer._seq, writer._numbered = trace_id, -1, False
+        writer._chain = None
         writer._governance, writer._stream, writer.events = governance, _ignore, []
         return writer
 
@@ -173,6 +179,10 @@ class TraceWriter:
     def _record(self, event: TraceEvent) -> None:
         if self._numbered:
             self._seq += 1
+            if self._chain is not None:
+                self._chain = event["hash"] = chain_hash(
+                    self._chain, event, self._governance.audit_key
+                )
             self._stream(event)
         self.events.append(event)
 
@@ -185,7 +195,10 @@ class TraceWriter:
         `run_changes` (new values of `RunCounters` fields)."""
         if not self.events and not run_changes:
             return {}
-        update: dict[str, Any] = {"run": {**self._run, **run_changes, "seq": self._seq}}
+        run = {**self._run, **run_changes, "seq": self._seq}
+        if self._chain is not None:
+            run["chain"] = self._chain
+        update: dict[str, Any] = {"run": run}
         if self.events:
             update["events"] = self.events
         return update

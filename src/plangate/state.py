@@ -178,6 +178,9 @@ class RunCounters(TypedDict):
     # reports `trace_emit` has recorded.
     running: NotRequired[list[str]]
     recorded: NotRequired[int]
+    # The `hash` of the thread's latest trace event: the next event chains to it
+    # (`plangate.tracing.chain_hash`); "" before the first.
+    chain: NotRequired[str]
     # The profile the run started under: resuming it under another is refused.
     profile: NotRequired[str]
     profile_fingerprint: NotRequired[str]

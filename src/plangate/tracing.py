@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 __all__ = (
+    "AUDIT_KEY_ENV",
     "EVENT_TYPES",
     "REDACTION_MARKER",
     "EventType",
     "TraceEvent",
+    "audit_key",
+    "chain_hash",
     "golden_signals",
     "outcome_signals",
     "redact",
@@ -45,7 +52,8 @@ class TraceEvent(TypedDict):
 
     `seq` grows by one per event within a trace, across pauses, resumes and executions that
     share a `trace_id`. `ts` is ISO 8601 UTC. `step_id` and `tool` are `None` for plan-level
-    events.
+    events. `hash` chains the events of a graph's thread (`chain_hash`); events of
+    `GovernanceMiddleware` carry none.
     """
 
     type: EventType
@@ -55,6 +63,40 @@ class TraceEvent(TypedDict):
     step_id: str | None
     tool: str | None
     data: dict[str, Any]
+    hash: NotRequired[str]
+
+
+AUDIT_KEY_ENV = "PLANGATE_AUDIT_KEY"
+"""The environment variable holding the key of the trace's hash chain. Set, every event's `hash`
+is an HMAC-SHA-256 under it: someone who can edit the database, but does not hold the key,
+cannot rewrite an event and compute the chain again."""
+
+
+def audit_key(environ: Mapping[str, str] = os.environ) -> bytes | None:
+    """The chain's key from `PLANGATE_AUDIT_KEY`, or `None` (plain SHA-256) when it is unset."""
+    key = environ.get(AUDIT_KEY_ENV)
+    return key.encode() if key else None
+
+
+def chain_hash(previous: str, event: Mapping[str, Any], key: bytes | None = None) -> str:
+    """The `hash` of `event`: SHA-256 (with `key`, HMAC-SHA-256) over the previous event's hash
+    and the event's canonical JSON (sorted keys, no spaces, its own `hash` left out), as stored:
+    redacted where the profile redacts.
+
+    Example:
+        >>> event = {"type": "plan_created", "trace_id": "t", "seq": 0, "ts": "",
+        ...          "step_id": None, "tool": None, "data": {}}
+        >>> chain_hash("", event) == chain_hash("", {**event, "hash": "x"})
+        True
+    """
+    body = {k: v for k, v in event.items() if k != "hash"}
+    canonical = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    message = previous.encode() + b"\n" + canonical.encode()
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 # Redaction is linear in the length of a string. Python's `re` backtracks, and tries a pattern

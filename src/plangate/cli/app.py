@@ -30,6 +30,7 @@ from langgraph.types import Command, StateSnapshot
 
 from plangate._files import read_document
 from plangate._governance import utc_now
+from plangate.audit import audit_records, verify_trace
 from plangate.cli.describe import (
     SUMMARY_OVER,
     print_done,
@@ -648,6 +649,53 @@ def trace(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None)
     graph, _ = read_run(db, thread)
     for event in get_trace(graph, {"configurable": {"thread_id": thread}}):
         say(json_line(event))
+
+
+@app.command(epilog="Exit status: 0 the chain holds, 7 it breaks, 1 user error.")
+def verify(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None) -> None:
+    """Check a run's audit trail: compute its trace's hash chain again and name the first event
+    that does not match (an event changed, removed or added in the database).
+
+    Set PLANGATE_AUDIT_KEY to the key the run was written with, if any.
+    """
+    _, db = find_project(project, db)
+    graph, _ = read_run(db, thread)
+    check = verify_trace(graph, {"configurable": {"thread_id": thread}})
+    if check.ok:
+        say(f"Run {thread}: the hash chain of its {plural(check.events, 'event')} holds.")
+        return
+    say(f"Run {thread}: the hash chain breaks at {check.problem}")
+    say(f"{check.events} events before it match.")
+    raise typer.Exit(ExitCode.CHAIN_BROKEN)
+
+
+@app.command()
+def audit(
+    thread: ThreadArg,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout."),
+    ] = None,
+) -> None:
+    """Export a run's audit trail as JSON lines: a header (with the chain's check), each
+    decision, then each trace event with its hash, redacted as the trace is.
+    """
+    _, db = find_project(project, db)
+    graph, _ = read_run(db, thread)
+    records = audit_records(graph, {"configurable": {"thread_id": thread}})
+    if output is None:
+        for record in records:
+            say(json_line(record))
+        return
+    try:
+        with output.open("w", encoding="utf-8") as file:
+            for record in records:
+                file.write(json_line(record) + "\n")
+    except OSError as exc:
+        raise PlangateUsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    say(f"Wrote the audit trail of run {thread} to {output}.")
 
 
 @app.command()

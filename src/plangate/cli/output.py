@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     PARTIAL = 4
     FAILED = 5
     EXPIRED = 6
+    CHAIN_BROKEN = 7
     INTERRUPTED = 130
     OUTPUT_CLOSED = 141
 
@@ -38,6 +39,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.PARTIAL: "the run finished partial: some steps ok, not all",
     ExitCode.FAILED: "the run finished failed: no step ok",
     ExitCode.EXPIRED: "approve, reject: too late, the request had expired",
+    ExitCode.CHAIN_BROKEN: "verify: the trace's hash chain breaks: it was changed",
     ExitCode.INTERRUPTED: "Ctrl-C: the run stopped; plangate resume THREAD goes on",
     ExitCode.OUTPUT_CLOSED: "stdout closed (a pipe): the run stopped, as for Ctrl-C",
 }

@@ -1,4 +1,5 @@
-"""`plan_start`: validate the plan, open (or continue) the trace, reset the run's counters."""
+"""`plan_start`: validate the plan, open (or continue) the trace and the thread's hash chain, reset
+the run's counters."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def plan_start(
         "usage": empty_usage(),
         "warned": [],
         "halted": None,
+        # The thread's hash chain goes on across its runs, whatever their traces.
+        "chain": earlier.get("chain", "") if earlier else "",
         "profile": governance.profile.name,
         "profile_fingerprint": governance.fingerprint,
     }
