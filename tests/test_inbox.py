@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+import yaml
 from _support import KILLED_AT_CHECKPOINT, free_port
 
-from plangate import Plan, demo_outbox, open_checkpointer
+from plangate import Plan, demo_outbox, load_profile, open_checkpointer
 from plangate.errors import PlangateUsageError
 from plangate.project import RunSetup
 from plangate.runs.locks import run_locks
@@ -473,6 +474,45 @@ def test_steps_waiting_together_are_each_shown_and_decided_by_their_interrupt(
         "ana@acme.example",
         "ben@acme.example",
     ]
+
+
+def test_a_request_for_two_approvers_shows_the_count_and_takes_a_second_person(
+    inbox: Inbox, tmp_path: Path
+) -> None:
+    """Four eyes through the API: who approved so far is in the pending list, the same approver
+    again is refused in one line, a second person lets the send go, once."""
+    profile = tmp_path / "four-eyes.yaml"
+    rules = {**load_profile("smb").model_dump(mode="json"), "approvals_required": {"high": 2}}
+    profile.write_text(yaml.safe_dump(rules))
+    inbox.pause("four", profile=str(profile))
+    (waiting,) = [a for a in inbox.pending() if a["thread"] == "four"]
+    assert (waiting["approvals_required"], waiting["approvals_so_far"]) == (2, [])
+
+    lee = {"decision": "approve", "approver": "lee", "interrupt_id": waiting["interrupt_id"]}
+    assert inbox.api.post("/api/runs/four/decision", json=lee).status_code == 202
+    deadline = time.monotonic() + 30
+    while (
+        not (shown := [a for a in inbox.pending() if a["thread"] == "four"])
+        or not shown[0]["approvals_so_far"]
+    ):
+        assert time.monotonic() < deadline, "the first approval is not shown"
+        time.sleep(0.05)
+    assert [a["approver"] for a in shown[0]["approvals_so_far"]] == ["lee"]
+
+    # Asked again, the request is a new interrupt: a decision on the first one is stale.
+    assert inbox.api.post("/api/runs/four/decision", json=lee).status_code == 409
+    lee["interrupt_id"] = shown[0]["interrupt_id"]
+    again = inbox.api.post("/api/runs/four/decision", json=lee)
+    assert again.status_code == 422, again.text
+    assert "'lee' has approved this request already" in again.json()["detail"]
+    assert demo_outbox(inbox.outbox) == []
+
+    kim = {**lee, "approver": "kim"}
+    assert inbox.api.post("/api/runs/four/decision", json=kim).status_code == 202
+    run = inbox.wait("four", "success")
+    approvals = run["steps"][2]["approval"]["approvals"]
+    assert [a["approver"] for a in approvals] == ["lee", "kim"]
+    assert len(demo_outbox(inbox.outbox)) == 1
 
 
 def test_reject_with_reason_is_recorded(inbox: Inbox) -> None:

@@ -161,6 +161,11 @@ def test_the_several_requests_example_decides_one_then_the_rest(tmp_path: Path) 
     ]
 
 
+def test_the_four_eyes_example_runs_after_two_approvers(tmp_path: Path) -> None:
+    out = run_example(readme_example("### Four eyes"), tmp_path).splitlines()
+    assert out == ["high 2", "['lee']", "success ['lee', 'kim']"]
+
+
 def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> None:
     from plangate import load_profile
 
@@ -168,4 +173,5 @@ def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> 
     (tmp_path / "finance.yaml").write_text(re.findall(r"```yaml\n(.*?)```", text, re.S)[0])
     profile = load_profile(tmp_path / "finance.yaml")
     assert (profile.name, profile.max_concurrency, profile.on_reject) == ("finance-team", 8, "skip")
+    assert profile.approvals_needed("high") == 2
     assert profile.tool_actions == {"crm.get_*": "read", "crm.*": "execute"}

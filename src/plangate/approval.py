@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = (
     "Decision",
     "approval_digest",
+    "approvals_problem",
     "args_problem",
     "consequence_of",
     "parse_decision",
@@ -155,6 +156,13 @@ def parse_decision(
             field="digest",
             hint="read the pending request again and decide on what it shows",
         )
+    refused = approvals_problem(request, decision) if request is not None else None
+    if refused is not None:
+        raise InvalidDecision(
+            f"invalid decision: approver: {refused}",
+            field="approver",
+            hint="a second person decides with their own name",
+        )
     if decision.decision == "edit":
         args = decision.args or {}
         if request is not None:
@@ -169,6 +177,27 @@ def parse_decision(
                     hint="the args must match the tool's argument schema in response_schema",
                 )
     return decision
+
+
+def approvals_problem(request: Mapping[str, Any], decision: Decision) -> str | None:
+    """Why `decision` cannot count towards a request that needs several approvals (profile
+    `approvals_required`), or `None`: each `approve` or `edit` must come from a named approver
+    who has not approved it yet. A `reject` (or `respond`) needs no second person: it runs
+    nothing."""
+    needed = request.get("approvals_required", 1)
+    if needed <= 1 or decision.decision not in ("approve", "edit"):
+        return None
+    if not decision.approver:
+        return (
+            f"this request needs {needed} approvals from different people: "
+            "name the approver ('approver')"
+        )
+    if any(a["approver"] == decision.approver for a in request.get("approvals_so_far") or ()):
+        return (
+            f"{decision.approver!r} has approved this request already; it needs "
+            f"{needed} different approvers"
+        )
+    return None
 
 
 def _refuse_new_markers(edited: Mapping[str, Any], original: Any) -> None:

@@ -26,6 +26,7 @@ __all__ = (
     "ApprovalRequest",
     "BudgetUsage",
     "FailureContext",
+    "GivenApproval",
     "PlanInput",
     "PlanState",
     "RunCounters",
@@ -48,8 +49,17 @@ class FailureContext(TypedDict):
     message: str
 
 
+class GivenApproval(TypedDict):
+    """One person's `approve` or `edit` of a request that needs several (`approvals_required`)."""
+
+    approver: str | None
+    decision: Literal["approve", "edit"]
+    at: str
+
+
 class ApprovalRecord(TypedDict):
-    """Who decided what about a step, and when."""
+    """Who decided what about a step, and when. Where the profile asks for several approvals,
+    `approvals` lists each that counted, the last one's being the record's own."""
 
     request_id: str
     step_id: str
@@ -63,6 +73,7 @@ class ApprovalRecord(TypedDict):
     decided_at: str
     wait_ms: float
     digest: NotRequired[str]
+    approvals: NotRequired[list[GivenApproval]]
 
 
 class StepOutcome(TypedDict):
@@ -113,6 +124,10 @@ class ApprovalRequest(TypedDict):
     response_schema: dict[str, Any]
     # Arg path -> the reference its value came from (`steps.lookup.output.email`).
     references: NotRequired[dict[str, str]]
+    # Set when the profile wants more than one approver for this risk: how many, and who has
+    # approved so far (an `edit` starts the count again, at its author).
+    approvals_required: NotRequired[int]
+    approvals_so_far: NotRequired[list[GivenApproval]]
     error: NotRequired[str]
 
 

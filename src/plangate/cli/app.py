@@ -33,6 +33,7 @@ from plangate._governance import utc_now
 from plangate.audit import audit_records, verify_trace
 from plangate.cli.describe import (
     SUMMARY_OVER,
+    approvals_count,
     print_done,
     print_pending,
     print_report,
@@ -336,8 +337,10 @@ def pending(db: DbOption = None, project: ProjectOption = None) -> None:
             if is_expired(request, now)
             else f"expires {request['expires_at']}"
         )
+        count = approvals_count(request)
         say(
             f"{thread}  step {request['step_id']} ({request['tool']})  {request['risk']} risk  "
+            + (f"{count}  " if count else "")
             + when,
             f"    {request['consequence']}",
         )
@@ -400,7 +403,9 @@ def _waiting_line(
         return f"waiting: {step} need approval{late}: plangate show {thread}{flag}"
     if is_expired(request, now):
         return f"waiting: {step} approval EXPIRED at {request['expires_at']}: plangate expire{flag}"
-    return f"waiting: {step} needs approval: plangate show {thread}{flag}"
+    count = approvals_count(request)
+    needs = f"needs approval ({count})" if count else "needs approval"
+    return f"waiting: {step} {needs}: plangate show {thread}{flag}"
 
 
 @app.command()

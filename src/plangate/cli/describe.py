@@ -99,11 +99,24 @@ def action_line(request: Mapping[str, Any]) -> str:
     )
 
 
+def approvals_count(request: Mapping[str, Any]) -> str | None:
+    """`1 of 2 approvals (lee at ...)` for a request the profile wants several people to
+    approve; `None` when one is enough."""
+    needed = request.get("approvals_required", 1)
+    if needed <= 1:
+        return None
+    given = request.get("approvals_so_far") or []
+    who = ", ".join(f"{a['approver']} at {a['at']}" for a in given)
+    return f"{len(given)} of {needed} approvals" + (f" ({who})" if who else "")
+
+
 def print_request(request: Mapping[str, Any]) -> None:
     """What the person deciding sees: the real args, unredacted."""
+    count = approvals_count(request)
     say(
         f"  action:      {action_line(request)}",
         f"  risk:        {request['risk']}",
+        *([f"  approvals:   {count}; each from a different approver"] if count else []),
         f"  consequence: {request['consequence']}",
         f"  args:        {json.dumps(request['args'], ensure_ascii=False, default=str)}",
         *(

@@ -70,7 +70,7 @@ from plangate.actions import (
 from plangate.approval import Decision, response_schema
 from plangate.budget import charge, crossed_warnings, empty_usage, exceeded_tier
 from plangate.errors import PlangateUsageError
-from plangate.nodes.approval_interrupt import ask_for_decision
+from plangate.nodes.approval_interrupt import collect_decisions
 from plangate.nodes.budget_check import ask_for_approval
 from plangate.plan import Action, PlanStep
 from plangate.profiles import Profile, load_profile
@@ -521,7 +521,7 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
         """Ask for a decision when the call waits for one, then emit `tool_call_start`.
 
         Returns the call to run, or what the model reads instead when it does not run.
-        Nothing before `interrupt()` (in `ask_for_decision`) has an effect: on resume this
+        Nothing before `interrupt()` (in `collect_decisions`) has an effect: on resume this
         runs again from its first line.
         """
         call = request.tool_call
@@ -574,9 +574,8 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
         (`approve` / `edit`), else the message the model reads."""
         tools = {step.tool: request.tool} if request.tool is not None else {}
         governance = Governance(profile=self.profile, tools=tools, clock=self._clock)
-        decision = ask_for_decision(
-            {**approval, "response_schema": response_schema(request.tool)}, governance
-        )
+        asked: ApprovalRequest = {**approval, "response_schema": response_schema(request.tool)}
+        decision = collect_decisions(asked, step, governance).effective
         decided = self._clock()
         call = request.tool_call
         if decided > parse_iso(approval["expires_at"]):

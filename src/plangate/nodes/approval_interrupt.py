@@ -13,35 +13,121 @@ resumed); the node asks again with a fresh `interrupt()` whose request carries a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
 from langgraph.types import Command, Send, interrupt
 
-from plangate._governance import Governance, TraceWriter, parse_iso
-from plangate.approval import Decision, approval_digest, parse_decision
+from plangate._governance import Governance, TraceWriter, iso, parse_iso
+from plangate.approval import Decision, approval_digest, consequence_of, parse_decision
 from plangate.errors import InvalidDecision
 from plangate.nodes._outcome import closed_outcome
-from plangate.plan import step_from_state
-from plangate.state import ApprovalRecord, ApprovalRequest, StepReport, StepTask
+from plangate.plan import PlanStep, step_from_state
+from plangate.state import (
+    ApprovalRecord,
+    ApprovalRequest,
+    GivenApproval,
+    StepReport,
+    StepTask,
+)
+
+RECEIVED_AT = "received_at"
+"""The key under which `PlangateGraph` stamps the time a decision arrived onto the resume value:
+the node runs again from its first line on every resume, so the time of an earlier approval
+(of several a request needs) must come with it, not from the clock of a later run."""
 
 
-def ask_for_decision(request: ApprovalRequest, governance: Governance) -> Decision:
-    """Interrupt until the resume value is a valid decision on this very request."""
+def ask_for_decision(request: ApprovalRequest, governance: Governance) -> tuple[Decision, str]:
+    """Interrupt until the resume value is a valid decision on this very request: the decision,
+    and when it arrived."""
     tool = governance.described(request["tool"])
     asked = request
     while True:
         # The schema also rides on the Interrupt itself, where LangGraph clients look for it.
         value = interrupt(asked, response_schema=request["response_schema"])
+        received = governance.now()
+        if isinstance(value, Mapping) and RECEIVED_AT in value:
+            value = dict(value)
+            received = str(value.pop(RECEIVED_AT))
         try:
             decision = parse_decision(value, tool=tool, request=request)
         except InvalidDecision as exc:
             asked = {**request, "error": exc.message}
             continue
         if decision.request_id in (None, request["request_id"]):
-            return decision
+            return decision, received
         asked = {
             **request,
             "error": f"the decision answers request {decision.request_id!r}, which is not "
             "pending; decide on this request",
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """How a request was decided: the request as last shown (an `edit` gives it new args), the
+    decision that settled it, and every decision on the way, with when it arrived."""
+
+    request: ApprovalRequest
+    decision: Decision
+    decisions: tuple[tuple[Decision, str], ...]
+
+    @property
+    def approvals(self) -> list[GivenApproval]:
+        """The approvals that counted: those since the last edit, which started the count."""
+        given: list[GivenApproval] = []
+        for decision, at in self.decisions:
+            if decision.decision == "edit":
+                given = []
+            # An anonymous one counts only where one is enough (`approvals_problem`).
+            if decision.decision in ("approve", "edit"):
+                given.append(
+                    {"approver": decision.approver, "decision": decision.decision, "at": at}
+                )
+        return given
+
+    @property
+    def effective(self) -> Decision:
+        """The settling decision as one: an approval of a call an earlier approver edited
+        approves that edit."""
+        if self.decision.decision == "approve" and any(
+            a["decision"] == "edit" for a in self.approvals
+        ):
+            return self.decision.model_copy(
+                update={"decision": "edit", "args": self.request["args"]}
+            )
+        return self.decision
+
+
+def collect_decisions(request: ApprovalRequest, step: PlanStep, governance: Governance) -> Decided:
+    """Ask until the request is settled: rejected (or answered), or approved by as many people
+    as the profile wants for its risk (`approvals_required`). Between approvals it is asked
+    again showing who approved so far; an `edit` makes it a request for the edited call (new
+    args, consequence and digest), whose count starts at the edit's author: the others approved
+    something else."""
+    needed = request.get("approvals_required", 1)
+    decisions: list[tuple[Decision, str]] = []
+    while True:
+        decision, received = ask_for_decision(request, governance)
+        decisions.append((decision, received))
+        decided = Decided(request, decision, tuple(decisions))
+        if decision.decision not in ("approve", "edit") or len(decided.approvals) >= needed:
+            return decided
+        if decision.decision == "edit" and decision.args is not None:
+            policy = governance.policy(step)
+            request = {
+                **request,
+                "args": decision.args,
+                "consequence": consequence_of(step, policy, decision.args),
+                "digest": decided_digest(request, decision, governance),
+            }
+            request.pop("references", None)  # the edit's args are its own
+        request = {**request, "approvals_so_far": decided.approvals}
+
+
+def _wait_ms(request: ApprovalRequest, until: datetime) -> float:
+    return round((until - parse_iso(request["requested_at"])).total_seconds() * 1000, 3)
 
 
 def decided_digest(request: ApprovalRequest, decision: Decision, governance: Governance) -> str:
@@ -55,12 +141,12 @@ def decided_digest(request: ApprovalRequest, decision: Decision, governance: Gov
 
 
 def approval_interrupt(task: StepTask, *, governance: Governance) -> Command:
-    request = task["request"]
-    decision = ask_for_decision(request, governance)
-
     step = step_from_state(task["step"])
-    decided = governance.clock()
-    expired = decided > parse_iso(request["expires_at"])
+    decided = collect_decisions(task["request"], step, governance)
+    request, decision = decided.request, decided.effective
+
+    now = governance.clock()
+    expired = now > parse_iso(request["expires_at"])
     record: ApprovalRecord = {
         "request_id": request["request_id"],
         "step_id": step.id,
@@ -71,10 +157,12 @@ def approval_interrupt(task: StepTask, *, governance: Governance) -> Command:
         "args": decision.args,
         "message": decision.message,
         "requested_at": request["requested_at"],
-        "decided_at": governance.now(),
-        "wait_ms": round((decided - parse_iso(request["requested_at"])).total_seconds() * 1000, 3),
+        "decided_at": iso(now),
+        "wait_ms": _wait_ms(request, now),
         "digest": decided_digest(request, decision, governance),
     }
+    if "approvals_required" in request:
+        record["approvals"] = decided.approvals
     writer = TraceWriter.unnumbered(task["trace_id"], governance)
     # The writer's own list: the events emitted below are in the report.
     report: StepReport = {"index": task["index"], "events": writer.events}
@@ -93,13 +181,21 @@ def approval_interrupt(task: StepTask, *, governance: Governance) -> Command:
         report["outcome"] = {**outcome, "approval": record}
         return Command(update={"wave": [report]}, goto="trace_emit")
 
-    writer.emit(
-        "approval_received",
-        {k: record[k] for k in ("request_id", "decision", "approver", "reason", "args", "wait_ms")},
-        step=step,
-    )
+    *earlier, _ = decided.decisions
+    # Each person's decision in the order they came; the last is the record's own.
+    for given, at in [*earlier, (decided.decision, "")]:
+        received = {
+            "request_id": record["request_id"],
+            "decision": given.decision,
+            "approver": given.approver,
+            "reason": given.reason,
+            "args": given.args,
+            "wait_ms": _wait_ms(request, parse_iso(at)) if at else record["wait_ms"],
+        }
+        writer.emit("approval_received", received, step=step)
     if decision.decision in ("approve", "edit"):
-        # Without an edit, the args the request showed (references resolved).
+        # Without an edit, the args the request showed (references resolved, or edited by an
+        # earlier approver).
         args = decision.args if decision.args is not None else request["args"]
         approved: StepTask = {**task, "args": args, "approval": record}
         # Recorded with its call's report: `trace_emit` need not run for it twice.

@@ -259,6 +259,9 @@ def ask_for_approval(
     }
     if resolved.sources:
         request["references"] = resolved.sources
+    needed = governance.profile.approvals_needed(policy.risk)
+    if needed > 1:
+        request["approvals_required"], request["approvals_so_far"] = needed, []
     fields: dict[str, Any] = dict(request)
     traced = {k: fields[k] for k in (*_TRACED, "references") if k in fields}
     writer.emit("approval_requested", traced, step=step)

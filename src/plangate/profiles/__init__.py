@@ -9,7 +9,7 @@ from datetime import timedelta
 from fnmatch import fnmatchcase
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,6 +39,7 @@ _YEAR = 366 * 24 * 3600.0
 _DAY = 24 * 3600.0
 # More steps at once than any tool pool serves; each in-flight step holds a thread or a task.
 _MAX_CONCURRENCY = 256
+_MAX_APPROVERS = 10
 
 
 class Budget(BaseModel):
@@ -140,6 +141,9 @@ class Profile(BaseModel):
             retries), call its mock instead.
         max_concurrency: How many ready steps (their dependencies ended `ok`) run at once
             (default 8); `1` runs the steps one at a time, in plan order.
+        approvals_required: Risk level -> how many people must approve a call at that risk
+            before it runs (default 1; at most 10): `{high: 2}` is four eyes on high risk.
+            Each `approve` or `edit` must name a different approver; one `reject` ends it.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -163,6 +167,9 @@ class Profile(BaseModel):
     offline: bool = False
     mock_fallback: bool = False
     max_concurrency: int = Field(default=8, ge=1, le=_MAX_CONCURRENCY)
+    approvals_required: dict[Risk, Annotated[int, Field(ge=1, le=_MAX_APPROVERS)]] = Field(
+        default_factory=dict
+    )
 
     @property
     def approval_timeout(self) -> timedelta:
@@ -175,6 +182,10 @@ class Profile(BaseModel):
     def needs_approval(self, tool: str, action: Action) -> bool:
         """Whether a call of `tool` with `action` waits for a human decision."""
         return action in self.require_approval or _matches(tool, self.approval_required_tools)
+
+    def approvals_needed(self, risk: Risk) -> int:
+        """How many different people must approve a call at `risk`."""
+        return self.approvals_required.get(risk, 1)
 
     def call_policy(self, tool: str) -> tuple[float | None, RetryPolicy]:
         """The timeout and retry policy for calls of `tool`."""

@@ -26,6 +26,7 @@ from plangate.errors import (
     ToolNotAvailable,
     UnknownThread,
 )
+from plangate.nodes.approval_interrupt import RECEIVED_AT
 from plangate.plan import parse_plan
 from plangate.runs.history import interrupts_waiting, is_approval_request, run_state
 from plangate.runs.locks import RunLocks, arun_locks, run_locks
@@ -266,7 +267,7 @@ class PlangateGraph(CompiledStateGraph):
         decision = parse_decision(value, tool=tool, request=request)
         if decision.request_id not in (None, request.get("request_id")):
             raise StaleDecision(_thread_id(config), request_id=decision.request_id)
-        return decision.model_dump(exclude_none=True)
+        return {**decision.model_dump(exclude_none=True), RECEIVED_AT: self.governance.now()}
 
 
 def _refuse_unfinished(saved: CheckpointTuple | None, config: RunnableConfig) -> None:

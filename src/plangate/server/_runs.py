@@ -264,6 +264,8 @@ class RunService:
             "allowed_decisions",
             "digest",
             "references",
+            "approvals_required",
+            "approvals_so_far",
         )
         return {
             "thread": thread,

@@ -387,6 +387,14 @@
   // The effective action and who said it, e.g. "execute · from the tool".
   const actionText = (a) => (SOURCES[a.action_source] ? `${a.action} · ${SOURCES[a.action_source]}` : a.action);
 
+  // "1 of 2 approvals (lee)" where the profile wants several people to approve; else null.
+  const approvalsText = (a) => {
+    if (!a.approvals_required || a.approvals_required < 2) return null;
+    const given = a.approvals_so_far || [];
+    const who = given.map((g) => g.approver).join(", ");
+    return `${given.length} of ${a.approvals_required} approvals` + (who ? ` (${who})` : "");
+  };
+
   function approvalCard(a) {
     const who = a.started_by ? ["started by ", h("b", {}, a.started_by)] : null;
     return h("article", { class: `card risk-${a.risk}`, dataset: { thread: a.thread, step: a.step_id } },
@@ -396,6 +404,7 @@
         h("span", { class: "chip action", title: "what the call does, and who said so" }, actionText(a)),
         a.irreversible ? h("span", { class: "chip irreversible", title: "it cannot be undone" }, "irreversible") : null,
         a.offline ? h("span", { class: "chip" }, "offline") : null,
+        approvalsText(a) ? h("span", { class: "chip approvals", title: "each from a different approver" }, approvalsText(a)) : null,
         h("span", { class: "spacer" }),
         h("span", { class: "countdown", dataset: { expires: a.expires_at }, title: `expires ${a.expires_at}` }, ""),
       ),
@@ -521,6 +530,7 @@
       h("dt", {}, "Step"), h("dd", {}, `${a.step_id}: ${a.description || a.action}`),
       h("dt", {}, "Action"), h("dd", { id: "d-action" }, actionText(a)),
       a.irreversible ? [h("dt", {}, "Undo"), h("dd", { class: "irreversible-text" }, "not possible: the call cannot be undone")] : null,
+      approvalsText(a) ? [h("dt", {}, "Approvals"), h("dd", { id: "d-approvals" }, `${approvalsText(a)}; each from a different approver`)] : null,
       h("dt", {}, "Profile"), h("dd", {}, a.profile + (a.offline ? " (offline)" : "")),
       a.started_by ? [h("dt", {}, "Started by"), h("dd", {}, a.started_by)] : null,
       h("dt", {}, "Expires"), h("dd", {}, h("span", { class: "countdown", dataset: { expires: a.expires_at } }, ""), ` (${a.expires_at})`),
