@@ -32,9 +32,14 @@ from plangate import (
     build_graph,
     declare_action,
     get_trace,
+    load_profile,
     open_checkpointer,
 )
 from plangate.plan import Action
+
+# `enterprise` asking about each step on its own, with no review of the whole plan first: for
+# tests of how single steps are gated.
+ENTERPRISE_BY_STEP = load_profile("enterprise").model_copy(update={"plan_review": None})
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from _support import CallLog, Clock, Runner, counting_tools, plan_of, thread
+from _support import ENTERPRISE_BY_STEP, CallLog, Clock, Runner, counting_tools, plan_of, thread
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
@@ -655,7 +655,7 @@ def test_two_approvals_in_one_plan_resume_one_after_the_other(
         {"id": "draft", "tool": "email.draft", "action": "propose", "args": {"text": "d"}},
         send_step(depends_on=["draft"]),
     )
-    graph = runner.graph(tools, profile="enterprise", clock=clock)
+    graph = runner.graph(tools, profile=ENTERPRISE_BY_STEP, clock=clock)
     first = the_request(runner.invoke(graph, {"plan": plan}, thread()))
     assert (first["step_id"], first["step_index"], first["action"]) == ("draft", 0, "propose")
     assert first["risk"] == "low"
@@ -671,7 +671,7 @@ def test_two_approvals_in_one_plan_resume_one_after_the_other(
 
     clock.advance(minutes=10)
     out = runner.invoke(
-        runner.graph(tools, profile="enterprise", clock=clock), approve("bo"), thread()
+        runner.graph(tools, profile=ENTERPRISE_BY_STEP, clock=clock), approve("bo"), thread()
     )
 
     result = out["result"]
@@ -796,7 +796,7 @@ def test_only_runs_waiting_for_a_decision_are_listed_newest_first(
     """Finished runs, rejected runs and runs that never paused are not listed; a run approved
     once and paused again is listed with its second request only."""
     tools = counting_tools(log, "crm.lookup", "email.draft", "email.send")
-    graph = build_graph(tools, profile="enterprise", checkpointer=listing_saver)
+    graph = build_graph(tools, profile=ENTERPRISE_BY_STEP, checkpointer=listing_saver)
     prefix = uuid.uuid4().hex[:8]  # the PostgreSQL database is shared by the module
 
     def run(name: str, *steps: dict[str, Any]) -> dict[str, Any]:

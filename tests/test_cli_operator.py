@@ -185,6 +185,7 @@ def test_exit_codes_are_fixed_and_in_the_help(tmp_path: Path) -> None:
         "PARTIAL": 4,
         "FAILED": 5,
         "EXPIRED": 6,
+        "CHAIN_BROKEN": 7,
         "INTERRUPTED": 130,
         "OUTPUT_CLOSED": 141,
     }

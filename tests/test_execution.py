@@ -40,7 +40,7 @@ from plangate import (
 from plangate.runs.history import trace_since
 from plangate.state import SNAPSHOT_EVERY
 
-EVENT_KEYS = {"type", "trace_id", "seq", "ts", "step_id", "tool", "data"}
+EVENT_KEYS = {"type", "trace_id", "seq", "ts", "step_id", "tool", "data", "hash"}
 APPROVE = {"decision": "approve", "approver": "lee"}
 
 

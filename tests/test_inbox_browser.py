@@ -19,11 +19,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import yaml
 from _support import BILLING_TOKEN, Service, billing_service, write_team_project
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from test_inbox import hold_elsewhere, start_serve, stop_mid_way
 
-from plangate import demo_outbox
+from plangate import demo_outbox, load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "demo"
@@ -92,11 +93,15 @@ def served(tmp_path: Path) -> Iterator[Served]:
     on a free port with a known token, as a process of its own (`start_serve`: on another port
     if another process takes the one found free before the server binds it)."""
     (tmp_path / "deal.yaml").write_text(DEAL_PLAN)
+    # `enterprise` asking about each step, without its review of the whole plan: the renewal
+    # waits at its draft, a low-risk request.
+    by_step = {**load_profile("enterprise").model_dump(mode="json"), "plan_review": None}
+    (tmp_path / "by-step.yaml").write_text(yaml.safe_dump({**by_step, "name": "by-step"}))
     _plangate_runs(
         tmp_path,
         (str(EXAMPLES / "sales_followup.yaml"), "--profile", "smb", "--thread", "acme-followup"),
         ("deal.yaml", "--profile", "smb", "--thread", "globex-deal"),
-        (str(EXAMPLES / "renewal_pipeline.json"), "--profile", "enterprise", "--thread",
+        (str(EXAMPLES / "renewal_pipeline.json"), "--profile", "by-step.yaml", "--thread",
          "globex-renewal"),
     )  # fmt: skip
     server = start_serve(tmp_path, token=TOKEN)
@@ -199,6 +204,40 @@ def test_approve_from_the_inbox_and_watch_the_run_finish(
 
     page.goto(f"{served.url}/#/")
     expect(page.locator(".card")).to_have_count(2)
+
+
+def test_a_plan_review_shows_each_step_and_approving_it_runs_what_it_covers(
+    served: Served, page: Page
+) -> None:
+    """Under `enterprise` a run waits for a review of its whole plan: the card lists each step,
+    what approving covers and what still asks; approved in the dialog, the covered draft runs
+    without asking and the send waits for its own decision."""
+    plan = str(EXAMPLES / "sales_followup.yaml")
+    started = subprocess.run(
+        [sys.executable, "-m", "plangate", "run", plan, "--profile", "enterprise", "--thread",
+         "reviewed"],
+        cwd=served.folder, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "Paused: the plan waits for review" in started.stdout, started.stdout + started.stderr
+    page.goto(f"{served.url}/#token={TOKEN}")
+    card = page.locator('.card[data-thread="reviewed"]')
+    expect(card.locator(".tool")).to_have_text("plan review")
+    expect(card).to_contain_text("3 steps, covers risk up to medium")
+    expect(card.locator('.review-steps tr[data-step="draft"]')).to_contain_text("covered")
+    expect(card.locator('.review-steps tr[data-step="send"]')).to_contain_text("asks on its own")
+    expect(card.locator('.review-steps tr[data-step="send"] .risk-badge')).to_have_text("high risk")
+
+    card.get_by_role("button", name="Review & decide").click()
+    expect(page.locator("#d-title")).to_have_text("plan review")
+    expect(page.locator("#d-steps")).to_contain_text("email.send")
+    assert '"tool": "email.send"' in page.input_value("#d-args")  # the plan, as written
+    page.fill("#d-approver", "Rev")
+    page.click("#d-approve")
+
+    expect(page.locator('#steps tr[data-step="draft"]')).to_contain_text("ok", timeout=30_000)
+    assert page.url.endswith("#/runs/reviewed")
+    expect(page.locator(".waiting-banner")).to_contain_text("email.send", timeout=30_000)
+    assert demo_outbox(served.outbox) == []
 
 
 def test_reject_with_a_reason_from_the_inbox(served: Served, page: Page) -> None:

@@ -26,7 +26,15 @@ import httpx
 import pytest
 import yaml
 from _support import BILLING_TOKEN as TOKEN
-from _support import Runner, Service, billing_service, free_port, plan_of, thread
+from _support import (
+    ENTERPRISE_BY_STEP,
+    Runner,
+    Service,
+    billing_service,
+    free_port,
+    plan_of,
+    thread,
+)
 from langchain_core.tools import BaseTool
 from langgraph.types import Command
 
@@ -707,7 +715,7 @@ def test_a_post_waits_under_smb_and_a_propose_operation_only_under_enterprise(
     assert (request["irreversible"], request["risk"]) == (False, "high")
     assert [(r["method"], r["path"]) for r in service.requests()] == [("POST", "/refund-drafts")]
 
-    enterprise = runner.graph(tools, profile="enterprise")
+    enterprise = runner.graph(tools, profile=ENTERPRISE_BY_STEP)
     held = runner.invoke(enterprise, {"plan": plan_of(draft)}, thread("enterprise"))
     request = held["__interrupt__"][0].value
     assert (request["step_id"], request["action"], request["action_source"]) == (

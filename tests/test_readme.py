@@ -161,6 +161,16 @@ def test_the_several_requests_example_decides_one_then_the_rest(tmp_path: Path) 
     ]
 
 
+def test_the_plan_review_example_covers_the_draft_and_the_send_still_asks(
+    tmp_path: Path,
+) -> None:
+    out = run_example(readme_example("### One review for the whole plan"), tmp_path).splitlines()
+    assert out == [
+        "plan_review [('lookup', 'low', False), ('draft', 'low', True), ('send', 'high', False)]",
+        "send",
+    ]
+
+
 def test_the_four_eyes_example_runs_after_two_approvers(tmp_path: Path) -> None:
     out = run_example(readme_example("### Four eyes"), tmp_path).splitlines()
     assert out == ["high 2", "['lee']", "success ['lee', 'kim']"]
@@ -174,4 +184,6 @@ def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> 
     profile = load_profile(tmp_path / "finance.yaml")
     assert (profile.name, profile.max_concurrency, profile.on_reject) == ("finance-team", 8, "skip")
     assert profile.approvals_needed("high") == 2
+    assert profile.plan_review is not None
+    assert profile.plan_review.covers == "medium"
     assert profile.tool_actions == {"crm.get_*": "read", "crm.*": "execute"}

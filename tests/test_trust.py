@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import CallLog, Runner, counting_tools, plan_of, plangate, run_in, thread
+from _support import (
+    ENTERPRISE_BY_STEP,
+    CallLog,
+    Runner,
+    counting_tools,
+    plan_of,
+    plangate,
+    run_in,
+    thread,
+)
 from langchain_core.tools import StructuredTool
 from langgraph.types import Command
 
@@ -51,9 +60,9 @@ def events_of(runner: Runner, graph: Any, kind: str) -> list[dict[str, Any]]:
 # --- where an action comes from ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", ["enterprise", "smb"])
+@pytest.mark.parametrize("profile", [ENTERPRISE_BY_STEP, "smb"], ids=["enterprise", "smb"])
 def test_a_plan_calling_a_send_a_read_still_waits_and_nothing_is_sent(
-    runner: Runner, tmp_path: Path, profile: str
+    runner: Runner, tmp_path: Path, profile: Any
 ) -> None:
     """The demo's send declares itself an irreversible execute: a plan saying `read` is
     overridden (`policy_override`), the run pauses, and the outbox stays empty until approved."""
@@ -256,7 +265,7 @@ def waiting_step(runner: Runner, graph: Any) -> str:
 def two_approvals(runner: Runner, tmp_path: Path) -> tuple[Any, Path, dict[str, Any]]:
     """A demo run under `enterprise` paused at the draft, with the send asking after it."""
     outbox = tmp_path / "outbox.db"
-    graph = runner.graph(demo_toolkit(outbox), profile="enterprise")
+    graph = runner.graph(demo_toolkit(outbox), profile=ENTERPRISE_BY_STEP)
     draft = {"id": "draft", "tool": "email.draft", "args": dict(EMAIL_AS_READ["args"])}
     send = {**EMAIL_AS_READ, "depends_on": ["draft"]}
     return graph, outbox, runner.invoke(graph, {"plan": plan_of(draft, send)}, thread())
@@ -302,7 +311,7 @@ def test_a_resume_under_another_profile_is_refused_and_the_run_stays_paused(
     """Started under `enterprise`, resumed by a `technical` graph (which would skip every
     approval left): `ProfileMismatch` names both; the right graph then finishes the run."""
     outbox = tmp_path / "outbox.db"
-    started = runner.graph(demo_toolkit(outbox), profile="enterprise")
+    started = runner.graph(demo_toolkit(outbox), profile=ENTERPRISE_BY_STEP)
     paused(runner.invoke(started, {"plan": plan_of(EMAIL_AS_READ)}, thread()))
 
     other = runner.graph(demo_toolkit(outbox), profile="technical")
@@ -313,7 +322,7 @@ def test_a_resume_under_another_profile_is_refused_and_the_run_stays_paused(
         runner.invoke(other, None, thread())
     assert demo_outbox(outbox) == []
 
-    same = runner.graph(demo_toolkit(outbox), profile="enterprise")
+    same = runner.graph(demo_toolkit(outbox), profile=ENTERPRISE_BY_STEP)
     out = runner.invoke(same, Command(resume={"decision": "approve"}), thread())
     assert out["result"]["status"] == "success"
 
@@ -414,25 +423,28 @@ def test_the_cli_refuses_a_marker_and_a_profile_switch_in_one_line(tmp_path: Pat
 def test_two_cli_approvals_started_at_once_never_approve_the_step_nobody_saw(
     tmp_path: Path,
 ) -> None:
-    """Under `enterprise` the draft waits, then the send. Two people who saw the draft run the
-    command it printed (`--step draft`) at once: one approves the draft; the other is refused
-    (stale or busy) instead of approving the send that neither saw. Repeated, since which one
-    wins, and when the loser reads the run, depends on timing."""
+    """Under `enterprise`, once the plan review is approved, the first send waits, then the
+    second (both high risk: the review does not cover them). Two people who saw the first run
+    the command it printed (`--step first`) at once: one approves it; the other is refused
+    (stale or busy) instead of approving the second send that neither saw. Repeated, since which
+    one wins, and when the loser reads the run, depends on timing."""
     plan = tmp_path / "plan.yaml"
     plan.write_text(
         "steps:\n"
-        "  - {id: draft, tool: email.draft, args: {to: a@b.example, subject: s, body: b}}\n"
-        "  - {id: send, tool: email.send, depends_on: [draft],"
-        " args: {to: a@b.example, subject: s, body: b}}\n"
+        "  - {id: first, tool: email.send, args: {to: a@b.example, subject: s, body: b}}\n"
+        "  - {id: second, tool: email.send, depends_on: [first],"
+        " args: {to: c@d.example, subject: s, body: b}}\n"
     )
     command = [sys.executable, "-m", "plangate"]
     for trial in range(4):
         name = f"race-{trial}"
         started = plangate(tmp_path, "run", str(plan), "--thread", name)
-        assert "Paused: step 'draft'" in started.stdout
+        assert "Paused: the plan waits for review" in started.stdout
+        reviewed = plangate(tmp_path, "approve", name, "--approver", "rev")
+        assert "Paused: step 'first'" in reviewed.stdout
         racers = [
             subprocess.Popen(
-                [*command, "approve", name, "--step", "draft", "--approver", who],
+                [*command, "approve", name, "--step", "first", "--approver", who],
                 cwd=tmp_path,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -442,15 +454,16 @@ def test_two_cli_approvals_started_at_once_never_approve_the_step_nobody_saw(
         ]
         outcomes = [(p.wait(120), p.stderr.read() if p.stderr else "") for p in racers]
         codes = sorted(code for code, _ in outcomes)
-        assert codes == [1, 3], outcomes  # one refused; one approved, the send now waits
+        assert codes == [1, 3], outcomes  # one refused; one approved, the second now waits
         (refusal,) = [err for code, err in outcomes if code == 1]
         assert any(
             reason in refusal
             for reason in ("no longer waits for", "already being run", "not waiting for step")
         ), refusal
         shown = run_in(tmp_path, *command, "show", name)
-        assert "Paused: step 'send'" in shown.stdout
-    assert demo_outbox(tmp_path / "plangate-outbox.db") == []
+        assert "Paused: step 'second'" in shown.stdout
+        sent = [mail["to"] for mail in demo_outbox(tmp_path / "plangate-outbox.db")]
+        assert sent == ["a@b.example"] * (trial + 1)  # only the first send of each run
 
 
 def test_the_cli_refuses_to_decide_for_a_tool_it_cannot_rebuild_and_the_run_stays_paused(
@@ -461,6 +474,7 @@ def test_the_cli_refuses_to_decide_for_a_tool_it_cannot_rebuild_and_the_run_stay
     the run's own graph then approves it."""
     written: list[str] = []
 
+    @declare_action(action="execute", irreversible=True)  # high risk: no review covers it
     def write_file(path: str, content: str) -> str:
         written.append(path)
         return "ok"
@@ -472,7 +486,8 @@ def test_the_cli_refuses_to_decide_for_a_tool_it_cannot_rebuild_and_the_run_stay
         checkpointer=open_checkpointer(f"sqlite:///{db}"),
     )
     step = {"tool": "fs.write_file", "args": {"path": "a.txt", "content": "x"}}
-    paused(graph.invoke({"plan": plan_of(step)}, thread()))
+    graph.invoke({"plan": plan_of(step)}, thread())
+    paused(graph.invoke(Command(resume={"decision": "approve", "approver": "rev"}), thread()))
 
     cli = plangate(tmp_path, "approve", "t1", "--db", str(db), "--approver", "lee")
 

@@ -19,13 +19,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from plangate._files import dotted, first_error
-from plangate.errors import InvalidDecision
+from plangate.errors import InvalidDecision, PlanValidationError
 from plangate.plan import (
     MAX_NAME_CHARS,
     MAX_PLAN_SIZE,
     MAX_STRING_CHARS,
     MAX_TEXT_CHARS,
     PlanStep,
+    parse_plan,
     plain_json_size,
 )
 from plangate.tracing import REDACTION_MARKER
@@ -156,6 +157,8 @@ def parse_decision(
             field="digest",
             hint="read the pending request again and decide on what it shows",
         )
+    if request is not None and request.get("type") == "plan_review":
+        _check_review_decision(decision)
     refused = approvals_problem(request, decision) if request is not None else None
     if refused is not None:
         raise InvalidDecision(
@@ -177,6 +180,25 @@ def parse_decision(
                     hint="the args must match the tool's argument schema in response_schema",
                 )
     return decision
+
+
+def _check_review_decision(decision: Decision) -> None:
+    """A plan review takes `approve`, `reject`, or `edit` with a new plan that is valid."""
+    if decision.decision == "respond":
+        raise InvalidDecision(
+            "invalid decision: decision: a plan review takes 'approve', 'edit' or 'reject'",
+            field="decision",
+            hint="edit sends a new plan in 'args'",
+        )
+    if decision.decision == "edit":
+        try:
+            parse_plan(decision.args)
+        except PlanValidationError as exc:
+            raise InvalidDecision(
+                f"invalid decision: args: the new plan is not valid: {exc.message}",
+                field="args",
+                hint="send the whole new plan, {goal, steps}, as 'args'",
+            ) from None
 
 
 def approvals_problem(request: Mapping[str, Any], decision: Decision) -> str | None:

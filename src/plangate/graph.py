@@ -20,10 +20,12 @@ from plangate.nodes import (
     atool_exec,
     budget_check,
     finalize,
+    plan_review,
     plan_start,
     tool_exec,
     trace_emit,
 )
+from plangate.nodes.plan_start import after_plan_start
 from plangate.nodes.trace_emit import next_after_trace
 from plangate.profiles import Profile, load_profile
 from plangate.runs.guarded_graph import PlangateGraph
@@ -115,7 +117,13 @@ def build_graph(
     )
     builder.add_node("trace_emit", partial(trace_emit, governance=governance))
     builder.add_edge(START, "plan_start")
-    builder.add_edge("plan_start", "budget_check")
+    builder.add_conditional_edges("plan_start", after_plan_start, ["plan_review", "budget_check"])
+    # Under a profile with `plan_review`: one decision on the whole plan before the first wave.
+    builder.add_node(
+        "plan_review",
+        partial(plan_review, governance=governance),
+        destinations=("plan_review", "budget_check", "finalize"),
+    )
     builder.add_edge("tool_exec", "trace_emit")
     builder.add_conditional_edges("trace_emit", next_after_trace, ["budget_check", "finalize", END])
     builder.add_edge("finalize", END)

@@ -8,20 +8,31 @@ plan would run out of, at which step. Nothing runs and nothing is stored.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from plangate._governance import Governance
 from plangate.actions import ActionSource
 from plangate.approval import args_problem
 from plangate.budget import charge, empty_usage, exceeded_tier
 from plangate.errors import PlanValidationError
-from plangate.plan import Action, parse_plan
-from plangate.profiles import Risk
+from plangate.plan import Action, Plan, parse_plan
+from plangate.profiles import Budget, Risk
 from plangate.references import references_in
-from plangate.runs.guarded_graph import PlangateGraph
+from plangate.state import BudgetUsage
 
-__all__ = ("PreflightProblem", "PreflightReport", "PreflightStep", "preflight")
+if TYPE_CHECKING:
+    from plangate.runs.guarded_graph import PlangateGraph
+
+__all__ = (
+    "PreflightProblem",
+    "PreflightReport",
+    "PreflightStep",
+    "TierForecast",
+    "plan_report",
+    "preflight",
+)
 
 ProblemKind = Literal["plan", "unknown_tool", "tool_not_allowed", "invalid_arguments", "budget"]
 
@@ -78,6 +89,24 @@ class PreflightStep(BaseModel):
     references: dict[str, str] = Field(default_factory=dict)
 
 
+class TierForecast(BaseModel):
+    """How a plan would use one budget tier.
+
+    Attributes:
+        tier: `total`, `domain:<d>` or `tool:<t>`.
+        limit: The tier's limit, or `None` for none.
+        calls: The calls the plan would make in it (its steps that are not blocked).
+        blocked: The steps blocked because this tier is used up by then, in plan order.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    tier: str
+    limit: int | None
+    calls: int
+    blocked: list[str] = Field(default_factory=list)
+
+
 class PreflightReport(BaseModel):
     """What a plan would meet under a graph's governance; `ok` when nothing stops it.
 
@@ -90,6 +119,7 @@ class PreflightReport(BaseModel):
     profile: str
     steps: list[PreflightStep]
     problems: list[PreflightProblem]
+    budget: list[TierForecast] = Field(default_factory=list)
 
 
 def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
@@ -115,17 +145,24 @@ def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
         >>> report.ok, report.steps[0].action, report.steps[0].asks
         (True, 'execute', True)
     """
-    governance = graph.governance
-    profile = governance.profile
     try:
         parsed = parse_plan(plan)
     except PlanValidationError as exc:
         problem = PreflightProblem(kind="plan", step_id=exc.step_id, message=exc.message)
-        return PreflightReport(ok=False, profile=profile.name, steps=[], problems=[problem])
+        return PreflightReport(
+            ok=False, profile=graph.governance.profile.name, steps=[], problems=[problem]
+        )
+    return plan_report(graph.governance, parsed)
+
+
+def plan_report(governance: Governance, plan: Plan) -> PreflightReport:
+    """The pre-flight report of a plan already validated, under `governance` (a graph's)."""
+    profile = governance.profile
     steps: list[PreflightStep] = []
     problems: list[PreflightProblem] = []
     usage = empty_usage()
-    for step in parsed.steps:
+    blocked: dict[str, list[str]] = {}
+    for step in plan.steps:
         policy = governance.policy(step)
         tool = governance.described(step.tool)
         known = governance.tool(step.tool) is not None
@@ -141,6 +178,7 @@ def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
                 f"tool {step.tool!r} is not in the allowlist of profile {profile.name!r}",
             )
         elif exceeded is not None:
+            blocked.setdefault(exceeded["tier"], []).append(step.id)
             stopped = (
                 "budget",
                 f"budget tier {exceeded['tier']} is used up by then "
@@ -178,4 +216,30 @@ def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
                 references=referenced,
             )
         )
-    return PreflightReport(ok=not problems, profile=profile.name, steps=steps, problems=problems)
+    return PreflightReport(
+        ok=not problems,
+        profile=profile.name,
+        steps=steps,
+        problems=problems,
+        budget=_forecast(usage, blocked, profile.budget),
+    )
+
+
+def _forecast(
+    usage: BudgetUsage, blocked: dict[str, list[str]], budget: Budget
+) -> list[TierForecast]:
+    """Each tier the plan uses or runs out of: its calls, its limit and the steps it blocks."""
+    tiers = {
+        "total": (usage["total"], budget.total_calls),
+        **{f"domain:{d}": (n, budget.calls_per_domain) for d, n in usage["domains"].items()},
+        **{f"tool:{t}": (n, budget.calls_per_tool) for t, n in usage["tools"].items()},
+    }
+    for tier in blocked:  # a tier may block a step without having been charged by this plan
+        if tier not in tiers:
+            kind = tier.split(":", 1)[0]
+            limit = budget.calls_per_domain if kind == "domain" else budget.calls_per_tool
+            tiers[tier] = (0, limit)
+    return [
+        TierForecast(tier=tier, limit=limit, calls=calls, blocked=blocked.get(tier, []))
+        for tier, (calls, limit) in tiers.items()
+    ]

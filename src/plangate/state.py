@@ -28,7 +28,9 @@ __all__ = (
     "FailureContext",
     "GivenApproval",
     "PlanInput",
+    "PlanReviewRequest",
     "PlanState",
+    "ReviewGrant",
     "RunCounters",
     "StepOutcome",
     "StepReport",
@@ -74,6 +76,8 @@ class ApprovalRecord(TypedDict):
     wait_ms: float
     digest: NotRequired[str]
     approvals: NotRequired[list[GivenApproval]]
+    # Set when no one was asked about the step: the plan review approved it with the plan.
+    covered_by: NotRequired[Literal["plan_review"]]
 
 
 class StepOutcome(TypedDict):
@@ -129,6 +133,54 @@ class ApprovalRequest(TypedDict):
     approvals_required: NotRequired[int]
     approvals_so_far: NotRequired[list[GivenApproval]]
     error: NotRequired[str]
+
+
+class PlanReviewRequest(TypedDict):
+    """The value of the interrupt a run stops with, before any step runs, when its profile wants
+    the whole plan reviewed (`plan_review`): the pre-flight report of the plan under the run's
+    governance, for one decision.
+
+    `args` is the plan as written (references shown as references); an `edit` decision gives a
+    new one there, which is validated and reviewed again. `steps` holds each step's tool, args,
+    effective action and its source, risk, whether the review's approval covers it
+    (`covered`) or it will still ask on its own (`asks`), and the budget tier that would block
+    it; `budget` the forecast per tier. `step_id`, `step_index` and `tool` are `None`, -1 and
+    `None`: the request is about no single step. `digest` binds a decision to the whole plan,
+    what the review covers and the profile.
+    """
+
+    type: Literal["plan_review"]
+    request_id: str
+    trace_id: str
+    step_id: None
+    step_index: int
+    tool: None
+    goal: str
+    args: dict[str, Any]
+    steps: list[dict[str, Any]]
+    budget: list[dict[str, Any]]
+    problems: list[dict[str, Any]]
+    covers: Risk
+    risk: Risk
+    consequence: str
+    profile: str
+    digest: str
+    requested_at: str
+    expires_at: str
+    allowed_decisions: list[str]
+    response_schema: dict[str, Any]
+    error: NotRequired[str]
+
+
+class ReviewGrant(TypedDict):
+    """An approved plan review, as the run keeps it: what `budget_check` needs to record a
+    covered step's approval (`covered_by: plan_review`) without asking."""
+
+    request_id: str
+    approver: str | None
+    requested_at: str
+    decided_at: str
+    wait_ms: float
 
 
 class StepTask(TypedDict):
@@ -196,6 +248,8 @@ class RunCounters(TypedDict):
     # The `hash` of the thread's latest trace event: the next event chains to it
     # (`plangate.tracing.chain_hash`); "" before the first.
     chain: NotRequired[str]
+    # The plan review's approval, when the profile wants one and it was given.
+    review: NotRequired[ReviewGrant]
     # The profile the run started under: resuming it under another is refused.
     profile: NotRequired[str]
     profile_fingerprint: NotRequired[str]
@@ -284,4 +338,6 @@ class PlanState(TypedDict, total=False):
     # is in the `writes` table already (where `get_trace` reads it), so the checkpoint would
     # carry it twice. Its small snapshots keep the replay on load short.
     events: Annotated[list[TraceEvent], DeltaChannel(_latest, list, snapshot_frequency=30)]
+    # The plan review waiting for a decision (`plan_review`); `None` once decided.
+    review: PlanReviewRequest | None
     result: dict[str, Any] | None

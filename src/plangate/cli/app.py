@@ -34,12 +34,14 @@ from plangate.audit import audit_records, verify_trace
 from plangate.cli.describe import (
     SUMMARY_OVER,
     approvals_count,
+    is_plan_review,
     print_done,
     print_pending,
     print_report,
     print_request,
     print_result,
     recorded_actions,
+    what_waits,
 )
 from plangate.cli.drive import drive
 from plangate.cli.output import (
@@ -338,10 +340,13 @@ def pending(db: DbOption = None, project: ProjectOption = None) -> None:
             else f"expires {request['expires_at']}"
         )
         count = approvals_count(request)
+        what = (
+            f"plan review ({len(request['steps'])} steps)  up to"
+            if is_plan_review(request)
+            else f"step {request['step_id']} ({request['tool']})"
+        )
         say(
-            f"{thread}  step {request['step_id']} ({request['tool']})  {request['risk']} risk  "
-            + (f"{count}  " if count else "")
-            + when,
+            f"{thread}  {what}  {request['risk']} risk  " + (f"{count}  " if count else "") + when,
             f"    {request['consequence']}",
         )
     if not found:
@@ -395,7 +400,7 @@ def _waiting_line(
     if not requests:
         return f"waiting: plangate show {thread}{flag}"
     request = requests[0]
-    step = f"step {request['step_id']} ({request['tool']})"
+    step = what_waits(request)
     if len(requests) > 1:
         step = f"{len(requests)} steps ({', '.join(r['step_id'] for r in requests)})"
         expired = sum(is_expired(r, now) for r in requests)
@@ -520,10 +525,7 @@ def _decide(
     verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
     resume: dict[str, dict[str, Any]] = {}
     for key, request in chosen:
-        say(
-            f"{verb[decision['decision']]} step {request['step_id']!r} ({request['tool']}) "
-            f"of run {thread}:"
-        )
+        say(f"{verb[decision['decision']]} {what_waits(request)} of run {thread}:")
         print_request(request)
         resume[key] = {
             **decision,

@@ -63,7 +63,12 @@ def describe(
         "approval_invalidated": lambda: f"asked again: {data.get('reason')}",
         "budget_warning": lambda: f"{data['tier']} at {data['used']}/{data['limit']} calls",
         "budget_exceeded": lambda: f"{data['tier']} used up ({data['used']}/{data['limit']})",
-        "approval_requested": lambda: f"{data.get('risk')} risk: {data.get('consequence')}",
+        "approval_requested": lambda: (
+            f"plan review of {data.get('steps')} steps; approving covers "
+            f"{len(data.get('covered') or ())} of them (risk up to {data.get('covers')})"
+            if data.get("kind") == "plan_review"
+            else f"{data.get('risk')} risk: {data.get('consequence')}"
+        ),
         "approval_received": lambda: (
             f"{data.get('decision')} by {data.get('approver') or 'unknown'}"
             + (f": {data['reason']}" if data.get("reason") else "")
@@ -110,8 +115,51 @@ def approvals_count(request: Mapping[str, Any]) -> str | None:
     return f"{len(given)} of {needed} approvals" + (f" ({who})" if who else "")
 
 
+def is_plan_review(request: Mapping[str, Any]) -> bool:
+    return request.get("type") == "plan_review"
+
+
+def what_waits(request: Mapping[str, Any]) -> str:
+    """`step 'send' (email.send)`, or `the plan review` for a review of the whole plan."""
+    if is_plan_review(request):
+        return "the plan review"
+    return f"step {request['step_id']!r} ({request['tool']})"
+
+
+def print_review(request: Mapping[str, Any]) -> None:
+    """What the reviewer of a whole plan sees: every step with its real args (references as
+    written), effective action and its source, risk, and what the review's approval covers;
+    then the budget forecast."""
+    rows = [
+        [
+            step["step_id"],
+            step["tool"],
+            action_line(step),
+            step["risk"],
+            "covered" if step["covered"] else ("asks" if step["asks"] else "-"),
+            json.dumps(step["args"], ensure_ascii=False, default=str),
+        ]
+        for step in request["steps"]
+    ]
+    say(f"  goal:        {request['goal']}", f"  consequence: {request['consequence']}")
+    print_rows([["step", "tool", "action", "risk", "approval", "args"], *rows])
+    for tier in request["budget"]:
+        if tier["limit"] is not None and (tier["blocked"] or tier["calls"] >= tier["limit"]):
+            blocked = f"; blocks {', '.join(tier['blocked'])}" if tier["blocked"] else ""
+            say(f"  budget:      {tier['tier']} {tier['calls']}/{tier['limit']} calls{blocked}")
+    for problem in request["problems"]:
+        say(f"  problem:     {problem['step_id'] or 'plan'}: {problem['message']}")
+    say(
+        f"  covers:      risk up to {request['covers']} ('covered' steps run without asking)",
+        f"  expires at:  {request['expires_at']}",
+    )
+
+
 def print_request(request: Mapping[str, Any]) -> None:
     """What the person deciding sees: the real args, unredacted."""
+    if is_plan_review(request):
+        print_review(request)
+        return
     count = approvals_count(request)
     say(
         f"  action:      {action_line(request)}",
@@ -130,7 +178,9 @@ def print_request(request: Mapping[str, Any]) -> None:
 def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -> None:
     """What a paused run waits for: each pending request, and the commands that decide it."""
     flag = db_flag(db)
-    if len(requests) == 1:
+    if len(requests) == 1 and is_plan_review(requests[0]):
+        say("", "Paused: the plan waits for review before any step runs.")
+    elif len(requests) == 1:
         request = requests[0]
         say("", f"Paused: step {request['step_id']!r} ({request['tool']}) needs approval.")
     else:
@@ -146,6 +196,15 @@ def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -
                 "This request has EXPIRED: a decision now is recorded as expired; "
                 f"`plangate expire{flag}` closes it."
             )
+    if is_plan_review(requests[0]):
+        say(
+            "Resume with one of:",
+            f"  plangate approve {thread}{flag} --approver NAME",
+            f'  plangate approve {thread}{flag} --approver NAME --args \'{{"goal": ..., '
+            '"steps": [...]}\'   (edit: a new plan, reviewed again)',
+            f"  plangate reject {thread}{flag} --reason TEXT   (nothing runs)",
+        )
+        return
     step = requests[0]["step_id"] if len(requests) == 1 else "STEP_ID"
     say(
         *([""] if len(requests) > 1 else []),
@@ -173,7 +232,10 @@ def recorded_actions(
         for step, outcome in outcomes.items()
         if outcome.get("action")
     }
-    for request in requests:
+    # A step's request, or the plan review's row of each step.
+    shown = [r for r in requests if not is_plan_review(r)]
+    shown += [step for r in requests if is_plan_review(r) for step in r["steps"]]
+    for request in shown:
         if request.get("step_id") not in found:
             found[request["step_id"]] = f"{request['action']} ({request.get('action_source')})"
     return found

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from langgraph.types import Command, Send, interrupt
 
@@ -28,6 +29,7 @@ from plangate.state import (
     ApprovalRecord,
     ApprovalRequest,
     GivenApproval,
+    PlanReviewRequest,
     StepReport,
     StepTask,
 )
@@ -38,11 +40,13 @@ the node runs again from its first line on every resume, so the time of an earli
 (of several a request needs) must come with it, not from the clock of a later run."""
 
 
-def ask_for_decision(request: ApprovalRequest, governance: Governance) -> tuple[Decision, str]:
+def ask_for_decision(
+    request: ApprovalRequest | PlanReviewRequest, governance: Governance
+) -> tuple[Decision, str]:
     """Interrupt until the resume value is a valid decision on this very request: the decision,
     and when it arrived."""
-    tool = governance.described(request["tool"])
-    asked = request
+    tool = governance.described(request["tool"]) if request["tool"] else None
+    asked: Mapping[str, Any] = request
     while True:
         # The schema also rides on the Interrupt itself, where LangGraph clients look for it.
         value = interrupt(asked, response_schema=request["response_schema"])

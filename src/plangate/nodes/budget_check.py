@@ -35,9 +35,11 @@ from plangate.nodes._outcome import closed_outcome
 from plangate.plan import MAX_PLAN_SIZE, PlanStep, step_from_state
 from plangate.references import Resolved, UnresolvedReference, resolve
 from plangate.state import (
+    ApprovalRecord,
     ApprovalRequest,
     BudgetUsage,
     PlanState,
+    ReviewGrant,
     RunCounters,
     StepOutcome,
     StepReport,
@@ -191,7 +193,10 @@ def _gate(
             "invalid_arguments",
             f"{step.tool}: invalid arguments: {field}: {message}",
         )
-    if policy.needs_approval:
+    grant = run.get("review")
+    if policy.needs_approval and grant and governance.profile.review_covers(step.tool, policy.risk):
+        task["approval"] = covered_approval(grant, step, resolved, policy, governance)
+    elif policy.needs_approval:
         task["request"] = ask_for_approval(
             run,
             step,
@@ -202,6 +207,35 @@ def _gate(
             writer=writer,
         )
     return None
+
+
+def covered_approval(
+    grant: ReviewGrant,
+    step: PlanStep,
+    resolved: Resolved,
+    policy: StepPolicy,
+    governance: Governance,
+) -> ApprovalRecord:
+    """The approval record of a step the approved plan review covers: the reviewer's decision
+    on the plan stands for this call (with its references resolved as the plan said), bound to
+    it by its digest as any approval is."""
+    return {
+        "request_id": grant["request_id"],
+        "step_id": step.id,
+        "tool": step.tool,
+        "decision": "approve",
+        "approver": grant["approver"],
+        "reason": None,
+        "args": None,
+        "message": None,
+        "requested_at": grant["requested_at"],
+        "decided_at": grant["decided_at"],
+        "wait_ms": grant["wait_ms"],
+        "digest": approval_digest(
+            step.tool, resolved.args, policy.action, policy.risk, governance.fingerprint
+        ),
+        "covered_by": "plan_review",
+    }
 
 
 _TRACED = (

@@ -11,6 +11,7 @@ from langgraph.types import Overwrite
 
 from plangate._governance import Governance, TraceWriter
 from plangate.budget import empty_usage
+from plangate.nodes.plan_review import review_request
 from plangate.plan import parse_plan
 from plangate.state import PlanState, RunCounters
 
@@ -48,14 +49,19 @@ def plan_start(
             "profile": governance.profile.name,
         },
     )
-    update: dict[str, Any] = {
-        "plan": plan.to_state(),
-        "outcomes": Overwrite({}),
-        **writer.update(),
-    }
+    update: dict[str, Any] = {"plan": plan.to_state(), "outcomes": Overwrite({})}
+    if governance.profile.plan_review is not None:
+        # Built here, not in `plan_review`, which runs again from its first line on resume.
+        update["review"] = review_request(run, plan, governance, writer)
+    update.update(writer.update())
     # Clear what an earlier run or this input left, but write nothing needless: every channel
     # ever written adds its version to every later checkpoint.
     for key in ("trace_id", "trace_seq", "result"):
         if state.get(key) is not None:
             update[key] = None
     return update
+
+
+def after_plan_start(state: PlanState) -> str:
+    """Route: to the plan review when the profile wants one, else to the first wave."""
+    return "plan_review" if state.get("review") else "budget_check"

@@ -21,6 +21,7 @@ from plangate.plan import Action
 __all__ = (
     "BUILTIN_PROFILES",
     "Budget",
+    "PlanReview",
     "Profile",
     "RetryPolicy",
     "Risk",
@@ -108,6 +109,21 @@ class ToolPolicy(BaseModel):
     retry: RetryPolicy | None = None
 
 
+class PlanReview(BaseModel):
+    """One review of the whole plan before any step runs (`Profile.plan_review`).
+
+    Attributes:
+        covers: The highest risk the review approves for good: an approved review pre-approves
+            every step at or below it that would ask; steps above it, steps that need several
+            approvers (`approvals_required`) and tools in `approval_required_tools` still ask
+            on their own.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    covers: Risk = "medium"
+
+
 class Profile(BaseModel):
     """The governance rules of a run.
 
@@ -144,6 +160,8 @@ class Profile(BaseModel):
         approvals_required: Risk level -> how many people must approve a call at that risk
             before it runs (default 1; at most 10): `{high: 2}` is four eyes on high risk.
             Each `approve` or `edit` must name a different approver; one `reject` ends it.
+        plan_review: `{covers: medium}` makes each run pause once, before any step runs, for a
+            person to review the whole plan (`PlanReview`); off by default.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -170,6 +188,7 @@ class Profile(BaseModel):
     approvals_required: dict[Risk, Annotated[int, Field(ge=1, le=_MAX_APPROVERS)]] = Field(
         default_factory=dict
     )
+    plan_review: PlanReview | None = None
 
     @property
     def approval_timeout(self) -> timedelta:
@@ -182,6 +201,18 @@ class Profile(BaseModel):
     def needs_approval(self, tool: str, action: Action) -> bool:
         """Whether a call of `tool` with `action` waits for a human decision."""
         return action in self.require_approval or _matches(tool, self.approval_required_tools)
+
+    def review_covers(self, tool: str, risk: Risk) -> bool:
+        """Whether an approved plan review stands for the approval of a call of `tool` at
+        `risk`: only where one person's approval would do, and the tool is not one that always
+        waits for its own decision."""
+        review = self.plan_review
+        return (
+            review is not None
+            and _RISK_LEVELS.index(risk) <= _RISK_LEVELS.index(review.covers)
+            and self.approvals_needed(risk) == 1
+            and not _matches(tool, self.approval_required_tools)
+        )
 
     def approvals_needed(self, risk: Risk) -> int:
         """How many different people must approve a call at `risk`."""

@@ -256,10 +256,10 @@ class PlangateGraph(CompiledStateGraph):
     def _decision(
         self, request: Mapping[str, Any], value: Any, config: RunnableConfig
     ) -> dict[str, Any]:
-        tool_name = request["tool"]
-        if self.governance.tool(tool_name) is None:
+        tool_name = request["tool"]  # `None` for a plan review, which is about no one tool
+        if tool_name is not None and self.governance.tool(tool_name) is None:
             raise ToolNotAvailable(_thread_id(config), tool=tool_name)
-        tool = self.governance.described(tool_name)
+        tool = self.governance.described(tool_name) if tool_name is not None else None
         if isinstance(value, Decision):
             # Validated when it was made, but perhaps changed since (its args are a mutable
             # dict) or made by `model_construct`: check it again, as the graph will hold it.

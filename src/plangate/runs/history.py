@@ -198,7 +198,9 @@ def run_state(saved: CheckpointTuple) -> RunState:
 
 
 def is_approval_request(value: Any) -> bool:
-    return isinstance(value, Mapping) and value.get("type") == "approval_request"
+    """Whether an interrupt's value asks a person for a decision: on one step, or on the whole
+    plan (`plan_review`)."""
+    return isinstance(value, Mapping) and value.get("type") in ("approval_request", "plan_review")
 
 
 def waiting_approvals(graph: CompiledStateGraph) -> Iterator[tuple[str, list[Interrupt]]]:

@@ -266,6 +266,10 @@ class RunService:
             "references",
             "approvals_required",
             "approvals_so_far",
+            "type",
+            "steps",
+            "budget",
+            "covers",
         )
         return {
             "thread": thread,

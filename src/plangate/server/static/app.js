@@ -395,13 +395,26 @@
     return `${given.length} of ${a.approvals_required} approvals` + (who ? ` (${who})` : "");
   };
 
+  // A review of the whole plan (profile plan_review) rather than one step's call.
+  const isReview = (a) => a.type === "plan_review";
+  const subject = (a) => (isReview(a) ? "plan review" : a.tool);
+  const stepText = (a) => (isReview(a) ? `${a.steps.length} steps, covers risk up to ${a.covers}` : `step ${a.step_id}`);
+
+  // Each step of a plan under review: what it does, its risk, and whether approving covers it.
+  const reviewTable = (a) => h("table", { class: "review-steps" },
+    h("thead", {}, h("tr", {}, ["step", "tool", "action", "risk", "approval"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, a.steps.map((s) => h("tr", { dataset: { step: s.step_id } },
+      h("td", { class: "mono" }, s.step_id), h("td", { class: "mono" }, s.tool), h("td", {}, actionText(s)),
+      h("td", {}, riskBadge(s.risk)), h("td", {}, s.covered ? "covered" : s.asks ? "asks on its own" : "-")))),
+  );
+
   function approvalCard(a) {
     const who = a.started_by ? ["started by ", h("b", {}, a.started_by)] : null;
     return h("article", { class: `card risk-${a.risk}`, dataset: { thread: a.thread, step: a.step_id } },
       h("div", { class: "card-head" },
         riskBadge(a.risk),
-        h("span", { class: "tool" }, a.tool),
-        h("span", { class: "chip action", title: "what the call does, and who said so" }, actionText(a)),
+        h("span", { class: "tool" }, subject(a)),
+        isReview(a) ? null : h("span", { class: "chip action", title: "what the call does, and who said so" }, actionText(a)),
         a.irreversible ? h("span", { class: "chip irreversible", title: "it cannot be undone" }, "irreversible") : null,
         a.offline ? h("span", { class: "chip" }, "offline") : null,
         approvalsText(a) ? h("span", { class: "chip approvals", title: "each from a different approver" }, approvalsText(a)) : null,
@@ -412,12 +425,12 @@
       h("div", { class: "requester" },
         h("span", {}, "Run "), h("a", { href: `#/runs/${encodeURIComponent(a.thread)}` }, a.thread),
         a.goal ? [h("span", { class: "sep" }, "·"), h("span", { class: "goal" }, a.goal)] : null,
-        h("span", { class: "sep" }, "·"), h("span", {}, `step ${a.step_id}`),
+        h("span", { class: "sep" }, "·"), h("span", {}, stepText(a)),
         h("span", { class: "sep" }, "·"), h("span", {}, `profile ${a.profile}`),
         who ? [h("span", { class: "sep" }, "·"), h("span", {}, who)] : null,
         h("span", { class: "sep" }, "·"), h("span", { title: a.requested_at }, `requested ${agoText(a.requested_at)}`),
       ),
-      h("pre", { class: "args" }, pretty(a.args)),
+      isReview(a) ? reviewTable(a) : h("pre", { class: "args" }, pretty(a.args)),
       a.references ? h("ul", { class: "references muted" },
         Object.entries(a.references).map(([arg, source]) => h("li", {}, `args.${arg} = \${${source}}`))) : null,
       a.error ? h("p", { class: "error-line" }, a.error) : null,
@@ -523,12 +536,14 @@
     const risk = $("#d-risk");
     risk.className = `risk-badge ${a.risk}`;
     risk.textContent = `${a.risk} risk`;
-    $("#d-title").textContent = a.tool;
+    $("#d-title").textContent = subject(a);
     $("#d-consequence").textContent = a.consequence;
     fill($("#d-facts"),
       h("dt", {}, "Run"), h("dd", {}, a.goal ? `${a.goal} (${a.thread})` : a.thread),
-      h("dt", {}, "Step"), h("dd", {}, `${a.step_id}: ${a.description || a.action}`),
-      h("dt", {}, "Action"), h("dd", { id: "d-action" }, actionText(a)),
+      isReview(a)
+        ? [h("dt", {}, "Steps"), h("dd", { id: "d-steps" }, reviewTable(a))]
+        : [h("dt", {}, "Step"), h("dd", {}, `${a.step_id}: ${a.description || a.action}`),
+           h("dt", {}, "Action"), h("dd", { id: "d-action" }, actionText(a))],
       a.irreversible ? [h("dt", {}, "Undo"), h("dd", { class: "irreversible-text" }, "not possible: the call cannot be undone")] : null,
       approvalsText(a) ? [h("dt", {}, "Approvals"), h("dd", { id: "d-approvals" }, `${approvalsText(a)}; each from a different approver`)] : null,
       h("dt", {}, "Profile"), h("dd", {}, a.profile + (a.offline ? " (offline)" : "")),
@@ -600,7 +615,7 @@
     dialog.close();
     recount();
     const verb = { approve: "Approved", edit: "Approved with edits", reject: "Rejected" }[body.decision];
-    flash(`${verb}: ${a.tool} in run ${a.thread}. The run goes on.`);
+    flash(`${verb}: ${subject(a)} in run ${a.thread}. The run goes on.`);
     const target = `#/runs/${encodeURIComponent(a.thread)}`;
     if (location.hash === target) route(); else location.hash = target;
   }
@@ -767,7 +782,7 @@
         ),
         waiting.map((a) => h("div", { class: "waiting-banner" },
           riskBadge(a.risk),
-          h("span", {}, "Waiting for approval: ", h("b", { class: "mono" }, a.tool), ` (step ${a.step_id})`),
+          h("span", {}, "Waiting for approval: ", h("b", { class: "mono" }, subject(a)), ` (${stepText(a)})`),
           h("span", { class: "countdown", dataset: { expires: a.expires_at } }, ""),
           h("span", { class: "spacer" }),
           h("button", { class: "primary review", type: "button", onclick: () => openDecision(a) }, "Review & decide"),
