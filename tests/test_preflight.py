@@ -108,3 +108,16 @@ def test_plangate_check_json_stays_json_whatever_the_plan_says(tmp_path: Path) -
     assert "\u202e" not in checked.stdout
     report = json.loads(checked.stdout)
     assert report["problems"][0]["step_id"] == hostile
+
+
+def test_plangate_check_names_the_tier_a_plan_runs_out_of_and_the_steps_it_blocks(
+    tmp_path: Path,
+) -> None:
+    email = {"to": "a@b.example", "subject": "s", "body": "b"}
+    steps = [{"id": f"d{n}", "tool": "email.draft", "args": email} for n in range(7)]
+    (tmp_path / "drafts.json").write_text(json.dumps({"goal": "drafts", "steps": steps}))
+
+    checked = plangate(tmp_path, "check", "drafts.json", "--profile", "enterprise")
+
+    assert checked.returncode == 1
+    assert "Budget: tool:email.draft 5/5 calls; blocks d5, d6" in checked.stdout

@@ -126,6 +126,16 @@ def what_waits(request: Mapping[str, Any]) -> str:
     return f"step {request['step_id']!r} ({request['tool']})"
 
 
+def forecast_lines(tiers: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The budget tiers a plan fills or runs out of: `tool:email.send 5/5 calls; blocks d5`."""
+    lines = []
+    for tier in tiers:
+        if tier["limit"] is not None and (tier["blocked"] or tier["calls"] >= tier["limit"]):
+            blocked = f"; blocks {', '.join(tier['blocked'])}" if tier["blocked"] else ""
+            lines.append(f"{tier['tier']} {tier['calls']}/{tier['limit']} calls{blocked}")
+    return lines
+
+
 def print_review(request: Mapping[str, Any]) -> None:
     """What the reviewer of a whole plan sees: every step with its real args (references as
     written), effective action and its source, risk, and what the review's approval covers;
@@ -143,10 +153,8 @@ def print_review(request: Mapping[str, Any]) -> None:
     ]
     say(f"  goal:        {request['goal']}", f"  consequence: {request['consequence']}")
     print_rows([["step", "tool", "action", "risk", "approval", "args"], *rows])
-    for tier in request["budget"]:
-        if tier["limit"] is not None and (tier["blocked"] or tier["calls"] >= tier["limit"]):
-            blocked = f"; blocks {', '.join(tier['blocked'])}" if tier["blocked"] else ""
-            say(f"  budget:      {tier['tier']} {tier['calls']}/{tier['limit']} calls{blocked}")
+    for line in forecast_lines(request["budget"]):
+        say(f"  budget:      {line}")
     for problem in request["problems"]:
         say(f"  problem:     {problem['step_id'] or 'plan'}: {problem['message']}")
     say(
@@ -379,6 +387,8 @@ def print_report(report: PreflightReport) -> None:
         )
     if report.steps:
         print_rows(rows)
+    for line in forecast_lines(tier.model_dump() for tier in report.budget):
+        say(f"Budget: {line}")
     if report.ok:
         say(f"No problem found under profile {report.profile}.")
         return
