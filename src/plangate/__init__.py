@@ -44,6 +44,7 @@ from plangate.profiles import Budget, Profile, RetryPolicy, ToolPolicy, load_pro
 from plangate.project import Project, ProjectError
 from plangate.result import ExecutionResult, StepResult
 from plangate.runs.checkpoint import aopen_checkpointer, open_checkpointer
+from plangate.runs.expiry import watch_expiry
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
     aget_trace,
@@ -129,4 +130,5 @@ __all__ = (
     "preflight",
     "redact",
     "tool_registry",
+    "watch_expiry",
 )
