@@ -808,6 +808,11 @@ def serve(
             "Note: plain HTTP carries the token in clear; serve beyond loopback only behind "
             "a TLS proxy."
         )
+    if sweep is not None:
+        say(
+            "Approvals that expire unanswered are closed as they expire (the database looked "
+            f"at every {_shown_duration(sweep)} at least; --no-expire leaves them waiting)."
+        )
     sys.stdout.flush()  # the token must reach a pipe (a log, a test) before serving blocks
     serve_inbox(inbox, sock)
 
