@@ -139,4 +139,5 @@ def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> 
     (tmp_path / "finance.yaml").write_text(re.findall(r"```yaml\n(.*?)```", text, re.S)[0])
     profile = load_profile(tmp_path / "finance.yaml")
     assert (profile.name, profile.max_concurrency, profile.on_reject) == ("finance-team", 8, "skip")
+    assert (profile.on_expiry, profile.expiry_policy) == ("halt", "halt")
     assert profile.tool_actions == {"crm.get_*": "read", "crm.*": "execute"}
