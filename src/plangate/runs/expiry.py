@@ -97,12 +97,12 @@ def watch_expiry(
     cannot go on with is yielded with the error, left paused, and tried again at the next sweep
     (it is not counted as waiting to expire, so it never makes the sweep spin).
 
-    It runs as long as it is iterated; run it in a thread of its own, and set `stop` to end it
-    (also mid-sleep) once the run it is closing has gone on.
+    It does its work as it is iterated: iterate it in a thread of its own. Setting `stop` ends
+    it at once while it sleeps, else once the run it is closing has gone on.
 
     Args:
         graph: A graph compiled with a checkpointer (`build_graph(..., checkpointer=...)`).
-        every: Most seconds between two sweeps (> 0).
+        every: The longest wait between two sweeps, in seconds (> 0).
         stop: Ends the watch when set; `None`: it never ends.
         now: Returns the current UTC time (default: the graph's clock).
         close: Closes one run (see `sweep_expired`).

@@ -2,9 +2,10 @@
 rebuilt in the project and under the setup `plangate run` stored with it (`RunSetup`), so the
 server, the CLI and any worker drive the same graph. New runs start in the server's project.
 
-Runs the server resumes or starts go on in a pool of worker threads: the request returns once
-the run has made its first move (or refused to: a conflict, a bad decision), and the page
-follows the rest through the trace, which every process can read from the checkpointer.
+Runs the server resumes, starts, or closes as expired (`watch_expiry`, in a thread of its own
+while it serves) go on in a pool of worker threads: the request returns once the run has made its
+first move (or refused to: a conflict, a bad decision), and the page follows the rest through the
+trace, which every process can read from the checkpointer.
 
 A run's status: its result's (`success`, `partial`, `failed`) once finished; `waiting` for a
 decision; else, between two steps, `running` while some process holds the run's lock, or
@@ -468,7 +469,7 @@ class RunService:
             raise
         return {"thread": thread, "decision": decision.decision, "interrupt_id": interrupt_id}
 
-    def expire(self, thread: str, closing: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    def expire(self, thread: str, closing: Mapping[str, dict[str, Any]]) -> None:
         """Close a run's expired requests (`closing`: interrupt id -> `EXPIRED_DECISION`, as
         `sweep_expired` finds them) and let it go on in the background, as a decision does.
 
@@ -479,7 +480,6 @@ class RunService:
         snapshot = self._snapshot(thread)
         config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
         self._launch(thread, self._graph(self._setup(snapshot)), Command(resume=closing), config)
-        return {"thread": thread, "closed": list(closing)}
 
     def watch_expiry(self, *, every: float, stop: threading.Event) -> None:
         """Close the approvals of the database as they expire (`plangate.watch_expiry`), until

@@ -28,6 +28,10 @@ A run's `status` is its result's once it has finished (`success`, `partial`, `fa
 `waiting` (for a decision), `running` (a process holds it: this server, `plangate run`, a worker)
 or `stopped` (its process died between two steps; `resume` goes on with it).
 
+While it serves, a thread of its own closes every approval that expires unanswered, a moment
+after it expires (`create_app(expire_every=...)`, see `plangate.watch_expiry`); the run goes on
+in the server as its profile's `on_expiry` says.
+
 What leaves the decision path (the run view's steps, the trace, the event stream) is redacted as
 the run's profile says; only the waiting approvals carry the real arguments.
 
