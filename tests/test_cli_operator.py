@@ -1,5 +1,6 @@
 """The `plangate` command as an operator meets it: what it shows of plan-supplied text, its exit
-codes, runs stopped by Ctrl-C or a closed pipe, long runs, and commands that only read."""
+codes, runs stopped by Ctrl-C or a closed pipe, long runs, commands that only read, and the one
+that keeps closing expired approvals until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -523,3 +524,63 @@ def test_commands_that_read_a_missing_database_create_nothing(
         f"plangate: error: no database at {db}; pass --db PATH or start a run with plangate run",
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# --- closing approvals as they expire ---------------------------------------------------------
+
+
+def test_expire_watch_closes_a_run_as_it_expires_and_ctrl_c_ends_it_quietly(
+    tmp_path: Path,
+) -> None:
+    """`plangate expire --watch` closes a request two seconds after it was made, though it looks
+    for new requests once an hour, printing the run going on as `plangate expire` does; a
+    request still valid stays waiting; Ctrl-C ends the watch with exit 0 and no traceback."""
+    short = tmp_path / "short.yaml"
+    short.write_text("name: short\nrequire_approval: [execute]\napproval_timeout_seconds: 2\n")
+    for thread, profile in (("late", str(short)), ("fresh", "smb")):
+        paused = plangate(tmp_path, "run", DEMO, "--profile", profile, "--thread", thread)
+        assert paused.returncode == ExitCode.PAUSED, paused.stderr
+
+    watching = start(tmp_path, "expire", "--watch", "--every", "1h")
+    try:
+        printed = read_until(watching, "Signals:")
+        shown = plangate(tmp_path, "show", "late")  # meanwhile the watch has gone back to sleep
+    finally:
+        watching.send_signal(signal.SIGINT)
+    out, err = watching.communicate(timeout=60)
+
+    assert printed[0].startswith("Watching plangate.db for approvals that expire, looking at")
+    assert "every 1h" in printed[0]
+    assert "late: approval expired\n" in printed
+    assert "Run partial" in "".join(printed)
+    assert watching.returncode == 0, err
+    assert "Traceback" not in err
+    assert out.strip() == "Stopped watching."
+    assert re.search(
+        r"^  send +email\.send +expired +expired: no decision in time", shown.stdout, re.M
+    )
+    listed = plangate(tmp_path, "pending").stdout
+    assert "fresh  step send" in listed
+    assert "late" not in listed
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--watch", "--every", "5x"], ExitCode.COMMAND_LINE, "Invalid value for '--every': '5x'"),
+        (["--watch", "--every", "0s"], ExitCode.COMMAND_LINE, "--every': '0s' is not a duration"),
+        (
+            ["--watch", "--every", "25h"],
+            ExitCode.COMMAND_LINE,
+            "--every': '25h' is not a duration of at most 24h",
+        ),
+        (["--every", "30s"], ExitCode.USER_ERROR, "--every needs --watch"),
+    ],
+)
+def test_a_bad_expire_every_is_one_line(
+    tmp_path: Path, args: list[str], code: ExitCode, message: str
+) -> None:
+    refused = plangate(tmp_path, "expire", *args)
+    assert refused.returncode == code
+    assert_one_line(refused.stderr, "plangate: error: ", message)
+    assert refused.stdout == ""

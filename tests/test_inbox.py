@@ -26,7 +26,7 @@ from plangate.errors import PlangateUsageError
 from plangate.project import RunSetup
 from plangate.runs.locks import run_locks
 from plangate.server import create_app, listen
-from plangate.server._runs import STARTED_BY
+from plangate.server._runs import FINISHED, STARTED_BY
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "demo"
 SALES = EXAMPLES / "sales_followup.yaml"
@@ -1032,3 +1032,56 @@ def test_listen_binds_a_free_port_first_and_serve_serves_on_it(tmp_path: Path) -
     finally:
         process.terminate()
         process.wait(15)
+
+
+def test_plangate_serve_closes_an_approval_that_expires_while_it_serves(tmp_path: Path) -> None:
+    """A request made two seconds before it expires, in a run `plangate run` paused, is closed
+    by the inbox in the background, though it looks for new requests only once an hour; the
+    run goes on as its profile says, and the server stops cleanly."""
+    short = tmp_path / "short.yaml"
+    short.write_text("name: short\nrequire_approval: [execute]\napproval_timeout_seconds: 2\n")
+    paused = subprocess.run(
+        [sys.executable, "-m", "plangate", "run", str(SALES), "--db", "runs.db",
+         "--profile", str(short), "--thread", "late"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert paused.returncode == 3, paused.stderr
+
+    served = start_serve(tmp_path, "--db", "runs.db", "--expire-every", "1h")
+    try:
+        auth = {"Authorization": f"Bearer {served.token}"}
+        deadline = time.monotonic() + 60
+        while True:
+            run = httpx.get(f"{served.url}/api/runs/late", headers=auth, timeout=5).json()
+            if run["status"] in FINISHED or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        pending = httpx.get(f"{served.url}/api/pending", headers=auth, timeout=5).json()
+    finally:
+        served.stop()
+
+    assert run["status"] == "partial", run
+    assert [s["status"] for s in run["steps"]] == ["ok", "ok", "expired"]
+    assert pending["approvals"] == []
+    # Ended by its SIGTERM once shut down (uvicorn raises it again), not killed after 15 s.
+    assert served.process.returncode in (0, -signal.SIGTERM)
+    output = served.log.read_text()
+    assert "Traceback" not in output
+    assert "closed as they expire (the database looked at every 1h at least;" in output
+    assert "plangate run" not in output  # nothing but the server's own lines
+
+
+def test_serve_refuses_a_sweep_interval_with_no_sweep(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "plangate", "serve", "--no-expire", "--expire-every", "5m"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("plangate: error: --expire-every and --no-expire exclude each other")
+
+
+def test_create_app_refuses_a_sweep_interval_that_is_not_positive(tmp_path: Path) -> None:
+    with pytest.raises(PlangateUsageError) as refused:
+        create_app(str(tmp_path / "runs.db"), token=TOKEN, expire_every=0)
+    assert "expire_every=0: give a positive number of seconds" in str(refused.value)

@@ -119,6 +119,7 @@ def custom_profile() -> Profile:
         sensitive_domains=["payments"],
         on_error="halt",
         on_reject="halt",
+        on_expiry="skip",
         redact=False,
     )
 
@@ -203,6 +204,7 @@ def test_bad_field_names_file_and_dotted_field(tmp_path: Path) -> None:
         ("require_approval: [delete]\n", "require_approval.0"),
         ("on_error: retry\n", "on_error"),
         ("on_reject: ignore\n", "on_reject"),
+        ("on_expiry: retry\n", "on_expiry"),
         ("approval_timeout_seconds: 0\n", "approval_timeout_seconds"),
         ("allowed_tools: crm.*\n", "allowed_tools"),
     ],

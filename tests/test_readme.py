@@ -186,4 +186,5 @@ def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> 
     assert profile.approvals_needed("high") == 2
     assert profile.plan_review is not None
     assert profile.plan_review.covers == "medium"
+    assert (profile.on_expiry, profile.expiry_policy) == ("halt", "halt")
     assert profile.tool_actions == {"crm.get_*": "read", "crm.*": "execute"}

@@ -45,6 +45,7 @@ from plangate.profiles import Budget, Profile, RetryPolicy, ToolPolicy, load_pro
 from plangate.project import Project, ProjectError
 from plangate.result import ExecutionResult, StepResult
 from plangate.runs.checkpoint import aopen_checkpointer, open_checkpointer
+from plangate.runs.expiry import watch_expiry
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
     aget_trace,
@@ -134,4 +135,5 @@ __all__ = (
     "tool_registry",
     "verify_events",
     "verify_trace",
+    "watch_expiry",
 )

@@ -17,9 +17,11 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import secrets
 import sys
 import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,6 +67,7 @@ from plangate.cli.where import (
     plan_steps,
     project_of_runs,
     read_run,
+    require_db,
     saver_of,
 )
 from plangate.errors import (
@@ -77,11 +80,11 @@ from plangate.errors import (
 )
 from plangate.plan import Plan, PlanStep
 from plangate.preflight import preflight
-from plangate.project import Project, write_template
+from plangate.project import Project, RunSetup, write_template
 from plangate.runs.checkpoint import open_checkpointer, shown_url
+from plangate.runs.expiry import CloseRun, sweep_expired, watch_expiry
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
-    expired_approvals,
     get_trace,
     interrupts_waiting,
     is_approval_request,
@@ -413,34 +416,114 @@ def _waiting_line(
     return f"waiting: {step} {needs}: plangate show {thread}{flag}"
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)(s|m|h)?")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+_LONGEST_WAIT = 24 * 3600.0  # a longer wait is a mistake (and `inf` overflows the sleep)
+
+
+def _duration(text: str) -> float:
+    """Seconds, from a duration as the command line takes it: `30s`, `5m`, `1h` (a bare
+    number is seconds)."""
+    match = _DURATION.fullmatch(text.strip())
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2] or "s"] if match else 0.0
+    if not 0 < seconds <= _LONGEST_WAIT:
+        raise typer.BadParameter(
+            f"{text!r} is not a duration of at most 24h: write it as 30s, 5m or 1h"
+        )
+    return seconds
+
+
+def _shown_duration(seconds: float) -> str:
+    for unit in ("h", "m"):
+        if seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds / _UNIT_SECONDS[unit]:g}{unit}"
+    return f"{seconds:g}s"
+
+
+DEFAULT_SWEEP_EVERY = 30.0
+
+
+def _duration_option(*flags: str, help: str) -> Any:
+    """An option taking a duration (`30s`, `5m`, `1h`) as seconds."""
+    return typer.Option(*flags, parser=_duration, metavar="DURATION", help=help)
+
+
 @app.command()
-def expire(db: DbOption = None, project: ProjectOption = None) -> None:
-    """Close every approval that expired unanswered: each run goes on as its profile says.
+def expire(
+    db: DbOption = None,
+    project: ProjectOption = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Go on closing approvals as they expire, until Ctrl-C."),
+    ] = False,
+    every: Annotated[
+        float | None,
+        _duration_option(
+            "--every",
+            help="With --watch: the longest wait between two looks at the database, for the "
+            "requests made since (30s, 5m, 1h; default 30s). A request waiting is closed as "
+            "it expires.",
+        ),
+    ] = None,
+) -> None:
+    """Close every approval that expired unanswered: each run goes on as its profile says
+    (`on_expiry`).
 
     Exits 0 whatever the runs it closed did next (each one's outcome is printed); a run it
-    cannot go on with is printed as skipped.
+    cannot go on with is printed as skipped, and stays paused. With --watch it goes on: each
+    request is closed a moment after it expires, a skipped run is tried again at the next
+    look, and Ctrl-C stops it (exit 0; Ctrl-C while a closed run goes on stops that run as it
+    would stop `plangate run`).
     """
+    if every is not None and not watch:
+        raise PlangateUsageError(
+            "--every needs --watch", hint="plangate expire --watch --every 30s"
+        )
     named, db = project_of_runs(project, db)
+    if watch:
+        require_db(db)  # a watch over a database no run has made yet would never see one
     graph = open_reader(db)
-    now = utc_now()
-    expired = list(expired_approvals(graph, now))
-    if not expired:
-        say("No approval has expired.")
-    for thread, closing in expired:
+    close = _expired_run_closer(db, named)
+    if not watch:
+        if not _print_skipped(sweep_expired(graph, now=utc_now(), close=close)):
+            say("No approval has expired.")
+        return
+    seconds = every or DEFAULT_SWEEP_EVERY
+    say(
+        f"Watching {shown_url(db)} for approvals that expire, looking at least every "
+        f"{_shown_duration(seconds)}; Ctrl-C stops."
+    )
+    try:
+        _print_skipped(watch_expiry(graph, every=seconds, now=utc_now, close=close))
+    except KeyboardInterrupt:
+        say("Stopped watching.")
+
+
+def _expired_run_closer(db: str, project: Project | None) -> CloseRun:
+    """Closes an expired run as `plangate expire` shows it: a line naming it, then the run
+    going on under its own setup (profile, offline mode), printed as `plangate run` prints."""
+    graphs: dict[RunSetup, PlangateGraph] = {}
+
+    def close(thread: str, closing: Mapping[str, dict[str, Any]]) -> ExitCode:
         count = f"{len(closing)} approvals" if len(closing) > 1 else "approval"
         say("", f"{thread}: {count} expired")
-        try:
-            # Each run goes on under its own setup (profile, offline mode), not the probe's.
-            run_graph, config, snapshot = existing_run(db, thread, named)
-            drive(
-                run_graph,
-                Command(resume=closing),
-                config,
-                db,
-                steps=plan_steps(snapshot.values),
-            )
-        except PlangateError as refused:  # another worker has it, or it cannot go on here
-            say(f"{thread}: skipped, {refused}")
+        run_graph, config, snapshot = existing_run(db, thread, project, graphs=graphs)
+        return drive(
+            run_graph, Command(resume=dict(closing)), config, db, steps=plan_steps(snapshot.values)
+        )
+
+    return close
+
+
+def _print_skipped(closed: Iterator[tuple[str, Any]]) -> int:
+    """Say which runs were skipped, and why (each one closed has printed itself); the count
+    of runs closed or skipped."""
+    count = 0
+    for thread, outcome in closed:
+        count += 1
+        if isinstance(outcome, PlangateError):  # another worker has it, or it cannot go on here
+            say(f"{thread}: skipped, {outcome}")
+    return count
 
 
 @app.command(epilog=RUN_EXITS.replace("5 failed, ", "5 failed, 6 decided too late, "))
@@ -707,6 +790,7 @@ def audit(
 
 @app.command()
 def serve(
+    *,
     db: DbOption = None,
     project: ProjectOption = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -720,8 +804,28 @@ def serve(
             "carry real args (default: $PLANGATE_TOKEN, else a new one, printed)."
         ),
     ] = None,
+    expire: Annotated[
+        bool,
+        typer.Option(
+            "--expire/--no-expire",
+            help="Close approvals that expire unanswered as they expire, as plangate expire "
+            "--watch does, while it serves.",
+        ),
+    ] = True,
+    expire_every: Annotated[
+        float | None,
+        _duration_option(
+            "--expire-every",
+            help="The longest wait between two looks at the database for requests made "
+            "elsewhere (30s, 5m, 1h; default 30s).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the approvals inbox: a page and a JSON API over the database (plangate[server])."""
+    """Serve the approvals inbox: a page and a JSON API over the database (plangate[server]).
+
+    While it serves, it closes each approval that expires unanswered a moment after it expires
+    (--no-expire leaves them to `plangate expire`).
+    """
     try:
         import uvicorn  # noqa: F401  (missing, it is the one-line "needs the server extra")
 
@@ -739,7 +843,12 @@ def serve(
     # On loopback, only requests addressed to loopback names: a second wall behind the token,
     # against a web page reaching the inbox through a DNS-rebound host name.
     hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else None
-    inbox = create_app(db, token=secret, allowed_hosts=hosts, project=where)
+    if expire_every is not None and not expire:
+        raise PlangateUsageError(
+            "--expire-every and --no-expire exclude each other", hint="give one of them"
+        )
+    sweep = (expire_every or DEFAULT_SWEEP_EVERY) if expire else None
+    inbox = create_app(db, token=secret, allowed_hosts=hosts, project=where, expire_every=sweep)
     sock = listen(host, port)  # bound before the URL is printed, so that it names the real port
     port = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
@@ -753,6 +862,11 @@ def serve(
         say(
             "Note: plain HTTP carries the token in clear; serve beyond loopback only behind "
             "a TLS proxy."
+        )
+    if sweep is not None:
+        say(
+            "Approvals that expire unanswered are closed as they expire (the database looked "
+            f"at every {_shown_duration(sweep)} at least; --no-expire leaves them waiting)."
         )
     sys.stdout.flush()  # the token must reach a pipe (a log, a test) before serving blocks
     serve_inbox(inbox, sock)

@@ -82,11 +82,19 @@ def read_run(db: str, thread: str) -> tuple[PlangateGraph, StateSnapshot]:
 
 
 def existing_run(
-    db: str, thread: str, project: Project | None
+    db: str,
+    thread: str,
+    project: Project | None,
+    *,
+    graphs: dict[RunSetup, PlangateGraph] | None = None,
 ) -> tuple[PlangateGraph, RunnableConfig, StateSnapshot]:
     """The graph and config a thread goes on with (in its own project, unless `project` is
     named; its profile, offline mode and fixtures, from its checkpoint metadata), and the
-    thread's state as read to find them. The graph records the project it goes on in."""
+    thread's state as read to find them. The graph records the project it goes on in.
+
+    A command that goes on with many runs passes `graphs`: the graph of each setup, built once
+    and kept there, so that it holds one database connection (and one tool session) per setup,
+    not one per run."""
     _, snapshot = read_run(db, thread)
     setup = RunSetup.of(snapshot)
     where = setup.project_for(db, project)
@@ -99,7 +107,12 @@ def existing_run(
                 f"Note: run {thread} started in project {setup.project}; it goes on in "
                 f"{where.file}, a different file."
             )
-    return setup.graph(where, db), {"configurable": {"thread_id": thread}}, snapshot
+    graph = graphs.get(setup) if graphs is not None else None
+    if graph is None:
+        graph = setup.graph(where, db)
+        if graphs is not None:
+            graphs[setup] = graph
+    return graph, {"configurable": {"thread_id": thread}}, snapshot
 
 
 def saver_of(graph: PlangateGraph) -> BaseCheckpointSaver[Any]:

@@ -103,8 +103,9 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
         asks = "request" in task
         sends.append(Send("approval_interrupt" if asks else "tool_exec", task))
         running.append(step.id)
-        if asks and profile.on_reject == "halt":
-            break  # likewise nothing after a step that may be rejected, until it is decided
+        if asks and "halt" in (profile.on_reject, profile.expiry_policy):
+            # Likewise nothing after a step that may be rejected, or expire, until it is decided.
+            break
     update: dict[str, Any] = writer.update(running=running)
     if closed:
         update["wave"] = closed

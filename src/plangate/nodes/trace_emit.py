@@ -8,10 +8,11 @@ threshold), just before its own events. A step approved in this wave is still in
 call runs beside this node); once no step of the wave is, the next wave starts.
 
 Every step ends here exactly once, whatever happened to it, so this is where a step's end
-becomes a trace event and where the profile's `on_error` / `on_reject` decide whether the plan
-goes on. When the plan halts, the steps that have not started are closed as `skipped` in one go
-(steps of the same wave may already have run). A step that `tool_exec` sent back (its approval
-no longer holds) does not end: the next wave takes it again, to be asked about anew.
+becomes a trace event and where the profile's `on_error` / `on_reject` / `on_expiry` decide
+whether the plan goes on. When the plan halts, the steps that have not started are closed as
+`skipped` in one go (steps of the same wave may already have run). A step that `tool_exec`
+sent back (its approval no longer holds) does not end: the next wave takes it again, to be asked
+about anew.
 """
 
 from __future__ import annotations
@@ -111,10 +112,13 @@ def _halts(profile: Profile, step: PlanStep, outcome: StepOutcome) -> str | None
     status = outcome["status"]
     if status == "error" and profile.on_error == "halt":
         return f"step {step.id!r} failed and profile {profile.name!r} halts on error"
-    if status in ("rejected", "expired") and profile.on_reject == "halt":
-        # An approval nobody gave in time is no approval: it halts like a rejection.
-        what = "was rejected" if status == "rejected" else "was not approved in time"
-        return f"step {step.id!r} {what} and profile {profile.name!r} halts on reject"
+    if status == "rejected" and profile.on_reject == "halt":
+        return f"step {step.id!r} was rejected and profile {profile.name!r} halts on reject"
+    if status == "expired" and profile.expiry_policy == "halt":
+        # Unless the profile says otherwise, an approval nobody gave in time is no approval: it
+        # halts like a rejection.
+        rule = "halts on expiry" if profile.on_expiry else "halts on reject"
+        return f"step {step.id!r} was not approved in time and profile {profile.name!r} {rule}"
     return None
 
 

@@ -145,7 +145,10 @@ class Profile(BaseModel):
         irreversible_tools: Glob patterns of tools whose effects cannot be undone (raises risk).
         sensitive_domains: Domains whose calls carry one more level of risk.
         on_error: `continue` past a failing tool, or `halt` the plan.
-        on_reject: `skip` a rejected (or expired) step and go on, or `halt` the plan.
+        on_reject: `skip` a rejected step and go on, or `halt` the plan.
+        on_expiry: What an approval nobody gave in time does: `skip` ends just that step
+            `expired` and goes on, `halt` also skips every step not started (the run says the
+            step was not approved in time); `None` (the default) does as `on_reject` says.
         redact: Redact PII (emails, phones, cards, national ids, keys) in trace data.
         timeout_seconds: Per-call timeout for every tool (at most a day), or `None` for none.
         retry: Retry policy for every tool (default: no retries).
@@ -178,6 +181,7 @@ class Profile(BaseModel):
     sensitive_domains: list[str] = Field(default_factory=list)
     on_error: Literal["continue", "halt"] = "continue"
     on_reject: Literal["skip", "halt"] = "skip"
+    on_expiry: Literal["skip", "halt"] | None = None
     redact: bool = True
     timeout_seconds: float | None = Field(default=None, gt=0, le=_DAY, allow_inf_nan=False)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -193,6 +197,11 @@ class Profile(BaseModel):
     @property
     def approval_timeout(self) -> timedelta:
         return timedelta(seconds=self.approval_timeout_seconds)
+
+    @property
+    def expiry_policy(self) -> Literal["skip", "halt"]:
+        """What an expired approval does to the plan: `on_expiry`, else `on_reject`."""
+        return self.on_expiry or self.on_reject
 
     def allows(self, tool: str) -> bool:
         """Whether the allowlist lets `tool` run."""
@@ -247,7 +256,12 @@ class Profile(BaseModel):
         """The first 16 hex digits of the SHA-256 of the profile's canonical JSON: a run records
         the one it started under, and an approval is bound to it (the same name with other
         rules is another profile). Short, since every checkpoint of a run carries it."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        fields = self.model_dump(mode="json")
+        if fields["on_expiry"] is None:
+            # Unset, it changes nothing (`on_reject` rules), so it leaves the fingerprint as it
+            # was before the field existed: runs paused before it still go on.
+            del fields["on_expiry"]
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

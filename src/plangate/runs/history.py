@@ -249,21 +249,36 @@ def expired_approvals(
             yield thread_id, expired
 
 
+def close_expired(
+    graph: CompiledStateGraph, thread_id: str, expired: Mapping[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Resume `thread_id` with `expired` (from `expired_approvals`), closing its expired
+    requests; it goes on as its profile says (`on_expiry`). Returns the run's `result`, or its
+    new pending request if it paused again.
+
+    Raises:
+        ResumeConflict: Another worker is running it; it was left as it was.
+    """
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    out = graph.invoke(Command(resume=dict(expired)), config)
+    waiting = out.get("__interrupt__")
+    return waiting[0].value if waiting else out["result"]  # type: ignore[no-any-return]
+
+
 def expire_approvals(
     graph: CompiledStateGraph, *, now: datetime | None = None
 ) -> Iterator[tuple[str, dict[str, Any] | ResumeConflict]]:
     """Resume, as expired, every run whose pending approval expired before `now` (default: the
-    current time); each run goes on as its profile says (`on_reject`).
+    current time); each run goes on as its profile says (`on_expiry`). `watch_expiry` does it
+    again and again, as requests expire.
 
     Yields (thread id, the run's `result`, or its new pending request if it paused again) per
     run closed, or (thread id, `ResumeConflict`) when another worker was running it.
     """
     for thread_id, expired in list(expired_approvals(graph, now or utc_now())):
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        closed: dict[str, Any] | ResumeConflict
         try:
-            out = graph.invoke(Command(resume=expired), config)
+            closed = close_expired(graph, thread_id, expired)
         except ResumeConflict as conflict:
-            yield thread_id, conflict
-            continue
-        waiting = out.get("__interrupt__")
-        yield thread_id, (waiting[0].value if waiting else out["result"])
+            closed = conflict
+        yield thread_id, closed

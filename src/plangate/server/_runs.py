@@ -2,9 +2,10 @@
 rebuilt in the project and under the setup `plangate run` stored with it (`RunSetup`), so the
 server, the CLI and any worker drive the same graph. New runs start in the server's project.
 
-Runs the server resumes or starts go on in a pool of worker threads: the request returns once
-the run has made its first move (or refused to: a conflict, a bad decision), and the page
-follows the rest through the trace, which every process can read from the checkpointer.
+Runs the server resumes, starts, or closes as expired (`watch_expiry`, in a thread of its own
+while it serves) go on in a pool of worker threads: the request returns once the run has made its
+first move (or refused to: a conflict, a bad decision), and the page follows the rest through the
+trace, which every process can read from the checkpointer.
 
 A run's status: its result's (`success`, `partial`, `failed`) once finished; `waiting` for a
 decision; else, between two steps, `running` while some process holds the run's lock, or
@@ -33,6 +34,7 @@ from plangate.approval import parse_decision
 from plangate.errors import (
     InvalidDecision,
     NoPendingApproval,
+    PlangateError,
     PlangateUsageError,
     PlanValidationError,
     ProfileError,
@@ -44,6 +46,7 @@ from plangate.errors import (
 from plangate.plan import Plan, parse_plan
 from plangate.profiles import Budget, Profile
 from plangate.project import Project, RunSetup, demo_root, reader
+from plangate.runs.expiry import watch_expiry
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
     get_trace,
@@ -471,6 +474,36 @@ class RunService:
                 raise StaleDecision(thread) from None
             raise
         return {"thread": thread, "decision": decision.decision, "interrupt_id": interrupt_id}
+
+    def expire(self, thread: str, closing: Mapping[str, dict[str, Any]]) -> None:
+        """Close a run's expired requests (`closing`: interrupt id -> `EXPIRED_DECISION`, as
+        `sweep_expired` finds them) and let it go on in the background, as a decision does.
+
+        Raises:
+            UnknownThread, ResumeConflict (a process runs it), and what the graph refuses the
+            run with (`ToolNotAvailable`, `ProfileMismatch`): the run stays paused.
+        """
+        snapshot = self._snapshot(thread)
+        config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
+        self._launch(thread, self._graph(self._setup(snapshot)), Command(resume=closing), config)
+
+    def watch_expiry(self, *, every: float, stop: threading.Event) -> None:
+        """Close the approvals of the database as they expire (`plangate.watch_expiry`), until
+        `stop` is set; each run goes on in the background. Every run closed or refused is
+        logged; a failure of the watch itself (the database gone away) is logged, and the
+        watch starts again `every` seconds later."""
+        while not stop.is_set():
+            try:
+                for thread, closed in watch_expiry(
+                    self._probe, every=every, stop=stop, now=utc_now, close=self.expire
+                ):
+                    if isinstance(closed, PlangateError):
+                        log.warning("expired approval of run %r left waiting: %s", thread, closed)
+                    else:
+                        log.info("closed the expired approvals of run %r", thread)
+            except Exception:
+                log.exception("the expiry watch failed; it starts again in %s s", every)
+                stop.wait(every)
 
     def resume(self, thread: str) -> dict[str, Any]:
         """Go on with a run whose process stopped mid-way, in the background, as `plangate

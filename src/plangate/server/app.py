@@ -28,6 +28,10 @@ A run's `status` is its result's once it has finished (`success`, `partial`, `fa
 `waiting` (for a decision), `running` (a process holds it: this server, `plangate run`, a worker)
 or `stopped` (its process died between two steps; `resume` goes on with it).
 
+While it serves, a thread of its own closes every approval that expires unanswered, a moment
+after it expires (`create_app(expire_every=...)`, see `plangate.watch_expiry`); the run goes on
+in the server as its profile's `on_expiry` says.
+
 What leaves the decision path (the run view's steps, the trace, the event stream) is redacted as
 the run's profile says; only the waiting approvals carry the real arguments.
 
@@ -42,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -188,6 +193,7 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     poll_interval: float = 0.25,
     project: Project | None = None,
+    expire_every: float | None = 30.0,
 ) -> FastAPI:
     """The inbox app over the checkpoint database `db` (a path, `sqlite:///...` or
     `postgresql://...`), with runs set up as `plangate run` sets them up.
@@ -201,6 +207,10 @@ def create_app(
         poll_interval: Seconds between the event stream's looks at the checkpointer.
         project: Where runs started from the page run (its tools and profiles); default: the
             built-in demo beside the database.
+        expire_every: While it serves, the inbox closes every approval that expires unanswered
+            a moment after it expires (`plangate.watch_expiry`), looking at the database at
+            least every `expire_every` seconds for requests made elsewhere; `None` leaves them
+            waiting (`plangate expire` closes them).
 
     Example:
         >>> import uvicorn
@@ -209,11 +219,28 @@ def create_app(
     """
     if not token:
         raise PlangateUsageError("the inbox needs a token", hint="pass --token or PLANGATE_TOKEN")
+    if expire_every is not None and not expire_every > 0:  # also NaN
+        raise PlangateUsageError(
+            f"expire_every={expire_every!r}: give a positive number of seconds",
+            hint="or None, to leave expired approvals to `plangate expire`",
+        )
     service = RunService(db, project=project)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        watcher = threading.Thread(
+            target=service.watch_expiry,
+            kwargs={"every": expire_every, "stop": stop},
+            name="plangate-expiry",
+            daemon=True,  # never keeps a process from exiting; `stop` ends it first here
+        )
+        if expire_every is not None:
+            watcher.start()
         yield
+        stop.set()
+        if watcher.is_alive():  # it ends once the run it may be closing has made its move
+            await run_in_threadpool(watcher.join)
         await run_in_threadpool(service.close)
 
     app = FastAPI(
