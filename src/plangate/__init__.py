@@ -52,6 +52,7 @@ from plangate.runs.history import (
     list_threads,
     pending_approvals,
 )
+from plangate.runs.prune import PrunedRun, PruneReport, prune_runs
 from plangate.state import ApprovalRecord, ApprovalRequest, StepOutcome
 from plangate.tracing import EVENT_TYPES, TraceEvent, golden_signals, redact
 
@@ -91,6 +92,8 @@ __all__ = (
     "PreflightProblem",
     "PreflightReport",
     "PreflightStep",
+    "PruneReport",
+    "PrunedRun",
     "Project",
     "ProjectError",
     "Profile",
@@ -127,6 +130,7 @@ __all__ = (
     "open_checkpointer",
     "pending_approvals",
     "preflight",
+    "prune_runs",
     "redact",
     "tool_registry",
 )
