@@ -17,9 +17,11 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import secrets
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,6 +48,7 @@ from plangate.cli.output import (
     ExitCode,
     OutputClosed,
     Stopped,
+    human_size,
     json_line,
     plural,
     print_rows,
@@ -86,6 +89,7 @@ from plangate.runs.history import (
     pending_approvals,
     run_state,
 )
+from plangate.runs.prune import PruneReport, prune_runs
 
 app = typer.Typer(
     help="Run LLM-made plans of tool calls under governance: budgets, approvals, traces.\n\n"
@@ -648,6 +652,74 @@ def trace(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None)
     graph, _ = read_run(db, thread)
     for event in get_trace(graph, {"configurable": {"thread_id": thread}}):
         say(json_line(event))
+
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _duration(text: str) -> timedelta:
+    """`30d`, `12h`, `45m`, `0s`, `2w`: a whole number and its unit."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None:
+        raise typer.BadParameter(
+            f"{text!r} is not a duration: a whole number and s, m, h, d or w, e.g. 30d"
+        )
+    return timedelta(**{_UNITS[found[2]]: int(found[1])})
+
+
+@app.command()
+def prune(
+    finished_before: Annotated[
+        timedelta,
+        typer.Option(
+            "--finished-before",
+            metavar="AGE",
+            parser=_duration,
+            help="Prune the runs that finished at least AGE ago: 30d, 12h, 45m, 2w; "
+            "0s prunes every finished run.",
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
+    ] = False,
+    db: DbOption = None,
+    project: ProjectOption = None,
+) -> None:
+    """Remove the intermediate checkpoints of finished runs: `show`, `trace` and `runs` read
+    each one back as before, and a new plan on its thread continues its trace.
+
+    Runs waiting for a decision and unfinished runs are never touched. On SQLite the file is
+    then compacted (VACUUM), which rewrites it once.
+    """
+    _, db = find_project(project, db)
+    report = prune_runs(open_reader(db), finished_before=finished_before, dry_run=dry_run)
+    removes = "would remove" if dry_run else "removed"
+    for run in report.runs:
+        finished = run.finished_at.isoformat(timespec="seconds")
+        say(
+            f"{run.thread_id}  finished {finished}: "
+            f"{removes} {plural(run.checkpoints_removed, 'checkpoint')}"
+        )
+    for thread in report.skipped:
+        say(f"{thread}  skipped: another process runs it now")
+    say(_prune_summary(report))
+
+
+def _prune_summary(report: PruneReport) -> str:
+    if not report.runs:
+        return "No finished run to prune."
+    runs = plural(len(report.runs), "run")
+    checkpoints = plural(report.checkpoints_removed, "checkpoint")
+    if report.dry_run:
+        return f"Would prune {runs}: {checkpoints} (dry run: nothing was removed)."
+    summary = f"Pruned {runs}: {checkpoints} removed"
+    if report.bytes_before is not None and report.bytes_after is not None:
+        summary += (
+            f"; {human_size(report.bytes_before - report.bytes_after)} reclaimed "
+            f"({human_size(report.bytes_before)} -> {human_size(report.bytes_after)})"
+        )
+    return summary + "."
 
 
 @app.command()

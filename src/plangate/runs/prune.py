@@ -130,6 +130,7 @@ def prune_runs(
 
     Example:
         >>> from datetime import timedelta
+        >>> from plangate import open_checkpointer
         >>> report = prune_runs(open_checkpointer(":memory:"), finished_before=timedelta(days=30))
         >>> report.runs, report.checkpoints_removed
         ((), 0)
