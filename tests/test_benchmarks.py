@@ -122,3 +122,14 @@ def test_resume_growth_benchmark_smoke_run_reports_the_ratio(tmp_path: Path) -> 
     assert all(m > 0 for m in medians)
     assert abs(report["growth"] - medians[1] / medians[0]) < 1e-9
     assert "Growth, median at 12 / at 3:" in done.stdout
+
+
+def test_prune_benchmark_smoke_run_prunes_every_run_and_shrinks_the_file(tmp_path: Path) -> None:
+    done = run_module(
+        "benchmarks.prune", "--runs", "3", "--steps", "4", "--reads", "2", "--out", str(tmp_path)
+    )
+    report = json.loads((tmp_path / "prune.json").read_text())
+    assert report["runs"] == 3
+    assert report["checkpoints_removed"] > 0
+    assert report["bytes_after"] < report["bytes_before"]
+    assert "| database size (MB) |" in done.stdout

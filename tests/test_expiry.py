@@ -185,13 +185,17 @@ def test_on_expiry_leaves_a_rejection_to_on_reject(runner: Runner, log: CallLog)
     assert result["halted"] is None
 
 
-def test_on_expiry_unset_keeps_the_fingerprint_runs_paused_before_it_were_bound_to(
+def test_new_fields_unset_keep_the_fingerprint_runs_paused_before_them_were_bound_to(
     tmp_path: Path,
 ) -> None:
-    """A run records its profile's fingerprint and goes on only under it: the field, left
-    unset, must not change the fingerprints of the profiles that existed before it."""
+    """A run records its profile's fingerprint and goes on only under it: `on_expiry`,
+    `approvals_required` and `plan_review`, left unset, must not change the fingerprints of the
+    profiles that existed before them. (`enterprise` now reviews its plans: other rules, another
+    fingerprint; without the review it is the profile it was.)"""
     assert load_profile("smb").fingerprint == "56f938f0c414cea1"
-    assert load_profile("enterprise").fingerprint == "41e313261d201133"
+    enterprise = load_profile("enterprise")
+    assert enterprise.fingerprint != "41e313261d201133"
+    assert enterprise.model_copy(update={"plan_review": None}).fingerprint == "41e313261d201133"
     halting = tmp_path / "halting.yaml"
     halting.write_text("on_expiry: halt\n")
     assert load_profile(halting).on_expiry == "halt"

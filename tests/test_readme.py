@@ -138,6 +138,27 @@ def test_the_audit_trail_commands_verify_and_export_the_try_it_run(tmp_path: Pat
     assert '"verified": true' in lines[0]
 
 
+def test_the_keeping_the_database_small_commands_prune_a_run_and_keep_its_trace(
+    tmp_path: Path,
+) -> None:
+    """The section's commands finish a run, prune it (a dry run first), and print its trace."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PLANGATE_PROJECT", None)
+    done = subprocess.run(
+        ["bash", "-c", readme_commands("### Keeping the database small")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(dry run: nothing was removed)." in done.stdout
+    assert "Pruned 1 run: " in done.stdout
+    assert done.stdout.splitlines()[-1].startswith('{"type": "plan_completed", ')
+
+
 def test_the_passing_outputs_forward_plan_runs_as_written(tmp_path: Path) -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("\n#### Passing outputs forward\n", 1)[1]

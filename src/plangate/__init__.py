@@ -54,6 +54,7 @@ from plangate.runs.history import (
     list_threads,
     pending_approvals,
 )
+from plangate.runs.prune import PrunedRun, PruneReport, prune_runs
 from plangate.state import ApprovalRecord, ApprovalRequest, StepOutcome
 from plangate.tracing import EVENT_TYPES, TraceEvent, golden_signals, redact
 
@@ -94,6 +95,8 @@ __all__ = (
     "PreflightProblem",
     "PreflightReport",
     "PreflightStep",
+    "PruneReport",
+    "PrunedRun",
     "Project",
     "ProjectError",
     "Profile",
@@ -131,6 +134,7 @@ __all__ = (
     "open_checkpointer",
     "pending_approvals",
     "preflight",
+    "prune_runs",
     "redact",
     "tool_registry",
     "verify_events",

@@ -22,6 +22,7 @@ import secrets
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +53,7 @@ from plangate.cli.output import (
     ExitCode,
     OutputClosed,
     Stopped,
+    human_size,
     json_line,
     plural,
     print_rows,
@@ -93,6 +95,7 @@ from plangate.runs.history import (
     pending_approvals,
     run_state,
 )
+from plangate.runs.prune import PruneReport, prune_runs
 
 app = typer.Typer(
     help="Run LLM-made plans of tool calls under governance: budgets, approvals, traces.\n\n"
@@ -416,16 +419,25 @@ def _waiting_line(
     return f"waiting: {step} {needs}: plangate show {thread}{flag}"
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?)(s|m|h)?")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)([smhdw])?")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LONGEST_WAIT = 24 * 3600.0  # a longer wait is a mistake (and `inf` overflows the sleep)
 
 
-def _duration(text: str) -> float:
-    """Seconds, from a duration as the command line takes it: `30s`, `5m`, `1h` (a bare
+def _duration(text: str) -> timedelta:
+    """A duration as the command line takes it: `30s`, `5m`, `12h`, `30d`, `2w` (a bare
     number is seconds)."""
     match = _DURATION.fullmatch(text.strip())
-    seconds = float(match[1]) * _UNIT_SECONDS[match[2] or "s"] if match else 0.0
+    if match is None:
+        raise typer.BadParameter(
+            f"{text!r} is not a duration: a number and s, m, h, d or w, as in 30s or 30d"
+        )
+    return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2] or "s"])
+
+
+def _wait(text: str) -> float:
+    """Seconds between two sweeps: more than none, at most a day."""
+    seconds = _duration(text).total_seconds()
     if not 0 < seconds <= _LONGEST_WAIT:
         raise typer.BadParameter(
             f"{text!r} is not a duration of at most 24h: write it as 30s, 5m or 1h"
@@ -445,7 +457,7 @@ DEFAULT_SWEEP_EVERY = 30.0
 
 def _duration_option(*flags: str, help: str) -> Any:
     """An option taking a duration (`30s`, `5m`, `1h`) as seconds."""
-    return typer.Option(*flags, parser=_duration, metavar="DURATION", help=help)
+    return typer.Option(*flags, parser=_wait, metavar="DURATION", help=help)
 
 
 @app.command()
@@ -786,6 +798,60 @@ def audit(
     except OSError as exc:
         raise PlangateUsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     say(f"Wrote the audit trail of run {thread} to {output}.")
+
+
+@app.command()
+def prune(
+    finished_before: Annotated[
+        timedelta,
+        typer.Option(
+            "--finished-before",
+            metavar="AGE",
+            parser=_duration,
+            help="Prune the runs that finished at least AGE ago: 30d, 12h, 45m, 2w; "
+            "0s prunes every finished run.",
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
+    ] = False,
+    db: DbOption = None,
+    project: ProjectOption = None,
+) -> None:
+    """Remove the intermediate checkpoints of finished runs: `show`, `trace` and `runs` read
+    each one back as before, and a new plan on its thread continues its trace.
+
+    Runs waiting for a decision and unfinished runs are never touched. On SQLite the file is
+    then compacted (VACUUM), which rewrites it once.
+    """
+    _, db = find_project(project, db)
+    report = prune_runs(open_reader(db), finished_before=finished_before, dry_run=dry_run)
+    removes = "would remove" if dry_run else "removed"
+    for run in report.runs:
+        finished = run.finished_at.isoformat(timespec="seconds")
+        say(
+            f"{run.thread_id}  finished {finished}: "
+            f"{removes} {plural(run.checkpoints_removed, 'checkpoint')}"
+        )
+    for thread in report.skipped:
+        say(f"{thread}  skipped: another process runs it now")
+    say(_prune_summary(report))
+
+
+def _prune_summary(report: PruneReport) -> str:
+    if not report.runs:
+        return "No finished run to prune."
+    runs = plural(len(report.runs), "run")
+    checkpoints = plural(report.checkpoints_removed, "checkpoint")
+    if report.dry_run:
+        return f"Would prune {runs}: {checkpoints} (dry run: nothing was removed)."
+    summary = f"Pruned {runs}: {checkpoints} removed"
+    if report.bytes_before is not None and report.bytes_after is not None:
+        summary += (
+            f"; {human_size(report.bytes_before - report.bytes_after)} reclaimed "
+            f"({human_size(report.bytes_before)} -> {human_size(report.bytes_after)})"
+        )
+    return summary + "."
 
 
 @app.command()

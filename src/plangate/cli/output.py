@@ -149,6 +149,16 @@ def human_duration(ms: float) -> str:
     return f"{value:,.1f}".removesuffix(".0") + f" {unit}"
 
 
+def human_size(size: int) -> str:
+    """A size on disk in the unit a person reads it in: `512 B`, `48.3 kB`, `2.1 MB`."""
+    value, unit = float(size), "B"
+    for larger in ("kB", "MB", "GB"):
+        if abs(value) < 999.95:
+            break
+        value, unit = value / 1000, larger
+    return f"{value:,.1f}".removesuffix(".0") + f" {unit}"
+
+
 def print_rows(rows: Sequence[Sequence[str]]) -> None:
     """A table: its first row the header, each cell made visible before it is measured."""
     shown = [[visible(str(cell)) for cell in row] for row in rows]

@@ -257,12 +257,16 @@ class Profile(BaseModel):
         the one it started under, and an approval is bound to it (the same name with other
         rules is another profile). Short, since every checkpoint of a run carries it."""
         fields = self.model_dump(mode="json")
-        if fields["on_expiry"] is None:
-            # Unset, it changes nothing (`on_reject` rules), so it leaves the fingerprint as it
-            # was before the field existed: runs paused before it still go on.
-            del fields["on_expiry"]
+        # Fields added since runs were first paused leave the fingerprint as it was when they
+        # are unset (they change nothing then): runs paused before them still go on.
+        for name in _LATER_FIELDS:
+            if fields[name] == type(self).model_fields[name].get_default(call_default_factory=True):
+                del fields[name]
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+_LATER_FIELDS = ("on_expiry", "approvals_required", "plan_review")
 
 
 def _matches(tool: str, patterns: list[str]) -> bool:

@@ -1,9 +1,10 @@
 """Runs: persisting them, locking them, reading them back.
 
 The checkpointer a run pauses into and resumes from (`checkpoint`), one run of a thread at a
-time (`locks`), the trace, pending approvals and threads read back (`history`), and the compiled
-graph that checks what enters it and holds a run's lock (`guarded_graph`). PostgreSQL support
-(`postgres`, extra `plangate[postgres]`) is internal to the package and imported only when used.
+time (`locks`), the trace, pending approvals and threads read back (`history`), finished runs
+pruned to what reading them back needs (`prune`), and the compiled graph that checks what enters
+it and holds a run's lock (`guarded_graph`). PostgreSQL support (`postgres`, extra
+`plangate[postgres]`) is internal to the package and imported only when used.
 """
 
 from plangate.runs.checkpoint import (
@@ -21,13 +22,17 @@ from plangate.runs.history import (
     list_threads,
     pending_approvals,
     run_state,
+    trace_of,
     trace_since,
     waiting_approvals,
 )
 from plangate.runs.locks import RunLocks, arun_locks, run_locks
+from plangate.runs.prune import PrunedRun, PruneReport, prune_runs
 
 __all__ = (
     "PlangateGraph",
+    "PruneReport",
+    "PrunedRun",
     "RunLocks",
     "aget_trace",
     "aopen_checkpointer",
@@ -39,9 +44,11 @@ __all__ = (
     "list_threads",
     "open_checkpointer",
     "pending_approvals",
+    "prune_runs",
     "run_locks",
     "run_state",
     "sqlite_path",
+    "trace_of",
     "trace_since",
     "waiting_approvals",
 )

@@ -26,6 +26,7 @@ __all__ = (
     "list_threads",
     "pending_approvals",
     "run_state",
+    "trace_of",
     "trace_since",
     "waiting_approvals",
 )
@@ -56,6 +57,15 @@ def _ordered(events: dict[tuple[str, int], TraceEvent]) -> list[TraceEvent]:
     return sorted(events.values(), key=lambda e: (e["seq"], e["ts"]))
 
 
+def trace_of(checkpoints: Iterable[CheckpointTuple]) -> list[TraceEvent]:
+    """The trace events written on `checkpoints` (newest first, as a saver lists them), in
+    `seq` order: what `get_trace` returns when they are all of a thread's checkpoints."""
+    events: dict[tuple[str, int], TraceEvent] = {}
+    for checkpoint in checkpoints:
+        _collect(events, checkpoint)
+    return _ordered(events)
+
+
 def get_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEvent]:
     """Every trace event a thread has written, in `seq` order, also from another process.
 
@@ -76,14 +86,18 @@ def trace_since(
     them for `None`), in `seq` order: what a reader who last looked when `checkpoint_id` was
     the latest may have missed, since a running step writes onto the latest checkpoint. Costs
     the checkpoints read, not the thread's whole history."""
-    events: dict[tuple[str, int], TraceEvent] = {}
-    checkpoints: Iterable[CheckpointTuple] = _saver(graph).list(_thread(config))  # newest first
-    for checkpoint in checkpoints:
-        _collect(events, checkpoint)
+    return trace_of(_down_to(_saver(graph).list(_thread(config)), checkpoint_id))
+
+
+def _down_to(
+    newest_first: Iterable[CheckpointTuple], checkpoint_id: str | None
+) -> Iterator[CheckpointTuple]:
+    """The checkpoints of `newest_first` down to `checkpoint_id` (included; all for `None`)."""
+    for checkpoint in newest_first:
+        yield checkpoint
         reached = checkpoint.config["configurable"]["checkpoint_id"]
         if checkpoint_id is not None and reached <= checkpoint_id:  # ids grow with time
-            break
-    return _ordered(events)
+            return
 
 
 async def aget_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEvent]:

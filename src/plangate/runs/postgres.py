@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from plangate.errors import PlangateUsageError
 
-__all__ = ("PostgresRunLocks", "aopen_postgres", "fetch_all", "open_postgres")
+__all__ = ("PostgresRunLocks", "aopen_postgres", "delete_pruned", "fetch_all", "open_postgres")
 
 # What LangGraph's PostgreSQL saver expects of its connections.
 _CONNECTION = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
@@ -78,6 +78,40 @@ def fetch_all(saver: PostgresSaver, query: str) -> list[dict[str, Any]]:
     """The rows of a read-only `query` on the saver's database."""
     with saver._cursor() as cursor:  # the saver's own way to a connection, pooled or not
         return list(cursor.execute(query).fetchall())
+
+
+# A blob is a channel's value at one version, read by every checkpoint naming that version.
+_UNREFERENCED_BLOBS = (
+    "DELETE FROM checkpoint_blobs AS b WHERE b.thread_id = %s AND b.checkpoint_ns = '' "
+    "AND NOT EXISTS (SELECT 1 FROM checkpoints AS c WHERE c.thread_id = b.thread_id "
+    "AND c.checkpoint_ns = b.checkpoint_ns "
+    "AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version)"
+)
+
+
+def delete_pruned(
+    saver: PostgresSaver, thread_id: str, *, first: str, latest: str, task: str, removed: list[str]
+) -> None:
+    """`plangate.runs.prune`'s deletions on PostgreSQL, in one transaction: the `removed`
+    checkpoints, their writes and the blobs no kept checkpoint reads, and the first checkpoint's
+    writes but the trace (`task`'s); the latest checkpoint follows the first."""
+    with saver._cursor() as cursor, cursor.connection.transaction():
+        cursor.execute(
+            "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = '' "
+            "AND (checkpoint_id = ANY(%s) OR (checkpoint_id = %s AND task_id <> %s))",
+            (thread_id, removed, first, task),
+        )
+        cursor.execute(
+            "DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = '' "
+            "AND checkpoint_id = ANY(%s)",
+            (thread_id, removed),
+        )
+        cursor.execute(
+            "UPDATE checkpoints SET parent_checkpoint_id = %s "
+            "WHERE thread_id = %s AND checkpoint_ns = '' AND checkpoint_id = %s",
+            (first, thread_id, latest),
+        )
+        cursor.execute(_UNREFERENCED_BLOBS, (thread_id,))
 
 
 def _key(thread_id: str) -> int:
