@@ -25,6 +25,7 @@ from plangate import (
     get_trace,
     open_checkpointer,
     prune_runs,
+    verify_trace,
 )
 from plangate._governance import utc_now
 from plangate.runs import prune as prune_module
@@ -110,6 +111,9 @@ def test_a_pruned_run_reads_back_exactly_as_before(
     assert cli(url, tmp_path, "show", "done") == shown
     assert cli(url, tmp_path, "trace", "done") == traced
     assert cli(url, tmp_path, "runs", "--all") == listed
+    assert cli(url, tmp_path, "verify", "done") == (
+        f"Run done: the hash chain of its {len(trace)} events holds.\n"
+    )
     # Pruning again finds nothing more to remove.
     assert ours(prune_runs(graph, finished_before=ALL), "done") == {}
 
@@ -217,10 +221,14 @@ def test_a_new_plan_on_a_pruned_thread_continues_its_trace(graph: PlangateGraph)
     state, twin = (graph.get_state(thread(name)).values for name in ("pruned", "kept"))
     assert state["result"]["status"] == twin["result"]["status"]
     assert state["outcomes"].keys() == twin["outcomes"].keys()
+    # The audit trail holds across the prune and the new run's events, chained to the old.
+    assert verify_trace(graph, thread("pruned")).ok
     # Pruned again, the thread keeps both runs' trace.
     prune_runs(graph, finished_before=ALL)
     assert get_trace(graph, thread("pruned")) == trace
     assert len(stored(graph, "pruned")) == 2
+    check = verify_trace(graph, thread("pruned"))
+    assert (check.ok, check.events) == (True, len(trace))
 
 
 def test_the_cli_prunes_says_what_and_refuses_a_bad_duration(tmp_path: Path, log: CallLog) -> None:
