@@ -31,6 +31,7 @@ from plangate import (
     build_graph,
     demo_outbox,
     demo_toolkit,
+    load_profile,
     open_checkpointer,
 )
 from plangate.integrations.as_tool import as_tool, summarize_result
@@ -239,6 +240,44 @@ def test_approval_pauses_the_agent_and_resuming_it_runs_each_step_once(
     assert summary["budget"] == {"used": 2, "limit": 50}
     assert message.artifact["approvals"][0]["approver"] == "lee"
     assert out["messages"][-1].content == "Sent."
+
+
+def test_under_enterprise_the_agent_pauses_for_the_plan_review_then_for_what_it_leaves(
+    runner: Runner, log: CallLog, clock: Clock
+) -> None:
+    """`as_tool` under `enterprise`: the agent pauses first with the review of the whole plan;
+    approved, the covered draft runs without asking, and the high-risk send still asks, from a
+    profile that wants two approvers for it."""
+    profile = load_profile("enterprise").model_copy(update={"approvals_required": {"high": 2}})
+    tool = as_tool(
+        counting_tools(log, "crm.lookup", "email.draft", "email.send"), profile=profile, clock=clock
+    )
+    plan = plan_of(
+        step("lookup", "crm.lookup"),
+        step("draft", "email.draft", action="propose", depends_on=["lookup"]),
+        step("send", "email.send", action="execute", depends_on=["draft"]),
+        goal="follow up",
+    )
+    bot = agent(runner, tool, calls(("call-1", plan)), AIMessage(content="Sent."))
+
+    review = the_interrupt(runner.invoke(bot, ask(), thread("chat"))).value
+    assert review["type"] == "plan_review"
+    assert [s["step_id"] for s in review["steps"] if s["covered"]] == ["draft"]
+    assert log.calls == []
+
+    send = the_interrupt(runner.invoke(bot, approve("rev"), thread("chat"))).value
+    assert (send["step_id"], send["approvals_required"]) == ("send", 2)
+    assert [name for name, _ in log.calls] == ["crm.lookup", "email.draft"]
+    again = the_interrupt(runner.invoke(bot, approve("lee"), thread("chat"))).value
+    assert [a["approver"] for a in again["approvals_so_far"]] == ["lee"]
+    out = runner.invoke(bot, approve("kim"), thread("chat"))
+
+    (message,) = tool_messages(out)
+    assert summary_of(message)["status"] == "success"
+    assert log.count("email.send") == 1
+    approvals = {a["step_id"]: a for a in message.artifact["approvals"]}
+    assert approvals["draft"]["covered_by"] == "plan_review"
+    assert [a["approver"] for a in approvals["send"]["approvals"]] == ["lee", "kim"]
 
 
 def test_rejecting_on_the_agent_skips_the_step_and_tells_the_model(

@@ -355,6 +355,26 @@ def test_gated_call_pauses_with_a_plangate_approval_request(
     assert asked["data"]["request_id"] == request["request_id"]
 
 
+def test_four_eyes_hold_for_an_agents_own_call(agents: Agents, log: CallLog) -> None:
+    """Under `approvals_required: {high: 2}` an agent's high-risk call waits for two different
+    approvers: the same one again is asked about anew, with why, and nothing runs until a
+    second person approves."""
+    four_eyes = load_profile("smb").model_copy(update={"approvals_required": {"high": 2}})
+    governance = GovernanceMiddleware(profile=four_eyes)
+    agent = agents.build(script([("email.send", {"text": "hi"})], "sent"), [governance])
+    [pause] = agents.start(agent).interrupts
+    assert pause.value["approvals_required"] == 2
+
+    [again] = agents.resume(agent, {"decision": "approve", "approver": "lee"}).interrupts
+    assert [a["approver"] for a in again.value["approvals_so_far"]] == ["lee"]
+    [refused] = agents.resume(agent, {"decision": "approve", "approver": "lee"}).interrupts
+    assert "'lee' has approved this request already" in refused.value["error"]
+    assert log.calls == []
+
+    agents.resume(agent, {"decision": "approve", "approver": "kim"})
+    assert log.calls == [("email.send", {"text": "hi"})]
+
+
 def test_tools_declaring_themselves_are_governed_by_their_declaration(
     agents: Agents, log: CallLog
 ) -> None:
