@@ -213,6 +213,27 @@ def test_a_plan_cannot_make_a_step_covered_by_saying_it_reads(runner: Runner, lo
     assert log.calls == []
 
 
+def test_a_plan_none_of_whose_steps_would_ask_runs_without_a_review(
+    runner: Runner, graph: PlangateGraph, log: CallLog
+) -> None:
+    out = runner.invoke(graph, {"plan": plan_of(LOOKUP)}, thread())
+
+    assert out["result"]["status"] == "success"
+    assert log.calls == [("crm.lookup", {"text": "acme"})]
+    assert not [e for e in runner.trace(graph, thread()) if e["type"] == "approval_requested"]
+
+
+def test_an_edit_to_a_plan_that_asks_nobody_runs_it_without_another_review(
+    runner: Runner, graph: PlangateGraph, log: CallLog
+) -> None:
+    runner.invoke(graph, {"plan": plan_of(SEND)}, thread())
+
+    out = decide(runner, graph, decision="edit", args=plan_of(LOOKUP), approver="rev")
+
+    assert out["result"]["status"] == "success"
+    assert log.calls == [("crm.lookup", {"text": "acme"})]
+
+
 def test_the_review_is_off_by_default_and_a_bad_setting_names_the_field(tmp_path: Path) -> None:
     assert load_profile("smb").plan_review is None
     assert load_profile("enterprise").plan_review is not None

@@ -3,6 +3,7 @@
 Under a profile with `plan_review`, `plan_start` builds the review request (the pre-flight
 report of the plan: every step's tool, args, effective action and its source, risk, and what
 the review covers; the budget forecast per tier) and this node waits on it with one interrupt.
+A plan none of whose steps would ask anyone runs without a review.
 
 - `approve` pre-approves every step that would ask and whose risk is at most `covers`, unless it
   needs several approvers or its tool always waits for its own decision: those steps run without
@@ -63,8 +64,10 @@ def review_digest(plan: Plan, covers: str, fingerprint: str) -> str:
 
 def review_request(
     run: RunCounters, plan: Plan, governance: Governance, writer: TraceWriter
-) -> PlanReviewRequest:
-    """The plan review request of `plan`, traced as `approval_requested` (with no step)."""
+) -> PlanReviewRequest | None:
+    """The plan review request of `plan`, traced as `approval_requested` (with no step); `None`
+    when no step of the plan would ask anyone: a review approves calls, and there are none to
+    approve."""
     profile = governance.profile
     assert profile.plan_review is not None
     covers = profile.plan_review.covers
@@ -82,6 +85,8 @@ def review_request(
                 "asks": checked.asks and not covered,
             }
         )
+    if not any(s["covered"] or s["asks"] for s in steps):
+        return None
     risk: Risk = max((s.risk for s in report.steps), key=_RISKS.index, default="low")
     covered_count = sum(s["covered"] for s in steps)
     asking = sum(s["asks"] for s in steps)
@@ -187,7 +192,8 @@ def plan_review(state: PlanState, runtime: Runtime[Any], *, governance: Governan
         plan = parse_plan(decision.args)  # `parse_decision` has checked it is a valid plan
         again = review_request(run, plan, governance, writer)
         update = {"plan": plan.to_state(), "review": again, **writer.update()}
-        return Command(update=update, goto="plan_review")
+        # A new plan none of whose steps would ask has nothing left to review.
+        return Command(update=update, goto="plan_review" if again else "budget_check")
     grant: ReviewGrant = {
         "request_id": request["request_id"],
         "approver": decision.approver,

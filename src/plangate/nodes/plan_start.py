@@ -52,7 +52,9 @@ def plan_start(
     update: dict[str, Any] = {"plan": plan.to_state(), "outcomes": Overwrite({})}
     if governance.profile.plan_review is not None:
         # Built here, not in `plan_review`, which runs again from its first line on resume.
-        update["review"] = review_request(run, plan, governance, writer)
+        review = review_request(run, plan, governance, writer)
+        if review is not None:
+            update["review"] = review
     update.update(writer.update())
     # Clear what an earlier run or this input left, but write nothing needless: every channel
     # ever written adds its version to every later checkpoint.
