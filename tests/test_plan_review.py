@@ -20,7 +20,9 @@ from plangate import (
     Profile,
     ProfileError,
     build_graph,
+    expire_approvals,
     load_profile,
+    open_checkpointer,
     preflight,
 )
 
@@ -175,6 +177,23 @@ def test_a_review_decided_after_it_expired_runs_nothing(
     assert log.calls == []
     assert out["result"]["status"] == "failed"
     assert out["result"]["failure_context"]["error_type"] == "plan_review_expired"
+
+
+def test_the_expiry_sweep_closes_a_review_nobody_decided_and_nothing_runs(
+    tmp_path: Path, log: CallLog, clock: Clock
+) -> None:
+    saver = open_checkpointer(f"sqlite:///{tmp_path / 'runs.db'}")
+    graph = build_graph(
+        counting_tools(log, *TOOLS), profile=reviewed(), clock=clock, checkpointer=saver
+    )
+    graph.invoke({"plan": plan_of(DRAFT)}, thread())
+    clock.advance(hours=25)
+
+    (closed,) = [(t, r) for t, r in expire_approvals(graph, now=clock()) if t == "t1"]
+
+    assert closed[1]["status"] == "failed"
+    assert closed[1]["failure_context"]["error_type"] == "plan_review_expired"
+    assert log.calls == []
 
 
 def test_steps_needing_several_approvers_or_always_asking_are_not_covered(
