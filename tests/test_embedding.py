@@ -280,6 +280,31 @@ def test_under_enterprise_the_agent_pauses_for_the_plan_review_then_for_what_it_
     assert [a["approver"] for a in approvals["send"]["approvals"]] == ["lee", "kim"]
 
 
+def test_an_agent_using_the_tool_is_answered_in_langchains_hitl_form(
+    runner: Runner, log: CallLog, clock: Clock
+) -> None:
+    """The agent's interrupt is a LangChain HITL request; a HITL edit resumes it, the approver
+    coming from the agent run's config."""
+    bot = agent(
+        runner,
+        governed_tool(log, clock),
+        calls(("call-1", lookup_then_send())),
+        AIMessage(content="Sent."),
+    )
+    request = the_interrupt(runner.invoke(bot, ask(), thread("chat"))).value
+    assert request["action_requests"][0]["name"] == "email.send"
+    assert request["review_configs"][0]["allowed_decisions"][:3] == ["approve", "edit", "reject"]
+
+    edit = {"type": "edit", "edited_action": {"name": "email.send", "args": {"text": "edited"}}}
+    named = {"configurable": {**thread("chat")["configurable"], "approver": "lee"}}
+    out = runner.invoke(bot, Command(resume={"decisions": [edit]}), named)
+
+    (message,) = tool_messages(out)
+    approval = message.artifact["approvals"][0]
+    assert (approval["decision"], approval["approver"]) == ("edit", "lee")
+    assert log.calls[-1] == ("email.send", {"text": "edited"})
+
+
 def test_rejecting_on_the_agent_skips_the_step_and_tells_the_model(
     runner: Runner, log: CallLog, clock: Clock
 ) -> None:

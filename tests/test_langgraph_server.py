@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,11 +42,15 @@ from _support import (
     plangate,
     write_team_project,
 )
+from langchain.agents.middleware.human_in_the_loop import HITLRequest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from langgraph_sdk.schema import Command
+from pydantic import TypeAdapter
 
 from plangate import demo_outbox
+
+HITL_REQUEST = TypeAdapter(HITLRequest)
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGGRAPH = Path(sys.executable).with_name("langgraph")
@@ -309,6 +314,117 @@ def test_an_edit_of_a_redacted_copy_or_a_stale_digest_is_refused_and_the_run_sti
     sent = _emails(server)[-1]
     assert (sent["to"], sent["subject"]) == ("ana.lopez@acme.example", "Renewal, this week?")
     assert "[REDACTED" not in sent["body"]
+
+
+def test_langchain_hitl_decisions_from_the_python_sdk_refuse_another_tool_then_approve(
+    server: Server, client: SyncLangGraphClient, plan: dict[str, Any]
+) -> None:
+    """The waiting request is a LangChain HITL request; a HITL edit that names another tool
+    fails its run in one line and the request still waits; a HITL approve with the approver in
+    the run's config sends once and records who."""
+    emails_before = len(_emails(server))
+    thread_id = _thread(client)
+    client.runs.wait(thread_id, GRAPH_ID, input={"plan": plan})
+    (pending,) = _pending(client, thread_id)
+    HITL_REQUEST.validate_python(pending["value"])
+    assert pending["value"]["action_requests"][0]["name"] == "email.send"
+
+    swap = {"name": "email.draft", "args": pending["value"]["args"]}
+    failed = client.runs.wait(
+        thread_id,
+        GRAPH_ID,
+        command={"resume": {"decisions": [{"type": "edit", "edited_action": swap}]}},
+        raise_error=False,
+    )
+    assert failed["__error__"]["error"] == "InvalidDecision"
+    assert "an edit cannot call 'email.draft' instead" in failed["__error__"]["message"]
+    assert [i["id"] for i in _pending(client, thread_id)] == [pending["id"]]
+
+    client.runs.wait(
+        thread_id,
+        GRAPH_ID,
+        command={"resume": {"decisions": [{"type": "approve"}]}},
+        config={"configurable": {"approver": "lee"}},
+    )
+
+    result = client.threads.get_state(thread_id)["values"]["result"]
+    assert result["status"] == "success"
+    assert [(a["decision"], a["approver"]) for a in result["approvals"]] == [("approve", "lee")]
+    assert len(_emails(server)) == emails_before + 1
+
+
+JS_SDK, JS_SDK_VERSION = "@langchain/langgraph-sdk", "2.0.0"
+
+# Drives the server with LangGraph's JS SDK: start a run of the plan, read the waiting
+# interrupt, resume it in LangChain's HITL form with the approver in the run's metadata, and
+# print what came back.
+JS_CLIENT = """
+const { Client } = require("@langchain/langgraph-sdk");
+const [url, graph, plan] = process.argv.slice(2);
+(async () => {
+  const client = new Client({ apiUrl: url });
+  const thread = await client.threads.create();
+  await client.runs.wait(thread.thread_id, graph, { input: { plan: JSON.parse(plan) } });
+  const waiting = Object.values((await client.threads.get(thread.thread_id)).interrupts).flat();
+  const request = waiting[0].value;
+  await client.runs.wait(thread.thread_id, graph, {
+    command: { resume: { decisions: [{ type: "reject", message: "not from JS" }] } },
+    metadata: { approver: "js-user" },
+  });
+  const state = await client.threads.getState(thread.thread_id);
+  console.log(JSON.stringify({ request, result: state.values.result }));
+})().catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+@pytest.fixture(scope="session")
+def js_sdk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with LangGraph's JS SDK installed from npm, once per session (kept in pytest's
+    cache between sessions). Never a skip: without node and npm, or if the install fails, the
+    test fails saying why."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        pytest.fail(f"node and npm are needed to run {JS_SDK}; install Node.js 20 or later")
+    cache = getattr(request.config, "cache", None)
+    name = f"npm-langgraph-sdk-{JS_SDK_VERSION}"
+    folder = cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
+    installed = folder / "node_modules" / JS_SDK / "package.json"
+    if not installed.is_file() or json.loads(installed.read_text())["version"] != JS_SDK_VERSION:
+        done = subprocess.run(
+            [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund",
+             f"{JS_SDK}@{JS_SDK_VERSION}"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        if done.returncode != 0 or not installed.is_file():
+            pytest.fail(f"cannot install {JS_SDK}@{JS_SDK_VERSION}: {done.stderr[-2000:]}")
+    return folder
+
+
+def test_the_js_sdk_reads_a_hitl_request_and_rejects_in_hitl_form(
+    server: Server, js_sdk: Path, plan: dict[str, Any]
+) -> None:
+    emails_before = len(_emails(server))
+    script = js_sdk / "hitl_client.js"
+    script.write_text(JS_CLIENT)
+
+    done = subprocess.run(
+        ["node", str(script), server.url, GRAPH_ID, json.dumps(plan)],
+        cwd=js_sdk, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    HITL_REQUEST.validate_python(seen["request"])
+    assert seen["request"]["review_configs"][0]["action_name"] == "email.send"
+    result = seen["result"]
+    assert [s["status"] for s in result["steps"]] == ["ok", "ok", "rejected"]
+    approval = result["approvals"][0]
+    assert (approval["decision"], approval["reason"], approval["approver"]) == (
+        "reject",
+        "not from JS",
+        "js-user",
+    )
+    assert len(_emails(server)) == emails_before
 
 
 def test_trace_events_stream_on_custom_and_node_updates_on_updates(

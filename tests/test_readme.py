@@ -192,6 +192,15 @@ def test_the_plan_review_example_covers_the_draft_and_the_send_still_asks(
     ]
 
 
+def test_the_hitl_example_shows_the_request_and_takes_an_edit(tmp_path: Path) -> None:
+    heading = "### LangChain's HITL format: Agent Chat UI, Agent Inbox"
+    out = run_example(readme_example(heading), tmp_path).splitlines()
+    assert out == [
+        "email.send ['approve', 'edit', 'reject', 'respond']",
+        "success lee bo@acme.example",
+    ]
+
+
 def test_the_four_eyes_example_runs_after_two_approvers(tmp_path: Path) -> None:
     out = run_example(readme_example("### Four eyes"), tmp_path).splitlines()
     assert out == ["high 2", "['lee']", "success ['lee', 'kim']"]

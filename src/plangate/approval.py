@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from plangate._files import dotted, first_error
 from plangate.errors import InvalidDecision, PlanValidationError
+from plangate.hitl import from_hitl, is_hitl
 from plangate.plan import (
     MAX_NAME_CHARS,
     MAX_PLAN_SIZE,
@@ -117,13 +118,21 @@ class Decision(BaseModel):
         return message
 
 
-_HINT = "send {'decision': 'approve'|'edit'|'reject'|'respond', ...}"
+_HINT = (
+    "send {'decision': 'approve'|'edit'|'reject'|'respond', ...}, or LangChain's HITL form "
+    "{'decisions': [{'type': 'approve'}]}"
+)
 
 
 def parse_decision(
-    value: Any, *, tool: BaseTool | None = None, request: Mapping[str, Any] | None = None
+    value: Any,
+    *,
+    tool: BaseTool | None = None,
+    request: Mapping[str, Any] | None = None,
+    approver: str | None = None,
 ) -> Decision:
-    """Validate a resume value (dict or `Decision`) as the answer to `request`.
+    """Validate a resume value (dict or `Decision`, or LangChain's HITL form
+    `{"decisions": [...]}`, whose approver is `approver`) as the answer to `request`.
 
     An `edit` is checked against the tool's argument schema (unknown keys included) and must
     not carry a redaction marker (`[REDACTED_EMAIL]`, ...) into the call that the request's own
@@ -132,6 +141,14 @@ def parse_decision(
     Raises:
         InvalidDecision: The value is not a valid decision; the message names the field.
     """
+    if is_hitl(value):
+        if request is None:
+            raise InvalidDecision(
+                "invalid decision: decisions: a decision in LangChain's HITL form answers a "
+                "request, and none was given",
+                field="decisions",
+            )
+        value = from_hitl(value, request, approver)
     if isinstance(value, Decision):
         decision = value
     elif isinstance(value, Mapping):

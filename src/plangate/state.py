@@ -132,6 +132,9 @@ class ApprovalRequest(TypedDict):
     # approved so far (an `edit` starts the count again, at its author).
     approvals_required: NotRequired[int]
     approvals_so_far: NotRequired[list[GivenApproval]]
+    # LangChain's HITL keys, which the interrupt's value carries too (`plangate.hitl`).
+    action_requests: NotRequired[list[dict[str, Any]]]
+    review_configs: NotRequired[list[dict[str, Any]]]
     error: NotRequired[str]
 
 
@@ -169,6 +172,8 @@ class PlanReviewRequest(TypedDict):
     expires_at: str
     allowed_decisions: list[str]
     response_schema: dict[str, Any]
+    action_requests: NotRequired[list[dict[str, Any]]]
+    review_configs: NotRequired[list[dict[str, Any]]]
     error: NotRequired[str]
 
 

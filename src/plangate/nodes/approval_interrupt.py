@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.types import Command, Send, interrupt
 
 from plangate._governance import Governance, TraceWriter, iso, parse_iso
 from plangate.approval import Decision, approval_digest, consequence_of, parse_decision
 from plangate.errors import InvalidDecision
+from plangate.hitl import approver_of, hitl_keys
 from plangate.nodes._outcome import closed_outcome
 from plangate.plan import PlanStep, step_from_state
 from plangate.state import (
@@ -48,14 +50,19 @@ def ask_for_decision(
     tool = governance.described(request["tool"]) if request["tool"] else None
     asked: Mapping[str, Any] = request
     while True:
-        # The schema also rides on the Interrupt itself, where LangGraph clients look for it.
-        value = interrupt(asked, response_schema=request["response_schema"])
+        # The schema also rides on the Interrupt itself, where LangGraph clients look for it;
+        # LangChain's HITL keys let approval UIs made for its middleware show the request.
+        shown = {**asked, **hitl_keys(asked)}
+        value = interrupt(shown, response_schema=request["response_schema"])
         received = governance.now()
         if isinstance(value, Mapping) and RECEIVED_AT in value:
             value = dict(value)
             received = str(value.pop(RECEIVED_AT))
         try:
-            decision = parse_decision(value, tool=tool, request=request)
+            # A HITL resume names no approver: the run's config does.
+            decision = parse_decision(
+                value, tool=tool, request=request, approver=approver_of(get_config())
+            )
         except InvalidDecision as exc:
             asked = {**request, "error": exc.message}
             continue

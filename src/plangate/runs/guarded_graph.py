@@ -26,6 +26,7 @@ from plangate.errors import (
     ToolNotAvailable,
     UnknownThread,
 )
+from plangate.hitl import approver_of
 from plangate.nodes.approval_interrupt import RECEIVED_AT
 from plangate.plan import parse_plan
 from plangate.runs.history import interrupts_waiting, is_approval_request, run_state
@@ -264,7 +265,7 @@ class PlangateGraph(CompiledStateGraph):
             # Validated when it was made, but perhaps changed since (its args are a mutable
             # dict) or made by `model_construct`: check it again, as the graph will hold it.
             value = value.model_dump(exclude_none=True)
-        decision = parse_decision(value, tool=tool, request=request)
+        decision = parse_decision(value, tool=tool, request=request, approver=approver_of(config))
         if decision.request_id not in (None, request.get("request_id")):
             raise StaleDecision(_thread_id(config), request_id=decision.request_id)
         return {**decision.model_dump(exclude_none=True), RECEIVED_AT: self.governance.now()}
