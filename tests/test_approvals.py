@@ -62,6 +62,9 @@ REQUEST_FIELDS = {
     "expires_at",
     "allowed_decisions",
     "response_schema",
+    # LangChain's HITL form of the same request (tests/test_hitl.py).
+    "action_requests",
+    "review_configs",
 }
 RECORD_FIELDS = {
     "decision",

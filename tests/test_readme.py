@@ -201,6 +201,11 @@ def test_the_hitl_example_shows_the_request_and_takes_an_edit(tmp_path: Path) ->
     ]
 
 
+def test_the_opentelemetry_example_prints_the_step_and_run_spans(tmp_path: Path) -> None:
+    out = run_example(readme_example("## OpenTelemetry"), tmp_path).splitlines()
+    assert out == ["['execute_tool crm.lookup_account', 'plangate.run']"]
+
+
 def test_the_four_eyes_example_runs_after_two_approvers(tmp_path: Path) -> None:
     out = run_example(readme_example("### Four eyes"), tmp_path).splitlines()
     assert out == ["high 2", "['lee']", "success ['lee', 'kim']"]
@@ -216,5 +221,6 @@ def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> 
     assert profile.approvals_needed("high") == 2
     assert profile.plan_review is not None
     assert profile.plan_review.covers == "medium"
+    assert (profile.telemetry, profile.capture_content) == ("otel", False)
     assert (profile.on_expiry, profile.expiry_policy) == ("halt", "halt")
     assert profile.tool_actions == {"crm.get_*": "read", "crm.*": "execute"}

@@ -19,6 +19,7 @@ from plangate.approval import response_schema
 from plangate.plan import PlanStep, step_from_state
 from plangate.profiles import Profile
 from plangate.state import PlanState, RunCounters
+from plangate.telemetry import Telemetry
 from plangate.tracing import EventType, TraceEvent, audit_key, chain_hash, redact
 
 
@@ -46,6 +47,8 @@ class Governance:
     sleep: Callable[[float], None] = time.sleep
     # The trace's hash chain key (`PLANGATE_AUDIT_KEY`), read when the graph is built.
     audit_key: bytes | None = field(default_factory=audit_key, repr=False)
+    # Where the run's OpenTelemetry spans go, when they are asked for.
+    telemetry: Telemetry | None = None
     fingerprint: str = field(init=False)
     _schemas: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
     _trusted: dict[str, ToolDeclaration] = field(default_factory=dict, repr=False, compare=False)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -30,6 +30,10 @@ from plangate.nodes.trace_emit import next_after_trace
 from plangate.profiles import Profile, load_profile
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.state import PlanInput, PlanState, StepTask
+from plangate.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ("build_graph",)
 
@@ -45,6 +49,7 @@ def build_graph(
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
     name: str = "plangate",
+    tracer_provider: TracerProvider | None = None,
 ) -> PlangateGraph:
     """Compile the governed plan-execution graph.
 
@@ -60,6 +65,9 @@ def build_graph(
         sleep: Waits between retries of a tool call (inject one in tests; async runs use
             `asyncio.sleep` unless this is replaced).
         name: The graph's name, as shown in streams and traces of a parent graph.
+        tracer_provider: An OpenTelemetry tracer provider: each run becomes a trace in it,
+            each step a span (`plangate.telemetry`); the profile's `telemetry: otel` uses the
+            global one.
 
     Returns:
         A `PlangateGraph` (a LangGraph `CompiledStateGraph`). Invoke it with
@@ -81,8 +89,10 @@ def build_graph(
         ('success', 'hi')
     """
     registry = tool_registry(tools)
+    rules = load_profile(profile)
     governance = Governance(
-        profile=load_profile(profile),
+        profile=rules,
+        telemetry=Telemetry.of(rules, tracer_provider),
         tools=registry,
         mocks=tool_registry(mocks),
         clock=clock,

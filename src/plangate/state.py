@@ -19,6 +19,7 @@ from langgraph.channels.delta import DeltaChannel
 from typing_extensions import NotRequired, TypedDict
 
 from plangate.profiles import Risk
+from plangate.telemetry import RunSpan
 from plangate.tracing import TraceEvent
 
 __all__ = (
@@ -203,6 +204,8 @@ class StepTask(TypedDict):
     args: NotRequired[dict[str, Any]]
     request: NotRequired[ApprovalRequest]
     approval: NotRequired[ApprovalRecord]
+    # The run's span, for the step's own to name as its parent.
+    telemetry: NotRequired[RunSpan]
 
 
 class StepReport(TypedDict):
@@ -255,6 +258,8 @@ class RunCounters(TypedDict):
     chain: NotRequired[str]
     # The plan review's approval, when the profile wants one and it was given.
     review: NotRequired[ReviewGrant]
+    # The ids of the run's OpenTelemetry span, when its graph has telemetry.
+    telemetry: NotRequired[RunSpan]
     # The profile the run started under: resuming it under another is refused.
     profile: NotRequired[str]
     profile_fingerprint: NotRequired[str]

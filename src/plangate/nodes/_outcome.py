@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
+from plangate._governance import Governance
 from plangate.plan import PlanStep
-from plangate.state import StepOutcome, StepStatus
+from plangate.state import RunCounters, StepOutcome, StepStatus
 
 
 def closed_outcome(
@@ -27,3 +30,12 @@ def closed_outcome(
         },
         "mocked": False,
     }
+
+
+def span_of_closed(
+    governance: Governance, run: RunCounters, step: PlanStep, outcome: StepOutcome
+) -> None:
+    """The telemetry span of a step that ended without a call: no length, when it ended."""
+    if governance.telemetry is not None and "telemetry" in run:
+        now = time.time_ns()
+        governance.telemetry.step(run["telemetry"], step, outcome, start_ns=now, end_ns=now)

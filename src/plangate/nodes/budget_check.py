@@ -93,6 +93,8 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
             "run_id": run["run_id"],
             "trace_id": run["trace_id"],
         }
+        if "telemetry" in run:
+            task["telemetry"] = run["telemetry"]
         outcome = _refusal(step, deps, usage, governance, writer)
         if outcome is None:
             outcome = _gate(run, step, task, governance=governance, writer=writer, deps=deps)

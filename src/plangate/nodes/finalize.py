@@ -47,4 +47,6 @@ def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance)
         "halted": run["halted"],
         "next_seq": writer.next_seq,
     }
+    if governance.telemetry is not None and "telemetry" in run:
+        governance.telemetry.run(run["telemetry"], result, run_id=run["run_id"])
     return {"result": result, **writer.update()}

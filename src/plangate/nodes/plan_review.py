@@ -30,7 +30,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from plangate._governance import Governance, TraceWriter, iso, parse_iso
-from plangate.nodes._outcome import closed_outcome
+from plangate.nodes._outcome import closed_outcome, span_of_closed
 from plangate.nodes.approval_interrupt import ask_for_decision
 from plangate.plan import Plan, parse_plan
 from plangate.preflight import plan_report
@@ -167,6 +167,7 @@ def plan_review(state: PlanState, runtime: Runtime[Any], *, governance: Governan
         )
         return _nothing_runs(
             state,
+            governance,
             writer,
             "plan_review_expired",
             f"the plan review request expired at {request['expires_at']}",
@@ -187,7 +188,9 @@ def plan_review(state: PlanState, runtime: Runtime[Any], *, governance: Governan
     )
     if decision.decision == "reject":
         why = decision.reason or "rejected by the reviewer"
-        return _nothing_runs(state, writer, "plan_rejected", f"the plan was rejected: {why}")
+        return _nothing_runs(
+            state, governance, writer, "plan_rejected", f"the plan was rejected: {why}"
+        )
     if decision.decision == "edit":
         plan = parse_plan(decision.args)  # `parse_decision` has checked it is a valid plan
         again = review_request(run, plan, governance, writer)
@@ -204,13 +207,17 @@ def plan_review(state: PlanState, runtime: Runtime[Any], *, governance: Governan
     return Command(update={"review": None, **writer.update(review=grant)}, goto="budget_check")
 
 
-def _nothing_runs(state: PlanState, writer: TraceWriter, error_type: str, why: str) -> Command:
+def _nothing_runs(
+    state: PlanState, governance: Governance, writer: TraceWriter, error_type: str, why: str
+) -> Command:
     """Close every step `skipped` (the review did not let the plan run) and finish the run."""
     plan = Plan.from_state(state["plan"])
     outcomes = {}
     for step in plan.steps:
-        outcomes[step.id] = stored_outcome(closed_outcome(step, "skipped", error_type, why))
+        outcome = closed_outcome(step, "skipped", error_type, why)
+        outcomes[step.id] = stored_outcome(outcome)
         writer.emit("step_skipped", {"reason": why, "error_type": error_type}, step=step)
+        span_of_closed(governance, state["run"], step, outcome)
     update = {"review": None, "outcomes": outcomes}
     changes = {"cursor": len(plan.steps), "halted": why}
     return Command(update={**update, **writer.update(**changes)}, goto="finalize")

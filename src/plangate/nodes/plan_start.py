@@ -39,6 +39,8 @@ def plan_start(
         "profile": governance.profile.name,
         "profile_fingerprint": governance.fingerprint,
     }
+    if governance.telemetry is not None:
+        run["telemetry"] = governance.telemetry.run_span(trace_id)
     writer = TraceWriter(run, governance, runtime.stream_writer)
     writer.emit(
         "plan_created",

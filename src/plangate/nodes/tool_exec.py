@@ -96,6 +96,8 @@ class _ToolCall:
     action: str = "execute"
     action_source: str = "default"
     started: float = 0.0
+    # Wall-clock nanoseconds at the first try: where the step's span starts.
+    started_ns: int = 0
     attempts: int = 0
 
     def timed_out(self) -> ToolTimeout:
@@ -193,6 +195,7 @@ def _begin(task: StepTask, step: PlanStep, governance: Governance) -> _ToolCall:
         step=step,
     )
     call.started = time.perf_counter()
+    call.started_ns = time.time_ns()
     return call
 
 
@@ -202,7 +205,9 @@ def _error_type(error: Exception) -> str:
     return str(getattr(error, "error_type", None) or type(error).__name__)
 
 
-def _end(call: _ToolCall, output: Any, error: Exception | None) -> dict[str, Any]:
+def _end(
+    call: _ToolCall, output: Any, error: Exception | None, governance: Governance
+) -> dict[str, Any]:
     duration = round((time.perf_counter() - call.started) * 1000, 3)
     step = call.step
     outcome: StepOutcome = {
@@ -244,6 +249,16 @@ def _end(call: _ToolCall, output: Any, error: Exception | None) -> dict[str, Any
             "tool_call_error",
             {"error_type": error_type, "message": message, "duration_ms": duration},
             step=step,
+        )
+    if governance.telemetry is not None and "telemetry" in call.task:
+        governance.telemetry.step(
+            call.task["telemetry"],
+            step,
+            outcome,
+            start_ns=call.started_ns,
+            end_ns=time.time_ns(),
+            call_id=str(call.config["metadata"][IDEMPOTENCY_KEY]),
+            args=call.args,
         )
     report: StepReport = {
         "index": call.task["index"],
@@ -404,7 +419,7 @@ def tool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any]:
     output, error = _tries(call, governance)
     if call.falls_back(error):
         output, error = _tries(call, governance)
-    return _end(call, output, error)
+    return _end(call, output, error, governance)
 
 
 async def atool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any]:
@@ -414,4 +429,4 @@ async def atool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any
     output, error = await _atries(call, governance)
     if call.falls_back(error):
         output, error = await _atries(call, governance)
-    return _end(call, output, error)
+    return _end(call, output, error, governance)

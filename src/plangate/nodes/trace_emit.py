@@ -24,7 +24,7 @@ from langgraph.runtime import Runtime
 
 from plangate._governance import Governance, TraceWriter, step_at, step_links
 from plangate.budget import charge, crossed_warnings
-from plangate.nodes._outcome import closed_outcome
+from plangate.nodes._outcome import closed_outcome, span_of_closed
 from plangate.plan import PlanStep
 from plangate.profiles import Profile
 from plangate.state import SNAPSHOT_EVERY, PlanState, StepOutcome, stored_outcome
@@ -56,6 +56,8 @@ def trace_emit(
         if outcome is None:  # approved: its call's report follows; or to be asked again
             continue
         _emit_end(writer, step, outcome)
+        if not outcome["attempts"]:  # a call made its own span as it ended
+            span_of_closed(governance, run, step, outcome)
         closed[step.id] = outcome
         running.discard(step.id)
         halted = halted or _halts(profile, step, outcome)
@@ -71,6 +73,7 @@ def trace_emit(
             rest = step_at(state, later)
             closed[rest.id] = closed_outcome(rest, "skipped", "plan_halted", halted)
             writer.emit("step_skipped", {"reason": halted, "error_type": "plan_halted"}, step=rest)
+            span_of_closed(governance, run, rest, closed[rest.id])
     while cursor < len(steps) and (
         (step_id := step_links(steps[cursor])[0]) in ended or step_id in closed
     ):

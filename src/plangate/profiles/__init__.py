@@ -165,6 +165,10 @@ class Profile(BaseModel):
             Each `approve` or `edit` must name a different approver; one `reject` ends it.
         plan_review: `{covers: medium}` makes each run pause once, before any step runs, for a
             person to review the whole plan (`PlanReview`); off by default.
+        telemetry: `otel` turns each run into an OpenTelemetry trace, through the global
+            tracer provider (`plangate.telemetry`; needs `plangate[otel]`).
+        capture_content: Record tool args and outputs on the spans (redacted as the trace is);
+            off by default.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -193,6 +197,8 @@ class Profile(BaseModel):
         default_factory=dict
     )
     plan_review: PlanReview | None = None
+    telemetry: Literal["otel"] | None = None
+    capture_content: bool = False
 
     @property
     def approval_timeout(self) -> timedelta:
@@ -266,7 +272,7 @@ class Profile(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-_LATER_FIELDS = ("on_expiry", "approvals_required", "plan_review")
+_LATER_FIELDS = ("on_expiry", "approvals_required", "plan_review", "telemetry", "capture_content")
 
 
 def _matches(tool: str, patterns: list[str]) -> bool:
