@@ -88,7 +88,9 @@ def test_a_run_is_a_trace_with_a_span_per_step_under_the_runs(
         "plangate.step.mocked": False,
         "plangate.step.action": "execute",
         "plangate.step.action_source": "plan",
+        "plangate.budget.calls": 2,  # the run's calls, this one included
     }
+    assert dict(look.attributes or {})["plangate.budget.calls"] == 1
     (approval,) = send.events
     assert approval.name == "plangate.approval"
     assert dict(approval.attributes or {})["plangate.approval.approver"] == "lee"

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from plangate.errors import PlangateUsageError
 from plangate.tracing import redact
@@ -58,6 +58,8 @@ class RunSpan(TypedDict):
     trace_id: str
     span_id: str
     start_ns: int
+    # In a step's task: the run's tool calls counted with this one (`budget_check` charges it).
+    calls: NotRequired[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,8 @@ class Telemetry:
         }
         if call_id is not None:
             attributes["gen_ai.tool.call.id"] = call_id
+        if "calls" in run:
+            attributes["plangate.budget.calls"] = run["calls"]
         for key in ("action", "action_source"):
             if outcome.get(key):
                 attributes[f"plangate.step.{key}"] = outcome[key]

@@ -93,8 +93,6 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
             "run_id": run["run_id"],
             "trace_id": run["trace_id"],
         }
-        if "telemetry" in run:
-            task["telemetry"] = run["telemetry"]
         outcome = _refusal(step, deps, usage, governance, writer)
         if outcome is None:
             outcome = _gate(run, step, task, governance=governance, writer=writer, deps=deps)
@@ -102,6 +100,8 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
             closed.append({"index": index, "events": [], "outcome": outcome})
             continue
         usage = charge(usage, step)  # what the wave may spend: the join charges what it did
+        if "telemetry" in run:  # the step's span shows the budget its call uses
+            task["telemetry"] = {**run["telemetry"], "calls": usage["total"]}
         asks = "request" in task
         sends.append(Send("approval_interrupt" if asks else "tool_exec", task))
         running.append(step.id)
