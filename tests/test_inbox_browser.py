@@ -475,6 +475,41 @@ def assert_inert(page: Page) -> None:
 API_THREAD = "javascript:window.__xss"  # the API takes only letters, digits and . _ : -
 
 
+def test_a_request_for_two_approvers_shows_who_approved_and_waits_for_a_second(
+    served: Served, page: Page
+) -> None:
+    """Four eyes in the page: the card and the dialog say "0 of 2", then "1 of 2 (Lee)" once
+    Lee approved; the send goes out only when a second person approves."""
+    rules = {**load_profile("smb").model_dump(mode="json"), "approvals_required": {"high": 2}}
+    (served.folder / "four-eyes.yaml").write_text(yaml.safe_dump({**rules, "name": "four-eyes"}))
+    _plangate_runs(
+        served.folder,
+        (str(EXAMPLES / "sales_followup.yaml"), "--profile", "four-eyes.yaml", "--thread", "four"),
+    )
+    page.goto(f"{served.url}/#token={TOKEN}")
+    card = page.locator('.card[data-thread="four"]')
+    expect(card.locator(".chip.approvals")).to_have_text("0 of 2 approvals")
+
+    card.get_by_role("button", name="Review & decide").click()
+    expect(page.locator("#d-approvals")).to_have_text(
+        "0 of 2 approvals; each from a different approver"
+    )
+    page.fill("#d-approver", "Lee")
+    page.click("#d-approve")
+    expect(page.locator(".waiting-banner")).to_contain_text("email.send", timeout=30_000)
+
+    page.goto(f"{served.url}/#/")
+    card = page.locator('.card[data-thread="four"]')
+    expect(card.locator(".chip.approvals")).to_have_text("1 of 2 approvals (Lee)", timeout=30_000)
+    assert demo_outbox(served.outbox) == []
+    card.get_by_role("button", name="Review & decide").click()
+    page.fill("#d-approver", "Kim")
+    page.click("#d-approve")
+
+    expect(page.locator("#run-status")).to_have_text("success", timeout=30_000)
+    assert [mail["to"] for mail in demo_outbox(served.outbox)] == ["ana.lopez@acme.example"]
+
+
 @pytest.mark.parametrize("page", ["csp", "no-csp"], indirect=True)
 def test_untrusted_text_is_shown_as_text_and_never_runs(served: Served, page: Page) -> None:
     """Script, event-handler and `javascript:` payloads in a plan's goal, step ids, descriptions,
