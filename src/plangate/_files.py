@@ -10,6 +10,8 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from plangate.errors import InvalidDecision
+
 
 def parse_document(text: str, *, what: str) -> Any:
     """Parse YAML (hence also JSON) text, raising `ValueError` with a one-line reason that
@@ -53,3 +55,11 @@ def first_error(
 
 def dotted(loc: tuple[str | int, ...]) -> str:
     return ".".join(str(part) for part in loc)
+
+
+def refused_decision(exc: ValidationError, *, default: str, hint: str) -> InvalidDecision:
+    """A resume value pydantic refused, as one `InvalidDecision` naming its first bad field
+    (`default` when the error has no location)."""
+    loc, msg = first_error(exc)
+    field = dotted(loc) or default
+    return InvalidDecision(f"invalid decision: {field}: {msg}", field=field, hint=hint)

@@ -50,7 +50,9 @@ class Governance:
     # Where the run's OpenTelemetry spans go, when they are asked for.
     telemetry: Telemetry | None = None
     fingerprint: str = field(init=False)
-    _schemas: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    _schemas: dict[str | None, dict[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
     _trusted: dict[str, ToolDeclaration] = field(default_factory=dict, repr=False, compare=False)
     _policies: dict[tuple[str, str | None, str | None], StepPolicy] = field(
         default_factory=dict, repr=False, compare=False
@@ -96,11 +98,12 @@ class Governance:
     def now(self) -> str:
         return iso(self.clock())
 
-    def response_schema(self, tool: str) -> dict[str, Any]:
-        """The decision schema for approvals of `tool`, built once per tool: pydantic's JSON
-        schema generation would otherwise be most of what an approval request costs."""
+    def response_schema(self, tool: str | None) -> dict[str, Any]:
+        """The decision schema for approvals of `tool` (`None`: of no one tool, as a plan
+        review's), built once per tool: pydantic's JSON schema generation would otherwise be
+        most of what an approval request costs."""
         if tool not in self._schemas:
-            self._schemas[tool] = response_schema(self.described(tool))
+            self._schemas[tool] = response_schema(self.described(tool) if tool else None)
         return copy.deepcopy(self._schemas[tool])
 
 

@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from plangate._files import dotted, first_error
+from plangate._files import dotted, first_error, refused_decision
 from plangate.errors import InvalidDecision, PlanValidationError
 from plangate.hitl import from_hitl, is_hitl
 from plangate.plan import (
@@ -155,11 +155,7 @@ def parse_decision(
         try:
             decision = Decision.model_validate(dict(value))
         except ValidationError as exc:
-            loc, msg = first_error(exc)
-            field = dotted(loc) or "decision"
-            raise InvalidDecision(
-                f"invalid decision: {field}: {msg}", field=field, hint=_HINT
-            ) from None
+            raise refused_decision(exc, default="decision", hint=_HINT) from None
     else:
         raise InvalidDecision(
             "invalid decision: expected a mapping or plangate.Decision, "

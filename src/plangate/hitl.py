@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from plangate._files import dotted, first_error
+from plangate._files import refused_decision
 from plangate.errors import InvalidDecision
 
 __all__ = ("APPROVER_KEY", "approver_of", "from_hitl", "hitl_keys", "is_hitl")
@@ -109,11 +109,7 @@ def from_hitl(
     try:
         response = _RESPONSE.validate_python(dict(value))
     except ValidationError as exc:
-        loc, msg = first_error(exc)
-        field = dotted(loc) or "decisions"
-        raise InvalidDecision(
-            f"invalid decision: {field}: {msg}", field=field, hint=_HINT
-        ) from None
+        raise refused_decision(exc, default="decisions", hint=_HINT) from None
     (decision,) = response.decisions
     answer: dict[str, Any] = {"decision": decision.type}
     if approver:

@@ -99,7 +99,28 @@ class StepOutcome(TypedDict):
     action_source: NotRequired[str]
 
 
-class ApprovalRequest(TypedDict):
+class _PendingDecision(TypedDict):
+    """What every request for a person's decision holds, a step's or a plan review's."""
+
+    request_id: str
+    trace_id: str
+    step_index: int
+    args: dict[str, Any]
+    risk: Risk
+    consequence: str
+    profile: str
+    digest: str
+    requested_at: str
+    expires_at: str
+    allowed_decisions: list[str]
+    response_schema: dict[str, Any]
+    # LangChain's HITL keys, which the interrupt's value carries too (`plangate.hitl`).
+    action_requests: NotRequired[list[dict[str, Any]]]
+    review_configs: NotRequired[list[dict[str, Any]]]
+    error: NotRequired[str]
+
+
+class ApprovalRequest(_PendingDecision):
     """The value of the interrupt a run stops with when a step waits for a human decision.
 
     `args` are the real arguments (the person deciding must see them; the trace's copy is
@@ -108,38 +129,22 @@ class ApprovalRequest(TypedDict):
     """
 
     type: Literal["approval_request"]
-    request_id: str
-    trace_id: str
     step_id: str
-    step_index: int
     tool: str
-    args: dict[str, Any]
     action: str
     action_source: str
     irreversible: bool
     domain: str
     description: str
-    risk: Risk
-    consequence: str
-    profile: str
-    digest: str
-    requested_at: str
-    expires_at: str
-    allowed_decisions: list[str]
-    response_schema: dict[str, Any]
     # Arg path -> the reference its value came from (`steps.lookup.output.email`).
     references: NotRequired[dict[str, str]]
     # Set when the profile wants more than one approver for this risk: how many, and who has
     # approved so far (an `edit` starts the count again, at its author).
     approvals_required: NotRequired[int]
     approvals_so_far: NotRequired[list[GivenApproval]]
-    # LangChain's HITL keys, which the interrupt's value carries too (`plangate.hitl`).
-    action_requests: NotRequired[list[dict[str, Any]]]
-    review_configs: NotRequired[list[dict[str, Any]]]
-    error: NotRequired[str]
 
 
-class PlanReviewRequest(TypedDict):
+class PlanReviewRequest(_PendingDecision):
     """The value of the interrupt a run stops with, before any step runs, when its profile wants
     the whole plan reviewed (`plan_review`): the pre-flight report of the plan under the run's
     governance, for one decision.
@@ -148,34 +153,19 @@ class PlanReviewRequest(TypedDict):
     new one there, which is validated and reviewed again. `steps` holds each step's tool, args,
     effective action and its source, risk, whether the review's approval covers it
     (`covered`) or it will still ask on its own (`asks`), and the budget tier that would block
-    it; `budget` the forecast per tier. `step_id`, `step_index` and `tool` are `None`, -1 and
-    `None`: the request is about no single step. `digest` binds a decision to the whole plan,
-    what the review covers and the profile.
+    it; `budget` the forecast per tier; `risk` the highest of the steps'. `step_id`,
+    `step_index` and `tool` are `None`, -1 and `None`: the request is about no single step.
+    `digest` binds a decision to the whole plan, what the review covers and the profile.
     """
 
     type: Literal["plan_review"]
-    request_id: str
-    trace_id: str
     step_id: None
-    step_index: int
     tool: None
     goal: str
-    args: dict[str, Any]
     steps: list[dict[str, Any]]
     budget: list[dict[str, Any]]
     problems: list[dict[str, Any]]
     covers: Risk
-    risk: Risk
-    consequence: str
-    profile: str
-    digest: str
-    requested_at: str
-    expires_at: str
-    allowed_decisions: list[str]
-    response_schema: dict[str, Any]
-    action_requests: NotRequired[list[dict[str, Any]]]
-    review_configs: NotRequired[list[dict[str, Any]]]
-    error: NotRequired[str]
 
 
 class ReviewGrant(TypedDict):

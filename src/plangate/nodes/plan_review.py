@@ -138,7 +138,7 @@ def _count(number: int, word: str) -> str:
 
 
 def _review_schema(governance: Governance) -> dict[str, Any]:
-    schema = governance.response_schema("")
+    schema = governance.response_schema(None)
     schema["description"] = (
         "A decision on the plan review: approve (the steps it covers run without asking), "
         "edit (with args: a new plan, reviewed again) or reject (with a reason: nothing runs)."
