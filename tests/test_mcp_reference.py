@@ -1,7 +1,8 @@
 """The MCP adapter against a server written by others: the reference filesystem server
-(`@modelcontextprotocol/server-filesystem` from npm, pinned), over stdio. Its own tool
-annotations are what make a read run at once and a write wait for a person under `smb`; the
-plans say nothing about actions."""
+(`@modelcontextprotocol/server-filesystem` from npm, pinned), over stdio, and the reference
+memory server beside it. Their own tool annotations are what make a read run at once and a write
+wait for a person under `smb`, and a destructive tool wait under every profile, `technical`
+included; the plans say nothing about actions."""
 
 from __future__ import annotations
 
@@ -24,28 +25,28 @@ from plangate.adapters.mcp import MCPSessions, mcp_tools
 from plangate.cli import ExitCode
 
 PACKAGE = "@modelcontextprotocol/server-filesystem"
+MEMORY_PACKAGE = "@modelcontextprotocol/server-memory"
 VERSION = "2026.8.31"
 
 
-@pytest.fixture(scope="session")
-def filesystem_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+def _installed(
+    request: pytest.FixtureRequest, factory: pytest.TempPathFactory, package: str
 ) -> Path:
-    """The server's entry point, installed from npm once per session (and kept in pytest's
-    cache between sessions). Never a skip: without node and npm, or if the install fails, the
-    tests fail saying why."""
+    """The entry point of reference server `package`, installed from npm once per session (and
+    kept in pytest's cache between sessions). Never a skip: without node and npm, or if the
+    install fails, the tests fail saying why."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.fail(f"node and npm are needed to run {PACKAGE}; install Node.js 20 or later")
+        pytest.fail(f"node and npm are needed to run {package}; install Node.js 20 or later")
     cache = getattr(request.config, "cache", None)
-    folder_name = f"npm-server-filesystem-{VERSION}"
-    folder = cache.mkdir(folder_name) if cache is not None else tmp_path_factory.mktemp(folder_name)
-    installed = folder / "node_modules" / PACKAGE
+    folder_name = f"npm-{package.rsplit('/', 1)[-1]}-{VERSION}"
+    folder = cache.mkdir(folder_name) if cache is not None else factory.mktemp(folder_name)
+    installed = folder / "node_modules" / package
     entry = installed / "dist" / "index.js"
     if not (entry.is_file() and _version(installed) == VERSION):
         command = [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund"]
         done = subprocess.run(
-            [*command, f"{PACKAGE}@{VERSION}"],
+            [*command, f"{package}@{VERSION}"],
             capture_output=True,
             text=True,
             timeout=300,
@@ -53,10 +54,22 @@ def filesystem_server(
         )
         if done.returncode != 0 or not entry.is_file():
             pytest.fail(
-                f"cannot install {PACKAGE}@{VERSION} with npm (exit {done.returncode}):\n"
+                f"cannot install {package}@{VERSION} with npm (exit {done.returncode}):\n"
                 f"{done.stderr[-2000:]}"
             )
     return entry
+
+
+@pytest.fixture(scope="session")
+def filesystem_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    return _installed(request, tmp_path_factory, PACKAGE)
+
+
+@pytest.fixture(scope="session")
+def memory_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _installed(request, tmp_path_factory, MEMORY_PACKAGE)
 
 
 def _version(installed: Path) -> str | None:
@@ -182,3 +195,54 @@ def test_a_project_with_the_server_pauses_on_a_write_and_is_approved_from_elsewh
     approved = plangate(elsewhere, "approve", "fs-1", "--project", str(project), "--approver", "x")
     assert approved.returncode == ExitCode.SUCCESS, approved.stdout + approved.stderr
     assert (project / "data" / "note.txt").read_text() == "approved"
+
+
+def test_under_technical_the_destructive_tools_of_the_reference_servers_still_ask(
+    runner: Runner, filesystem_server: Path, memory_server: Path, allowed: Path, tmp_path: Path
+) -> None:
+    """No auto-send: `technical` asks for no approvals, yet `write_file`, `move_file` and
+    `delete_entities`, which their servers flag destructive, each wait for a person, in the
+    plan's order, and nothing they would change has changed until each is approved."""
+    (allowed / "draft.txt").write_text("draft\n")
+    memory: Connection = {
+        "transport": "stdio",
+        "command": "node",
+        "args": [str(memory_server)],
+        "env": {"MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl")},
+    }
+    tools = [
+        *mcp_tools(connection_to(filesystem_server, allowed), prefix="files"),
+        *mcp_tools(memory, prefix="memory"),
+    ]
+    graph = runner.graph(tools, profile="technical")
+    entity = {"name": "acme", "entityType": "customer", "observations": ["renewal due"]}
+    plan = plan_of(
+        {"id": "remember", "tool": "memory.create_entities", "args": {"entities": [entity]}},
+        {
+            "id": "write",
+            "tool": "files.write_file",
+            "args": {"path": str(allowed / "reply.txt"), "content": "Renewal sent.\n"},
+        },
+        {
+            "id": "move",
+            "tool": "files.move_file",
+            "args": {"source": str(allowed / "draft.txt"), "destination": str(allowed / "old.txt")},
+        },
+        {"id": "forget", "tool": "memory.delete_entities", "args": {"entityNames": ["acme"]}},
+    )
+    out = runner.invoke(graph, {"plan": plan}, thread())
+    asked = []
+    while "__interrupt__" in out:
+        request = out["__interrupt__"][0].value
+        asked.append((request["step_id"], request["irreversible"], request["risk"]))
+        if request["step_id"] == "write":
+            assert not (allowed / "reply.txt").exists()
+        if request["step_id"] == "move":
+            assert (allowed / "reply.txt").exists()
+            assert (allowed / "draft.txt").exists()
+        out = runner.invoke(graph, Command(resume={"decision": "approve"}), thread())
+    assert asked == [("write", True, "high"), ("move", True, "high"), ("forget", True, "high")]
+    result = out["result"]
+    assert result["status"] == "success", result
+    assert (allowed / "old.txt").read_text() == "draft\n"
+    assert not (allowed / "draft.txt").exists()

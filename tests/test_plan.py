@@ -77,16 +77,22 @@ def test_domain_defaults_to_the_tool_prefix(tool: str, domain: str) -> None:
     assert PlanStep(id="a", tool=tool).domain == domain
 
 
-def test_domain_from_metadata_beats_the_tool_prefix() -> None:
-    """`metadata["domain"]` is used when no domain is given."""
-    step = PlanStep(id="a", tool="crm.lookup", metadata={"domain": "sales"})
-    assert step.domain == "sales"
+def test_a_plan_cannot_choose_its_steps_domains() -> None:
+    """Inside a plan, a step's domain is its tool's, whatever the plan says in `domain` or
+    `metadata.domain`: a made-up domain would open a fresh per-domain budget."""
+    plan = parse_plan(
+        [
+            {"tool": "crm.lookup", "domain": "billing"},
+            {"tool": "crm.lookup", "metadata": {"domain": "sales"}},
+        ]
+    )
+    assert [step.domain for step in plan.steps] == ["crm", "crm"]
+    assert plan.steps[1].metadata == {"domain": "sales"}  # carried along, not used
 
 
-def test_explicit_domain_wins_over_metadata_and_prefix() -> None:
-    """An explicit `domain` is kept even when metadata and the tool name suggest others."""
-    step = PlanStep(id="a", tool="crm.lookup", domain="billing", metadata={"domain": "sales"})
-    assert step.domain == "billing"
+def test_code_that_governs_calls_itself_may_set_a_domain() -> None:
+    """A step built by trusted code (the middleware's `domains`) keeps the domain it is given."""
+    assert PlanStep(id="a", tool="crm_lookup", domain="crm").domain == "crm"
 
 
 def test_domain_default_applies_inside_a_plan() -> None:
@@ -509,15 +515,6 @@ def test_a_long_or_odd_key_is_shown_short_and_on_one_line() -> None:
     error = rejected([{"id": "s", "tool": "x.y", "args": {key: {"when": b"x"}}}])
     assert "\n" not in error.message
     assert "line?break" + "k" * 30 + "….when" in error.message
-
-
-def test_a_domain_from_metadata_is_held_to_the_name_limit() -> None:
-    """The domain taken from `metadata["domain"]` is stored with the step, and a step read back
-    from a checkpoint is validated again: so it meets the same limit as a domain given outright."""
-    error = rejected([{"id": "s", "tool": "x.y", "metadata": {"domain": "d" * 300}}])
-    assert error.step_id == "s"
-    assert "field 'metadata.domain'" in error.message
-    assert f"at most {MAX_NAME_CHARS} characters" in error.message
 
 
 def test_a_plan_at_the_limits_validates_again_from_its_state() -> None:

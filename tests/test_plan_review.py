@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from _support import CallLog, Clock, Runner, counting_tools, plan_of, plangate, thread
+from langchain_core.tools import StructuredTool
 from langgraph.types import Command
 
 from plangate import (
@@ -20,6 +21,7 @@ from plangate import (
     Profile,
     ProfileError,
     build_graph,
+    declare_action,
     expire_approvals,
     load_profile,
     open_checkpointer,
@@ -306,3 +308,121 @@ def test_the_cli_shows_the_review_and_a_second_process_approves_it(tmp_path: Pat
     assert "Approving the plan review of run t:" in approved.stdout
     assert "Run success" in approved.stdout
     assert "[  2] approval_received   plan: approve by rev" in approved.stdout
+
+
+# --- what the review covered is what the reviewer saw ------------------------------------------
+
+
+def redeclared(log: CallLog, action: str, *, text_arg: str = "text") -> list[Any]:
+    """The review's tools as another deploy declares them: `crm.lookup` now says `action`, and
+    takes its one argument under the name `text_arg`."""
+    tools = counting_tools(log, "email.draft", "email.send")
+    lookup = counting_tools(log, "crm.lookup", action=action)[0]
+    if text_arg != "text":
+
+        def renamed(**kwargs: Any) -> dict[str, Any]:
+            return {"tool": "crm.lookup", "echo": kwargs}
+
+        lookup = declare_action(
+            StructuredTool.from_function(
+                renamed,
+                name="crm.lookup",
+                description="Test tool crm.lookup.",
+                args_schema={
+                    "type": "object",
+                    "properties": {text_arg: {"type": "string"}},
+                },
+            ),
+            action="propose",
+        )
+    return [lookup, *tools]
+
+
+def test_a_tool_redeclared_after_the_review_shown_as_a_read_asks(
+    runner: Runner, log: CallLog, clock: Clock
+) -> None:
+    """The reviewer saw `crm.lookup` as a read that asks nobody; by the time the decision lands,
+    another process declares it `execute`. The review's approval does not stand for it: the
+    step asks on its own, and the call waits until a person approves it."""
+    first = runner.graph(counting_tools(log, *TOOLS), profile=reviewed(), clock=clock)
+    review = review_of(runner.invoke(first, {"plan": plan_of(LOOKUP, DRAFT)}, thread()))
+    (look,) = [s for s in review["steps"] if s["step_id"] == "look"]
+    assert (look["action"], look["covered"]) == ("read", False)  # a read asks nobody
+
+    later = runner.graph(redeclared(log, "execute"), profile=reviewed(), clock=clock)
+    out = decide(runner, later, decision="approve", approver="rev", digest=review["digest"])
+
+    (waiting,) = out["__interrupt__"]
+    assert (waiting.value["step_id"], waiting.value["action"]) == ("look", "execute")
+    assert log.count("crm.lookup") == 0
+    done = decide(runner, later, decision="approve", approver="lee")["result"]
+    steps = {s["step_id"]: s for s in done["steps"]}
+    assert steps["look"]["approval"]["approver"] == "lee"
+    assert "covered_by" not in steps["look"]["approval"]
+
+
+def test_a_covered_step_that_runs_as_more_than_it_was_shown_asks_and_says_why(
+    runner: Runner, log: CallLog, clock: Clock
+) -> None:
+    """Shown as `propose` (low, covered), then redeclared `execute` (medium, which `covers`
+    still reaches): it asks on its own, and the request names what changed."""
+    draft = {"id": "draft", "tool": "crm.lookup", "args": {"text": "hi"}}
+    first = runner.graph(
+        counting_tools(log, *TOOLS, action="propose"), profile=reviewed(), clock=clock
+    )
+    review = review_of(runner.invoke(first, {"plan": plan_of(draft)}, thread()))
+    assert [(s["action"], s["risk"], s["covered"]) for s in review["steps"]] == [
+        ("propose", "low", True)
+    ]
+
+    later = runner.graph(redeclared(log, "execute"), profile=reviewed(), clock=clock)
+    out = decide(runner, later, decision="approve", approver="rev", digest=review["digest"])
+
+    (waiting,) = out["__interrupt__"]
+    request = waiting.value
+    assert (request["action"], request["risk"]) == ("execute", "medium")
+    assert request["review_changed"].startswith(
+        "the plan review showed it as propose (tool), low risk, reversible; it is now "
+        "execute (tool), medium risk, reversible"
+    )
+    assert log.count("crm.lookup") == 0
+    asked = [
+        e
+        for e in runner.trace(later, thread())
+        if e["type"] == "approval_requested" and e["step_id"] == "draft"
+    ]
+    assert "review_changed" in asked[0]["data"]
+
+
+def test_a_covered_step_whose_tool_declaration_changed_asks(
+    runner: Runner, log: CallLog, clock: Clock
+) -> None:
+    """Same action and risk, but the tool now takes other arguments (a server upgrade): the
+    reviewer approved another tool than the one that would run, so the step asks."""
+    draft = {"id": "draft", "tool": "crm.lookup", "args": {"text": "hi"}}
+    first = runner.graph(
+        counting_tools(log, *TOOLS, action="propose"), profile=reviewed(), clock=clock
+    )
+    review = review_of(runner.invoke(first, {"plan": plan_of(draft)}, thread()))
+
+    later = runner.graph(
+        redeclared(log, "propose", text_arg="query"), profile=reviewed(), clock=clock
+    )
+    out = decide(runner, later, decision="approve", approver="rev", digest=review["digest"])
+
+    (waiting,) = out["__interrupt__"]
+    assert waiting.value["step_id"] == "draft"
+    assert "its tool's declaration changed" in waiting.value["review_changed"]
+
+
+def test_the_review_digest_covers_every_row_shown(
+    runner: Runner, log: CallLog, clock: Clock
+) -> None:
+    """The same plan under tools that declare themselves otherwise is another review: its digest
+    differs, so a decision bound to the first is refused by the second."""
+    first = runner.graph(counting_tools(log, *TOOLS), profile=reviewed(), clock=clock)
+    review = review_of(runner.invoke(first, {"plan": plan_of(LOOKUP, DRAFT)}, thread()))
+    other = runner.graph(redeclared(log, "propose"), profile=reviewed(), clock=clock)
+    again = review_of(runner.invoke(other, {"plan": plan_of(LOOKUP, DRAFT)}, thread("t2")))
+    assert review["digest"] != again["digest"]
+    assert review["order"] == again["order"] == "listed"

@@ -154,6 +154,44 @@ def test_a_tool_declaring_itself_irreversible_is_high_risk_whatever_the_profile_
     assert (request["irreversible"], request["risk"]) == (True, "high")
 
 
+@pytest.mark.parametrize(
+    "naming",
+    [
+        pytest.param(lambda n: {"domain": f"made-up-{n}"}, id="domain"),
+        pytest.param(lambda n: {"metadata": {"domain": f"made-up-{n}"}}, id="metadata.domain"),
+    ],
+)
+def test_budgets_count_by_the_tool_not_by_the_domain_a_plan_names(
+    runner: Runner, log: CallLog, naming: Any
+) -> None:
+    """With two calls per domain, six `crm` calls each under a domain of the plan's own make
+    two calls: the rest are blocked on `domain:crm`, as without the made-up names."""
+    profile = Profile.model_validate(
+        {**load_profile("technical").model_dump(), "budget": {"calls_per_domain": 2}}
+    )
+    graph = runner.graph(counting_tools(log, "crm.lookup"), profile=profile)
+    plan = plan_of(*({"id": f"s{n}", "tool": "crm.lookup", **naming(n)} for n in range(6)))
+
+    result = runner.invoke(graph, {"plan": plan}, thread())["result"]
+
+    assert log.count("crm.lookup") == 2
+    assert [s["status"] for s in result["steps"]] == ["ok"] * 2 + ["blocked"] * 4
+    assert "domain:crm" in result["steps"][2]["error"]
+    assert result["budget"]["domains"] == {"crm": {"used": 2, "limit": 2}}
+
+
+def test_a_plan_cannot_move_a_call_out_of_a_sensitive_domain(runner: Runner, log: CallLog) -> None:
+    """`ledger` is sensitive: an adjustment the plan files under `crm` keeps the risk of its
+    tool's domain (an `execute`, medium, one level up)."""
+    profile = Profile.model_validate(
+        {**load_profile("smb").model_dump(), "sensitive_domains": ["ledger"]}
+    )
+    graph = runner.graph(counting_tools(log, "ledger.adjust"), profile=profile)
+    plan = plan_of({"id": "r", "tool": "ledger.adjust", "action": "execute", "domain": "crm"})
+    request = runner.invoke(graph, {"plan": plan}, thread())["__interrupt__"][0].value
+    assert (request["domain"], request["risk"]) == ("ledger", "high")
+
+
 def test_a_bad_declaration_fails_when_the_graph_is_built() -> None:
     tool = StructuredTool.from_function(lambda: "x", name="x.y", description="X.")
     tool.metadata = {"plangate": {"action": "delete"}}

@@ -12,7 +12,13 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from plangate.actions import StepPolicy, ToolDeclaration, step_policy, tool_declaration
+from plangate.actions import (
+    StepPolicy,
+    ToolDeclaration,
+    declaration_digest,
+    step_policy,
+    tool_declaration,
+)
 from plangate.actions import trusted_declaration as trusted_of
 from plangate.adapters.registry import LazyTools
 from plangate.approval import response_schema
@@ -57,6 +63,7 @@ class Governance:
     _policies: dict[tuple[str, str | None, str | None], StepPolicy] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _declarations: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fingerprint", self.profile.fingerprint)
@@ -74,6 +81,15 @@ class Governance:
             self._trusted[name] = trusted_of(name, declared, self.profile)
         return self._trusted[name]
 
+    def declaration(self, name: str) -> str:
+        """The digest of what tool `name` declares (`plangate.actions.declaration_digest`),
+        worked out once."""
+        if name not in self._declarations:
+            self._declarations[name] = declaration_digest(
+                name, self.described(name), self.trusted(name)
+            )
+        return self._declarations[name]
+
     def policy(self, step: PlanStep) -> StepPolicy:
         """How `step` is governed; the same for every step with its tool, action and domain,
         so it is worked out once per such triple, not once per step."""
@@ -81,6 +97,14 @@ class Governance:
         if key not in self._policies:
             self._policies[key] = step_policy(step, self.trusted(step.tool), self.profile)
         return self._policies[key]
+
+    def is_effect(self, links: StepLinks) -> bool:
+        """Whether the step is an effect, what listed order keeps in place: its effective action
+        (the tool's trusted one, or the plan's when it asks for more) is not `read`, or the call
+        cannot be undone. A tool nobody registered counts as one: nothing says it only reads."""
+        trusted = self.trusted(links.tool)
+        asks_more = links.action not in (None, "read")
+        return asks_more or trusted.action != "read" or trusted.irreversible
 
     def tool(self, name: str) -> BaseTool | None:
         """What a step calling `name` calls first: the tool, or offline its mock."""
@@ -112,19 +136,32 @@ def step_at(state: PlanState, index: int) -> PlanStep:
     return step_from_state(state["plan"]["steps"][index])
 
 
-def step_links(stored: str | Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
-    """The id and the `depends_on` of a step as the plan keeps it: what deciding whether it is
-    ready needs, read once per distinct step (every wave looks at the steps ahead again)."""
+@dataclass(frozen=True, slots=True)
+class StepLinks:
+    """What deciding whether a step is ready needs: its id, its `depends_on`, and what makes it
+    an effect (its tool, and the action the plan asks for)."""
+
+    id: str
+    depends_on: tuple[str, ...]
+    tool: str
+    action: str | None
+
+
+def step_links(stored: str | Mapping[str, Any]) -> StepLinks:
+    """The `StepLinks` of a step as the plan keeps it, read once per distinct step (every wave
+    looks at the steps ahead again)."""
     if isinstance(stored, str):
         return _links(stored)
-    step = step_from_state(stored)
-    return step.id, tuple(step.depends_on)
+    return _links_of(step_from_state(stored))
 
 
 @lru_cache(maxsize=8192)
-def _links(stored: str) -> tuple[str, tuple[str, ...]]:
-    step = step_from_state(stored)
-    return step.id, tuple(step.depends_on)
+def _links(stored: str) -> StepLinks:
+    return _links_of(step_from_state(stored))
+
+
+def _links_of(step: PlanStep) -> StepLinks:
+    return StepLinks(step.id, tuple(step.depends_on), step.tool, step.action)
 
 
 class TraceWriter:

@@ -13,11 +13,15 @@ wins:
 
 The OpenAPI adapter declares each operation's tool from its HTTP method (source `openapi`). A
 step's *effective action* is the higher of the trusted action and the plan's `action`
-(`read` < `propose` < `execute`); irreversibility comes from the profile or the tool only.
+(`read` < `propose` < `execute`); irreversibility comes from the profile or the tool only, and
+an irreversible call waits for a person under every profile unless the profile exempts its tool
+by name (`Profile.irreversible_exempt`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -26,7 +30,7 @@ from typing import Any, Literal, TypeVar, get_args, overload
 from langchain_core.tools import BaseTool
 
 from plangate.errors import PlangateUsageError
-from plangate.plan import Action, PlanStep
+from plangate.plan import Action, PlanStep, tool_domain
 from plangate.profiles import Profile, Risk
 
 __all__ = (
@@ -78,6 +82,8 @@ class StepPolicy:
         irreversible: Whether the call cannot be undone (profile or tool).
         risk: The call's risk under the profile.
         needs_approval: Whether the call waits for a human decision.
+        exempt: The call is irreversible, yet the profile exempts its tool by name
+            (`irreversible_exempt`) from the person every irreversible call waits for.
     """
 
     action: Action
@@ -87,6 +93,7 @@ class StepPolicy:
     irreversible: bool
     risk: Risk
     needs_approval: bool
+    exempt: bool = False
 
 
 @overload
@@ -185,11 +192,11 @@ def trusted_declaration(
 
 
 def step_policy(step: PlanStep, trusted: ToolDeclaration, profile: Profile) -> StepPolicy:
-    """How `step` is governed: the plan's `action` may raise the trusted one, never lower it."""
+    """How `step` is governed: the plan's `action` may raise the trusted one, never lower it.
+    The domain is the step's own, which a plan cannot choose (`PlanStep.domain`)."""
     asked = step.action
     raised = asked is not None and ACTIONS.index(asked) > ACTIONS.index(trusted.action)
     action: Action = asked if raised and asked is not None else trusted.action
-    tool_domain = step.tool.split(".", 1)[0]
     return StepPolicy(
         action=action,
         source="plan" if raised else trusted.source,
@@ -198,12 +205,41 @@ def step_policy(step: PlanStep, trusted: ToolDeclaration, profile: Profile) -> S
         if asked is not None and ACTIONS.index(asked) < ACTIONS.index(action)
         else None,
         irreversible=trusted.irreversible,
-        # A plan's own domain may add sensitivity, never take the tool's away.
         risk=profile.risk(
-            action, irreversible=trusted.irreversible, domains=(tool_domain, step.domain or "")
+            action,
+            irreversible=trusted.irreversible,
+            domains=(step.domain or tool_domain(step.tool),),
         ),
-        needs_approval=profile.needs_approval(step.tool, action),
+        needs_approval=profile.needs_approval(step.tool, action, irreversible=trusted.irreversible),
+        exempt=trusted.irreversible and profile.is_irreversible_exempt(step.tool),
     )
+
+
+def declaration_digest(name: str, tool: BaseTool | None, trusted: ToolDeclaration) -> str:
+    """16 hex digits of SHA-256 over what a tool says of itself where it matters to governance:
+    the trusted action, irreversibility and their source, its own declaration and MCP
+    annotations, and the arguments it takes. A plan review binds each covered step to it, so that
+    a tool redeclared before the step runs (an edited module, a deploy, a server upgrade) makes
+    the step ask on its own."""
+    metadata = (tool.metadata or {}) if tool is not None else {}
+    try:
+        schema: Any = tool.args if tool is not None else None
+    except Exception:  # a tool whose schema cannot be built: its absence is what is bound
+        schema = None
+    canonical = json.dumps(
+        {
+            "tool": name,
+            "action": trusted.action,
+            "irreversible": trusted.irreversible,
+            "source": trusted.source,
+            "declared": {k: metadata[k] for k in (METADATA_KEY, *_MCP_HINTS) if k in metadata},
+            "args": schema,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _checked(action: Any, where: str) -> Action:

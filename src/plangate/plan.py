@@ -34,13 +34,29 @@ __all__ = (
     "Action",
     "Plan",
     "PlanStep",
+    "Order",
     "parse_plan",
     "plain_json_size",
+    "tool_domain",
 )
 
 Action = Literal["read", "propose", "execute"]
 """What a step does to the world: `read` nothing, `propose` a draft a human will see,
 `execute` a change (send, book, pay)."""
+
+Order = Literal["listed", "dependencies"]
+"""In what order a plan's steps run. `listed`: effects (`propose`, `execute`) keep the order of
+the list, each waiting for every step listed before it and holding back every step listed after
+it, while the reads between two effects run together. `dependencies`: only `depends_on` and
+`${steps...}` references order the steps; the rest run as soon as they can."""
+
+
+def tool_domain(tool: str) -> str:
+    """The budget domain of a tool: its name up to the first `.` (`crm.lookup` -> `crm`), the
+    prefix a project gives each source's tools. Budgets, risk and sensitive domains use it, never a
+    domain a plan names."""
+    return tool.split(".", 1)[0]
+
 
 # Limits. A plan is untrusted input (an LLM writes it) and all of it is kept in the run's
 # checkpoints, so each limit is far above what a real plan needs, yet low enough that a runaway
@@ -93,8 +109,11 @@ class PlanStep(BaseModel):
         action: `read`, `propose` or `execute`, as the plan sees it. It can only raise the
             tool's trusted action (from the profile or the tool itself, see `plangate.actions`),
             never lower it; left out, the trusted action applies.
-        domain: Budget domain; defaults to `metadata["domain"]`, else the part of `tool` before
-            the first `.` (`crm.lookup` -> `crm`).
+        domain: Budget domain: the part of `tool` before the first `.` (`crm.lookup` -> `crm`,
+            `tool_domain`). A plan cannot choose it: inside a `Plan` it is always the tool's, and
+            a domain the plan gives (here or in `metadata`) is replaced, since a made-up domain
+            would open a fresh per-domain budget or dodge a sensitive domain. Code that governs
+            calls itself (`GovernanceMiddleware(domains=...)`) may set it.
         depends_on: Ids of steps that must end `ok` before this one runs; otherwise it is skipped.
         description: What the step is for, in words a human approver reads.
         metadata: Free-form data carried along; plain JSON, like `args`.
@@ -126,27 +145,19 @@ class PlanStep(BaseModel):
     @model_validator(mode="after")
     def _default_domain(self) -> PlanStep:
         if self.domain is None:
-            meta_domain = self.metadata.get("domain")
-            domain = str(meta_domain) if meta_domain else self.tool.split(".", 1)[0]
-            if len(domain) > MAX_NAME_CHARS:
-                # Checked here too: the domain is stored with the step, and a step read back
-                # from a checkpoint must validate as it did when the plan came in.
-                _refuse(
-                    ("metadata", "domain"),
-                    f"a domain is at most {MAX_NAME_CHARS} characters, not {len(domain):,}",
-                    meta_domain,
-                )
-            self.domain = domain
+            self.domain = tool_domain(self.tool)
         return self
 
 
 class Plan(BaseModel):
     """An ordered list of steps with a goal.
 
-    Steps run in list order, except that a step listed before a step it depends on is moved
-    after it (a stable topological order). Duplicate ids, unknown `depends_on` ids and cycles are
-    rejected with a `PlanValidationError` naming the step, as are plans over the limits above
-    (`MAX_STEPS`, `MAX_PLAN_SIZE`, ...), naming the field and the limit.
+    The list is kept in order, except that a step listed before a step it depends on is moved
+    after it (a stable topological order). How the steps run follows `order`: by default
+    (`listed`) every effect waits for the steps listed before it and holds back those after it.
+    Duplicate ids, unknown `depends_on` ids and cycles are rejected with a `PlanValidationError`
+    naming the step, as are plans over the limits above (`MAX_STEPS`, `MAX_PLAN_SIZE`, ...),
+    naming the field and the limit.
 
     Example:
         >>> plan = Plan.model_validate({"goal": "say hi", "steps": [{"tool": "echo.say"}]})
@@ -158,6 +169,9 @@ class Plan(BaseModel):
 
     goal: str = Field(default="", max_length=MAX_TEXT_CHARS)
     steps: list[PlanStep] = Field(min_length=1)
+    order: Order | None = None
+    """`dependencies` asks for data-flow order only (see `Order`); unset, the profile's `order`
+    applies (`listed` unless it says otherwise). The order never changes which steps ask."""
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -190,7 +204,11 @@ class Plan(BaseModel):
                 "URL the tool reads)",
             )
         self.steps = [
-            step if step.id else step.model_copy(update={"id": f"step-{n}"})
+            step
+            if step.id and step.domain == tool_domain(step.tool)
+            else step.model_copy(
+                update={"id": step.id or f"step-{n}", "domain": tool_domain(step.tool)}
+            )
             for n, step in enumerate(self.steps, start=1)
         ]
         seen: set[str] = set()
@@ -232,13 +250,18 @@ class Plan(BaseModel):
         """The plan as graph state holds it: its goal, and each step as one JSON text
         (`stored_step`). Every resume loads the plan, and one string per step loads as a copy
         of its bytes, where a mapping per step is an object per key and value."""
-        return {"goal": self.goal, "steps": [stored_step(step) for step in self.steps]}
+        state: dict[str, Any] = {"goal": self.goal, "steps": [stored_step(s) for s in self.steps]}
+        if self.order is not None:
+            state["order"] = self.order
+        return state
 
     @classmethod
     def from_state(cls, stored: Mapping[str, Any]) -> Plan:
         """The plan `to_state` stored (or, from a run stored before, its plain JSON)."""
         steps = [step_from_state(step) for step in stored.get("steps", [])]
-        return cls.model_construct(goal=stored.get("goal", ""), steps=steps)
+        return cls.model_construct(
+            goal=stored.get("goal", ""), steps=steps, order=stored.get("order")
+        )
 
     @classmethod
     def from_file(cls, path: str | Path) -> Plan:

@@ -17,7 +17,7 @@ from plangate.actions import ActionSource
 from plangate.approval import args_problem
 from plangate.budget import charge, empty_usage, exceeded_tier
 from plangate.errors import PlanValidationError
-from plangate.plan import Action, Plan, parse_plan
+from plangate.plan import Action, Order, Plan, parse_plan
 from plangate.profiles import Budget, Risk
 from plangate.references import references_in
 from plangate.state import BudgetUsage
@@ -66,6 +66,8 @@ class PreflightStep(BaseModel):
         action_source: Where `action` came from (`profile`, `tool`, `mcp`, `openapi`,
             `default`, `plan`).
         irreversible: Whether the call cannot be undone.
+        exempt: Irreversible, yet it runs without a person: the profile names its tool in
+            `irreversible_exempt`.
         risk: The call's risk under the profile.
         asks: Whether it waits for a person's decision.
         blocked_by: The budget tier it would find used up (`total`, `domain:crm`,
@@ -83,6 +85,7 @@ class PreflightStep(BaseModel):
     action: Action
     action_source: ActionSource
     irreversible: bool
+    exempt: bool = False
     risk: Risk
     asks: bool
     blocked_by: str | None
@@ -110,13 +113,15 @@ class TierForecast(BaseModel):
 class PreflightReport(BaseModel):
     """What a plan would meet under a graph's governance; `ok` when nothing stops it.
 
-    `model_dump(mode="json")` is plain JSON, for handing back to a planner.
+    `order` is the order the plan would run in (`plangate.plan.Order`): the plan's own, else
+    the profile's. `model_dump(mode="json")` is plain JSON, for handing back to a planner.
     """
 
     model_config = ConfigDict(frozen=True)
 
     ok: bool
     profile: str
+    order: Order = "listed"
     steps: list[PreflightStep]
     problems: list[PreflightProblem]
     budget: list[TierForecast] = Field(default_factory=list)
@@ -149,8 +154,9 @@ def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
         parsed = parse_plan(plan)
     except PlanValidationError as exc:
         problem = PreflightProblem(kind="plan", step_id=exc.step_id, message=exc.message)
+        profile = graph.governance.profile
         return PreflightReport(
-            ok=False, profile=graph.governance.profile.name, steps=[], problems=[problem]
+            ok=False, profile=profile.name, order=profile.order, steps=[], problems=[problem]
         )
     return plan_report(graph.governance, parsed)
 
@@ -210,6 +216,7 @@ def plan_report(governance: Governance, plan: Plan) -> PreflightReport:
                 action=policy.action,
                 action_source=policy.source,
                 irreversible=policy.irreversible,
+                exempt=policy.exempt,
                 risk=policy.risk,
                 asks=policy.needs_approval,
                 blocked_by=exceeded["tier"] if exceeded else None,
@@ -219,6 +226,7 @@ def plan_report(governance: Governance, plan: Plan) -> PreflightReport:
     return PreflightReport(
         ok=not problems,
         profile=profile.name,
+        order=plan.order or profile.order,
         steps=steps,
         problems=problems,
         budget=_forecast(usage, blocked, profile.budget),

@@ -142,6 +142,8 @@ class ApprovalRequest(_PendingDecision):
     # approved so far (an `edit` starts the count again, at its author).
     approvals_required: NotRequired[int]
     approvals_so_far: NotRequired[list[GivenApproval]]
+    # Why a step the plan review covered asks after all: what differs from the row shown.
+    review_changed: NotRequired[str]
 
 
 class PlanReviewRequest(_PendingDecision):
@@ -155,13 +157,16 @@ class PlanReviewRequest(_PendingDecision):
     (`covered`) or it will still ask on its own (`asks`), and the budget tier that would block
     it; `budget` the forecast per tier; `risk` the highest of the steps'. `step_id`,
     `step_index` and `tool` are `None`, -1 and `None`: the request is about no single step.
-    `digest` binds a decision to the whole plan, what the review covers and the profile.
+    `digest` binds a decision to the whole plan, every row shown, what the review covers and the
+    profile.
     """
 
     type: Literal["plan_review"]
     step_id: None
     tool: None
     goal: str
+    # The order the plan runs in (`plangate.plan.Order`).
+    order: str
     steps: list[dict[str, Any]]
     budget: list[dict[str, Any]]
     problems: list[dict[str, Any]]

@@ -80,7 +80,7 @@ from plangate.errors import (
     RunNotFinished,
     UnknownThread,
 )
-from plangate.plan import Plan, PlanStep
+from plangate.plan import Plan, PlanStep, tool_domain
 from plangate.preflight import preflight
 from plangate.project import Project, RunSetup, write_template
 from plangate.runs.checkpoint import open_checkpointer, shown_url
@@ -274,10 +274,11 @@ def tools(
             {
                 "tool": name,
                 "source": "mock" if name in mocked else where.tools.source_of(name),
-                "domain": name.split(".", 1)[0],
+                "domain": tool_domain(name),
                 "action": policy.action,
                 "action_source": policy.source,
                 "irreversible": policy.irreversible,
+                "exempt": policy.exempt,
                 "risk": policy.risk,
                 "allowed": governance.profile.allows(name),
                 "asks": policy.needs_approval,
@@ -296,7 +297,8 @@ def tools(
                 str(row["source"]),
                 str(row["domain"]),
                 f"{row['action']} ({row['action_source']})"
-                + (", irreversible" if row["irreversible"] else ""),
+                + (", irreversible" if row["irreversible"] else "")
+                + (" (exempt: runs unasked)" if row["exempt"] else ""),
                 str(row["risk"]),
                 ("asks" if row["asks"] else "yes") if row["allowed"] else "blocked",
             )

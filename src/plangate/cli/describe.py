@@ -97,11 +97,23 @@ def describe(
 def action_line(request: Mapping[str, Any]) -> str:
     """`execute, irreversible (from the tool's declaration)`."""
     source = request.get("action_source")
+    undone = ""
+    if request.get("irreversible"):
+        exempt = request.get("exempt")
+        undone = ", irreversible" + (" (exempt: runs unasked)" if exempt else "")
     return (
         str(request["action"])
-        + (", irreversible" if request.get("irreversible") else "")
+        + undone
         + (f" (from {ACTION_SOURCES.get(source, source)})" if source else "")
     )
+
+
+ORDERS = {
+    "listed": "listed (each propose or execute step waits for the steps before it, and the "
+    "steps after it wait for it; reads between them run together)",
+    "dependencies": "dependencies (only depends_on and references order the steps)",
+}
+"""How the CLI names the order a plan runs in (`plangate.plan.Order`)."""
 
 
 def approvals_count(request: Mapping[str, Any]) -> str | None:
@@ -151,7 +163,11 @@ def print_review(request: Mapping[str, Any]) -> None:
         ]
         for step in request["steps"]
     ]
-    say(f"  goal:        {request['goal']}", f"  consequence: {request['consequence']}")
+    say(
+        f"  goal:        {request['goal']}",
+        f"  order:       {ORDERS.get(request.get('order', 'listed'), request.get('order'))}",
+        f"  consequence: {request['consequence']}",
+    )
     print_rows([["step", "tool", "action", "risk", "approval", "args"], *rows])
     for line in forecast_lines(request["budget"]):
         say(f"  budget:      {line}")
@@ -173,6 +189,7 @@ def print_request(request: Mapping[str, Any]) -> None:
         f"  action:      {action_line(request)}",
         f"  risk:        {request['risk']}",
         *([f"  approvals:   {count}; each from a different approver"] if count else []),
+        *([f"  asks again:  {request['review_changed']}"] if request.get("review_changed") else []),
         f"  consequence: {request['consequence']}",
         f"  args:        {json.dumps(request['args'], ensure_ascii=False, default=str)}",
         *(
@@ -372,14 +389,11 @@ def print_done(
 def print_report(report: PreflightReport) -> None:
     rows = [("step", "tool", "action", "risk", "asks", "budget")]
     for step in report.steps:
-        action = f"{step.action} ({step.action_source})" + (
-            ", irreversible" if step.irreversible else ""
-        )
         rows.append(
             (
                 step.step_id,
                 step.tool,
-                action,
+                action_line(step.model_dump()),
                 step.risk,
                 "yes" if step.asks else "no",
                 f"blocked: {step.blocked_by}" if step.blocked_by else "ok",
@@ -387,6 +401,7 @@ def print_report(report: PreflightReport) -> None:
         )
     if report.steps:
         print_rows(rows)
+        say(f"Order: {ORDERS[report.order]}")
     for line in forecast_lines(tier.model_dump() for tier in report.budget):
         say(f"Budget: {line}")
     if report.ok:

@@ -1,7 +1,9 @@
 """`budget_check`: decide what happens to the next wave of steps before anything runs.
 
-A step is ready when every step it depends on has ended. Ready steps are taken in plan order, at
-most `Profile.max_concurrency` of them, looking ahead at most `LOOKAHEAD` steps past the first
+A step is ready when every step it depends on has ended and, in listed order (the default, see
+`plangate.plan.Order`), when it is a read with no effect before it still to end, or an effect
+with every step before it ended. Ready steps are taken in plan order, at most
+`Profile.max_concurrency` of them, looking ahead at most `LOOKAHEAD` steps past the first
 step that has not ended. For each, in order: a step whose dependencies did not all end `ok` is
 skipped; a tool nobody registered (offline: with no mock), or that the profile does not allow, is
 blocked; a call that would exceed a budget tier is blocked. The budget is charged here, in plan
@@ -21,13 +23,13 @@ tasks of a wave run side by side, and `trace_emit` records the wave when all of 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
-from plangate._governance import Governance, TraceWriter, iso, step_links
+from plangate._governance import Governance, StepLinks, TraceWriter, iso, step_links
 from plangate.actions import StepPolicy
 from plangate.approval import DECISIONS, approval_digest, args_problem, consequence_of
 from plangate.budget import charge, exceeded_tier
@@ -54,15 +56,30 @@ steps before it end."""
 
 
 def ready_steps(
-    steps: list[Any], ended: Mapping[str, Any], cursor: int, limit: int
+    steps: list[Any],
+    ended: Mapping[str, Any],
+    cursor: int,
+    limit: int,
+    *,
+    is_effect: Callable[[StepLinks], bool] | None = None,
 ) -> Iterator[int]:
     """Indices of the first `limit` steps from `cursor` on that have not ended and whose
     dependencies all have. Steps only depend on steps before them (`parse_plan` orders them),
-    so the step at `cursor` is always one: nothing is in flight between waves."""
+    so the step at `cursor` is always one: nothing is in flight between waves.
+
+    In listed order (`is_effect` tells the effects) an effect is ready only at `cursor`, when
+    every step listed before it has ended, and no step listed after an effect that has not ended
+    is ready: the reads between two effects run together, the effects one at a time, in order."""
     found = 0
     for index in range(cursor, min(len(steps), cursor + LOOKAHEAD)):
-        step_id, deps = step_links(steps[index])
-        if step_id in ended or any(dep not in ended for dep in deps):
+        links = step_links(steps[index])
+        if links.id in ended:
+            continue
+        if is_effect is not None and is_effect(links):
+            if index == cursor:
+                yield index
+            return
+        if any(dep not in ended for dep in links.depends_on):
             continue
         yield index
         found += 1
@@ -83,7 +100,10 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
     # `halt` promises that nothing listed after a failing step runs: any step may fail, so under
     # `on_error: halt` steps run one at a time.
     limit = 1 if profile.on_error == "halt" else profile.max_concurrency
-    for index in ready_steps(steps, stored, run["cursor"], limit):
+    listed = (state["plan"].get("order") or profile.order) == "listed"
+    is_effect = governance.is_effect if listed else None
+    covered: Mapping[str, dict[str, Any]] = state["plan"].get("covered") or {}
+    for index in ready_steps(steps, stored, run["cursor"], limit, is_effect=is_effect):
         step = step_from_state(steps[index])
         # Only the dependencies' outcomes are read (and decoded), never the whole map.
         deps = {dep: outcome_from_state(stored[dep]) for dep in step.depends_on}
@@ -95,7 +115,10 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
         }
         outcome = _refusal(step, deps, usage, governance, writer)
         if outcome is None:
-            outcome = _gate(run, step, task, governance=governance, writer=writer, deps=deps)
+            shown = covered.get(step.id)
+            outcome = _gate(
+                run, step, task, governance=governance, writer=writer, deps=deps, shown=shown
+            )
         if outcome is not None:
             closed.append({"index": index, "events": [], "outcome": outcome})
             continue
@@ -164,9 +187,11 @@ def _gate(
     governance: Governance,
     writer: TraceWriter,
     deps: dict[str, StepOutcome],
+    shown: Mapping[str, Any] | None,
 ) -> StepOutcome | None:
     """Make `task` ready for `tool_exec`, or for a person (with its request); or the outcome of
-    a step closed for args that cannot be used."""
+    a step closed for args that cannot be used. `shown` is the step's row in the approved plan
+    review, when that showed it as covered."""
     try:
         # References are all among the dependencies, which ended `ok`.
         outputs = {dep: o["output"] for dep, o in deps.items()}
@@ -197,7 +222,8 @@ def _gate(
             f"{step.tool}: invalid arguments: {field}: {message}",
         )
     grant = run.get("review")
-    if policy.needs_approval and grant and governance.profile.review_covers(step.tool, policy.risk):
+    changed = review_changes(shown, policy, governance.declaration(step.tool)) if shown else None
+    if policy.needs_approval and grant and shown and changed is None:
         task["approval"] = covered_approval(grant, step, resolved, policy, governance)
     elif policy.needs_approval:
         task["request"] = ask_for_approval(
@@ -208,8 +234,33 @@ def _gate(
             governance=governance,
             policy=policy,
             writer=writer,
+            review_changed=changed,
         )
     return None
+
+
+def review_changes(shown: Mapping[str, Any], policy: StepPolicy, declaration: str) -> str | None:
+    """What differs between a step's row in the approved plan review and the step as it is
+    about to run, in words for the person now asked; `None` when nothing does."""
+    now = {
+        "action": policy.action,
+        "action_source": policy.source,
+        "irreversible": policy.irreversible,
+        "risk": policy.risk,
+        "declaration": declaration,
+    }
+    changed = [key for key in now if shown.get(key) != now[key]]
+    if not changed:
+        return None
+
+    def described(row: Mapping[str, Any]) -> str:
+        undone = "irreversible" if row.get("irreversible") else "reversible"
+        return f"{row.get('action')} ({row.get('action_source')}), {row.get('risk')} risk, {undone}"
+
+    what = f"the plan review showed it as {described(shown)}; it is now {described(now)}"
+    if "declaration" in changed:
+        what += "; its tool's declaration changed since"
+    return what + ", so the review's approval does not stand for it"
 
 
 def covered_approval(
@@ -263,6 +314,7 @@ def ask_for_approval(
     governance: Governance,
     policy: StepPolicy,
     writer: TraceWriter,
+    review_changed: str | None = None,
 ) -> ApprovalRequest:
     """The approval request of `step`, traced as `approval_requested`: what the person deciding
     sees, the real args with references resolved (the trace gets a redacted copy), which args
@@ -296,10 +348,12 @@ def ask_for_approval(
     }
     if resolved.sources:
         request["references"] = resolved.sources
+    if review_changed is not None:
+        request["review_changed"] = review_changed
     needed = governance.profile.approvals_needed(policy.risk)
     if needed > 1:
         request["approvals_required"], request["approvals_so_far"] = needed, []
     fields: dict[str, Any] = dict(request)
-    traced = {k: fields[k] for k in (*_TRACED, "references") if k in fields}
+    traced = {k: fields[k] for k in (*_TRACED, "references", "review_changed") if k in fields}
     writer.emit("approval_requested", traced, step=step)
     return request

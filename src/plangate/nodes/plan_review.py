@@ -5,10 +5,13 @@ report of the plan: every step's tool, args, effective action and its source, ri
 the review covers; the budget forecast per tier) and this node waits on it with one interrupt.
 A plan none of whose steps would ask anyone runs without a review.
 
-- `approve` pre-approves every step that would ask and whose risk is at most `covers`, unless it
-  needs several approvers or its tool always waits for its own decision: those steps run without
-  asking, their approval records saying `covered_by: plan_review` and naming the reviewer. The
-  other steps still ask on their own.
+- `approve` pre-approves the steps the request showed as covered (those that would ask and whose
+  risk is at most `covers`, unless they need several approvers or their tool always waits for its
+  own decision), each as its row showed it: its action and source, irreversibility, risk and tool
+  declaration (`REVIEWED`), all bound by the digest. Such a step runs without asking, its
+  approval record saying `covered_by: plan_review` and naming the reviewer, unless any of them
+  differs when it runs: then it asks on its own, and its request says what changed. The other
+  steps still ask on their own.
 - `reject` (or a decision that comes after the request expired) runs nothing: every step is
   closed `skipped`, with `failure_context.error_type` `plan_rejected` (or `plan_review_expired`),
   and the run ends `failed`.
@@ -49,11 +52,19 @@ REVIEW_DECISIONS = ("approve", "edit", "reject")
 _RISKS: tuple[Risk, ...] = ("low", "medium", "high")
 
 
-def review_digest(plan: Plan, covers: str, fingerprint: str) -> str:
-    """SHA-256 over what a reviewer approves: the whole plan, what the review covers, and the
-    profile's fingerprint."""
+REVIEWED = ("action", "action_source", "irreversible", "risk", "declaration")
+"""What a covered step must still be when it runs for the review's approval to stand for it: as
+the reviewer was shown it."""
+
+
+def review_digest(
+    plan: Plan, covers: str, fingerprint: str, steps: list[dict[str, Any]] | None = None
+) -> str:
+    """SHA-256 over what a reviewer approves: the whole plan, every row of steps shown (its
+    action and source, irreversibility, risk, tool declaration, whether it is covered), what
+    the review covers, and the profile's fingerprint."""
     canonical = json.dumps(
-        ["plan_review", plan.to_input(), covers, fingerprint],
+        ["plan_review", plan.to_input(), steps, covers, fingerprint],
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -78,6 +89,7 @@ def review_request(
         steps.append(
             {
                 **checked.model_dump(mode="json"),
+                "declaration": governance.declaration(step.tool),
                 "description": step.description,
                 "args": step.args,
                 "depends_on": list(step.depends_on),
@@ -112,7 +124,8 @@ def review_request(
             f"{'its' if asking == 1 else 'their'} own."
         ),
         "profile": profile.name,
-        "digest": review_digest(plan, covers, governance.fingerprint),
+        "order": report.order,
+        "digest": review_digest(plan, covers, governance.fingerprint, steps),
         "requested_at": iso(requested),
         "expires_at": iso(requested + profile.approval_timeout),
         "allowed_decisions": list(REVIEW_DECISIONS),
@@ -204,7 +217,12 @@ def plan_review(state: PlanState, runtime: Runtime[Any], *, governance: Governan
         "decided_at": iso(now),
         "wait_ms": wait_ms,
     }
-    return Command(update={"review": None, **writer.update(review=grant)}, goto="budget_check")
+    # The rows shown as covered go with the plan, written once: `budget_check` lets a step run
+    # on the review's approval only while it is what its row showed. In the run's counters they
+    # would be written again with every step.
+    shown = {s["step_id"]: {k: s[k] for k in REVIEWED} for s in request["steps"] if s["covered"]}
+    update = {"review": None, "plan": {**state["plan"], "covered": shown}}
+    return Command(update={**update, **writer.update(review=grant)}, goto="budget_check")
 
 
 def _nothing_runs(

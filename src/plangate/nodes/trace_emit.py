@@ -67,7 +67,7 @@ def trace_emit(
     cursor = run["cursor"]
     if halted:
         for later in range(cursor, len(steps)):
-            step_id = step_links(steps[later])[0]
+            step_id = step_links(steps[later]).id
             if step_id in ended or step_id in closed or step_id in running:
                 continue
             rest = step_at(state, later)
@@ -75,7 +75,7 @@ def trace_emit(
             writer.emit("step_skipped", {"reason": halted, "error_type": "plan_halted"}, step=rest)
             span_of_closed(governance, run, rest, closed[rest.id])
     while cursor < len(steps) and (
-        (step_id := step_links(steps[cursor])[0]) in ended or step_id in closed
+        (step_id := step_links(steps[cursor]).id) in ended or step_id in closed
     ):
         cursor += 1
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from plangate._files import dotted, first_error, read_document
 from plangate.errors import ProfileError
-from plangate.plan import Action
+from plangate.plan import Action, Order
 
 __all__ = (
     "BUILTIN_PROFILES",
@@ -143,6 +143,11 @@ class Profile(BaseModel):
             most a year).
         allowed_tools: Glob patterns of tools that may run at all; others are `blocked`.
         irreversible_tools: Glob patterns of tools whose effects cannot be undone (raises risk).
+            An irreversible call always waits for a person, under every profile, unless its
+            tool is named in `irreversible_exempt`.
+        irreversible_exempt: Tools, each by its exact name (no patterns), whose irreversible
+            calls may run without a person when nothing else in the profile makes them ask: a
+            deliberate, visible exception to "irreversible means a person".
         sensitive_domains: Domains whose calls carry one more level of risk.
         on_error: `continue` past a failing tool, or `halt` the plan.
         on_reject: `skip` a rejected step and go on, or `halt` the plan.
@@ -169,6 +174,8 @@ class Profile(BaseModel):
             tracer provider (`plangate.telemetry`; needs `plangate[otel]`).
         capture_content: Record tool args and outputs on the spans (redacted as the trace is);
             off by default.
+        order: The order plans run in unless a plan asks for `dependencies` (`plangate.plan.
+            Order`): `listed` (the default) keeps the list's order of effects.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -199,6 +206,19 @@ class Profile(BaseModel):
     plan_review: PlanReview | None = None
     telemetry: Literal["otel"] | None = None
     capture_content: bool = False
+    irreversible_exempt: list[str] = Field(default_factory=list)
+    order: Order = "listed"
+
+    @field_validator("irreversible_exempt")
+    @classmethod
+    def _exact_names(cls, names: list[str]) -> list[str]:
+        patterns = [name for name in names if any(c in name for c in "*?[")]
+        if patterns:
+            raise ValueError(
+                f"{patterns[0]!r} is a pattern: name each exempt tool exactly, so that no tool "
+                "added later runs irreversible calls unasked"
+            )
+        return names
 
     @property
     def approval_timeout(self) -> timedelta:
@@ -213,9 +233,18 @@ class Profile(BaseModel):
         """Whether the allowlist lets `tool` run."""
         return _matches(tool, self.allowed_tools)
 
-    def needs_approval(self, tool: str, action: Action) -> bool:
-        """Whether a call of `tool` with `action` waits for a human decision."""
-        return action in self.require_approval or _matches(tool, self.approval_required_tools)
+    def needs_approval(self, tool: str, action: Action, *, irreversible: bool) -> bool:
+        """Whether a call of `tool` with `action` waits for a human decision: the profile asks
+        for the action or the tool, or the call cannot be undone and the tool is not exempt."""
+        return (
+            action in self.require_approval
+            or _matches(tool, self.approval_required_tools)
+            or (irreversible and not self.is_irreversible_exempt(tool))
+        )
+
+    def is_irreversible_exempt(self, tool: str) -> bool:
+        """Whether the profile names `tool` in `irreversible_exempt`."""
+        return tool in self.irreversible_exempt
 
     def review_covers(self, tool: str, risk: Risk) -> bool:
         """Whether an approved plan review stands for the approval of a call of `tool` at
@@ -272,7 +301,15 @@ class Profile(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-_LATER_FIELDS = ("on_expiry", "approvals_required", "plan_review", "telemetry", "capture_content")
+_LATER_FIELDS = (
+    "on_expiry",
+    "approvals_required",
+    "plan_review",
+    "telemetry",
+    "capture_content",
+    "irreversible_exempt",
+    "order",
+)
 
 
 def _matches(tool: str, patterns: list[str]) -> bool:

@@ -273,6 +273,8 @@ class RunService:
             "steps",
             "budget",
             "covers",
+            "order",
+            "review_changed",
         )
         return {
             "thread": thread,

@@ -405,8 +405,15 @@
     h("thead", {}, h("tr", {}, ["step", "tool", "action", "risk", "approval"].map((c) => h("th", {}, c)))),
     h("tbody", {}, a.steps.map((s) => h("tr", { dataset: { step: s.step_id } },
       h("td", { class: "mono" }, s.step_id), h("td", { class: "mono" }, s.tool), h("td", {}, actionText(s)),
-      h("td", {}, riskBadge(s.risk)), h("td", {}, s.covered ? "covered" : s.asks ? "asks on its own" : "-")))),
+      h("td", {}, riskBadge(s.risk)),
+      h("td", {}, s.covered ? "covered" : s.asks ? "asks on its own" : s.exempt ? "irreversible, exempt by the profile" : "-")))),
   );
+
+  // The order a plan runs in (plangate.plan.Order).
+  const ORDERS = {
+    listed: "listed: each propose or execute step waits for the steps before it, and the steps after it wait for it",
+    dependencies: "dependencies: only depends_on and references order the steps",
+  };
 
   function approvalCard(a) {
     const who = a.started_by ? ["started by ", h("b", {}, a.started_by)] : null;
@@ -541,9 +548,11 @@
     fill($("#d-facts"),
       h("dt", {}, "Run"), h("dd", {}, a.goal ? `${a.goal} (${a.thread})` : a.thread),
       isReview(a)
-        ? [h("dt", {}, "Steps"), h("dd", { id: "d-steps" }, reviewTable(a))]
+        ? [h("dt", {}, "Steps"), h("dd", { id: "d-steps" }, reviewTable(a)),
+           h("dt", {}, "Order"), h("dd", { id: "d-order" }, ORDERS[a.order] || a.order || ORDERS.listed)]
         : [h("dt", {}, "Step"), h("dd", {}, `${a.step_id}: ${a.description || a.action}`),
            h("dt", {}, "Action"), h("dd", { id: "d-action" }, actionText(a))],
+      a.review_changed ? [h("dt", {}, "Asks again"), h("dd", { id: "d-review-changed" }, a.review_changed)] : null,
       a.irreversible ? [h("dt", {}, "Undo"), h("dd", { class: "irreversible-text" }, "not possible: the call cannot be undone")] : null,
       approvalsText(a) ? [h("dt", {}, "Approvals"), h("dd", { id: "d-approvals" }, `${approvalsText(a)}; each from a different approver`)] : null,
       h("dt", {}, "Profile"), h("dd", {}, a.profile + (a.offline ? " (offline)" : "")),
