@@ -41,6 +41,17 @@ from plangate.plan import Action
 # tests of how single steps are gated.
 ENTERPRISE_BY_STEP = load_profile("enterprise").model_copy(update={"plan_review": None})
 
+# `technical` with the demo's and the tests' `email.send` exempt from the person every
+# irreversible call waits for: for tests of what runs unattended, not of who is asked.
+UNATTENDED = load_profile("technical").model_copy(update={"irreversible_exempt": ["email.send"]})
+
+
+def unattended_profile(folder: Path) -> str:
+    """`UNATTENDED` as a profile file in `folder`, for `--profile`; returns its path."""
+    path = folder / "unattended.yaml"
+    path.write_text(yaml.safe_dump(UNATTENDED.model_dump(mode="json")))
+    return str(path)
+
 
 @dataclass
 class Clock:
@@ -157,8 +168,13 @@ def thread(name: str = "t1") -> dict[str, Any]:
     return {"configurable": {"thread_id": name}}
 
 
-def plan_of(*steps: dict[str, Any], goal: str = "test") -> dict[str, Any]:
-    return {"goal": goal, "steps": list(steps)}
+def plan_of(*steps: dict[str, Any], goal: str = "test", order: str | None = None) -> dict[str, Any]:
+    """A plan of `steps`; `order="dependencies"` lets its effects run together (tests of what
+    happens when several steps wait or run at once)."""
+    plan: dict[str, Any] = {"goal": goal, "steps": list(steps)}
+    if order is not None:
+        plan["order"] = order
+    return plan
 
 
 def free_port() -> int:

@@ -219,13 +219,17 @@ def test_request_args_are_raw_without_redaction(
     assert log.calls == []
 
 
-def test_technical_profile_never_pauses(runner: Runner, log: CallLog) -> None:
-    """The built-in `technical` profile runs an execute step without an interrupt."""
-    graph = runner.graph(counting_tools(log, "email.send"), profile="technical")
-    out = runner.invoke(graph, {"plan": plan_of(send_step())}, thread())
+def test_technical_profile_does_not_pause_a_reversible_execute(
+    runner: Runner, log: CallLog
+) -> None:
+    """The built-in `technical` profile runs an execute step that can be undone without an
+    interrupt (an irreversible one always asks: tests/test_irreversible.py)."""
+    graph = runner.graph(counting_tools(log, "crm.update"), profile="technical")
+    step = {"id": "update", "tool": "crm.update", "action": "execute"}
+    out = runner.invoke(graph, {"plan": plan_of(step)}, thread())
     assert "__interrupt__" not in out
     assert out["result"]["status"] == "success"
-    assert log.count("email.send") == 1
+    assert log.count("crm.update") == 1
 
 
 # --- decisions ------------------------------------------------------------------------------------

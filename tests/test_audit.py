@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-from _support import plangate
+from _support import plangate, unattended_profile
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from plangate.audit import verify_events
@@ -246,10 +246,11 @@ def test_under_a_key_a_chain_rewritten_without_it_does_not_verify(tmp_path: Path
 def test_the_chain_goes_on_across_the_runs_of_one_thread(tmp_path: Path) -> None:
     db = SqliteFile(tmp_path / "runs.db")
     plan = str(EXAMPLES / "sales_followup.yaml")
-    first = plangate(tmp_path, "run", plan, "--db", db.flag, "--profile", "technical")
+    profile = unattended_profile(tmp_path)
+    first = plangate(tmp_path, "run", plan, "--db", db.flag, "--profile", profile)
     thread_id = first.stdout.split("Thread ", 1)[1].split()[0]
     again = plangate(
-        tmp_path, "run", plan, "--db", db.flag, "--profile", "technical", "--thread", thread_id
+        tmp_path, "run", plan, "--db", db.flag, "--profile", profile, "--thread", thread_id
     )
     assert again.returncode == 0, again.stdout + again.stderr
 
@@ -287,9 +288,8 @@ def test_the_audit_export_holds_the_decision_and_an_intact_chain(tmp_path: Path)
 
 def test_verify_of_an_unknown_thread_is_one_line(tmp_path: Path) -> None:
     plan = str(EXAMPLES / "sales_followup.yaml")
-    assert (
-        plangate(tmp_path, "run", plan, "--db", "runs.db", "--profile", "technical").returncode == 0
-    )
+    profile = unattended_profile(tmp_path)
+    assert plangate(tmp_path, "run", plan, "--db", "runs.db", "--profile", profile).returncode == 0
 
     out = plangate(tmp_path, "verify", "nope", "--db", "runs.db")
     assert out.returncode == 1

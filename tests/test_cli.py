@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _support import KILLED_AT_CHECKPOINT, plangate, run_in
+from _support import KILLED_AT_CHECKPOINT, plangate, run_in, unattended_profile
 
 from plangate import Plan, build_graph, demo_outbox, demo_toolkit, open_checkpointer
 from plangate.cli import ExitCode
@@ -168,13 +168,14 @@ def test_resume_continues_a_run_that_stopped_mid_way(tmp_path: Path) -> None:
     """A run whose process stopped before a step (left with work to do and nothing to approve)
     is finished by `plangate resume`; resuming a finished or a paused run is a one-line error."""
     outbox = tmp_path / "plangate-outbox.db"
+    profile = unattended_profile(tmp_path)
     graph = build_graph(
         demo_toolkit(outbox),
-        profile="technical",
+        profile=profile,
         checkpointer=open_checkpointer(str(tmp_path / "plangate.db")),
     )
     # What `plangate run` would have stored with the thread.
-    config = RunSetup(profile="technical").config("cut")
+    config = RunSetup(profile=profile).config("cut")
     plan = Plan.from_file(EXAMPLES / "sales_followup.yaml")
     # Stopping before the first tool call leaves the thread as a killed process would.
     graph.invoke({"plan": plan}, config, interrupt_before=["tool_exec"])
@@ -206,7 +207,7 @@ def test_resume_finishes_a_run_killed_between_a_steps_writes_and_its_checkpoint(
     """However far a killed run got, `show` says it has not finished and `resume` finishes it:
     every step once, one email."""
     plan = str(EXAMPLES / "sales_followup.yaml")
-    run = ("run", plan, "--profile", "technical", "--thread", "cut")
+    run = ("run", plan, "--profile", unattended_profile(tmp_path), "--thread", "cut")
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_AT_CHECKPOINT, *run],
         cwd=tmp_path,
@@ -273,7 +274,7 @@ def test_fixture_files_replace_the_demo_mocks_per_tool(tmp_path: Path) -> None:
         "run",
         str(EXAMPLES / "sales_followup.yaml"),
         "--profile",
-        "technical",
+        unattended_profile(tmp_path),
         "--offline",
         "--fixtures",
         str(fixtures),
@@ -301,9 +302,10 @@ def test_a_bad_fixture_file_is_one_line_and_starts_nothing(tmp_path: Path) -> No
 def test_steps_waiting_together_are_listed_and_decided_one_by_one_or_all_at_once(
     tmp_path: Path,
 ) -> None:
-    """Two ready sends pause together: `run`, `pending` and `show` list both, and the pause
-    message offers `--all`. `approve --step` decides one (the run waits on the other),
-    `--all` with `--step` is one line, and `approve --all` decides the rest: one email each."""
+    """Ready sends of a plan in data-flow order pause together: `run`, `pending` and `show` list
+    them, and the pause message offers `--all`. `approve --step` decides one (the run waits on
+    the other), `--all` with `--step` is one line, and `approve --all` decides the rest: one
+    email each."""
     plan = tmp_path / "two_sends.yaml"
     sends = [
         {
@@ -313,7 +315,8 @@ def test_steps_waiting_together_are_listed_and_decided_one_by_one_or_all_at_once
         }
         for who in ("ana", "ben", "cy")
     ]
-    plan.write_text(json.dumps({"goal": "tell everyone", "steps": sends}), encoding="utf-8")
+    flow = {"goal": "tell everyone", "steps": sends, "order": "dependencies"}
+    plan.write_text(json.dumps(flow), encoding="utf-8")
     run = plangate(tmp_path, "run", str(plan), "--profile", "smb", "--thread", "two")
     assert run.returncode == ExitCode.PAUSED, run.stderr
     assert (

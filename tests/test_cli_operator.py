@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import plangate
+from _support import plangate, unattended_profile
 
 from plangate import InvalidDecision, RunNotFinished, demo_outbox
 from plangate.cli import (
@@ -204,7 +204,7 @@ def test_exit_codes_are_fixed_and_in_the_help(tmp_path: Path) -> None:
 def test_each_outcome_of_a_run_has_its_exit_code(tmp_path: Path) -> None:
     """Real runs of the demo: success, paused, partial, failed, a decision that came too late,
     and `expire`, which exits 0 whatever the runs it closed did."""
-    ok = plangate(tmp_path, "run", DEMO, "--profile", "technical", "--offline")
+    ok = plangate(tmp_path, "run", DEMO, "--profile", unattended_profile(tmp_path), "--offline")
     assert ok.returncode == ExitCode.SUCCESS, ok.stderr
 
     paused = plangate(tmp_path, "run", DEMO, "--profile", "smb", "--thread", "p")
@@ -221,7 +221,7 @@ def test_each_outcome_of_a_run_has_its_exit_code(tmp_path: Path) -> None:
 
     down = tmp_path / "down.yaml"
     down.write_text("tools:\n  email.send:\n    - raise: {error: connection}\n")
-    offline = ("--profile", "technical", "--offline", "--fixtures", str(down))
+    offline = ("--profile", unattended_profile(tmp_path), "--offline", "--fixtures", str(down))
     partial = plangate(tmp_path, "run", DEMO, *offline)
     assert partial.returncode == ExitCode.PARTIAL, partial.stderr
     down.write_text(
@@ -300,7 +300,16 @@ def test_ctrl_c_leaves_a_run_that_runs_lists_and_resume_finishes_and_show_summar
     `runs` said `running`; after, `stopped`; a new plan on the thread is refused in CLI words;
     `resume` finishes every step once; `show` summarises the 1,500 steps (`--full`: all)."""
     plan = lookups(tmp_path / "long.json", 1500, failing_every=100)
-    running = start(tmp_path, "run", plan, "--profile", "technical", "--offline", "--thread", "L")
+    running = start(
+        tmp_path,
+        "run",
+        plan,
+        "--profile",
+        unattended_profile(tmp_path),
+        "--offline",
+        "--thread",
+        "L",
+    )
     read_until(running, "tool_call_start")
     running.send_signal(signal.SIGSTOP)  # it holds its thread's lock, and cannot finish
     try:
@@ -325,7 +334,9 @@ def test_ctrl_c_leaves_a_run_that_runs_lists_and_resume_finishes_and_show_summar
     shown = plangate(tmp_path, "show", "L")
     assert "Run L has not finished: it stopped" in shown.stdout
     assert "`plangate resume L` goes on" in shown.stdout
-    refused = plangate(tmp_path, "run", plan, "--profile", "technical", "--thread", "L")
+    refused = plangate(
+        tmp_path, "run", plan, "--profile", unattended_profile(tmp_path), "--thread", "L"
+    )
     assert refused.returncode == ExitCode.USER_ERROR
     assert_one_line(refused.stderr, "finish it first with `plangate resume L`")
     assert "invoke(" not in refused.stderr
@@ -357,7 +368,16 @@ def test_a_closed_pipe_stops_quietly_and_the_run_can_be_resumed(tmp_path: Path) 
     """`plangate run ... | head` and `plangate trace ... | head`: no traceback; a run cut short
     says how to go on, on stderr; a listing cut short says nothing."""
     plan = lookups(tmp_path / "plan.json", 300)
-    cut = start(tmp_path, "run", plan, "--profile", "technical", "--offline", "--thread", "P")
+    cut = start(
+        tmp_path,
+        "run",
+        plan,
+        "--profile",
+        unattended_profile(tmp_path),
+        "--offline",
+        "--thread",
+        "P",
+    )
     read_until(cut, "tool_call_start")
     assert cut.stdout is not None
     cut.stdout.close()
@@ -409,7 +429,7 @@ def test_a_step_line_says_step_k_of_n_when_given_positions() -> None:
 
 def test_a_run_on_a_terminal_shows_progress_and_one_in_a_pipe_does_not(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
-    args = ("run", DEMO, "--profile", "technical", "--offline")
+    args = ("run", DEMO, "--profile", unattended_profile(tmp_path), "--offline")
     process = subprocess.Popen(
         [*COMMAND, *args], cwd=tmp_path, stdout=terminal, stderr=subprocess.PIPE
     )

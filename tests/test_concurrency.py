@@ -191,12 +191,14 @@ def test_the_trace_is_gap_free_and_the_same_whichever_call_ends_first(runner: Ru
 
 
 def gated_plan() -> dict[str, Any]:
-    """Three sends that need approval under `smb`, and a lookup that does not."""
+    """Three sends that need approval under `smb`, and a lookup that does not, in data-flow
+    order: the sends wait together."""
     sends = [
         {"id": f"send-{who}", "tool": "email.send", "action": "execute", "args": {"text": who}}
         for who in ("ana", "ben", "cy")
     ]
-    return plan_of(*sends, {"id": "lookup", "tool": "crm.lookup", "args": {"text": "acme"}})
+    lookup = {"id": "lookup", "tool": "crm.lookup", "args": {"text": "acme"}}
+    return plan_of(*sends, lookup, order="dependencies")
 
 
 def test_steps_that_need_approval_wait_together_and_others_run_meanwhile(
@@ -327,7 +329,8 @@ def test_steps_waiting_together_in_a_subgraph_pause_the_parent_and_resume_by_id(
         {"id": who, "tool": "email.send", "action": "execute", "args": {"text": who}}
         for who in ("ana", "ben")
     ]
-    waiting = runner.invoke(graph, {"plan": plan_of(*sends)}, thread())["__interrupt__"]
+    plan = plan_of(*sends, order="dependencies")
+    waiting = runner.invoke(graph, {"plan": plan}, thread())["__interrupt__"]
     assert sorted(i.value["step_id"] for i in waiting) == ["ana", "ben"]
     decisions = {i.id: {"decision": "approve", "approver": "lee"} for i in waiting}
     result = runner.invoke(graph, Command(resume=decisions), thread())["result"]

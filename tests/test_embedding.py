@@ -128,11 +128,12 @@ def governed_tool(log: CallLog, clock: Clock) -> StructuredTool:
 def test_tool_takes_a_plan_and_describes_the_tools_a_plan_may_call(
     log: CallLog, clock: Clock
 ) -> None:
-    """The model sees `goal` and `steps` (the `Plan` schema) and a description naming the tools."""
+    """The model sees `goal`, `steps` and `order` (the `Plan` schema) and a description naming
+    the tools."""
     tool = governed_tool(log, clock)
 
     assert tool.name == "execute_plan"
-    assert set(tool.args) == {"goal", "steps"}
+    assert set(tool.args) == {"goal", "steps", "order"}
     schema = tool.tool_call_schema
     assert isinstance(schema, dict)
     assert schema["required"] == ["steps"]

@@ -328,8 +328,9 @@ def test_failed_or_blocked_dependency_skips_dependents_transitively(
     assert log.count("email.send") == 0
     assert log.count("crm.lookup") == 2
     skipped_events = of_type(runner.trace(graph, thread()), "step_skipped")
-    # x and z are skipped in the second wave (their dependencies ended in the first), y after x.
-    assert [e["step_id"] for e in skipped_events] == ["x", "z", "y"]
+    # In list order: each is an effect (email.send cannot be undone), so each waits for the
+    # steps listed before it.
+    assert [e["step_id"] for e in skipped_events] == ["x", "y", "z"]
     assert "'bad'" in skipped_events[0]["data"]["reason"]
 
 
@@ -341,13 +342,13 @@ def test_tool_error_records_failure_context_and_run_continues(runner: Runner, lo
     failure context, later steps still run, the run is `partial`, and the result's
     failure_context is the first failure."""
     tools = counting_tools(
-        log, "crm.lookup", "crm.bad", "crm.worse", "email.send", failing=("crm.bad", "crm.worse")
+        log, "crm.lookup", "crm.bad", "crm.worse", "email.queue", failing=("crm.bad", "crm.worse")
     )
     graph = runner.graph(tools, profile="technical")
     plan = plan_of(
         step("a", "crm.lookup"),
         step("b", "crm.bad"),
-        step("c", "email.send"),
+        step("c", "email.queue"),
         step("d", "crm.worse"),
     )
     result = runner.invoke(graph, {"plan": plan}, thread())["result"]
@@ -365,7 +366,7 @@ def test_tool_error_records_failure_context_and_run_continues(runner: Runner, lo
     assert by_id(result)["d"]["failure_context"]["step_id"] == "d"
     assert result["failure_context"] == expected
     assert result["halted"] is None
-    assert [name for name, _ in log.calls] == ["crm.lookup", "crm.bad", "email.send", "crm.worse"]
+    assert [name for name, _ in log.calls] == ["crm.lookup", "crm.bad", "email.queue", "crm.worse"]
     errors = of_type(runner.trace(graph, thread()), "tool_call_error")
     assert [(e["step_id"], e["data"]["error_type"]) for e in errors] == [
         ("b", "ToolException"),
@@ -545,15 +546,15 @@ def mixed_plan() -> dict[str, Any]:
     """Two ok steps, one tool error, one unregistered tool, one skipped dependent."""
     return plan_of(
         step("a", "crm.lookup"),
-        step("b", "email.send"),
+        step("b", "email.queue"),
         step("c", "crm.bad"),
         step("d", "nobody.home"),
-        step("e", "email.send", depends_on=["c"]),
+        step("e", "email.queue", depends_on=["c"]),
     )
 
 
 def mixed_tools(log: CallLog) -> list[Any]:
-    return counting_tools(log, "crm.lookup", "crm.bad", "email.send", failing=("crm.bad",))
+    return counting_tools(log, "crm.lookup", "crm.bad", "email.queue", failing=("crm.bad",))
 
 
 def test_result_is_json_that_validates_with_golden_signals(runner: Runner, log: CallLog) -> None:
@@ -642,7 +643,7 @@ def test_trace_continues_in_a_new_thread(runner: Runner, log: CallLog) -> None:
     graph = runner.graph(mixed_tools(log), profile="technical")
     a = runner.invoke(graph, {"plan": plan_of(step("a1", "crm.lookup"))}, thread("t1"))["result"]
     b_input = {
-        "plan": plan_of(step("b1", "email.send"), step("b2", "crm.bad")),
+        "plan": plan_of(step("b1", "email.queue"), step("b2", "crm.bad")),
         "trace_id": a["trace_id"],
         "trace_seq": a["next_seq"],
     }
@@ -660,7 +661,7 @@ def test_second_plan_on_the_same_thread_continues_its_trace(runner: Runner, log:
     """A second plan on a thread keeps the thread's trace id and continues its seq."""
     graph = runner.graph(mixed_tools(log), profile="technical")
     a = runner.invoke(graph, {"plan": plan_of(step("a1", "crm.lookup"))}, thread())["result"]
-    b = runner.invoke(graph, {"plan": plan_of(step("b1", "email.send"))}, thread())["result"]
+    b = runner.invoke(graph, {"plan": plan_of(step("b1", "email.queue"))}, thread())["result"]
     assert b["trace_id"] == a["trace_id"]
     assert b["next_seq"] > a["next_seq"]
     trace = runner.trace(graph, thread())

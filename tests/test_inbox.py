@@ -19,7 +19,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
-from _support import KILLED_AT_CHECKPOINT, free_port
+from _support import KILLED_AT_CHECKPOINT, free_port, unattended_profile
 
 from plangate import Plan, demo_outbox, load_profile, open_checkpointer
 from plangate.errors import PlangateUsageError
@@ -430,9 +430,9 @@ def test_approve_resumes_the_run_in_the_server_and_it_finishes(inbox: Inbox) -> 
 def test_steps_waiting_together_are_each_shown_and_decided_by_their_interrupt(
     inbox: Inbox,
 ) -> None:
-    """Two sends of one wave wait together: the run view and the pending list show both, a
-    decision naming neither is refused in one line, and each is decided by its own interrupt;
-    one email each."""
+    """Two sends of one wave (in data-flow order) wait together: the run view and the pending
+    list show both, a decision naming neither is refused in one line, and each is decided by its
+    own interrupt; one email each."""
     sends = [
         {
             "id": f"send-{who}",
@@ -443,7 +443,8 @@ def test_steps_waiting_together_are_each_shown_and_decided_by_their_interrupt(
     ]
     setup = RunSetup(profile="smb")
     graph = setup.graph(setup.project_for(str(inbox.db)), str(inbox.db))
-    graph.invoke({"plan": {"goal": "tell both", "steps": sends}}, setup.config("two"))
+    flow = {"goal": "tell both", "steps": sends, "order": "dependencies"}
+    graph.invoke({"plan": flow}, setup.config("two"))
 
     run = inbox.wait("two", "waiting")
     assert [a["step_id"] for a in run["waiting"]] == ["send-ana", "send-ben"]
@@ -650,12 +651,18 @@ def test_start_refuses_bad_plans_and_profiles_with_one_line(inbox: Inbox) -> Non
     assert inbox.api.get("/api/runs").json()["runs"] == []
 
 
-def test_started_technical_run_finishes_without_approval(inbox: Inbox) -> None:
-    """A JSON plan under `technical` needs no approval: the run view ends in success."""
+def test_a_started_technical_run_waits_only_for_its_irreversible_send(inbox: Inbox) -> None:
+    """A JSON plan under `technical` asks nobody about its reads and drafts; the send, which
+    cannot be undone, waits for a person (no auto-send) and, approved, the run ends in success."""
     plan = json.loads((EXAMPLES / "renewal_pipeline.json").read_text())
     started = inbox.api.post("/api/runs", json={"plan": plan, "profile": "technical"})
     assert started.status_code == 201
     thread = started.json()["thread"]
+    waiting = inbox.wait(thread, "waiting")["waiting"]
+    assert [(a["tool"], a["irreversible"]) for a in waiting] == [("email.send", True)]
+    assert demo_outbox(inbox.outbox) == []
+    approve = {"decision": "approve", "approver": "lee"}
+    assert inbox.api.post(f"/api/runs/{thread}/decision", json=approve).status_code == 202
     run = inbox.wait(thread, "success")
     assert [s["status"] for s in run["steps"]] == ["ok"] * 4
     assert run["signals"]["success_rate"] == 1.0
@@ -752,12 +759,13 @@ def test_a_run_held_elsewhere_gets_409_and_stays_resumable(inbox: Inbox) -> None
 
 
 def stop_mid_way(db: Path, thread: str, *, kill_at: int = 9) -> None:
-    """`plangate run` of the demo plan under `technical` in `thread`, killed as it stores its
-    `kill_at`th checkpoint: at 7 it is between the draft's writes and the next step, at 9 the
-    draft is done and nothing is sent yet, at 11 the email is out and the send never recorded."""
+    """`plangate run` of the demo plan unattended (`technical`, its send exempt) in `thread`,
+    killed as it stores its `kill_at`th checkpoint: at 7 it is between the draft's writes and
+    the next step, at 9 the draft is done and nothing is sent yet, at 11 the email is out and the
+    send never recorded."""
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_AT_CHECKPOINT, "run", str(SALES), "--profile", "technical",
-         "--db", str(db), "--thread", thread],
+        [sys.executable, "-c", KILLED_AT_CHECKPOINT, "run", str(SALES),
+         "--profile", unattended_profile(db.parent), "--db", str(db), "--thread", thread],
         cwd=db.parent,
         env={**os.environ, "KILL_AT": str(kill_at)},
         capture_output=True,

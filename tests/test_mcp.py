@@ -41,7 +41,9 @@ from plangate.errors import AdapterError
 from plangate.nodes.tool_exec import is_transient
 
 PEER = Path(__file__).parent / "peers" / "mcp_server.py"
-TECHNICAL = Profile(name="mcp-test", redact=False)
+# No approvals; the peer's `refund`, flagged destructive, exempt from the person every
+# irreversible call waits for: for tests of how calls are made, not of who is asked.
+TECHNICAL = Profile(name="mcp-test", redact=False, irreversible_exempt=["billing.refund"])
 # `refund`'s inputSchema as FastMCP derives it from the function's signature.
 REFUND_SCHEMA = {
     "type": "object",
@@ -470,7 +472,9 @@ def test_a_server_gone_mid_run_fails_the_step_as_transient_and_the_run_finishes(
         return "stopped"
 
     tools["ops.stop_server"] = stop
-    profile = Profile(name="retrying", redact=False, retry=RetryPolicy(max_attempts=2))
+    profile = TECHNICAL.model_copy(
+        update={"name": "retrying", "retry": RetryPolicy(max_attempts=2)}
+    )
     graph = runner.graph(tools, profile=profile, sleep=lambda _: None)
     plan = plan_of(
         {"id": "look", "tool": "billing.lookup", "args": {"invoice_id": "inv-4"}},

@@ -223,7 +223,7 @@ def test_options_are_checked_once_and_early() -> None:
 @pytest.mark.parametrize(
     ("budget", "calls", "tier"),
     [
-        ({"total_calls": 2}, ["crm.lookup", "email.send", "shell.run"], "total"),
+        ({"total_calls": 2}, ["crm.lookup", "crm.note", "shell.run"], "total"),
         ({"calls_per_domain": 2}, ["crm.lookup", "crm.update", "crm.note"], "domain:crm"),
         ({"calls_per_tool": 2}, ["crm.lookup", "crm.lookup", "crm.lookup"], "tool:crm.lookup"),
     ],
@@ -592,7 +592,9 @@ def test_redaction_follows_the_profile(agents: Agents, redact: bool) -> None:
 
 
 def test_a_failing_tool_ends_the_run_when_the_profile_halts(agents: Agents, log: CallLog) -> None:
-    governance = GovernanceMiddleware(profile=profile("technical", on_error="halt"))
+    # `billing.pay` cannot be undone: exempt, so that it runs unasked and fails.
+    rules = profile("technical", on_error="halt", irreversible_exempt=["billing.pay"])
+    governance = GovernanceMiddleware(profile=rules)
     agent = agents.build(script([("billing.pay", {"text": "10"})]), [governance])
     with pytest.raises(ToolException, match=r"billing\.pay is down"):
         agents.start(agent)

@@ -68,7 +68,7 @@ def test_builtins_allow_everything_and_wait_a_day(name: str) -> None:
 )
 def test_builtin_approval_gates(name: str, action: Action, waits: bool) -> None:
     """`needs_approval` follows each built-in's `require_approval` list."""
-    assert load_profile(name).needs_approval("crm.update", action) is waits
+    assert load_profile(name).needs_approval("crm.update", action, irreversible=False) is waits
 
 
 def test_builtin_loads_are_independent() -> None:
@@ -289,24 +289,35 @@ def test_empty_allowlist_allows_nothing() -> None:
 def test_needs_approval_by_action() -> None:
     """Actions in `require_approval` wait; others do not, for tools outside the tool globs."""
     profile = custom_profile()
-    assert profile.needs_approval("crm.update", "execute")
-    assert not profile.needs_approval("crm.update", "propose")
-    assert not profile.needs_approval("crm.lookup", "read")
+    assert profile.needs_approval("crm.update", "execute", irreversible=False)
+    assert not profile.needs_approval("crm.update", "propose", irreversible=False)
+    assert not profile.needs_approval("crm.lookup", "read", irreversible=False)
 
 
 def test_approval_required_tools_wait_whatever_the_action() -> None:
     """A tool matching `approval_required_tools` waits even for a read."""
     profile = custom_profile()
-    assert profile.needs_approval("crm.delete_account", "read")
-    assert profile.needs_approval("crm.delete", "propose")
-    assert not profile.needs_approval("email.delete_draft", "read")
+    assert profile.needs_approval("crm.delete_account", "read", irreversible=False)
+    assert profile.needs_approval("crm.delete", "propose", irreversible=False)
+    assert not profile.needs_approval("email.delete_draft", "read", irreversible=False)
+
+
+@pytest.mark.parametrize("name", ["enterprise", "smb", "technical"])
+def test_an_irreversible_call_waits_under_every_builtin_unless_the_tool_is_named_exempt(
+    name: str,
+) -> None:
+    profile = load_profile(name)
+    assert profile.needs_approval("crm.update", "read", irreversible=True)
+    exempt = profile.model_copy(update={"irreversible_exempt": ["crm.update"]})
+    assert not exempt.needs_approval("crm.update", "read", irreversible=True)
+    assert exempt.needs_approval("crm.updater", "read", irreversible=True)
 
 
 def test_approval_required_tools_work_without_action_gates() -> None:
     """Under a profile that gates no action, only the globbed tools wait."""
     profile = Profile(approval_required_tools=["payments.*"])
-    assert profile.needs_approval("payments.refund", "read")
-    assert not profile.needs_approval("crm.update", "execute")
+    assert profile.needs_approval("payments.refund", "read", irreversible=False)
+    assert not profile.needs_approval("crm.update", "execute", irreversible=False)
 
 
 @pytest.mark.parametrize(
@@ -330,7 +341,8 @@ def test_risk_levels(action: Action, irreversible: bool, domain: str, risk: str)
 
 def test_any_sensitive_domain_adds_a_level() -> None:
     """A call is in a sensitive domain when any of its domains is (the tool's own prefix and the
-    plan's `domain`): a plan naming another domain cannot take the sensitivity away."""
+    step's `domain`, which only code governing calls itself sets): another domain cannot take
+    the sensitivity away."""
     profile = custom_profile()
     assert profile.risk("execute", irreversible=False, domains=["crm", "payments"]) == "high"
     assert profile.risk("read", irreversible=False, domains=["crm", ""]) == "low"

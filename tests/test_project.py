@@ -282,6 +282,7 @@ def test_tools_lists_every_tool_with_its_source_action_risk_and_gate(project: Pa
         "action": "read",
         "action_source": "tool",
         "irreversible": False,
+        "exempt": False,
         "risk": "low",
         "allowed": True,
         "asks": False,

@@ -224,3 +224,8 @@ def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> 
     assert (profile.telemetry, profile.capture_content) == ("otel", False)
     assert (profile.on_expiry, profile.expiry_policy) == ("halt", "halt")
     assert profile.tool_actions == {"crm.get_*": "read", "crm.*": "execute"}
+
+
+def test_the_cleanup_plan_runs_in_the_order_of_its_list(tmp_path: Path) -> None:
+    out = run_example(readme_example("### The order a plan runs in"), tmp_path).splitlines()
+    assert out == ["['inv.restock', 'tickets.file', 'reports.write'] inv.delete"]

@@ -15,7 +15,7 @@ from _support import MCP_PEER, Runner, plan_of, plangate, thread
 from langchain_core.tools import StructuredTool
 from langgraph.types import Command
 
-from plangate import PlanValidationError, declare_action, preflight
+from plangate import PlanValidationError, declare_action, load_profile, preflight
 from plangate.adapters.mcp import MCPSessions, mcp_tools
 from plangate.cli import ExitCode
 from plangate.plan import parse_plan
@@ -336,7 +336,11 @@ def test_a_reference_reads_an_mcp_tools_json_text(runner: Runner, tmp_path: Path
     }
     with MCPSessions() as sessions:
         tools = mcp_tools(connection, prefix="ledger", sessions=sessions)
-        graph = runner.graph(tools, profile="technical")
+        # The peer's refund is flagged destructive: exempt, so that it runs unasked.
+        unattended = load_profile("technical").model_copy(
+            update={"irreversible_exempt": ["ledger.refund"]}
+        )
+        graph = runner.graph(tools, profile=unattended)
         plan = plan_of(
             {"id": "look", "tool": "ledger.lookup", "args": {"invoice_id": "inv-9"}},
             {

@@ -57,7 +57,7 @@ CRASHING_RUN = """
 import json, os, signal, sys
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
-from plangate import build_graph, declare_action, demo_toolkit, open_checkpointer
+from plangate import build_graph, declare_action, demo_toolkit, load_profile, open_checkpointer
 
 mode, folder, kill_at = sys.argv[1], sys.argv[2], sys.argv[3]
 demo = {tool.name: tool for tool in demo_toolkit(folder + "/outbox.db")}
@@ -86,7 +86,10 @@ def send(to: str, subject: str, body: str, config: RunnableConfig) -> dict:
 
 graph = build_graph(
     {"crm.lookup_account": lookup, "email.send": send},
-    profile="smb" if kill_at == "paused" else "technical",
+    # Unattended: `technical` with the send exempt from the person it would wait for.
+    profile="smb" if kill_at == "paused" else load_profile("technical").model_copy(
+        update={"irreversible_exempt": ["email.send"]}
+    ),
     checkpointer=open_checkpointer(folder + "/runs.db"),
 )
 config = {"configurable": {"thread_id": "crash"}}
@@ -184,7 +187,7 @@ WAVE_RUN = """
 import json, os, signal, sqlite3, sys, time
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
-from plangate import build_graph, declare_action, demo_toolkit, open_checkpointer
+from plangate import build_graph, declare_action, demo_toolkit, load_profile, open_checkpointer
 
 mode, folder, profile = sys.argv[1], sys.argv[2], sys.argv[3]
 demo = {tool.name: tool for tool in demo_toolkit(folder + "/outbox.db")}
@@ -221,9 +224,13 @@ def send(to: str, subject: str, body: str, config: RunnableConfig) -> dict:
     return sent
 
 
+# Under `technical` unattended: the send exempt from the person it would wait for.
+rules = load_profile(profile)
+if profile == "technical":
+    rules = rules.model_copy(update={"irreversible_exempt": ["email.send"]})
 graph = build_graph(
     {"crm.lookup_account": lookup, "email.send": send},
-    profile=profile,
+    profile=rules,
     checkpointer=open_checkpointer(folder + "/runs.db"),
 )
 config = {"configurable": {"thread_id": "wave"}}
@@ -233,7 +240,8 @@ steps += [
      "args": {"to": f"{who}@acme.example", "subject": "Renewal", "body": f"Hi {who}"}}
     for who in RECIPIENTS
 ]
-plan = {"goal": "tell everyone", "steps": steps}
+# In data-flow order: the sends and the lookup make one wave.
+plan = {"goal": "tell everyone", "steps": steps, "order": "dependencies"}
 if mode == "start":
     graph.invoke({"plan": plan}, config)
     os.kill(os.getpid(), signal.SIGKILL)  # paused for approvals when its process dies

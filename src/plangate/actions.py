@@ -208,7 +208,9 @@ def step_policy(step: PlanStep, trusted: ToolDeclaration, profile: Profile) -> S
         risk=profile.risk(
             action,
             irreversible=trusted.irreversible,
-            domains=(step.domain or tool_domain(step.tool),),
+            # The step's domain is the tool's in a plan; code governing calls itself may group
+            # tools into another (`GovernanceMiddleware(domains=...)`), which can only add risk.
+            domains=(tool_domain(step.tool), step.domain or ""),
         ),
         needs_approval=profile.needs_approval(step.tool, action, irreversible=trusted.irreversible),
         exempt=trusted.irreversible and profile.is_irreversible_exempt(step.tool),

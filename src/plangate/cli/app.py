@@ -44,6 +44,7 @@ from plangate.cli.describe import (
     print_request,
     print_result,
     recorded_actions,
+    undone,
     what_waits,
 )
 from plangate.cli.drive import drive
@@ -296,9 +297,7 @@ def tools(
                 str(row["tool"]),
                 str(row["source"]),
                 str(row["domain"]),
-                f"{row['action']} ({row['action_source']})"
-                + (", irreversible" if row["irreversible"] else "")
-                + (" (exempt: runs unasked)" if row["exempt"] else ""),
+                f"{row['action']} ({row['action_source']}){undone(row)}",
                 str(row["risk"]),
                 ("asks" if row["asks"] else "yes") if row["allowed"] else "blocked",
             )

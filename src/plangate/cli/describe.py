@@ -97,15 +97,18 @@ def describe(
 def action_line(request: Mapping[str, Any]) -> str:
     """`execute, irreversible (from the tool's declaration)`."""
     source = request.get("action_source")
-    undone = ""
-    if request.get("irreversible"):
-        exempt = request.get("exempt")
-        undone = ", irreversible" + (" (exempt: runs unasked)" if exempt else "")
     return (
         str(request["action"])
-        + undone
+        + undone(request)
         + (f" (from {ACTION_SOURCES.get(source, source)})" if source else "")
     )
+
+
+def undone(row: Mapping[str, Any]) -> str:
+    """`, irreversible`, and whether the profile exempts it from asking; `` when reversible."""
+    if not row.get("irreversible"):
+        return ""
+    return ", irreversible" + (" (exempt: runs unasked)" if row.get("exempt") else "")
 
 
 ORDERS = {
@@ -393,7 +396,7 @@ def print_report(report: PreflightReport) -> None:
             (
                 step.step_id,
                 step.tool,
-                action_line(step.model_dump()),
+                f"{step.action} ({step.action_source}){undone(step.model_dump())}",
                 step.risk,
                 "yes" if step.asks else "no",
                 f"blocked: {step.blocked_by}" if step.blocked_by else "ok",

@@ -44,7 +44,7 @@ def as_tool(
 ) -> StructuredTool:
     """Wrap a governed plangate graph as a LangChain tool that runs a plan in one call.
 
-    The model calls the tool with a plan (`goal` and `steps`, the JSON schema of `Plan`). The
+    The model calls the tool with a plan (`goal`, `steps`, `order`: the JSON schema of `Plan`). The
     plan runs inside the agent's run, under the agent's checkpointer: a step that needs approval
     interrupts the *agent* with plangate's `ApprovalRequest` as the interrupt value, and
     `agent.invoke(Command(resume={"decision": "approve"}), config)` goes on from that step (the
@@ -83,7 +83,7 @@ def as_tool(
         >>> from plangate.integrations.as_tool import as_tool
         >>> tool = as_tool(demo_toolkit("/tmp/outbox.db"), profile="smb")
         >>> tool.name, sorted(tool.args)
-        ('execute_plan', ['goal', 'steps'])
+        ('execute_plan', ['goal', 'order', 'steps'])
     """
     graph = build_graph(
         tools, profile=profile, checkpointer=None, mocks=mocks, clock=clock, sleep=sleep
@@ -203,7 +203,8 @@ def _describe(tools: Mapping[str, BaseTool]) -> str:
         "approval of risky steps, a trace). Give each step an id, the tool, its args, and its "
         "action: 'read' (no side effect), 'propose' (a draft a person will see) or 'execute' "
         "(changes the world: sends, books, pays), with a description a person approving it "
-        "will read. Use depends_on to run a step only if others succeeded. Returns the status "
+        "will read. Steps that change something run in the order listed. Use depends_on to "
+        "run a step only if others succeeded. Returns the status "
         "of the plan and of each step with its output.\n"
         f"Tools a plan may call:\n{listed}"
     )
