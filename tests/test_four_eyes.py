@@ -162,7 +162,8 @@ def test_names_are_recorded_as_given_and_a_blank_one_as_anonymous(
 
 
 def test_names_compare_as_a_person_reads_them() -> None:
-    assert {same_person_key(name) for name in ("lee", *SAME_AS_LEE[:-1], "LEE", "Iee")} == {"lee"}
+    named = [name for name in SAME_AS_LEE if name.strip()]
+    assert {same_person_key(name) for name in ("lee", *named, "LEE", "Iee")} == {"lee"}
     assert {same_person_key(name) for name in (None, *BLANK_NAMES)} == {None}
     # Different names stay different people.
     keys = [same_person_key(name) for name in ("lee", "lea", "leo", "kim", "kira", "ana", "anna")]
