@@ -52,6 +52,13 @@ def unattended_profile(folder: Path) -> str:
     path.write_text(yaml.safe_dump(UNATTENDED.model_dump(mode="json")))
     return str(path)
 
+# Second approvals that a person reads as `lee` again: after `lee`, none may complete four eyes,
+# on any path. Case, a trailing space, a tab at the end or inside, a zero-width joiner, a Cyrillic
+# e (U+0435), fullwidth letters, and a blank name (anonymous).
+SAME_AS_LEE = ("Lee", "lee ", "lee\t", "le\te", "l\u200dee", "l\u0435e", "\uff4c\uff45\uff45", " ")
+# Names that are no name: a decision carrying one is anonymous.
+BLANK_NAMES = (" ", "  ", "\t", "\u200d")
+
 
 @dataclass
 class Clock:

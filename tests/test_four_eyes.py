@@ -10,10 +10,21 @@ from typing import Any
 
 import pytest
 import yaml
-from _support import CallLog, Clock, Runner, counting_tools, plan_of, plangate, thread
+from _support import (
+    BLANK_NAMES,
+    SAME_AS_LEE,
+    CallLog,
+    Clock,
+    Runner,
+    counting_tools,
+    plan_of,
+    plangate,
+    thread,
+)
 from langgraph.types import Command
 
-from plangate import InvalidDecision, PlangateGraph, Profile, load_profile
+from plangate import Decision, InvalidDecision, PlangateGraph, Profile, load_profile
+from plangate.approval import same_person_key
 
 SEND = {"id": "send", "tool": "email.send", "action": "execute", "args": {"text": "to ana"}}
 LOOKUP = {"id": "look", "tool": "crm.lookup", "action": "read", "args": {"text": "acme"}}
@@ -100,6 +111,65 @@ def test_the_same_approver_twice_or_nobody_named_is_refused_and_the_run_waits(
     assert approve(runner, graph, approver="kim")["result"]["status"] == "success"
 
 
+@pytest.mark.parametrize("again", SAME_AS_LEE)
+def test_a_name_read_as_the_first_approvers_is_refused_and_the_run_waits(
+    runner: Runner, graph: PlangateGraph, log: CallLog, again: str
+) -> None:
+    runner.invoke(graph, {"plan": plan_of(SEND)}, thread())
+    approve(runner, graph, approver="lee")
+    before = waiting(runner, graph)
+
+    with pytest.raises(InvalidDecision) as refused:
+        approve(runner, graph, approver=again)
+
+    assert refused.value.field == "approver"
+    says = "name the approver" if again.isspace() else f"{again!r} reads as 'lee', who has"
+    assert says in refused.value.message
+    assert waiting(runner, graph) == before
+    assert log.calls == []
+    done = approve(runner, graph, approver="kim")
+    assert [a["approver"] for a in done["result"]["steps"][0]["approval"]["approvals"]] == [
+        "lee",
+        "kim",
+    ]
+
+
+@pytest.mark.parametrize("blank", BLANK_NAMES)
+def test_a_blank_name_is_anonymous_and_cannot_start_the_count(
+    runner: Runner, graph: PlangateGraph, log: CallLog, blank: str
+) -> None:
+    runner.invoke(graph, {"plan": plan_of(SEND)}, thread())
+    before = waiting(runner, graph)
+
+    for name in (blank, "  "):  # `" "` then `"  "`: neither is anyone
+        with pytest.raises(InvalidDecision, match="name the approver"):
+            approve(runner, graph, approver=name)
+
+    assert waiting(runner, graph) == before
+    assert log.calls == []
+
+
+def test_names_are_recorded_as_given_and_a_blank_one_as_anonymous(
+    runner: Runner, graph: PlangateGraph, log: CallLog
+) -> None:
+    runner.invoke(graph, {"plan": plan_of(SEND)}, thread())
+    approve(runner, graph, approver="Lee ")
+    done = approve(runner, graph, approver="Kim")
+
+    record = done["result"]["steps"][0]["approval"]
+    assert [a["approver"] for a in record["approvals"]] == ["Lee ", "Kim"]
+    assert Decision(decision="approve", approver=" \u200d").approver is None
+
+
+def test_names_compare_as_a_person_reads_them() -> None:
+    named = [name for name in SAME_AS_LEE if name.strip()]
+    assert {same_person_key(name) for name in ("lee", *named, "LEE", "Iee")} == {"lee"}
+    assert {same_person_key(name) for name in (None, *BLANK_NAMES)} == {None}
+    # Different names stay different people.
+    keys = [same_person_key(name) for name in ("lee", "lea", "leo", "kim", "kira", "ana", "anna")]
+    assert len(set(keys)) == len(keys)
+
+
 def test_one_rejection_ends_it(runner: Runner, graph: PlangateGraph, log: CallLog) -> None:
     runner.invoke(graph, {"plan": plan_of(SEND)}, thread())
     approve(runner, graph, approver="lee")
@@ -171,7 +241,8 @@ def test_an_approval_short_of_the_count_when_the_request_expires_is_no_approval(
     assert log.calls == []
 
 
-def test_the_cli_shows_one_of_two_and_takes_a_second_approver(tmp_path: Path) -> None:
+def paused_in_cli(tmp_path: Path) -> None:
+    """A run `t` of one irreversible send under a four-eyes profile, paused by the CLI."""
     profile = {**load_profile("smb").model_dump(mode="json"), "approvals_required": {"high": 2}}
     (tmp_path / "four-eyes.yaml").write_text(yaml.safe_dump(profile))
     plan = tmp_path / "plan.yaml"
@@ -193,6 +264,10 @@ def test_the_cli_shows_one_of_two_and_takes_a_second_approver(tmp_path: Path) ->
     assert run.returncode == 3, run.stdout + run.stderr
     assert "approvals:   0 of 2 approvals; each from a different approver" in run.stdout
 
+
+def test_the_cli_shows_one_of_two_and_takes_a_second_approver(tmp_path: Path) -> None:
+    paused_in_cli(tmp_path)
+
     first = plangate(tmp_path, "approve", "t", "--approver", "lee")
     assert first.returncode == 3, first.stdout + first.stderr
     assert "approvals:   1 of 2 approvals (lee at " in first.stdout
@@ -208,6 +283,28 @@ def test_the_cli_shows_one_of_two_and_takes_a_second_approver(tmp_path: Path) ->
     second = plangate(tmp_path, "approve", "t", "--approver", "kim")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Run success" in second.stdout
+
+
+def test_the_cli_refuses_a_second_approval_under_the_first_approvers_name(tmp_path: Path) -> None:
+    """`--approver` spelled so that a person reads `lee` again, or blank, is refused in one line;
+    `show` prints each approval as recorded."""
+    paused_in_cli(tmp_path)
+    for blank in BLANK_NAMES:
+        refused = plangate(tmp_path, "approve", "t", "--approver", blank)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "name the approver" in refused.stderr
+    assert plangate(tmp_path, "approve", "t", "--approver", "lee").returncode == 3
+
+    for again in SAME_AS_LEE:
+        refused = plangate(tmp_path, "approve", "t", "--approver", again)
+        assert refused.returncode == 1, (again, refused.stdout + refused.stderr)
+        assert refused.stderr.count("\n") == 1
+        assert "invalid decision: approver:" in refused.stderr
+    assert "1 of 2 approvals (lee at " in plangate(tmp_path, "pending").stdout
+
+    done = plangate(tmp_path, "approve", "t", "--approver", "Kim")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "approve by lee (approve), Kim (approve)" in plangate(tmp_path, "show", "t").stdout
 
 
 def test_the_request_trace_records_both_decisions_in_order(

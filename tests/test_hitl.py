@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _support import CallLog, Runner, counting_tools, plan_of
+from _support import SAME_AS_LEE, CallLog, Runner, counting_tools, plan_of
 from langchain.agents.middleware.human_in_the_loop import HITLRequest, HITLResponse
 from langgraph.types import Command
 from pydantic import TypeAdapter
@@ -181,6 +181,27 @@ def test_four_eyes_count_the_approvers_the_configs_name(runner: Runner, log: Cal
         resume(runner, graph, {"type": "approve"}, approver=None)
 
     out = resume(runner, graph, {"type": "approve"}, approver="kim")
+    assert [a["approver"] for a in out["result"]["approvals"][0]["approvals"]] == ["lee", "kim"]
+
+
+@pytest.mark.parametrize("where", ["configurable", "metadata"])
+def test_four_eyes_take_a_config_name_read_as_the_first_approvers_as_the_same_person(
+    runner: Runner, log: CallLog, where: str
+) -> None:
+    """`Lee`, `lee `, a zero-width joiner, a Cyrillic e, fullwidth letters or a blank name in
+    `configurable.approver` or `metadata.approver` after `lee`: refused, and the run waits."""
+    four_eyes = load_profile("smb").model_copy(update={"approvals_required": {"high": 2}})
+    graph = runner.graph(counting_tools(log, "email.send"), profile=four_eyes)
+    paused(runner, graph, SEND)
+    resume(runner, graph, {"type": "approve"}, approver="lee", where=where)
+
+    for again in SAME_AS_LEE:
+        with pytest.raises(InvalidDecision) as refused:
+            resume(runner, graph, {"type": "approve"}, approver=again, where=where)
+        assert refused.value.field == "approver", again
+    assert log.calls == []
+
+    out = resume(runner, graph, {"type": "approve"}, approver="kim", where=where)
     assert [a["approver"] for a in out["result"]["approvals"][0]["approvals"]] == ["lee", "kim"]
 
 

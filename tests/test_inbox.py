@@ -19,7 +19,13 @@ import httpx
 import pytest
 import uvicorn
 import yaml
-from _support import KILLED_AT_CHECKPOINT, free_port, unattended_profile
+from _support import (
+    BLANK_NAMES,
+    KILLED_AT_CHECKPOINT,
+    SAME_AS_LEE,
+    free_port,
+    unattended_profile,
+)
 
 from plangate import Plan, demo_outbox, load_profile, open_checkpointer
 from plangate.errors import PlangateUsageError
@@ -379,6 +385,10 @@ def test_a_bad_decision_gets_422_with_one_line_and_the_run_stays_resumable(inbox
             "invalid edit for tool 'email.send': args.subject: Field required",
         ),
         ({"decision": "approve"}, "invalid decision: approver: give the name of who decides"),
+        *(
+            ({"decision": "approve", "approver": blank}, "invalid decision: approver: give the")
+            for blank in BLANK_NAMES
+        ),
         ({"decision": "reject", "approver": "lee"}, "invalid decision: reason: a 'reject'"),
         ({"decision": "approve", "approver": "lee", "args": {}}, "invalid decision: args:"),
     ]
@@ -506,6 +516,10 @@ def test_a_request_for_two_approvers_shows_the_count_and_takes_a_second_person(
     again = inbox.api.post("/api/runs/four/decision", json=lee)
     assert again.status_code == 422, again.text
     assert "'lee' has approved this request already" in again.json()["detail"]
+    for spelled in SAME_AS_LEE:  # what a person reads as `lee` again, or no name
+        refused = inbox.api.post("/api/runs/four/decision", json={**lee, "approver": spelled})
+        assert refused.status_code == 422, (spelled, refused.text)
+        assert refused.json()["detail"].startswith("invalid decision: approver:")
     assert demo_outbox(inbox.outbox) == []
 
     kim = {**lee, "approver": "kim"}

@@ -479,7 +479,8 @@ def test_a_request_for_two_approvers_shows_who_approved_and_waits_for_a_second(
     served: Served, page: Page
 ) -> None:
     """Four eyes in the page: the card and the dialog say "0 of 2", then "1 of 2 (Lee)" once
-    Lee approved; the send goes out only when a second person approves."""
+    Lee approved; `LEE`, or `Lee` with a Cyrillic e, is Lee again, refused in the dialog; the
+    send goes out only when a second person approves, and the step shows both approvals."""
     rules = {**load_profile("smb").model_dump(mode="json"), "approvals_required": {"high": 2}}
     (served.folder / "four-eyes.yaml").write_text(yaml.safe_dump({**rules, "name": "four-eyes"}))
     _plangate_runs(
@@ -503,11 +504,18 @@ def test_a_request_for_two_approvers_shows_who_approved_and_waits_for_a_second(
     expect(card.locator(".chip.approvals")).to_have_text("1 of 2 approvals (Lee)", timeout=30_000)
     assert demo_outbox(served.outbox) == []
     card.get_by_role("button", name="Review & decide").click()
+    for again in ("LEE", "L\u0435e"):
+        page.fill("#d-approver", again)
+        page.click("#d-approve")
+        expect(page.locator("#d-error")).to_contain_text(f"{again!r} reads as 'Lee', who has")
+    assert demo_outbox(served.outbox) == []
     page.fill("#d-approver", "Kim")
     page.click("#d-approve")
 
     expect(page.locator("#run-status")).to_have_text("success", timeout=30_000)
     assert [mail["to"] for mail in demo_outbox(served.outbox)] == ["ana.lopez@acme.example"]
+    send = page.locator('#steps tr[data-step="send"]')
+    expect(send).to_contain_text("approve by Lee (approve), Kim (approve)")
 
 
 @pytest.mark.parametrize("page", ["csp", "no-csp"], indirect=True)

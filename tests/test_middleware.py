@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import CallLog, Clock, Runner, counting_tools, run_in, thread
+from _support import SAME_AS_LEE, CallLog, Clock, Runner, counting_tools, run_in, thread
 from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware, ToolCallLimitMiddleware
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -369,6 +369,28 @@ def test_four_eyes_hold_for_an_agents_own_call(agents: Agents, log: CallLog) -> 
     assert [a["approver"] for a in again.value["approvals_so_far"]] == ["lee"]
     [refused] = agents.resume(agent, {"decision": "approve", "approver": "lee"}).interrupts
     assert "'lee' has approved this request already" in refused.value["error"]
+    assert log.calls == []
+
+    agents.resume(agent, {"decision": "approve", "approver": "kim"})
+    assert log.calls == [("email.send", {"text": "hi"})]
+
+
+def test_four_eyes_take_a_name_read_as_the_first_approvers_as_the_same_person(
+    agents: Agents, log: CallLog
+) -> None:
+    """After `lee`, each spelling a person reads as `lee` again (or a blank name) is asked about
+    anew with why, and the agent's call runs only after a second person approves."""
+    four_eyes = load_profile("smb").model_copy(update={"approvals_required": {"high": 2}})
+    agent = agents.build(
+        script([("email.send", {"text": "hi"})], "sent"), [GovernanceMiddleware(profile=four_eyes)]
+    )
+    agents.start(agent)
+    agents.resume(agent, {"decision": "approve", "approver": "lee"})
+
+    for again in SAME_AS_LEE:
+        [refused] = agents.resume(agent, {"decision": "approve", "approver": again}).interrupts
+        assert "invalid decision: approver:" in refused.value["error"], again
+        assert [a["approver"] for a in refused.value["approvals_so_far"]] == ["lee"]
     assert log.calls == []
 
     agents.resume(agent, {"decision": "approve", "approver": "kim"})

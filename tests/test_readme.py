@@ -208,7 +208,13 @@ def test_the_opentelemetry_example_prints_the_step_and_run_spans(tmp_path: Path)
 
 def test_the_four_eyes_example_runs_after_two_approvers(tmp_path: Path) -> None:
     out = run_example(readme_example("### Four eyes"), tmp_path).splitlines()
-    assert out == ["high 2", "['lee']", "success ['lee', 'kim']"]
+    assert out == [
+        "high 2",
+        "['lee']",
+        "invalid decision: approver: 'Lee ' reads as 'lee', who has approved this request "
+        "already; it needs 2 different approvers",
+        "success ['lee', 'kim']",
+    ]
 
 
 def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from plangate._files import dotted, first_error, refused_decision
+from plangate._names import same_person_key
 from plangate.errors import InvalidDecision, PlanValidationError
 from plangate.hitl import from_hitl, is_hitl
 from plangate.plan import (
@@ -43,6 +44,7 @@ __all__ = (
     "consequence_of",
     "parse_decision",
     "response_schema",
+    "same_person_key",
 )
 
 DECISIONS = ("approve", "edit", "reject", "respond")
@@ -60,8 +62,9 @@ class Decision(BaseModel):
             most `MAX_STRING_CHARS` (1,000,000) characters.
         reason: Why; recorded in the approval record and the trace. At most `MAX_TEXT_CHARS`
             (10,000) characters.
-        approver: Who decided; recorded in the approval record. At most `MAX_NAME_CHARS` (256)
-            characters, as are `request_id` and `digest`.
+        approver: Who decided; recorded in the approval record as given. A blank name (only
+            whitespace, control or format characters) is no name: the decision is anonymous.
+            At most `MAX_NAME_CHARS` (256) characters, as are `request_id` and `digest`.
         request_id: The `request_id` of the request decided. Given, the decision answers that
             request only: if it is no longer pending, the decision is refused
             (`StaleDecision`). Left out, the decision answers whatever request is pending.
@@ -109,6 +112,12 @@ class Decision(BaseModel):
                 },
             )
         return args
+
+    @field_validator("approver")
+    @classmethod
+    def _blank_is_anonymous(cls, approver: str | None) -> str | None:
+        # A name nobody can read must not pass for one: four eyes would count it as a person.
+        return approver if same_person_key(approver) is not None else None
 
     @field_validator("message")
     @classmethod
@@ -217,21 +226,24 @@ def _check_review_decision(decision: Decision) -> None:
 def approvals_problem(request: Mapping[str, Any], decision: Decision) -> str | None:
     """Why `decision` cannot count towards a request that needs several approvals (profile
     `approvals_required`), or `None`: each `approve` or `edit` must come from a named approver
-    who has not approved it yet. A `reject` (or `respond`) needs no second person: it runs
-    nothing."""
+    who has not approved it yet. Names are compared as a person reads them
+    (`same_person_key`): `Lee`, `lee ` and `l\u0435e` (a Cyrillic e) are `lee` again. A
+    `reject` (or `respond`) needs no second person: it runs nothing."""
     needed = request.get("approvals_required", 1)
     if needed <= 1 or decision.decision not in ("approve", "edit"):
         return None
-    if not decision.approver:
+    key = same_person_key(decision.approver)
+    if key is None:
         return (
             f"this request needs {needed} approvals from different people: "
             "name the approver ('approver')"
         )
-    if any(a["approver"] == decision.approver for a in request.get("approvals_so_far") or ()):
-        return (
-            f"{decision.approver!r} has approved this request already; it needs "
-            f"{needed} different approvers"
-        )
+    for given in request.get("approvals_so_far") or ():
+        if same_person_key(given["approver"]) == key:
+            who = repr(decision.approver)
+            if given["approver"] != decision.approver:
+                who += f" reads as {given['approver']!r}, who"
+            return f"{who} has approved this request already; it needs {needed} different approvers"
     return None
 
 

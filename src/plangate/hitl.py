@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from plangate._files import refused_decision
+from plangate._names import same_person_key
 from plangate.errors import InvalidDecision
 
 __all__ = ("APPROVER_KEY", "approver_of", "from_hitl", "hitl_keys", "is_hitl")
@@ -132,9 +133,9 @@ def from_hitl(
 
 
 def approver_of(config: Mapping[str, Any] | None) -> str | None:
-    """Who decides, as a run's config names them (see `APPROVER_KEY`)."""
+    """Who decides, as a run's config names them (see `APPROVER_KEY`); a blank name is none."""
     for part in ("configurable", "metadata"):
         named = ((config or {}).get(part) or {}).get(APPROVER_KEY)
-        if isinstance(named, str) and named.strip():
+        if isinstance(named, str) and same_person_key(named) is not None:
             return named
     return None

@@ -128,7 +128,10 @@ ProjectOption = Annotated[
 ]
 ThreadArg = Annotated[str, typer.Argument(metavar="THREAD", help="The run's thread id.")]
 ApproverOption = Annotated[
-    str | None, typer.Option(help="Who decides (recorded; default: your user name).")
+    str | None,
+    typer.Option(
+        help="Who decides (recorded as given; blank is anonymous; default: your user name)."
+    ),
 ]
 StepOption = Annotated[
     str | None,
@@ -561,7 +564,7 @@ def approve(
     """
     decision: dict[str, Any] = {
         "decision": "approve",
-        "approver": approver or _user(),
+        "approver": _user() if approver is None else approver,
         "reason": reason,
     }
     if args is not None:
@@ -664,7 +667,11 @@ def reject(
     """
     if not reason.strip():
         raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
-    decision = {"decision": "reject", "reason": reason, "approver": approver or _user()}
+    decision = {
+        "decision": "reject",
+        "reason": reason,
+        "approver": _user() if approver is None else approver,
+    }
     _one_or_every(step, every, edit=False)
     raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db), every=every))
 

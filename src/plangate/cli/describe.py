@@ -270,12 +270,18 @@ def recorded_actions(
 
 
 def decided_line(approval: Mapping[str, Any]) -> str:
-    """`approve by lee`, or why a step's approval ran out."""
+    """`approve by lee` (`approve by lee (approve), kim (approve)` where several approved), or
+    why a step's approval ran out."""
     if approval["decision"] == "expired":
         return "expired: no decision in time" + (
             ""
             if approval["approver"] in (None, EXPIRED_DECISION["approver"])
             else f" (decided late by {approval['approver']})"
+        )
+    given = approval.get("approvals") or ()
+    if len(given) > 1:  # four eyes: each approval as recorded, in the order they came
+        return f"{approval['decision']} by " + ", ".join(
+            f"{a['approver']} ({a['decision']})" for a in given
         )
     return f"{approval['decision']} by {approval['approver'] or 'unknown'}"
 

@@ -457,11 +457,11 @@ class RunService:
         elif interrupt_id not in requests:
             raise StaleDecision(thread)
         request = requests[interrupt_id]
-        if not str(fields.get("approver") or "").strip():
+        decision = parse_decision(fields, tool=graph.tools.get(request["tool"]), request=request)
+        if decision.approver is None:  # none given, or a blank one (`Decision.approver`)
             raise InvalidDecision(
                 "invalid decision: approver: give the name of who decides", field="approver"
             )
-        decision = parse_decision(fields, tool=graph.tools.get(request["tool"]), request=request)
         if decision.decision == "reject" and not (decision.reason or "").strip():
             raise InvalidDecision(
                 "invalid decision: reason: a 'reject' decision needs a reason", field="reason"

@@ -683,7 +683,11 @@
     const parts = [];
     if (s.approval) {
       const a = s.approval;
-      parts.push(h("div", {}, h("b", {}, `${a.decision} by ${a.approver || "unknown"}`), a.reason ? `: ${a.reason}` : ""));
+      // Four eyes: each approval as recorded, in the order they came (as `plangate show`).
+      const who = (a.approvals || []).length > 1
+        ? a.approvals.map((g) => `${g.approver} (${g.decision})`).join(", ")
+        : a.approver || "unknown";
+      parts.push(h("div", {}, h("b", {}, `${a.decision} by ${who}`), a.reason ? `: ${a.reason}` : ""));
     }
     if (s.error) parts.push(h("div", {}, s.error));
     else if (s.output !== null && s.output !== undefined) parts.push(h("div", { class: "mono", title: JSON.stringify(s.output) }, short(s.output, 80)));
