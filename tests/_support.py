@@ -52,6 +52,7 @@ def unattended_profile(folder: Path) -> str:
     path.write_text(yaml.safe_dump(UNATTENDED.model_dump(mode="json")))
     return str(path)
 
+
 # Second approvals that a person reads as `lee` again: after `lee`, none may complete four eyes,
 # on any path. Case, a trailing space, a tab at the end or inside, a zero-width joiner, a Cyrillic
 # e (U+0435), fullwidth letters, and a blank name (anonymous).
