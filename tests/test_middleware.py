@@ -284,6 +284,27 @@ def test_a_call_whose_args_no_plan_could_hold_is_blocked_and_the_agent_goes_on(
     assert "invalid arguments: args.text" in str(reply.content)
 
 
+def test_under_technical_an_irreversible_call_of_the_agent_still_asks(
+    agents: Agents, log: CallLog
+) -> None:
+    """No auto-send for an agent's own calls either: `technical` asks nobody about the lookup,
+    but `billing.pay` (irreversible by the profile's patterns) waits for a person, unless the
+    profile names it exempt."""
+    governance = GovernanceMiddleware(profile="technical")
+    agent = agents.build(
+        script([("crm.lookup", {"text": "acme"}), ("billing.pay", {"text": "10"})]), [governance]
+    )
+    turn = agents.start(agent)
+
+    [waiting] = turn.interrupts
+    assert (waiting.value["tool"], waiting.value["irreversible"]) == ("billing.pay", True)
+    assert log.calls == [("crm.lookup", {"text": "acme"})]
+
+    exempt = GovernanceMiddleware(profile=profile("technical", irreversible_exempt=["billing.pay"]))
+    unattended = agents.build(script([("billing.pay", {"text": "10"})]), [exempt])
+    assert agents.start(unattended).interrupts == []
+
+
 def test_tool_outside_the_allowlist_is_never_called(agents: Agents, log: CallLog) -> None:
     governance = GovernanceMiddleware(profile=profile("technical", allowed_tools=["crm.*"]))
     agent = agents.build(

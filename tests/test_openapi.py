@@ -662,14 +662,16 @@ def test_each_tool_declares_its_action_from_its_method_or_x_plangate_action(
     ]
 
 
-def test_under_smb_a_get_runs_unasked_and_a_delete_waits_as_irreversible(
-    runner: Runner, service: Service, tools: list[BaseTool]
+@pytest.mark.parametrize("profile", ["smb", "technical"])
+def test_a_get_runs_unasked_and_a_delete_waits_as_irreversible_under_every_profile(
+    runner: Runner, service: Service, tools: list[BaseTool], profile: str
 ) -> None:
-    """With no `action` in the plan: the GET runs at once; the DELETE waits, its request says
-    it is an irreversible `execute` from the OpenAPI method at high risk, and the service sees
-    no DELETE until it is approved, then exactly one."""
+    """With no `action` in the plan: the GET runs at once; the DELETE waits, even under
+    `technical` (no auto-send): its request says it is an irreversible `execute` from the
+    OpenAPI method at high risk, and the service sees no DELETE until it is approved, then
+    exactly one."""
     made = tools[2].invoke({"invoice_id": "inv-1", "amount": 10})
-    graph = runner.graph(tools, profile="smb")
+    graph = runner.graph(tools, profile=profile)
     plan = plan_of(
         step("invoice", "get_invoice", invoice_id="inv-1"),
         step("cancel", "cancel_refund", refund_id=made["refund_id"]),

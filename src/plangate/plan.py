@@ -169,7 +169,11 @@ class Plan(BaseModel):
 
     goal: str = Field(default="", max_length=MAX_TEXT_CHARS)
     steps: list[PlanStep] = Field(min_length=1)
-    order: Order | None = None
+    order: Order | None = Field(
+        default=None,
+        description="Leave it out: steps that change something run in the order listed. "
+        "'dependencies' runs every step as soon as its depends_on have ended.",
+    )
     """`dependencies` asks for data-flow order only (see `Order`); unset, the profile's `order`
     applies (`listed` unless it says otherwise). The order never changes which steps ask."""
 
