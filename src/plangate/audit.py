@@ -138,33 +138,43 @@ def verify_anchors(
         >>> cut = make_anchor(thread_id="t", run_id="r", trace_id="x", seq=4, hash="h",
         ...                   ts="2026-01-01T00:00:00Z", key=None)
         >>> verify_anchors([{"trace_id": "x", "seq": 0, "hash": "g"}], [cut])
-        'events seq 1..4 are missing (anchored at 2026-01-01T00:00:00Z): the database was rolled back'
+        'events seq 1..4 are missing: the database was rolled back (anchored up to seq 4 at 2026-01-01T00:00:00Z)'
     """
+    for anchor in anchors:
+        problem = _signature_problem(anchor, key)
+        if problem is not None:
+            return f"the anchor of seq {anchor['seq']} ({anchor['ts']}) {problem}"
     stored = {(e.get("trace_id"), e.get("seq")): e for e in events}
-    last: dict[Any, int] = {}
-    for event in events:
-        last[event.get("trace_id")] = max(last.get(event.get("trace_id"), -1), event["seq"])
+    missing: list[Anchor] = []
     for anchor in sorted(anchors, key=lambda a: a["seq"]):
-        seq, at = anchor["seq"], anchor["ts"]
-        if key is not None and not anchor.get("signed"):
-            return f"the anchor of seq {seq} ({at}) is not signed, while {AUDIT_KEY_ENV} is set"
-        if key is not None and anchor.get("signature") != anchor_signature(anchor, key):
-            return (
-                f"the anchor of seq {seq} ({at}) is not signed with this {AUDIT_KEY_ENV} "
-                "(forged, or written under another key)"
-            )
-        if key is None and anchor.get("signed"):
-            return f"the anchors are signed: set {AUDIT_KEY_ENV} to the key they were written with"
-        event = stored.get((anchor["trace_id"], seq))
+        event = stored.get((anchor["trace_id"], anchor["seq"]))
         if event is None:
-            first = last.get(anchor["trace_id"], -1) + 1
-            missing = f"events seq {first}..{seq} are" if first < seq else f"event seq {seq} is"
-            return f"{missing} missing (anchored at {at}): the database was rolled back"
-        if event.get("hash") != anchor["hash"]:
+            missing.append(anchor)
+        elif event.get("hash") != anchor["hash"]:
             return (
-                f"event seq {seq}: its hash is not the one anchored at {at} "
+                f"event seq {anchor['seq']}: its hash is not the one anchored at {anchor['ts']} "
                 "(the events from there on were written again)"
             )
+    if not missing:
+        return None
+    trace = missing[0]["trace_id"]
+    furthest = max((a for a in missing if a["trace_id"] == trace), key=lambda a: a["seq"])
+    first = 1 + max((e["seq"] for e in events if e.get("trace_id") == trace), default=-1)
+    seq = furthest["seq"]
+    lost = f"events seq {first}..{seq} are" if first < seq else f"event seq {seq} is"
+    return (
+        f"{lost} missing: the database was rolled back "
+        f"(anchored up to seq {seq} at {furthest['ts']})"
+    )
+
+
+def _signature_problem(anchor: Anchor, key: bytes | None) -> str | None:
+    if key is None:
+        return f"is signed: set {AUDIT_KEY_ENV} to check it" if anchor.get("signed") else None
+    if not anchor.get("signed"):
+        return f"is not signed, while {AUDIT_KEY_ENV} is set"
+    if anchor.get("signature") != anchor_signature(anchor, key):
+        return f"is not signed with this {AUDIT_KEY_ENV} (forged, or written under another key)"
     return None
 
 

@@ -18,8 +18,10 @@ from plangate.errors import (
 )
 from plangate.plan import Plan
 from plangate.project import Project, RunSetup, demo_root, reader
+from plangate.runs.anchors import AnchorSink, read_anchor_file
 from plangate.runs.checkpoint import is_postgres_url, sqlite_path
 from plangate.runs.guarded_graph import PlangateGraph
+from plangate.tracing import Anchor
 
 DEFAULT_DB = "plangate.db"
 
@@ -79,6 +81,16 @@ def read_run(db: str, thread: str) -> tuple[PlangateGraph, StateSnapshot]:
     if not snapshot.values and not snapshot.next:
         raise UnknownThread(thread)
     return probe, snapshot
+
+
+def run_anchors(
+    db: str, snapshot: StateSnapshot, given: Project | None, file: Path | None = None
+) -> AnchorSink | list[Anchor] | None:
+    """Where a run's anchors are: `file` (`--anchors`, read now), else the sink of the
+    project it runs in (see `existing_run`), else `None`."""
+    if file is not None:
+        return read_anchor_file(file)
+    return RunSetup.of(snapshot).project_for(db, given).anchors
 
 
 def existing_run(
