@@ -213,10 +213,10 @@ class TraceWriter:
         update: dict[str, Any] = {"run": run}
         if self.events:
             update["events"] = self.events
-            self._anchor(run)
+            self._anchor(run["run_id"])
         return update
 
-    def _anchor(self, run: RunCounters) -> None:
+    def _anchor(self, run_id: str) -> None:
         """Anchor the chain's new head outside the database: one append per node that adds
         events, whatever the plan's length."""
         anchors = self._governance.anchors
@@ -230,7 +230,7 @@ class TraceWriter:
         anchors.append(
             make_anchor(
                 thread_id=str(configurable.get("thread_id")),
-                run_id=run["run_id"],
+                run_id=run_id,
                 trace_id=self._trace_id,
                 seq=self._seq - 1,
                 hash=self._chain,

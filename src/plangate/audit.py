@@ -136,9 +136,9 @@ def verify_anchors(
     Example:
         >>> from plangate.tracing import make_anchor
         >>> cut = make_anchor(thread_id="t", run_id="r", trace_id="x", seq=4, hash="h",
-        ...                   ts="2026-01-01T00:00:00Z", key=None)
-        >>> verify_anchors([{"trace_id": "x", "seq": 0, "hash": "g"}], [cut])
-        'events seq 1..4 are missing: the database was rolled back (anchored up to seq 4 at 2026-01-01T00:00:00Z)'
+        ...                   ts="noon", key=None)
+        >>> print(verify_anchors([{"trace_id": "x", "seq": 0, "hash": "g"}], [cut]))
+        events seq 1..4 are missing: the database was rolled back (anchored up to seq 4 at noon)
     """
     for anchor in anchors:
         problem = _signature_problem(anchor, key)

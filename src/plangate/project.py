@@ -599,7 +599,9 @@ class Project:
                 return OtelAnchors()
             except PlangateUsageError as exc:
                 raise ProjectError(self._file, exc.message, key="anchors", hint=exc.hint) from None
-        return FileAnchors(self.root / _Expander(self._file, "anchors.file", self.environ)(spec.file))
+        return FileAnchors(
+            self.root / _Expander(self._file, "anchors.file", self.environ)(spec.file)
+        )
 
     # -- profiles -----------------------------------------------------------------------
 
