@@ -224,3 +224,11 @@ def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> 
     assert (profile.telemetry, profile.capture_content) == ("otel", False)
     assert (profile.on_expiry, profile.expiry_policy) == ("halt", "halt")
     assert profile.tool_actions == {"crm.get_*": "read", "crm.*": "execute"}
+
+
+def test_the_anchors_example_anchors_a_run_outside_its_database(tmp_path: Path) -> None:
+    out = run_example(readme_example("### The audit trail"), tmp_path).splitlines()
+    assert out == ["True True"]
+    anchors = (tmp_path / "anchors.jsonl").read_text().splitlines()
+    assert anchors
+    assert all('"thread_id": "anchored-1"' in line for line in anchors)
