@@ -170,6 +170,28 @@ def test_a_rollback_on_postgres_fails_verify(tmp_path: Path, postgres_url: str) 
         ), verified.stdout
 
 
+def test_a_run_deleted_whole_is_still_found_by_its_anchors(tmp_path: Path) -> None:
+    folder = anchored_project(tmp_path)
+    thread_id = sent_and_approved(folder)
+    full = last_seq(get_trace(reader(str(folder / "plangate.db")), thread(thread_id)))
+    roll_back_sqlite(
+        folder / "plangate.db",
+        thread_id,
+        len(sqlite_checkpoints(folder / "plangate.db", thread_id)),
+    )
+
+    verified = plangate(folder, "verify", thread_id)
+
+    assert verified.returncode == 7, verified.stdout + verified.stderr
+    assert verified.stdout.startswith(
+        f"Run {thread_id}: no event of it is stored, but events seq 0..{full} are missing"
+    )
+    # A thread nobody ever ran is still unknown, in one line.
+    unknown = plangate(folder, "verify", "nope")
+    assert unknown.returncode == 1
+    assert "nope" in unknown.stderr
+
+
 def test_anchors_are_signed_under_the_audit_key(tmp_path: Path) -> None:
     folder = anchored_project(tmp_path)
     thread_id = sent_and_approved(folder, env=KEY)

@@ -237,7 +237,7 @@ def verify_trace(
             the sink `graph` was built with (`build_graph(anchors=...)`), if any.
 
     Raises:
-        UnknownThread: The thread has no checkpoint.
+        UnknownThread: The thread has no checkpoint, and no anchor.
         PlangateUsageError: The anchors cannot be read.
 
     Example:
@@ -251,14 +251,23 @@ def verify_trace(
         (True, None)
     """
     key = audit_key() if key is None else key
-    events = get_trace(graph, config)
-    check = verify_events(events, key=key, recorded=_run(graph, config).get("chain"))
-    if not check.ok:
-        return check
     thread = str(config["configurable"]["thread_id"])
     if anchors is None:
         governance = getattr(graph, "governance", None)
         anchors = getattr(governance, "anchors", None)
+    try:
+        recorded = _run(graph, config).get("chain")
+    except UnknownThread:
+        found = _readable_anchors(anchors, thread)
+        if not found:
+            raise
+        # Every checkpoint of an anchored thread is gone: the whole run was rolled back.
+        problem = verify_anchors([], found, key=key)
+        return ChainCheck(False, 0, "", 0, problem, "anchors", len(found))
+    events = get_trace(graph, config)
+    check = verify_events(events, key=key, recorded=recorded)
+    if not check.ok:
+        return check
     if anchors is not None:
         found = anchors_of(anchors, thread)
         check = replace(check, anchors=len(found))
@@ -270,6 +279,15 @@ def verify_trace(
         seq, problem = mismatch
         return replace(check, ok=False, seq=seq, problem=problem, found_by="decisions")
     return check
+
+
+def _readable_anchors(anchors: AnchorSink | Sequence[Anchor] | None, thread: str) -> list[Anchor]:
+    """The anchors of a thread that has no checkpoint; none where they cannot be read here (the
+    thread is then unknown, as it would be without anchors)."""
+    try:
+        return anchors_of(anchors, thread) if anchors is not None else []
+    except PlangateUsageError:
+        return []
 
 
 def _recorded_outcomes(

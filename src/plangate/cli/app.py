@@ -61,6 +61,7 @@ from plangate.cli.output import (
     warn,
 )
 from plangate.cli.where import (
+    audited_run,
     db_flag,
     existing_run,
     find_project,
@@ -70,7 +71,6 @@ from plangate.cli.where import (
     project_of_runs,
     read_run,
     require_db,
-    run_anchors,
     saver_of,
 )
 from plangate.errors import (
@@ -780,9 +780,7 @@ def verify(
 
     Set PLANGATE_AUDIT_KEY to the key the run was written with, if any.
     """
-    given, db = project_of_runs(project, db)
-    graph, snapshot = read_run(db, thread)
-    sink = run_anchors(db, snapshot, given, anchors)
+    graph, sink = audited_run(project, db, thread, anchors)
     check = verify_trace(graph, {"configurable": {"thread_id": thread}}, anchors=sink)
     events = f"the hash chain of its {plural(check.events, 'event')} holds"
     if check.found_by == "chain" and not check.ok:
@@ -790,6 +788,8 @@ def verify(
         say(f"{check.events} events before it match.")
         raise typer.Exit(ExitCode.CHAIN_BROKEN)
     if not check.ok:
+        if not check.events:  # every checkpoint of an anchored run is gone
+            events = "no event of it is stored"
         say(f"Run {thread}: {events}, but {check.problem}.")
         raise typer.Exit(ExitCode.CHAIN_BROKEN)
     if check.anchors:
@@ -819,9 +819,7 @@ def audit(
     each decision as the chained events record it, then each trace event with its hash,
     redacted as the trace is.
     """
-    given, db = project_of_runs(project, db)
-    graph, snapshot = read_run(db, thread)
-    sink = run_anchors(db, snapshot, given, anchors)
+    graph, sink = audited_run(project, db, thread, anchors)
     records = audit_records(graph, {"configurable": {"thread_id": thread}}, anchors=sink)
     if output is None:
         for record in records:

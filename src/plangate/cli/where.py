@@ -83,14 +83,22 @@ def read_run(db: str, thread: str) -> tuple[PlangateGraph, StateSnapshot]:
     return probe, snapshot
 
 
-def run_anchors(
-    db: str, snapshot: StateSnapshot, given: Project | None, file: Path | None = None
-) -> AnchorSink | list[Anchor] | None:
-    """Where a run's anchors are: `file` (`--anchors`, read now), else the sink of the
-    project it runs in (see `existing_run`), else `None`."""
+def audited_run(
+    project: str | None, db: str | None, thread: str, file: Path | None
+) -> tuple[PlangateGraph, AnchorSink | list[Anchor] | None]:
+    """A reader of the database a run is in, and where the run's anchors are: `file`
+    (`--anchors`, read now), else the sink of the project it runs in (see `existing_run`).
+    A thread with no checkpoint left may have been deleted whole: its anchors are looked for
+    in the project named or found here, and `verify_trace` says it is unknown only if there
+    are none."""
+    found, db = find_project(project, db)
+    graph = open_reader(db)
+    snapshot = graph.get_state({"configurable": {"thread_id": thread}})
     if file is not None:
-        return read_anchor_file(file)
-    return RunSetup.of(snapshot).project_for(db, given).anchors
+        return graph, read_anchor_file(file)
+    if not snapshot.values and not snapshot.next:
+        return graph, found.anchors if found else None
+    return graph, RunSetup.of(snapshot).project_for(db, found if project else None).anchors
 
 
 def existing_run(
