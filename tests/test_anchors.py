@@ -4,7 +4,7 @@ and its recorded head back together, which the hash chain alone cannot see: with
 `plangate verify` fails and names the first missing event, without them it says that such a
 rollback cannot be detected. Anchors are signed under PLANGATE_AUDIT_KEY, go to OpenTelemetry
 log records too, and still verify after `prune`. An approver rewritten in the stored result
-(what `show` prints) fails `verify`."""
+(what `show` prints) fails `verify`, and so does a four-eyes approval no chained event records."""
 
 from __future__ import annotations
 
@@ -19,7 +19,15 @@ from _support import CallLog, counting_tools, plangate, thread
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 
-from plangate import build_graph, open_checkpointer, prune_runs, verify_trace
+from plangate import (
+    build_graph,
+    declare_action,
+    load_profile,
+    open_checkpointer,
+    prune_runs,
+    verify_trace,
+)
+from plangate.audit import verify_decisions
 from plangate.project import Project, ProjectError, reader, template
 from plangate.runs.anchors import FileAnchors, OtelAnchors, read_anchor_file
 from plangate.runs.history import get_trace
@@ -314,3 +322,35 @@ def test_an_anchors_entry_must_name_one_sink(tmp_path: Path, anchors: str) -> No
     (tmp_path / "plangate.yaml").write_text(f"anchors: {anchors}\n", encoding="utf-8")
     with pytest.raises(ProjectError, match=r"plangate.yaml: anchors"):
         Project.load(tmp_path)
+
+
+def test_every_four_eyes_approval_recorded_must_be_chained(tmp_path: Path) -> None:
+    @declare_action(action="execute", irreversible=True)
+    def wire(amount: int) -> str:
+        """Wire money."""
+        return f"wired {amount}"
+
+    profile = load_profile("smb").model_copy(update={"approvals_required": {"high": 2}})
+    graph = build_graph(
+        {"bank.wire": wire},
+        profile=profile,
+        checkpointer=open_checkpointer(f"sqlite:///{tmp_path / 'runs.db'}"),
+    )
+    plan = {"goal": "pay", "steps": [{"tool": "bank.wire", "args": {"amount": 900}}]}
+    graph.invoke({"plan": plan}, thread("wire"))
+    graph.invoke(
+        Command(resume={"decision": "edit", "approver": "lee", "args": {"amount": 5}}),
+        thread("wire"),
+    )
+    done = graph.invoke(Command(resume={"decision": "approve", "approver": "kim"}), thread("wire"))
+    assert verify_trace(graph, thread("wire")).ok  # an approval of an edit is recorded as it
+    events = get_trace(graph, thread("wire"))
+    step = done["result"]["steps"][0]
+    assert verify_decisions(events, [step]) is None
+
+    step["approval"]["approvals"][0]["approver"] = "eve"  # a second pair of eyes made up
+
+    assert verify_decisions(events, [step]) == (
+        None,
+        "step step-1: the run records an approval by eve no event records",
+    )

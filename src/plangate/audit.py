@@ -199,22 +199,46 @@ def verify_decisions(
                 return None, f"step {step}: it is recorded as expired, and no event says so"
             continue
         received = [e for e in found if e["type"] == "approval_received"]
-        given = [*(approval.get("approvals") or [])[:-1], approval]
-        if len(received) != len(given):
-            return None, (
-                f"step {step}: {len(given)} decision(s) are recorded, "
-                f"the chain holds {len(received)}"
-            )
-        for event, decision in zip(received, given, strict=True):
-            shown = (decision["decision"], decision.get("approver"))
-            proven = (event["data"].get("decision"), event["data"].get("approver"))
-            # The trace holds what the profile's redaction left of the name.
-            if list(proven) not in (list(shown), redact(list(shown))):
-                return event["seq"], (
-                    f"step {step}: the run records {shown[0]} by {shown[1]}, "
-                    f"the chain (event seq {event['seq']}) {proven[0]} by {proven[1]}"
-                )
+        problem = _decision_problem(approval, received)
+        if problem is not None:
+            seq, what = problem
+            return seq, f"step {step}: {what}"
     return None
+
+
+def _said(decision: Mapping[str, Any]) -> list[Any]:
+    return [decision.get("decision"), decision.get("approver")]
+
+
+def _decision_problem(
+    approval: Mapping[str, Any], received: Sequence[Mapping[str, Any]]
+) -> tuple[int | None, str] | None:
+    """What of `approval` (a step's `ApprovalRecord`) the chained `received` events of its
+    request do not say: its own decision is the last one's, and each approval that counted is
+    one of them, in order."""
+    recorded = f"the run records {approval['decision']} by {approval.get('approver')}"
+    if not received:
+        return None, f"{recorded}, and no chained event records a decision"
+    last = received[-1]["data"]
+    own = _said(approval)
+    # An approval of a call an earlier approver edited is recorded as that edit.
+    if own[0] == "edit" and any(e["data"].get("decision") == "edit" for e in received):
+        own[0] = last.get("decision")
+    if not _agrees(own, _said(last)):
+        seq = received[-1]["seq"]
+        chained = f"{last.get('decision')} by {last.get('approver')}"
+        return seq, f"{recorded}, the chain (event seq {seq}) {chained}"
+    events = iter(received)
+    for given in approval.get("approvals") or ():
+        # One iterator for all: each approval that counted is found after the one before it.
+        if not any(_agrees(_said(given), _said(e["data"])) for e in events):
+            return None, f"the run records an approval by {given.get('approver')} no event records"
+    return None
+
+
+def _agrees(recorded: list[Any], chained: list[Any]) -> bool:
+    # The trace holds what the profile's redaction left of the name.
+    return chained in (recorded, redact(recorded))
 
 
 def verify_trace(
