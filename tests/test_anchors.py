@@ -104,6 +104,15 @@ def last_seq(events: list[dict[str, Any]]) -> int:
     return max((e["seq"] for e in events), default=-1)
 
 
+def last_stored(db: str, thread_id: str) -> int:
+    """The `seq` of the last event stored for a thread in database `db`."""
+    graph = reader(db)
+    try:
+        return last_seq(get_trace(graph, thread(thread_id)))
+    finally:
+        graph.checkpointer.conn.close()  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("env", [{}, KEY], ids=["sha256", "hmac"])
 def test_a_rollback_of_whole_checkpoints_fails_verify_at_every_depth(
     tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
@@ -115,7 +124,7 @@ def test_a_rollback_of_whole_checkpoints_fails_verify_at_every_depth(
     project = Project.load(folder)
     config = thread(thread_id)
     original = folder / "plangate.db"
-    full = last_seq(get_trace(reader(str(original)), config))
+    full = last_stored(str(original), thread_id)
     depths = range(1, len(sqlite_checkpoints(original, thread_id)))
 
     unseen_by_the_chain = []
@@ -141,7 +150,7 @@ def test_a_rollback_of_whole_checkpoints_fails_verify_at_every_depth(
     # `plangate verify` says the same, on one of them, and without anchors says what it cannot see.
     depth = unseen_by_the_chain[0]
     copy = tmp_path / f"rolled-back-{depth}.db"
-    left = last_seq(get_trace(reader(str(copy)), config))
+    left = last_stored(str(copy), thread_id)
     verified = plangate(folder, "verify", thread_id, "--db", str(copy), env=env)
     assert verified.returncode == 7, verified.stdout + verified.stderr
     assert f"events seq {left + 1}..{full} are missing: the database was rolled back" in (
@@ -163,11 +172,11 @@ def test_a_rollback_on_postgres_fails_verify(tmp_path: Path, postgres_url: str) 
     folder = anchored_project(tmp_path / "project")
     thread_id = sent_and_approved(folder, "--db", postgres_url)
     assert plangate(folder, "verify", thread_id, "--db", postgres_url).returncode == 0
-    full = last_seq(get_trace(reader(postgres_url), thread(thread_id)))
+    full = last_stored(postgres_url, thread_id)
 
     for _ in range(4):  # one more checkpoint gone each time
         roll_back_postgres(postgres_url, thread_id, 1)
-        left = last_seq(get_trace(reader(postgres_url), thread(thread_id)))
+        left = last_stored(postgres_url, thread_id)
 
         verified = plangate(folder, "verify", thread_id, "--db", postgres_url)
 
@@ -181,7 +190,7 @@ def test_a_rollback_on_postgres_fails_verify(tmp_path: Path, postgres_url: str) 
 def test_a_run_deleted_whole_is_still_found_by_its_anchors(tmp_path: Path) -> None:
     folder = anchored_project(tmp_path)
     thread_id = sent_and_approved(folder)
-    full = last_seq(get_trace(reader(str(folder / "plangate.db")), thread(thread_id)))
+    full = last_stored(str(folder / "plangate.db"), thread_id)
     roll_back_sqlite(
         folder / "plangate.db",
         thread_id,
