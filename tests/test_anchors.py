@@ -141,6 +141,7 @@ def test_a_rollback_of_whole_checkpoints_fails_verify_at_every_depth(
         if verify_trace(graph, config, anchors=[]).ok:  # what the chain alone says
             unseen_by_the_chain.append(depth)
             assert check.found_by == "anchors"
+            assert check.seq == left + 1
             assert check.problem.startswith(  # type: ignore[union-attr]
                 f"events seq {left + 1}..{full} are missing: the database was rolled back"
             ), check.problem

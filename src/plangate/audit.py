@@ -128,22 +128,23 @@ def _key_hint(key: bytes | None) -> str:
 
 def verify_anchors(
     events: Sequence[Mapping[str, Any]], anchors: Sequence[Anchor], *, key: bytes | None = None
-) -> str | None:
+) -> tuple[int | None, str] | None:
     """What is wrong with `events` (a thread's trace, its chain already checked) against the
-    thread's `anchors`, in one line; `None` when every anchor is signed as `key` says and names
-    an event that is there with the anchored hash.
+    thread's `anchors`, as (the `seq` of the first event missing or not as anchored, the
+    problem in one line); `None` when every anchor is signed as `key` says and names an event
+    that is there with the anchored hash.
 
     Example:
         >>> from plangate.tracing import make_anchor
         >>> cut = make_anchor(thread_id="t", run_id="r", trace_id="x", seq=4, hash="h",
         ...                   ts="noon", key=None)
-        >>> print(verify_anchors([{"trace_id": "x", "seq": 0, "hash": "g"}], [cut]))
-        events seq 1..4 are missing: the database was rolled back (anchored up to seq 4 at noon)
+        >>> print(*verify_anchors([{"trace_id": "x", "seq": 0, "hash": "g"}], [cut]))
+        1 events seq 1..4 are missing: the database was rolled back (anchored up to seq 4 at noon)
     """
     for anchor in anchors:
         problem = _signature_problem(anchor, key)
         if problem is not None:
-            return f"the anchor of seq {anchor['seq']} ({anchor['ts']}) {problem}"
+            return None, f"the anchor of seq {anchor['seq']} ({anchor['ts']}) {problem}"
     stored = {(e.get("trace_id"), e.get("seq")): e for e in events}
     missing: list[Anchor] = []
     for anchor in sorted(anchors, key=lambda a: a["seq"]):
@@ -151,7 +152,7 @@ def verify_anchors(
         if event is None:
             missing.append(anchor)
         elif event.get("hash") != anchor["hash"]:
-            return (
+            return anchor["seq"], (
                 f"event seq {anchor['seq']}: its hash is not the one anchored at {anchor['ts']} "
                 "(the events from there on were written again)"
             )
@@ -162,7 +163,7 @@ def verify_anchors(
     first = 1 + max((e["seq"] for e in events if e.get("trace_id") == trace), default=-1)
     seq = furthest["seq"]
     lost = f"events seq {first}..{seq} are" if first < seq else f"event seq {seq} is"
-    return (
+    return first, (
         f"{lost} missing: the database was rolled back "
         f"(anchored up to seq {seq} at {furthest['ts']})"
     )
@@ -286,8 +287,9 @@ def verify_trace(
         if not found:
             raise
         # Every checkpoint of an anchored thread is gone: the whole run was rolled back.
-        problem = verify_anchors([], found, key=key)
-        return ChainCheck(False, 0, "", 0, problem, "anchors", len(found))
+        broken = verify_anchors([], found, key=key)
+        assert broken is not None  # no event is there: every anchored one is missing
+        return ChainCheck(False, 0, "", *broken, "anchors", len(found))
     events = get_trace(graph, config)
     check = verify_events(events, key=key, recorded=recorded)
     if not check.ok:
@@ -295,9 +297,10 @@ def verify_trace(
     if anchors is not None:
         found = anchors_of(anchors, thread)
         check = replace(check, anchors=len(found))
-        problem = verify_anchors(events, found, key=key)
-        if problem is not None:
-            return replace(check, ok=False, problem=problem, found_by="anchors")
+        broken = verify_anchors(events, found, key=key)
+        if broken is not None:
+            seq, problem = broken
+            return replace(check, ok=False, seq=seq, problem=problem, found_by="anchors")
     mismatch = verify_decisions(events, _recorded_outcomes(graph, config))
     if mismatch is not None:
         seq, problem = mismatch
