@@ -111,8 +111,8 @@ def test_a_pruned_run_reads_back_exactly_as_before(
     assert cli(url, tmp_path, "show", "done") == shown
     assert cli(url, tmp_path, "trace", "done") == traced
     assert cli(url, tmp_path, "runs", "--all") == listed
-    assert cli(url, tmp_path, "verify", "done") == (
-        f"Run done: the hash chain of its {len(trace)} events holds.\n"
+    assert cli(url, tmp_path, "verify", "done").startswith(
+        f"Run done: the hash chain of its {len(trace)} events holds.\nNo anchors: "
     )
     # Pruning again finds nothing more to remove.
     assert ours(prune_runs(graph, finished_before=ALL), "done") == {}

@@ -235,3 +235,11 @@ def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> 
 def test_the_cleanup_plan_runs_in_the_order_of_its_list(tmp_path: Path) -> None:
     out = run_example(readme_example("### The order a plan runs in"), tmp_path).splitlines()
     assert out == ["['inv.restock', 'tickets.file', 'reports.write'] inv.delete"]
+
+
+def test_the_anchors_example_anchors_a_run_outside_its_database(tmp_path: Path) -> None:
+    out = run_example(readme_example("### The audit trail"), tmp_path).splitlines()
+    assert out == ["True True"]
+    anchors = (tmp_path / "anchors.jsonl").read_text().splitlines()
+    assert anchors
+    assert all('"thread_id": "anchored-1"' in line for line in anchors)

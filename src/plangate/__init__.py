@@ -44,6 +44,7 @@ from plangate.preflight import PreflightProblem, PreflightReport, PreflightStep,
 from plangate.profiles import Budget, Profile, RetryPolicy, ToolPolicy, load_profile
 from plangate.project import Project, ProjectError
 from plangate.result import ExecutionResult, StepResult
+from plangate.runs.anchors import AnchorSink, FileAnchors, OtelAnchors
 from plangate.runs.checkpoint import aopen_checkpointer, open_checkpointer
 from plangate.runs.expiry import watch_expiry
 from plangate.runs.guarded_graph import PlangateGraph
@@ -75,6 +76,7 @@ def __getattr__(name: str) -> Any:
 __all__ = (
     "EVENT_TYPES",
     "ActionSource",
+    "AnchorSink",
     "AdapterError",
     "ApprovalRecord",
     "ApprovalRequest",
@@ -82,10 +84,12 @@ __all__ = (
     "ChainCheck",
     "Decision",
     "ExecutionResult",
+    "FileAnchors",
     "GovernanceMiddleware",
     "InvalidDecision",
     "MockFixtures",
     "NoPendingApproval",
+    "OtelAnchors",
     "Plan",
     "PlanStep",
     "PlanValidationError",

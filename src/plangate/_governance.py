@@ -8,9 +8,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.tools import BaseTool
+from langgraph.config import get_config
 
 from plangate.actions import (
     StepPolicy,
@@ -26,7 +27,10 @@ from plangate.plan import PlanStep, step_from_state
 from plangate.profiles import Profile
 from plangate.state import PlanState, RunCounters
 from plangate.telemetry import Telemetry
-from plangate.tracing import EventType, TraceEvent, audit_key, chain_hash, redact
+from plangate.tracing import EventType, TraceEvent, audit_key, chain_hash, make_anchor, redact
+
+if TYPE_CHECKING:
+    from plangate.runs.anchors import AnchorSink
 
 
 def utc_now() -> datetime:
@@ -55,6 +59,8 @@ class Governance:
     audit_key: bytes | None = field(default_factory=audit_key, repr=False)
     # Where the run's OpenTelemetry spans go, when they are asked for.
     telemetry: Telemetry | None = None
+    # Where each thread's trace head is anchored, outside the checkpoint database.
+    anchors: AnchorSink | None = None
     fingerprint: str = field(init=False)
     _schemas: dict[str | None, dict[str, Any]] = field(
         default_factory=dict, repr=False, compare=False
@@ -244,7 +250,31 @@ class TraceWriter:
         update: dict[str, Any] = {"run": run}
         if self.events:
             update["events"] = self.events
+            self._anchor(run["run_id"])
         return update
+
+    def _anchor(self, run_id: str) -> None:
+        """Anchor the chain's new head outside the database: one append per node that adds
+        events, whatever the plan's length."""
+        anchors = self._governance.anchors
+        if anchors is None or self._chain is None or not self._numbered:
+            return
+        configurable = get_config().get("configurable") or {}
+        # A subgraph's task runs under its parent's namespace (`parent:id|node:id`): its events
+        # are not in the thread's own trace, which `verify` reads and checks anchors against.
+        if "|" in str(configurable.get("checkpoint_ns") or ""):
+            return
+        anchors.append(
+            make_anchor(
+                thread_id=str(configurable.get("thread_id")),
+                run_id=run_id,
+                trace_id=self._trace_id,
+                seq=self._seq - 1,
+                hash=self._chain,
+                ts=self._governance.now(),
+                key=self._governance.audit_key,
+            )
+        )
 
 
 def _ignore(_event: Any) -> None:

@@ -28,6 +28,7 @@ from plangate.nodes import (
 from plangate.nodes.plan_start import after_plan_start
 from plangate.nodes.trace_emit import next_after_trace
 from plangate.profiles import Profile, load_profile
+from plangate.runs.anchors import AnchorSink
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.state import PlanInput, PlanState, StepTask
 from plangate.telemetry import Telemetry
@@ -50,6 +51,7 @@ def build_graph(
     sleep: Callable[[float], None] = time.sleep,
     name: str = "plangate",
     tracer_provider: TracerProvider | None = None,
+    anchors: AnchorSink | None = None,
 ) -> PlangateGraph:
     """Compile the governed plan-execution graph.
 
@@ -68,6 +70,9 @@ def build_graph(
         tracer_provider: An OpenTelemetry tracer provider: each run becomes a trace in it,
             each step a span (`plangate.telemetry`); the profile's `telemetry: otel` uses the
             global one.
+        anchors: Where each thread's latest trace hash is appended, outside the checkpoint
+            database (`FileAnchors(path)`, `OtelAnchors()`): `verify_trace` then finds a
+            rollback of whole checkpoints, which the hash chain alone cannot.
 
     Returns:
         A `PlangateGraph` (a LangGraph `CompiledStateGraph`). Invoke it with
@@ -93,6 +98,7 @@ def build_graph(
     governance = Governance(
         profile=rules,
         telemetry=Telemetry.of(rules, tracer_provider),
+        anchors=anchors,
         tools=registry,
         mocks=tool_registry(mocks),
         clock=clock,

@@ -14,6 +14,8 @@ tools:
     include: ["get*", "createRefund"]
     headers: {Authorization: "Bearer ${BILLING_TOKEN}"}
 fixtures: [fixtures.yaml]            # mocks for --offline and mock_fallback
+anchors: {file: /var/log/plangate/anchors.jsonl}   # or {otel: true}: each run's head, kept
+                                     # outside the database (`plangate.runs.anchors`)
 ```
 
 `${VAR}` is read from the environment when the part that holds it is used (`$${` is a literal
@@ -46,7 +48,15 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StateSnapshot
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from plangate._files import dotted, first_error, parse_document, read_document
 from plangate.adapters.mock import mock_tools
@@ -54,6 +64,7 @@ from plangate.adapters.registry import LazyTools, ToolSource, tool_registry
 from plangate.errors import PlangateUsageError, ProfileError
 from plangate.graph import build_graph
 from plangate.profiles import BUILTIN_PROFILES, Profile, load_profile
+from plangate.runs.anchors import AnchorSink, FileAnchors, OtelAnchors
 from plangate.runs.checkpoint import is_postgres_url, open_checkpointer, sqlite_path
 from plangate.runs.guarded_graph import PlangateGraph
 
@@ -170,6 +181,22 @@ ToolEntry = Annotated[
 ]
 
 
+class Anchors(BaseModel):
+    """`anchors:` where each run's trace head is kept, outside its database: a file opened
+    for append, or OpenTelemetry log records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str | None = None
+    otel: bool = False
+
+    @model_validator(mode="after")
+    def _one_sink(self) -> Anchors:
+        if (self.file is None) == (not self.otel):
+            raise ValueError("give one of file: PATH or otel: true")
+        return self
+
+
 class ProjectFile(BaseModel):
     """What `plangate.yaml` holds; every key is optional."""
 
@@ -180,6 +207,7 @@ class ProjectFile(BaseModel):
     profiles: str | None = None
     tools: list[ToolEntry] = Field(default_factory=list)
     fixtures: list[str | PythonMocks] = Field(default_factory=list)
+    anchors: Anchors | None = None
 
 
 # --- ${VAR} ----------------------------------------------------------------------------------
@@ -523,6 +551,7 @@ class Project:
                     )
                 seen[prefix] = f"tools.{index}"
         _ = self.profile_files
+        _ = self.anchors
 
     @property
     def _file(self) -> Path:
@@ -553,6 +582,26 @@ class Project:
         if path == ":memory:":
             return url
         return "sqlite:///" + str((self.root / path).resolve())
+
+    @cached_property
+    def anchors(self) -> AnchorSink | None:
+        """Where the project's runs anchor their trace heads (`anchors:`), or `None`. A
+        relative file is read from the project's folder.
+
+        Raises:
+            ProjectError: A variable in the path is not set, or OpenTelemetry is missing.
+        """
+        spec = self.spec.anchors
+        if spec is None:
+            return None
+        if spec.file is None:
+            try:
+                return OtelAnchors()
+            except PlangateUsageError as exc:
+                raise ProjectError(self._file, exc.message, key="anchors", hint=exc.hint) from None
+        return FileAnchors(
+            self.root / _Expander(self._file, "anchors.file", self.environ)(spec.file)
+        )
 
     # -- profiles -----------------------------------------------------------------------
 
@@ -680,7 +729,11 @@ class Project:
         if offline:
             rules = rules.model_copy(update={"offline": True})
         graph = build_graph(
-            self.tools, profile=rules, mocks=self.mocks(fixtures), checkpointer=checkpointer
+            self.tools,
+            profile=rules,
+            mocks=self.mocks(fixtures),
+            checkpointer=checkpointer,
+            anchors=self.anchors,
         )
         return graph.with_config(metadata=setup.metadata)
 

@@ -14,13 +14,16 @@ from typing_extensions import NotRequired, TypedDict
 
 __all__ = (
     "AUDIT_KEY_ENV",
+    "Anchor",
     "EVENT_TYPES",
     "REDACTION_MARKER",
     "EventType",
     "TraceEvent",
+    "anchor_signature",
     "audit_key",
     "chain_hash",
     "golden_signals",
+    "make_anchor",
     "outcome_signals",
     "redact",
 )
@@ -97,6 +100,45 @@ def chain_hash(previous: str, event: Mapping[str, Any], key: bytes | None = None
     if key is None:
         return hashlib.sha256(message).hexdigest()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+class Anchor(TypedDict):
+    """A thread's trace head at one moment: its last event's `seq` (in `trace_id`) and `hash`."""
+
+    thread_id: str
+    run_id: str
+    trace_id: str
+    seq: int
+    hash: str
+    ts: str
+    # Whether `signature` is an HMAC-SHA-256 under `PLANGATE_AUDIT_KEY`.
+    signed: bool
+    signature: NotRequired[str]
+
+
+def anchor_signature(anchor: Anchor, key: bytes) -> str:
+    """The HMAC-SHA-256 under `key` of `anchor`'s canonical JSON, its `signature` left out."""
+    body = {k: v for k, v in anchor.items() if k != "signature"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def make_anchor(
+    *, thread_id: str, run_id: str, trace_id: str, seq: int, hash: str, ts: str, key: bytes | None
+) -> Anchor:
+    """An anchor of a thread's head, signed under `key` when there is one."""
+    anchor: Anchor = {
+        "thread_id": thread_id,
+        "run_id": run_id,
+        "trace_id": trace_id,
+        "seq": seq,
+        "hash": hash,
+        "ts": ts,
+        "signed": key is not None,
+    }
+    if key is not None:
+        anchor["signature"] = anchor_signature(anchor, key)
+    return anchor
 
 
 # Redaction is linear in the length of a string. Python's `re` backtracks, and tries a pattern

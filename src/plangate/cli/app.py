@@ -62,6 +62,7 @@ from plangate.cli.output import (
     warn,
 )
 from plangate.cli.where import (
+    audited_run,
     db_flag,
     existing_run,
     find_project,
@@ -761,22 +762,54 @@ def trace(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None)
         say(json_line(event))
 
 
+AnchorsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--anchors",
+        metavar="FILE",
+        help="Check against the anchors in FILE (JSON lines: an anchor file, or the bodies of "
+        "the anchor log records) instead of the project's.",
+    ),
+]
+
+
 @app.command(epilog="Exit status: 0 the chain holds, 7 it breaks, 1 user error.")
-def verify(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None) -> None:
+def verify(
+    thread: ThreadArg,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    anchors: AnchorsOption = None,
+) -> None:
     """Check a run's audit trail: compute its trace's hash chain again and name the first event
-    that does not match (an event changed, removed or added in the database).
+    that does not match (an event changed, removed or added in the database); check it against
+    the run's anchors (kept outside the database: `anchors:` in the project file), which find
+    the run's last checkpoints deleted whole; and check the approvals its state records
+    (what `show` prints) against the chained ones.
 
     Set PLANGATE_AUDIT_KEY to the key the run was written with, if any.
     """
-    _, db = find_project(project, db)
-    graph, _ = read_run(db, thread)
-    check = verify_trace(graph, {"configurable": {"thread_id": thread}})
-    if check.ok:
-        say(f"Run {thread}: the hash chain of its {plural(check.events, 'event')} holds.")
+    graph, sink = audited_run(project, db, thread, anchors)
+    check = verify_trace(graph, {"configurable": {"thread_id": thread}}, anchors=sink)
+    events = f"the hash chain of its {plural(check.events, 'event')} holds"
+    if check.found_by == "chain" and not check.ok:
+        say(f"Run {thread}: the hash chain breaks at {check.problem}")
+        say(f"{check.events} events before it match.")
+        raise typer.Exit(ExitCode.CHAIN_BROKEN)
+    if not check.ok:
+        if not check.events:  # every checkpoint of an anchored run is gone
+            events = "no event of it is stored"
+        say(f"Run {thread}: {events}, but {check.problem}.")
+        raise typer.Exit(ExitCode.CHAIN_BROKEN)
+    if check.anchors:
+        say(f"Run {thread}: {events}, and reaches its {plural(check.anchors, 'anchor')}.")
         return
-    say(f"Run {thread}: the hash chain breaks at {check.problem}")
-    say(f"{check.events} events before it match.")
-    raise typer.Exit(ExitCode.CHAIN_BROKEN)
+    say(f"Run {thread}: {events}.")
+    say(
+        ("No anchor of this run was found" if check.anchors == 0 else "No anchors")
+        + ": a rollback of whole checkpoints (the run's last events and its head deleted "
+        "together) cannot be detected; `anchors:` in the project file keeps each run's head "
+        "outside the database."
+    )
 
 
 @app.command()
@@ -788,13 +821,14 @@ def audit(
         Path | None,
         typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout."),
     ] = None,
+    anchors: AnchorsOption = None,
 ) -> None:
-    """Export a run's audit trail as JSON lines: a header (with the chain's check), each
-    decision, then each trace event with its hash, redacted as the trace is.
+    """Export a run's audit trail as JSON lines: a header (with the check `verify` makes),
+    each decision as the chained events record it, then each trace event with its hash,
+    redacted as the trace is.
     """
-    _, db = find_project(project, db)
-    graph, _ = read_run(db, thread)
-    records = audit_records(graph, {"configurable": {"thread_id": thread}})
+    graph, sink = audited_run(project, db, thread, anchors)
+    records = audit_records(graph, {"configurable": {"thread_id": thread}}, anchors=sink)
     if output is None:
         for record in records:
             say(json_line(record))

@@ -18,8 +18,10 @@ from plangate.errors import (
 )
 from plangate.plan import Plan
 from plangate.project import Project, RunSetup, demo_root, reader
+from plangate.runs.anchors import AnchorSink, read_anchor_file
 from plangate.runs.checkpoint import is_postgres_url, sqlite_path
 from plangate.runs.guarded_graph import PlangateGraph
+from plangate.tracing import Anchor
 
 DEFAULT_DB = "plangate.db"
 
@@ -79,6 +81,24 @@ def read_run(db: str, thread: str) -> tuple[PlangateGraph, StateSnapshot]:
     if not snapshot.values and not snapshot.next:
         raise UnknownThread(thread)
     return probe, snapshot
+
+
+def audited_run(
+    project: str | None, db: str | None, thread: str, file: Path | None
+) -> tuple[PlangateGraph, AnchorSink | list[Anchor] | None]:
+    """A reader of the database a run is in, and where the run's anchors are: `file`
+    (`--anchors`, read now), else the sink of the project it runs in (see `existing_run`).
+    A thread with no checkpoint left may have been deleted whole: its anchors are looked for
+    in the project named or found here, and `verify_trace` says it is unknown only if there
+    are none."""
+    found, db = find_project(project, db)
+    graph = open_reader(db)
+    snapshot = graph.get_state({"configurable": {"thread_id": thread}})
+    if file is not None:
+        return graph, read_anchor_file(file)
+    if not snapshot.values and not snapshot.next:
+        return graph, found.anchors if found else None
+    return graph, RunSetup.of(snapshot).project_for(db, found if project else None).anchors
 
 
 def existing_run(
