@@ -300,16 +300,7 @@ def test_ctrl_c_leaves_a_run_that_runs_lists_and_resume_finishes_and_show_summar
     `runs` said `running`; after, `stopped`; a new plan on the thread is refused in CLI words;
     `resume` finishes every step once; `show` summarises the 1,500 steps (`--full`: all)."""
     plan = lookups(tmp_path / "long.json", 1500, failing_every=100)
-    running = start(
-        tmp_path,
-        "run",
-        plan,
-        "--profile",
-        unattended_profile(tmp_path),
-        "--offline",
-        "--thread",
-        "L",
-    )
+    running = start(tmp_path, "run", plan, "--profile", "technical", "--offline", "--thread", "L")
     read_until(running, "tool_call_start")
     running.send_signal(signal.SIGSTOP)  # it holds its thread's lock, and cannot finish
     try:
@@ -334,9 +325,7 @@ def test_ctrl_c_leaves_a_run_that_runs_lists_and_resume_finishes_and_show_summar
     shown = plangate(tmp_path, "show", "L")
     assert "Run L has not finished: it stopped" in shown.stdout
     assert "`plangate resume L` goes on" in shown.stdout
-    refused = plangate(
-        tmp_path, "run", plan, "--profile", unattended_profile(tmp_path), "--thread", "L"
-    )
+    refused = plangate(tmp_path, "run", plan, "--profile", "technical", "--thread", "L")
     assert refused.returncode == ExitCode.USER_ERROR
     assert_one_line(refused.stderr, "finish it first with `plangate resume L`")
     assert "invoke(" not in refused.stderr
@@ -368,16 +357,7 @@ def test_a_closed_pipe_stops_quietly_and_the_run_can_be_resumed(tmp_path: Path) 
     """`plangate run ... | head` and `plangate trace ... | head`: no traceback; a run cut short
     says how to go on, on stderr; a listing cut short says nothing."""
     plan = lookups(tmp_path / "plan.json", 300)
-    cut = start(
-        tmp_path,
-        "run",
-        plan,
-        "--profile",
-        unattended_profile(tmp_path),
-        "--offline",
-        "--thread",
-        "P",
-    )
+    cut = start(tmp_path, "run", plan, "--profile", "technical", "--offline", "--thread", "P")
     read_until(cut, "tool_call_start")
     assert cut.stdout is not None
     cut.stdout.close()
