@@ -24,6 +24,7 @@ from plangate.audit import ChainCheck, audit_records, verify_events, verify_trac
 from plangate.errors import (
     AdapterError,
     InvalidDecision,
+    MissingThreadId,
     NoPendingApproval,
     PlangateError,
     PlangateUsageError,
@@ -85,6 +86,7 @@ __all__ = (
     "GovernanceMiddleware",
     "InvalidDecision",
     "MockFixtures",
+    "MissingThreadId",
     "NoPendingApproval",
     "Plan",
     "PlanStep",

@@ -18,6 +18,7 @@ from plangate._governance import Governance
 from plangate.approval import Decision, parse_decision
 from plangate.errors import (
     InvalidDecision,
+    MissingThreadId,
     NoPendingApproval,
     ProfileMismatch,
     ResumeConflict,
@@ -69,6 +70,7 @@ class PlangateGraph(CompiledStateGraph):
     ) -> Iterator[Any]:
         # The thread's lock is taken before the pending approval is read, so that what is
         # checked is still true when the run goes on.
+        self._refuse_no_thread(config)
         with self.hold(config):
             saved = self._saver.get_tuple(config or {}) if self._locked_thread(config) else None
             if self._starts_plan(input, config):
@@ -82,6 +84,7 @@ class PlangateGraph(CompiledStateGraph):
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        self._refuse_no_thread(config)
         async with await self._arun_lock(config):
             locked = self._locked_thread(config)
             saved = await self._saver.aget_tuple(config or {}) if locked else None
@@ -111,6 +114,16 @@ class PlangateGraph(CompiledStateGraph):
         if kwargs.get("durability") is not None or CONFIG_KEY_DURABILITY in configurable:
             return kwargs
         return {**kwargs, "durability": "sync"} if checkpointed else kwargs
+
+    def _refuse_no_thread(self, config: RunnableConfig | None) -> None:
+        """Raise `MissingThreadId` when the graph keeps its own checkpoints and `config` names no
+        thread to keep them under (LangGraph would raise a bare `ValueError` mid-way)."""
+        configurable = (config or {}).get("configurable") or {}
+        if isinstance(self.checkpointer, BaseCheckpointSaver) and configurable.get("thread_id") in (
+            None,
+            "",
+        ):
+            raise MissingThreadId()
 
     def _locked_thread(self, config: RunnableConfig | None) -> str | None:
         """The thread a run of this graph locks: its own, when it keeps its own checkpoints
