@@ -37,7 +37,8 @@ the run's profile says; only the waiting approvals carry the real arguments.
 
 Errors are `{"detail": one line, "hint", "error"}`: 401 no or wrong token (nothing read or
 changed), 404 unknown thread, 409 the run is being resumed elsewhere, no longer waits for that
-approval, or (to `resume`) waits for a decision or has finished, 422 a bad plan, profile or
+approval, or (to `resume`) waits for a decision or has finished, 413 a request body over the
+project's `inbox.max_body_bytes` (refused before it is read), 422 a bad plan, profile or
 decision (the run stays paused and resumable).
 """
 
@@ -186,6 +187,18 @@ def _error_body(exc: PlangateError) -> dict[str, Any]:
     return body
 
 
+async def _too_large(request: Request, _exc: Exception) -> JSONResponse:
+    limit = request.app.state.service.project.spec.inbox.max_body_bytes
+    return JSONResponse(
+        {
+            "detail": f"the request body is over the limit of {limit:,} bytes",
+            "hint": "set inbox.max_body_bytes in the project file to take larger ones",
+            "error": "RequestTooLarge",
+        },
+        status_code=413,
+    )
+
+
 def create_app(
     db: str,
     *,
@@ -249,6 +262,10 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # Swagger UI loads from a CDN; /openapi.json stays
         redoc_url=None,
+        # Refused before it is read: FastAPI reads a JSON body whole, and parsing it takes
+        # several times its size in memory.
+        max_body_size=service.project.spec.inbox.max_body_bytes,
+        exception_handlers={413: _too_large},
     )
     app.state.service = service
 
