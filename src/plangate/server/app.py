@@ -72,6 +72,7 @@ from plangate.errors import (
 )
 from plangate.project import Project
 from plangate.runs.checkpoint import shown_url
+from plangate.server._body_limit import BodyLimit, too_large
 from plangate.server._runs import FINISHED, NotStopped, RunService, ThreadExists
 
 __all__ = ("create_app",)
@@ -188,15 +189,7 @@ def _error_body(exc: PlangateError) -> dict[str, Any]:
 
 
 async def _too_large(request: Request, _exc: Exception) -> JSONResponse:
-    limit = request.app.state.service.project.spec.inbox.max_body_bytes
-    return JSONResponse(
-        {
-            "detail": f"the request body is over the limit of {limit:,} bytes",
-            "hint": "set inbox.max_body_bytes in the project file to take larger ones",
-            "error": "RequestTooLarge",
-        },
-        status_code=413,
-    )
+    return too_large(request.app.state.service.project.spec.inbox.max_body_bytes)
 
 
 def create_app(
@@ -262,9 +255,6 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # Swagger UI loads from a CDN; /openapi.json stays
         redoc_url=None,
-        # Refused before it is read: FastAPI reads a JSON body whole, and parsing it takes
-        # several times its size in memory.
-        max_body_size=service.project.spec.inbox.max_body_bytes,
         exception_handlers={413: _too_large},
     )
     app.state.service = service
@@ -367,6 +357,7 @@ def create_app(
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
+    app.add_middleware(BodyLimit, limit=service.project.spec.inbox.max_body_bytes)
     app.add_middleware(_TokenGate, token=token)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
