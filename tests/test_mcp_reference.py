@@ -22,6 +22,7 @@ from langgraph.types import Command
 from plangate.actions import ToolDeclaration, tool_declaration
 from plangate.adapters.mcp import MCPSessions, mcp_tools
 from plangate.cli import ExitCode
+from plangate.errors import InvalidDecision
 
 PACKAGE = "@modelcontextprotocol/server-filesystem"
 VERSION = "2026.8.31"
@@ -182,3 +183,46 @@ def test_a_project_with_the_server_pauses_on_a_write_and_is_approved_from_elsewh
     approved = plangate(elsewhere, "approve", "fs-1", "--project", str(project), "--approver", "x")
     assert approved.returncode == ExitCode.SUCCESS, approved.stdout + approved.stderr
     assert (project / "data" / "note.txt").read_text() == "approved"
+
+
+def test_an_edit_with_an_argument_write_file_does_not_take_is_refused_naming_every_field(
+    runner: Runner, filesystem_server: Path, allowed: Path
+) -> None:
+    """The server's schema for `write_file` says nothing of extra properties, so an edit
+    adding `mode: "0777"` was taken, and the server dropped the key: the approver approved a
+    call that did not happen as shown. The edit is refused naming `mode`, and every other bad
+    field with it; the run stays paused, and an edit within the schema then writes."""
+    target = allowed / "reply.txt"
+    tools = mcp_tools(connection_to(filesystem_server, allowed), prefix="files")
+    graph = runner.graph(tools, profile="smb")
+    step = {
+        "id": "write",
+        "tool": "files.write_file",
+        "args": {"path": str(target), "content": "a"},
+    }
+    runner.invoke(graph, {"plan": plan_of(step)}, thread())
+
+    for args, says in [
+        (
+            {"path": str(target), "content": "b", "mode": "0777"},
+            "invalid edit for tool 'files.write_file': args.mode: files.write_file takes no "
+            "argument 'mode' (path, content)",
+        ),
+        (
+            {"path": 7, "mode": "0777"},
+            "invalid edit for tool 'files.write_file': args.mode: files.write_file takes no "
+            "argument 'mode' (path, content); args.path: 7 is not of type 'string'; "
+            "args.content: Field required",
+        ),
+    ]:
+        with pytest.raises(InvalidDecision) as caught:
+            runner.invoke(graph, Command(resume={"decision": "edit", "args": args}), thread())
+        assert str(caught.value).startswith(says), str(caught.value)
+        assert caught.value.field == "args.mode"
+        assert "\n" not in str(caught.value)
+    assert not target.exists()
+
+    edit = {"decision": "edit", "args": {"path": str(target), "content": "edited"}}
+    result = runner.invoke(graph, Command(resume=edit), thread())["result"]
+    assert result["status"] == "success"
+    assert target.read_text() == "edited"

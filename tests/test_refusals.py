@@ -17,7 +17,9 @@ import httpx
 import pytest
 import uvicorn
 from _support import CallLog, Runner, plan_of, plangate, thread
+from langchain_core.tools import StructuredTool
 from langgraph.types import Command
+from pydantic import BaseModel, ConfigDict
 from test_hardening import assert_still_paused_then_approves, mail_tools, paused, send_step
 
 from plangate import (
@@ -26,6 +28,7 @@ from plangate import (
     PlanValidationError,
     Project,
     ProjectError,
+    declare_action,
     demo_outbox,
 )
 from plangate.project import template
@@ -94,8 +97,17 @@ def test_a_lone_surrogate_in_a_plans_text_fields_is_refused(runner: Runner, log:
         pytest.param({"decision": "reject", "reason": LONE}, "reason", id="reason"),
         pytest.param({"decision": "approve", "approver": LONE}, "approver", id="approver"),
         pytest.param(
-            {"decisions": [{"type": "edit", "edited_action": {"name": "mail.send", "args": {
-                "to": "ana@example.com", "meta": LONE}}}]},
+            {
+                "decisions": [
+                    {
+                        "type": "edit",
+                        "edited_action": {
+                            "name": "mail.send",
+                            "args": {"to": "ana@example.com", "meta": LONE},
+                        },
+                    }
+                ]
+            },
             "args.meta",
             id="hitl-edit",
         ),
@@ -120,8 +132,10 @@ def test_a_decision_with_a_lone_surrogate_is_refused_and_the_run_stays_paused(
 
 def test_the_cli_refuses_a_plan_with_a_lone_surrogate_in_one_line(tmp_path: Path) -> None:
     """`plangate run` printed a `PydanticSerializationError` traceback."""
-    plan = {"goal": "look up", "steps": [{"id": "a", "tool": "crm.lookup_account",
-                                           "args": {"account": LONE}}]}
+    plan = {
+        "goal": "look up",
+        "steps": [{"id": "a", "tool": "crm.lookup_account", "args": {"account": LONE}}],
+    }
     (tmp_path / "plan.json").write_text(json.dumps(plan))  # ASCII JSON: "\udfff" as an escape
 
     ran = plangate(tmp_path, "run", "plan.json", "--offline", "--db", "runs.db")
@@ -253,7 +267,9 @@ def test_the_inbox_refuses_lone_surrogates_in_plans_and_decisions(tmp_path: Path
             assert answer.json()["field"] == field
             one_line(answer.json()["detail"])
         assert wait_for(api, "demo", "waiting")
-        approved = api.post("/api/runs/demo/decision", json={"decision": "approve", "approver": "lee"})
+        approved = api.post(
+            "/api/runs/demo/decision", json={"decision": "approve", "approver": "lee"}
+        )
         assert approved.status_code == 202, approved.text
         wait_for(api, "demo", "success")
     assert len(demo_outbox(project.root / "plangate-outbox.db")) == 1
@@ -293,7 +309,9 @@ def test_the_inbox_refuses_a_body_over_the_projects_limit_before_reading_it(
         assert "chunked" not in declared.request.headers.get("transfer-encoding", "")
         assert chunked.request.headers["transfer-encoding"] == "chunked"
         assert wait_for(api, "demo", "waiting")["steps"]
-        approved = api.post("/api/runs/demo/decision", json={"decision": "approve", "approver": "lee"})
+        approved = api.post(
+            "/api/runs/demo/decision", json={"decision": "approve", "approver": "lee"}
+        )
         assert approved.status_code == 202, approved.text
         wait_for(api, "demo", "success")
 
@@ -306,3 +324,66 @@ def test_a_project_sets_the_inbox_limit_and_a_bad_one_names_the_key(tmp_path: Pa
     (tmp_path / "plangate.yaml").write_text("inbox: {max_body_bytes: 1048576}\n")
     assert Project.load(tmp_path).spec.inbox.max_body_bytes == 1_048_576
     assert Project.demo(tmp_path / "demo").spec.inbox.max_body_bytes == 16 * 1024 * 1024
+
+
+# --- edits ---------------------------------------------------------------------------------------
+
+
+class LooseArgs(BaseModel):
+    """A schema that takes extra keys, as many generated ones do."""
+
+    model_config = ConfigDict(extra="allow")
+
+    to: str
+    subject: str
+
+
+def test_an_edit_with_a_key_the_tool_does_not_name_is_refused_though_its_schema_allows_extras(
+    runner: Runner, log: CallLog
+) -> None:
+    """The schema would take `bcc` and the tool would never see it: what the person approved
+    is not what runs. Refused, in plangate's form and in LangChain's HITL form, naming every
+    bad field; the run stays paused and then approves."""
+
+    def send(to: str, subject: str, **extra: Any) -> str:
+        log.calls.append(("mail.send", {"to": to, "subject": subject, **extra}))
+        return "sent"
+
+    tool = StructuredTool.from_function(
+        send, name="mail.send", description="Send mail.", args_schema=LooseArgs
+    )
+    graph = runner.graph([declare_action(tool, action="execute")], profile="smb")
+    step = {"id": "send", "tool": "mail.send", "args": {"to": "ana@example.com", "subject": "x"}}
+    assert "__interrupt__" in runner.invoke(graph, {"plan": plan_of(step)}, thread())
+    edited = {"to": "ana@example.com", "bcc": "eve@example.com"}
+    says = (
+        "invalid edit for tool 'mail.send': args.bcc: mail.send takes no argument 'bcc' (to, "
+        "subject); args.subject: Field required"
+    )
+    hitl = {"decisions": [{"type": "edit", "edited_action": {"name": "mail.send", "args": edited}}]}
+    for decision in ({"decision": "edit", "args": edited}, hitl):
+        with pytest.raises(InvalidDecision) as caught:
+            runner.invoke(graph, Command(resume=decision), thread())
+        assert str(caught.value).startswith(says), str(caught.value)
+        assert caught.value.field == "args.bcc"
+    assert log.calls == []
+    out = runner.invoke(graph, Command(resume={"decision": "approve"}), thread())
+    assert out["result"]["status"] == "success"
+    assert log.calls == [("mail.send", {"to": "ana@example.com", "subject": "x"})]
+
+
+def test_the_inbox_refuses_an_edit_naming_every_bad_field(tmp_path: Path) -> None:
+    project = demo_project(tmp_path / "project")
+    with served(project, tmp_path / "runs.db") as api:
+        started = api.post("/api/runs", json={"plan": SALES.read_text(), "thread": "demo"})
+        assert started.status_code == 201, started.text
+        wait_for(api, "demo", "waiting")
+        edit = {"decision": "edit", "approver": "lee", "args": {"to": "kim@example.com", "cc": 1}}
+        refused = api.post("/api/runs/demo/decision", json=edit)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "args.cc"
+        assert refused.json()["detail"] == (
+            "invalid edit for tool 'email.send': args.cc: email.send takes no argument 'cc' "
+            "(to, subject, body); args.subject: Field required; args.body: Field required"
+        )
+        wait_for(api, "demo", "waiting")

@@ -59,6 +59,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from plangate._governance import iso, utc_now
@@ -256,6 +257,8 @@ def create_app(
         docs_url=None,  # Swagger UI loads from a CDN; /openapi.json stays
         redoc_url=None,
         exception_handlers={413: _too_large},
+        # Inside the token gate: a request without the token is refused before any of this.
+        middleware=[Middleware(BodyLimit, limit=service.project.spec.inbox.max_body_bytes)],
     )
     app.state.service = service
 
@@ -357,7 +360,6 @@ def create_app(
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
-    app.add_middleware(BodyLimit, limit=service.project.spec.inbox.max_body_bytes)
     app.add_middleware(_TokenGate, token=token)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
