@@ -16,7 +16,17 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from _support import CallLog, Runner, plan_of, plangate, thread
+from _support import (
+    BILLING_TOKEN,
+    CallLog,
+    Runner,
+    billing_service,
+    free_port,
+    plan_of,
+    plangate,
+    thread,
+    write_team_project,
+)
 from langchain_core.tools import StructuredTool
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict
@@ -31,6 +41,7 @@ from plangate import (
     declare_action,
     demo_outbox,
 )
+from plangate.cli import ExitCode
 from plangate.project import template
 from plangate.server import create_app, listen
 
@@ -387,3 +398,74 @@ def test_the_inbox_refuses_an_edit_naming_every_bad_field(tmp_path: Path) -> Non
             "(to, subject, body); args.subject: Field required; args.body: Field required"
         )
         wait_for(api, "demo", "waiting")
+
+
+# --- deciding when a source the run needs is down ------------------------------------------------
+
+OPS_TOOLS = '''
+from pathlib import Path
+
+from plangate import declare_action
+
+DELETED = Path(__file__).parent / "deleted.txt"
+
+
+@declare_action(action="execute", irreversible=True)
+def delete(invoice_id: str) -> dict:
+    """Delete an invoice: it cannot be undone (here, it appends to deleted.txt)."""
+    with DELETED.open("a") as log:
+        log.write(invoice_id + "\\n")
+    return {"deleted": invoice_id}
+
+
+toolkit = {"inv.delete": delete}
+'''
+
+DELETE_THEN_READ = {
+    "goal": "delete an invoice, then read another",
+    "steps": [
+        {"id": "delete", "tool": "inv.delete", "args": {"invoice_id": "inv-1"}},
+        {
+            "id": "invoice",
+            "tool": "billing.get_invoice",
+            "args": {"invoice_id": "inv-2"},
+            "depends_on": ["delete"],
+        },
+    ],
+}
+
+
+def test_approve_refuses_while_a_source_of_a_step_left_is_down_and_does_nothing(
+    tmp_path: Path,
+) -> None:
+    """`approve` ran the irreversible delete, then failed on the next step's OpenAPI document
+    and exited 1, which means "nothing was done". It reaches every source the steps left need
+    first: while one is down, one line, exit 1, nothing run, the run still paused; `reject`
+    alike. With the service back, the same approval runs both steps."""
+    project = tmp_path / "team"
+    port = free_port()
+    with billing_service(port) as service:
+        write_team_project(project, service.url, tmp_path / "mcp.jsonl", toolkit="opstools:toolkit")
+        (project / "opstools.py").write_text(OPS_TOOLS)
+        (project / "plan.json").write_text(json.dumps(DELETE_THEN_READ))
+        env = {"BILLING_TOKEN": BILLING_TOKEN}
+        ran = plangate(project, "run", "plan.json", "--thread", "t1", env=env)
+        assert ran.returncode == ExitCode.PAUSED, ran.stdout + ran.stderr
+        assert "Paused: step 'delete' (inv.delete) needs approval." in ran.stdout
+
+    deleted = project / "deleted.txt"
+    for command in (["approve", "t1", "--approver", "lee"], ["reject", "t1", "--reason", "no"]):
+        refused = plangate(project, *command, env=env)
+        assert refused.returncode == ExitCode.USER_ERROR, refused.stdout + refused.stderr
+        line = one_line(refused.stderr.strip())
+        assert line.startswith("plangate: error: "), line
+        assert "cannot fetch the OpenAPI document" in line
+        assert not deleted.exists()
+    shown = plangate(project, "show", "t1", env=env)
+    assert shown.stdout.startswith("No step done yet (of 2 steps)."), shown.stdout
+    assert "Paused: step 'delete' (inv.delete) needs approval." in shown.stdout
+
+    with billing_service(port):
+        approved = plangate(project, "approve", "t1", "--approver", "lee", env=env)
+    assert approved.returncode == ExitCode.SUCCESS, approved.stdout + approved.stderr
+    assert deleted.read_text() == "inv-1\n"

@@ -93,6 +93,7 @@ from plangate.runs.history import (
     is_expired,
     latest_checkpoints,
     pending_approvals,
+    remaining_tools,
     run_state,
 )
 from plangate.runs.prune import PruneReport, prune_runs
@@ -200,9 +201,7 @@ def run(
         fixtures=[str(path) for path in fixtures or ()],
         checkpointer=open_checkpointer(url),
     )
-    if not offline:  # reach the servers the plan needs now: one that is down stores nothing
-        for step in parsed.steps:
-            graph.tools.get(step.tool)
+    graph.reach(step.tool for step in parsed.steps)  # one that is down: nothing is stored
     thread_id = thread or f"run-{uuid.uuid4().hex[:8]}"
     mode = ", offline" if offline else ""
     say(
@@ -597,6 +596,9 @@ def _decide(
     `every`, to each request it waits on), show those requests, and resume the run with it (in
     `project`, if named)."""
     graph, config, snapshot = existing_run(db, thread, project)
+    # A source the steps left need that is down: refused now, before a decision lets an
+    # irreversible step act and the run then stops at the next one.
+    graph.reach(remaining_tools(snapshot))
     waiting = _waiting(snapshot)
     if not waiting:
         with graph.hold(config):  # `ResumeConflict` while another process runs it
@@ -698,6 +700,7 @@ def resume(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None
         raise PlangateUsageError(
             f"run {thread!r} has finished", hint="`plangate show THREAD` prints its result"
         )
+    graph.reach(remaining_tools(snapshot))
     raise typer.Exit(drive(graph, None, config, db, steps=plan_steps(snapshot.values)))
 
 

@@ -3,7 +3,7 @@ it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from typing import Any
 
@@ -59,6 +59,16 @@ class PlangateGraph(CompiledStateGraph):
     def tools(self) -> Mapping[str, BaseTool]:
         """The tools plans may call, by name."""
         return self.governance.tools
+
+    def reach(self, tools: Iterable[str]) -> None:
+        """Load the source of each of `tools` now (an MCP server, an OpenAPI document), as a
+        run would when it came to their steps: a source that cannot be reached raises its
+        `AdapterError` here, before anything is stored or run, not after an earlier step has
+        acted. Offline, mocks answer for every tool: nothing is reached."""
+        if self.governance.profile.offline:
+            return
+        for name in tools:
+            self.tools.get(name)
 
     @classmethod
     def from_compiled(cls, compiled: CompiledStateGraph, governance: Governance) -> PlangateGraph:
