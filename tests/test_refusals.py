@@ -435,13 +435,9 @@ DELETE_THEN_READ = {
 }
 
 
-def test_approve_refuses_while_a_source_of_a_step_left_is_down_and_does_nothing(
-    tmp_path: Path,
-) -> None:
-    """`approve` ran the irreversible delete, then failed on the next step's OpenAPI document
-    and exited 1, which means "nothing was done". It reaches every source the steps left need
-    first: while one is down, one line, exit 1, nothing run, the run still paused; `reject`
-    alike. With the service back, the same approval runs both steps."""
+def paused_before_a_delete(tmp_path: Path) -> tuple[Path, int]:
+    """A project whose run `t1` waits for approval of `inv.delete`, with the billing service
+    its next step reads from down again; the project's folder and the service's port."""
     project = tmp_path / "team"
     port = free_port()
     with billing_service(port) as service:
@@ -452,7 +448,18 @@ def test_approve_refuses_while_a_source_of_a_step_left_is_down_and_does_nothing(
         ran = plangate(project, "run", "plan.json", "--thread", "t1", env=env)
         assert ran.returncode == ExitCode.PAUSED, ran.stdout + ran.stderr
         assert "Paused: step 'delete' (inv.delete) needs approval." in ran.stdout
+    return project, port
 
+
+def test_approve_refuses_while_a_source_of_a_step_left_is_down_and_does_nothing(
+    tmp_path: Path,
+) -> None:
+    """`approve` ran the irreversible delete, then failed on the next step's OpenAPI document
+    and exited 1, which means "nothing was done". It reaches every source the steps left need
+    first: while one is down, one line, exit 1, nothing run, the run still paused; `reject`
+    alike. With the service back, the same approval runs both steps."""
+    project, port = paused_before_a_delete(tmp_path)
+    env = {"BILLING_TOKEN": BILLING_TOKEN}
     deleted = project / "deleted.txt"
     for command in (["approve", "t1", "--approver", "lee"], ["reject", "t1", "--reason", "no"]):
         refused = plangate(project, *command, env=env)
@@ -469,3 +476,26 @@ def test_approve_refuses_while_a_source_of_a_step_left_is_down_and_does_nothing(
         approved = plangate(project, "approve", "t1", "--approver", "lee", env=env)
     assert approved.returncode == ExitCode.SUCCESS, approved.stdout + approved.stderr
     assert deleted.read_text() == "inv-1\n"
+
+
+def test_the_inbox_refuses_a_decision_while_a_source_of_a_step_left_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inbox answered 202 and ran the delete, and the run then stopped at the next step.
+    Now: 422 with the one line, nothing run, the run still waiting; with the service back,
+    the same decision goes through."""
+    project, port = paused_before_a_delete(tmp_path)
+    monkeypatch.setenv("BILLING_TOKEN", BILLING_TOKEN)
+    loaded = Project.load(project)
+    approve = {"decision": "approve", "approver": "lee"}
+    with served(loaded, project / "runs" / "plangate.db") as api:
+        refused = api.post("/api/runs/t1/decision", json=approve)
+        assert refused.status_code == 422, refused.text
+        assert "cannot fetch the OpenAPI document" in one_line(refused.json()["detail"])
+        assert not (project / "deleted.txt").exists()
+        assert wait_for(api, "t1", "waiting")
+        with billing_service(port):
+            approved = api.post("/api/runs/t1/decision", json=approve)
+            assert approved.status_code == 202, approved.text
+            wait_for(api, "t1", "success")
+    assert (project / "deleted.txt").read_text() == "inv-1\n"
