@@ -159,6 +159,28 @@ def test_the_cli_refuses_a_plan_with_a_lone_surrogate_in_one_line(tmp_path: Path
     )
 
 
+def test_the_cli_refuses_a_decision_with_a_lone_surrogate_and_the_run_still_approves(
+    tmp_path: Path,
+) -> None:
+    """In `--args` JSON, or from a command line that is not UTF-8 (`--reason $'\\xff'`, which
+    Python reads as the surrogate `\\udcff`): one line, exit 1, and the run waits as before."""
+    (tmp_path / "plan.yaml").write_text(SALES.read_text())
+    ran = plangate(tmp_path, "run", "plan.yaml", "--profile", "smb", "--offline", "--thread", "d1")
+    assert ran.returncode == ExitCode.PAUSED, ran.stdout + ran.stderr
+    edit = json.dumps({"to": LONE, "subject": "s", "body": "b"})  # ASCII: "\udfff" escaped
+    for command, says in [
+        (["approve", "d1", "--approver", "lee", "--args", edit], "args.to: a string holds a"),
+        (["reject", "d1", "--approver", "lee", "--reason", "bad\udcff"], "reason: Input should"),
+    ]:
+        refused = plangate(tmp_path, *command)
+        assert refused.returncode == ExitCode.USER_ERROR, refused.stdout + refused.stderr
+        assert one_line(refused.stderr.strip()).startswith(
+            f"plangate: error: invalid decision: {says}"
+        )
+    approved = plangate(tmp_path, "approve", "d1", "--approver", "lee")
+    assert approved.returncode == ExitCode.SUCCESS, approved.stdout + approved.stderr
+
+
 # --- a run without a thread ----------------------------------------------------------------------
 
 
