@@ -128,11 +128,8 @@ class PlangateGraph(CompiledStateGraph):
     def _refuse_no_thread(self, config: RunnableConfig | None) -> None:
         """Raise `MissingThreadId` when the graph keeps its own checkpoints and `config` names no
         thread to keep them under (LangGraph would raise a bare `ValueError` mid-way)."""
-        configurable = (config or {}).get("configurable") or {}
-        if isinstance(self.checkpointer, BaseCheckpointSaver) and configurable.get("thread_id") in (
-            None,
-            "",
-        ):
+        thread = ((config or {}).get("configurable") or {}).get("thread_id")
+        if thread in (None, "") and isinstance(self.checkpointer, BaseCheckpointSaver):
             raise MissingThreadId()
 
     def _locked_thread(self, config: RunnableConfig | None) -> str | None:
