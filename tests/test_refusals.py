@@ -489,6 +489,7 @@ def test_approve_refuses_while_a_source_of_a_step_left_is_down_and_does_nothing(
         line = one_line(refused.stderr.strip())
         assert line.startswith("plangate: error: "), line
         assert "cannot fetch the OpenAPI document" in line
+        assert "ing step 'delete'" not in refused.stdout  # no "Approving ..." of what is not done
         assert not deleted.exists()
     shown = plangate(project, "show", "t1", env=env)
     assert shown.stdout.startswith("No step done yet (of 2 steps)."), shown.stdout

@@ -596,9 +596,6 @@ def _decide(
     `every`, to each request it waits on), show those requests, and resume the run with it (in
     `project`, if named)."""
     graph, config, snapshot = existing_run(db, thread, project)
-    # A source the steps left need that is down: refused now, before a decision lets an
-    # irreversible step act and the run then stops at the next one.
-    graph.reach(remaining_tools(snapshot))
     waiting = _waiting(snapshot)
     if not waiting:
         with graph.hold(config):  # `ResumeConflict` while another process runs it
@@ -619,6 +616,9 @@ def _decide(
         )
     if not every:
         chosen = chosen[:1]  # the one of `step`, else the first in plan order
+    # A source the steps left need that is down: refused now, before a decision lets an
+    # irreversible step act and the run then stops at the next one.
+    graph.reach(remaining_tools(snapshot))
     verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
     resume: dict[str, dict[str, Any]] = {}
     for key, request in chosen:
