@@ -371,8 +371,24 @@ class LooseArgs(BaseModel):
     subject: str
 
 
+LOOSE_JSON_SCHEMA = {
+    "type": "object",
+    "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
+    "required": ["to", "subject"],
+}
+
+
+@pytest.mark.parametrize(
+    ("args_schema", "others"),
+    [
+        pytest.param(LooseArgs, "; args.subject: Field required", id="pydantic-extra-allow"),
+        # LangChain stands in for a JSON Schema with a model that checks nothing: only the
+        # unknown key is found, from the schema's properties.
+        pytest.param(LOOSE_JSON_SCHEMA, "", id="json-schema"),
+    ],
+)
 def test_an_edit_with_a_key_the_tool_does_not_name_is_refused_though_its_schema_allows_extras(
-    runner: Runner, log: CallLog
+    runner: Runner, log: CallLog, args_schema: Any, others: str
 ) -> None:
     """The schema would take `bcc` and the tool would never see it: what the person approved
     is not what runs. Refused, in plangate's form and in LangChain's HITL form, naming every
@@ -383,7 +399,7 @@ def test_an_edit_with_a_key_the_tool_does_not_name_is_refused_though_its_schema_
         return "sent"
 
     tool = StructuredTool.from_function(
-        send, name="mail.send", description="Send mail.", args_schema=LooseArgs
+        send, name="mail.send", description="Send mail.", args_schema=args_schema
     )
     graph = runner.graph([declare_action(tool, action="execute")], profile="smb")
     step = {"id": "send", "tool": "mail.send", "args": {"to": "ana@example.com", "subject": "x"}}
@@ -391,7 +407,7 @@ def test_an_edit_with_a_key_the_tool_does_not_name_is_refused_though_its_schema_
     edited = {"to": "ana@example.com", "bcc": "eve@example.com"}
     says = (
         "invalid edit for tool 'mail.send': args.bcc: mail.send takes no argument 'bcc' (to, "
-        "subject); args.subject: Field required"
+        f"subject){others} ("
     )
     hitl = {"decisions": [{"type": "edit", "edited_action": {"name": "mail.send", "args": edited}}]}
     for decision in ({"decision": "edit", "args": edited}, hitl):

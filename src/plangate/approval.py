@@ -287,7 +287,7 @@ def args_problem(
     or pass on unseen is not what the approver approved. The args `unknown_yet` names (their
     values come from another step's output) are taken as given."""
     schema = tool.get_input_schema()
-    names = _argument_names(schema)
+    names = _argument_names(tool, schema)
     # A misspelled key also makes the real field missing: the key actually typed comes first.
     found = {
         f"args.{key}": f"{tool.name} takes no argument {key!r} "
@@ -309,14 +309,19 @@ def args_problem(
     return field, "; ".join([message, *(f"{other}: {text}" for other, text in others)])
 
 
-def _argument_names(schema: Any) -> list[str] | None:
+def _argument_names(tool: BaseTool, schema: Any) -> list[str] | None:
     """The arguments a tool's input schema names: a pydantic model's fields (by alias where it
-    has one), a JSON Schema's `properties`; `None` when it names none (LangChain's stand-in for
-    a schema it cannot model, a JSON Schema without `properties`)."""
-    if getattr(schema, "__pydantic_root_model__", False):
-        return None
+    has one), a JSON Schema's `properties` (an MCP or OpenAPI tool's, or a tool's own JSON
+    Schema `args_schema`, which LangChain stands in for with a model naming nothing); `None`
+    when it names none (a JSON Schema without `properties`: it takes any arguments)."""
     if isinstance(schema, type) and issubclass(schema, JSONSchemaArguments):
-        properties = schema.operation.schema.get("properties")
+        json_schema: Any = schema.operation.schema
+    elif getattr(schema, "__pydantic_root_model__", False):
+        json_schema = tool.args_schema if isinstance(tool.args_schema, dict) else {}
+    else:
+        json_schema = None
+    if json_schema is not None:
+        properties = json_schema.get("properties")
         return list(properties) if isinstance(properties, dict) else None
     fields = getattr(schema, "model_fields", None)
     if fields is None:
