@@ -40,6 +40,7 @@ from plangate import (
     ProjectError,
     declare_action,
     demo_outbox,
+    open_checkpointer,
 )
 from plangate.cli import ExitCode
 from plangate.project import template
@@ -537,4 +538,27 @@ def test_the_inbox_refuses_a_decision_while_a_source_of_a_step_left_is_down(
             approved = api.post("/api/runs/t1/decision", json=approve)
             assert approved.status_code == 202, approved.text
             wait_for(api, "t1", "success")
+    assert (project / "deleted.txt").read_text() == "inv-1\n"
+
+
+def test_a_decision_in_python_reaches_the_sources_of_the_steps_left_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The graph itself refuses a decision while a source the steps left need is down (a
+    `ProjectError` naming the source, one line), before the decision is stored: nothing runs,
+    and the same decision goes through once the source is back."""
+    project, port = paused_before_a_delete(tmp_path)
+    monkeypatch.setenv("BILLING_TOKEN", BILLING_TOKEN)
+    db = project / "runs" / "plangate.db"
+    graph = Project.load(project).graph(checkpointer=open_checkpointer(f"sqlite:///{db}"))
+    approve = Command(resume={"decision": "approve", "approver": "lee"})
+
+    with pytest.raises(ProjectError, match=r"tools\.2: cannot fetch the OpenAPI") as caught:
+        graph.invoke(approve, thread("t1"))
+
+    one_line(str(caught.value))
+    assert not (project / "deleted.txt").exists()
+    assert [i.value["step_id"] for i in graph.get_state(thread("t1")).interrupts] == ["delete"]
+    with billing_service(port):
+        assert graph.invoke(approve, thread("t1"))["result"]["status"] == "success"
     assert (project / "deleted.txt").read_text() == "inv-1\n"

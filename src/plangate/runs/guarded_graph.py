@@ -15,6 +15,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt
 
 from plangate._governance import Governance
+from plangate.adapters.registry import LazyTools
 from plangate.approval import Decision, parse_decision
 from plangate.errors import (
     InvalidDecision,
@@ -30,7 +31,12 @@ from plangate.errors import (
 from plangate.hitl import approver_of
 from plangate.nodes.approval_interrupt import RECEIVED_AT
 from plangate.plan import parse_plan
-from plangate.runs.history import interrupts_waiting, is_approval_request, run_state
+from plangate.runs.history import (
+    interrupts_waiting,
+    is_approval_request,
+    remaining_tools,
+    run_state,
+)
 from plangate.runs.locks import RunLocks, arun_locks, run_locks
 
 __all__ = ("PlangateGraph",)
@@ -70,6 +76,13 @@ class PlangateGraph(CompiledStateGraph):
         for name in tools:
             self.tools.get(name)
 
+    def _sources_unloaded(self) -> bool:
+        """Whether a decision must first reach the sources of the steps left (`reach`): only
+        while some source has not been loaded, so that once they are, a resume reads no more
+        than it did. Refused there, a decision is not applied: an irreversible step approved
+        does not act only for the run to stop at the next step, whose source is down."""
+        return isinstance(self.tools, LazyTools) and self.tools.unloaded
+
     @classmethod
     def from_compiled(cls, compiled: CompiledStateGraph, governance: Governance) -> PlangateGraph:
         attrs = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
@@ -88,6 +101,8 @@ class PlangateGraph(CompiledStateGraph):
             else:
                 self._check_profile(saved, config or {})
             waiting = self._waiting(saved, config or {}) if self._is_resume(input) else None
+            if waiting is not None and self._sources_unloaded():
+                self.reach(remaining_tools(self.get_state(config or {})))
             admitted = self._admit(input, config, waiting)
             yield from super().stream(admitted, config, **self._with_durability(config, kwargs))
 
@@ -103,6 +118,8 @@ class PlangateGraph(CompiledStateGraph):
             else:
                 self._check_profile(saved, config or {})
             waiting = await self._awaiting(saved, config or {}) if self._is_resume(input) else None
+            if waiting is not None and self._sources_unloaded():
+                self.reach(remaining_tools(await self.aget_state(config or {})))
             admitted = self._admit(input, config, waiting)
             async for chunk in super().astream(
                 admitted, config, **self._with_durability(config, kwargs)
