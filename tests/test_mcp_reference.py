@@ -23,6 +23,7 @@ from langgraph.types import Command
 from plangate.actions import ToolDeclaration, tool_declaration
 from plangate.adapters.mcp import MCPSessions, mcp_tools
 from plangate.cli import ExitCode
+from plangate.errors import InvalidDecision
 
 PACKAGE = "@modelcontextprotocol/server-filesystem"
 MEMORY_PACKAGE = "@modelcontextprotocol/server-memory"
@@ -246,3 +247,46 @@ def test_under_technical_the_destructive_tools_of_the_reference_servers_still_as
     assert result["status"] == "success", result
     assert (allowed / "old.txt").read_text() == "draft\n"
     assert not (allowed / "draft.txt").exists()
+
+
+def test_an_edit_with_an_argument_write_file_does_not_take_is_refused_naming_every_field(
+    runner: Runner, filesystem_server: Path, allowed: Path
+) -> None:
+    """The server's schema for `write_file` says nothing of extra properties, so an edit
+    adding `mode: "0777"` was taken, and the server dropped the key: the approver approved a
+    call that did not happen as shown. The edit is refused naming `mode`, and every other bad
+    field with it; the run stays paused, and an edit within the schema then writes."""
+    target = allowed / "reply.txt"
+    tools = mcp_tools(connection_to(filesystem_server, allowed), prefix="files")
+    graph = runner.graph(tools, profile="smb")
+    step = {
+        "id": "write",
+        "tool": "files.write_file",
+        "args": {"path": str(target), "content": "a"},
+    }
+    runner.invoke(graph, {"plan": plan_of(step)}, thread())
+
+    for args, says in [
+        (
+            {"path": str(target), "content": "b", "mode": "0777"},
+            "invalid edit for tool 'files.write_file': args.mode: files.write_file takes no "
+            "argument 'mode' (path, content)",
+        ),
+        (
+            {"path": 7, "mode": "0777"},
+            "invalid edit for tool 'files.write_file': args.mode: files.write_file takes no "
+            "argument 'mode' (path, content); args.path: 7 is not of type 'string'; "
+            "args.content: Field required",
+        ),
+    ]:
+        with pytest.raises(InvalidDecision) as caught:
+            runner.invoke(graph, Command(resume={"decision": "edit", "args": args}), thread())
+        assert str(caught.value).startswith(says), str(caught.value)
+        assert caught.value.field == "args.mode"
+        assert "\n" not in str(caught.value)
+    assert not target.exists()
+
+    edit = {"decision": "edit", "args": {"path": str(target), "content": "edited"}}
+    result = runner.invoke(graph, Command(resume=edit), thread())["result"]
+    assert result["status"] == "success"
+    assert target.read_text() == "edited"

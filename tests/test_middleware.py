@@ -305,6 +305,24 @@ def test_under_technical_an_irreversible_call_of_the_agent_still_asks(
     assert agents.start(unattended).interrupts == []
 
 
+def test_a_call_whose_args_hold_a_lone_surrogate_is_blocked_and_the_agent_goes_on(
+    agents: Agents, log: CallLog
+) -> None:
+    """A lone surrogate (`"\\udfff"`) cannot be stored as UTF-8: the call is blocked with a
+    message naming the arg, the agent reads it, and the other call of its turn runs."""
+    governance = GovernanceMiddleware(profile="technical")
+    agent = agents.build(
+        script([("crm.lookup", {"text": "ana\udfff"}), ("crm.note", {"text": "ok"})]),
+        [governance],
+    )
+    agents.start(agent)
+
+    assert log.calls == [("crm.note", {"text": "ok"})]
+    reply = tool_message(agents.state(agent), "c1")
+    assert reply.status == "error"
+    assert "invalid arguments: args.text: a string holds a lone surrogate" in str(reply.content)
+
+
 def test_tool_outside_the_allowlist_is_never_called(agents: Agents, log: CallLog) -> None:
     governance = GovernanceMiddleware(profile=profile("technical", allowed_tools=["crm.*"]))
     agent = agents.build(

@@ -487,6 +487,31 @@ def test_an_approver_sees_the_operation_arguments_and_a_bad_edit_is_refused(
     assert [r["body"] for r in service.requests()] == [{"invoice_id": "inv-1", "amount": 7.5}]
 
 
+def test_an_edit_is_refused_naming_every_bad_field_an_unknown_key_first(
+    runner: Runner, service: Service, tools: list[BaseTool]
+) -> None:
+    """Only the first bad field was named; a key the operation does not take was named only
+    where the document forbids extra properties. Every bad field is named now, in one line,
+    the unknown key first; nothing reaches the service and the run stays paused."""
+    graph = runner.graph(tools, profile="smb")
+    refund = {**step("refund", "create_refund", invoice_id="inv-1", amount=5), "action": "execute"}
+    runner.invoke(graph, {"plan": plan_of(refund)}, thread())
+
+    bad = {"decision": "edit", "args": {"amount": "ten", "currency": "EUR"}}
+    with pytest.raises(InvalidDecision) as caught:
+        runner.invoke(graph, Command(resume=bad), thread())
+
+    assert str(caught.value).startswith(
+        "invalid edit for tool 'billing.create_refund': args.currency: billing.create_refund "
+        "takes no argument 'currency' (invoice_id, amount, reason); args.amount: 'ten' is not "
+        "of type 'number'; args.invoice_id: Field required"
+    ), str(caught.value)
+    assert caught.value.field == "args.currency"
+    assert service.requests() == []
+    good = {"decision": "edit", "args": {"invoice_id": "inv-1", "amount": 7.5}}
+    assert runner.invoke(graph, Command(resume=good), thread())["result"]["status"] == "success"
+
+
 def test_arguments_the_schema_refuses_fail_the_step_before_any_request(
     runner: Runner, service: Service, tools: list[BaseTool]
 ) -> None:

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from plangate import PlangateGraph, build_graph, declare_action, load_profile, open_checkpointer
 
@@ -170,15 +171,78 @@ def test_args_and_outputs_are_recorded_only_when_allowed_and_redacted_as_the_tra
 
     spans = by_name(exporter.get_finished_spans())
     attributes = dict(spans["execute_tool crm.lookup"].attributes or {})
-    assert dict(spans["plangate.run"].attributes or {})["plangate.goal"] == "call [REDACTED_EMAIL]"
     if not capture:
+        assert "plangate.goal" not in dict(spans["plangate.run"].attributes or {})
         assert "gen_ai.tool.call.arguments" not in attributes
         assert "gen_ai.tool.call.result" not in attributes
         return
+    assert dict(spans["plangate.run"].attributes or {})["plangate.goal"] == "call [REDACTED_EMAIL]"
     assert json.loads(str(attributes["gen_ai.tool.call.arguments"])) == {"text": "[REDACTED_EMAIL]"}
     result = json.loads(str(attributes["gen_ai.tool.call.result"]))
     assert result == {"tool": "crm.lookup", "echo": "[REDACTED_EMAIL]"}
     assert "ana@acme.example" not in json.dumps(dict(attributes))
+
+
+def everything_in(span: ReadableSpan) -> str:
+    """All a span carries that a backend stores: attributes, status, events."""
+    events = [(event.name, dict(event.attributes or {})) for event in span.events]
+    return json.dumps(
+        [span.name, dict(span.attributes or {}), span.status.description, events], default=str
+    )
+
+
+def test_without_capture_content_no_goal_or_failure_message_reaches_a_span(
+    exporter: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    """Under `technical` (no redaction) with content capture off, the goal (`plangate.goal`)
+    and a failed call's message (the span's status description) carried an email into spans.
+    Both are content: left out; the span still says the step failed and why, by type."""
+
+    def lookup(text: str) -> str:
+        raise ValueError(f"no account for {text}")
+
+    tool = declare_action(
+        StructuredTool.from_function(lookup, name="crm.lookup", description="Look up."),
+        action="read",
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    graph = build_graph(
+        [tool],
+        profile=load_profile("technical").model_copy(update={"capture_content": False}),
+        checkpointer=open_checkpointer(f"sqlite:///{tmp_path / 'runs.db'}"),
+        tracer_provider=provider,
+    )
+    step = {**LOOKUP, "description": "find ana@acme.example"}
+    out = graph.invoke({"plan": plan_of(step, goal="call ana@acme.example")}, thread())
+    assert "ana@acme.example" in out["result"]["steps"][0]["error"]  # the run's own record has it
+
+    spans = by_name(exporter.get_finished_spans())
+    failed = spans["execute_tool crm.lookup"]
+    assert failed.status.status_code is StatusCode.ERROR
+    assert dict(failed.attributes or {})["error.type"]
+    for span in spans.values():
+        assert "acme.example" not in everything_in(span), span.name
+
+
+def test_every_step_span_with_an_error_type_has_the_status_error(
+    exporter: InMemorySpanExporter, log: CallLog, tmp_path: Path
+) -> None:
+    """A rejected and a blocked step set `error.type` but left the span's status UNSET, so
+    backends counting errors by status missed them; a step that ended ok stays UNSET."""
+    graph = traced(counting_tools(log, "crm.lookup", "email.send"), exporter, tmp_path)
+    plan = plan_of(SEND, LOOKUP, {"id": "x", "tool": "nope.tool"})
+    graph.invoke({"plan": plan}, thread())
+    graph.invoke(Command(resume={"decision": "reject", "reason": "no"}), thread())
+
+    spans = by_name(exporter.get_finished_spans())
+    for name in ("execute_tool email.send", "execute_tool nope.tool"):
+        assert dict(spans[name].attributes or {})["error.type"], name
+        assert spans[name].status.status_code is StatusCode.ERROR, name
+    ok = spans["execute_tool crm.lookup"]
+    assert dict(ok.attributes or {})["plangate.step.status"] == "ok"
+    assert "error.type" not in dict(ok.attributes or {})
+    assert ok.status.status_code is StatusCode.UNSET
 
 
 # A run's part in one process, its spans written to a file as JSON (`sys.argv`: the database,

@@ -24,6 +24,7 @@ from plangate.audit import ChainCheck, audit_records, verify_events, verify_trac
 from plangate.errors import (
     AdapterError,
     InvalidDecision,
+    MissingThreadId,
     NoPendingApproval,
     PlangateError,
     PlangateUsageError,
@@ -87,6 +88,7 @@ __all__ = (
     "FileAnchors",
     "GovernanceMiddleware",
     "InvalidDecision",
+    "MissingThreadId",
     "MockFixtures",
     "NoPendingApproval",
     "OtelAnchors",

@@ -18,8 +18,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from plangate._files import dotted, first_error, refused_decision
+from plangate._files import dotted, refused_decision
 from plangate._names import same_person_key
+from plangate.adapters._json_schema import JSONSchemaArguments
 from plangate.errors import InvalidDecision, PlanValidationError
 from plangate.hitl import from_hitl, is_hitl
 from plangate.plan import (
@@ -291,31 +292,53 @@ def _at(value: Any, path: str) -> str:
 def args_problem(
     tool: BaseTool, args: Mapping[str, Any], *, unknown_yet: Collection[str] = ()
 ) -> tuple[str, str] | None:
-    """(field, message) of the first thing `tool`'s argument schema refuses in `args`, an
-    argument it does not take included; `None` when it takes them. The args `unknown_yet`
-    names (their values come from another step's output) are taken as given."""
+    """What `tool`'s argument schema refuses in `args`, or `None` when it takes them: (the
+    first bad field, a message naming it and every other bad field after it), so that
+    `f"{field}: {message}"` reads `args.mode: ...; args.path: ...`. An argument the schema
+    does not name is refused whatever the schema says of extra ones: a key the tool would drop
+    or pass on unseen is not what the approver approved. The args `unknown_yet` names (their
+    values come from another step's output) are taken as given."""
     schema = tool.get_input_schema()
+    names = _argument_names(tool, schema)
+    # A misspelled key also makes the real field missing: the key actually typed comes first.
+    found = {
+        f"args.{key}": f"{tool.name} takes no argument {key!r} "
+        f"({', '.join(names) or 'no arguments'})"
+        for key in args
+        if names is not None and key not in names
+    }
     checked = {key: value for key, value in args.items() if key not in unknown_yet}
     try:
         schema.model_validate(checked)  # type: ignore[union-attr]
     except ValidationError as exc:
-        errors = [e for e in exc.errors() if not e["loc"] or e["loc"][0] not in unknown_yet]
-        if errors:
-            loc, msg = first_error(exc, errors)
-            return (f"args.{dotted(loc)}" if loc else "args"), msg
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            if not loc or loc[0] not in unknown_yet:
+                found.setdefault(f"args.{dotted(loc)}" if loc else "args", error["msg"])
+    if not found:
+        return None
+    (field, message), *others = found.items()
+    return field, "; ".join([message, *(f"{other}: {text}" for other, text in others)])
+
+
+def _argument_names(tool: BaseTool, schema: Any) -> list[str] | None:
+    """The arguments a tool's input schema names: a pydantic model's fields (by alias where it
+    has one), a JSON Schema's `properties` (an MCP or OpenAPI tool's, or a tool's own JSON
+    Schema `args_schema`, which LangChain stands in for with a model naming nothing); `None`
+    when it names none (a JSON Schema without `properties`: it takes any arguments)."""
+    if isinstance(schema, type) and issubclass(schema, JSONSchemaArguments):
+        json_schema: Any = schema.operation.schema
+    elif getattr(schema, "__pydantic_root_model__", False):
+        json_schema = tool.args_schema if isinstance(tool.args_schema, dict) else {}
+    else:
+        json_schema = None
+    if json_schema is not None:
+        properties = json_schema.get("properties")
+        return list(properties) if isinstance(properties, dict) else None
     fields = getattr(schema, "model_fields", None)
-    extra = getattr(schema, "model_config", {}).get("extra")
-    # A root model (LangChain's stand-in for a schema it cannot model) names no arguments.
-    if (
-        fields is not None
-        and extra != "allow"
-        and not getattr(schema, "__pydantic_root_model__", False)
-    ):
-        unknown = [key for key in args if key not in fields]
-        if unknown:
-            takes = ", ".join(fields) or "no arguments"
-            return f"args.{unknown[0]}", f"{tool.name} takes no argument {unknown[0]!r} ({takes})"
-    return None
+    if fields is None:
+        return None
+    return [info.alias or name for name, info in fields.items()]
 
 
 def approval_digest(

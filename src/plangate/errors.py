@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = (
     "AdapterError",
     "InvalidDecision",
+    "MissingThreadId",
     "NoPendingApproval",
     "PlanValidationError",
     "PlangateError",
@@ -95,6 +96,21 @@ class AdapterError(PlangateUsageError):
         self.source = source
         self.tool = tool
         super().__init__(message, hint=hint)
+
+
+class MissingThreadId(PlangateUsageError, ValueError):
+    """A graph with a checkpointer was run without a `thread_id` in its config: every run is
+    kept under its thread, so there is nowhere to keep this one. Nothing was run or stored.
+
+    Also a `ValueError`, as LangGraph's own error for it is.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no thread_id in the config: a graph with a checkpointer keeps each run under a thread",
+            hint="pass config={'configurable': {'thread_id': 'some-id'}}, a new id for a new "
+            "run, the same id to resume one",
+        )
 
 
 class ThreadError(PlangateUsageError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date, time
 from pathlib import Path
@@ -91,6 +92,11 @@ MAX_TEXT_CHARS = 10_000
 """A plan's goal, a step's description and a decision's reason: prose a person reads."""
 
 _INT64 = (-(2**63), 2**63 - 1)  # what msgpack, SQLite and JSON readers in other languages hold
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Half of a UTF-16 surrogate pair on its own: JSON can spell it (`"\\udfff"`) and Python keeps
+it, but UTF-8 cannot encode it, so no checkpointer, trace or browser could store it. Pydantic
+refuses it in a `str` field; args and metadata are walked by `_size`, which refuses it."""
 
 _Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
 
@@ -317,7 +323,11 @@ def parse_plan(data: Any, *, source: str = "plan") -> Plan:
             raw = data.get("steps", [])[loc[1]]
             raw_id = raw.get("id") if isinstance(raw, dict) else getattr(raw, "id", None)
             # An id that is itself the problem (not a string, too long) is not repeated back.
-            usable = isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_NAME_CHARS
+            usable = (
+                isinstance(raw_id, str)
+                and 0 < len(raw_id) <= MAX_NAME_CHARS
+                and not _LONE_SURROGATE.search(raw_id)
+            )
             step_id = raw_id if usable else f"step-{loc[1] + 1}"
             where = f"step {step_id!r}" + (f", field {dotted(loc[2:])!r}" if loc[2:] else "")
         else:
@@ -393,13 +403,17 @@ def _size(container: dict[Any, Any] | list[Any], depth: int) -> int:
     try:
         for key, item in items:
             if keyed:
-                if type(key) is not str or len(key) > MAX_STRING_CHARS:
+                if type(key) is not str or len(key) > MAX_STRING_CHARS or not key.isascii():
                     size += _key_size(key)
                 else:
                     size += len(key)
             kind = type(item)
             if kind is str:
-                size += len(item) if len(item) <= MAX_STRING_CHARS else _str_size(item)
+                # Only a long or non-ASCII string needs `_str_size`'s closer look.
+                if len(item) <= MAX_STRING_CHARS and item.isascii():
+                    size += len(item)
+                else:
+                    size += _str_size(item)
             elif kind is int and _INT64[0] <= item <= _INT64[1]:
                 size += 1
             elif kind is dict or kind is list:
@@ -425,7 +439,8 @@ def _key_size(key: Any) -> int:
             "use a short key",
             key,
         )
-    return len(key)  # a subclass, such as a StrEnum member
+    _refuse_lone_surrogate(key, "a key")
+    return len(key)
 
 
 def _str_size(text: str) -> int:
@@ -435,7 +450,18 @@ def _str_size(text: str) -> int:
             f"{MAX_STRING_CHARS:,}: pass large content by reference (a path or URL)",
             text,
         )
+    _refuse_lone_surrogate(text, "a string")
     return len(text)
+
+
+def _refuse_lone_surrogate(text: str, what: str) -> None:
+    found = _LONE_SURROGATE.search(text)
+    if found is not None:
+        raise _NotPlainJson(
+            f"{what} holds a lone surrogate (\\u{ord(found.group()):04x}) at character "
+            f"{found.start():,}, which UTF-8 cannot encode: send valid Unicode text",
+            text,
+        )
 
 
 def _other_size(value: Any, depth: int) -> int:

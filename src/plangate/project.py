@@ -16,6 +16,7 @@ tools:
 fixtures: [fixtures.yaml]            # mocks for --offline and mock_fallback
 anchors: {file: /var/log/plangate/anchors.jsonl}   # or {otel: true}: each run's head, kept
                                      # outside the database (`plangate.runs.anchors`)
+inbox: {max_body_bytes: 16777216}    # plangate serve refuses larger request bodies (413)
 ```
 
 `${VAR}` is read from the environment when the part that holds it is used (`$${` is a literal
@@ -61,7 +62,7 @@ from pydantic import (
 from plangate._files import dotted, first_error, parse_document, read_document
 from plangate.adapters.mock import mock_tools
 from plangate.adapters.registry import LazyTools, ToolSource, tool_registry
-from plangate.errors import PlangateUsageError, ProfileError
+from plangate.errors import AdapterError, PlangateUsageError, ProfileError
 from plangate.graph import build_graph
 from plangate.profiles import BUILTIN_PROFILES, Profile, load_profile
 from plangate.runs.anchors import AnchorSink, FileAnchors, OtelAnchors
@@ -197,6 +198,20 @@ class Anchors(BaseModel):
         return self
 
 
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+"""The largest request body the inbox reads, unless `inbox.max_body_bytes` says otherwise: room
+for a plan of millions of characters (a plan holds at most `plangate.plan.MAX_PLAN_SIZE`)."""
+
+
+class InboxSettings(BaseModel):
+    """What `inbox:` in `plangate.yaml` sets for the approvals inbox (`plangate serve`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    """A request whose body is larger is refused with 413 before its body is read."""
+
+
 class ProjectFile(BaseModel):
     """What `plangate.yaml` holds; every key is optional."""
 
@@ -208,6 +223,7 @@ class ProjectFile(BaseModel):
     tools: list[ToolEntry] = Field(default_factory=list)
     fixtures: list[str | PythonMocks] = Field(default_factory=list)
     anchors: Anchors | None = None
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
 
 
 # --- ${VAR} ----------------------------------------------------------------------------------
@@ -481,7 +497,9 @@ class Project:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ProjectError(file, "expected a mapping of db, profile, profiles, tools, fixtures")
+            raise ProjectError(
+                file, "expected a mapping of db, profile, profiles, tools, fixtures, inbox"
+            )
         try:
             spec = ProjectFile.model_validate(data)
         except ValidationError as exc:
@@ -702,7 +720,11 @@ class Project:
                 found.update(_registry(self._file, key, mocks))
             else:
                 path = self.root / _Expander(self._file, key, self.environ)(entry)
-                found.update({mock.name: mock for mock in mock_tools(path)})
+                try:
+                    mocks = mock_tools(path)
+                except AdapterError as exc:
+                    raise ProjectError(self._file, exc.message, key=key, hint=exc.hint) from None
+                found.update({mock.name: mock for mock in mocks})
         found.update({mock.name: mock for mock in mock_tools(*fixtures)})
         return list(found.values())
 

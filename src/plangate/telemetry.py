@@ -18,9 +18,12 @@ times, where what it measures ended.
   a part of the run, and every run continuing the trace, adds to the same trace. It is made
   when the run finishes, with the run's start time and the result's status and budget.
 
-Attributes are redacted as trace events are (the profile's `redact`). Args and outputs
-(`gen_ai.tool.call.arguments`, `gen_ai.tool.call.result`) are recorded only under the profile's
-`capture_content`.
+Attributes are redacted as trace events are (the profile's `redact`). Content (the plan's goal
+`plangate.goal`, args and outputs `gen_ai.tool.call.arguments` and `gen_ai.tool.call.result`,
+and a failed step's message as its span's status description) is recorded only under the
+profile's `capture_content`: without it a span says what happened (`error.type`, the status
+ERROR), never in whose words. A step that sets `error.type` (an error, a rejection, a block, an
+expiry) has the status ERROR.
 """
 
 from __future__ import annotations
@@ -168,8 +171,12 @@ class Telemetry:
                 decided["plangate.approval.covered_by"] = approval["covered_by"]
             decided_ns = _ns(approval["decided_at"]) or start_ns
             span.add_event("plangate.approval", self._shown(decided), timestamp=decided_ns)
-        if outcome["status"] == "error":
-            span.set_status(StatusCode.ERROR, self._shown(outcome["error"] or ""))
+        # Every step that did not end as asked (an error, and also a rejection, a block, an
+        # expiry: each sets `error.type`) is an error to a trace backend; its message is
+        # content, as a goal is.
+        if outcome["status"] == "error" or outcome["failure_context"]:
+            message = outcome["error"] if self.capture_content else None
+            span.set_status(StatusCode.ERROR, self._shown(message) if message else None)
         span.end(end_time=max(end_ns, start_ns))
 
     def run(self, run: RunSpan, result: Mapping[str, Any], *, run_id: str) -> None:
@@ -190,12 +197,13 @@ class Telemetry:
             "plangate.run.status": result["status"],
             "plangate.run.steps": len(result["steps"]),
             "plangate.profile": result["profile"],
-            "plangate.goal": result["goal"],
             "plangate.budget.calls": budget.get("total", {}).get("used", 0),
             "plangate.budget.utilisation": budget.get("utilisation", 0.0),
         }
         if result.get("halted"):
             attributes["plangate.run.halted"] = result["halted"]
+        if self.capture_content and result["goal"]:
+            attributes["plangate.goal"] = result["goal"]
         span = tracer.start_span(
             "plangate.run",
             context=trace.set_span_in_context(trace.INVALID_SPAN),

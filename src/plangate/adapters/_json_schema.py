@@ -10,13 +10,20 @@ arguments with the tool's own JSON Schema check and publishes that schema unchan
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetJsonSchemaHandler,
+    ValidationError,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
 
-__all__ = ("ArgumentsCheck", "JSONSchemaArguments")
+__all__ = ("ArgumentsCheck", "JSONSchemaArguments", "schema_problems")
 
 
 class ArgumentsCheck(Protocol):
@@ -25,10 +32,37 @@ class ArgumentsCheck(Protocol):
     @property
     def schema(self) -> dict[str, Any]: ...
 
-    def problem(self, arguments: Any) -> tuple[str, str] | None:
-        """(dotted field, what is wrong with it) for arguments the schema refuses; the field
-        is `""` when the arguments as a whole are at fault."""
+    def problems(self, arguments: Any) -> list[tuple[str, str]]:
+        """(dotted field, what is wrong with it) for each field the schema refuses in
+        `arguments` (`schema_problems`); the field is `""` when the arguments as a whole are
+        at fault."""
         ...
+
+
+def schema_problems(errors: Iterable[Any]) -> list[tuple[str, str]]:
+    """(dotted field, message) for each of `errors` (`jsonschema` validation errors), so that
+    every bad field is named, not only the most telling one: a missing property is named at its
+    own path, as is each property `additionalProperties: false` refuses."""
+    found: dict[str, str] = {}
+    for error in errors:
+        path = [str(part) for part in error.absolute_path]
+        instance = error.instance
+        if error.validator == "required" and isinstance(instance, dict):
+            for name in error.validator_value:
+                if name not in instance:
+                    found.setdefault(".".join([*path, str(name)]), "Field required")
+        elif (
+            error.validator == "additionalProperties"
+            and isinstance(instance, dict)
+            and "patternProperties" not in error.schema
+        ):
+            known = error.schema.get("properties", {})
+            for name in instance:
+                if name not in known:
+                    found.setdefault(".".join([*path, str(name)]), "not a property it takes")
+        else:
+            found.setdefault(".".join(path), " ".join(str(error.message).split()))
+    return list(found.items())
 
 
 class JSONSchemaArguments(BaseModel):
@@ -43,16 +77,22 @@ class JSONSchemaArguments(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _check(cls, data: Any) -> Any:
-        problem = cls.operation.problem(data)
-        if problem is not None:
-            field, message = problem
-            raise cls._refusal(data, field, message)
+        problems = cls.operation.problems(data)
+        if problems:
+            # Located at each field, so that whoever checks an edit with this model (plangate's
+            # approvals) names those fields, not the arguments as a whole.
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("json_schema", "{reason}", {"reason": message}),
+                        loc=(field,) if field else (),
+                        input=data,
+                    )
+                    for field, message in problems
+                ],
+            )
         return data
-
-    @classmethod
-    def _refusal(cls, data: Any, field: str, message: str) -> Exception:
-        """The error raised for arguments the schema refuses."""
-        return ValueError(f"{field}: {message}" if field else message)
 
     @classmethod
     def __get_pydantic_json_schema__(

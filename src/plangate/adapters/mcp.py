@@ -102,10 +102,9 @@ from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import BaseModel, ValidationError
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel
 
-from plangate.adapters._json_schema import JSONSchemaArguments
+from plangate.adapters._json_schema import JSONSchemaArguments, schema_problems
 from plangate.errors import AdapterError, PlangateUsageError
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, InvalidArguments
 
@@ -608,30 +607,12 @@ class _InputCheck:
         """The most telling `jsonschema` error about `arguments`, or `None`."""
         return best_match(self.validator.iter_errors(arguments))
 
-    def problem(self, arguments: Any) -> tuple[str, str] | None:
-        error = self.error(arguments)
-        if error is None:
-            return None
-        return ".".join(str(part) for part in error.absolute_path), str(error.message)
+    def problems(self, arguments: Any) -> list[tuple[str, str]]:
+        return schema_problems(self.validator.iter_errors(arguments))
 
 
 class _MCPArguments(JSONSchemaArguments):
     """An MCP tool's arguments as a pydantic model (subclassed per tool with `operation`)."""
-
-    @classmethod
-    def _refusal(cls, data: Any, field: str, message: str) -> Exception:
-        # A ValidationError located at the field, so that whoever checks an edit with this model
-        # (plangate's approvals) names that field, not the arguments as a whole.
-        return ValidationError.from_exception_data(
-            cls.__name__,
-            [
-                InitErrorDetails(
-                    type=PydanticCustomError("json_schema", "{reason}", {"reason": message}),
-                    loc=(field,) if field else (),
-                    input=data,
-                )
-            ],
-        )
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:

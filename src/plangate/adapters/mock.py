@@ -125,9 +125,17 @@ def _read(source: str | Path | Mapping[str, Any]) -> MockFixtures:
             data = read_document(source, what="fixture")
         except ValueError as exc:
             raise AdapterError(str(exc), source=str(source)) from None
-    if not isinstance(data, dict) or not isinstance(data.get("tools", {}), dict):
+    # A file that is not a fixture file at all (a path mistyped, or pointed somewhere it
+    # should not be) is named, never quoted: its keys and values may be anything, secrets too.
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("tools", {}), dict)
+        or set(data) - {"tools"}
+    ):
         raise AdapterError(
-            f"{where}: expected a mapping with `tools: {{tool name: [cases]}}`", source=where
+            f"{where}: expected a mapping with `tools: {{tool name: [cases]}}` and no other "
+            "key: is it a fixture file?",
+            source=where,
         )
     try:
         return MockFixtures.model_validate(data)

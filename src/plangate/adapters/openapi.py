@@ -86,6 +86,7 @@ from pydantic import BaseModel
 from plangate._files import read_document
 from plangate.actions import ACTIONS, METADATA_KEY
 from plangate.adapters._json_schema import JSONSchemaArguments as _Arguments
+from plangate.adapters._json_schema import schema_problems
 from plangate.errors import AdapterError, PlangateError, PlangateUsageError
 from plangate.nodes.tool_exec import IDEMPOTENCY_KEY, InvalidArguments, ToolTimeout
 from plangate.plan import Action
@@ -1163,6 +1164,9 @@ class _Operation:
         if error is None:
             return None
         return ".".join(str(part) for part in error.absolute_path), _one_line(error.message)
+
+    def problems(self, arguments: Any) -> list[tuple[str, str]]:
+        return schema_problems(self.validator.iter_errors(arguments))
 
     def check(self, arguments: Any) -> None:
         problem = self.problem(arguments)

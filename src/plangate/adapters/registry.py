@@ -100,6 +100,11 @@ class LazyTools(Mapping[str, BaseTool]):
         """The tools loaded so far."""
         return self._tools
 
+    @property
+    def unloaded(self) -> bool:
+        """Whether some source has not been loaded yet (none failed, or it would be retried)."""
+        return bool(self._waiting)
+
     def source_of(self, name: str) -> str:
         """Where tool `name` comes from: `python`, or its source's description."""
         self[name]

@@ -95,6 +95,7 @@ from plangate.runs.history import (
     is_expired,
     latest_checkpoints,
     pending_approvals,
+    remaining_tools,
     run_state,
 )
 from plangate.runs.prune import PruneReport, prune_runs
@@ -205,9 +206,7 @@ def run(
         fixtures=[str(path) for path in fixtures or ()],
         checkpointer=open_checkpointer(url),
     )
-    if not offline:  # reach the servers the plan needs now: one that is down stores nothing
-        for step in parsed.steps:
-            graph.tools.get(step.tool)
+    graph.reach(step.tool for step in parsed.steps)  # one that is down: nothing is stored
     thread_id = thread or f"run-{uuid.uuid4().hex[:8]}"
     mode = ", offline" if offline else ""
     say(
@@ -622,6 +621,9 @@ def _decide(
         )
     if not every:
         chosen = chosen[:1]  # the one of `step`, else the first in plan order
+    # A source the steps left need that is down: refused now, before a decision lets an
+    # irreversible step act and the run then stops at the next one.
+    graph.reach(remaining_tools(snapshot))
     verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
     resume: dict[str, dict[str, Any]] = {}
     for key, request in chosen:
@@ -707,6 +709,7 @@ def resume(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None
         raise PlangateUsageError(
             f"run {thread!r} has finished", hint="`plangate show THREAD` prints its result"
         )
+    graph.reach(remaining_tools(snapshot))
     raise typer.Exit(drive(graph, None, config, db, steps=plan_steps(snapshot.values)))
 
 

@@ -172,8 +172,8 @@ class Profile(BaseModel):
             person to review the whole plan (`PlanReview`); off by default.
         telemetry: `otel` turns each run into an OpenTelemetry trace, through the global
             tracer provider (`plangate.telemetry`; needs `plangate[otel]`).
-        capture_content: Record tool args and outputs on the spans (redacted as the trace is);
-            off by default.
+        capture_content: Record content on the spans: the goal, tool args and outputs, and
+            failure messages (redacted as the trace is); off by default.
         order: The order plans run in unless a plan asks for `dependencies` (`plangate.plan.
             Order`): `listed` (the default) keeps the list's order of effects.
     """

@@ -3,7 +3,7 @@ it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from typing import Any
 
@@ -15,9 +15,11 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt
 
 from plangate._governance import Governance
+from plangate.adapters.registry import LazyTools
 from plangate.approval import Decision, parse_decision
 from plangate.errors import (
     InvalidDecision,
+    MissingThreadId,
     NoPendingApproval,
     ProfileMismatch,
     ResumeConflict,
@@ -29,7 +31,12 @@ from plangate.errors import (
 from plangate.hitl import approver_of
 from plangate.nodes.approval_interrupt import RECEIVED_AT
 from plangate.plan import parse_plan
-from plangate.runs.history import interrupts_waiting, is_approval_request, run_state
+from plangate.runs.history import (
+    interrupts_waiting,
+    is_approval_request,
+    remaining_tools,
+    run_state,
+)
 from plangate.runs.locks import RunLocks, arun_locks, run_locks
 
 __all__ = ("PlangateGraph",)
@@ -59,6 +66,23 @@ class PlangateGraph(CompiledStateGraph):
         """The tools plans may call, by name."""
         return self.governance.tools
 
+    def reach(self, tools: Iterable[str]) -> None:
+        """Load the source of each of `tools` now (an MCP server, an OpenAPI document), as a
+        run would when it came to their steps: a source that cannot be reached raises its
+        `AdapterError` here, before anything is stored or run, not after an earlier step has
+        acted. Offline, mocks answer for every tool: nothing is reached."""
+        if self.governance.profile.offline:
+            return
+        for name in tools:
+            self.tools.get(name)
+
+    def _sources_unloaded(self) -> bool:
+        """Whether a decision must first reach the sources of the steps left (`reach`): only
+        while some source has not been loaded, so that once they are, a resume reads no more
+        than it did. Refused there, a decision is not applied: an irreversible step approved
+        does not act only for the run to stop at the next step, whose source is down."""
+        return isinstance(self.tools, LazyTools) and self.tools.unloaded
+
     @classmethod
     def from_compiled(cls, compiled: CompiledStateGraph, governance: Governance) -> PlangateGraph:
         attrs = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
@@ -69,6 +93,7 @@ class PlangateGraph(CompiledStateGraph):
     ) -> Iterator[Any]:
         # The thread's lock is taken before the pending approval is read, so that what is
         # checked is still true when the run goes on.
+        self._refuse_no_thread(config)
         with self.hold(config):
             saved = self._saver.get_tuple(config or {}) if self._locked_thread(config) else None
             if self._starts_plan(input, config):
@@ -76,12 +101,15 @@ class PlangateGraph(CompiledStateGraph):
             else:
                 self._check_profile(saved, config or {})
             waiting = self._waiting(saved, config or {}) if self._is_resume(input) else None
+            if waiting is not None and self._sources_unloaded():
+                self.reach(remaining_tools(self.get_state(config or {})))
             admitted = self._admit(input, config, waiting)
             yield from super().stream(admitted, config, **self._with_durability(config, kwargs))
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        self._refuse_no_thread(config)
         async with await self._arun_lock(config):
             locked = self._locked_thread(config)
             saved = await self._saver.aget_tuple(config or {}) if locked else None
@@ -90,6 +118,8 @@ class PlangateGraph(CompiledStateGraph):
             else:
                 self._check_profile(saved, config or {})
             waiting = await self._awaiting(saved, config or {}) if self._is_resume(input) else None
+            if waiting is not None and self._sources_unloaded():
+                self.reach(remaining_tools(await self.aget_state(config or {})))
             admitted = self._admit(input, config, waiting)
             async for chunk in super().astream(
                 admitted, config, **self._with_durability(config, kwargs)
@@ -111,6 +141,13 @@ class PlangateGraph(CompiledStateGraph):
         if kwargs.get("durability") is not None or CONFIG_KEY_DURABILITY in configurable:
             return kwargs
         return {**kwargs, "durability": "sync"} if checkpointed else kwargs
+
+    def _refuse_no_thread(self, config: RunnableConfig | None) -> None:
+        """Raise `MissingThreadId` when the graph keeps its own checkpoints and `config` names no
+        thread to keep them under (LangGraph would raise a bare `ValueError` mid-way)."""
+        thread = ((config or {}).get("configurable") or {}).get("thread_id")
+        if thread in (None, "") and isinstance(self.checkpointer, BaseCheckpointSaver):
+            raise MissingThreadId()
 
     def _locked_thread(self, config: RunnableConfig | None) -> str | None:
         """The thread a run of this graph locks: its own, when it keeps its own checkpoints

@@ -15,6 +15,7 @@ from langgraph.types import Command, Interrupt, StateSnapshot
 
 from plangate._governance import parse_iso, utc_now
 from plangate.errors import PlangateUsageError, ResumeConflict
+from plangate.plan import Plan
 from plangate.state import StepOutcome
 from plangate.tracing import TraceEvent
 
@@ -25,6 +26,7 @@ __all__ = (
     "latest_checkpoints",
     "list_threads",
     "pending_approvals",
+    "remaining_tools",
     "run_state",
     "trace_of",
     "trace_since",
@@ -194,6 +196,14 @@ def reported_outcomes(snapshot: StateSnapshot) -> dict[str, StepOutcome]:
         if written:  # a task's reports (`trace_emit` writes `None`, emptying the wave)
             reports += written
     return {r["outcome"]["step_id"]: r["outcome"] for r in reports if r.get("outcome")}
+
+
+def remaining_tools(snapshot: StateSnapshot) -> list[str]:
+    """The tools of a run's steps that have not ended yet (those waiting for a decision
+    included), in plan order, each once: what going on with the run may call."""
+    ended = {*(snapshot.values.get("outcomes") or {}), *reported_outcomes(snapshot)}
+    steps = Plan.from_state(snapshot.values.get("plan") or {}).steps
+    return list(dict.fromkeys(step.tool for step in steps if step.id not in ended))
 
 
 RunState = Literal["waiting", "unfinished", "finished"]

@@ -53,6 +53,7 @@ from plangate.runs.history import (
     interrupts_waiting,
     is_approval_request,
     list_threads,
+    remaining_tools,
     reported_outcomes,
     run_state,
     trace_since,
@@ -457,6 +458,7 @@ class RunService:
         elif interrupt_id not in requests:
             raise StaleDecision(thread)
         request = requests[interrupt_id]
+        graph.reach(remaining_tools(snapshot))  # as `plangate approve`: a source down, 422
         decision = parse_decision(fields, tool=graph.tools.get(request["tool"]), request=request)
         if decision.approver is None:  # none given, or a blank one (`Decision.approver`)
             raise InvalidDecision(
@@ -522,10 +524,12 @@ class RunService:
             raise NotStopped(thread, waiting=state == "waiting")
         setup = self._setup(snapshot)
         config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
+        graph = self._graph(setup)
+        graph.reach(remaining_tools(snapshot))
         # The graph takes the run's lock before it goes on: `ResumeConflict` if a process runs
         # it. A run that paused or finished between the read above and the lock is harmless to
         # go on with: given no input, it asks the same approval again, or does nothing.
-        self._launch(thread, self._graph(setup), None, config)
+        self._launch(thread, graph, None, config)
         return {"thread": thread}
 
     def start(

@@ -37,7 +37,8 @@ the run's profile says; only the waiting approvals carry the real arguments.
 
 Errors are `{"detail": one line, "hint", "error"}`: 401 no or wrong token (nothing read or
 changed), 404 unknown thread, 409 the run is being resumed elsewhere, no longer waits for that
-approval, or (to `resume`) waits for a decision or has finished, 422 a bad plan, profile or
+approval, or (to `resume`) waits for a decision or has finished, 413 a request body over the
+project's `inbox.max_body_bytes` (refused before it is read), 422 a bad plan, profile or
 decision (the run stays paused and resumable).
 """
 
@@ -58,6 +59,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from plangate._governance import iso, utc_now
@@ -71,6 +73,7 @@ from plangate.errors import (
 )
 from plangate.project import Project
 from plangate.runs.checkpoint import shown_url
+from plangate.server._body_limit import BodyLimit, too_large
 from plangate.server._runs import FINISHED, NotStopped, RunService, ThreadExists
 
 __all__ = ("create_app",)
@@ -186,6 +189,10 @@ def _error_body(exc: PlangateError) -> dict[str, Any]:
     return body
 
 
+async def _too_large(request: Request, _exc: Exception) -> JSONResponse:
+    return too_large(request.app.state.service.project.spec.inbox.max_body_bytes)
+
+
 def create_app(
     db: str,
     *,
@@ -249,6 +256,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # Swagger UI loads from a CDN; /openapi.json stays
         redoc_url=None,
+        exception_handlers={413: _too_large},
+        # Inside the token gate: a request without the token is refused before any of this.
+        middleware=[Middleware(BodyLimit, limit=service.project.spec.inbox.max_body_bytes)],
     )
     app.state.service = service
 
