@@ -314,27 +314,22 @@ def test_the_cli_shows_the_review_and_a_second_process_approves_it(tmp_path: Pat
 # --- what the review covered is what the reviewer saw ------------------------------------------
 
 
-def redeclared(log: CallLog, action: str, *, text_arg: str = "text") -> list[Any]:
+def redeclared(log: CallLog, action: str, *, new_arg: str | None = None) -> list[Any]:
     """The review's tools as another deploy declares them: `crm.lookup` now says `action`, and
-    takes its one argument under the name `text_arg`."""
+    takes `new_arg` besides its `text`, when given."""
     tools = counting_tools(log, "email.draft", "email.send")
     lookup = counting_tools(log, "crm.lookup", action=action)[0]
-    if text_arg != "text":
+    if new_arg is not None:
 
-        def renamed(**kwargs: Any) -> dict[str, Any]:
+        def upgraded(**kwargs: Any) -> dict[str, Any]:
             return {"tool": "crm.lookup", "echo": kwargs}
 
+        schema = {"type": "object", "properties": {"text": {"type": "string"}, new_arg: {}}}
         lookup = declare_action(
             StructuredTool.from_function(
-                renamed,
-                name="crm.lookup",
-                description="Test tool crm.lookup.",
-                args_schema={
-                    "type": "object",
-                    "properties": {text_arg: {"type": "string"}},
-                },
+                upgraded, name="crm.lookup", description="Test tool.", args_schema=schema
             ),
-            action="propose",
+            action=action,  # type: ignore[arg-type]
         )
     return [lookup, *tools]
 
@@ -398,7 +393,7 @@ def test_a_covered_step_that_runs_as_more_than_it_was_shown_asks_and_says_why(
 def test_a_covered_step_whose_tool_declaration_changed_asks(
     runner: Runner, log: CallLog, clock: Clock
 ) -> None:
-    """Same action and risk, but the tool now takes other arguments (a server upgrade): the
+    """Same action and risk, but the tool now takes another argument (a server upgrade): the
     reviewer approved another tool than the one that would run, so the step asks."""
     draft = {"id": "draft", "tool": "crm.lookup", "args": {"text": "hi"}}
     first = runner.graph(
@@ -406,9 +401,7 @@ def test_a_covered_step_whose_tool_declaration_changed_asks(
     )
     review = review_of(runner.invoke(first, {"plan": plan_of(draft)}, thread()))
 
-    later = runner.graph(
-        redeclared(log, "propose", text_arg="query"), profile=reviewed(), clock=clock
-    )
+    later = runner.graph(redeclared(log, "propose", new_arg="cc"), profile=reviewed(), clock=clock)
     out = decide(runner, later, decision="approve", approver="rev", digest=review["digest"])
 
     (waiting,) = out["__interrupt__"]
