@@ -185,6 +185,32 @@ def plan_of(*steps: dict[str, Any], goal: str = "test", order: str | None = None
     return plan
 
 
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """`app` (an ASGI app: the inbox) served by uvicorn in a thread of this process, on a
+    loopback port bound before the server starts (`listen`), so that nothing else can take it
+    meanwhile; yields its base URL, and stops it after."""
+    import threading
+
+    import uvicorn
+
+    from plangate.server import listen
+
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the inbox did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now, for a peer a test starts."""
     with socket.socket() as sock:

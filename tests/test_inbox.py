@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from _support import (
     BLANK_NAMES,
     KILLED_AT_CHECKPOINT,
     SAME_AS_LEE,
     free_port,
+    serving,
     unattended_profile,
 )
 
@@ -80,24 +80,13 @@ def inbox(tmp_path: Path) -> Iterator[Inbox]:
     before the server starts (`listen`), so that nothing else can take it meanwhile."""
     db = tmp_path / "runs.db"
     app = create_app(str(db), token=TOKEN, poll_interval=0.05)
-    sock = listen("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    serving.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the inbox did not start"
-        time.sleep(0.02)
-    base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with (
+        serving(app) as base,
         httpx.Client(base_url=base, headers=auth, timeout=30) as api,
         httpx.Client(base_url=base, timeout=30) as anon,
     ):
         yield Inbox(db=db, outbox=tmp_path / "plangate-outbox.db", api=api, anon=anon)
-    server.should_exit = True
-    serving.join(15)
 
 
 @dataclass

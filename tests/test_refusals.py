@@ -6,7 +6,6 @@ LangChain's HITL form), and a paused run stays resumable after it."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from _support import (
     BILLING_TOKEN,
     CallLog,
@@ -24,6 +22,7 @@ from _support import (
     free_port,
     plan_of,
     plangate,
+    serving,
     thread,
     write_team_project,
 )
@@ -44,7 +43,7 @@ from plangate import (
 )
 from plangate.cli import ExitCode
 from plangate.project import template
-from plangate.server import create_app, listen
+from plangate.server import create_app
 
 SALES = Path(__file__).resolve().parents[1] / "examples" / "demo" / "sales_followup.yaml"
 TOKEN = "test-token-refusals"
@@ -232,25 +231,11 @@ def test_a_project_fixture_that_is_not_a_fixture_file_is_named_not_quoted(tmp_pa
 
 @contextmanager
 def served(project: Project, db: Path) -> Iterator[httpx.Client]:
-    """The inbox of `project` served by uvicorn on a loopback port; a client with the token."""
+    """The inbox of `project` served on a loopback port; a client with the token."""
     app = create_app(str(db), token=TOKEN, project=project, expire_every=None)
-    sock = listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    serving.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the inbox did not start"
-        time.sleep(0.02)
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        with httpx.Client(
-            base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
-        ) as api:
-            yield api
-    finally:
-        server.should_exit = True
-        serving.join(15)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with serving(app) as base, httpx.Client(base_url=base, headers=auth, timeout=30) as api:
+        yield api
 
 
 def demo_project(folder: Path, extra: str = "") -> Project:
