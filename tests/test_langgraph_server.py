@@ -714,3 +714,39 @@ def test_a_plan_naming_a_tool_the_project_lacks_blocks_that_step_by_name(
     assert billing.requests() == []
     assert billing.refunds() == []
     assert len(_mcp_calls(project_server.mcp_log)) == mcp_before
+
+
+def test_a_run_the_sdk_starts_is_listed_and_approved_by_the_cli_and_the_sdk_sees_it_finish(
+    project_server: ProjectServer, billing: Service, project_client: SyncLangGraphClient
+) -> None:
+    """The template's `langgraph.json` makes the project's database the server's checkpointer:
+    a run started through the SDK waits in `plangate pending`, `plangate show` names its
+    request, `plangate approve` (another process, the project's own tools) makes the refund,
+    and the SDK then reads the finished run from the same database."""
+    httpx.post(f"{billing.url}/_reset").raise_for_status()
+    thread_id = _thread(project_client)
+    project_client.runs.wait(thread_id, GRAPH_ID, input={"plan": PROJECT_PLAN})
+    assert project_client.threads.get_state(thread_id)["next"] == ["approval_interrupt"]
+    env = {**os.environ, "BILLING_TOKEN": BILLING_TOKEN}
+
+    pending = plangate(project_server.folder, "pending", env=env)
+    assert pending.returncode == 0, pending.stdout + pending.stderr
+    assert thread_id in pending.stdout
+    assert "billing.create_refund" in pending.stdout
+    shown = plangate(project_server.folder, "show", thread_id, env=env)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "billing.create_refund" in shown.stdout
+    assert billing.refunds() == []
+
+    approved = plangate(project_server.folder, "approve", thread_id, "--approver", "lee", env=env)
+
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    (refund,) = billing.refunds()
+    assert (refund["invoice_id"], refund["amount"]) == ("inv-1", 20.0)
+    state = project_client.threads.get_state(thread_id)
+    assert state["next"] == []
+    result = state["values"]["result"]
+    assert result["status"] == "success"
+    assert [(a["decision"], a["approver"]) for a in result["approvals"]] == [("approve", "lee")]
+    still = plangate(project_server.folder, "pending", env=env)
+    assert thread_id not in still.stdout

@@ -14,8 +14,15 @@ run. It serves a project's graph:
 The project's MCP servers and OpenAPI documents are reached when a run first needs one of their
 tools, not at startup.
 
+The same `langgraph.json` names `plangate.integrations.langgraph_server.checkpointer` as the
+server's checkpointer: the served project's database (its `db`), opened once per event loop of
+the server and closed when the server stops. So the runs the server starts are kept where
+plangate's CLI and inbox read runs: `plangate pending`, `runs`, `show`, `approve` and the inbox
+see and decide them. (Without that key the server keeps runs in its own store, which plangate
+never reads.)
+
 The graph is compiled without a checkpointer: for each run the server uses a copy of it that
-carries the server's own checkpointer and store. That copy is still a `PlangateGraph` with a
+carries the server's checkpointer and store. That copy is still a `PlangateGraph` with a
 checkpointer, so a plan and a resume decision are validated before LangGraph stores them, as
 in-process: a bad one fails that run with a message naming the problem, and a paused run stays
 paused, ready for a correct decision.
@@ -31,20 +38,25 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from plangate.errors import PlangateUsageError, ProfileError
 from plangate.project import PROJECT_ENV, Project
+from plangate.runs.checkpoint import aopen_checkpointer
 from plangate.runs.guarded_graph import PlangateGraph
 
 __all__ = (
     "PROFILE_ENV",
     "ServedPlangateGraph",
+    "checkpointer",
     "graph",
     "graph_from_env",
+    "project_from_env",
 )
 
 PROFILE_ENV = "PLANGATE_PROFILE"
@@ -94,6 +106,31 @@ def _for_clients(exc: PlangateUsageError) -> ValueError:
     return error(str(exc))
 
 
+def project_from_env(
+    environ: Mapping[str, str] | None = None, *, folder: Path | None = None
+) -> Project:
+    """The project the server serves: `PLANGATE_PROJECT`, else the `plangate.yaml` of `folder`
+    (default: the working folder) or its parents, else the built-in demo rooted in `folder`.
+
+    Raises:
+        ProjectError: The project file is missing or invalid.
+    """
+    env = os.environ if environ is None else environ
+    where = folder or Path.cwd()
+    project = Project.find(start=where, environ=env)
+    if project is not None:
+        return project
+    # Said aloud: `langgraph dev --config team/langgraph.json` started from another folder
+    # would otherwise serve the demo's tools in place of the team's without a word.
+    log.warning(
+        "plangate: no plangate.yaml in %s or its parents: serving the built-in demo "
+        "(start langgraph dev in the project's folder, or set %s)",
+        where,
+        PROJECT_ENV,
+    )
+    return Project.demo(where, environ=env)
+
+
 def graph_from_env(
     environ: Mapping[str, str] | None = None, *, folder: Path | None = None
 ) -> ServedPlangateGraph:
@@ -114,18 +151,10 @@ def graph_from_env(
             valid profile file; the message starts with the variable and its value.
     """
     env = os.environ if environ is None else environ
-    where = folder or Path.cwd()
-    project = Project.find(start=where, environ=env)
-    if project is None:
-        # Said aloud: `langgraph dev --config team/langgraph.json` started from another folder
-        # would otherwise serve the demo's tools in place of the team's without a word.
-        log.warning(
-            "plangate: no plangate.yaml in %s or its parents: serving the built-in demo "
-            "(start langgraph dev in the project's folder, or set %s)",
-            where,
-            PROJECT_ENV,
-        )
-        project = Project.demo(where, environ=env)
+    return _served_graph(project_from_env(env, folder=folder), env)
+
+
+def _served_graph(project: Project, env: Mapping[str, str]) -> ServedPlangateGraph:
     profile_name = env.get(PROFILE_ENV)
     try:
         built = project.graph(profile=profile_name or None)
@@ -139,4 +168,29 @@ def graph_from_env(
     return ServedPlangateGraph(**{k: v for k, v in built.__dict__.items() if k != "__orig_class__"})
 
 
-graph = graph_from_env()
+@asynccontextmanager
+async def checkpointer() -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    """The served project's database as LangGraph's server's checkpointer.
+
+    `langgraph.json` names it under `"checkpointer": {"path": ...}`; the server enters it once
+    per event loop and leaves it when it stops. The project is found as for `graph` (from the
+    same environment and working folder), so the server's runs are kept in the database that
+    `plangate pending`, `approve` and the inbox read.
+
+    Yields:
+        An `AsyncSqliteSaver` (or `AsyncPostgresSaver`) over the project's `db`.
+
+    Raises:
+        ProjectError: The project file is missing or invalid.
+        PlangateUsageError: The database cannot be opened.
+    """
+    saver = await aopen_checkpointer(_served.db)
+    try:
+        yield saver
+    finally:
+        await saver.conn.close()  # type: ignore[attr-defined]
+
+
+# Found once, so the graph and the checkpointer serve the same project.
+_served = project_from_env()
+graph = _served_graph(_served, os.environ)
