@@ -48,7 +48,9 @@ from langgraph_sdk.client import SyncLangGraphClient
 from langgraph_sdk.schema import Command
 from pydantic import TypeAdapter
 
-from plangate import demo_outbox
+from plangate import demo_outbox, open_checkpointer
+from plangate.project import Project
+from plangate.runs.locks import run_locks
 
 HITL_REQUEST = TypeAdapter(HITLRequest)
 
@@ -748,5 +750,39 @@ def test_a_run_the_sdk_starts_is_listed_and_approved_by_the_cli_and_the_sdk_sees
     result = state["values"]["result"]
     assert result["status"] == "success"
     assert [(a["decision"], a["approver"]) for a in result["approvals"]] == [("approve", "lee")]
+    # The server's own thread record is its runtime's, which a decision taken elsewhere does
+    # not reach: it still says what the server's last run left (the README says so).
+    assert project_client.threads.get(thread_id)["status"] == "interrupted"
     still = plangate(project_server.folder, "pending", env=env)
     assert thread_id not in still.stdout
+
+
+def test_a_resume_through_the_server_waits_out_a_run_of_the_same_thread_elsewhere(
+    project_server: ProjectServer, billing: Service, project_client: SyncLangGraphClient
+) -> None:
+    """The server's runs take the same per-thread lock as plangate's own processes: while
+    another process holds the paused run (as `plangate approve` does while it runs the step),
+    the SDK's resume fails with `ResumeConflict` and refunds nothing; once it is free the same
+    resume goes through, once."""
+    httpx.post(f"{billing.url}/_reset").raise_for_status()
+    thread_id = _thread(project_client)
+    project_client.runs.wait(thread_id, GRAPH_ID, input={"plan": PROJECT_PLAN})
+    resume = Command(resume={"decision": "approve", "approver": "sdk"})
+    saver = open_checkpointer(Project.load(project_server.folder / "plangate.yaml").db)
+    try:
+        with run_locks(saver).hold(thread_id):
+            refused = project_client.runs.wait(
+                thread_id, GRAPH_ID, command=resume, raise_error=False
+            )
+    finally:
+        saver.conn.close()
+
+    assert refused["__error__"]["error"] == "ResumeConflict"
+    assert "already being run or resumed elsewhere" in refused["__error__"]["message"]
+    assert billing.refunds() == []
+    assert project_client.threads.get_state(thread_id)["next"] == ["approval_interrupt"]
+
+    project_client.runs.wait(thread_id, GRAPH_ID, command=resume)
+
+    assert project_client.threads.get_state(thread_id)["values"]["result"]["status"] == "success"
+    assert len(billing.refunds()) == 1

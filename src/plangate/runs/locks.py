@@ -157,8 +157,18 @@ def _sqlite_locks(saver: BaseCheckpointSaver[Any], databases: list[Any]) -> RunL
     return RunLocks(_FileLocks(lock_file), str(lock_file))
 
 
+def _kept_in(saver: BaseCheckpointSaver[Any]) -> BaseCheckpointSaver[Any]:
+    """The saver that holds the runs: LangGraph's server hands its graphs an adapter around the
+    checkpointer `langgraph.json` names (the project's database), keeping it as `_inner`. The
+    locks are that database's, so a run under the server and `plangate approve` exclude each
+    other; an unknown wrapper would get locks no other process sees."""
+    inner = getattr(saver, "__dict__", {}).get("_inner")
+    return inner if isinstance(inner, BaseCheckpointSaver) else saver
+
+
 def run_locks(saver: BaseCheckpointSaver[Any]) -> RunLocks:
     """The locks for runs kept in `saver` (a sync SQLite saver, a PostgreSQL one, or any)."""
+    saver = _kept_in(saver)
     if isinstance(saver, SqliteSaver):
         with saver.cursor(transaction=False) as cursor:
             return _sqlite_locks(saver, cursor.execute(_DATABASES).fetchall())
@@ -172,6 +182,7 @@ def run_locks(saver: BaseCheckpointSaver[Any]) -> RunLocks:
 
 async def arun_locks(saver: BaseCheckpointSaver[Any]) -> RunLocks:
     """`run_locks` for async savers, whose database file is read with a query."""
+    saver = _kept_in(saver)
     if isinstance(saver, AsyncSqliteSaver):
         async with saver.conn.execute(_DATABASES) as cursor:
             return _sqlite_locks(saver, list(await cursor.fetchall()))
