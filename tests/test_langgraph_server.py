@@ -755,6 +755,11 @@ def test_a_run_the_sdk_starts_is_listed_and_approved_by_the_cli_and_the_sdk_sees
     assert project_client.threads.get(thread_id)["status"] == "interrupted"
     still = plangate(project_server.folder, "pending", env=env)
     assert thread_id not in still.stdout
+    listed = plangate(project_server.folder, "runs", env=env)
+    assert thread_id in listed.stdout
+    traced = plangate(project_server.folder, "trace", thread_id, env=env)
+    assert traced.returncode == 0, traced.stdout + traced.stderr
+    assert "approval_received" in traced.stdout
 
 
 def test_a_resume_through_the_server_waits_out_a_run_of_the_same_thread_elsewhere(

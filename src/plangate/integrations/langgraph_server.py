@@ -19,7 +19,8 @@ server's checkpointer: the served project's database (its `db`), opened once per
 the server and closed when the server stops. So the runs the server starts are kept where
 plangate's CLI and inbox read runs: `plangate pending`, `runs`, `show`, `approve` and the inbox
 see and decide them. (Without that key the server keeps runs in its own store, which plangate
-never reads.)
+never reads.) The path is dotted, not `module:name`: langgraph-api loads a checkpointer by
+splitting its module path at the last dot.
 
 The graph is compiled without a checkpointer: for each run the server uses a copy of it that
 carries the server's checkpointer and store. That copy is still a `PlangateGraph` with a
