@@ -735,6 +735,8 @@ def test_a_run_the_sdk_starts_is_listed_and_approved_by_the_cli_and_the_sdk_sees
     assert pending.returncode == 0, pending.stdout + pending.stderr
     assert thread_id in pending.stdout
     assert "billing.create_refund" in pending.stdout
+    waiting = plangate(project_server.folder, "runs", env=env)
+    assert f"{thread_id}  waiting" in waiting.stdout
     shown = plangate(project_server.folder, "show", thread_id, env=env)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "billing.create_refund" in shown.stdout
@@ -755,8 +757,8 @@ def test_a_run_the_sdk_starts_is_listed_and_approved_by_the_cli_and_the_sdk_sees
     assert project_client.threads.get(thread_id)["status"] == "interrupted"
     still = plangate(project_server.folder, "pending", env=env)
     assert thread_id not in still.stdout
-    listed = plangate(project_server.folder, "runs", env=env)
-    assert thread_id in listed.stdout
+    listed = plangate(project_server.folder, "runs", "--all", env=env)
+    assert f"{thread_id}  finished success" in listed.stdout
     traced = plangate(project_server.folder, "trace", thread_id, env=env)
     assert traced.returncode == 0, traced.stdout + traced.stderr
     assert "approval_received" in traced.stdout
