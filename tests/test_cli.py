@@ -354,3 +354,25 @@ def test_steps_waiting_together_are_listed_and_decided_one_by_one_or_all_at_once
     show = plangate(tmp_path, "show", "two").stdout
     assert "approve by lee" in show
     assert show.count("approve by kim") == 2
+
+
+def test_error_rate_is_failed_calls_over_calls_and_steps_that_never_called_count_apart(
+    tmp_path: Path,
+) -> None:
+    """One call that succeeded and three steps whose references named a key the output lacks
+    printed "error rate 300%": those steps made no call. The rate is over calls now (0% here),
+    and the steps that failed before calling are counted on their own."""
+    lookup = {"id": "a", "tool": "crm.lookup_account", "args": {"account": "acme"}}
+    broken = [
+        {"id": key, "tool": "crm.lookup_account", "args": {"account": f"${{steps.a.output.{key}}}"}}
+        for key in ("nope", "none", "missing")
+    ]
+    (tmp_path / "plan.json").write_text(json.dumps({"steps": [lookup, *broken]}))
+
+    run = plangate(tmp_path, "run", "plan.json", "--profile", "technical")
+
+    assert run.returncode == ExitCode.PARTIAL, run.stderr
+    (signals,) = [line for line in run.stdout.splitlines() if line.startswith("Signals:")]
+    assert signals.startswith(
+        "Signals: success rate 25%, error rate 0% (3 failed before calling), tool latency p50 "
+    ), signals

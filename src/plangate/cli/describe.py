@@ -349,7 +349,13 @@ def signals_line(result: Mapping[str, Any]) -> str:
     )
     parts = [
         f"success rate {signals['success_rate']:.0%}",
-        f"error rate {signals['error_rate']:.0%}",
+        f"error rate {signals['error_rate']:.0%}"
+        # Results stored before this signal existed lack it.
+        + (
+            f" ({before} failed before calling)"
+            if (before := signals.get("failed_before_call"))
+            else ""
+        ),
         "no tool calls"
         if latency["max"] is None
         else f"tool latency p50 {latency['p50']} / p95 {latency['p95']} / max {latency['max']} ms",

@@ -742,6 +742,7 @@
     return h("div", { class: "signals", id: "signals" },
       tile("success rate", pct(s.success_rate), "ok steps / steps"),
       tile("error rate", pct(s.error_rate), "failed tool calls / tool calls"),
+      s.failed_before_call ? tile("failed before call", String(s.failed_before_call), "steps that ended in error without calling their tool") : null,
       tile("latency p50", ms(lat.p50)),
       tile("latency p95", ms(lat.p95)),
       tile("latency max", ms(lat.max)),
