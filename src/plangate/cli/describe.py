@@ -182,6 +182,15 @@ def print_review(request: Mapping[str, Any]) -> None:
     )
 
 
+def references_text(sources: str | Sequence[str]) -> str:
+    """How an arg's value was made, after its name: `= ${steps.a.output.x}` from one reference,
+    `from ${steps.a.output.x}, ${steps.b.output.y}` from several (a request stored before
+    requests listed every reference holds one, as a string)."""
+    listed = [sources] if isinstance(sources, str) else list(sources)
+    shown = ", ".join(f"${{{source}}}" for source in listed)
+    return f"= {shown}" if len(listed) == 1 else f"from {shown}"
+
+
 def print_request(request: Mapping[str, Any]) -> None:
     """What the person deciding sees: the real args, unredacted."""
     if is_plan_review(request):
@@ -196,8 +205,8 @@ def print_request(request: Mapping[str, Any]) -> None:
         f"  consequence: {request['consequence']}",
         f"  args:        {json.dumps(request['args'], ensure_ascii=False, default=str)}",
         *(
-            f"  from:        args.{arg} = ${{{source}}}"
-            for arg, source in (request.get("references") or {}).items()
+            f"  from:        args.{arg} {references_text(sources)}"
+            for arg, sources in (request.get("references") or {}).items()
         ),
         f"  expires at:  {request['expires_at']}",
     )

@@ -439,7 +439,7 @@
       ),
       isReview(a) ? reviewTable(a) : h("pre", { class: "args" }, pretty(a.args)),
       a.references ? h("ul", { class: "references muted" },
-        Object.entries(a.references).map(([arg, source]) => h("li", {}, `args.${arg} = \${${source}}`))) : null,
+        Object.entries(a.references).map(([arg, sources]) => h("li", {}, referencesText(arg, sources)))) : null,
       a.error ? h("p", { class: "error-line" }, a.error) : null,
       h("div", { class: "card-actions" },
         h("button", { class: "primary review", type: "button", onclick: () => openDecision(a) }, "Review & decide"),
@@ -734,6 +734,13 @@
       }),
       h("p", { class: "muted", style: "margin:8px 0 0;font-size:12px" }, `Amber from ${pct(threshold)} of a tier (the profile's warning threshold), red when none is left.`),
     );
+  }
+
+  // Every reference an arg's value was made from; a request stored before requests listed
+  // them all holds one, as a string.
+  function referencesText(arg, sources) {
+    const listed = [].concat(sources).map((source) => `\${${source}}`);
+    return `args.${arg} ${listed.length === 1 ? "=" : "from"} ${listed.join(", ")}`;
   }
 
   function signalsPanel(s) {
