@@ -49,6 +49,8 @@ __all__ = (
 )
 
 DECISIONS = ("approve", "edit", "reject", "respond")
+EDIT_HINT = "the args must match the tool's argument schema in response_schema"
+"""The hint of an edit whose args the tool's schema refuses (a face may say it in its words)."""
 
 
 class Decision(BaseModel):
@@ -200,7 +202,7 @@ def parse_decision(
                 raise InvalidDecision(
                     f"invalid edit for tool {tool.name!r}: {field}: {message}",
                     field=field,
-                    hint="the args must match the tool's argument schema in response_schema",
+                    hint=EDIT_HINT,
                 )
     return decision
 

@@ -191,23 +191,34 @@ def references_text(sources: str | Sequence[str]) -> str:
     return f"= {shown}" if len(listed) == 1 else f"from {shown}"
 
 
-def print_request(request: Mapping[str, Any]) -> None:
-    """What the person deciding sees: the real args, unredacted."""
+def print_request(request: Mapping[str, Any], *, edited: Any = None) -> None:
+    """What the person deciding sees: the real args, unredacted. With `edited` (an edit's
+    args), those are the args shown, the request's own after them as `was:`; the references
+    are left out, as they made the request's args, not the edit's."""
     if is_plan_review(request):
         print_review(request)
+        if edited is not None:
+            say(f"  edited to:   {json.dumps(edited, ensure_ascii=False, default=str)}")
         return
     count = approvals_count(request)
+    if edited is None:
+        args = [f"  args:        {json.dumps(request['args'], ensure_ascii=False, default=str)}"]
+        args += [
+            f"  from:        args.{arg} {references_text(sources)}"
+            for arg, sources in (request.get("references") or {}).items()
+        ]
+    else:
+        args = [
+            f"  args:        {json.dumps(edited, ensure_ascii=False, default=str)}",
+            f"  was:         {json.dumps(request['args'], ensure_ascii=False, default=str)}",
+        ]
     say(
         f"  action:      {action_line(request)}",
         f"  risk:        {request['risk']}",
         *([f"  approvals:   {count}; each from a different approver"] if count else []),
         *([f"  asks again:  {request['review_changed']}"] if request.get("review_changed") else []),
         f"  consequence: {request['consequence']}",
-        f"  args:        {json.dumps(request['args'], ensure_ascii=False, default=str)}",
-        *(
-            f"  from:        args.{arg} {references_text(sources)}"
-            for arg, sources in (request.get("references") or {}).items()
-        ),
+        *args,
         f"  expires at:  {request['expires_at']}",
     )
 
