@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -316,6 +317,22 @@ def write_team_project(
     }
     (folder / "plangate.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return spec
+
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
+
+
+def copy_demo(folder: Path) -> Path:
+    """A copy of `examples/demo` in `folder` as the repository holds it: its project file,
+    plans and `langgraph.json` (its YAML and JSON files), without what running the demo there
+    left beside them (the README's first command writes `plangate.db`, the outbox and a lock),
+    so that a test sees only its own runs."""
+    shutil.copytree(
+        DEMO,
+        folder,
+        ignore=lambda _, names: [n for n in names if Path(n).suffix not in (".yaml", ".json")],
+    )
+    return folder
 
 
 def run_in(

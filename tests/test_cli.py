@@ -354,3 +354,58 @@ def test_steps_waiting_together_are_listed_and_decided_one_by_one_or_all_at_once
     show = plangate(tmp_path, "show", "two").stdout
     assert "approve by lee" in show
     assert show.count("approve by kim") == 2
+
+
+def test_error_rate_is_failed_calls_over_calls_and_steps_that_never_called_count_apart(
+    tmp_path: Path,
+) -> None:
+    """One call that succeeded and three steps whose references named a key the output lacks
+    printed "error rate 300%": those steps made no call. The rate is over calls now (0% here),
+    and the steps that failed before calling are counted on their own."""
+    lookup = {"id": "a", "tool": "crm.lookup_account", "args": {"account": "acme"}}
+    broken = [
+        {"id": key, "tool": "crm.lookup_account", "args": {"account": f"${{steps.a.output.{key}}}"}}
+        for key in ("nope", "none", "missing")
+    ]
+    (tmp_path / "plan.json").write_text(json.dumps({"steps": [lookup, *broken]}))
+
+    run = plangate(tmp_path, "run", "plan.json", "--profile", "technical")
+
+    assert run.returncode == ExitCode.PARTIAL, run.stderr
+    (signals,) = [line for line in run.stdout.splitlines() if line.startswith("Signals:")]
+    assert signals.startswith(
+        "Signals: success rate 25%, error rate 0% (3 failed before calling), tool latency p50 "
+    ), signals
+
+
+def test_an_edit_prints_the_new_args_and_a_refused_one_says_what_to_fix_in_cli_words(
+    tmp_path: Path,
+) -> None:
+    """`approve --args` printed "Approving, edited," above the old args, and a refused edit
+    ended "...in response_schema", a name a person at a terminal never sees. The new args are
+    shown, the old ones as `was:`; a refusal names the fields and says to give --args again,
+    and the run still waits for that."""
+    plan = str(EXAMPLES / "sales_followup.yaml")
+    assert plangate(tmp_path, "run", plan, "--profile", "smb", "--thread", "e").returncode == 3
+
+    refused = plangate(tmp_path, "approve", "e", "--args", '{"to": 5, "cc": "x"}')
+
+    assert refused.returncode == 1
+    (error,) = refused.stderr.splitlines()
+    assert error.startswith(
+        "plangate: error: invalid edit for tool 'email.send': args.cc: email.send takes no "
+        "argument 'cc' (to, subject, body); args.to: Input should be a valid string"
+    ), error
+    assert error.endswith(
+        "(fix those args and give --args again: the run still waits; `plangate show THREAD` "
+        "prints the args it was asked with)"
+    ), error
+    assert "response_schema" not in error
+    new = {"to": "lee@acme.example", "subject": "Renewal", "body": "Hello"}
+    edited = plangate(tmp_path, "approve", "e", "--args", json.dumps(new), "--approver", "lee")
+    assert edited.returncode == 0, edited.stderr
+    assert f"  args:        {json.dumps(new)}\n" in edited.stdout
+    assert '  was:         {"to": "ana.lopez@acme.example", "subject": "Your renewal"' in (
+        edited.stdout
+    )
+    assert [mail["to"] for mail in demo_outbox(tmp_path / "plangate-outbox.db")] == [new["to"]]

@@ -51,7 +51,10 @@ steps:
     tool: crm.update_opportunity
     action: execute
     depends_on: [lookup]
-    args: {opportunity_id: opp-202, stage: proposal, note: Terms agreed on the call}
+    args:
+      opportunity_id: ${steps.lookup.output.opportunity_id}
+      stage: proposal
+      note: Terms agreed with ${steps.lookup.output.contact} of ${steps.lookup.output.name}
     description: Move the Globex opportunity to the proposal stage
 """
 
@@ -162,7 +165,15 @@ def test_approve_from_the_inbox_and_watch_the_run_finish(
     expect(card).to_contain_text("If approved, plangate will send the follow-up email")
     expect(card.locator(".risk-badge")).to_have_text("high risk")
     expect(page.locator(".card")).to_have_count(3)
-    expect(page.locator('.card[data-thread="globex-deal"] .risk-badge')).to_have_text("medium risk")
+    deal = page.locator('.card[data-thread="globex-deal"]')
+    expect(deal.locator(".risk-badge")).to_have_text("medium risk")
+    # Every reference of every arg, the note's two included.
+    expect(deal.locator(".references li")).to_have_text(
+        [
+            "args.opportunity_id = ${steps.lookup.output.opportunity_id}",
+            "args.note from ${steps.lookup.output.contact}, ${steps.lookup.output.name}",
+        ]
+    )
     expect(page.locator('.card[data-thread="globex-renewal"] .risk-badge')).to_have_text("low risk")
     expect(card.locator(".countdown")).to_contain_text("left")
     # The real recipient, though smb redacts the trace: the approver sees what they approve.

@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 from _support import CallLog, counting_tools, plangate
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel
 
 from plangate import Budget, PreflightReport, build_graph, demo_toolkit, load_profile, preflight
+from plangate.adapters.openapi import openapi_tools
 
 
 def test_a_plan_is_checked_step_by_step_without_running_anything(tmp_path: Path) -> None:
@@ -121,3 +124,89 @@ def test_plangate_check_names_the_tier_a_plan_runs_out_of_and_the_steps_it_block
 
     assert checked.returncode == 1
     assert "Budget: tool:email.draft 5/5 calls; blocks d5, d6" in checked.stdout
+
+
+class _Line(BaseModel):
+    sku: str
+    qty: int
+
+
+class _Order(BaseModel):
+    customer: str
+    lines: list[_Line]
+
+
+def _place_order(order: _Order, note: str = "") -> str:
+    """Place an order."""
+    return "placed"
+
+
+# The same operation as a JSON Schema tool (an OpenAPI operation; an MCP tool's is alike).
+_LINE = {
+    "type": "object",
+    "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}},
+    "required": ["sku", "qty"],
+}
+_ORDER = {
+    "type": "object",
+    "properties": {"customer": {"type": "string"}, "lines": {"type": "array", "items": _LINE}},
+    "required": ["customer", "lines"],
+}
+_ORDERS_API = {
+    "openapi": "3.1.0",
+    "info": {"title": "Orders", "version": "1"},
+    "servers": [{"url": "http://127.0.0.1:9"}],
+    "paths": {
+        "/orders": {
+            "post": {
+                "operationId": "place_order",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"order": _ORDER, "note": {"type": "string"}},
+                                "required": ["order"],
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": {"description": "placed"}},
+            }
+        }
+    },
+}
+
+
+def test_referenced_args_are_left_to_the_run_for_json_schema_tools_as_for_python_ones() -> None:
+    """A required argument whose value comes from a `${steps...}` reference inside an object
+    or a list was reported invalid for an OpenAPI (or MCP) tool, not for a Python one: a CI
+    gate on `preflight` refused a plan that runs. Every source now leaves a referenced value
+    to the run, and still names an argument that is wrong whatever the references give."""
+    python = StructuredTool.from_function(_place_order, name="shop.place_order")
+    item = {"id": "item", "tool": "shop.item", "args": {"text": "x"}}
+    referenced = {
+        "order": {
+            "customer": "${steps.item.output.customer}",
+            "lines": [{"sku": "${steps.item.output.sku}", "qty": "${steps.item.output.qty}"}],
+        },
+        "note": "Restock ${steps.item.output.sku}",
+    }
+    place = {"id": "place", "tool": "shop.place_order", "args": referenced}
+    wrong = {"order": {"customer": "${steps.item.output.customer}", "lines": [{"qty": 1}]}}
+    for tools in ([python], openapi_tools(_ORDERS_API, prefix="shop")):
+        graph = build_graph([*tools, *counting_tools(CallLog(), "shop.item")], profile="technical")
+
+        report = preflight(graph, [item, place])
+
+        assert report.ok, (tools[0], report.problems)
+        assert report.steps[1].references == {
+            "order.customer": "item",
+            "order.lines[0].sku": "item",
+            "order.lines[0].qty": "item",
+            "note": "item",
+        }
+        refused = preflight(graph, [item, {**place, "args": wrong}])
+        assert [(p.kind, p.step_id) for p in refused.problems] == [("invalid_arguments", "place")]
+        assert refused.problems[0].message.startswith("shop.place_order: args.order.lines.0.sku")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from _support import plangate, run_in
+from _support import copy_demo, plangate, run_in
 
 from plangate import demo_outbox
 
@@ -116,8 +115,9 @@ def test_the_project_file_section_runs_as_pasted_and_python_goes_on_with_it(
 
 
 def test_the_audit_trail_commands_verify_and_export_the_try_it_run(tmp_path: Path) -> None:
-    demo = tmp_path / "examples" / "demo"
-    shutil.copytree(ROOT / "examples" / "demo", demo)
+    """The section's commands verify and export the run of "Try it", in a copy of the demo that
+    holds only that run, whatever a run of the README's first command left in the tree."""
+    demo = copy_demo(tmp_path / "examples" / "demo")
     started = plangate(demo, "run", "sales_followup.yaml", "--profile", "smb", "--thread", "demo")
     assert started.returncode == 3, started.stderr
     assert plangate(demo, "approve", "demo", "--approver", "you").returncode == 0

@@ -15,7 +15,7 @@ from _support import MCP_PEER, Runner, plan_of, plangate, thread
 from langchain_core.tools import StructuredTool
 from langgraph.types import Command
 
-from plangate import PlanValidationError, declare_action, load_profile, preflight
+from plangate import PlanValidationError, declare_action, demo_toolkit, load_profile, preflight
 from plangate.adapters.mcp import MCPSessions, mcp_tools
 from plangate.cli import ExitCode
 from plangate.plan import parse_plan
@@ -225,13 +225,13 @@ def test_the_approver_sees_resolved_args_and_where_they_came_from(runner: Runner
     request = out["__interrupt__"][0].value
     assert request["args"] == {"to": "acme@acme.example", "subject": "About acme"}
     assert request["references"] == {
-        "to": "steps.find.output.contacts[0].email",
-        "subject": "steps.find.output.name",
+        "to": ["steps.find.output.contacts[0].email"],
+        "subject": ["steps.find.output.name"],
     }
     assert "acme@acme.example" in request["consequence"]
     # The trace keeps a redacted copy, with the references.
     (asked,) = [e for e in runner.trace(graph, thread()) if e["type"] == "approval_requested"]
-    assert asked["data"]["references"]["to"] == "steps.find.output.contacts[0].email"
+    assert asked["data"]["references"]["to"] == ["steps.find.output.contacts[0].email"]
     assert "acme@acme.example" not in json.dumps(asked)
 
     done = runner.invoke(
@@ -324,6 +324,42 @@ def test_the_cli_shows_where_each_resolved_arg_came_from(tmp_path: Path) -> None
     assert "from:        args.to = ${steps.lookup.output.contact_email}" in run.stdout
     approved = plangate(tmp_path, "approve", "r1", "--approver", "lee")
     assert approved.returncode == ExitCode.SUCCESS, approved.stderr
+
+
+def test_the_approver_sees_every_reference_of_every_arg(runner: Runner, tmp_path: Path) -> None:
+    """An arg written as a text with two references showed only the last of them, so the
+    approver could not tell where the rest of the text came from. The request lists each
+    reference of each arg once, in order, and `plangate run` prints them all."""
+    lookup = {"id": "item", "tool": "crm.lookup_account", "args": {"account": "acme"}}
+    body = (
+        "Restock ${steps.item.output.name} (qty ${steps.item.output.value_usd}), "
+        "ask ${steps.item.output.contact} at ${steps.item.output.name}"
+    )
+    send = {
+        "id": "send",
+        "tool": "email.send",
+        "args": {"to": "${steps.item.output.contact_email}", "subject": "Stock", "body": body},
+    }
+    graph = runner.graph(demo_toolkit(tmp_path / "outbox.db"), profile="smb")
+    paused = runner.invoke(graph, {"plan": plan_of(lookup, send)}, thread())
+    request = paused["__interrupt__"][0].value
+    assert request["references"] == {
+        "to": ["steps.item.output.contact_email"],
+        "body": [
+            "steps.item.output.name",
+            "steps.item.output.value_usd",
+            "steps.item.output.contact",
+        ],
+    }
+
+    (tmp_path / "plan.json").write_text(json.dumps({"steps": [lookup, send]}))
+    run = plangate(tmp_path, "run", "plan.json", "--profile", "smb")
+    assert run.returncode == ExitCode.PAUSED, run.stderr
+    assert "  from:        args.to = ${steps.item.output.contact_email}\n" in run.stdout
+    assert (
+        "  from:        args.body from ${steps.item.output.name}, "
+        "${steps.item.output.value_usd}, ${steps.item.output.contact}\n"
+    ) in run.stdout
 
 
 def test_a_reference_reads_an_mcp_tools_json_text(runner: Runner, tmp_path: Path) -> None:

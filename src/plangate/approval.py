@@ -49,6 +49,8 @@ __all__ = (
 )
 
 DECISIONS = ("approve", "edit", "reject", "respond")
+EDIT_HINT = "the args must match the tool's argument schema in response_schema"
+"""The hint of an edit whose args the tool's schema refuses (a face may say it in its words)."""
 
 
 class Decision(BaseModel):
@@ -200,7 +202,7 @@ def parse_decision(
                 raise InvalidDecision(
                     f"invalid edit for tool {tool.name!r}: {field}: {message}",
                     field=field,
-                    hint="the args must match the tool's argument schema in response_schema",
+                    hint=EDIT_HINT,
                 )
     return decision
 
@@ -296,8 +298,12 @@ def args_problem(
     first bad field, a message naming it and every other bad field after it), so that
     `f"{field}: {message}"` reads `args.mode: ...; args.path: ...`. An argument the schema
     does not name is refused whatever the schema says of extra ones: a key the tool would drop
-    or pass on unseen is not what the approver approved. The args `unknown_yet` names (their
-    values come from another step's output) are taken as given."""
+    or pass on unseen is not what the approver approved.
+
+    `unknown_yet` names arg paths whose values come from another step's output
+    (`plangate.references.references_in`: `ticket_id`, `filter.id`, `lines[0].sku`): what the
+    schema says at such a path, inside it or around it is left to the run, when the value is
+    known, whatever the tool's schema is (a model's or a JSON Schema's)."""
     schema = tool.get_input_schema()
     names = _argument_names(tool, schema)
     # A misspelled key also makes the real field missing: the key actually typed comes first.
@@ -307,18 +313,27 @@ def args_problem(
         for key in args
         if names is not None and key not in names
     }
-    checked = {key: value for key, value in args.items() if key not in unknown_yet}
+    pending = [_segments(path) for path in unknown_yet]
     try:
-        schema.model_validate(checked)  # type: ignore[union-attr]
+        schema.model_validate(dict(args))  # type: ignore[union-attr]
     except ValidationError as exc:
         for error in exc.errors():
-            loc = tuple(error["loc"])
-            if not loc or loc[0] not in unknown_yet:
-                found.setdefault(f"args.{dotted(loc)}" if loc else "args", error["msg"])
+            field = dotted(tuple(error["loc"]))
+            at = _segments(field)
+            # A check at a referenced path, inside it, or on a value holding it, judged a
+            # placeholder: the referenced value alone can tell.
+            if any(at[: len(p)] == p or p[: len(at)] == at for p in pending):
+                continue
+            found.setdefault(f"args.{field}" if field else "args", error["msg"])
     if not found:
         return None
     (field, message), *others = found.items()
     return field, "; ".join([message, *(f"{other}: {text}" for other, text in others)])
+
+
+def _segments(path: str) -> tuple[str, ...]:
+    """An arg path's keys and list indices (`a.b[0]` and `a.b.0` alike: `('a', 'b', '0')`)."""
+    return tuple(part for part in path.replace("[", ".").replace("]", "").split(".") if part)
 
 
 def _argument_names(tool: BaseTool, schema: Any) -> list[str] | None:

@@ -196,8 +196,7 @@ def plan_report(governance: Governance, plan: Plan) -> PreflightReport:
             problems.append(PreflightProblem(kind=stopped[0], step_id=step.id, message=stopped[1]))
         referenced = dict(references_in(step.args))
         # Referenced args get their values when the step runs: checked then.
-        taken = {path.split(".", 1)[0].split("[", 1)[0] for path in referenced}
-        found = args_problem(tool, step.args, unknown_yet=taken) if tool is not None else None
+        found = args_problem(tool, step.args, unknown_yet=referenced) if tool is not None else None
         if found is not None:
             field, message = found
             problems.append(

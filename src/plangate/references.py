@@ -83,11 +83,14 @@ class Resolved:
 
     Attributes:
         args: The args the step runs with.
-        sources: Arg path -> the reference its value came from (`steps.lookup.output.email`).
+        sources: Arg path -> every reference its value was made from, in the order they
+            appear, each once: `["steps.lookup.output.email"]` for a whole reference,
+            `["steps.item.output.name", "steps.item.output.qty"]` for
+            `"Restock ${steps.item.output.name} (qty ${steps.item.output.qty})"`.
     """
 
     args: dict[str, Any]
-    sources: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, list[str]] = field(default_factory=dict)
 
 
 def resolve(args: dict[str, Any], outputs: Mapping[str, Any], *, limit: int) -> Resolved:
@@ -166,7 +169,9 @@ class _Resolver:
                 f"args.{path}: the referenced values come to over {self.limit:,} characters: "
                 "pass large content by reference (a path or URL the tool reads)"
             )
-        self.resolved.sources[path] = reference
+        used = self.resolved.sources.setdefault(path, [])
+        if reference not in used:
+            used.append(reference)
         return value, text
 
 

@@ -136,8 +136,9 @@ class ApprovalRequest(_PendingDecision):
     irreversible: bool
     domain: str
     description: str
-    # Arg path -> the reference its value came from (`steps.lookup.output.email`).
-    references: NotRequired[dict[str, str]]
+    # Arg path -> every reference its value was made from, in order (`steps.lookup.output.
+    # email`): an arg written as a text with several references shows each of them.
+    references: NotRequired[dict[str, list[str]]]
     # Set when the profile wants more than one approver for this risk: how many, and who has
     # approved so far (an `edit` starts the count again, at its author).
     approvals_required: NotRequired[int]

@@ -376,6 +376,8 @@ def golden_signals(
     tool_latencies_ms: Iterable[float],
     approval_waits_ms: Iterable[float],
     budget_utilisation: float,
+    *,
+    failed_before_call: int = 0,
 ) -> dict[str, Any]:
     """The golden signals of a run.
 
@@ -384,21 +386,31 @@ def golden_signals(
         tool_latencies_ms: Duration of every tool call that ran.
         approval_waits_ms: Time from each approval request to its decision.
         budget_utilisation: Highest share of any budget tier used (0-1).
+        failed_before_call: How many of the `error` steps ended before calling their tool (a
+            reference their args could not resolve, args the tool's schema refused): they
+            made no call, so they are counted apart from the failed calls.
 
     Returns:
-        `success_rate` (ok steps / steps), `error_rate` (failed tool calls / tool calls),
-        `tool_latency_ms` (`p50`, `p95`, `max`), `approval_wait_ms` (`count`, `mean`, `max`)
-        and `budget_utilisation`.
+        `success_rate` (ok steps / steps), `error_rate` (failed tool calls / tool calls, so
+        at most 1), `failed_before_call`, `tool_latency_ms` (`p50`, `p95`, `max`),
+        `approval_wait_ms` (`count`, `mean`, `max`) and `budget_utilisation`.
+
+    Example:
+        >>> signals = golden_signals(["ok", "error", "error"], [12.0], [], 0.1,
+        ...                          failed_before_call=2)
+        >>> signals["error_rate"], signals["failed_before_call"]
+        (0.0, 2)
     """
     statuses = list(statuses)
     latencies = sorted(tool_latencies_ms)
     waits = list(approval_waits_ms)
     calls = len(latencies)
-    errors = statuses.count("error")
+    failed_calls = statuses.count("error") - failed_before_call
     return {
         "steps": len(statuses),
         "success_rate": round(statuses.count("ok") / len(statuses), 4) if statuses else 0.0,
-        "error_rate": round(errors / calls, 4) if calls else 0.0,
+        "error_rate": round(failed_calls / calls, 4) if calls else 0.0,
+        "failed_before_call": failed_before_call,
         "tool_latency_ms": {
             "p50": round(_percentile(latencies, 0.50), 3) if latencies else None,
             "p95": round(_percentile(latencies, 0.95), 3) if latencies else None,
@@ -417,10 +429,20 @@ def outcome_signals(
     outcomes: Sequence[Mapping[str, Any]], budget_utilisation: float
 ) -> dict[str, Any]:
     """`golden_signals` of the steps that ended with `outcomes` (`StepOutcome`s): a tool call's
-    latency counts only when the tool ran, and each decided approval its wait."""
+    latency counts only when the tool ran, each decided approval its wait, and an `error` step
+    whose tool never ran as failed before its call."""
     return golden_signals(
         [o["status"] for o in outcomes],
-        [o["duration_ms"] for o in outcomes if o["duration_ms"] is not None and o["attempts"]],
+        [ms for ms in map(_call_ms, outcomes) if ms is not None],
         [o["approval"]["wait_ms"] for o in outcomes if o["approval"]],
         budget_utilisation,
+        failed_before_call=sum(
+            1 for o in outcomes if o["status"] == "error" and _call_ms(o) is None
+        ),
     )
+
+
+def _call_ms(outcome: Mapping[str, Any]) -> float | None:
+    """How long the step's tool call took, or `None` when its tool never ran."""
+    duration: float | None = outcome["duration_ms"]
+    return duration if duration is not None and outcome["attempts"] else None

@@ -33,6 +33,7 @@ from langgraph.types import Command, StateSnapshot
 
 from plangate._files import read_document
 from plangate._governance import utc_now
+from plangate.approval import EDIT_HINT
 from plangate.audit import audit_records, verify_trace
 from plangate.cli.describe import (
     SUMMARY_OVER,
@@ -75,6 +76,7 @@ from plangate.cli.where import (
     saver_of,
 )
 from plangate.errors import (
+    InvalidDecision,
     NoPendingApproval,
     PlangateError,
     PlangateUsageError,
@@ -628,7 +630,7 @@ def _decide(
     resume: dict[str, dict[str, Any]] = {}
     for key, request in chosen:
         say(f"{verb[decision['decision']]} {what_waits(request)} of run {thread}:")
-        print_request(request)
+        print_request(request, edited=decision.get("args"))
         resume[key] = {
             **decision,
             "request_id": request["request_id"],
@@ -1003,6 +1005,11 @@ def cli_message(exc: PlangateError) -> str:
         hint = "`plangate runs --all` lists the runs in the database"
     elif isinstance(exc, ProfileMismatch):
         hint = "it goes on only under the rules it started under: restore its profile file"
+    elif isinstance(exc, InvalidDecision) and exc.hint == EDIT_HINT:
+        hint = (
+            "fix those args and give --args again: the run still waits; "
+            "`plangate show THREAD` prints the args it was asked with"
+        )
     elif hint and any(call in hint for call in _PYTHON_CALLS):
         hint = None  # advice for a program, not for the person at the command line
     return f"{exc.message} ({hint})" if hint else exc.message

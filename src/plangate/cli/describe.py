@@ -182,23 +182,43 @@ def print_review(request: Mapping[str, Any]) -> None:
     )
 
 
-def print_request(request: Mapping[str, Any]) -> None:
-    """What the person deciding sees: the real args, unredacted."""
+def references_text(sources: str | Sequence[str]) -> str:
+    """How an arg's value was made, after its name: `= ${steps.a.output.x}` from one reference,
+    `from ${steps.a.output.x}, ${steps.b.output.y}` from several (a request stored before
+    requests listed every reference holds one, as a string)."""
+    listed = [sources] if isinstance(sources, str) else list(sources)
+    shown = ", ".join(f"${{{source}}}" for source in listed)
+    return f"= {shown}" if len(listed) == 1 else f"from {shown}"
+
+
+def print_request(request: Mapping[str, Any], *, edited: Any = None) -> None:
+    """What the person deciding sees: the real args, unredacted. With `edited` (an edit's
+    args), those are the args shown, the request's own after them as `was:`; the references
+    are left out, as they made the request's args, not the edit's."""
     if is_plan_review(request):
         print_review(request)
+        if edited is not None:
+            say(f"  edited to:   {json.dumps(edited, ensure_ascii=False, default=str)}")
         return
     count = approvals_count(request)
+    if edited is None:
+        args = [f"  args:        {json.dumps(request['args'], ensure_ascii=False, default=str)}"]
+        args += [
+            f"  from:        args.{arg} {references_text(sources)}"
+            for arg, sources in (request.get("references") or {}).items()
+        ]
+    else:
+        args = [
+            f"  args:        {json.dumps(edited, ensure_ascii=False, default=str)}",
+            f"  was:         {json.dumps(request['args'], ensure_ascii=False, default=str)}",
+        ]
     say(
         f"  action:      {action_line(request)}",
         f"  risk:        {request['risk']}",
         *([f"  approvals:   {count}; each from a different approver"] if count else []),
         *([f"  asks again:  {request['review_changed']}"] if request.get("review_changed") else []),
         f"  consequence: {request['consequence']}",
-        f"  args:        {json.dumps(request['args'], ensure_ascii=False, default=str)}",
-        *(
-            f"  from:        args.{arg} = ${{{source}}}"
-            for arg, source in (request.get("references") or {}).items()
-        ),
+        *args,
         f"  expires at:  {request['expires_at']}",
     )
 
@@ -349,7 +369,13 @@ def signals_line(result: Mapping[str, Any]) -> str:
     )
     parts = [
         f"success rate {signals['success_rate']:.0%}",
-        f"error rate {signals['error_rate']:.0%}",
+        f"error rate {signals['error_rate']:.0%}"
+        # Results stored before this signal existed lack it.
+        + (
+            f" ({before} failed before calling)"
+            if (before := signals.get("failed_before_call"))
+            else ""
+        ),
         "no tool calls"
         if latency["max"] is None
         else f"tool latency p50 {latency['p50']} / p95 {latency['p95']} / max {latency['max']} ms",

@@ -439,7 +439,7 @@
       ),
       isReview(a) ? reviewTable(a) : h("pre", { class: "args" }, pretty(a.args)),
       a.references ? h("ul", { class: "references muted" },
-        Object.entries(a.references).map(([arg, source]) => h("li", {}, `args.${arg} = \${${source}}`))) : null,
+        Object.entries(a.references).map(([arg, sources]) => h("li", {}, referencesText(arg, sources)))) : null,
       a.error ? h("p", { class: "error-line" }, a.error) : null,
       h("div", { class: "card-actions" },
         h("button", { class: "primary review", type: "button", onclick: () => openDecision(a) }, "Review & decide"),
@@ -736,12 +736,20 @@
     );
   }
 
+  // Every reference an arg's value was made from; a request stored before requests listed
+  // them all holds one, as a string.
+  function referencesText(arg, sources) {
+    const listed = [].concat(sources).map((source) => `\${${source}}`);
+    return `args.${arg} ${listed.length === 1 ? "=" : "from"} ${listed.join(", ")}`;
+  }
+
   function signalsPanel(s) {
     const lat = s.tool_latency_ms || {}, wait = s.approval_wait_ms || {};
     const tile = (name, value, title) => h("div", { class: "signal", title: title || "" }, h("div", { class: "value" }, value), h("div", { class: "name" }, name));
     return h("div", { class: "signals", id: "signals" },
       tile("success rate", pct(s.success_rate), "ok steps / steps"),
       tile("error rate", pct(s.error_rate), "failed tool calls / tool calls"),
+      s.failed_before_call ? tile("failed before call", String(s.failed_before_call), "steps that ended in error without calling their tool") : null,
       tile("latency p50", ms(lat.p50)),
       tile("latency p95", ms(lat.p95)),
       tile("latency max", ms(lat.max)),
