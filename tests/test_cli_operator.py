@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -314,8 +315,10 @@ def test_ctrl_c_leaves_a_run_that_runs_lists_and_resume_finishes_and_show_summar
     assert "Run L has not finished: another process runs it now" in shown.stdout
 
     assert running.returncode == ExitCode.INTERRUPTED, err
+    said, _, stopped_at = err.partition("\n")
+    assert said == WAITS
     assert_one_line(
-        err, "plangate: interrupted: run L stopped before it finished; `plangate resume L`"
+        stopped_at, "plangate: interrupted: run L stopped before it finished; `plangate resume L`"
     )
     assert "Run " not in out  # stopped before its end
 
@@ -353,6 +356,80 @@ def test_ctrl_c_leaves_a_run_that_runs_lists_and_resume_finishes_and_show_summar
     assert full.stdout.count("error (mock)") == 15
 
 
+# Two reads that each note that they started, then wait until the test lets them go: a Ctrl-C
+# lands while both calls are in flight, whatever the speed of the machine.
+WAITING_TOOLS = """
+import pathlib, time
+from plangate import declare_action
+
+HERE = pathlib.Path(__file__).parent
+
+
+@declare_action(action="read")
+def hold(name: str) -> str:
+    \"\"\"Wait until the file `release` exists.\"\"\"
+    with open(HERE / "calls.txt", "a") as calls:
+        calls.write(name + "\\n")
+    while not (HERE / "release").exists():
+        time.sleep(0.01)
+    return name
+
+
+toolkit = {"slow.hold": hold}
+"""
+WAITS = (
+    "plangate: interrupted: waiting for the tool calls in flight to end, then the run stops; "
+    "their results are kept"
+)
+STILL_WAITS = "plangate: still waiting for the tool calls in flight; they are not cut short"
+
+
+@pytest.mark.parametrize(("presses", "attempt"), [(p, a) for p in (1, 2) for a in range(3)])
+def test_ctrl_c_during_a_slow_sync_tool_waits_for_the_calls_in_flight_with_no_traceback(
+    tmp_path: Path, presses: int, attempt: int
+) -> None:
+    """One or two Ctrl-C while two sync calls are in flight: stderr says at once that it waits
+    for them (and again at the second press), then the one line with `plangate resume`, exit 130
+    and never a traceback; the calls' results were kept, so `resume` makes no call again."""
+    (tmp_path / "plangate.yaml").write_text("profile: technical\ntools: [{python: slow:toolkit}]\n")
+    (tmp_path / "slow.py").write_text(WAITING_TOOLS)
+    plan = tmp_path / "plan.json"
+    steps = [{"id": name, "tool": "slow.hold", "args": {"name": name}} for name in ("a", "b")]
+    plan.write_text(json.dumps({"goal": "two slow reads", "steps": steps}))
+    calls = tmp_path / "calls.txt"
+    running = start(tmp_path, "run", str(plan), "--thread", "C")
+    read_until(running, "plan_created")
+    while not calls.exists() or len(calls.read_text().splitlines()) < 2:
+        assert running.poll() is None, running.communicate()
+    assert running.stdout is not None
+    assert running.stderr is not None
+    said = []
+    try:
+        for _ in range(presses):
+            running.send_signal(signal.SIGINT)
+            # Said while the calls are still held: nothing else lets them end.
+            ready, _, _ = select.select([running.stderr], [], [], 60)
+            said.append(running.stderr.readline().rstrip("\n") if ready else "")
+    finally:
+        (tmp_path / "release").touch()
+    running.wait(120)
+    out, err = running.stdout.read(), running.stderr.read()
+
+    assert running.returncode == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err, err
+    assert "Error" not in err, err
+    assert said == [WAITS] + [STILL_WAITS] * (presses - 1)
+    assert err.splitlines() == [
+        "plangate: interrupted: run C stopped before it finished; `plangate resume C` goes on"
+    ]
+    assert "Run " not in out
+
+    resumed = plangate(tmp_path, "resume", "C")
+    assert resumed.returncode == ExitCode.SUCCESS, resumed.stderr
+    assert "  2 steps: 2 ok" in resumed.stdout or "Run success" in resumed.stdout
+    assert sorted(calls.read_text().splitlines()) == ["a", "b"]  # each call made once
+
+
 def test_a_closed_pipe_stops_quietly_and_the_run_can_be_resumed(tmp_path: Path) -> None:
     """`plangate run ... | head` and `plangate trace ... | head`: no traceback; a run cut short
     says how to go on, on stderr; a listing cut short says nothing."""
@@ -380,6 +457,40 @@ def test_a_closed_pipe_stops_quietly_and_the_run_can_be_resumed(tmp_path: Path) 
     assert head.wait(120) == ExitCode.OUTPUT_CLOSED
     assert head.stderr is not None
     assert head.stderr.read() == ""
+
+
+def test_a_run_paused_for_approval_prints_the_steps_that_ended_beside_it(tmp_path: Path) -> None:
+    """Two reads run beside a send that waits for approval: `plangate run` prints their events
+    when it pauses, marked as not numbered yet, in the order they happened; `approve` numbers
+    them with the rest of the wave, and the trace's `seq` stays gap-free."""
+    profile = tmp_path / "beside.yaml"
+    profile.write_text("name: beside\norder: dependencies\n")
+    plan = tmp_path / "plan.json"
+    mail = {"to": "a@b.example", "subject": "s", "body": "b"}
+    send = {"id": "send", "tool": "email.send", "args": mail}
+    reads = [
+        {"id": name, "tool": "crm.lookup_account", "args": {"account": "acme"}}
+        for name in ("look", "again")
+    ]
+    plan.write_text(json.dumps({"goal": "reads beside a send", "steps": [send, *reads]}))
+    run = plangate(
+        tmp_path, "run", str(plan), "--profile", str(profile), "--offline", "--thread", "B"
+    )
+    assert run.returncode == ExitCode.PAUSED, run.stderr
+    before_pause = run.stdout.split("Paused:")[0]
+    shown = [line.split()[2:4] for line in before_pause.splitlines() if line.startswith("[  -]")]
+    assert shown == [
+        [kind, name] for name in ("look", "again")
+        for kind in ("adapter_fallback", "tool_call_start", "tool_call_complete")
+    ]  # fmt: skip
+    assert "numbered when the wave is over" in before_pause
+
+    approve = plangate(tmp_path, "approve", "B", "--approver", "lee")
+    assert approve.returncode == ExitCode.SUCCESS, approve.stderr
+    trace = [json.loads(line) for line in plangate(tmp_path, "trace", "B").stdout.splitlines()]
+    assert [event["seq"] for event in trace] == list(range(len(trace)))
+    numbered = [e["type"] for e in trace if e["step_id"] == "look"]
+    assert numbered == [*(kind for kind, _ in shown[:3]), "step_completed"]
 
 
 # --- progress, human numbers, help ------------------------------------------------------------

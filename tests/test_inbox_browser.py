@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import yaml
-from _support import BILLING_TOKEN, Service, billing_service, write_team_project
+from _support import BILLING_TOKEN, Service, billing_service, plangate, write_team_project
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from test_inbox import hold_elsewhere, start_serve, stop_mid_way
 
@@ -215,6 +215,48 @@ def test_approve_from_the_inbox_and_watch_the_run_finish(
 
     page.goto(f"{served.url}/#/")
     expect(page.locator(".card")).to_have_count(2)
+
+
+# Two reads beside a send that waits: the reads end at once, the send when it is approved.
+BESIDE_PLAN = """\
+goal: Look twice beside a send
+steps:
+  - {id: send, tool: email.send, args: {to: a@b.example, subject: s, body: b}}
+  - {id: look, tool: crm.lookup_account, args: {account: acme}}
+  - {id: again, tool: crm.lookup_account, args: {account: acme}}
+"""
+
+
+def test_the_run_views_trace_lists_events_in_the_order_they_happened(
+    served: Served, page: Page
+) -> None:
+    """Reads that ended beside a send waiting for approval are numbered after the approval
+    (in plan order, when the wave is over), yet the trace lists them when they happened:
+    before the approval, every `seq` once, none missing."""
+    (served.folder / "beside.yaml").write_text("name: beside\norder: dependencies\n")
+    (served.folder / "beside-plan.yaml").write_text(BESIDE_PLAN)
+    _plangate_runs(served.folder, ("beside-plan.yaml", "--profile", "beside.yaml", "--thread", "B"))
+    approved = plangate(served.folder, "approve", "B", "--approver", "lee")
+    assert approved.returncode == 0, approved.stderr
+
+    page.goto(f"{served.url}/?token={TOKEN}#/runs/B")
+    expect(page.locator('#trace tr[data-type="plan_completed"]')).to_have_count(1)
+    rows: list[list[str]] = page.evaluate(
+        """() => [...document.querySelectorAll("#trace tr.ev")].map(
+          (r) => [r.dataset.seq, r.dataset.type, r.children[3].textContent])"""
+    )
+    trace = httpx.get(f"{served.url}/api/runs/B/trace", headers=AUTH).json()["events"]
+    by_seq = {str(event["seq"]): event for event in trace}
+    assert sorted(int(seq) for seq, _, _ in rows) == list(range(len(trace)))
+    times = [by_seq[seq]["ts"] for seq, _, _ in rows]
+    assert times == sorted(times)
+    order = [(kind, step) for _, kind, step in rows]
+    received = order.index(("approval_received", "send"))
+    assert order.index(("tool_call_complete", "look")) < received
+    assert order.index(("tool_call_complete", "again")) < received
+    # Numbered after the decision all the same: the order shown is not the order of `seq`.
+    seq_of = {(kind, step): int(seq) for seq, kind, step in rows}
+    assert seq_of[("approval_received", "send")] < seq_of[("tool_call_complete", "look")]
 
 
 def test_a_plan_review_shows_each_step_and_approving_it_runs_what_it_covers(

@@ -196,8 +196,8 @@ def run(
 ) -> None:
     """Run a plan with the project's tools; stops when a step needs approval.
 
-    On a terminal, each step's trace line says `step k of N`. Ctrl-C stops the run between two
-    of its writes; `plangate resume THREAD` goes on.
+    On a terminal, each step's trace line says `step k of N`. Ctrl-C waits for the tool calls in
+    flight, keeps their results and stops the run; `plangate resume THREAD` goes on.
     """
     parsed = Plan.from_file(plan)
     where, url = new_run_project(project, db)

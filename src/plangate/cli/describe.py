@@ -91,7 +91,9 @@ def describe(
         "step_completed": lambda: str(data.get("status")),
         "plan_completed": lambda: f"status {data.get('status')}",
     }.get(event["type"], lambda: json.dumps(data, default=str))()
-    return f"[{event['seq']:>3}] {event['type']:<19} {where}: {detail}"
+    # `-1`: an event of a step that ended beside steps still waiting, not numbered yet.
+    seq = f"{event['seq']:>3}" if event["seq"] >= 0 else "  -"
+    return f"[{seq}] {event['type']:<19} {where}: {detail}"
 
 
 def action_line(request: Mapping[str, Any]) -> str:

@@ -4,12 +4,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
+import threading
 from collections.abc import Generator, Iterator, Sequence
+from types import FrameType
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.errors import GraphDrained
+from langgraph.runtime import RunControl
 
 from plangate.cli.describe import (
     describe,
@@ -21,9 +27,7 @@ from plangate.cli.describe import (
 from plangate.cli.output import ExitCode, OutputClosed, Stopped, say
 from plangate.cli.where import db_flag, saver_of
 from plangate.runs.guarded_graph import PlangateGraph
-from plangate.runs.history import (
-    run_state,
-)
+from plangate.runs.history import run_state, unnumbered_events
 
 # --- driving runs -----------------------------------------------------------------------------
 
@@ -50,19 +54,30 @@ def drive(
     # On a terminal only: output read by programs stays as it was.
     positions = step_positions(steps) if sys.stdout.isatty() else None
     late = False
+    ctrl_c = CtrlC()
     try:
-        # Closed at once when the output closes: the run lets go of its thread's lock.
-        stream = cast(Generator[Any, None, None], graph.stream(value, config, stream_mode="custom"))
-        with contextlib.closing(stream) as chunks:
-            for event in custom_events(chunks):
-                late = late or (
-                    event["type"] == "approval_timeout" and event["step_id"] == decided_step
-                )
-                say(describe(event, positions))
+        with ctrl_c:
+            # Closed at once when the output closes: the run lets go of its thread's lock.
+            stream = cast(
+                Generator[Any, None, None],
+                graph.stream(value, config, stream_mode="custom", control=ctrl_c.control),
+            )
+            with contextlib.closing(stream) as chunks:
+                for event in custom_events(chunks):
+                    late = late or (
+                        event["type"] == "approval_timeout" and event["step_id"] == decided_step
+                    )
+                    say(describe(event, positions))
+        if ctrl_c.pressed:  # the run ended on its own before a next step would have started
+            raise _interrupted(graph, config, db)
         snapshot = graph.get_state(config)
         requests = sorted((i.value for i in snapshot.interrupts), key=lambda r: r["step_index"])
         result = snapshot.values.get("result")
         if requests:
+            saved = saver_of(graph).get_tuple(config)
+            if ended := unnumbered_events(saved) if saved else None:
+                say(*(describe(event, positions) for event in ended))
+                say("  ([  -]: ended beside the steps that wait; numbered when the wave is over)")
             print_pending(thread, requests, db)
             code = ExitCode.PAUSED
         elif result:
@@ -71,15 +86,60 @@ def drive(
         else:  # not seen: a stream ends paused or finished
             say(f"Run {thread} has not finished; `plangate resume {thread}{db_flag(db)}`.")
             code = ExitCode.FAILED
-    except KeyboardInterrupt:
-        raise Stopped(
-            stopped_line(graph, config, db, "interrupted"), ExitCode.INTERRUPTED
-        ) from None
+    except (GraphDrained, KeyboardInterrupt):
+        raise _interrupted(graph, config, db) from None
     except OutputClosed:
         raise Stopped(
             stopped_line(graph, config, db, "output closed"), ExitCode.OUTPUT_CLOSED
         ) from None
     return ExitCode.EXPIRED if late else code
+
+
+class CtrlC:
+    """Ctrl-C while a run streams, on the main thread: the first press asks LangGraph to stop
+    the run where one superstep ends and the next has not started (`RunControl`), and says that
+    it waits for the tool calls in flight; later presses only say that it still waits.
+
+    It never raises: a `KeyboardInterrupt` inside LangGraph's loop would leave calls that had
+    already run without their results stored (and print their callbacks' tracebacks), and a
+    call cut short might have acted. Once pressed, the handler stays for the rest of the
+    process, so a press while the command says where the run stands is no traceback either.
+    """
+
+    def __init__(self) -> None:
+        self.control = RunControl()
+        self.pressed = 0
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> CtrlC:
+        # Only the main thread may set a signal handler (a command run in a worker thread).
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed and not self.pressed:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_ctrl_c(self, signum: int, frame: FrameType | None) -> None:
+        self.pressed += 1
+        self.control.request_drain("interrupted")
+        line = (
+            "plangate: interrupted: waiting for the tool calls in flight to end, then the run "
+            "stops; their results are kept"
+            if self.pressed == 1
+            else "plangate: still waiting for the tool calls in flight; they are not cut short"
+        )
+        # Straight to the descriptor: the handler may run while the main thread is inside a
+        # buffered write, which a second buffered write would refuse.
+        with contextlib.suppress(OSError):
+            os.write(sys.stderr.fileno(), (line + "\n").encode())
+
+
+def _interrupted(graph: PlangateGraph, config: RunnableConfig, db: str) -> Stopped:
+    return Stopped(stopped_line(graph, config, db, "interrupted"), ExitCode.INTERRUPTED)
 
 
 def stopped_line(graph: PlangateGraph, config: RunnableConfig, db: str, why: str) -> str:

@@ -16,7 +16,7 @@ from langgraph.types import Command, Interrupt, StateSnapshot
 from plangate._governance import parse_iso, utc_now
 from plangate.errors import PlangateUsageError, ResumeConflict
 from plangate.plan import Plan
-from plangate.state import StepOutcome
+from plangate.state import StepOutcome, StepReport
 from plangate.tracing import TraceEvent
 
 __all__ = (
@@ -196,6 +196,22 @@ def reported_outcomes(snapshot: StateSnapshot) -> dict[str, StepOutcome]:
         if written:  # a task's reports (`trace_emit` writes `None`, emptying the wave)
             reports += written
     return {r["outcome"]["step_id"]: r["outcome"] for r in reports if r.get("outcome")}
+
+
+def unnumbered_events(saved: CheckpointTuple) -> list[TraceEvent]:
+    """The events of the steps of the wave in progress that have ended beside steps still
+    waiting for a decision, in the order they happened: read from the wave's channel and from
+    what the tasks of the superstep in progress stored (their pending writes). `trace_emit`
+    numbers them (in plan order, so that `seq` does not depend on timing) only when the whole
+    wave is over; meanwhile they carry `seq` -1 and a reader can show them as they are."""
+    values = saved.checkpoint["channel_values"]
+    recorded = (values.get("run") or {}).get("recorded", 0)
+    reports: list[StepReport] = list(values.get("wave") or ())[recorded:]
+    for _task, channel, value in saved.pending_writes or ():
+        if channel == "wave" and isinstance(value, list):
+            reports += value
+    ended = [event for report in reports if report.get("outcome") for event in report["events"]]
+    return sorted(ended, key=lambda event: event["ts"])
 
 
 def remaining_tools(snapshot: StateSnapshot) -> list[str]:

@@ -769,6 +769,7 @@
   function showRun(thread) {
     let closed = false;
     let events = [];
+    const seen = new Set();
     let refreshTimer = null;
     let stopStream = null;
     const traceBody = h("tbody", {});
@@ -843,10 +844,24 @@
       refreshTimer = setTimeout(refresh, 120);
     }
 
+    // Listed in the order they happened: a wave's events are numbered (in plan order, so that
+    // `seq` does not depend on timing) when the whole wave is over, so a step that ended beside
+    // one waiting for a decision can carry a later `seq` than the decision.
     function addEvent(e, fresh) {
-      if (events.length && e.seq <= events[events.length - 1].seq) return;
-      events.push(e);
-      traceBody.append(...traceRow(e, fresh));
+      if (seen.has(e.seq)) return;
+      seen.add(e.seq);
+      const after = (o) => o.ts > e.ts || (o.ts === e.ts && o.seq > e.seq);
+      let at = events.length;  // most events come last: look from the end
+      while (at > 0 && after(events[at - 1])) at -= 1;
+      const rows = traceRow(e, fresh);
+      if (at === events.length) {
+        events.push(e);
+        traceBody.append(...rows);
+      } else {
+        const before = traceBody.children[2 * at];  // each event is its row and its detail row
+        events.splice(at, 0, e);
+        rows.forEach((row) => traceBody.insertBefore(row, before));
+      }
       traceCount.textContent = `${events.length} events`;
       const box = $("#trace");
       if (box) box.scrollTop = box.scrollHeight;
