@@ -29,10 +29,9 @@ Sessions:
 Cancellation:
     A call whose caller gives up is cancelled on the server too (`notifications/cancelled`), so
     that a step that timed out does not go on there, where a retry could then run a write
-    twice. Async runs (`ainvoke`, `astream`) give up on a call by cancelling it when
-    plangate's per-call timeout passes. Sync runs wait for a call with a timeout in a worker
-    thread and, when the timeout passes, leave that thread waiting, which the call cannot
-    tell: there the call still runs to its end on the server.
+    twice. A run gives up on a call by cancelling it when plangate's per-call timeout passes,
+    sync runs (`invoke`, `stream`) as well as async ones: under a timeout `tool_exec` runs the
+    tool's coroutine, in sync runs too, so the call is cancelled on the server either way.
 
 Actions:
     A tool's MCP annotations (`ToolAnnotations`) are put in its `metadata` as
