@@ -40,7 +40,8 @@ def test_a_bad_plan_is_named_plan_once_by_check(tmp_path: Path) -> None:
     assert "plan: plan:" not in checked.stdout
 
     as_json = json.loads(plangate(tmp_path, "check", plan, "--json").stdout)
-    assert as_json["problems"][0]["message"] == "step 'r', field 'x': Extra inputs are not permitted"
+    (problem,) = as_json["problems"]
+    assert problem["message"] == "step 'r', field 'x': Extra inputs are not permitted"
 
 
 def test_a_mistyped_tool_gets_the_closest_registered_name(tmp_path: Path) -> None:
