@@ -296,9 +296,7 @@ def parse_plan(data: Any, *, source: str | None = "plan") -> Plan:
         data = {"steps": data}
     if not isinstance(data, dict):
         got = "nothing (it is empty)" if data is None else type(data).__name__
-        raise PlanValidationError(
-            f"{lead}expected a mapping with 'goal' and 'steps', got {got}"
-        )
+        raise PlanValidationError(f"{lead}expected a mapping with 'goal' and 'steps', got {got}")
     try:
         return Plan.model_validate(data, context={_SIZES: {}})
     except PlanValidationError as exc:
