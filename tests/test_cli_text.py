@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _support import plangate
+from _support import plangate, run_in
 
 from plangate import __version__
 from plangate.cli import ExitCode
@@ -112,3 +112,35 @@ def test_mcp_servers_stderr_goes_to_a_log_file_unless_verbose(noisy_mcp_project:
     shown = plangate(noisy_mcp_project, "-v", "tools")
     assert shown.returncode == 0, shown.stderr
     assert MARKER in shown.stderr
+
+
+LOADED_AFTER = """
+import sys
+{code}
+print(" ".join(sorted(name for name in sys.modules if name.startswith(("langgraph", "langchain")))))
+"""
+
+
+def modules_loaded_by(code: str, cwd: Path) -> set[str]:
+    """The LangGraph and LangChain modules a fresh Python has loaded after running `code`."""
+    done = run_in(cwd, sys.executable, "-c", LOADED_AFTER.format(code=code))
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_import_plangate_loads_no_langgraph_until_a_name_is_used(tmp_path: Path) -> None:
+    """`import plangate` took about a second, importing every module; now a name's module is
+    imported when the name is first used, and the public names are what they were."""
+    assert modules_loaded_by("import plangate", tmp_path) == set()
+    assert modules_loaded_by("from plangate import PlanValidationError", tmp_path) == set()
+    assert "langgraph.graph" in modules_loaded_by("from plangate import build_graph", tmp_path)
+
+    # `plangate.preflight` is a module and a function: the package's name stays the function,
+    # whichever is imported first.
+    check = (
+        "import plangate.preflight, plangate; "
+        "assert callable(plangate.preflight) and plangate.preflight.__module__ == "
+        "'plangate.preflight'; "
+        "assert all(hasattr(plangate, name) for name in plangate.__all__)"
+    )
+    modules_loaded_by(check, tmp_path)
