@@ -7,7 +7,7 @@
 Every (system, N) runs in a process of its own (for its peak RSS), `--reps` times, each on a
 fresh SQLite file in a temporary folder. Writes `results.json`, `results.md` and `results.png`
 to `--out`; ratios are taken within the run, since absolute times vary between machines.
-Then runs `benchmarks.io_bound` (layered plans of waiting calls: `io_bound.json`, `.md`, `.png`)
+Then runs `benchmarks.io_bound` (layered plans of waiting calls: `io_bound.json`, `.md`, `.png`),
 `benchmarks.resume_growth` (`resume_growth.json`, `.md`) and `benchmarks.startup` (how long a
 command takes to start, and which imports that time goes to: `startup.json`, `.md`) into the same
 folder.

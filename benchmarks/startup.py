@@ -7,14 +7,15 @@ Starts the demo project in a temporary folder, runs its plan to its first approv
 --version` and the commands that only read runs: `pending`, `runs`, `show t1`, `trace t1`. It
 then runs `plangate pending` under `python -X importtime` and adds up the import time by
 top-level package, which says what a command pays for before it does anything. Prints and
-writes `startup.json` and `startup.md`. Wall times on a shared machine vary from run to run:
-compare the commands with each other, within one run.
+writes `startup.json` and `startup.md`, with wall and CPU (user + system) seconds: on a machine
+other work shares, wall times vary from run to run and CPU times much less.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,13 +54,18 @@ def paused_demo(folder: Path) -> None:
         raise SystemExit(f"the demo run did not pause ({ran.returncode}):\n{ran.stderr}")
 
 
-def wall_seconds(folder: Path, args: list[str], reps: int) -> list[float]:
-    seconds = []
+def timed(folder: Path, args: list[str], reps: int) -> tuple[list[float], list[float]]:
+    """Wall seconds and CPU seconds (user + system, of the child process) of each run of
+    `python args`; CPU time varies less than wall time on a machine other work shares."""
+    wall, cpu = [], []
     for _ in range(reps):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         _python(folder, *args)
-        seconds.append(time.perf_counter() - started)
-    return seconds
+        wall.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def import_breakdown(folder: Path, args: list[str]) -> dict[str, float]:
@@ -77,25 +83,25 @@ def import_breakdown(folder: Path, args: list[str]) -> dict[str, float]:
 
 def measure(reps: int, folder: Path) -> dict[str, Any]:
     paused_demo(folder)
-    times = {name: wall_seconds(folder, args, reps) for name, args in COMMANDS.items()}
+    times = {name: timed(folder, args, reps) for name, args in COMMANDS.items()}
     breakdown = import_breakdown(folder, COMMANDS["plangate pending"])
     return {
         "reps": reps,
-        "median_s": {name: statistics.median(seconds) for name, seconds in times.items()},
-        "min_s": {name: min(seconds) for name, seconds in times.items()},
+        "median_s": {name: statistics.median(wall) for name, (wall, _) in times.items()},
+        "cpu_median_s": {name: statistics.median(cpu) for name, (_, cpu) in times.items()},
         "pending_imports_s": breakdown,
     }
 
 
 def table(result: dict[str, Any], *, top: int = 8) -> str:
     lines = [
-        f"Start-up, wall seconds over {result['reps']} fresh processes each:",
+        f"Start-up, medians over {result['reps']} fresh processes each:",
         "",
-        "| command | median s | min s |",
+        "| command | wall s | CPU s |",
         "|---|---:|---:|",
     ]
     for name, median in result["median_s"].items():
-        lines.append(f"| `{name}` | {median:.2f} | {result['min_s'][name]:.2f} |")
+        lines.append(f"| `{name}` | {median:.2f} | {result['cpu_median_s'][name]:.2f} |")
     imports = result["pending_imports_s"]
     lines += [
         "",
