@@ -62,6 +62,22 @@ def test_a_mistyped_tool_gets_the_closest_registered_name(tmp_path: Path) -> Non
     assert "did you mean" not in plangate(tmp_path, "check", plan).stdout
 
 
+def test_the_guess_does_not_start_the_sources_a_plan_does_not_name(tmp_path: Path) -> None:
+    """The closest name is looked for among the tools loaded for the lookup: an MCP server that
+    cannot start, and that the plan does not call, does not turn the refusal into an error."""
+    (tmp_path / "tools.py").write_text(
+        'def note(text: str) -> str:\n    """Keep a note."""\n    return text\n\n'
+        'toolkit = {"team.note": note}\n'
+    )
+    (tmp_path / "plangate.yaml").write_text(
+        "tools:\n  - python: tools:toolkit\n  - mcp: {down: {command: no-such-command-here}}\n"
+    )
+    plan = write_plan(tmp_path, {"id": "a", "tool": "team.nots", "args": {"text": "x"}})
+    checked = plangate(tmp_path, "check", plan)
+    assert checked.returncode == ExitCode.USER_ERROR, checked.stderr
+    assert "no tool named 'team.nots' is registered (did you mean 'team.note'?)" in checked.stdout
+
+
 def test_a_python_entry_that_is_not_module_colon_attribute_is_said_in_words(
     tmp_path: Path,
 ) -> None:

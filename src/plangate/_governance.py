@@ -122,6 +122,10 @@ class Governance:
         that it is unknown, and the closest name that is known, for a mistyped one."""
         offline = self.profile.offline
         known = self.mocks if offline else self.tools
+        # Only the tools loaded so far: looking `name` up loaded the source of its prefix, and
+        # a guess is not worth starting every other source (nor failing on one that is down).
+        if isinstance(known, LazyTools):
+            known = known.loaded
         message = (
             f"running offline, and no mock of {name!r} is registered"
             if offline
