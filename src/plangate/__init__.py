@@ -69,9 +69,10 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 # Where each public name lives. `import plangate` loads none of them: a name's module is imported
-# on first use, so that a command which only reads runs does not pay for LangGraph's graph,
-# LangChain's tracers or the adapters (about a second of start-up). `GovernanceMiddleware` also
-# needs `langchain` (the `plangate[langchain]` extra), and its module says which extra to install.
+# on first use, so that a program pays only for the parts it uses (all of them together, with
+# LangGraph's graph, LangChain's tracers and the adapters, took about a second to import).
+# `GovernanceMiddleware` also needs `langchain` (the `plangate[langchain]` extra), and its module
+# says which extra to install.
 _EXPORTS: dict[str, str] = {
     "ActionSource": "plangate.actions",
     "AdapterError": "plangate.errors",
