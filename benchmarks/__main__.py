@@ -7,8 +7,10 @@
 Every (system, N) runs in a process of its own (for its peak RSS), `--reps` times, each on a
 fresh SQLite file in a temporary folder. Writes `results.json`, `results.md` and `results.png`
 to `--out`; ratios are taken within the run, since absolute times vary between machines.
-Then runs `benchmarks.io_bound` (layered plans of waiting calls: `io_bound.json`, `.md`, `.png`)
-and `benchmarks.resume_growth` (`resume_growth.json`, `.md`) into the same folder.
+Then runs `benchmarks.io_bound` (layered plans of waiting calls: `io_bound.json`, `.md`, `.png`),
+`benchmarks.resume_growth` (`resume_growth.json`, `.md`) and `benchmarks.startup` (how long a
+command takes to start, and which imports that time goes to: `startup.json`, `.md`) into the same
+folder.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import io_bound, resume_growth
+from benchmarks import io_bound, resume_growth, startup
 from benchmarks.systems import GATE_EVERY, SYSTEMS
 
 LABELS = {
@@ -256,6 +258,7 @@ def main(argv: list[str]) -> None:
     resume_growth.main(
         ["--done", *map(str, args.resume_done), "--samples", str(args.resume_samples), *out]
     )
+    startup.main(["--reps", str(args.reps), *out])
 
 
 if __name__ == "__main__":

@@ -29,6 +29,16 @@ def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
     )  # fmt: skip
     for written in ("io_bound.json", "io_bound.md", "io_bound.png", "resume_growth.json"):
         assert (tmp_path / written).stat().st_size > 0, written
+    startup = json.loads((tmp_path / "startup.json").read_text())
+    assert set(startup["median_s"]) == {
+        "import plangate",
+        "plangate --version",
+        "plangate pending",
+        "plangate runs",
+        "plangate show t1",
+        "plangate trace t1",
+    }
+    assert startup["pending_imports_s"]["plangate"] > 0
     report = json.loads((tmp_path / "results.json").read_text())
     assert set(report["results"]) == {
         "plangate",

@@ -86,6 +86,21 @@ def readme_commands(heading: str) -> str:
     return str(re.findall(r"```bash\n(.*?)```", section, re.S)[0])
 
 
+def test_the_test_command_updates_the_package_lists_before_installing_chromium() -> None:
+    """On a fresh Debian machine `apt-get install` without `apt-get update` finds no package."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Try it\n", 1)[1].split("\n## ", 1)[0]
+    (command,) = [line for line in section.splitlines() if "apt-get install" in line]
+    assert "apt-get update && apt-get install -y chromium" in command
+
+
+def test_the_first_as_tool_example_says_it_needs_the_langchain_extra() -> None:
+    """`create_agent` is not installed by plangate alone: the snippet says which extra brings it."""
+    code = readme_example("## Embed in an agent")
+    assert "as_tool(" in code
+    assert code.splitlines()[0].startswith("# Needs plangate[langchain]")
+
+
 def test_the_project_file_section_runs_as_pasted_and_python_goes_on_with_it(
     tmp_path: Path,
 ) -> None:

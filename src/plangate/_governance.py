@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -115,6 +116,23 @@ class Governance:
     def tool(self, name: str) -> BaseTool | None:
         """What a step calling `name` calls first: the tool, or offline its mock."""
         return (self.mocks if self.profile.offline else self.tools).get(name)
+
+    def unknown_tool(self, name: str) -> str:
+        """What to say of a step calling `name`, which no tool (offline, no mock) answers to:
+        that it is unknown, and the closest name that is known, for a mistyped one."""
+        offline = self.profile.offline
+        known = self.mocks if offline else self.tools
+        # Only the tools loaded so far: looking `name` up loaded the source of its prefix, and
+        # a guess is not worth starting every other source (nor failing on one that is down).
+        if isinstance(known, LazyTools):
+            known = known.loaded
+        message = (
+            f"running offline, and no mock of {name!r} is registered"
+            if offline
+            else f"no tool named {name!r} is registered"
+        )
+        close = difflib.get_close_matches(name, list(known), n=1)
+        return f"{message} (did you mean {close[0]!r}?)" if close else message
 
     def described(self, name: str) -> BaseTool | None:
         """The tool whose declaration and argument schema stand for `name`: the tool itself,

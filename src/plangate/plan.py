@@ -283,22 +283,25 @@ def step_from_state(stored: str | Mapping[str, Any]) -> PlanStep:
     return PlanStep.model_validate(stored)
 
 
-def parse_plan(data: Any, *, source: str = "plan") -> Plan:
-    """Validate a plan given as a `Plan`, a dict or a list of steps, naming the culprit on error."""
+def parse_plan(data: Any, *, source: str | None = "plan") -> Plan:
+    """Validate a plan given as a `Plan`, a dict or a list of steps, naming the culprit on error.
+
+    Each message starts with `source: `; with `source=None` it does not, for a caller that
+    already says the problem is in the plan.
+    """
     if isinstance(data, Plan):
         return data
+    lead = f"{source}: " if source else ""
     if isinstance(data, list):
         data = {"steps": data}
     if not isinstance(data, dict):
         got = "nothing (it is empty)" if data is None else type(data).__name__
-        raise PlanValidationError(
-            f"{source}: expected a mapping with 'goal' and 'steps', got {got}"
-        )
+        raise PlanValidationError(f"{lead}expected a mapping with 'goal' and 'steps', got {got}")
     try:
         return Plan.model_validate(data, context={_SIZES: {}})
     except PlanValidationError as exc:
         raise PlanValidationError(
-            f"{source}: {exc.message}", step_id=exc.step_id, hint=exc.hint
+            f"{lead}{exc.message}", step_id=exc.step_id, hint=exc.hint
         ) from None
     except ValidationError as exc:
         loc, msg = first_error(exc)
@@ -316,7 +319,7 @@ def parse_plan(data: Any, *, source: str = "plan") -> Plan:
             where = f"step {step_id!r}" + (f", field {dotted(loc[2:])!r}" if loc[2:] else "")
         else:
             where = f"field {dotted(loc)!r}"
-        raise PlanValidationError(f"{source}: {where}: {msg}", step_id=step_id) from None
+        raise PlanValidationError(f"{lead}{where}: {msg}", step_id=step_id) from None
 
 
 _SIZES = "plangate.plan.step_sizes"

@@ -151,7 +151,8 @@ def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
         (True, 'execute', True)
     """
     try:
-        parsed = parse_plan(plan)
+        # The problem's kind says it is the plan: its message need not start with "plan: " too.
+        parsed = parse_plan(plan, source=None)
     except PlanValidationError as exc:
         problem = PreflightProblem(kind="plan", step_id=exc.step_id, message=exc.message)
         profile = graph.governance.profile
@@ -176,8 +177,7 @@ def plan_report(governance: Governance, plan: Plan) -> PreflightReport:
         exceeded = exceeded_tier(usage, step, profile.budget) if known and allowed else None
         stopped: tuple[ProblemKind, str] | None = None
         if not known:
-            where = " has a mock (offline)" if profile.offline else " is registered"
-            stopped = ("unknown_tool", f"no tool named {step.tool!r}{where}")
+            stopped = ("unknown_tool", governance.unknown_tool(step.tool))
         elif not allowed:
             stopped = (
                 "tool_not_allowed",

@@ -50,6 +50,7 @@ from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StateSnapshot
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -108,6 +109,22 @@ class ProjectError(PlangateUsageError):
 # --- the file --------------------------------------------------------------------------------
 
 
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def _import_path(value: str) -> str:
+    if not _IMPORT_PATH.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not module:attribute; write the module, a colon, then the name in it "
+            "(`mytools:toolkit` for `toolkit` in mytools.py)"
+        )
+    return value
+
+
+ImportPath = Annotated[str, AfterValidator(_import_path)]
+"""Where Python tools or mocks are: `module:attribute`."""
+
+
 class _Entry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -116,7 +133,7 @@ class PythonTools(_Entry):
     """Tools from Python: `module:attribute`, a list or name -> tool mapping of tools or plain
     functions, or a callable returning one (called with `args` as keyword arguments)."""
 
-    python: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+    python: ImportPath
     args: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -161,12 +178,15 @@ class OpenAPITools(_Entry):
 class PythonMocks(_Entry):
     """Mocks from Python: a list of tools, or a callable returning one."""
 
-    python: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+    python: ImportPath
+
+
+_ENTRY_KINDS = ("python", "mcp", "openapi")
 
 
 def _entry_kind(value: Any) -> str | None:
     if isinstance(value, Mapping):
-        return next((kind for kind in ("python", "mcp", "openapi") if kind in value), None)
+        return next((kind for kind in _ENTRY_KINDS if kind in value), None)
     return None
 
 
@@ -349,10 +369,10 @@ class _MCPServerSource:
 
         expand = _Expander(self.file, self.key, self.environ)
         settings = expand(self.server.model_dump(exclude_none=True))
+        # Outside the `try`: its `ProjectError` names the file and entry already.
+        connection = _connection(self.file, self.key, settings)
         try:
-            return mcp_tools(
-                _connection(self.file, self.key, settings), prefix=self.prefix, timeout=self.timeout
-            )
+            return mcp_tools(connection, prefix=self.prefix, timeout=self.timeout)
         except PlangateUsageError as exc:
             raise ProjectError(
                 self.file, expand.hide(exc.message), key=self.key, hint=exc.hint
@@ -504,6 +524,9 @@ class Project:
             spec = ProjectFile.model_validate(data)
         except ValidationError as exc:
             loc, message = first_error(exc)
+            if loc[:1] == ("tools",) and len(loc) > 3 and loc[2] in _ENTRY_KINDS:
+                loc = loc[:2] + loc[3:]  # the tag pydantic names an entry's kind by
+            message = message.removeprefix("Value error, ")
             raise ProjectError(file, message, key=dotted(loc) or None) from None
         fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
         project = cls(

@@ -29,10 +29,9 @@ Sessions:
 Cancellation:
     A call whose caller gives up is cancelled on the server too (`notifications/cancelled`), so
     that a step that timed out does not go on there, where a retry could then run a write
-    twice. Async runs (`ainvoke`, `astream`) give up on a call by cancelling it when
-    plangate's per-call timeout passes. Sync runs wait for a call with a timeout in a worker
-    thread and, when the timeout passes, leave that thread waiting, which the call cannot
-    tell: there the call still runs to its end on the server.
+    twice. A run gives up on a call by cancelling it when plangate's per-call timeout passes,
+    sync runs (`invoke`, `stream`) as well as async ones: under a timeout `tool_exec` runs the
+    tool's coroutine, in sync runs too, so the call is cancelled on the server either way.
 
 Actions:
     A tool's MCP annotations (`ToolAnnotations`) are put in its `metadata` as
@@ -95,8 +94,9 @@ import os
 import shlex
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -137,7 +137,8 @@ try:
     from jsonschema import validators  # type: ignore[import-untyped]
     from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
     from langchain_mcp_adapters.sessions import Connection, create_session
-    from mcp import ClientSession, McpError
+    from mcp import ClientSession, McpError, StdioServerParameters
+    from mcp.client.stdio import stdio_client
     from mcp.shared._httpx_utils import create_mcp_http_client
     from mcp.types import (
         CONNECTION_CLOSED,
@@ -443,7 +444,7 @@ class _Session:
 
     async def _hold(self) -> None:
         try:
-            async with create_session(self._connection) as client:
+            async with _open_session(self._connection) as client:
                 await client.initialize()
                 if self._ready.done():  # the opener gave up meanwhile
                     return
@@ -476,6 +477,36 @@ class _Session:
         if not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+SERVER_LOG_VARIABLE = "PLANGATE_MCP_LOG"
+"""The environment variable naming the file stdio MCP servers write their stderr to (appended;
+a relative path is taken from the server's working folder, in a project the project's folder).
+Unset, they write to this process's stderr. The `plangate` command sets it to
+`plangate-mcp.log` unless it is given `-v`, so that a server's own messages do not mix with
+the command's output."""
+
+
+@contextlib.asynccontextmanager
+async def _open_session(connection: Connection) -> AsyncIterator[ClientSession]:
+    """A session to the server of `connection`, a stdio server's stderr going to the server log
+    when one is set (langchain-mcp-adapters always leaves it on this process's stderr)."""
+    log = os.environ.get(SERVER_LOG_VARIABLE)
+    if connection.get("transport") != "stdio" or not log:
+        async with create_session(connection) as client:
+            yield client
+        return
+    stdio = cast("dict[str, Any]", connection)
+    params = StdioServerParameters(
+        command=stdio["command"], args=stdio["args"], env=stdio.get("env"), cwd=stdio.get("cwd")
+    )
+    path = Path(params.cwd or ".") / log
+    with path.open("a", encoding="utf-8") as errlog:
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write) as client,
+        ):
+            yield client
 
 
 async def _call_tool(

@@ -153,6 +153,40 @@ AllOption = Annotated[
 ]
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from plangate import __version__
+
+        print(f"plangate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Show what MCP servers write to stderr (else they write to plangate-mcp.log "
+            "in their working folder, the project's).",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    # The name `plangate.adapters.mcp.SERVER_LOG_VARIABLE` holds: that module is not imported
+    # here, as it loads the MCP client stack, which most commands do not use.
+    if verbose:
+        os.environ.pop("PLANGATE_MCP_LOG", None)
+    else:
+        os.environ.setdefault("PLANGATE_MCP_LOG", "plangate-mcp.log")
+
+
 def _user() -> str | None:
     """Who runs the command, for the approval record when no --approver is given."""
     try:

@@ -153,12 +153,8 @@ def _refusal(
             step, "skipped", "dependency_failed", f"depends on step {dep!r}, which ended {status}"
         )
     if governance.tool(step.tool) is None:
-        reason, message = (
-            ("no_mock", f"running offline, and no mock of {step.tool!r} is registered")
-            if profile.offline
-            else ("tool_not_registered", f"no tool named {step.tool!r} is registered")
-        )
-        return closed_outcome(step, "blocked", reason, f"{message} with this graph")
+        reason = "no_mock" if profile.offline else "tool_not_registered"
+        return closed_outcome(step, "blocked", reason, governance.unknown_tool(step.tool))
     if not profile.allows(step.tool):
         return closed_outcome(
             step,

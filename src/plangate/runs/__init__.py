@@ -7,27 +7,62 @@ it and holds a run's lock (`guarded_graph`). PostgreSQL support (`postgres`, ext
 `plangate[postgres]`) is internal to the package and imported only when used.
 """
 
-from plangate.runs.checkpoint import (
-    aopen_checkpointer,
-    is_postgres_url,
-    open_checkpointer,
-    sqlite_path,
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from plangate._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from plangate.runs.checkpoint import (
+        aopen_checkpointer,
+        is_postgres_url,
+        open_checkpointer,
+        sqlite_path,
+    )
+    from plangate.runs.guarded_graph import PlangateGraph
+    from plangate.runs.history import (
+        aget_trace,
+        expire_approvals,
+        get_trace,
+        latest_checkpoints,
+        list_threads,
+        pending_approvals,
+        run_state,
+        trace_of,
+        trace_since,
+        waiting_approvals,
+    )
+    from plangate.runs.locks import RunLocks, arun_locks, run_locks
+    from plangate.runs.prune import PrunedRun, PruneReport, prune_runs
+
+# Each name's module is imported on first use (see `plangate._lazy`).
+lazy_exports(
+    __name__,
+    {
+        "PlangateGraph": "plangate.runs.guarded_graph",
+        "PruneReport": "plangate.runs.prune",
+        "PrunedRun": "plangate.runs.prune",
+        "RunLocks": "plangate.runs.locks",
+        "aget_trace": "plangate.runs.history",
+        "aopen_checkpointer": "plangate.runs.checkpoint",
+        "arun_locks": "plangate.runs.locks",
+        "expire_approvals": "plangate.runs.history",
+        "get_trace": "plangate.runs.history",
+        "is_postgres_url": "plangate.runs.checkpoint",
+        "latest_checkpoints": "plangate.runs.history",
+        "list_threads": "plangate.runs.history",
+        "open_checkpointer": "plangate.runs.checkpoint",
+        "pending_approvals": "plangate.runs.history",
+        "prune_runs": "plangate.runs.prune",
+        "run_locks": "plangate.runs.locks",
+        "run_state": "plangate.runs.history",
+        "sqlite_path": "plangate.runs.checkpoint",
+        "trace_of": "plangate.runs.history",
+        "trace_since": "plangate.runs.history",
+        "waiting_approvals": "plangate.runs.history",
+    },
 )
-from plangate.runs.guarded_graph import PlangateGraph
-from plangate.runs.history import (
-    aget_trace,
-    expire_approvals,
-    get_trace,
-    latest_checkpoints,
-    list_threads,
-    pending_approvals,
-    run_state,
-    trace_of,
-    trace_since,
-    waiting_approvals,
-)
-from plangate.runs.locks import RunLocks, arun_locks, run_locks
-from plangate.runs.prune import PrunedRun, PruneReport, prune_runs
 
 __all__ = (
     "PlangateGraph",
