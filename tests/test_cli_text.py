@@ -160,3 +160,35 @@ def test_import_plangate_loads_no_langgraph_until_a_name_is_used(tmp_path: Path)
         "assert all(hasattr(plangate, name) for name in plangate.__all__)"
     )
     modules_loaded_by(check, tmp_path)
+
+
+def test_with_the_server_log_set_env_values_expand_as_langchain_mcp_adapters_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the server log plangate opens the stdio session itself; `${VAR}` in the
+    connection's `env` values is still read from this environment, as langchain-mcp-adapters
+    reads it: the server finds its calls log where the variable says."""
+    from plangate.adapters.mcp import SERVER_LOG_VARIABLE, MCPSessions, mcp_tools
+
+    calls = tmp_path / "calls.jsonl"
+    monkeypatch.setenv(SERVER_LOG_VARIABLE, "server.log")
+    monkeypatch.setenv("PEER_CALLS", str(calls))
+    start = (
+        "import os, runpy, sys; "
+        f"sys.argv = [{str(PEER)!r}, 'stdio', os.environ['CALLS']]; "
+        f"runpy.run_path({str(PEER)!r}, run_name='__main__')"
+    )
+    connection = {
+        "transport": "stdio",
+        "command": sys.executable,
+        "args": ["-c", start],
+        "env": {"CALLS": "${PEER_CALLS}"},
+        "cwd": str(tmp_path),
+    }
+    try:
+        (lookup,) = [t for t in mcp_tools(connection, prefix="peer") if t.name == "peer.lookup"]
+        lookup.invoke({"invoice_id": "inv-1"})
+    finally:
+        MCPSessions.shared().close()
+    assert json.loads(calls.read_text().splitlines()[0])["tool"] == "lookup"
+    assert (tmp_path / "server.log").exists()

@@ -91,6 +91,7 @@ import copy
 import importlib.metadata
 import json
 import os
+import re
 import shlex
 import threading
 import weakref
@@ -497,16 +498,32 @@ async def _open_session(connection: Connection) -> AsyncIterator[ClientSession]:
             yield client
         return
     stdio = cast("dict[str, Any]", connection)
+    env = stdio.get("env")
     params = StdioServerParameters(
-        command=stdio["command"], args=stdio["args"], env=stdio.get("env"), cwd=stdio.get("cwd")
+        command=stdio["command"],
+        args=stdio["args"],
+        # As langchain-mcp-adapters does: `${VAR}` in a value is read from this environment,
+        # an unset one left as written.
+        env={k: _BRACED_VARIABLE.sub(_from_environment, v) for k, v in env.items()}
+        if env is not None
+        else None,
+        cwd=stdio.get("cwd"),
+        **{k: stdio[k] for k in ("encoding", "encoding_error_handler") if k in stdio},
     )
     path = Path(params.cwd or ".") / log
     with path.open("a", encoding="utf-8") as errlog:
         async with (
             stdio_client(params, errlog=errlog) as (read, write),
-            ClientSession(read, write) as client,
+            ClientSession(read, write, **(stdio.get("session_kwargs") or {})) as client,
         ):
             yield client
+
+
+_BRACED_VARIABLE = re.compile(r"\$\{([^}]+)\}")
+
+
+def _from_environment(found: re.Match[str]) -> str:
+    return os.environ.get(found.group(1), found.group(0))
 
 
 async def _call_tool(
