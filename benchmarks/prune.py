@@ -12,7 +12,6 @@ and after, the time pruning took, and the median time to read one run back (`get
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -21,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks._results import write_results
 from plangate import build_graph, get_trace, open_checkpointer, prune_runs
 
 
@@ -102,11 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         result = measure(args.runs, args.steps, args.reads, Path(folder))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "prune.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = table(result)
-    (args.out / "prune.md").write_text(text)
-    print(text)
+    write_results(args.out, "prune", result, table(result))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ other work shares, wall times vary from run to run and CPU times much less.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import subprocess
@@ -24,6 +23,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from benchmarks._results import write_results
 
 COMMANDS: dict[str, list[str]] = {
     "import plangate": ["-c", "import plangate"],
@@ -121,11 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         result = measure(args.reps, Path(folder))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = table(result)
-    (args.out / "startup.md").write_text(text)
-    print(text)
+    write_results(args.out, "startup", result, table(result))
 
 
 if __name__ == "__main__":
