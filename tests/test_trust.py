@@ -253,7 +253,12 @@ def test_a_bad_edit_is_refused_and_the_run_then_completes(
     assert (sent["to"], sent["subject"]) == ("ceo@rival.example", "hello")
     (approval,) = out["result"]["approvals"]
     assert approval["digest"] == approval_digest(
-        "email.send", good["args"], "execute", "high", load_profile("smb").fingerprint
+        "email.send",
+        good["args"],
+        "execute",
+        "high",
+        load_profile("smb").fingerprint,
+        declaration=graph.governance.declaration("email.send"),
     )
 
 
@@ -407,6 +412,33 @@ def test_a_call_that_changed_since_its_approval_is_asked_again(
     assert again["request_id"] != first["request_id"]
     (invalidated,) = events_of(runner, upgraded, "approval_invalidated")
     assert "not the one approved" in invalidated["data"]["reason"]
+    out = runner.invoke(upgraded, Command(resume={"decision": "approve"}), thread())
+    assert out["result"]["status"] == "success"
+    assert log.count("crm.purge") == 1
+
+
+def test_a_tool_taking_other_arguments_since_its_approval_is_asked_about_again(
+    runner: Runner, log: CallLog
+) -> None:
+    """Same action, same risk, but the release between pause and resume takes another
+    argument: the person approved another tool than the one that would run, so `tool_exec`
+    runs nothing and asks again."""
+    graph = runner.graph(counting_tools(log, "crm.purge", action="execute"), profile="smb")
+    first = paused(runner.invoke(graph, {"plan": plan_of({"tool": "crm.purge"})}, thread()))
+
+    def purge(text: str = "", force: bool = False) -> str:
+        log.calls.append(("crm.purge", {"text": text, "force": force}))
+        return "purged"
+
+    release = StructuredTool.from_function(purge, name="crm.purge", description="Purge.")
+    upgraded = runner.graph([declare_action(release, action="execute")], profile="smb")
+    again = paused(runner.invoke(upgraded, Command(resume={"decision": "approve"}), thread()))
+
+    assert log.calls == []
+    assert (again["risk"], again["action"]) == (first["risk"], first["action"])
+    assert again["request_id"] != first["request_id"]
+    (invalidated,) = events_of(runner, upgraded, "approval_invalidated")
+    assert "tool declaration" in invalidated["data"]["reason"]
     out = runner.invoke(upgraded, Command(resume={"decision": "approve"}), thread())
     assert out["result"]["status"] == "success"
     assert log.count("crm.purge") == 1

@@ -357,12 +357,20 @@ def _argument_names(tool: BaseTool, schema: Any) -> list[str] | None:
 
 
 def approval_digest(
-    tool: str, args: Mapping[str, Any], action: str, risk: str, profile_fingerprint: str
+    tool: str,
+    args: Mapping[str, Any],
+    action: str,
+    risk: str,
+    profile_fingerprint: str,
+    *,
+    declaration: str = "",
 ) -> str:
     """SHA-256 over what a person approves: the tool, the canonical JSON of its args, the
-    effective action and risk, and the profile's fingerprint. A decision is bound to it."""
+    effective action and risk, the profile's fingerprint and, given, the digest of what the tool
+    declares (`plangate.actions.declaration_digest`): a tool redeclared after the decision (a
+    new release with other arguments) is not the one approved. A decision is bound to it."""
     canonical = json.dumps(
-        [tool, args, action, risk, profile_fingerprint],
+        [tool, args, action, risk, profile_fingerprint, *([declaration] if declaration else [])],
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

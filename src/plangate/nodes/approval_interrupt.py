@@ -147,7 +147,12 @@ def decided_digest(request: ApprovalRequest, decision: Decision, governance: Gov
     if decision.decision != "edit" or decision.args is None:
         return request.get("digest", "")  # none on requests made before digests existed
     return approval_digest(
-        request["tool"], decision.args, request["action"], request["risk"], governance.fingerprint
+        request["tool"],
+        decision.args,
+        request["action"],
+        request["risk"],
+        governance.fingerprint,
+        declaration=governance.declaration(request["tool"]),
     )
 
 

@@ -282,7 +282,12 @@ def covered_approval(
         "decided_at": grant["decided_at"],
         "wait_ms": grant["wait_ms"],
         "digest": approval_digest(
-            step.tool, resolved.args, policy.action, policy.risk, governance.fingerprint
+            step.tool,
+            resolved.args,
+            policy.action,
+            policy.risk,
+            governance.fingerprint,
+            declaration=governance.declaration(step.tool),
         ),
         "covered_by": "plan_review",
     }
@@ -335,7 +340,12 @@ def ask_for_approval(
         "consequence": consequence_of(step, policy, args),
         "profile": governance.profile.name,
         "digest": approval_digest(
-            step.tool, args, policy.action, policy.risk, governance.fingerprint
+            step.tool,
+            args,
+            policy.action,
+            policy.risk,
+            governance.fingerprint,
+            declaration=governance.declaration(step.tool),
         ),
         "requested_at": iso(requested),
         "expires_at": iso(requested + governance.profile.approval_timeout),

@@ -137,10 +137,14 @@ def _lapsed(task: StepTask, step: PlanStep, governance: Governance) -> dict[str,
             policy.action,
             policy.risk,
             governance.fingerprint,
+            declaration=governance.declaration(step.tool),
         )
         if approval.get("digest") == digest:
             return None
-        reason = "the call is not the one approved (its args, action, risk or profile changed)"
+        reason = (
+            "the call is not the one approved (its args, action, risk, tool declaration or "
+            "profile changed)"
+        )
     writer = TraceWriter.unnumbered(task["trace_id"], governance)
     writer.emit("approval_invalidated", {"reason": reason}, step=step)
     report: StepReport = {"index": task["index"], "events": writer.events, "recheck": True}
