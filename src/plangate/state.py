@@ -125,7 +125,8 @@ class ApprovalRequest(_PendingDecision):
 
     `args` are the real arguments (the person deciding must see them; the trace's copy is
     redacted); `action` is the effective action and `action_source` who said it; `digest` binds
-    a decision to the tool, args, action, risk and profile shown (`Decision.digest`).
+    a decision to the tool (and what it declares), args, action, risk and profile shown
+    (`Decision.digest`).
     """
 
     type: Literal["approval_request"]
