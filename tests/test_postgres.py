@@ -49,11 +49,14 @@ def test_a_run_paused_in_one_process_is_resumed_in_another(
     assert "pg-cross" in list_threads(saver)
     assert ("pg-cross", paused["__interrupt__"][0].value) in list(pending_approvals(graph))
 
+    # The other process builds the same tools: an approval is bound to what its tool declares.
     script = f"""
-import json
+import json, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from _support import CallLog, counting_tools
 from langgraph.types import Command
 from plangate import build_graph, open_checkpointer
-graph = build_graph({{"crm.lookup": lambda text="": text, "email.send": lambda text="": "sent"}},
+graph = build_graph(counting_tools(CallLog(), "crm.lookup", "email.send"),
                     profile="smb", checkpointer=open_checkpointer({postgres_url!r}))
 out = graph.invoke(Command(resume={{"decision": "approve", "approver": "ops"}}),
                    {{"configurable": {{"thread_id": "pg-cross"}}}})
