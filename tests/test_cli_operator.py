@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -384,6 +385,20 @@ WAITS = (
 STILL_WAITS = "plangate: still waiting for the tool calls in flight; they are not cut short"
 
 
+def next_line(stream: Any) -> str:
+    """The next line on `stream` with something on it, within a minute ("" if none came): what
+    a process says, whatever blank line came before it."""
+    deadline = time.monotonic() + 60
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([stream], [], [], left)
+        line = stream.readline() if ready else ""
+        if not line:  # nothing in time, or the end of the stream
+            return ""
+        if line.strip():
+            return str(line).rstrip("\n")
+    return ""
+
+
 @pytest.mark.parametrize(("presses", "attempt"), [(p, a) for p in (1, 2) for a in range(3)])
 def test_ctrl_c_during_a_slow_sync_tool_waits_for_the_calls_in_flight_with_no_traceback(
     tmp_path: Path, presses: int, attempt: int
@@ -408,8 +423,7 @@ def test_ctrl_c_during_a_slow_sync_tool_waits_for_the_calls_in_flight_with_no_tr
         for _ in range(presses):
             running.send_signal(signal.SIGINT)
             # Said while the calls are still held: nothing else lets them end.
-            ready, _, _ = select.select([running.stderr], [], [], 60)
-            said.append(running.stderr.readline().rstrip("\n") if ready else "")
+            said.append(next_line(running.stderr))
     finally:
         (tmp_path / "release").touch()
     running.wait(120)
