@@ -37,8 +37,8 @@ from plangate import (
     load_profile,
     open_checkpointer,
 )
+from plangate._channels import SNAPSHOT_EVERY
 from plangate.runs.history import trace_since
-from plangate.state import SNAPSHOT_EVERY
 
 EVENT_KEYS = {"type", "trace_id", "seq", "ts", "step_id", "tool", "data", "hash"}
 APPROVE = {"decision": "approve", "approver": "lee"}
@@ -930,7 +930,7 @@ def test_checkpoints_handed_to_the_saver_are_not_changed_afterwards(
 def test_an_outcome_stored_as_text_or_as_a_mapping_reads_back_the_same() -> None:
     """Outcomes are kept as JSON text (a resume loads text fast); a run stored before, with
     mappings, reads back the same."""
-    from plangate.state import outcome_from_state, outcomes_from_state, stored_outcome
+    from plangate._channels import outcome_from_state, outcomes_from_state, stored_outcome
 
     outcome: Any = {
         "step_id": "s",

@@ -59,10 +59,10 @@ if TYPE_CHECKING:
         aget_trace,
         expire_approvals,
         get_trace,
-        list_threads,
         pending_approvals,
     )
     from plangate.runs.prune import PrunedRun, PruneReport, prune_runs
+    from plangate.runs.stored import list_threads
     from plangate.state import ApprovalRecord, ApprovalRequest, StepOutcome
     from plangate.tracing import EVENT_TYPES, TraceEvent, golden_signals, redact
 
@@ -131,7 +131,7 @@ _EXPORTS: dict[str, str] = {
     "expire_approvals": "plangate.runs.history",
     "get_trace": "plangate.runs.history",
     "golden_signals": "plangate.tracing",
-    "list_threads": "plangate.runs.history",
+    "list_threads": "plangate.runs.stored",
     "load_fixtures": "plangate.adapters",
     "load_profile": "plangate.profiles",
     "mock_tools": "plangate.adapters",

@@ -49,8 +49,6 @@ __all__ = (
 )
 
 DECISIONS = ("approve", "edit", "reject", "respond")
-EDIT_HINT = "the args must match the tool's argument schema in response_schema"
-"""The hint of an edit whose args the tool's schema refuses (a face may say it in its words)."""
 
 
 class Decision(BaseModel):
@@ -202,7 +200,7 @@ def parse_decision(
                 raise InvalidDecision(
                     f"invalid edit for tool {tool.name!r}: {field}: {message}",
                     field=field,
-                    hint=EDIT_HINT,
+                    hint=InvalidDecision.EDIT_HINT,
                 )
     return decision
 

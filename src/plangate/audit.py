@@ -29,11 +29,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
-from plangate._governance import iso, utc_now
+from plangate._channels import outcomes_from_state
+from plangate._clock import iso, utc_now
 from plangate.errors import PlangateUsageError, UnknownThread
 from plangate.runs.anchors import AnchorSink, anchors_of
 from plangate.runs.history import get_trace
-from plangate.state import outcomes_from_state
 from plangate.tracing import (
     AUDIT_KEY_ENV,
     Anchor,

@@ -76,6 +76,10 @@ class InvalidDecision(PlangateUsageError):
         field: The offending field of the decision (`decision`, `args`, `args.to`, ...), if known.
     """
 
+    EDIT_HINT = "the args must match the tool's argument schema in response_schema"
+    """The hint of an edit whose args the tool's schema refuses (a face may say it in its
+    words)."""
+
     def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
         self.field = field
         super().__init__(message, hint=hint)

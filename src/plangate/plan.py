@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from plangate._files import dotted, first_error, read_document
+from plangate._kinds import Action, Order
 from plangate._plain_json import LONE_SURROGATE, MAX_DEPTH, MAX_STRING_CHARS, plain_json_size
 from plangate.errors import PlanValidationError
 from plangate.references import references_in
@@ -38,16 +39,6 @@ __all__ = (
     "plain_json_size",
     "tool_domain",
 )
-
-Action = Literal["read", "propose", "execute"]
-"""What a step does to the world: `read` nothing, `propose` a draft a human will see,
-`execute` a change (send, book, pay)."""
-
-Order = Literal["listed", "dependencies"]
-"""In what order a plan's steps run. `listed`: effects (`propose`, `execute`) keep the order of
-the list, each waiting for every step listed before it and holding back every step listed after
-it, while the reads between two effects run together. `dependencies`: only `depends_on` and
-`${steps...}` references order the steps; the rest run as soon as they can."""
 
 
 def tool_domain(tool: str) -> str:
@@ -109,7 +100,7 @@ class PlanStep(BaseModel):
         metadata: Free-form data carried along; plain JSON, like `args`.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     id: _Name = ""
     tool: _Name = Field(min_length=1)
@@ -155,7 +146,7 @@ class Plan(BaseModel):
         ('step-1', 'echo')
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     goal: str = Field(default="", max_length=MAX_TEXT_CHARS)
     steps: list[PlanStep] = Field(min_length=1)

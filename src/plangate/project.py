@@ -43,12 +43,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import BaseTool
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import StateSnapshot
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -61,14 +57,22 @@ from pydantic import (
 )
 
 from plangate._files import dotted, first_error, parse_document, read_document
-from plangate.adapters.mock import mock_tools
-from plangate.adapters.registry import LazyTools, ToolSource, tool_registry
 from plangate.errors import AdapterError, PlangateUsageError, ProfileError
-from plangate.graph import build_graph
 from plangate.profiles import BUILTIN_PROFILES, Profile, load_profile
 from plangate.runs.anchors import AnchorSink, FileAnchors, OtelAnchors
 from plangate.runs.checkpoint import is_postgres_url, open_checkpointer, sqlite_path
-from plangate.runs.guarded_graph import PlangateGraph
+
+# What builds graphs and tools (LangGraph's graph, LangChain's tools, the adapters) is imported
+# where a graph or a tool is made: finding a project and its database, all a command that only
+# reads runs needs, then costs a small part of a second.
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+    from langchain_core.tools import BaseTool
+    from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+    from langgraph.types import StateSnapshot
+
+    from plangate.adapters.registry import LazyTools, ToolSource
+    from plangate.runs.guarded_graph import PlangateGraph
 
 __all__ = (
     "PROJECT_ENV",
@@ -337,6 +341,8 @@ def _within(path: str | None, folder: Path) -> bool:
 
 
 def _called(file: Path, key: str, found: Any, args: Mapping[str, Any]) -> Any:
+    from langchain_core.tools import BaseTool
+
     if callable(found) and not isinstance(found, BaseTool):
         try:
             return found(**args)
@@ -708,6 +714,8 @@ class Project:
     def tools(self) -> LazyTools:
         """The project's tools: Python toolkits now, MCP servers and OpenAPI documents when a
         run first needs one of their tools."""
+        from plangate.adapters.registry import LazyTools
+
         eager: dict[str, BaseTool] = {}
         sources: list[ToolSource] = []
         for index, entry in enumerate(self.spec.tools):
@@ -735,6 +743,8 @@ class Project:
     def mocks(self, fixtures: Sequence[str] = ()) -> list[BaseTool]:
         """The project's mocks, then those of `fixtures` (files), a later one replacing an
         earlier one of the same name."""
+        from plangate.adapters.mock import mock_tools
+
         found: dict[str, BaseTool] = {}
         for index, entry in enumerate(self.spec.fixtures):
             key = f"fixtures.{index}"
@@ -769,6 +779,8 @@ class Project:
             ProfileError: The profile is unknown or invalid.
             ProjectError: A Python toolkit or a fixture cannot be loaded.
         """
+        from plangate.graph import build_graph
+
         rules = self.load_profile(profile)
         setup = RunSetup.start(self, profile=profile, offline=offline, fixtures=fixtures)
         if offline:
@@ -788,6 +800,8 @@ def _registry(file: Path, key: str, found: Any) -> Mapping[str, BaseTool]:
         raise ProjectError(
             file, f"expected a list or mapping of tools, got {type(found).__name__}", key=key
         )
+    from plangate.adapters.registry import tool_registry
+
     try:
         return tool_registry(found)
     except PlangateUsageError as exc:
@@ -880,9 +894,9 @@ class RunSetup:
         return {"configurable": {"thread_id": thread}, "metadata": self.metadata}
 
     @classmethod
-    def of(cls, snapshot: StateSnapshot) -> RunSetup:
+    def of(cls, latest: StateSnapshot | CheckpointTuple) -> RunSetup:
         """The setup a run was started with, from its latest checkpoint's metadata."""
-        stored = json.loads(str((snapshot.metadata or {}).get(SETUP_KEY) or "{}"))
+        stored = json.loads(str((latest.metadata or {}).get(SETUP_KEY) or "{}"))
         known = {name: stored[name] for name in cls.__dataclass_fields__ if name in stored}
         known["fixtures"] = tuple(known.get("fixtures", ()))
         return cls(**known)
@@ -919,4 +933,6 @@ class RunSetup:
 def reader(db: str) -> PlangateGraph:
     """A graph over database `db` for reading its runs (listing them, their state, their
     trace): it has no tools and never runs a step, so it reaches nothing."""
+    from plangate.graph import build_graph
+
     return build_graph({}, profile="technical", checkpointer=open_checkpointer(db))

@@ -11,13 +11,17 @@ emptied when the wave ends. Everything else is a fixed-size counter.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from langgraph.channels.delta import DeltaChannel
 from typing_extensions import NotRequired, TypedDict
 
+from plangate._channels import (
+    SNAPSHOT_EVERY,
+    latest_write,
+    merged_writes,
+    wave_writes,
+)
 from plangate.profiles import Risk
 from plangate.telemetry import RunSpan
 from plangate.tracing import TraceEvent
@@ -262,61 +266,6 @@ class RunCounters(TypedDict):
     profile_fingerprint: NotRequired[str]
 
 
-SNAPSHOT_EVERY = 100
-"""Steps between full snapshots of the plan and the outcomes.
-
-A checkpoint stores only the writes to a `DeltaChannel`; loading one (every resume) replays the
-writes back to the last snapshot, walking one ancestor checkpoint per superstep. Snapshotting every
-`SNAPSHOT_EVERY` steps bounds that walk; each snapshot costs one full copy of the channel, which
-spread over the steps between snapshots stays small next to a step's own checkpoints.
-"""
-
-
-def _latest(current: Any, writes: Sequence[Any]) -> Any:
-    # A `None` write changes nothing; `trace_emit` writes one to make the plan snapshot.
-    for write in writes:
-        if write is not None:
-            current = write
-    return current
-
-
-def _merge(current: dict[str, Any], writes: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    # A new dict, never the old one updated in place: a snapshot checkpoint may still hold the
-    # old one while the saver serialises it. The copy is shallow (one pointer per step, about
-    # 10 microseconds at 1,000 steps), next to the milliseconds a step's checkpoints cost.
-    merged = dict(current)
-    for write in writes:
-        merged.update(write)
-    return merged
-
-
-def _wave(current: list[Any], writes: Sequence[list[Any] | None]) -> list[Any]:
-    # `None` empties the wave: an `Overwrite` would make the channel write a snapshot each time.
-    merged = list(current)
-    for write in writes:
-        merged = [] if write is None else [*merged, *write]
-    return merged
-
-
-def stored_outcome(outcome: StepOutcome) -> str:
-    """An outcome as the `outcomes` channel holds it: one JSON text per step, for the same
-    reason as the plan's steps (`Plan.to_state`): a resume loads it as a copy of its bytes."""
-    return json.dumps(outcome, ensure_ascii=False, separators=(",", ":"))
-
-
-def outcome_from_state(stored: str | StepOutcome) -> StepOutcome:
-    """An outcome `stored_outcome` stored (or, from a run stored before, the mapping)."""
-    if isinstance(stored, str):
-        found: StepOutcome = json.loads(stored)
-        return found
-    return stored
-
-
-def outcomes_from_state(values: Mapping[str, Any]) -> dict[str, StepOutcome]:
-    """Step id -> outcome, of the steps that have ended, from a state's values."""
-    return {step: outcome_from_state(o) for step, o in (values.get("outcomes") or {}).items()}
-
-
 class PlanInput(TypedDict):
     """What `graph.invoke` takes."""
 
@@ -328,10 +277,10 @@ class PlanInput(TypedDict):
 class PlanState(TypedDict, total=False):
     """The graph state. `result` is set by `finalize` when the run ends."""
 
-    plan: Annotated[dict[str, Any], DeltaChannel(_latest, dict, snapshot_frequency=1)]
+    plan: Annotated[dict[str, Any], DeltaChannel(latest_write, dict, snapshot_frequency=1)]
     # Step id -> `stored_outcome` (read with `outcome_from_state`).
     outcomes: Annotated[
-        dict[str, str], DeltaChannel(_merge, dict, snapshot_frequency=SNAPSHOT_EVERY)
+        dict[str, str], DeltaChannel(merged_writes, dict, snapshot_frequency=SNAPSHOT_EVERY)
     ]
     # Input only: `plan_start` moves them into `run` and clears them.
     trace_id: str | None
@@ -340,11 +289,11 @@ class PlanState(TypedDict, total=False):
     # The reports of the wave in flight; `trace_emit` records them, and empties it when the wave
     # is over (writing `None`). A delta channel, like `events`: a report is stored once, as its
     # write.
-    wave: Annotated[list[StepReport], DeltaChannel(_wave, list, snapshot_frequency=30)]
+    wave: Annotated[list[StepReport], DeltaChannel(wave_writes, list, snapshot_frequency=30)]
     # A delta channel never puts its value into a checkpoint, only its writes: the latest batch
     # is in the `writes` table already (where `get_trace` reads it), so the checkpoint would
     # carry it twice. Its small snapshots keep the replay on load short.
-    events: Annotated[list[TraceEvent], DeltaChannel(_latest, list, snapshot_frequency=30)]
+    events: Annotated[list[TraceEvent], DeltaChannel(latest_write, list, snapshot_frequency=30)]
     # The plan review waiting for a decision (`plan_review`); `None` once decided.
     review: PlanReviewRequest | None
     result: dict[str, Any] | None

@@ -5,20 +5,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langgraph.types import StateSnapshot
-
-from plangate._governance import utc_now
+from plangate._clock import utc_now
 from plangate.cli.output import human_duration, plural, print_rows, say, visible
-from plangate.cli.where import db_flag, plan_steps
-from plangate.preflight import PreflightReport
-from plangate.runs.history import (
-    EXPIRED_DECISION,
-    is_expired,
-    reported_outcomes,
-)
-from plangate.state import outcomes_from_state
+from plangate.cli.where import db_flag
+from plangate.runs.stored import EXPIRED_DECISION, is_expired
+
+if TYPE_CHECKING:
+    from plangate.preflight import PreflightReport
+    from plangate.state import StepOutcome
 
 SUMMARY_OVER = 50
 """A step table longer than this is summarised (`show --full` prints it whole)."""
@@ -272,14 +268,14 @@ def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -
 
 
 def recorded_actions(
-    snapshot: StateSnapshot, requests: Sequence[Mapping[str, Any]] = ()
+    ended: Mapping[str, StepOutcome], requests: Sequence[Mapping[str, Any]] = ()
 ) -> dict[str, str]:
-    """Each step's effective action and where it came from (`execute (tool)`), as its outcome
-    or its pending approval request records it: reading a run reaches none of its tools."""
-    outcomes = done_so_far(snapshot)
+    """Each step's effective action and where it came from (`execute (tool)`), as the outcome
+    of each step that has `ended` or its pending approval request records it: reading a run
+    reaches none of its tools."""
     found = {
         step: f"{outcome['action']} ({outcome.get('action_source')})"
-        for step, outcome in outcomes.items()
+        for step, outcome in ended.items()
         if outcome.get("action")
     }
     # A step's request, or the plan review's row of each step.
@@ -402,20 +398,18 @@ def print_result(
     say(signals_line(result))
 
 
-def done_so_far(snapshot: StateSnapshot) -> dict[str, Any]:
-    """Step id -> outcome of each step that has ended, with those of the wave in progress that
-    ended beside the steps waiting for a decision (recorded when the wave is over)."""
-    return {**reported_outcomes(snapshot), **outcomes_from_state(snapshot.values)}
-
-
 def print_done(
-    snapshot: StateSnapshot, actions: Mapping[str, str], *, thread: str, db: str, full: bool
+    steps: Sequence[str],
+    ended: Mapping[str, StepOutcome],
+    actions: Mapping[str, str],
+    *,
+    thread: str,
+    db: str,
+    full: bool,
 ) -> None:
-    """The steps a run that has not finished has done so far (with those of the wave in
-    progress that ended beside the steps waiting for a decision)."""
-    steps = plan_steps(snapshot.values)
-    outcomes = done_so_far(snapshot)
-    done = [outcomes[step] for step in steps if step in outcomes]
+    """The steps (of a run's `steps`) that a run that has not finished has done so far: those
+    that have `ended` (`plangate.runs.stored.ended_outcomes`)."""
+    done = [ended[step] for step in steps if step in ended]
     if not done:
         say(f"No step done yet (of {plural(len(steps), 'step')}).")
         return

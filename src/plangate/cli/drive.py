@@ -13,7 +13,7 @@ from types import FrameType
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
 
@@ -25,9 +25,10 @@ from plangate.cli.describe import (
     step_positions,
 )
 from plangate.cli.output import ExitCode, OutputClosed, Stopped, say
-from plangate.cli.where import db_flag, saver_of
+from plangate.cli.where import db_flag
 from plangate.runs.guarded_graph import PlangateGraph
-from plangate.runs.history import run_state, unnumbered_events
+from plangate.runs.history import ended_so_far
+from plangate.runs.stored import run_state, unnumbered_events
 
 # --- driving runs -----------------------------------------------------------------------------
 
@@ -74,14 +75,14 @@ def drive(
         requests = sorted((i.value for i in snapshot.interrupts), key=lambda r: r["step_index"])
         result = snapshot.values.get("result")
         if requests:
-            saved = saver_of(graph).get_tuple(config)
+            saved = _saver(graph).get_tuple(config)
             if ended := unnumbered_events(saved) if saved else None:
                 say(*(describe(event, positions) for event in ended))
                 say("  ([  -]: ended beside the steps that wait; numbered when the wave is over)")
             print_pending(thread, requests, db)
             code = ExitCode.PAUSED
         elif result:
-            print_result(result, recorded_actions(snapshot), thread=thread, db=db)
+            print_result(result, recorded_actions(ended_so_far(snapshot)), thread=thread, db=db)
             code = RESULT_CODES[result["status"]]
         else:  # not seen: a stream ends paused or finished
             say(f"Run {thread} has not finished; `plangate resume {thread}{db_flag(db)}`.")
@@ -148,7 +149,7 @@ def stopped_line(graph: PlangateGraph, config: RunnableConfig, db: str, why: str
     flag = db_flag(db)
     saved: CheckpointTuple | None = None
     with contextlib.suppress(Exception):  # what is stored is read again by the next command
-        saved = saver_of(graph).get_tuple(config)
+        saved = _saver(graph).get_tuple(config)
     state = None if saved is None else run_state(saved)
     if state == "waiting":
         return (
@@ -170,3 +171,9 @@ def custom_events(chunks: Iterator[Any]) -> Iterator[dict[str, Any]]:
     for chunk in chunks:
         if isinstance(chunk, dict) and "type" in chunk and "seq" in chunk:
             yield chunk
+
+
+def _saver(graph: PlangateGraph) -> BaseCheckpointSaver[Any]:
+    saver = graph.checkpointer
+    assert isinstance(saver, BaseCheckpointSaver)  # every CLI graph is built with one
+    return saver

@@ -3,13 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import StateSnapshot
+from typing import TYPE_CHECKING, Any
 
 from plangate.cli.output import say
 from plangate.errors import (
@@ -17,11 +13,26 @@ from plangate.errors import (
     UnknownThread,
 )
 from plangate.plan import Plan
-from plangate.project import Project, RunSetup, demo_root, reader
+from plangate.project import Project, RunSetup, demo_root
 from plangate.runs.anchors import AnchorSink, read_anchor_file
 from plangate.runs.checkpoint import is_postgres_url, sqlite_path
-from plangate.runs.guarded_graph import PlangateGraph
-from plangate.tracing import Anchor
+from plangate.runs.stored import (
+    Reread,
+    StoredRun,
+    WaitingInterrupt,
+    open_store,
+    read_stored_run,
+)
+
+# The graph (LangGraph's graph machinery) is imported where a command goes on with a run: the
+# commands that only read runs read them with the saver alone (`plangate.runs.stored`).
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.types import StateSnapshot
+
+    from plangate.runs.guarded_graph import PlangateGraph
+    from plangate.tracing import Anchor
 
 DEFAULT_DB = "plangate.db"
 
@@ -64,14 +75,49 @@ def require_db(db: str) -> None:
         )
 
 
-def open_reader(db: str) -> PlangateGraph:
-    """A graph over an existing database, for reading its runs; it loads no tools. A project's
-    database that no run has made yet reads as empty (and is not made by reading it)."""
+def _readable(db: str) -> str:
+    """The database to read runs from: `db`, refused if it is not there (`require_db`); a
+    project's database that no run has made yet reads as empty (and is not made by reading)."""
     implied = db != DEFAULT_DB and db == _implied_db[0] and not is_postgres_url(db)
     if implied and not Path(sqlite_path(db)).exists():
-        return reader("sqlite:///:memory:")
+        return "sqlite:///:memory:"
     require_db(db)
-    return reader(db)
+    return db
+
+
+def open_reader(db: str) -> PlangateGraph:
+    """A graph over an existing database, for reading its runs; it loads no tools."""
+    from plangate.project import reader
+
+    return reader(_readable(db))
+
+
+def open_runs(db: str) -> BaseCheckpointSaver[Any]:
+    """The saver of an existing database, for reading its runs without a graph
+    (`plangate.runs.stored`)."""
+    return open_store(_readable(db))
+
+
+def stored_run(db: str, thread: str) -> tuple[BaseCheckpointSaver[Any], StoredRun]:
+    """The saver of `db` and `thread`'s run as stored in it."""
+    saver = open_runs(db)
+    run = read_stored_run(saver, thread)
+    if run is None:
+        raise UnknownThread(thread)
+    return saver, run
+
+
+def rereader(db: str) -> Reread:
+    """`plangate.runs.stored.Reread` for `db`: the interrupts a thread waits on, from its state
+    rebuilt by a reader graph, made at the first run that needs one."""
+    graphs: list[PlangateGraph] = []
+
+    def reread(thread: str) -> Sequence[WaitingInterrupt]:
+        if not graphs:
+            graphs.append(open_reader(db))
+        return graphs[0].get_state({"configurable": {"thread_id": thread}}).interrupts
+
+    return reread
 
 
 def read_run(db: str, thread: str) -> tuple[PlangateGraph, StateSnapshot]:
@@ -133,12 +179,6 @@ def existing_run(
         if graphs is not None:
             graphs[setup] = graph
     return graph, {"configurable": {"thread_id": thread}}, snapshot
-
-
-def saver_of(graph: PlangateGraph) -> BaseCheckpointSaver[Any]:
-    saver = graph.checkpointer
-    assert isinstance(saver, BaseCheckpointSaver)  # every CLI graph is built with one
-    return saver
 
 
 def plan_steps(values: Mapping[str, Any]) -> list[str]:

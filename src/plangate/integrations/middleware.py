@@ -58,8 +58,9 @@ from langgraph.types import Command
 from pydantic import ValidationError
 from typing_extensions import NotRequired, TypedDict
 
+from plangate._clock import parse_iso, utc_now
 from plangate._files import dotted, first_error
-from plangate._governance import Governance, TraceWriter, parse_iso, utc_now
+from plangate._governance import Governance, TraceWriter
 from plangate.actions import (
     StepPolicy,
     ToolDeclaration,

@@ -29,7 +29,9 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
-from plangate._governance import Governance, StepLinks, TraceWriter, iso, step_links
+from plangate._channels import outcome_from_state
+from plangate._clock import iso
+from plangate._governance import Governance, StepLinks, TraceWriter, step_links
 from plangate.actions import StepPolicy
 from plangate.approval import DECISIONS, approval_digest, args_problem, consequence_of
 from plangate.budget import charge, exceeded_tier
@@ -46,7 +48,6 @@ from plangate.state import (
     StepOutcome,
     StepReport,
     StepTask,
-    outcome_from_state,
 )
 
 LOOKAHEAD = 256

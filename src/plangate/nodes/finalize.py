@@ -6,10 +6,11 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from plangate._channels import outcome_from_state
 from plangate._governance import Governance, TraceWriter
 from plangate.budget import usage_report
 from plangate.plan import Plan
-from plangate.state import PlanState, outcome_from_state
+from plangate.state import PlanState
 from plangate.tracing import outcome_signals
 
 

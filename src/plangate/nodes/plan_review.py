@@ -32,19 +32,15 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from plangate._governance import Governance, TraceWriter, iso, parse_iso
+from plangate._channels import stored_outcome
+from plangate._clock import iso, parse_iso
+from plangate._governance import Governance, TraceWriter
 from plangate.nodes._outcome import closed_outcome, span_of_closed
 from plangate.nodes.approval_interrupt import ask_for_decision
 from plangate.plan import Plan, parse_plan
 from plangate.preflight import plan_report
 from plangate.profiles import Risk
-from plangate.state import (
-    PlanReviewRequest,
-    PlanState,
-    ReviewGrant,
-    RunCounters,
-    stored_outcome,
-)
+from plangate.state import PlanReviewRequest, PlanState, ReviewGrant, RunCounters
 
 REVIEW_DECISIONS = ("approve", "edit", "reject")
 """`respond` answers a single call in a tool's place; a plan has no one output to stand for."""

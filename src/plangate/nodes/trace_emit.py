@@ -22,12 +22,13 @@ from typing import Any
 from langgraph.graph import END
 from langgraph.runtime import Runtime
 
+from plangate._channels import SNAPSHOT_EVERY, stored_outcome
 from plangate._governance import Governance, TraceWriter, step_at, step_links
 from plangate.budget import charge, crossed_warnings
 from plangate.nodes._outcome import closed_outcome, span_of_closed
 from plangate.plan import PlanStep
 from plangate.profiles import Profile
-from plangate.state import SNAPSHOT_EVERY, PlanState, StepOutcome, stored_outcome
+from plangate.state import PlanState, StepOutcome
 
 _END_EVENTS = {"blocked": "step_blocked", "skipped": "step_skipped"}
 

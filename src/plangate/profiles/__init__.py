@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from plangate._files import dotted, first_error, read_document
+from plangate._kinds import Action, Order
 from plangate.errors import ProfileError
-from plangate.plan import Action, Order
 
 __all__ = (
     "BUILTIN_PROFILES",

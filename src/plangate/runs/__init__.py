@@ -1,7 +1,8 @@
 """Runs: persisting them, locking them, reading them back.
 
 The checkpointer a run pauses into and resumes from (`checkpoint`), one run of a thread at a
-time (`locks`), the trace, pending approvals and threads read back (`history`), finished runs
+time (`locks`), the trace, pending approvals and threads read back with the saver alone
+(`stored`, what the commands that only read runs use) or through a graph (`history`), finished runs
 pruned to what reading them back needs (`prune`), and the compiled graph that checks what enters
 it and holds a run's lock (`guarded_graph`). PostgreSQL support (`postgres`, extra
 `plangate[postgres]`) is internal to the package and imported only when used.
@@ -25,16 +26,13 @@ if TYPE_CHECKING:
         aget_trace,
         expire_approvals,
         get_trace,
-        latest_checkpoints,
-        list_threads,
         pending_approvals,
-        run_state,
-        trace_of,
         trace_since,
         waiting_approvals,
     )
     from plangate.runs.locks import RunLocks, arun_locks, run_locks
     from plangate.runs.prune import PrunedRun, PruneReport, prune_runs
+    from plangate.runs.stored import latest_checkpoints, list_threads, run_state, trace_of
 
 # Each name's module is imported on first use (see `plangate._lazy`).
 lazy_exports(
@@ -50,15 +48,15 @@ lazy_exports(
         "expire_approvals": "plangate.runs.history",
         "get_trace": "plangate.runs.history",
         "is_postgres_url": "plangate.runs.checkpoint",
-        "latest_checkpoints": "plangate.runs.history",
-        "list_threads": "plangate.runs.history",
+        "latest_checkpoints": "plangate.runs.stored",
+        "list_threads": "plangate.runs.stored",
         "open_checkpointer": "plangate.runs.checkpoint",
         "pending_approvals": "plangate.runs.history",
         "prune_runs": "plangate.runs.prune",
         "run_locks": "plangate.runs.locks",
-        "run_state": "plangate.runs.history",
+        "run_state": "plangate.runs.stored",
         "sqlite_path": "plangate.runs.checkpoint",
-        "trace_of": "plangate.runs.history",
+        "trace_of": "plangate.runs.stored",
         "trace_since": "plangate.runs.history",
         "waiting_approvals": "plangate.runs.history",
     },

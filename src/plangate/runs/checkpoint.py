@@ -8,10 +8,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from plangate.errors import PlangateUsageError
 
@@ -140,6 +138,10 @@ async def aopen_checkpointer(url: str) -> BaseCheckpointSaver[Any]:
         from plangate.runs.postgres import aopen_postgres
 
         return await aopen_postgres(url)
+    # Imported here: the sync savers, which most commands use, do without asyncio.
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
     path = _prepared_path(url)
     conn = None
     try:

@@ -15,9 +15,10 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from plangate._governance import parse_iso, utc_now
+from plangate._clock import parse_iso, utc_now
 from plangate.errors import PlangateError, PlangateUsageError
-from plangate.runs.history import close_expired, expired_approvals, is_expired, waiting_approvals
+from plangate.runs.history import close_expired, expired_approvals, waiting_approvals
+from plangate.runs.stored import is_expired
 
 __all__ = ("CloseRun", "next_expiry", "sweep_expired", "watch_expiry")
 

@@ -12,7 +12,7 @@ from langchain_core.tools import BaseTool
 from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER, CONFIG_KEY_DURABILITY
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, Interrupt
+from langgraph.types import Command
 
 from plangate._governance import Governance
 from plangate.adapters.registry import LazyTools
@@ -22,7 +22,6 @@ from plangate.errors import (
     MissingThreadId,
     NoPendingApproval,
     ProfileMismatch,
-    ResumeConflict,
     RunNotFinished,
     StaleDecision,
     ToolNotAvailable,
@@ -31,13 +30,14 @@ from plangate.errors import (
 from plangate.hitl import approver_of
 from plangate.nodes.approval_interrupt import RECEIVED_AT
 from plangate.plan import parse_plan
-from plangate.runs.history import (
+from plangate.runs.history import remaining_tools
+from plangate.runs.locks import RunLocks, arun_locks, run_locks
+from plangate.runs.stored import (
+    WaitingInterrupt,
     interrupts_waiting,
     is_approval_request,
-    remaining_tools,
     run_state,
 )
-from plangate.runs.locks import RunLocks, arun_locks, run_locks
 
 __all__ = ("PlangateGraph",)
 
@@ -161,21 +161,18 @@ class PlangateGraph(CompiledStateGraph):
         """Hold the lock of the run of `config`'s thread: nothing else runs or resumes it
         meanwhile. Raises `ResumeConflict` when something already does."""
         thread = self._locked_thread(config)
-        if thread is None:
-            return nullcontext()
-        if self._locks is None:
-            self._locks = run_locks(self._saver)
-        return self._locks.hold(thread)
+        return nullcontext() if thread is None else self._run_locks.hold(thread)
 
     def is_running(self, config: RunnableConfig) -> bool:
-        """Whether some process runs `config`'s thread now, i.e. holds its lock. Finding out
-        takes the lock for an instant when it is free: a resume of that run started at that very
-        instant is refused with `ResumeConflict`, having changed nothing."""
-        try:
-            with self.hold(config):
-                return False
-        except ResumeConflict:
-            return True
+        """Whether some process runs `config`'s thread now (`RunLocks.is_running`)."""
+        thread = self._locked_thread(config)
+        return thread is not None and self._run_locks.is_running(thread)
+
+    @property
+    def _run_locks(self) -> RunLocks:
+        if self._locks is None:
+            self._locks = run_locks(self._saver)
+        return self._locks
 
     async def _arun_lock(self, config: RunnableConfig | None) -> AbstractAsyncContextManager[None]:
         thread = self._locked_thread(config)
@@ -207,7 +204,9 @@ class PlangateGraph(CompiledStateGraph):
             and isinstance(self.checkpointer, BaseCheckpointSaver)
         )
 
-    def _waiting(self, saved: CheckpointTuple | None, config: RunnableConfig) -> list[Interrupt]:
+    def _waiting(
+        self, saved: CheckpointTuple | None, config: RunnableConfig
+    ) -> list[WaitingInterrupt]:
         """The interrupts the thread waits on, from the latest checkpoint's pending writes: not
         `get_state`, whose rebuild of the state LangGraph would do again when the resume runs."""
         if saved is None:
@@ -217,7 +216,7 @@ class PlangateGraph(CompiledStateGraph):
 
     async def _awaiting(
         self, saved: CheckpointTuple | None, config: RunnableConfig
-    ) -> list[Interrupt]:
+    ) -> list[WaitingInterrupt]:
         if saved is None:
             raise UnknownThread(_thread_id(config))
         waiting = interrupts_waiting(saved)
@@ -241,7 +240,7 @@ class PlangateGraph(CompiledStateGraph):
             )
 
     def _admit(
-        self, input: Any, config: RunnableConfig | None, waiting: list[Interrupt] | None
+        self, input: Any, config: RunnableConfig | None, waiting: list[WaitingInterrupt] | None
     ) -> Any:
         if isinstance(input, Mapping) and "plan" in input:
             return {**input, "plan": parse_plan(input["plan"]).to_input()}
@@ -271,7 +270,7 @@ class PlangateGraph(CompiledStateGraph):
         return Command(resume=value, update=input.update, goto=input.goto, graph=input.graph)
 
     def _addressed(
-        self, pending: Mapping[str, Interrupt], resume: Any, config: RunnableConfig
+        self, pending: Mapping[str, WaitingInterrupt], resume: Any, config: RunnableConfig
     ) -> str:
         """The interrupt a single decision answers: the one its `request_id` names, else the
         only one pending."""

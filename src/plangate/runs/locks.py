@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from plangate.errors import ResumeConflict
 
@@ -52,6 +51,16 @@ class _NoSharedLocks:
     @contextmanager
     def hold(self, thread_id: str) -> Iterator[bool]:
         yield True
+
+    def is_running(self, thread_id: str) -> bool:
+        """Whether some process runs `thread_id` now, i.e. holds its lock. Finding out takes the
+        lock for an instant when it is free: a resume of that run started at that very instant
+        is refused with `ResumeConflict`, having changed nothing."""
+        try:
+            with self.hold(thread_id):
+                return False
+        except ResumeConflict:
+            return True
 
     @asynccontextmanager
     async def ahold(self, thread_id: str) -> AsyncIterator[bool]:
@@ -89,6 +98,16 @@ class _FileLocks:
             yield True
         finally:
             fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset)
+
+    def is_running(self, thread_id: str) -> bool:
+        """Whether some process runs `thread_id` now, i.e. holds its lock. Finding out takes the
+        lock for an instant when it is free: a resume of that run started at that very instant
+        is refused with `ResumeConflict`, having changed nothing."""
+        try:
+            with self.hold(thread_id):
+                return False
+        except ResumeConflict:
+            return True
 
     @asynccontextmanager
     async def ahold(self, thread_id: str) -> AsyncIterator[bool]:
@@ -131,6 +150,16 @@ class RunLocks:
                 yield
         finally:
             self._leave(thread_id)
+
+    def is_running(self, thread_id: str) -> bool:
+        """Whether some process runs `thread_id` now, i.e. holds its lock. Finding out takes the
+        lock for an instant when it is free: a resume of that run started at that very instant
+        is refused with `ResumeConflict`, having changed nothing."""
+        try:
+            with self.hold(thread_id):
+                return False
+        except ResumeConflict:
+            return True
 
     @asynccontextmanager
     async def ahold(self, thread_id: str) -> AsyncIterator[None]:
@@ -183,6 +212,8 @@ def run_locks(saver: BaseCheckpointSaver[Any]) -> RunLocks:
 async def arun_locks(saver: BaseCheckpointSaver[Any]) -> RunLocks:
     """`run_locks` for async savers, whose database file is read with a query."""
     saver = _kept_in(saver)
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver  # only async code needs it
+
     if isinstance(saver, AsyncSqliteSaver):
         async with saver.conn.execute(_DATABASES) as cursor:
             return _sqlite_locks(saver, list(await cursor.fetchall()))

@@ -26,10 +26,10 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
-from langgraph.types import Command, Interrupt, StateSnapshot
+from langgraph.types import Command, StateSnapshot
 
+from plangate._clock import iso, parse_iso, utc_now
 from plangate._files import parse_document
-from plangate._governance import iso, parse_iso, utc_now
 from plangate.approval import parse_decision
 from plangate.errors import (
     InvalidDecision,
@@ -49,17 +49,19 @@ from plangate.project import Project, RunSetup, demo_root, reader
 from plangate.runs.expiry import watch_expiry
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import (
+    ended_so_far,
     get_trace,
-    interrupts_waiting,
-    is_approval_request,
-    list_threads,
     remaining_tools,
-    reported_outcomes,
-    run_state,
     trace_since,
     waiting_approvals,
 )
-from plangate.state import outcomes_from_state
+from plangate.runs.stored import (
+    WaitingInterrupt,
+    interrupts_waiting,
+    is_approval_request,
+    list_threads,
+    run_state,
+)
 from plangate.tracing import TraceEvent, outcome_signals, redact
 
 __all__ = ("STARTED_BY", "NotStopped", "RunService", "ThreadExists")
@@ -243,7 +245,7 @@ class RunService:
     def _approval(
         self,
         thread: str,
-        waiting: Interrupt,
+        waiting: WaitingInterrupt,
         snapshot: StateSnapshot,
         setup: RunSetup,
         now: datetime,
@@ -324,7 +326,7 @@ class RunService:
         status = self._status(thread, saved)
         plan = Plan.from_state(values["plan"])
         # With the steps of the wave in progress that ended beside the ones waiting.
-        outcomes = {**reported_outcomes(snapshot), **outcomes_from_state(values)}
+        outcomes = ended_so_far(snapshot)
         counters = values.get("run") or {}
         running = set(counters.get("running") or ())
         # Not `snapshot.interrupts`: the state of a given checkpoint still lists the requests

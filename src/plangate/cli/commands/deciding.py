@@ -1,0 +1,276 @@
+"""Deciding: `approve`, `reject`, and `expire` (closing what nobody decided in time)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from plangate._clock import utc_now
+from plangate.cli.describe import print_request, what_waits
+from plangate.cli.options import (
+    DEFAULT_SWEEP_EVERY,
+    AllOption,
+    ApproverOption,
+    DbOption,
+    ProjectOption,
+    StepOption,
+    ThreadArg,
+    duration_option,
+    shown_duration,
+    user,
+)
+from plangate.cli.output import ExitCode, say
+from plangate.cli.where import (
+    existing_run,
+    open_reader,
+    plan_steps,
+    project_of_runs,
+    require_db,
+)
+from plangate.errors import NoPendingApproval, PlangateError, PlangateUsageError
+from plangate.runs.checkpoint import shown_url
+from plangate.runs.stored import is_approval_request
+
+# LangGraph's graph machinery (through the drive loop, the graph and `Command`) is imported in
+# the commands that go on with a run: the commands that only read runs must not pay for it at
+# start-up, and every command module is imported to build the command line.
+if TYPE_CHECKING:
+    from langgraph.types import StateSnapshot
+
+    from plangate.project import Project, RunSetup
+    from plangate.runs.expiry import CloseRun
+    from plangate.runs.guarded_graph import PlangateGraph
+
+__all__ = ("approve", "expire", "reject")
+
+
+def approve(
+    thread: ThreadArg,
+    *,
+    approver: ApproverOption = None,
+    args: Annotated[
+        str | None, typer.Option(help="New arguments as JSON: approve with an edit.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    step: StepOption = None,
+    every: AllOption = False,
+    db: DbOption = None,
+    project: ProjectOption = None,
+) -> None:
+    """Approve the pending step of a run (with --args, edit it first) and go on.
+
+    The decision answers the request printed here, and only it: if someone decides it first,
+    this one is refused and changes nothing. After the request's deadline it is recorded as
+    expired (exit status 6).
+    """
+    decision: dict[str, Any] = {
+        "decision": "approve",
+        "approver": user() if approver is None else approver,
+        "reason": reason,
+    }
+    if args is not None:
+        try:
+            decision.update(decision="edit", args=json.loads(args))
+        except json.JSONDecodeError as exc:
+            raise PlangateUsageError(
+                f"--args is not valid JSON: {exc.msg} at char {exc.pos}"
+            ) from None
+    _one_or_every(step, every, edit=args is not None)
+    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db), every=every))
+
+
+def reject(
+    thread: ThreadArg,
+    *,
+    reason: Annotated[str, typer.Option(help="Why the step is rejected (recorded).")],
+    approver: ApproverOption = None,
+    step: StepOption = None,
+    every: AllOption = False,
+    db: DbOption = None,
+    project: ProjectOption = None,
+) -> None:
+    """Reject the pending step of a run and go on (or halt, as the profile says).
+
+    A run with a rejected step ends partial (exit status 4) or failed (5), if nothing else
+    pauses it.
+    """
+    if not reason.strip():
+        raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
+    decision = {
+        "decision": "reject",
+        "reason": reason,
+        "approver": user() if approver is None else approver,
+    }
+    _one_or_every(step, every, edit=False)
+    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db), every=every))
+
+
+def _one_or_every(step: str | None, every: bool, *, edit: bool) -> None:
+    if every and step is not None:
+        raise PlangateUsageError("--all and --step exclude each other", hint="give one of them")
+    if every and edit:
+        raise PlangateUsageError(
+            "--all and --args exclude each other: an edit is for one call",
+            hint="edit with --step STEP_ID --args '{...}'",
+        )
+
+
+def _waiting(snapshot: StateSnapshot) -> dict[str, dict[str, Any]]:
+    """Interrupt id -> approval request, of each request the run waits on."""
+    waiting = [i for i in snapshot.interrupts if is_approval_request(i.value)]
+    return {i.id: i.value for i in sorted(waiting, key=lambda i: i.value["step_index"])}
+
+
+def _decide(
+    thread: str,
+    decision: dict[str, Any],
+    step: str | None,
+    project: Project | None,
+    db: str,
+    *,
+    every: bool = False,
+) -> ExitCode:
+    """Bind `decision` to the request the run waits on now (the one of `step`, if given; with
+    `every`, to each request it waits on), show those requests, and resume the run with it (in
+    `project`, if named)."""
+    from langgraph.types import Command
+
+    from plangate.cli.drive import drive
+    from plangate.runs.history import remaining_tools
+
+    graph, config, snapshot = existing_run(db, thread, project)
+    waiting = _waiting(snapshot)
+    if not waiting:
+        with graph.hold(config):  # `ResumeConflict` while another process runs it
+            # A run read between two of its steps may have paused again since.
+            waiting = _waiting(graph.get_state(config))
+        if not waiting:
+            raise NoPendingApproval(thread)
+    chosen = [
+        (key, request)
+        for key, request in waiting.items()
+        if every or step is None or request["step_id"] == step
+    ]
+    if not chosen:
+        listed = ", ".join(repr(r["step_id"]) for r in waiting.values())
+        raise PlangateUsageError(
+            f"run {thread!r} is not waiting for step {step!r} (it waits for {listed})",
+            hint="`plangate show THREAD` prints what it waits for",
+        )
+    if not every:
+        chosen = chosen[:1]  # the one of `step`, else the first in plan order
+    # A source the steps left need that is down: refused now, before a decision lets an
+    # irreversible step act and the run then stops at the next one.
+    graph.reach(remaining_tools(snapshot))
+    verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
+    resume: dict[str, dict[str, Any]] = {}
+    for key, request in chosen:
+        say(f"{verb[decision['decision']]} {what_waits(request)} of run {thread}:")
+        print_request(request, edited=decision.get("args"))
+        resume[key] = {
+            **decision,
+            "request_id": request["request_id"],
+            "digest": request.get("digest"),
+        }
+    first = chosen[0][1]
+    code = drive(
+        graph,
+        # One decision is bound by its request id; several by their interrupts' ids.
+        Command(resume=resume if every else resume[chosen[0][0]]),
+        config,
+        db,
+        steps=plan_steps(snapshot.values),
+        decided_step=None if every else first["step_id"],
+    )
+    if code == ExitCode.EXPIRED:
+        say(
+            f"Too late: the request expired at {first['expires_at']}, so the decision was "
+            "recorded as expired, not as given."
+        )
+    return code
+
+
+def expire(
+    db: DbOption = None,
+    project: ProjectOption = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Go on closing approvals as they expire, until Ctrl-C."),
+    ] = False,
+    every: Annotated[
+        float | None,
+        duration_option(
+            "--every",
+            help="With --watch: the longest wait between two looks at the database, for the "
+            "requests made since (30s, 5m, 1h; default 30s). A request waiting is closed as "
+            "it expires.",
+        ),
+    ] = None,
+) -> None:
+    """Close every approval that expired unanswered: each run goes on as its profile says
+    (`on_expiry`).
+
+    Exits 0 whatever the runs it closed did next (each one's outcome is printed); a run it
+    cannot go on with is printed as skipped, and stays paused. With --watch it goes on: each
+    request is closed a moment after it expires, a skipped run is tried again at the next
+    look, and Ctrl-C stops it (exit 0; Ctrl-C while a closed run goes on stops that run as it
+    would stop `plangate run`).
+    """
+    from plangate.runs.expiry import sweep_expired, watch_expiry
+
+    if every is not None and not watch:
+        raise PlangateUsageError(
+            "--every needs --watch", hint="plangate expire --watch --every 30s"
+        )
+    named, db = project_of_runs(project, db)
+    if watch:
+        require_db(db)  # a watch over a database no run has made yet would never see one
+    graph = open_reader(db)
+    close = _expired_run_closer(db, named)
+    if not watch:
+        if not _print_skipped(sweep_expired(graph, now=utc_now(), close=close)):
+            say("No approval has expired.")
+        return
+    seconds = every or DEFAULT_SWEEP_EVERY
+    say(
+        f"Watching {shown_url(db)} for approvals that expire, looking at least every "
+        f"{shown_duration(seconds)}; Ctrl-C stops."
+    )
+    try:
+        _print_skipped(watch_expiry(graph, every=seconds, now=utc_now, close=close))
+    except KeyboardInterrupt:
+        say("Stopped watching.")
+
+
+def _expired_run_closer(db: str, project: Project | None) -> CloseRun:
+    """Closes an expired run as `plangate expire` shows it: a line naming it, then the run
+    going on under its own setup (profile, offline mode), printed as `plangate run` prints."""
+    from langgraph.types import Command
+
+    from plangate.cli.drive import drive
+
+    graphs: dict[RunSetup, PlangateGraph] = {}
+
+    def close(thread: str, closing: Mapping[str, dict[str, Any]]) -> ExitCode:
+        count = f"{len(closing)} approvals" if len(closing) > 1 else "approval"
+        say("", f"{thread}: {count} expired")
+        run_graph, config, snapshot = existing_run(db, thread, project, graphs=graphs)
+        return drive(
+            run_graph, Command(resume=dict(closing)), config, db, steps=plan_steps(snapshot.values)
+        )
+
+    return close
+
+
+def _print_skipped(closed: Iterator[tuple[str, Any]]) -> int:
+    """Say which runs were skipped, and why (each one closed has printed itself); the count
+    of runs closed or skipped."""
+    count = 0
+    for thread, outcome in closed:
+        count += 1
+        if isinstance(outcome, PlangateError):  # another worker has it, or it cannot go on here
+            say(f"{thread}: skipped, {outcome}")
+    return count

@@ -1,0 +1,225 @@
+"""The project: `init` one, list its `tools`, `check` a plan against them, `serve` its inbox."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from plangate._files import read_document
+from plangate.cli.describe import print_report, undone
+from plangate.cli.options import (
+    DEFAULT_SWEEP_EVERY,
+    DbOption,
+    FixturesOption,
+    ProfileOption,
+    ProjectOption,
+    duration_option,
+    shown_duration,
+)
+from plangate.cli.output import ExitCode, json_line, plural, print_rows, say
+from plangate.cli.where import new_run_project
+from plangate.errors import PlangateUsageError
+from plangate.plan import PlanStep, tool_domain
+from plangate.project import write_template
+from plangate.runs.checkpoint import shown_url
+
+__all__ = ("check", "init", "serve", "tools")
+
+
+def init(
+    folder: Annotated[
+        Path, typer.Argument(help="Where to write the project (default: this folder).")
+    ] = Path("."),
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Write the demo project (a sales workflow) instead.")
+    ] = False,
+) -> None:
+    """Write a starter project: plangate.yaml, a toolkit of your own (tools.py) and a plan.
+
+    Refuses to overwrite a file that is there.
+    """
+    written = write_template("demo" if demo else "starter", folder)
+    say(*(f"wrote {path}" for path in written))
+    plan = next(
+        path.name for path in written if path.suffix == ".yaml" and path.name != "plangate.yaml"
+    )
+    where = "" if folder.resolve() == Path.cwd() else f"cd {folder} && "
+    say(f"Next: {where}plangate tools && plangate check {plan} && plangate run {plan}")
+
+
+def check(
+    plan: Annotated[Path, typer.Argument(help="Plan file (YAML or JSON).")],
+    *,
+    profile: ProfileOption = None,
+    project: ProjectOption = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Check against the mocks, as --offline runs.")
+    ] = False,
+    fixtures: FixturesOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (PreflightReport).")
+    ] = False,
+) -> None:
+    """Check a plan against the project's tools and a profile before anything runs: unknown or
+    blocked tools, args against each tool's schema, each step's effective action, risk and
+    whether it will ask, and the budget tier it would run out of. Exits 1 on a problem."""
+    from plangate.preflight import preflight
+
+    try:
+        document = read_document(plan, what="plan")
+    except ValueError as exc:
+        raise PlangateUsageError(str(exc)) from None
+    where, _ = new_run_project(project, None)
+    graph = where.graph(
+        profile=profile, offline=offline, fixtures=[str(path) for path in fixtures or ()]
+    )
+    report = preflight(graph, document)
+    if as_json:
+        say(json_line(report.model_dump(mode="json")))
+    else:
+        print_report(report)
+    raise typer.Exit(ExitCode.SUCCESS if report.ok else ExitCode.USER_ERROR)
+
+
+def tools(
+    profile: ProfileOption = None,
+    project: ProjectOption = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Also list the tools only a mock stands for.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List the project's tools: source, domain, effective action and where it comes from,
+    risk, and whether the profile lets it run and makes it ask.
+
+    Reaches every MCP server and OpenAPI document of the project.
+    """
+    where, _ = new_run_project(project, None)
+    graph = where.graph(profile=profile, offline=offline)
+    governance = graph.governance
+    names = list(graph.tools)
+    mocked = [name for name in governance.mocks if name not in graph.tools] if offline else []
+    rows = []
+    for name in sorted({*names, *mocked}):
+        policy = governance.policy(PlanStep(id="tool", tool=name))
+        rows.append(
+            {
+                "tool": name,
+                "source": "mock" if name in mocked else where.tools.source_of(name),
+                "domain": tool_domain(name),
+                "action": policy.action,
+                "action_source": policy.source,
+                "irreversible": policy.irreversible,
+                "exempt": policy.exempt,
+                "risk": policy.risk,
+                "allowed": governance.profile.allows(name),
+                "asks": policy.needs_approval,
+            }
+        )
+    if as_json:
+        for row in rows:
+            say(json_line(row))
+        return
+    say(f"{plural(len(rows), 'tool')} of project {where.name}, profile {governance.profile.name}:")
+    print_rows(
+        [("tool", "source", "domain", "action", "risk", "runs")]
+        + [
+            (
+                str(row["tool"]),
+                str(row["source"]),
+                str(row["domain"]),
+                f"{row['action']} ({row['action_source']}){undone(row)}",
+                str(row["risk"]),
+                ("asks" if row["asks"] else "yes") if row["allowed"] else "blocked",
+            )
+            for row in rows
+        ]
+    )
+
+
+def serve(
+    *,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (0: one the system picks).", min=0, max=65535)
+    ] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token every API request needs, reads included: approval requests "
+            "carry real args (default: $PLANGATE_TOKEN, else a new one, printed)."
+        ),
+    ] = None,
+    expire: Annotated[
+        bool,
+        typer.Option(
+            "--expire/--no-expire",
+            help="Close approvals that expire unanswered as they expire, as plangate expire "
+            "--watch does, while it serves.",
+        ),
+    ] = True,
+    expire_every: Annotated[
+        float | None,
+        duration_option(
+            "--expire-every",
+            help="The longest wait between two looks at the database for requests made "
+            "elsewhere (30s, 5m, 1h; default 30s).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the approvals inbox: a page and a JSON API over the database (plangate[server]).
+
+    While it serves, it closes each approval that expires unanswered a moment after it expires
+    (--no-expire leaves them to `plangate expire`).
+    """
+    try:
+        import uvicorn  # noqa: F401  (missing, it is the one-line "needs the server extra")
+
+        from plangate.server import create_app, listen
+        from plangate.server import serve as serve_inbox
+    except ImportError as exc:
+        raise PlangateUsageError(
+            f"`plangate serve` needs {exc.name or 'fastapi and uvicorn'}",
+            hint="install plangate's `server` extra (from a checkout: pip install '.[server]')",
+        ) from None
+    where, db = new_run_project(project, db)
+    given = token or os.environ.get("PLANGATE_TOKEN")
+    secret = given or secrets.token_urlsafe(24)
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    # On loopback, only requests addressed to loopback names: a second wall behind the token,
+    # against a web page reaching the inbox through a DNS-rebound host name.
+    hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else None
+    if expire_every is not None and not expire:
+        raise PlangateUsageError(
+            "--expire-every and --no-expire exclude each other", hint="give one of them"
+        )
+    sweep = (expire_every or DEFAULT_SWEEP_EVERY) if expire else None
+    inbox = create_app(db, token=secret, allowed_hosts=hosts, project=where, expire_every=sweep)
+    sock = listen(host, port)  # bound before the URL is printed, so that it names the real port
+    port = sock.getsockname()[1]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    say(f"plangate inbox on {url} (project {where.name}, database {shown_url(db)})")
+    if given:
+        say(f"Token: the one given (--token or PLANGATE_TOKEN); open {url}#token=...")
+    else:
+        # A fragment never reaches a server or a proxy's log.
+        say(f"Token: {secret}", f"Open: {url}#token={secret}")
+    if not loopback:
+        say(
+            "Note: plain HTTP carries the token in clear; serve beyond loopback only behind "
+            "a TLS proxy."
+        )
+    if sweep is not None:
+        say(
+            "Approvals that expire unanswered are closed as they expire (the database looked "
+            f"at every {shown_duration(sweep)} at least; --no-expire leaves them waiting)."
+        )
+    sys.stdout.flush()  # the token must reach a pipe (a log, a test) before serving blocks
+    serve_inbox(inbox, sock)

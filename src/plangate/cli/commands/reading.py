@@ -1,0 +1,201 @@
+"""Reading runs: `pending`, `runs`, `show`, `trace`.
+
+They read runs with the saver alone (`plangate.runs.stored`), never through a graph, so that
+they start without importing LangGraph's graph machinery: a graph is built only for a run whose
+latest checkpoint does not tell what it waits for (an approval answered and asked again).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from langgraph.checkpoint.base import CheckpointTuple
+
+from plangate._clock import utc_now
+from plangate.cli.describe import (
+    SUMMARY_OVER,
+    approvals_count,
+    is_plan_review,
+    print_done,
+    print_pending,
+    print_result,
+    recorded_actions,
+    what_waits,
+)
+from plangate.cli.options import DbOption, ProjectOption, ThreadArg
+from plangate.cli.output import json_line, say
+from plangate.cli.where import (
+    db_flag,
+    find_project,
+    open_runs,
+    plan_steps,
+    rereader,
+    stored_run,
+)
+from plangate.runs.locks import run_locks
+from plangate.runs.stored import (
+    Reread,
+    interrupts_waiting,
+    is_approval_request,
+    is_expired,
+    latest_checkpoints,
+    run_state,
+    thread_checkpoints,
+    trace_of,
+    waiting_approvals,
+)
+
+__all__ = ("pending", "runs", "show", "trace")
+
+
+def pending(db: DbOption = None, project: ProjectOption = None) -> None:
+    """List every run in the database that waits for an approval.
+
+    A request past its deadline is marked EXPIRED: `plangate expire` closes it. `plangate runs`
+    also lists the runs that stopped mid-way.
+    """
+    _, db = find_project(project, db)
+    now = utc_now()
+    found = False
+    for thread, waiting in waiting_approvals(open_runs(db), rereader(db)):
+        for request in (interrupt.value for interrupt in waiting):
+            found = True
+            when = (
+                f"EXPIRED at {request['expires_at']} (run plangate expire{db_flag(db)})"
+                if is_expired(request, now)
+                else f"expires {request['expires_at']}"
+            )
+            count = approvals_count(request)
+            what = (
+                f"plan review ({len(request['steps'])} steps)  up to"
+                if is_plan_review(request)
+                else f"step {request['step_id']} ({request['tool']})"
+            )
+            say(
+                f"{thread}  {what}  {request['risk']} risk  "
+                + (f"{count}  " if count else "")
+                + when,
+                f"    {request['consequence']}",
+            )
+    if not found:
+        say("No run is waiting for approval.")
+
+
+def runs(
+    db: DbOption = None,
+    project: ProjectOption = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Also list the finished runs.")] = False,
+) -> None:
+    """List the runs that have not finished, newest first, each with what to do next.
+
+    `stopped: plangate resume THREAD` (its process stopped mid-way: Ctrl-C, a crash),
+    `running` (another process runs it now), or `waiting` for an approval. Reads every run's
+    latest checkpoint, where `pending` reads only the waiting runs'.
+    """
+    _, db = find_project(project, db)
+    saver = open_runs(db)
+    locks = run_locks(saver)
+    reread = rereader(db)
+    flag = db_flag(db)
+    now = utc_now()
+    listed = 0
+    for thread, saved in latest_checkpoints(saver):
+        state = run_state(saved)
+        if state == "finished":
+            if not all_runs:
+                continue
+            result = saved.checkpoint["channel_values"].get("result") or {}
+            line = f"finished {result.get('status')}: plangate show {thread}{flag}"
+        elif state == "waiting":
+            line = _waiting_line(reread, thread, saved, now, flag)
+        elif locks.is_running(thread):
+            line = "running: another process runs it now"
+        else:
+            line = f"stopped: plangate resume {thread}{flag}"
+        listed += 1
+        say(f"{thread}  {line}")
+    if not listed:
+        say("No run in the database." if all_runs else "No unfinished run.")
+
+
+def _waiting_line(
+    reread: Reread, thread: str, saved: CheckpointTuple, now: datetime, flag: str
+) -> str:
+    waiting = interrupts_waiting(saved)
+    if waiting is None:  # answered and asked again: only the rebuilt state tells
+        waiting = list(reread(thread))
+    requests = [i.value for i in waiting if is_approval_request(i.value)]
+    requests.sort(key=lambda request: request["step_index"])
+    if not requests:
+        return f"waiting: plangate show {thread}{flag}"
+    request = requests[0]
+    step = what_waits(request)
+    if len(requests) > 1:
+        step = f"{len(requests)} steps ({', '.join(r['step_id'] for r in requests)})"
+        expired = sum(is_expired(r, now) for r in requests)
+        late = f", {expired} EXPIRED: plangate expire{flag}" if expired else ""
+        return f"waiting: {step} need approval{late}: plangate show {thread}{flag}"
+    if is_expired(request, now):
+        return f"waiting: {step} approval EXPIRED at {request['expires_at']}: plangate expire{flag}"
+    count = approvals_count(request)
+    needs = f"needs approval ({count})" if count else "needs approval"
+    return f"waiting: {step} {needs}: plangate show {thread}{flag}"
+
+
+def show(
+    thread: ThreadArg,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help=f"Print every step, also past {SUMMARY_OVER} steps."),
+    ] = False,
+) -> None:
+    """Print a run's result, step table and golden signals, or the steps it has done and what
+    it waits for.
+
+    Past 50 steps, the table is summarised: the count per status and the first steps not ok.
+    """
+    _, db = find_project(project, db)
+    saver, run = stored_run(db, thread)
+    waiting = run.interrupts if run.interrupts is not None else rereader(db)(thread)
+    requests = sorted(
+        (i.value for i in waiting if is_approval_request(i.value)),
+        key=lambda request: request["step_index"],
+    )
+    ended = run.ended
+    actions = recorded_actions(ended, requests)
+    steps = plan_steps(run.values)
+    result = run.values.get("result")
+    if requests:
+        print_done(steps, ended, actions, thread=thread, db=db, full=full)
+        print_pending(thread, requests, db)
+    elif result:
+        print_result(result, actions, thread=thread, db=db, full=full)
+    else:
+        running = (run.values.get("run") or {}).get("running") or ()
+        at = f" (steps in flight: {', '.join(running)})" if running else ""
+        if run_locks(saver).is_running(thread):
+            say(
+                f"Run {thread} has not finished: another process runs it now{at}; "
+                f"`plangate show {thread}{db_flag(db)}` again tells how it ended."
+            )
+        else:
+            say(
+                f"Run {thread} has not finished: it stopped{at}; "
+                f"`plangate resume {thread}{db_flag(db)}` goes on."
+            )
+        print_done(steps, ended, actions, thread=thread, db=db, full=full)
+
+
+def trace(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None) -> None:
+    """Print a run's whole trace as JSON lines.
+
+    Control and bidi characters in strings are written as \\uXXXX escapes (still the same JSON).
+    """
+    _, db = find_project(project, db)
+    saver, _ = stored_run(db, thread)
+    for event in trace_of(thread_checkpoints(saver, thread)):
+        say(json_line(event))
