@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +336,7 @@ def test_every_api_read_needs_the_token(inbox: Inbox) -> None:
         assert streaming.headers["content-type"].startswith("text/event-stream")
     assert inbox.api.get("/api/runs/nope").status_code == 404
 
-    for public in ("/", "/static/app.js", "/static/app.css"):
+    for public in ("/", "/static/app.css", *page_modules(inbox.anon)):
         assert inbox.anon.get(public).status_code == 200, public
     assert inbox.api.get("/api/runs/demo").json()["status"] == "waiting"
 
@@ -936,17 +938,47 @@ def test_unknown_threads_are_404(inbox: Inbox) -> None:
     assert missing.json()["error"] == "UnknownThread"
 
 
+# `import ... from "<specifier>"` or `import "<specifier>"`, one to a line as the page writes them.
+IMPORT = re.compile(r'^import\s(?:[^"]*\sfrom\s)?"([^"]+)";$', re.MULTILINE)
+
+
+def page_modules(client: httpx.Client) -> list[str]:
+    """The page's script, `/static/app.js`, and every module it imports, directly or not, as a
+    browser finds them; each is checked to be served (without the token) as JavaScript, which
+    a browser requires of a module script, and to import only modules beside it."""
+    found = ["/static/app.js"]
+    for path in found:
+        served = client.get(path)
+        assert served.status_code == 200, path
+        assert served.headers["content-type"].startswith("text/javascript"), path
+        assert "import(" not in served.text, path  # no module loaded other than by `import`
+        for specifier in IMPORT.findall(served.text):
+            assert re.fullmatch(r"\./[a-z]+\.js", specifier), (path, specifier)
+            if f"/static/{specifier[2:]}" not in found:
+                found.append(f"/static/{specifier[2:]}")
+    return found
+
+
 def test_the_page_is_served_with_its_assets_and_a_strict_policy(inbox: Inbox) -> None:
     """One page, its script and style, no other origin allowed; no token needed for them."""
     page = inbox.anon.get("/")
     assert page.status_code == 200
     assert "<title>plangate · approvals</title>" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["referrer-policy"] == "no-referrer"
-    assert inbox.anon.get("/static/app.js").headers["content-type"].startswith("text/javascript")
+    assert '<script type="module" src="/static/app.js"></script>' in page.text
     assert inbox.anon.get("/static/app.css").headers["content-type"].startswith("text/css")
     assert inbox.anon.get("/static/secrets.txt").status_code == 404
     assert inbox.api.get("/api/info").json()["profiles"] == ["enterprise", "smb", "technical"]
+
+
+def test_the_page_script_is_every_module_the_package_ships(inbox: Inbox) -> None:
+    """The modules app.js leads to are the package's scripts, no fewer (one missing from the
+    server's list would stop the page) and no more (one no page loads is dead)."""
+    shipped = resources.files("plangate.server").joinpath("static").iterdir()
+    scripts = sorted(f"/static/{file.name}" for file in shipped if file.name.endswith(".js"))
+    assert sorted(page_modules(inbox.anon)) == scripts
 
 
 def test_plangate_serve_prints_a_token_that_works(tmp_path: Path) -> None:

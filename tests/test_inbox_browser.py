@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -495,7 +496,9 @@ INERT = """() => ({
   xss: typeof window.__xss,
   added: window.__added,
   violations: window.__violations,
-  scripts: [...document.scripts].map((s) => s.getAttribute("src")),
+  scripts: [...document.scripts].map((s) => `${s.type} ${s.getAttribute("src")}`),
+  fetched: performance.getEntriesByType("resource").map((r) => new URL(r.name)).map(
+    (url) => (url.origin === location.origin ? url.pathname : url.href)),
   live: document.querySelectorAll("img, svg, iframe, object, embed").length,
   handlers: [...document.querySelectorAll("*")].flatMap(
     (el) => [...el.attributes].filter((a) => a.name.startsWith("on")).map((a) => a.name)),
@@ -503,6 +506,15 @@ INERT = """() => ({
     (el) => el.getAttribute("href") ?? el.getAttribute("src") ?? el.getAttribute("action")
       ?? el.getAttribute("formaction")),
 })"""
+
+
+# The page's scripts: app.js and the modules it imports, which are all the package ships
+# (tests/test_inbox.py holds it to that).
+PAGE_SCRIPTS = sorted(
+    f"/static/{file.name}"
+    for file in resources.files("plangate.server").joinpath("static").iterdir()
+    if file.name.endswith(".js")
+)
 
 
 def _thread_is(thread: str) -> str:
@@ -518,7 +530,11 @@ def assert_inert(page: Page) -> None:
     assert found["xss"] == "undefined", found
     assert found["added"] == [], found
     assert found["violations"] == [], found
-    assert found["scripts"] == ["/static/app.js"], found
+    # One script element, a module; what it imports is fetched from the page's own folder.
+    assert found["scripts"] == ["module /static/app.js"], found
+    assert sorted({url for url in found["fetched"] if url.endswith(".js")}) == PAGE_SCRIPTS, found
+    for url in found["fetched"]:
+        assert url.startswith(("/static/", "/api/")), found
     assert found["live"] == 0, found
     assert found["handlers"] == [], found
     for link in found["links"]:

@@ -85,7 +85,31 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _PUBLIC_PATHS = frozenset({"/", "/openapi.json"})
-_ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+# The page's script is app.js and the modules it imports, each served as JavaScript: a browser
+# runs a module script only if it comes with a JavaScript MIME type. They sit beside app.js, as
+# the token gate lets only `/static/<name>` through without the token.
+_MODULES = (
+    "api.js",
+    "app.js",
+    "approval.js",
+    "clock.js",
+    "dialog.js",
+    "dom.js",
+    "format.js",
+    "gate.js",
+    "inbox.js",
+    "page.js",
+    "router.js",
+    "run.js",
+    "runs.js",
+    "start.js",
+    "stream.js",
+    "trace.js",
+)
+_ASSETS = {
+    **dict.fromkeys(_MODULES, "text/javascript; charset=utf-8"),
+    "app.css": "text/css; charset=utf-8",
+}
 _STATUS: tuple[tuple[type[PlangateError], int], ...] = (
     (UnknownThread, 404),
     (ResumeConflict, 409),
