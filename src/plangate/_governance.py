@@ -7,13 +7,14 @@ import difflib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.tools import BaseTool
 from langgraph.config import get_config
 
+from plangate._time import iso, utc_now
 from plangate.actions import (
     StepPolicy,
     ToolDeclaration,
@@ -32,18 +33,6 @@ from plangate.tracing import EventType, TraceEvent, audit_key, chain_hash, make_
 
 if TYPE_CHECKING:
     from plangate.runs.anchors import AnchorSink
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,7 +29,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
-from plangate._governance import iso, utc_now
+from plangate._time import iso, utc_now
 from plangate.errors import PlangateUsageError, UnknownThread
 from plangate.runs.anchors import AnchorSink, anchors_of
 from plangate.runs.history import get_trace

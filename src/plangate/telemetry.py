@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import NotRequired, TypedDict
 
+from plangate._time import parse_iso
 from plangate.errors import PlangateUsageError
 from plangate.tracing import redact
 
@@ -223,8 +224,6 @@ class Telemetry:
 
 def _ns(moment: str) -> int | None:
     """Nanoseconds since the epoch of an ISO 8601 time, as plangate writes them."""
-    from plangate._governance import parse_iso  # which needs this module first
-
     try:
         return int(parse_iso(moment).timestamp() * 1_000_000_000)
     except ValueError:

@@ -32,7 +32,7 @@ from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.types import Command, StateSnapshot
 
 from plangate._files import read_document
-from plangate._governance import utc_now
+from plangate._time import utc_now
 from plangate.approval import EDIT_HINT
 from plangate.audit import audit_records, verify_trace
 from plangate.cli.describe import (

@@ -9,7 +9,7 @@ from typing import Any
 
 from langgraph.types import StateSnapshot
 
-from plangate._governance import utc_now
+from plangate._time import utc_now
 from plangate.cli.output import human_duration, plural, print_rows, say, visible
 from plangate.cli.where import db_flag, plan_steps
 from plangate.preflight import PreflightReport

@@ -59,7 +59,8 @@ from pydantic import ValidationError
 from typing_extensions import NotRequired, TypedDict
 
 from plangate._files import dotted, first_error
-from plangate._governance import Governance, TraceWriter, parse_iso, utc_now
+from plangate._governance import Governance, TraceWriter
+from plangate._time import parse_iso, utc_now
 from plangate.actions import (
     StepPolicy,
     ToolDeclaration,

@@ -29,7 +29,8 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
-from plangate._governance import Governance, StepLinks, TraceWriter, iso, step_links
+from plangate._governance import Governance, StepLinks, TraceWriter, step_links
+from plangate._time import iso
 from plangate.actions import StepPolicy
 from plangate.approval import DECISIONS, approval_digest, args_problem, consequence_of
 from plangate.budget import charge, exceeded_tier

@@ -15,7 +15,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from plangate._governance import parse_iso, utc_now
+from plangate._time import parse_iso, utc_now
 from plangate.errors import PlangateError, PlangateUsageError
 from plangate.runs.history import close_expired, expired_approvals, is_expired, waiting_approvals
 

@@ -13,7 +13,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt, StateSnapshot
 
-from plangate._governance import parse_iso, utc_now
+from plangate._time import parse_iso, utc_now
 from plangate.errors import PlangateUsageError, ResumeConflict
 from plangate.plan import Plan
 from plangate.state import StepOutcome, StepReport

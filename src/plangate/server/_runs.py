@@ -29,7 +29,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.types import Command, Interrupt, StateSnapshot
 
 from plangate._files import parse_document
-from plangate._governance import iso, parse_iso, utc_now
+from plangate._time import iso, parse_iso, utc_now
 from plangate.approval import parse_decision
 from plangate.errors import (
     InvalidDecision,
