@@ -694,7 +694,10 @@ def test_without_the_extra_the_import_error_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "langchain_mcp_adapters.sessions", None)
-    monkeypatch.delitem(sys.modules, "plangate.adapters.mcp")
+    # The package and its modules, imported again as in a process that never had them.
+    package = "plangate.adapters.mcp"
+    for name in [name for name in sys.modules if name == package or name.startswith(package + ".")]:
+        monkeypatch.delitem(sys.modules, name)
     expected = "install plangate's `mcp` extra (from a checkout: pip install '.[mcp]')"
     with pytest.raises(ImportError, match=re.escape(expected)):
         importlib.import_module("plangate.adapters.mcp")

@@ -27,7 +27,7 @@ from plangate import (
     prune_runs,
     verify_trace,
 )
-from plangate._governance import utc_now
+from plangate._time import utc_now
 from plangate.runs import prune as prune_module
 from plangate.runs.history import aget_trace
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.tools import BaseTool
 from langgraph.config import get_config
 
-from plangate._clock import iso, utc_now
+from plangate._time import iso, utc_now
 from plangate.actions import (
     StepPolicy,
     ToolDeclaration,

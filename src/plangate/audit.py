@@ -30,7 +30,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from plangate._channels import outcomes_from_state
-from plangate._clock import iso, utc_now
+from plangate._time import iso, utc_now
 from plangate.errors import PlangateUsageError, UnknownThread
 from plangate.runs.anchors import AnchorSink, anchors_of
 from plangate.runs.history import get_trace

@@ -13,8 +13,8 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
-from plangate._clock import utc_now
 from plangate._governance import Governance
+from plangate._time import utc_now
 from plangate.adapters.registry import ToolsLike, tool_registry
 from plangate.nodes import (
     approval_interrupt,

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import NotRequired, TypedDict
 
-from plangate._clock import parse_iso
+from plangate._time import parse_iso
 from plangate.errors import PlangateUsageError
 from plangate.tracing import redact
 

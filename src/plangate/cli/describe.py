@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from plangate._clock import utc_now
+from plangate._time import utc_now
 from plangate.cli.output import human_duration, plural, print_rows, say, visible
 from plangate.cli.where import db_flag
 from plangate.runs.stored import EXPIRED_DECISION, is_expired

@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-from plangate._clock import utc_now
+from plangate._time import utc_now
 from plangate.adapters.registry import ToolsLike
 from plangate.errors import PlangateUsageError, PlanValidationError
 from plangate.graph import RECURSION_LIMIT, build_graph

@@ -21,8 +21,8 @@ from typing import Any
 from langgraph.config import get_config
 from langgraph.types import Command, Send, interrupt
 
-from plangate._clock import iso, parse_iso
 from plangate._governance import Governance, TraceWriter
+from plangate._time import iso, parse_iso
 from plangate.approval import Decision, approval_digest, consequence_of, parse_decision
 from plangate.errors import InvalidDecision
 from plangate.hitl import approver_of, hitl_keys

@@ -30,8 +30,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
 from plangate._channels import outcome_from_state
-from plangate._clock import iso
 from plangate._governance import Governance, StepLinks, TraceWriter, step_links
+from plangate._time import iso
 from plangate.actions import StepPolicy
 from plangate.approval import DECISIONS, approval_digest, args_problem, consequence_of
 from plangate.budget import charge, exceeded_tier

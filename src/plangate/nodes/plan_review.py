@@ -33,8 +33,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from plangate._channels import stored_outcome
-from plangate._clock import iso, parse_iso
 from plangate._governance import Governance, TraceWriter
+from plangate._time import iso, parse_iso
 from plangate.nodes._outcome import closed_outcome, span_of_closed
 from plangate.nodes.approval_interrupt import ask_for_decision
 from plangate.plan import Plan, parse_plan

@@ -15,7 +15,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from plangate._clock import parse_iso, utc_now
+from plangate._time import parse_iso, utc_now
 from plangate.errors import PlangateError, PlangateUsageError
 from plangate.runs.history import close_expired, expired_approvals, waiting_approvals
 from plangate.runs.stored import is_expired

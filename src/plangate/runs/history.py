@@ -13,7 +13,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt, StateSnapshot
 
-from plangate._clock import utc_now
+from plangate._time import utc_now
 from plangate.errors import PlangateUsageError, ResumeConflict
 from plangate.plan import Plan
 from plangate.runs.stored import (

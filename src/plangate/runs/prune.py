@@ -36,7 +36,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from plangate._clock import parse_iso, utc_now
+from plangate._time import parse_iso, utc_now
 from plangate.errors import PlangateUsageError, ResumeConflict
 from plangate.runs.locks import run_locks
 from plangate.runs.stored import latest_checkpoints, run_state, trace_of

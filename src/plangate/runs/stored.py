@@ -29,7 +29,7 @@ from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from plangate._channels import DELTA_CHANNELS, outcomes_from_state
-from plangate._clock import parse_iso
+from plangate._time import parse_iso
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig

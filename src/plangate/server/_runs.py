@@ -28,8 +28,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.types import Command, StateSnapshot
 
-from plangate._clock import iso, parse_iso, utc_now
 from plangate._files import parse_document
+from plangate._time import iso, parse_iso, utc_now
 from plangate.approval import parse_decision
 from plangate.errors import (
     InvalidDecision,

@@ -62,7 +62,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from plangate._clock import iso, utc_now
+from plangate._time import iso, utc_now
 from plangate.errors import (
     NoPendingApproval,
     PlangateError,

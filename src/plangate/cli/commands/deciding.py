@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from plangate._clock import utc_now
+from plangate._time import utc_now
 from plangate.cli.describe import print_request, what_waits
 from plangate.cli.options import (
     DEFAULT_SWEEP_EVERY,

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from langgraph.checkpoint.base import CheckpointTuple
 
-from plangate._clock import utc_now
+from plangate._time import utc_now
 from plangate.cli.describe import (
     SUMMARY_OVER,
     approvals_count,

@@ -1,4 +1,9 @@
-"""Time as runs record it: UTC, written as ISO 8601 with a `Z`."""
+"""The clock and the times plangate writes (part of the model's plumbing).
+
+Every time in a trace, an approval request or a run record is UTC in ISO 8601 with a `Z`. These
+helpers import nothing of plangate's, so that both the governance of a run and its telemetry,
+which the run's state holds, can read a time without importing each other.
+"""
 
 from __future__ import annotations
 
