@@ -3,7 +3,8 @@
     python -m benchmarks.startup [--reps 5] [--out benchmarks/results]
 
 Starts the demo project in a temporary folder, runs its plan to its first approval (thread
-`t1`), then times, each `--reps` times in a fresh process, `import plangate`, `plangate
+`t1`), runs each command once to compile and cache its modules' bytecode (as an installed
+package has it), then times, each `--reps` times in a fresh process, `import plangate`, `plangate
 --version` and the commands that only read runs: `pending`, `runs`, `show t1`, `trace t1`. It
 then runs `plangate pending` under `python -X importtime` and adds up the import time by
 top-level package, which says what a command pays for before it does anything. Prints and
@@ -14,6 +15,7 @@ other work shares, wall times vary from run to run and CPU times much less.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -36,9 +38,25 @@ COMMANDS: dict[str, list[str]] = {
 }
 
 
+def _bytecode_env(cache: Path) -> dict[str, str]:
+    """The environment of the timed processes: Python's compiled bytecode kept (in `cache`), as
+    in an installed package (pip compiles it on install), even where the environment turns the
+    cache off (`PYTHONDONTWRITEBYTECODE`): else every start would also compile every module."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": str(cache)}
+
+
+_ENV: dict[str, str] = {}
+
+
 def _python(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, *args], cwd=folder, capture_output=True, text=True, check=False
+        [sys.executable, *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_ENV or None,
     )
     if check and done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
@@ -83,7 +101,10 @@ def import_breakdown(folder: Path, args: list[str]) -> dict[str, float]:
 
 
 def measure(reps: int, folder: Path) -> dict[str, Any]:
+    _ENV.update(_bytecode_env(folder / "bytecode"))
     paused_demo(folder)
+    for args in COMMANDS.values():  # compiles and caches every module a command imports
+        _python(folder, *args)
     times = {name: timed(folder, args, reps) for name, args in COMMANDS.items()}
     breakdown = import_breakdown(folder, COMMANDS["plangate pending"])
     return {

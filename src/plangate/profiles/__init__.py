@@ -53,7 +53,7 @@ class Budget(BaseModel):
         warning_threshold: Share of a tier (0-1] whose crossing emits one `budget_warning`.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     total_calls: int | None = Field(default=None, ge=0)
     calls_per_domain: int | None = Field(default=None, ge=0)
@@ -77,7 +77,7 @@ class RetryPolicy(BaseModel):
             failing together do not retry in step.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     max_attempts: int = Field(default=1, ge=1, le=100)
     initial_backoff_seconds: float = Field(default=0.5, ge=0, le=_DAY, allow_inf_nan=False)
@@ -103,7 +103,7 @@ class ToolPolicy(BaseModel):
         retry: Retry policy for these tools.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     timeout_seconds: float | None = Field(default=None, gt=0, le=_DAY, allow_inf_nan=False)
     retry: RetryPolicy | None = None
@@ -119,7 +119,7 @@ class PlanReview(BaseModel):
             on their own.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     covers: Risk = "medium"
 
@@ -178,7 +178,7 @@ class Profile(BaseModel):
             Order`): `listed` (the default) keeps the list's order of effects.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str = "custom"
     description: str = ""

@@ -24,7 +24,11 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import ormsgpack
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
-from langgraph.checkpoint.serde.jsonplus import EXT_CONSTRUCTOR_KW_ARGS, JsonPlusSerializer
+from langgraph.checkpoint.serde.jsonplus import (
+    EXT_CONSTRUCTOR_KW_ARGS,
+    EXT_CONSTRUCTOR_POS_ARGS,
+    JsonPlusSerializer,
+)
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -44,6 +48,7 @@ __all__ = (
     "StoredInterrupt",
     "StoredOverwrite",
     "StoredRun",
+    "StoredSend",
     "WaitingInterrupt",
     "ended_outcomes",
     "interrupts_waiting",
@@ -81,6 +86,14 @@ class StoredInterrupt(NamedTuple):
     id: str
 
 
+class StoredSend(NamedTuple):
+    """A task sent to a node with its own input (LangGraph's `Send`: `budget_check` sends each
+    ready step to `tool_exec`), as the checkpoint of a superstep in progress holds it."""
+
+    node: str
+    arg: Any
+
+
 class StoredOverwrite(NamedTuple):
     """A write that replaces a channel's value instead of going through its reducer
     (LangGraph's `Overwrite`: `plan_start` writes one to clear the outcomes of a new plan)."""
@@ -94,6 +107,7 @@ class StoredOverwrite(NamedTuple):
 _STAND_INS: dict[tuple[str, str], Callable[..., Any]] = {
     ("langgraph.types", "Interrupt"): lambda value, id, **_: StoredInterrupt(value, id),
     ("langgraph.types", "Overwrite"): lambda value, **_: StoredOverwrite(value),
+    ("langgraph.types", "Send"): lambda node, arg, *_: StoredSend(node, arg),
 }
 
 
@@ -105,13 +119,13 @@ def reading_serde() -> JsonPlusSerializer:
     decode_other = standard._unpack_ext_hook
 
     def decode(code: int, data: bytes) -> Any:
-        if code == EXT_CONSTRUCTOR_KW_ARGS:
-            module, name, kwargs = ormsgpack.unpackb(
+        if code in (EXT_CONSTRUCTOR_POS_ARGS, EXT_CONSTRUCTOR_KW_ARGS):
+            module, name, given = ormsgpack.unpackb(
                 data, ext_hook=decode, option=ormsgpack.OPT_NON_STR_KEYS
             )[:3]
             stand_in = _STAND_INS.get((module, name))
             if stand_in is not None:
-                return stand_in(**kwargs)
+                return stand_in(**given) if code == EXT_CONSTRUCTOR_KW_ARGS else stand_in(*given)
         return decode_other(code, data)
 
     return JsonPlusSerializer(__unpack_ext_hook__=decode)
@@ -322,9 +336,11 @@ def _stored(value: Any) -> Any:
 
 
 def stored_values(saver: BaseCheckpointSaver[Any], saved: CheckpointTuple) -> dict[str, Any]:
-    """The state's values at checkpoint `saved`, as `graph.get_state(...).values` gives them:
-    each channel's stored value, and each delta channel's replayed, as LangGraph does on load,
-    from the nearest snapshot and the writes of the checkpoints since (one saver call)."""
+    """The state's values at checkpoint `saved`, as LangGraph loads them to run the next step:
+    each channel's stored value, and each delta channel's replayed from the nearest snapshot and
+    the writes of the checkpoints since (one saver call). `graph.get_state` gives the same, with
+    the writes of the tasks of the step in progress that ended applied on top; those stay in
+    `saved.pending_writes` here (`ended_outcomes` reads the wave's)."""
     checkpoint = saved.checkpoint
     stored = checkpoint["channel_values"]
     values = {
