@@ -474,9 +474,9 @@ def test_a_closed_pipe_stops_quietly_and_the_run_can_be_resumed(tmp_path: Path) 
 
 
 def test_a_run_paused_for_approval_prints_the_steps_that_ended_beside_it(tmp_path: Path) -> None:
-    """Two reads run beside a send that waits for approval: `plangate run` prints their events
-    when it pauses, marked as not numbered yet, in the order they happened; `approve` numbers
-    them with the rest of the wave, and the trace's `seq` stays gap-free."""
+    """Two reads run beside a send that waits for approval: `plangate run` prints each read's
+    events as its task ends, marked as not numbered yet (whichever ends first first); `approve`
+    numbers them with the rest of the wave, and the trace's `seq` stays gap-free."""
     profile = tmp_path / "beside.yaml"
     profile.write_text("name: beside\norder: dependencies\n")
     plan = tmp_path / "plan.json"
@@ -493,10 +493,10 @@ def test_a_run_paused_for_approval_prints_the_steps_that_ended_beside_it(tmp_pat
     assert run.returncode == ExitCode.PAUSED, run.stderr
     before_pause = run.stdout.split("Paused:")[0]
     shown = [line.split()[2:4] for line in before_pause.splitlines() if line.startswith("[  -]")]
-    assert shown == [
-        [kind, name] for name in ("look", "again")
-        for kind in ("adapter_fallback", "tool_call_start", "tool_call_complete")
-    ]  # fmt: skip
+    kinds = ("adapter_fallback", "tool_call_start", "tool_call_complete")
+    ended_first = shown[0][1]
+    ended_next = "again" if ended_first == "look" else "look"
+    assert shown == [[kind, name] for name in (ended_first, ended_next) for kind in kinds]
     assert "numbered when the wave is over" in before_pause
 
     approve = plangate(tmp_path, "approve", "B", "--approver", "lee")
@@ -504,7 +504,51 @@ def test_a_run_paused_for_approval_prints_the_steps_that_ended_beside_it(tmp_pat
     trace = [json.loads(line) for line in plangate(tmp_path, "trace", "B").stdout.splitlines()]
     assert [event["seq"] for event in trace] == list(range(len(trace)))
     numbered = [e["type"] for e in trace if e["step_id"] == "look"]
-    assert numbered == [*(kind for kind, _ in shown[:3]), "step_completed"]
+    assert numbered == [*kinds, "step_completed"]
+
+
+QUICK_TOOL = """
+
+@declare_action(action="read")
+def quick(name: str) -> str:
+    \"\"\"Answer at once.\"\"\"
+    return name
+
+
+toolkit["slow.quick"] = quick
+"""
+
+
+def test_a_step_that_ends_beside_a_slower_one_is_printed_when_it_ends(tmp_path: Path) -> None:
+    """A quick read and a read that waits until the test lets it go, in one wave, nothing
+    waiting for a person: the quick one's call is printed while the other still runs,
+    unnumbered, and not again when the wave ends; the other's come numbered."""
+    (tmp_path / "plangate.yaml").write_text("profile: technical\ntools: [{python: slow:toolkit}]\n")
+    (tmp_path / "slow.py").write_text(WAITING_TOOLS + QUICK_TOOL)
+    plan = tmp_path / "plan.json"
+    steps = [
+        {"id": "held", "tool": "slow.hold", "args": {"name": "held"}},
+        {"id": "quick", "tool": "slow.quick", "args": {"name": "quick"}},
+    ]
+    plan.write_text(json.dumps({"goal": "a quick read beside a held one", "steps": steps}))
+    running = start(tmp_path, "run", str(plan), "--thread", "Q")
+    early = read_until(running, "tool_call_complete")
+    assert early[-1].startswith("[  -]")
+    assert "quick" in early[-1]
+    assert running.poll() is None  # the held read still runs
+    (tmp_path / "release").touch()
+    assert running.stdout is not None
+    rest = running.stdout.read()
+    assert running.wait(60) == ExitCode.SUCCESS
+    assert any("numbered when the wave is over" in line for line in early)
+    later = [line for line in rest.splitlines() if line.startswith("[")]
+    # Not printed twice: what the wave's end adds of it is the step's own end.
+    assert [line.split()[2] for line in later if "quick" in line] == ["step_completed"]
+    held = [line for line in later if "held" in line]
+    assert held
+    assert not any(line.startswith("[  -]") for line in held)
+    trace = [json.loads(line) for line in plangate(tmp_path, "trace", "Q").stdout.splitlines()]
+    assert [event["seq"] for event in trace] == list(range(len(trace)))
 
 
 # --- progress, human numbers, help ------------------------------------------------------------

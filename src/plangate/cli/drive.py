@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any, cast
 
@@ -56,19 +56,24 @@ def drive(
     positions = step_positions(steps) if sys.stdout.isatty() else None
     late = False
     ctrl_c = CtrlC()
+    live = LiveSteps()
     try:
         with ctrl_c:
             # Closed at once when the output closes: the run lets go of its thread's lock.
             stream = cast(
                 Generator[Any, None, None],
-                graph.stream(value, config, stream_mode="custom", control=ctrl_c.control),
+                graph.stream(
+                    value, config, stream_mode=["custom", "updates"], control=ctrl_c.control
+                ),
             )
             with contextlib.closing(stream) as chunks:
-                for event in custom_events(chunks):
+                for event in live.events(chunks):
                     late = late or (
                         event["type"] == "approval_timeout" and event["step_id"] == decided_step
                     )
                     say(describe(event, positions))
+                    if event["seq"] < 0 and live.note_once():
+                        say(EARLY_NOTE)
         if ctrl_c.pressed:  # the run ended on its own before a next step would have started
             raise _interrupted(graph, config, db)
         snapshot = graph.get_state(config)
@@ -76,9 +81,10 @@ def drive(
         result = snapshot.values.get("result")
         if requests:
             saved = _saver(graph).get_tuple(config)
-            if ended := unnumbered_events(saved) if saved else None:
+            if ended := [e for e in unnumbered_events(saved) if live.unseen(e)] if saved else None:
                 say(*(describe(event, positions) for event in ended))
-                say("  ([  -]: ended beside the steps that wait; numbered when the wave is over)")
+                if live.note_once():
+                    say(EARLY_NOTE)
             print_pending(thread, requests, db)
             code = ExitCode.PAUSED
         elif result:
@@ -167,10 +173,68 @@ def stopped_line(graph: PlangateGraph, config: RunnableConfig, db: str, why: str
     )
 
 
-def custom_events(chunks: Iterator[Any]) -> Iterator[dict[str, Any]]:
-    for chunk in chunks:
-        if isinstance(chunk, dict) and "type" in chunk and "seq" in chunk:
-            yield chunk
+EARLY_NOTE = (
+    "  ([  -]: ended beside steps still running or waiting; numbered when the wave is over)"
+)
+
+
+class LiveSteps:
+    """The trace events to print while a run streams (`stream_mode=["custom", "updates"]`), as
+    they happen: the numbered ones LangGraph streams, and, ahead of them, the events of a step
+    that ended while other steps of its wave still run.
+
+    Such a step's events are numbered only when its whole wave is over (`trace_emit`, in plan
+    order, so that `seq` does not depend on timing); a read that took a second beside a call
+    that takes a minute would show nothing for that minute. Its task's update, which LangGraph
+    streams as the task ends, carries them: they are printed then, unnumbered (`seq` -1), and
+    not again when they come numbered."""
+
+    def __init__(self) -> None:
+        self._running: set[str] = set()
+        self._shown: set[tuple[Any, ...]] = set()
+        self._noted = False
+
+    def note_once(self) -> bool:
+        """Whether the note on events printed ahead of their number is yet to be printed (it is
+        printed once, after the first of them)."""
+        noted, self._noted = self._noted, True
+        return not noted
+
+    def events(self, chunks: Iterator[tuple[str, Any]]) -> Iterator[dict[str, Any]]:
+        for mode, chunk in chunks:
+            if mode == "updates" and isinstance(chunk, dict):
+                yield from self._ended_early(chunk)
+            elif (
+                isinstance(chunk, dict)
+                and "type" in chunk
+                and "seq" in chunk
+                and self.unseen(chunk)
+            ):
+                yield chunk
+
+    def unseen(self, event: Mapping[str, Any]) -> bool:
+        """Whether `event` has not been printed yet (unnumbered, when its step ended)."""
+        return _key(event) not in self._shown
+
+    def _ended_early(self, update: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        for node, written in update.items():
+            if not isinstance(written, Mapping):
+                continue
+            running = (written.get("run") or {}).get("running")
+            if node == "budget_check" and running:  # a new wave: these steps run now
+                self._running = set(running)
+            for report in written.get("wave") or ():
+                outcome = report.get("outcome")
+                if not outcome:
+                    continue
+                self._running.discard(outcome["step_id"])
+                if self._running:  # others of its wave still run: say it now
+                    self._shown.update(_key(event) for event in report["events"])
+                    yield from report["events"]
+
+
+def _key(event: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (event["step_id"], event["type"], event["ts"])
 
 
 def _saver(graph: PlangateGraph) -> BaseCheckpointSaver[Any]:
