@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from _support import (
     billing_service,
     free_port,
     plangate,
+    run_in,
     write_team_project,
 )
 
@@ -442,6 +444,28 @@ def test_project_loading_from_python_is_lazy(project: Path, tmp_path: Path) -> N
     with pytest.raises(ProjectError, match=r"tools\.2: cannot fetch the OpenAPI document"):
         graph.tools.get("billing.get_invoice")
     assert mcp_calls(tmp_path / "mcp.jsonl") == []  # listing tools calls none
+
+
+# What builds graphs and tools; the project's checkpointer (`langgraph.checkpoint`) may load.
+GRAPH_MACHINERY = (
+    "langgraph.types",
+    "langgraph.graph",
+    "langchain_core.tools",
+    "langsmith.run_trees",
+)
+
+
+def test_importing_the_project_loads_no_graph_machinery_or_tools(tmp_path: Path) -> None:
+    """The commands that only read runs (`pending`, `runs`, `show`, `trace`) find their project
+    and database through `plangate.project`: importing it, in a fresh process (these tests have
+    imported everything), leaves LangGraph's graphs and LangChain's tools for a graph to load."""
+    code = (
+        "import json, sys, plangate.project; "
+        f"print(json.dumps([m for m in {GRAPH_MACHINERY!r} if m in sys.modules]))"
+    )
+    done = run_in(tmp_path, sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
 
 
 def test_find_looks_in_parents_and_the_variable_wins(tmp_path: Path) -> None:

@@ -1,0 +1,156 @@
+"""The project file (`plangate.project`): what `plangate.yaml` may say, as pydantic models that
+name a mistaken key. Nothing here reads a file or an environment variable (`_read`, `_expand`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
+
+PROJECT_FILE = "plangate.yaml"
+
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def _import_path(value: str) -> str:
+    if not _IMPORT_PATH.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not module:attribute; write the module, a colon, then the name in it "
+            "(`mytools:toolkit` for `toolkit` in mytools.py)"
+        )
+    return value
+
+
+ImportPath = Annotated[str, AfterValidator(_import_path)]
+"""Where Python tools or mocks are: `module:attribute`."""
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PythonTools(_Entry):
+    """Tools from Python: `module:attribute`, a list or name -> tool mapping of tools or plain
+    functions, or a callable returning one (called with `args` as keyword arguments)."""
+
+    python: ImportPath
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class MCPServer(BaseModel):
+    """One server of an `mcpServers` mapping, as Claude Desktop, Cursor and VS Code write it:
+    `command`/`args`/`env`/`cwd` for stdio (`cwd` defaults to the project's folder), or
+    `url`/`headers` (and `type`: `http`, the default, or `sse`). Other keys those clients
+    keep (`disabled`, `autoApprove`) are not read: approvals are the profile's."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    url: str | None = None
+    type: Literal["stdio", "http", "streamable-http", "streamable_http", "sse"] | None = None
+    headers: dict[str, str] | None = None
+
+
+class MCPTools(_Entry):
+    """The tools of MCP servers: an `mcpServers` file (`.mcp.json`), or the mapping inline."""
+
+    mcp: str | dict[str, MCPServer]
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+
+class OpenAPITools(_Entry):
+    """The operations of an OpenAPI 3 document (a URL or a file), as `openapi_tools` takes
+    them."""
+
+    openapi: str
+    prefix: str | None = None
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    headers: dict[str, str] | None = None
+    auth: dict[str, str] | None = None
+    base_url: str | None = None
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+
+class PythonMocks(_Entry):
+    """Mocks from Python: a list of tools, or a callable returning one."""
+
+    python: ImportPath
+
+
+ENTRY_KINDS = ("python", "mcp", "openapi")
+
+
+def _entry_kind(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        return next((kind for kind in ENTRY_KINDS if kind in value), None)
+    return None
+
+
+ToolEntry = Annotated[
+    Annotated[PythonTools, Tag("python")]
+    | Annotated[MCPTools, Tag("mcp")]
+    | Annotated[OpenAPITools, Tag("openapi")],
+    Discriminator(
+        _entry_kind,
+        custom_error_type="tool_entry",
+        custom_error_message="each entry needs one of python, mcp or openapi",
+    ),
+]
+
+
+class Anchors(BaseModel):
+    """`anchors:` where each run's trace head is kept, outside its database: a file opened
+    for append, or OpenTelemetry log records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str | None = None
+    otel: bool = False
+
+    @model_validator(mode="after")
+    def _one_sink(self) -> Anchors:
+        if (self.file is None) == (not self.otel):
+            raise ValueError("give one of file: PATH or otel: true")
+        return self
+
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+"""The largest request body the inbox reads, unless `inbox.max_body_bytes` says otherwise: room
+for a plan of millions of characters (a plan holds at most `plangate.plan.MAX_PLAN_SIZE`)."""
+
+
+class InboxSettings(BaseModel):
+    """What `inbox:` in `plangate.yaml` sets for the approvals inbox (`plangate serve`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    """A request whose body is larger is refused with 413 before its body is read."""
+
+
+class ProjectFile(BaseModel):
+    """What `plangate.yaml` holds; every key is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    db: str = "sqlite:///plangate.db"
+    profile: str = "enterprise"
+    profiles: str | None = None
+    tools: list[ToolEntry] = Field(default_factory=list)
+    fixtures: list[str | PythonMocks] = Field(default_factory=list)
+    anchors: Anchors | None = None
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
