@@ -22,7 +22,7 @@ from plangate._files import dotted, refused_decision
 from plangate._names import same_person_key
 from plangate.adapters._json_schema import JSONSchemaArguments
 from plangate.errors import InvalidDecision, PlanValidationError
-from plangate.hitl import from_hitl, is_hitl
+from plangate.hitl import from_langchain, is_langchain
 from plangate.plan import (
     MAX_NAME_CHARS,
     MAX_PLAN_SIZE,
@@ -130,7 +130,7 @@ class Decision(BaseModel):
 
 _HINT = (
     "send {'decision': 'approve'|'edit'|'reject'|'respond', ...}, or LangChain's HITL form "
-    "{'decisions': [{'type': 'approve'}]}"
+    "{'decisions': [{'type': 'approve'}]} or its per-call form {'type': 'approve'}"
 )
 
 
@@ -142,7 +142,8 @@ def parse_decision(
     approver: str | None = None,
 ) -> Decision:
     """Validate a resume value (dict or `Decision`, or LangChain's HITL form
-    `{"decisions": [...]}`, whose approver is `approver`) as the answer to `request`.
+    `{"decisions": [...]}` or per-call form `{"type": ...}`, whose approver is `approver`) as
+    the answer to `request`.
 
     An `edit` is checked against the tool's argument schema (unknown keys included) and must
     not carry a redaction marker (`[REDACTED_EMAIL]`, ...) into the call that the request's own
@@ -151,14 +152,15 @@ def parse_decision(
     Raises:
         InvalidDecision: The value is not a valid decision; the message names the field.
     """
-    if is_hitl(value):
+    if is_langchain(value):
         if request is None:
+            field = "decisions" if "decisions" in value else "type"
             raise InvalidDecision(
-                "invalid decision: decisions: a decision in LangChain's HITL form answers a "
-                "request, and none was given",
-                field="decisions",
+                f"invalid decision: {field}: a decision in LangChain's form answers a request, "
+                "and none was given",
+                field=field,
             )
-        value = from_hitl(value, request, approver)
+        value = from_langchain(value, request, approver)
     if isinstance(value, Decision):
         decision = value
     elif isinstance(value, Mapping):

@@ -130,7 +130,8 @@ class ApprovalRequest(_PendingDecision):
     `args` are the real arguments (the person deciding must see them; the trace's copy is
     redacted); `action` is the effective action and `action_source` who said it; `digest` binds
     a decision to the tool (and what it declares), args, action, risk and profile shown
-    (`Decision.digest`).
+    (`Decision.digest`). The interrupt shows it with LangChain's keys beside these
+    (`plangate.hitl.in_form`); in the per-call form its `type` is LangChain's `tool_approval`.
     """
 
     type: Literal["approval_request"]

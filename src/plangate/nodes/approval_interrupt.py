@@ -25,7 +25,7 @@ from plangate._governance import Governance, TraceWriter
 from plangate._time import iso, parse_iso
 from plangate.approval import Decision, approval_digest, consequence_of, parse_decision
 from plangate.errors import InvalidDecision
-from plangate.hitl import approver_of, hitl_keys
+from plangate.hitl import approver_of, in_form, interrupt_mode_of
 from plangate.nodes._outcome import closed_outcome
 from plangate.plan import PlanStep, step_from_state
 from plangate.state import (
@@ -49,20 +49,21 @@ def ask_for_decision(
     """Interrupt until the resume value is a valid decision on this very request: the decision,
     and when it arrived."""
     tool = governance.described(request["tool"]) if request["tool"] else None
+    config = get_config()
+    mode = interrupt_mode_of(config)
     asked: Mapping[str, Any] = request
     while True:
         # The schema also rides on the Interrupt itself, where LangGraph clients look for it;
-        # LangChain's HITL keys let approval UIs made for its middleware show the request.
-        shown = {**asked, **hitl_keys(asked)}
-        value = interrupt(shown, response_schema=request["response_schema"])
+        # LangChain's keys let approval UIs made for its middleware show the request.
+        value = interrupt(in_form(asked, mode), response_schema=request["response_schema"])
         received = governance.now()
         if isinstance(value, Mapping) and RECEIVED_AT in value:
             value = dict(value)
             received = str(value.pop(RECEIVED_AT))
         try:
-            # A HITL resume names no approver: the run's config does.
+            # A resume in LangChain's form names no approver: the run's config does.
             decision = parse_decision(
-                value, tool=tool, request=request, approver=approver_of(get_config())
+                value, tool=tool, request=request, approver=approver_of(config)
             )
         except InvalidDecision as exc:
             asked = {**request, "error": exc.message}

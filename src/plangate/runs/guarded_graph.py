@@ -27,7 +27,7 @@ from plangate.errors import (
     ToolNotAvailable,
     UnknownThread,
 )
-from plangate.hitl import approver_of
+from plangate.hitl import approver_of, interrupt_mode_of, is_langchain
 from plangate.nodes.approval_interrupt import RECEIVED_AT
 from plangate.plan import parse_plan
 from plangate.runs.history import remaining_tools
@@ -94,6 +94,7 @@ class PlangateGraph(CompiledStateGraph):
         # The thread's lock is taken before the pending approval is read, so that what is
         # checked is still true when the run goes on.
         self._refuse_no_thread(config)
+        interrupt_mode_of(config)  # a mode nobody speaks is refused before anything runs
         with self.hold(config):
             saved = self._saver.get_tuple(config or {}) if self._locked_thread(config) else None
             if self._starts_plan(input, config):
@@ -110,6 +111,7 @@ class PlangateGraph(CompiledStateGraph):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         self._refuse_no_thread(config)
+        interrupt_mode_of(config)
         async with await self._arun_lock(config):
             locked = self._locked_thread(config)
             saved = await self._saver.aget_tuple(config or {}) if locked else None
@@ -273,8 +275,10 @@ class PlangateGraph(CompiledStateGraph):
         self, pending: Mapping[str, WaitingInterrupt], resume: Any, config: RunnableConfig
     ) -> str:
         """The interrupt a single decision answers: the one its `request_id` names, else the
-        only one pending."""
-        request_id = resume.get("request_id") if isinstance(resume, Mapping) else None
+        only one pending. LangChain's forms have no `request_id`: one there is refused as the
+        extra field it is, not taken as an address."""
+        plangate_form = isinstance(resume, Mapping) and not is_langchain(resume)
+        request_id = resume.get("request_id") if plangate_form else None
         request_id = getattr(resume, "request_id", request_id)
         if request_id is not None:
             for key, waiting in pending.items():

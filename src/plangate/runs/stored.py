@@ -244,8 +244,14 @@ def run_state(saved: CheckpointTuple) -> RunState:
 
 def is_approval_request(value: Any) -> bool:
     """Whether an interrupt's value asks a person for a decision: on one step, or on the whole
-    plan (`plan_review`)."""
-    return isinstance(value, Mapping) and value.get("type") in ("approval_request", "plan_review")
+    plan (`plan_review`). A step's request in LangChain's per-call form is typed `tool_approval`
+    (`plangate.hitl.in_form`); its `request_id` tells it from LangChain's own."""
+    if not isinstance(value, Mapping):
+        return False
+    kind = value.get("type")
+    return kind in ("approval_request", "plan_review") or (
+        kind == "tool_approval" and "request_id" in value
+    )
 
 
 EXPIRED_DECISION = {"decision": "reject", "reason": "approval expired", "approver": "expire"}

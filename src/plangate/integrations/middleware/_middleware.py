@@ -65,7 +65,9 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
       `response_schema` with the tool's argument schema; `step_id` is the tool call id and
       `step_index` the call's place in the model's turn). Resume with a plangate decision:
       `Command(resume={"decision": "approve"})`, or, when several calls wait at once,
-      `Command(resume={interrupt.id: decision, ...})`. `approve` runs the call; `edit` runs it
+      `Command(resume={interrupt.id: decision, ...})`; LangChain's decisions are taken too
+      (`plangate.hitl`), and the run's config may ask for LangChain's per-call request form
+      (`interrupt_mode: per_call`). `approve` runs the call; `edit` runs it
       with new `args` (checked against the tool's schema) and tells the model so; `reject`
       and `respond` do not run it, the model reads the reason or the person's `message`; a
       decision arriving after `expires_at` does not run it either (`approval_timeout`). An
