@@ -1,5 +1,5 @@
 """Where a benchmark leaves what it measured: `NAME.json` (the numbers) and `NAME.md` (the table
-the README quotes), in the folder `--out` names."""
+the Performance page includes), in the folder `--out` names."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The inbox page in a real headless browser: Debian's chromium driven by Playwright, against
 `plangate serve` running as a real process on runs paused by `plangate run`.
 
-Set `PLANGATE_SCREENSHOT_DIR=docs` to also write the README's screenshot (`docs/inbox.png`).
+Set `PLANGATE_SCREENSHOT_DIR=docs/images` to also write the screenshot the README and the docs show
+(`docs/images/inbox.png`).
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ def client(server: Server) -> SyncLangGraphClient:
 
 @pytest.fixture
 def plan() -> dict[str, Any]:
-    """The README's demo: look Acme up, draft an email, send it (the send waits, under smb)."""
+    """The demo: look Acme up, draft an email, send it (the send waits, under smb)."""
     loaded: dict[str, Any] = yaml.safe_load(
         (ROOT / "examples" / "demo" / "sales_followup.yaml").read_text(encoding="utf-8")
     )
@@ -753,7 +753,7 @@ def test_a_run_the_sdk_starts_is_listed_and_approved_by_the_cli_and_the_sdk_sees
     assert result["status"] == "success"
     assert [(a["decision"], a["approver"]) for a in result["approvals"]] == [("approve", "lee")]
     # The server's own thread record is its runtime's, which a decision taken elsewhere does
-    # not reach: it still says what the server's last run left (the README says so).
+    # not reach: it still says what the server's last run left (the docs say so).
     assert project_client.threads.get(thread_id)["status"] == "interrupted"
     still = plangate(project_server.folder, "pending", env=env)
     assert thread_id not in still.stdout

@@ -46,7 +46,8 @@ def kernel_specs(tmp_path_factory: pytest.TempPathFactory) -> KernelSpecManager:
 
 
 def test_the_four_notebooks_are_there() -> None:
-    """The set of notebooks is what the README lists; a new or renamed one must be added here."""
+    """The set of notebooks is what the Notebooks page (docs/getting-started/notebooks.md) lists; a
+    new or renamed one must be added here."""
     assert tuple(p.name for p in notebook_paths()) == EXPECTED
 
 

@@ -26,10 +26,11 @@ from plangate.profiles import BUILTIN_PROFILES
         ("technical", set(), (10000, 5000, 5000), False),
     ],
 )
-def test_builtins_match_the_readme_table(
+def test_builtins_match_the_profiles_page_table(
     name: str, approvals: set[str], budget: tuple[int, int, int], redact: bool
 ) -> None:
-    """Each built-in has the approvals, budget tiers and redaction the README table lists."""
+    """Each built-in has the approvals, budget tiers and redaction the table of the Profiles page
+    (docs/concepts/profiles.md) lists."""
     profile = load_profile(name)
     assert profile.name == name
     assert set(profile.require_approval) == approvals
@@ -144,8 +145,8 @@ def test_model_dump_round_trips_through_json(tmp_path: Path, profile: Profile) -
     assert load_profile(str(path)) == profile
 
 
-def test_readme_example_profile_loads(tmp_path: Path) -> None:
-    """The profile file shown in the README loads with the values it states."""
+def test_an_example_profile_loads(tmp_path: Path) -> None:
+    """A profile file of the fields the Profiles page shows loads with the values it states."""
     path = tmp_path / "finance.yaml"
     path.write_text(
         """\

@@ -1,6 +1,6 @@
 """plangate: run LLM-made plans of tool calls as a governed, resumable LangGraph graph.
 
-Example:
+Examples:
     >>> from langgraph.types import Command
     >>> from plangate import build_graph, demo_toolkit, open_checkpointer
     >>> graph = build_graph(demo_toolkit("/tmp/outbox.db"), profile="smb",

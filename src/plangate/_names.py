@@ -37,7 +37,7 @@ def same_person_key(name: str | None) -> str | None:
     the name, format characters (zero-width joiners, bidi marks), compatibility forms
     (fullwidth letters) and lookalikes from other scripts (a Cyrillic e, U+0435, for a Latin one).
 
-    Example:
+    Examples:
         >>> same_person_key("Lee ") == same_person_key("l\u0435e") == "lee"
         True
         >>> same_person_key("\uff4c\uff45\uff45")  # fullwidth

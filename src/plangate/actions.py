@@ -119,7 +119,7 @@ def declare_action(
     Raises:
         PlangateUsageError: `action` is not one of `read`, `propose`, `execute`.
 
-    Example:
+    Examples:
         >>> @declare_action(action="read")
         ... def lookup(account: str) -> dict:
         ...     return {"account": account}

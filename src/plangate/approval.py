@@ -73,7 +73,7 @@ class Decision(BaseModel):
             Given and not the pending request's, the decision is refused (`InvalidDecision`):
             it was about something else.
 
-    Example:
+    Examples:
         >>> Decision(decision="edit", args={"to": "ana@example.com"}, approver="lee").decision
         'edit'
     """

@@ -134,7 +134,7 @@ def verify_anchors(
     problem in one line); `None` when every anchor is signed as `key` says and names an event
     that is there with the anchored hash.
 
-    Example:
+    Examples:
         >>> from plangate.tracing import make_anchor
         >>> cut = make_anchor(thread_id="t", run_id="r", trace_id="x", seq=4, hash="h",
         ...                   ts="noon", key=None)
@@ -265,7 +265,7 @@ def verify_trace(
         UnknownThread: The thread has no checkpoint, and no anchor.
         PlangateUsageError: The anchors cannot be read.
 
-    Example:
+    Examples:
         >>> from plangate import build_graph, open_checkpointer
         >>> graph = build_graph({"echo.say": lambda text: text}, profile="technical",
         ...                     checkpointer=open_checkpointer("sqlite:///:memory:"))

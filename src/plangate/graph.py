@@ -83,7 +83,7 @@ def build_graph(
         ProfileError: The profile is unknown or invalid.
         PlangateUsageError: Two tools share a name, or something is not a tool.
 
-    Example:
+    Examples:
         >>> from plangate import build_graph, open_checkpointer
         >>> def echo(text: str) -> str:
         ...     return text

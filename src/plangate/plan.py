@@ -140,7 +140,7 @@ class Plan(BaseModel):
     naming the step, as are plans over the limits above (`MAX_STEPS`, `MAX_PLAN_SIZE`, ...),
     naming the field and the limit.
 
-    Example:
+    Examples:
         >>> plan = Plan.model_validate({"goal": "say hi", "steps": [{"tool": "echo.say"}]})
         >>> plan.steps[0].id, plan.steps[0].domain
         ('step-1', 'echo')

@@ -142,7 +142,7 @@ def preflight(graph: PlangateGraph, plan: Any) -> PreflightReport:
         The report; a plan that is not valid at all gives `ok=False`, no steps, and one
         `plan` problem naming the step and field.
 
-    Example:
+    Examples:
         >>> from plangate import build_graph, demo_toolkit
         >>> graph = build_graph(demo_toolkit("/tmp/outbox.db"), profile="smb")
         >>> report = preflight(graph, [{"tool": "email.send", "action": "read",

@@ -15,6 +15,7 @@ from typing_extensions import NotRequired, TypedDict
 __all__ = (
     "AUDIT_KEY_ENV",
     "Anchor",
+    "EVENT_MEANINGS",
     "EVENT_TYPES",
     "REDACTION_MARKER",
     "EventType",
@@ -48,6 +49,35 @@ EventType = Literal[
     "plan_completed",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+
+EVENT_MEANINGS: dict[EventType, str] = {
+    "plan_created": "a plan starts (goal, step count, profile)",
+    "policy_override": "the plan's `action` asked for less than the tool's trusted action: both, "
+    "and the `action_source` of the one used",
+    "budget_warning": "a tier (`total`, `domain:<d>`, `tool:<t>`) crosses the warning threshold; "
+    "once per tier",
+    "budget_exceeded": "a step would exceed a tier; the step is blocked",
+    "approval_requested": "a step waits (the request's action, source, risk, consequence, digest, "
+    "redacted args); with no step, the plan review waits (`kind: plan_review`, the steps "
+    "approving it covers)",
+    "approval_received": "a step's request is decided (one event per decision where several "
+    "approvers are needed); with no step, the plan review's",
+    "approval_timeout": "a step's request, or the plan review, expired unanswered",
+    "approval_invalidated": "a call about to run is not the one approved (its args, action, risk "
+    "or profile changed), or needs approval and has none: the step is asked again",
+    "adapter_fallback": "a step's mock answers instead of its tool: `reason` `offline`, or "
+    "`unreachable` with the error",
+    "tool_call_start": "a tool call begins, with its args, action, action source and idempotency "
+    "key",
+    "tool_call_retry": "a transient failure is tried again (attempt, wait, error)",
+    "tool_call_complete": "a tool call returns",
+    "tool_call_error": "a tool call raises",
+    "step_blocked": "a step was blocked (budget, allowlist, unregistered tool)",
+    "step_skipped": "a step was skipped (a dependency did not end ok, or the plan halted)",
+    "step_completed": "any step ends, with its status",
+    "plan_completed": "the run ends, with its status and signals",
+}
+"""When each event type is emitted, in the words the reference of the trace prints."""
 
 
 class TraceEvent(TypedDict):
@@ -86,7 +116,7 @@ def chain_hash(previous: str, event: Mapping[str, Any], key: bytes | None = None
     and the event's canonical JSON (sorted keys, no spaces, its own `hash` left out), as stored:
     redacted where the profile redacts.
 
-    Example:
+    Examples:
         >>> event = {"type": "plan_created", "trace_id": "t", "seq": 0, "ts": "",
         ...          "step_id": None, "tool": None, "data": {}}
         >>> chain_hash("", event) == chain_hash("", {**event, "hash": "x"})
@@ -352,7 +382,7 @@ def redact(value: Any) -> Any:
     keys that redact to the same text are kept apart by a ` #2`, ` #3`, ... suffix. The time
     taken is linear in the size of `value`.
 
-    Example:
+    Examples:
         >>> redact({"to": "ana@example.com", "note": "call +1 415 555 0100 before 2026-03-31"})
         {'to': '[REDACTED_EMAIL]', 'note': 'call [REDACTED_PHONE] before 2026-03-31'}
     """
@@ -395,7 +425,7 @@ def golden_signals(
         at most 1), `failed_before_call`, `tool_latency_ms` (`p50`, `p95`, `max`),
         `approval_wait_ms` (`count`, `mean`, `max`) and `budget_utilisation`.
 
-    Example:
+    Examples:
         >>> signals = golden_signals(["ok", "error", "error"], [12.0], [], 0.1,
         ...                          failed_before_call=2)
         >>> signals["error_rate"], signals["failed_before_call"]

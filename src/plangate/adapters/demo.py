@@ -97,7 +97,7 @@ def demo_outbox(path: str | Path) -> list[dict[str, Any]]:
 def demo_toolkit(outbox: str | Path = "plangate-outbox.db") -> list[BaseTool]:
     """The demo's four tools, writing their effects to the SQLite file `outbox`.
 
-    Example:
+    Examples:
         >>> sorted(t.name for t in demo_toolkit("/tmp/outbox.db"))
         ['crm.lookup_account', 'crm.update_opportunity', 'email.draft', 'email.send']
     """

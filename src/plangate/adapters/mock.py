@@ -158,7 +158,7 @@ def mock_tools(*sources: str | Path | Mapping[str, Any] | MockFixtures) -> list[
     A call that no case matches fails with a `ToolException` naming the tool and the
     arguments, like a real tool refusing a call it does not understand.
 
-    Example:
+    Examples:
         >>> [t.name for t in mock_tools({"tools": {"crm.lookup": [{"output": 1}]}})]
         ['crm.lookup']
     """

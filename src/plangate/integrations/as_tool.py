@@ -78,7 +78,7 @@ def as_tool(
         ProfileError: The profile is unknown or invalid.
         PlangateUsageError: Two tools share a name, or something is not a tool.
 
-    Example:
+    Examples:
         >>> from plangate import demo_toolkit
         >>> from plangate.integrations.as_tool import as_tool
         >>> tool = as_tool(demo_toolkit("/tmp/outbox.db"), profile="smb")
@@ -117,7 +117,7 @@ def summarize_result(
     cut to `max_output_chars` characters of JSON; the summary adds why the run halted (if it
     did), the total calls used against their limit, and the trace id.
 
-    Example:
+    Examples:
         >>> summary = summarize_result({"status": "success", "trace_id": "t", "halted": None,
         ...     "budget": {"total": {"used": 1, "limit": 50}},
         ...     "steps": [{"step_id": "a", "tool": "x.y", "status": "ok", "output": "hi"}]})

@@ -28,7 +28,7 @@ checkpointer, so a plan and a resume decision are validated before LangGraph sto
 in-process: a bad one fails that run with a message naming the problem, and a paused run stays
 paused, ready for a correct decision.
 
-Example:
+Examples:
     >>> from plangate.integrations.langgraph_server import graph_from_env
     >>> graph_from_env({"PLANGATE_PROFILE": "technical"}).name
     'plangate'

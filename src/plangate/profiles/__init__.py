@@ -133,6 +133,7 @@ class Profile(BaseModel):
 
     Attributes:
         name: Shown in traces and the CLI.
+        description: What the profile is for, in a line, for the people who read the file.
         budget: The three budget tiers.
         require_approval: Actions that wait for a human decision.
         tool_actions: Glob pattern -> `read` / `propose` / `execute`: the action of the tools
@@ -326,7 +327,7 @@ def load_profile(name_or_path: str | Path | Profile) -> Profile:
         ProfileError: The name is unknown, or the file is missing or invalid; the message names
             the offending field.
 
-    Example:
+    Examples:
         >>> load_profile("smb").require_approval
         ['execute']
     """

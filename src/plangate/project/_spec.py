@@ -41,7 +41,12 @@ class _Entry(BaseModel):
 
 class PythonTools(_Entry):
     """Tools from Python: `module:attribute`, a list or name -> tool mapping of tools or plain
-    functions, or a callable returning one (called with `args` as keyword arguments)."""
+    functions, or a callable returning one (called with `args` as keyword arguments).
+
+    Attributes:
+        python: `module:attribute`; the module is also looked for beside the project file.
+        args: Keyword arguments for the attribute, when it is a callable returning the tools.
+    """
 
     python: ImportPath
     args: dict[str, Any] = Field(default_factory=dict)
@@ -51,7 +56,18 @@ class MCPServer(BaseModel):
     """One server of an `mcpServers` mapping, as Claude Desktop, Cursor and VS Code write it:
     `command`/`args`/`env`/`cwd` for stdio (`cwd` defaults to the project's folder), or
     `url`/`headers` (and `type`: `http`, the default, or `sse`). Other keys those clients
-    keep (`disabled`, `autoApprove`) are not read: approvals are the profile's."""
+    keep (`disabled`, `autoApprove`) are not read: approvals are the profile's.
+
+    Attributes:
+        command: The program that runs a stdio server (`npx`, `uvx`, a venv's python).
+        args: Its arguments.
+        env: Environment variables for it.
+        cwd: Its working folder (default: the project's folder).
+        url: The address of a server over HTTP.
+        type: The transport: `stdio` with `command`, else `http` (streamable HTTP, the
+            default with `url`) or `sse`.
+        headers: HTTP headers sent to a server over HTTP.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
@@ -65,7 +81,14 @@ class MCPServer(BaseModel):
 
 
 class MCPTools(_Entry):
-    """The tools of MCP servers: an `mcpServers` file (`.mcp.json`), or the mapping inline."""
+    """The tools of MCP servers: an `mcpServers` file (`.mcp.json`), or the mapping inline.
+
+    Attributes:
+        mcp: The path of an `mcpServers` file (as Claude Desktop, Cursor and VS Code write
+            it), or that mapping inline: server name -> server. Each server's name is the
+            prefix of its tools (`fs.read_file`).
+        timeout: Seconds a server has to start and list its tools.
+    """
 
     mcp: str | dict[str, MCPServer]
     timeout: float = Field(default=30.0, gt=0, le=600)
@@ -73,7 +96,21 @@ class MCPTools(_Entry):
 
 class OpenAPITools(_Entry):
     """The operations of an OpenAPI 3 document (a URL or a file), as `openapi_tools` takes
-    them."""
+    them.
+
+    Attributes:
+        openapi: The document's URL or file (relative to the project file).
+        prefix: The prefix of its tools' names, their domain (`billing.create_refund`).
+        include: The operations to make tools of: globs of operationIds or names, and
+            `tag:<glob>`; default: all.
+        exclude: Operations to leave out, in the same words.
+        headers: HTTP headers sent with every request.
+        auth: Security scheme of the document -> its credential, usually `${VAR}`; each goes
+            only to the operations whose `security` asks for it.
+        base_url: Where requests go (default: the document's `servers`, else where it came
+            from).
+        timeout: Seconds a request may take.
+    """
 
     openapi: str
     prefix: str | None = None
@@ -86,7 +123,11 @@ class OpenAPITools(_Entry):
 
 
 class PythonMocks(_Entry):
-    """Mocks from Python: a list of tools, or a callable returning one."""
+    """Mocks from Python: a list of tools, or a callable returning one.
+
+    Attributes:
+        python: `module:attribute`; the module is also looked for beside the project file.
+    """
 
     python: ImportPath
 
@@ -114,7 +155,12 @@ ToolEntry = Annotated[
 
 class Anchors(BaseModel):
     """`anchors:` where each run's trace head is kept, outside its database: a file opened
-    for append, or OpenTelemetry log records."""
+    for append, or OpenTelemetry log records. Give one of the two.
+
+    Attributes:
+        file: A file of JSON lines, appended and fsynced (relative to the project file).
+        otel: `true`: OpenTelemetry log records (`plangate[otel]`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -143,7 +189,23 @@ class InboxSettings(BaseModel):
 
 
 class ProjectFile(BaseModel):
-    """What `plangate.yaml` holds; every key is optional."""
+    """What `plangate.yaml` holds; every key is optional.
+
+    Attributes:
+        db: The database: `sqlite:///file.db` (relative to the project file) or
+            `postgresql://...`.
+        profile: The profile new runs start under (`--profile` picks another): a built-in,
+            one of `profiles`, or a file.
+        profiles: A folder of profile files; each is a profile named by its file name (it may
+            not take a built-in's name).
+        tools: Where the tools come from: a list of `python:`, `mcp:` and `openapi:` entries.
+        fixtures: Fixture files of mocks (for `--offline` and `mock_fallback`), or
+            `python: module:attribute` giving mock tools; a file that is not a fixture file is
+            one line naming the file and the key (`fixtures.0`), never quoting what it holds.
+        anchors: Where each run's latest trace hash is appended, outside its database, so
+            that `plangate verify` finds a rollback; default: none.
+        inbox: Settings of the approvals inbox (`plangate serve`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 

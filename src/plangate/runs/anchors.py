@@ -59,7 +59,7 @@ class FileAnchors:
     """Anchors as JSON lines in a file opened for append: each line is written with one
     `write` (so lines of several processes do not mix), then flushed to disk (`fsync`).
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> from plangate.tracing import make_anchor
         >>> sink = FileAnchors(pathlib.Path(tempfile.mkdtemp()) / "anchors.jsonl")

@@ -26,7 +26,7 @@ def shown_url(url: str) -> str:
     """A database URL to print or show: without the password a `postgresql://` URL may carry
     (a project file's `${PGPASSWORD}`, say).
 
-    Example:
+    Examples:
         >>> shown_url("postgresql://app:s3cret@db:5432/runs")
         'postgresql://app:***@db:5432/runs'
     """
@@ -93,7 +93,7 @@ def open_checkpointer(url: str) -> BaseCheckpointSaver[Any]:
         PlangateUsageError: The URL is not one of these, PostgreSQL cannot be reached, or the
             `plangate[postgres]` extra is not installed.
 
-    Example:
+    Examples:
         >>> saver = open_checkpointer("sqlite:///:memory:")
         >>> type(saver).__name__
         'SqliteSaver'
@@ -125,7 +125,7 @@ async def aopen_checkpointer(url: str) -> BaseCheckpointSaver[Any]:
     Takes the same URLs as `open_checkpointer`. The saver belongs to the running event loop;
     close it with `await saver.conn.close()`.
 
-    Example:
+    Examples:
         >>> import asyncio
         >>> async def main() -> str:
         ...     saver = await aopen_checkpointer("sqlite:///:memory:")

@@ -115,7 +115,7 @@ def watch_expiry(
     Raises:
         PlangateUsageError: `every` is not a positive number of seconds.
 
-    Example:
+    Examples:
         >>> import threading
         >>> stop = threading.Event()
         >>> def watch() -> None:

@@ -128,7 +128,7 @@ def prune_runs(
     Raises:
         PlangateUsageError: The checkpointer is neither (an async or in-memory one, say).
 
-    Example:
+    Examples:
         >>> from datetime import timedelta
         >>> from plangate import open_checkpointer
         >>> report = prune_runs(open_checkpointer(":memory:"), finished_before=timedelta(days=30))

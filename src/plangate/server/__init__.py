@@ -4,7 +4,7 @@ ASGI server. Needs the `plangate[server]` extra (FastAPI and uvicorn).
 `listen` then `serve` run it as `plangate serve` does, on a socket bound first: with port 0 the
 system picks a free port, known before anything is served.
 
-Example:
+Examples:
     >>> from plangate.server import create_app, listen, serve
     >>> app = create_app("sqlite:///runs.db", token="s3cret")  # doctest: +SKIP
     >>> sock = listen("127.0.0.1", 0)  # doctest: +SKIP

@@ -243,7 +243,7 @@ def create_app(
             least every `expire_every` seconds for requests made elsewhere; `None` leaves them
             waiting (`plangate expire` closes them).
 
-    Example:
+    Examples:
         >>> import uvicorn
         >>> app = create_app("plangate.db", token="s3cret")
         >>> # uvicorn.run(app, host="127.0.0.1", port=8765)

@@ -72,7 +72,7 @@ Errors:
     that cannot be reached fails it with `MCPConnectionError`, a `ConnectionError`, so
     profiles retry it as transient.
 
-Example:
+Examples:
     >>> from plangate import build_graph, open_checkpointer
     >>> from plangate.adapters.mcp import mcp_tools
     >>> tools = mcp_tools({"transport": "streamable_http", "url": "http://127.0.0.1:8000/mcp"},

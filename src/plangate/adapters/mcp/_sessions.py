@@ -47,7 +47,7 @@ class MCPSessions:
     leaving it as a context manager. It stays usable: a later call opens its server's session
     again, to be ended by the next `close()` or at exit.
 
-    Example:
+    Examples:
         >>> from plangate import build_graph, open_checkpointer
         >>> with MCPSessions() as sessions:  # doctest: +SKIP
         ...     tools = mcp_tools(connection, prefix="billing", sessions=sessions)

@@ -61,7 +61,7 @@ async def amcp_tools(
         PlangateUsageError: `prefix` is empty or has a dot.
         AdapterError: The server cannot be started, reached or listed.
 
-    Example:
+    Examples:
         >>> import sys
         >>> tools = await amcp_tools(  # doctest: +SKIP
         ...     {"transport": "stdio", "command": sys.executable, "args": ["server.py"]},
@@ -104,7 +104,7 @@ def mcp_tools(
 ) -> list[BaseTool]:
     """`amcp_tools` for sync code, whether or not the calling thread runs an event loop.
 
-    Example:
+    Examples:
         >>> tools = mcp_tools({"transport": "streamable_http",  # doctest: +SKIP
         ...                    "url": "http://127.0.0.1:8000/mcp"}, prefix="billing")
     """

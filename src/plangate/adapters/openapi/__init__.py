@@ -184,7 +184,7 @@ def openapi_tools(
             gives a value naming no variable; an operation kept needs a security scheme and
             no credential is given for it; or no base URL can be worked out.
 
-    Example:
+    Examples:
         >>> tools = openapi_tools(  # doctest: +SKIP
         ...     "http://127.0.0.1:8000/openapi.json",
         ...     prefix="billing",

@@ -99,7 +99,7 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
         PlangateUsageError: An action in `actions` or `default_action` is not one of
             `read`, `propose`, `execute`.
 
-    Example:
+    Examples:
         >>> governance = GovernanceMiddleware(
         ...     profile="smb", actions={"crm.lookup*": "read", "email.draft": "propose"}
         ... )

@@ -1,4 +1,5 @@
-"""The README's complete Python examples run as written, each in a fresh process and folder."""
+"""The documentation's complete examples run as written: the Python blocks and shell commands of
+the README and of the pages under `docs/`, each in a fresh process and folder."""
 
 from __future__ import annotations
 
@@ -15,13 +16,29 @@ from plangate import demo_outbox
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def readme_example(heading: str, index: int = 0) -> str:
-    """The `index`-th Python block of the README section (or subsection) that starts with
-    `heading`, up to the next heading of any level."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
-    blocks: list[str] = re.findall(r"```python\n(.*?)```", section, re.S)
-    return blocks[index]
+def doc_section(page: str, heading: str) -> str:
+    """The part of `page` (a path from the repository's root: `README.md`, `docs/...`) under the
+    heading line `heading`, up to the next heading of any level; a `#` line inside a code block
+    is a comment, not a heading."""
+    lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
+    start = lines.index(heading) + 1
+    fenced = False
+    for end in range(start, len(lines)):
+        if lines[end].startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6} ", lines[end]):
+            return "\n".join(lines[start:end])
+    return "\n".join(lines[start:])
+
+
+def doc_blocks(page: str, heading: str, language: str) -> list[str]:
+    """The `language` code blocks of the section of `page` under `heading`."""
+    return re.findall(rf"```{language}\n(.*?)```", doc_section(page, heading), re.S)
+
+
+def doc_example(page: str, heading: str, index: int = 0) -> str:
+    """The `index`-th Python block of the section of `page` under `heading`."""
+    return doc_blocks(page, heading, "python")[index]
 
 
 def run_example(code: str, cwd: Path) -> str:
@@ -30,8 +47,17 @@ def run_example(code: str, cwd: Path) -> str:
     return done.stdout
 
 
+def test_the_readme_example_pauses_and_an_approval_finishes_the_run(tmp_path: Path) -> None:
+    out = run_example(doc_example("README.md", "## A plan, a pause, an approval"), tmp_path)
+    assert out.splitlines() == ["email.send high", "success ['ok', 'ok']"]
+    (sent,) = demo_outbox(tmp_path / "outbox.db")
+    assert sent["to"] == "ana.lopez@acme.example"
+
+
 def test_the_in_python_example_pauses_approves_and_reads_the_trace(tmp_path: Path) -> None:
-    out = run_example(readme_example("## In Python"), tmp_path).splitlines()
+    out = run_example(
+        doc_example("docs/getting-started/python.md", "# From Python"), tmp_path
+    ).splitlines()
     assert out[0].startswith("high If approved, plangate will call email.send")
     assert "to ana.lopez@acme.example (high risk)" in out[0]  # the approver sees who
     assert out[1].startswith("success ['ok', 'ok'] {'p50': ")
@@ -42,7 +68,9 @@ def test_the_in_python_example_pauses_approves_and_reads_the_trace(tmp_path: Pat
 
 
 def test_the_async_example_runs_and_reads_the_trace(tmp_path: Path) -> None:
-    status, events = run_example(readme_example("## In Python", 1), tmp_path).split()
+    status, events = run_example(
+        doc_example("docs/getting-started/python.md", "# From Python", 1), tmp_path
+    ).split()
     assert status == "success"
     assert int(events) >= 5  # plan start, the step's events, plan end
 
@@ -50,7 +78,9 @@ def test_the_async_example_runs_and_reads_the_trace(tmp_path: Path) -> None:
 def test_declaring_what_a_tool_does_keeps_a_plan_from_calling_a_refund_a_read(
     tmp_path: Path,
 ) -> None:
-    out = run_example(readme_example("### What a tool does"), tmp_path).splitlines()
+    out = run_example(
+        doc_example("docs/concepts/actions.md", "## What a tool does"), tmp_path
+    ).splitlines()
     assert out == [
         "{'plangate': {'action': 'execute', 'irreversible': True}}",
         "execute tool True high",
@@ -58,17 +88,22 @@ def test_declaring_what_a_tool_does_keeps_a_plan_from_calling_a_refund_a_read(
 
 
 def test_the_in_process_tools_example_registers_by_name_and_by_key(tmp_path: Path) -> None:
-    out = run_example(readme_example("### In-process tools"), tmp_path)
+    out = run_example(doc_example("docs/how-to/python-tools.md", "## In-process tools"), tmp_path)
     assert out.strip() == "['billing.lookup', 'billing.refund']"
 
 
 def test_the_offline_example_answers_from_the_demo_mocks(tmp_path: Path) -> None:
-    assert run_example(readme_example("### Mocks and offline runs"), tmp_path).strip() == "True"
+    assert (
+        run_example(
+            doc_example("docs/how-to/mocks.md", "# Mocks and offline runs"), tmp_path
+        ).strip()
+        == "True"
+    )
 
 
 def test_the_mcp_example_loads_the_reference_filesystem_server(tmp_path: Path) -> None:
     """As pasted: `npx` fetches the server from npm and runs it over stdio."""
-    out = run_example(readme_example("### Tools from an MCP server"), tmp_path)
+    out = run_example(doc_example("docs/how-to/mcp.md", "## From Python"), tmp_path)
     assert out.strip().startswith("['fs.")
 
 
@@ -79,24 +114,21 @@ def _on_path() -> dict[str, str]:
     return env
 
 
-def readme_commands(heading: str) -> str:
-    """The first bash block of the README section that starts with `heading`."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
-    return str(re.findall(r"```bash\n(.*?)```", section, re.S)[0])
+def doc_commands(page: str, heading: str) -> str:
+    """The first bash block of the section of `page` under `heading`."""
+    return doc_blocks(page, heading, "bash")[0]
 
 
 def test_the_test_command_updates_the_package_lists_before_installing_chromium() -> None:
     """On a fresh Debian machine `apt-get install` without `apt-get update` finds no package."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## Try it\n", 1)[1].split("\n## ", 1)[0]
+    section = doc_section("README.md", "## Try it")
     (command,) = [line for line in section.splitlines() if "apt-get install" in line]
     assert "apt-get update && apt-get install -y chromium" in command
 
 
 def test_the_first_as_tool_example_says_it_needs_the_langchain_extra() -> None:
     """`create_agent` is not installed by plangate alone: the snippet says which extra brings it."""
-    code = readme_example("## Embed in an agent")
+    code = doc_example("docs/how-to/langchain-agent.md", "# Embed in a LangChain agent")
     assert "as_tool(" in code
     assert code.splitlines()[0].startswith("# Needs plangate[langchain]")
 
@@ -107,9 +139,9 @@ def test_the_project_file_section_runs_as_pasted_and_python_goes_on_with_it(
     """`plangate init orders && ...` writes a starter, lists and checks its tools, pauses on the
     refund and approves it; the section's Python then starts a run of the same project that
     `plangate approve` finishes from the CLI."""
-    heading = "## Connect your tools: the project file"
+    page = "docs/getting-started/first-tool.md"
     done = subprocess.run(
-        ["bash", "-c", readme_commands(heading)],
+        ["bash", "-c", doc_commands(page, "# Your first own tool")],
         cwd=tmp_path,
         env=_on_path(),
         capture_output=True,
@@ -122,7 +154,7 @@ def test_the_project_file_section_runs_as_pasted_and_python_goes_on_with_it(
     assert "No problem found under profile smb." in done.stdout
     assert "Run success" in done.stdout
 
-    out = run_example(readme_example(heading), tmp_path).splitlines()
+    out = run_example(doc_example(page, "## From Python"), tmp_path).splitlines()
     assert out == ["True", "orders.refund"]
     approved = plangate(tmp_path, "approve", "py-1", "--project", "orders", "--approver", "lee")
     assert approved.returncode == 0, approved.stderr
@@ -137,7 +169,7 @@ def test_the_audit_trail_commands_verify_and_export_the_try_it_run(tmp_path: Pat
     assert started.returncode == 3, started.stderr
     assert plangate(demo, "approve", "demo", "--approver", "you").returncode == 0
 
-    commands = readme_commands("### The audit trail")
+    commands = doc_commands("docs/concepts/audit.md", "# The audit trail")
     done = subprocess.run(
         ["bash", "-c", commands],
         cwd=tmp_path,
@@ -160,7 +192,7 @@ def test_the_keeping_the_database_small_commands_prune_a_run_and_keep_its_trace(
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PLANGATE_PROJECT", None)
     done = subprocess.run(
-        ["bash", "-c", readme_commands("### Keeping the database small")],
+        ["bash", "-c", doc_commands("docs/how-to/cli.md", "## Keeping the database small")],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -175,10 +207,8 @@ def test_the_keeping_the_database_small_commands_prune_a_run_and_keep_its_trace(
 
 
 def test_the_passing_outputs_forward_plan_runs_as_written(tmp_path: Path) -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n#### Passing outputs forward\n", 1)[1]
-    plan = re.findall(r"```yaml\n(.*?)```", section, re.S)[0]
-    (tmp_path / "plan.yaml").write_text("goal: README\n" + plan)
+    plan = doc_blocks("docs/concepts/plans.md", "## Passing outputs forward", "yaml")[0]
+    (tmp_path / "plan.yaml").write_text("goal: the docs\n" + plan)
     run = plangate(tmp_path, "run", "plan.yaml", "--profile", "smb", "--thread", "r")
     assert run.returncode == 3, run.stdout + run.stderr
     assert (
@@ -189,7 +219,9 @@ def test_the_passing_outputs_forward_plan_runs_as_written(tmp_path: Path) -> Non
 
 
 def test_the_several_requests_example_decides_one_then_the_rest(tmp_path: Path) -> None:
-    out = run_example(readme_example("### Several requests at once"), tmp_path).splitlines()
+    out = run_example(
+        doc_example("docs/concepts/approvals.md", "## Several requests at once"), tmp_path
+    ).splitlines()
     assert out == [
         "['ana', 'ben', 'cy']",
         "['ana', 'cy']",
@@ -200,7 +232,9 @@ def test_the_several_requests_example_decides_one_then_the_rest(tmp_path: Path) 
 def test_the_plan_review_example_covers_the_draft_and_the_send_still_asks(
     tmp_path: Path,
 ) -> None:
-    out = run_example(readme_example("### One review for the whole plan"), tmp_path).splitlines()
+    out = run_example(
+        doc_example("docs/concepts/plan-review.md", "# One review for the whole plan"), tmp_path
+    ).splitlines()
     assert out == [
         "plan_review [('lookup', 'low', False), ('draft', 'low', True), ('send', 'high', False)]",
         "send",
@@ -208,8 +242,9 @@ def test_the_plan_review_example_covers_the_draft_and_the_send_still_asks(
 
 
 def test_the_hitl_example_shows_the_request_and_takes_an_edit(tmp_path: Path) -> None:
-    heading = "### LangChain's HITL format: Agent Chat UI, Agent Inbox"
-    out = run_example(readme_example(heading), tmp_path).splitlines()
+    heading = "## LangChain's HITL format: Agent Chat UI, Agent Inbox"
+    out = run_example(doc_example("docs/how-to/langgraph-server.md", heading), tmp_path)
+    out = out.splitlines()
     assert out == [
         "email.send ['approve', 'edit', 'reject', 'respond']",
         "success lee bo@acme.example",
@@ -217,12 +252,16 @@ def test_the_hitl_example_shows_the_request_and_takes_an_edit(tmp_path: Path) ->
 
 
 def test_the_opentelemetry_example_prints_the_step_and_run_spans(tmp_path: Path) -> None:
-    out = run_example(readme_example("## OpenTelemetry"), tmp_path).splitlines()
+    out = run_example(
+        doc_example("docs/how-to/telemetry.md", "# Export telemetry"), tmp_path
+    ).splitlines()
     assert out == ["['execute_tool crm.lookup_account', 'plangate.run']"]
 
 
 def test_the_four_eyes_example_runs_after_two_approvers(tmp_path: Path) -> None:
-    out = run_example(readme_example("### Four eyes"), tmp_path).splitlines()
+    out = run_example(
+        doc_example("docs/concepts/four-eyes.md", "# Four eyes"), tmp_path
+    ).splitlines()
     assert out == [
         "high 2",
         "['lee']",
@@ -235,8 +274,8 @@ def test_the_four_eyes_example_runs_after_two_approvers(tmp_path: Path) -> None:
 def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> None:
     from plangate import load_profile
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Profiles\n", 1)[1]
-    (tmp_path / "finance.yaml").write_text(re.findall(r"```yaml\n(.*?)```", text, re.S)[0])
+    profile_file = doc_blocks("docs/concepts/profiles.md", "# Profiles", "yaml")[0]
+    (tmp_path / "finance.yaml").write_text(profile_file)
     profile = load_profile(tmp_path / "finance.yaml")
     assert (profile.name, profile.max_concurrency, profile.on_reject) == ("finance-team", 8, "skip")
     assert profile.approvals_needed("high") == 2
@@ -248,12 +287,14 @@ def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> 
 
 
 def test_the_cleanup_plan_runs_in_the_order_of_its_list(tmp_path: Path) -> None:
-    out = run_example(readme_example("### The order a plan runs in"), tmp_path).splitlines()
+    out = run_example(
+        doc_example("docs/concepts/plans.md", "## The order a plan runs in"), tmp_path
+    ).splitlines()
     assert out == ["['inv.restock', 'tickets.file', 'reports.write'] inv.delete"]
 
 
 def test_the_anchors_example_anchors_a_run_outside_its_database(tmp_path: Path) -> None:
-    out = run_example(readme_example("### The audit trail"), tmp_path).splitlines()
+    out = run_example(doc_example("docs/concepts/audit.md", "## Anchors"), tmp_path).splitlines()
     assert out == ["True True"]
     anchors = (tmp_path / "anchors.jsonl").read_text().splitlines()
     assert anchors
