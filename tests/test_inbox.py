@@ -33,8 +33,8 @@ from plangate import Plan, demo_outbox, load_profile, open_checkpointer
 from plangate.errors import PlangateUsageError
 from plangate.project import RunSetup
 from plangate.runs.locks import run_locks
+from plangate.runs.service import FINISHED, STARTED_BY
 from plangate.server import create_app, listen
-from plangate.server._runs import FINISHED, STARTED_BY
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "demo"
 SALES = EXAMPLES / "sales_followup.yaml"
@@ -457,7 +457,7 @@ def test_steps_waiting_together_are_each_shown_and_decided_by_their_interrupt(
     refused = inbox.api.post("/api/runs/two/decision", json=vague)
     assert refused.status_code == 422, refused.text
     assert refused.json()["detail"] == (
-        "invalid decision: interrupt_id: 2 approvals are pending; name the one decided"
+        "invalid decision: 2 approvals are pending ('send-ana', 'send-ben'); name the one decided"
     )
 
     ids = {a["step_id"]: a["interrupt_id"] for a in pending}

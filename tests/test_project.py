@@ -547,7 +547,7 @@ def test_two_projects_with_a_module_of_the_same_name_each_get_their_own(tmp_path
 def test_the_inbox_shows_a_run_whose_project_moved_and_refuses_deciding_it_in_one_line(
     project: Path, tmp_path: Path
 ) -> None:
-    from plangate.server._runs import RunService
+    from plangate.runs.service import RunService
 
     moved = paused_then_moved(project, tmp_path, "t9")
     service = RunService(f"sqlite:///{moved / 'runs' / 'plangate.db'}")

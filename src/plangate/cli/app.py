@@ -125,6 +125,8 @@ def cli_message(exc: PlangateError) -> str:
         hint = "`plangate runs --all` lists the runs in the database"
     elif isinstance(exc, ProfileMismatch):
         hint = "it goes on only under the rules it started under: restore its profile file"
+    elif isinstance(exc, InvalidDecision) and exc.field == "interrupt_id":
+        hint = "name one with --step STEP_ID, or decide each as printed with --all"
     elif isinstance(exc, InvalidDecision) and exc.hint == InvalidDecision.EDIT_HINT:
         hint = (
             "fix those args and give --args again: the run still waits; "

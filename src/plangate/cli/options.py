@@ -36,7 +36,7 @@ ThreadArg = Annotated[str, typer.Argument(metavar="THREAD", help="The run's thre
 ApproverOption = Annotated[
     str | None,
     typer.Option(
-        help="Who decides (recorded as given; blank is anonymous; default: your user name)."
+        help="Who decides (recorded as given; default: your user name; a blank one is refused)."
     ),
 ]
 
@@ -44,7 +44,8 @@ StepOption = Annotated[
     str | None,
     typer.Option(
         metavar="STEP_ID",
-        help="The step decided; refused if the run waits on another (default: the one waiting).",
+        help="The step decided; refused if the run waits on another (default: the one waiting; "
+        "when several wait, name one or give --all).",
     ),
 ]
 

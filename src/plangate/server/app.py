@@ -73,8 +73,8 @@ from plangate.errors import (
 )
 from plangate.project import Project
 from plangate.runs.checkpoint import shown_url
+from plangate.runs.service import FINISHED, NotStopped, RunService, ThreadExists
 from plangate.server._body_limit import BodyLimit, too_large
-from plangate.server._runs import FINISHED, NotStopped, RunService, ThreadExists
 
 __all__ = ("create_app",)
 

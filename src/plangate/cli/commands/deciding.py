@@ -30,7 +30,7 @@ from plangate.cli.where import (
     project_of_runs,
     require_db,
 )
-from plangate.errors import NoPendingApproval, PlangateError, PlangateUsageError
+from plangate.errors import PlangateError, PlangateUsageError
 from plangate.runs.checkpoint import shown_url
 from plangate.runs.stored import is_approval_request
 
@@ -133,13 +133,13 @@ def _decide(
     *,
     every: bool = False,
 ) -> ExitCode:
-    """Bind `decision` to the request the run waits on now (the one of `step`, if given; with
-    `every`, to each request it waits on), show those requests, and resume the run with it (in
-    `project`, if named)."""
-    from langgraph.types import Command
-
+    """Bind `decision` to the requests the run waits on now, by the service's one rule
+    (`plangate.runs.service.bind_decision`: the one of `step`; each, with `every`; the only
+    one, when no step is named), show those requests, and go on with the run here, printing as
+    it goes (in `project`, if named)."""
     from plangate.cli.drive import drive
     from plangate.runs.history import remaining_tools
+    from plangate.runs.service import bind_decision
 
     graph, config, snapshot = existing_run(db, thread, project)
     waiting = _waiting(snapshot)
@@ -147,39 +147,18 @@ def _decide(
         with graph.hold(config):  # `ResumeConflict` while another process runs it
             # A run read between two of its steps may have paused again since.
             waiting = _waiting(graph.get_state(config))
-        if not waiting:
-            raise NoPendingApproval(thread)
-    chosen = [
-        (key, request)
-        for key, request in waiting.items()
-        if every or step is None or request["step_id"] == step
-    ]
-    if not chosen:
-        listed = ", ".join(repr(r["step_id"]) for r in waiting.values())
-        raise PlangateUsageError(
-            f"run {thread!r} is not waiting for step {step!r} (it waits for {listed})",
-            hint="`plangate show THREAD` prints what it waits for",
-        )
-    if not every:
-        chosen = chosen[:1]  # the one of `step`, else the first in plan order
+    bound = bind_decision(thread, waiting, decision, graph=graph, step=step, every=every)
     # A source the steps left need that is down: refused now, before a decision lets an
     # irreversible step act and the run then stops at the next one.
     graph.reach(remaining_tools(snapshot))
     verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
-    resume: dict[str, dict[str, Any]] = {}
-    for key, request in chosen:
+    for request in bound.requests:
         say(f"{verb[decision['decision']]} {what_waits(request)} of run {thread}:")
         print_request(request, edited=decision.get("args"))
-        resume[key] = {
-            **decision,
-            "request_id": request["request_id"],
-            "digest": request.get("digest"),
-        }
-    first = chosen[0][1]
+    first = bound.requests[0]
     code = drive(
         graph,
-        # One decision is bound by its request id; several by their interrupts' ids.
-        Command(resume=resume if every else resume[chosen[0][0]]),
+        bound.command,
         config,
         db,
         steps=plan_steps(snapshot.values),

@@ -1,6 +1,15 @@
-"""What the inbox reads and does, without HTTP: the runs of one checkpoint database, each
-rebuilt in the project and under the setup `plangate run` stored with it (`RunSetup`), so the
-server, the CLI and any worker drive the same graph. New runs start in the server's project.
+"""The run service: what the faces read and do with the runs of one checkpoint database, without
+HTTP or a terminal. Each run is rebuilt in the project and under the setup `plangate run` stored
+with it (`RunSetup`), so the inbox, the CLI and any worker drive the same graph. New runs start
+in the service's project.
+
+A decision is bound to the requests it answers by one rule, `bind_decision`, whichever face it
+came through (`plangate approve`/`reject`, the inbox's decide endpoint): named by interrupt id
+(the request a page showed), by step (`--step`), all of them (`--all`), or bare when exactly one
+request waits; a bare decision while several wait is refused, naming them. The decision is then
+checked as the graph will check it (`parse_decision`), needs an approver, and a rejection a
+reason, before anything runs. The faces differ only in where the run goes on: the CLI in the
+foreground, printing as it goes; the inbox in a worker thread (`RunService.decide`).
 
 Runs the server resumes, starts, or closes as expired (`watch_expiry`, in a thread of its own
 while it serves) go on in a pool of worker threads: the request returns once the run has made its
@@ -21,6 +30,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -64,7 +74,14 @@ from plangate.runs.stored import (
 )
 from plangate.tracing import TraceEvent, outcome_signals, redact
 
-__all__ = ("STARTED_BY", "NotStopped", "RunService", "ThreadExists")
+__all__ = (
+    "STARTED_BY",
+    "BoundDecision",
+    "NotStopped",
+    "RunService",
+    "ThreadExists",
+    "bind_decision",
+)
 
 log = logging.getLogger("plangate.server")
 
@@ -108,6 +125,104 @@ class NotStopped(ThreadError):
 
 def _thread_config(thread: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread}}
+
+
+@dataclass(frozen=True)
+class BoundDecision:
+    """A decision bound to the requests it answers: those `requests` (in plan order), and what
+    answers exactly them (`resume`): the decision checked for each, keyed by its interrupt's id
+    and carrying its request's id and digest."""
+
+    requests: list[dict[str, Any]]
+    resume: dict[str, dict[str, Any]]
+
+    @property
+    def command(self) -> Command[Any]:
+        """The value that resumes the run with this decision."""
+        return Command(resume=self.resume)
+
+
+def bind_decision(
+    thread: str,
+    waiting: Mapping[str, dict[str, Any]],
+    decision: Mapping[str, Any],
+    *,
+    graph: PlangateGraph,
+    interrupt_id: str | None = None,
+    step: str | None = None,
+    every: bool = False,
+) -> BoundDecision:
+    """Bind `decision` (a `Decision` as JSON, with its `approver`) to the requests of `waiting`
+    (interrupt id -> approval request, of a run's latest state) it answers, and check it as the
+    graph will, for each of them: see the module's doc for the rule.
+
+    Raises:
+        NoPendingApproval: Nothing waits.
+        StaleDecision: `interrupt_id` names a request that waits no more (decided meanwhile).
+        InvalidDecision: A bare decision while several requests wait; no approver; a
+            rejection without a reason; what `parse_decision` refuses (an edit the tool's
+            schema refuses, say). The run stays as it was.
+        PlangateUsageError: `step` names a step that does not wait; more than one of
+            `interrupt_id`, `step` and `every`.
+    """
+    if not waiting:
+        raise NoPendingApproval(thread)
+    if sum((interrupt_id is not None, step is not None, every)) > 1:
+        raise PlangateUsageError(
+            "name the requests decided one way: an interrupt id, a step or all"
+        )
+    ordered = sorted(waiting.items(), key=lambda item: item[1]["step_index"])
+    if interrupt_id is not None:
+        if not isinstance(interrupt_id, str):
+            raise InvalidDecision(
+                "invalid decision: interrupt_id: expected the id of a pending approval",
+                field="interrupt_id",
+            )
+        if interrupt_id not in waiting:
+            raise StaleDecision(thread)
+        chosen = [(interrupt_id, waiting[interrupt_id])]
+    elif step is not None:
+        chosen = [(key, request) for key, request in ordered if request.get("step_id") == step]
+        if not chosen:
+            raise PlangateUsageError(
+                f"run {thread!r} is not waiting for step {step!r} (it waits for {_steps(ordered)})",
+                hint="`plangate show THREAD` prints what it waits for",
+            )
+    elif every or len(ordered) == 1:
+        chosen = ordered
+    else:
+        raise InvalidDecision(
+            f"invalid decision: {len(ordered)} approvals are pending ({_steps(ordered)}); "
+            "name the one decided",
+            field="interrupt_id",
+            hint="decide one by its step or interrupt id, or all of them at once",
+        )
+    resume = {key: _checked(decision, request, graph) for key, request in chosen}
+    return BoundDecision([request for _, request in chosen], resume)
+
+
+def _steps(ordered: list[tuple[str, dict[str, Any]]]) -> str:
+    return ", ".join(repr(request.get("step_id") or "the plan") for _, request in ordered)
+
+
+def _checked(
+    decision: Mapping[str, Any], request: dict[str, Any], graph: PlangateGraph
+) -> dict[str, Any]:
+    """`decision` as the resume value of `request`: bound to the request's id and digest (a
+    digest the face was shown must be the request's), checked as the graph will check it."""
+    fields = {"request_id": request["request_id"], "digest": request.get("digest"), **decision}
+    parsed = parse_decision(
+        fields, tool=graph.tools.get(request.get("tool") or ""), request=request
+    )
+    if parsed.approver is None:  # none given, or a blank one (`Decision.approver`)
+        raise InvalidDecision(
+            "invalid decision: approver: give the name of who decides", field="approver"
+        )
+    if parsed.decision == "reject" and not (parsed.reason or "").strip():
+        raise InvalidDecision(
+            "invalid decision: reason: a 'reject' decision needs a reason", field="reason"
+        )
+    return parsed.model_dump(exclude_none=True)
 
 
 class RunService:
@@ -437,49 +552,22 @@ class RunService:
             UnknownThread, NoPendingApproval, StaleDecision, ResumeConflict, InvalidDecision.
         """
         snapshot = self._snapshot(thread)
-        setup = self._setup(snapshot)
-        graph = self._graph(setup)
+        graph = self._graph(self._setup(snapshot))
         requests = {i.id: i.value for i in snapshot.interrupts if is_approval_request(i.value)}
-        if not requests:
-            raise NoPendingApproval(thread)
         fields = dict(body)
-        interrupt_id = fields.pop("interrupt_id", None)
-        if interrupt_id is None:
-            if len(requests) > 1:
-                raise InvalidDecision(
-                    f"invalid decision: interrupt_id: {len(requests)} approvals are pending; "
-                    "name the one decided",
-                    field="interrupt_id",
-                )
-            interrupt_id = next(iter(requests))
-        elif not isinstance(interrupt_id, str):
-            raise InvalidDecision(
-                "invalid decision: interrupt_id: expected the id of a pending approval",
-                field="interrupt_id",
-            )
-        elif interrupt_id not in requests:
-            raise StaleDecision(thread)
-        request = requests[interrupt_id]
+        named = fields.pop("interrupt_id", None)
+        bound = bind_decision(thread, requests, fields, graph=graph, interrupt_id=named)
         graph.reach(remaining_tools(snapshot))  # as `plangate approve`: a source down, 422
-        decision = parse_decision(fields, tool=graph.tools.get(request["tool"]), request=request)
-        if decision.approver is None:  # none given, or a blank one (`Decision.approver`)
-            raise InvalidDecision(
-                "invalid decision: approver: give the name of who decides", field="approver"
-            )
-        if decision.decision == "reject" and not (decision.reason or "").strip():
-            raise InvalidDecision(
-                "invalid decision: reason: a 'reject' decision needs a reason", field="reason"
-            )
-        value: Command[Any] = Command(resume={interrupt_id: decision.model_dump(exclude_none=True)})
+        ((interrupt_id, decision),) = bound.resume.items()
         config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
         try:
-            self._launch(thread, graph, value, config)
+            self._launch(thread, graph, bound.command, config)
         except InvalidDecision:
             # Checked above, so the graph refused the interrupt id: decided meanwhile.
             if interrupt_id not in {i.id for i in self._snapshot(thread).interrupts}:
                 raise StaleDecision(thread) from None
             raise
-        return {"thread": thread, "decision": decision.decision, "interrupt_id": interrupt_id}
+        return {"thread": thread, "decision": decision["decision"], "interrupt_id": interrupt_id}
 
     def expire(self, thread: str, closing: Mapping[str, dict[str, Any]]) -> None:
         """Close a run's expired requests (`closing`: interrupt id -> `EXPIRED_DECISION`, as
