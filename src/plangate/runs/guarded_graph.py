@@ -16,26 +16,19 @@ from langgraph.types import Command
 
 from plangate._governance import Governance
 from plangate.adapters.registry import LazyTools
-from plangate.approval import Decision, parse_decision
 from plangate.errors import (
-    InvalidDecision,
     MissingThreadId,
-    NoPendingApproval,
     ProfileMismatch,
     RunNotFinished,
-    StaleDecision,
-    ToolNotAvailable,
     UnknownThread,
 )
-from plangate.hitl import approver_of, interrupt_mode_of, is_langchain
-from plangate.nodes.approval_interrupt import RECEIVED_AT
-from plangate.plan import parse_plan
+from plangate.hitl import interrupt_mode_of
+from plangate.runs.admission import admit, thread_id_of
 from plangate.runs.history import remaining_tools
 from plangate.runs.locks import RunLocks, arun_locks, run_locks
 from plangate.runs.stored import (
     WaitingInterrupt,
     interrupts_waiting,
-    is_approval_request,
     run_state,
 )
 
@@ -104,7 +97,7 @@ class PlangateGraph(CompiledStateGraph):
             waiting = self._waiting(saved, config or {}) if self._is_resume(input) else None
             if waiting is not None and self._sources_unloaded():
                 self.reach(remaining_tools(self.get_state(config or {})))
-            admitted = self._admit(input, config, waiting)
+            admitted = admit(input, config, waiting, self.governance)
             yield from super().stream(admitted, config, **self._with_durability(config, kwargs))
 
     async def astream(
@@ -122,7 +115,7 @@ class PlangateGraph(CompiledStateGraph):
             waiting = await self._awaiting(saved, config or {}) if self._is_resume(input) else None
             if waiting is not None and self._sources_unloaded():
                 self.reach(remaining_tools(await self.aget_state(config or {})))
-            admitted = self._admit(input, config, waiting)
+            admitted = admit(input, config, waiting, self.governance)
             async for chunk in super().astream(
                 admitted, config, **self._with_durability(config, kwargs)
             ):
@@ -212,7 +205,7 @@ class PlangateGraph(CompiledStateGraph):
         """The interrupts the thread waits on, from the latest checkpoint's pending writes: not
         `get_state`, whose rebuild of the state LangGraph would do again when the resume runs."""
         if saved is None:
-            raise UnknownThread(_thread_id(config))
+            raise UnknownThread(thread_id_of(config))
         waiting = interrupts_waiting(saved)
         return list(self.get_state(config).interrupts) if waiting is None else waiting
 
@@ -220,7 +213,7 @@ class PlangateGraph(CompiledStateGraph):
         self, saved: CheckpointTuple | None, config: RunnableConfig
     ) -> list[WaitingInterrupt]:
         if saved is None:
-            raise UnknownThread(_thread_id(config))
+            raise UnknownThread(thread_id_of(config))
         waiting = interrupts_waiting(saved)
         return list((await self.aget_state(config)).interrupts) if waiting is None else waiting
 
@@ -234,81 +227,12 @@ class PlangateGraph(CompiledStateGraph):
         started = run.get("profile_fingerprint")
         if started is not None and started != self.governance.fingerprint:
             raise ProfileMismatch(
-                _thread_id(config),
+                thread_id_of(config),
                 started=str(run.get("profile")),
                 started_fingerprint=started,
                 current=self.governance.profile.name,
                 current_fingerprint=self.governance.fingerprint,
             )
-
-    def _admit(
-        self, input: Any, config: RunnableConfig | None, waiting: list[WaitingInterrupt] | None
-    ) -> Any:
-        if isinstance(input, Mapping) and "plan" in input:
-            return {**input, "plan": parse_plan(input["plan"]).to_input()}
-        if _carries_nothing(input):
-            raise InvalidDecision(
-                "a resume needs a decision: Command(resume=None) carries none",
-                field="resume",
-                hint="resume with Command(resume={'decision': 'approve'}) or a plangate.Decision",
-            )
-        if waiting is None or not isinstance(input, Command):
-            return input
-        pending = {i.id: i for i in waiting if is_approval_request(i.value)}
-        if not pending:
-            raise NoPendingApproval(_thread_id(config or {}))
-        resume = input.resume
-        value: Any
-        if isinstance(resume, Mapping) and resume and set(resume) <= set(pending):
-            value = {
-                key: self._decision(pending[key].value, item, config or {})
-                for key, item in resume.items()
-            }
-        else:
-            key = self._addressed(pending, resume, config or {})
-            value = self._decision(pending[key].value, resume, config or {})
-            if len(pending) > 1:  # LangGraph takes a decision on one of several by its id
-                value = {key: value}
-        return Command(resume=value, update=input.update, goto=input.goto, graph=input.graph)
-
-    def _addressed(
-        self, pending: Mapping[str, WaitingInterrupt], resume: Any, config: RunnableConfig
-    ) -> str:
-        """The interrupt a single decision answers: the one its `request_id` names, else the
-        only one pending. LangChain's forms have no `request_id`: one there is refused as the
-        extra field it is, not taken as an address."""
-        plangate_form = isinstance(resume, Mapping) and not is_langchain(resume)
-        request_id = resume.get("request_id") if plangate_form else None
-        request_id = getattr(resume, "request_id", request_id)
-        if request_id is not None:
-            for key, waiting in pending.items():
-                if waiting.value.get("request_id") == request_id:
-                    return key
-            raise StaleDecision(_thread_id(config), request_id=str(request_id))
-        if len(pending) > 1:
-            raise InvalidDecision(
-                f"{len(pending)} approvals are pending; "
-                "resume with a mapping of interrupt id to decision",
-                field="resume",
-                hint="ids: " + ", ".join(pending),
-            )
-        return next(iter(pending))
-
-    def _decision(
-        self, request: Mapping[str, Any], value: Any, config: RunnableConfig
-    ) -> dict[str, Any]:
-        tool_name = request["tool"]  # `None` for a plan review, which is about no one tool
-        if tool_name is not None and self.governance.tool(tool_name) is None:
-            raise ToolNotAvailable(_thread_id(config), tool=tool_name)
-        tool = self.governance.described(tool_name) if tool_name is not None else None
-        if isinstance(value, Decision):
-            # Validated when it was made, but perhaps changed since (its args are a mutable
-            # dict) or made by `model_construct`: check it again, as the graph will hold it.
-            value = value.model_dump(exclude_none=True)
-        decision = parse_decision(value, tool=tool, request=request, approver=approver_of(config))
-        if decision.request_id not in (None, request.get("request_id")):
-            raise StaleDecision(_thread_id(config), request_id=decision.request_id)
-        return {**decision.model_dump(exclude_none=True), RECEIVED_AT: self.governance.now()}
 
 
 def _refuse_unfinished(saved: CheckpointTuple | None, config: RunnableConfig) -> None:
@@ -316,20 +240,4 @@ def _refuse_unfinished(saved: CheckpointTuple | None, config: RunnableConfig) ->
     plan on it would silently abandon a pending approval or the steps left of a stopped run."""
     state = "finished" if saved is None else run_state(saved)
     if state != "finished":
-        raise RunNotFinished(_thread_id(config), waiting=state == "waiting")
-
-
-def _carries_nothing(input: Any) -> bool:
-    """Whether `input` is a `Command` with no resume value, no update and nowhere to go: LangGraph
-    reads `Command(resume=None)` as no resume at all, and with nothing else in it fails deep
-    inside the run loop instead of saying so; refused here, the run stays as it was."""
-    return (
-        isinstance(input, Command)
-        and input.resume is None
-        and input.update is None
-        and not input.goto
-    )
-
-
-def _thread_id(config: RunnableConfig) -> str:
-    return str((config.get("configurable") or {}).get("thread_id"))
+        raise RunNotFinished(thread_id_of(config), waiting=state == "waiting")

@@ -1,0 +1,265 @@
+"""The read side of the run service: the runs of one database as the faces show them."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.types import StateSnapshot
+
+from plangate._time import iso, utc_now
+from plangate.errors import (
+    PlangateUsageError,
+    UnknownThread,
+)
+from plangate.plan import Plan
+from plangate.profiles import Profile
+from plangate.project import Project, RunSetup, demo_root, reader
+from plangate.runs.history import (
+    ended_so_far,
+    get_trace,
+    trace_since,
+    waiting_approvals,
+)
+from plangate.runs.service._views import (
+    STARTED_BY,
+    approval_view,
+    as_is,
+    budget_view,
+    step_rows,
+)
+from plangate.runs.stored import (
+    interrupts_waiting,
+    is_approval_request,
+    list_threads,
+    run_state,
+)
+from plangate.tracing import TraceEvent, outcome_signals, redact
+
+__all__ = ("FINISHED", "RunReader", "thread_config")
+
+FINISHED = ("success", "partial", "failed")
+_RISKS = ("low", "medium", "high")
+
+
+def thread_config(thread: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread}}
+
+
+class RunReader:
+    """The runs of one database, as the faces show them: what waits for whom, each run's steps,
+    budget and signals, its trace and how far it got. `RunService` acts on them too.
+
+    Args:
+        db: The checkpoint database, as `plangate run --db` takes it.
+        project: Where new runs start (its tools, its profiles); default: the built-in demo
+            beside the database. A run goes on in the project it started in.
+    """
+
+    def __init__(self, db: str, *, project: Project | None = None) -> None:
+        self.db = db
+        self.project = project or Project.demo(demo_root(db))
+        self._projects: dict[str, Project] = {}
+        if self.project.file:
+            self._projects[str(self.project.file)] = self.project
+        self._guard = threading.Lock()
+        # The runs this process runs now (`RunService` starts them).
+        self._active: set[str] = set()
+        # Held while a status read tries a run's lock, and by `RunService._claim`: a run this
+        # process starts never finds its lock taken by this process's own look at it.
+        self._probing = threading.Lock()
+        self._probe = reader(db)
+
+    def _project_of(self, setup: RunSetup) -> Project:
+        """The project a run goes on in, loaded once per file (its tools with it)."""
+        with self._guard:
+            if setup.project not in self._projects:
+                self._projects[setup.project] = setup.project_for(self.db)
+            return self._projects[setup.project]
+
+    @property
+    def _saver(self) -> BaseCheckpointSaver[Any]:
+        saver = self._probe.checkpointer
+        assert isinstance(saver, BaseCheckpointSaver)
+        return saver
+
+    def _snapshot(self, thread: str) -> StateSnapshot:
+        snapshot = self._probe.get_state(thread_config(thread))
+        if not snapshot.values and not snapshot.next:
+            raise UnknownThread(thread)
+        return snapshot
+
+    def _setup(self, snapshot: StateSnapshot) -> RunSetup:
+        """The setup a run was started with, as `plangate approve` rebuilds it."""
+        return RunSetup.of(snapshot)
+
+    def _saved(self, thread: str) -> CheckpointTuple:
+        saved = self._saver.get_tuple(thread_config(thread))
+        if saved is None:
+            raise UnknownThread(thread)
+        return saved
+
+    def _read(self, thread: str) -> tuple[CheckpointTuple, StateSnapshot]:
+        """The run's latest checkpoint and its state, both of that one checkpoint: read apart,
+        a run going on could show the status of one checkpoint and the steps of another."""
+        saved = self._saved(thread)
+        snapshot = self._probe.get_state(saved.config)
+        if not snapshot.values and not snapshot.next:
+            raise UnknownThread(thread)
+        return saved, snapshot
+
+    def _status(self, thread: str, saved: CheckpointTuple) -> str:
+        """The run's status (see the module's doc), from its latest checkpoint `saved`."""
+        state = run_state(saved)
+        if state == "finished":
+            return str(saved.checkpoint["channel_values"]["result"]["status"])
+        if thread in self._active:
+            return "running"
+        if state == "waiting":
+            return "waiting"
+        return "running" if self._held(thread) else "stopped"
+
+    def _held(self, thread: str) -> bool:
+        """Whether this server or another process runs `thread` now (see
+        `PlangateGraph.is_running`); one probe at a time, never of a run this server starts."""
+        with self._probing:
+            return thread in self._active or self._probe.is_running(thread_config(thread))
+
+    def _profile(self, setup: RunSetup) -> Profile | None:
+        try:
+            return self._project_of(setup).load_profile(setup.profile)
+        except PlangateUsageError:  # its project or profile file has gone since it started
+            return None
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Every approval request waiting for a decision, the most urgent first."""
+        now = utc_now()
+        found: list[dict[str, Any]] = []
+        for thread, requests in waiting_approvals(self._probe):
+            if thread in self._active:  # being decided right now, by this server
+                continue
+            snapshot = self._probe.get_state(thread_config(thread))
+            setup = self._setup(snapshot)
+            found.extend(approval_view(thread, i, snapshot, setup, now) for i in requests)
+        # The most urgent first: what expires within the hour, then the riskiest, then the
+        # soonest to expire; expired requests (a decision now is recorded as expired) last.
+        found.sort(
+            key=lambda a: (
+                a["expired"],
+                a["expires_in_seconds"] > 3600,
+                -_RISKS.index(a["risk"]),
+                a["expires_at"],
+            )
+        )
+        return found
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """A summary of each of the `limit` most recently written runs."""
+        summaries = []
+        for thread in list_threads(self._saver)[:limit]:
+            saved = self._saver.get_tuple(thread_config(thread))
+            if saved is None:  # deleted since the listing
+                continue
+            snapshot = self._probe.get_state(saved.config)
+            if not snapshot.values:
+                continue
+            plan = snapshot.values.get("plan") or {}
+            outcomes = snapshot.values.get("outcomes") or {}
+            summaries.append(
+                {
+                    "thread": thread,
+                    "goal": plan.get("goal", ""),
+                    "profile": self._setup(snapshot).profile,
+                    "status": self._status(thread, saved),
+                    "steps": len(plan.get("steps", [])),
+                    "done": len(outcomes),
+                    "started_by": (snapshot.metadata or {}).get(STARTED_BY),
+                    "updated_at": snapshot.created_at,
+                }
+            )
+        return summaries
+
+    def run(self, thread: str) -> dict[str, Any]:
+        """Everything the run view shows: steps, budget, golden signals, what it waits for."""
+        saved, snapshot = self._read(thread)
+        setup = self._setup(snapshot)
+        values = snapshot.values
+        status = self._status(thread, saved)
+        plan = Plan.from_state(values["plan"])
+        # With the steps of the wave in progress that ended beside the ones waiting.
+        outcomes = ended_so_far(snapshot)
+        counters = values.get("run") or {}
+        running = set(counters.get("running") or ())
+        # Not `snapshot.interrupts`: the state of a given checkpoint still lists the requests
+        # decided while others of their wave wait.
+        asked = interrupts_waiting(saved)
+        if asked is None:  # answered and asked again: only the latest state untangles it
+            asked = list(self._snapshot(thread).interrupts)
+        waiting = [i for i in asked if is_approval_request(i.value)]
+        waiting.sort(key=lambda i: i.value["step_index"])
+        waiting_steps = {i.value["step_id"] for i in waiting}
+        profile = self._profile(setup)
+        # Only the waiting approvals carry the real args (the approver must see what they
+        # approve); the steps are what the trace shows, redacted as the profile says.
+        shown = redact if profile is None or profile.redact else as_is
+        steps = step_rows(
+            plan,
+            outcomes,
+            waiting_steps=waiting_steps,
+            status=status,
+            running=running,
+            shown=shown,
+        )
+        usage = counters.get("usage") or {"total": 0, "domains": {}, "tools": {}}
+        budget = budget_view(usage, profile.budget if profile else None, plan)
+        result = values.get("result")
+        if result:
+            signals = result["signals"]
+        else:
+            done = [outcomes[s.id] for s in plan.steps if s.id in outcomes]
+            signals = outcome_signals(done, budget["utilisation"])
+        now = utc_now()
+        return {
+            "thread": thread,
+            "goal": plan.goal,
+            "status": status,
+            "profile": profile.name if profile else setup.profile,
+            "offline": setup.offline,
+            "started_by": (snapshot.metadata or {}).get(STARTED_BY),
+            "trace_id": counters.get("trace_id"),
+            "updated_at": snapshot.created_at,
+            "server_time": iso(now),
+            "steps": steps,
+            "waiting": [approval_view(thread, i, snapshot, setup, now) for i in waiting],
+            "budget": budget,
+            "signals": signals,
+            "halted": (result or {}).get("halted", counters.get("halted")),
+            "failure_context": (result or {}).get("failure_context"),
+        }
+
+    def trace(self, thread: str) -> list[TraceEvent]:
+        self._snapshot(thread)
+        return get_trace(self._probe, thread_config(thread))
+
+    def poll(
+        self, thread: str, seen: str | None, *, status: bool = False
+    ) -> tuple[str | None, list[TraceEvent] | None, str | None]:
+        """(latest checkpoint id, the trace events written since `seen`, status) when the thread
+        has a checkpoint newer than `seen`, else (`seen`, None, None), or with `status`
+        (`seen`, None, status): one indexed read when nothing moved, and never the whole history
+        again while a long run goes on. `status` is for a run that may stop without writing
+        anything: its process dies between two steps."""
+        saved = self._saved(thread)
+        latest = saved.config["configurable"].get("checkpoint_id")
+        if latest == seen:
+            return seen, None, self._status(thread, saved) if status else None
+        return (
+            latest,
+            trace_since(self._probe, thread_config(thread), seen),
+            self._status(thread, saved),
+        )
+
+    def running(self, thread: str) -> bool:
+        return thread in self._active

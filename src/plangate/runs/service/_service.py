@@ -1,0 +1,296 @@
+"""The acting side of the run service: starting runs, and going on with them after a decision,
+a resume or an expiry, in worker threads."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
+
+from plangate._files import parse_document
+from plangate._time import utc_now
+from plangate.errors import (
+    InvalidDecision,
+    PlangateError,
+    PlangateUsageError,
+    PlanValidationError,
+    ProfileError,
+    ResumeConflict,
+    StaleDecision,
+    ThreadError,
+)
+from plangate.plan import parse_plan
+from plangate.project import Project, RunSetup
+from plangate.runs.expiry import watch_expiry
+from plangate.runs.guarded_graph import PlangateGraph
+from plangate.runs.history import (
+    remaining_tools,
+)
+from plangate.runs.service._decisions import bind_decision
+from plangate.runs.service._reading import RunReader, thread_config
+from plangate.runs.service._views import STARTED_BY
+from plangate.runs.stored import (
+    is_approval_request,
+    run_state,
+)
+
+__all__ = ("NotStopped", "RunService", "ThreadExists")
+
+log = logging.getLogger("plangate.server")
+
+_THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+
+
+class ThreadExists(ThreadError):
+    """A new run was to start in a thread that already holds one."""
+
+    def __init__(self, thread_id: str):
+        super().__init__(
+            thread_id, f"thread {thread_id!r} already holds a run", hint="leave the thread id empty"
+        )
+
+
+class NotStopped(ThreadError):
+    """A resume was asked for a run that has not stopped mid-way: it waits for a decision, or
+    it has finished. Nothing was changed.
+
+    Attributes:
+        waiting: Whether the run waits for a decision (else it has finished).
+    """
+
+    def __init__(self, thread_id: str, *, waiting: bool):
+        self.waiting = waiting
+        if waiting:
+            super().__init__(
+                thread_id,
+                f"run {thread_id!r} is waiting for an approval, not stopped",
+                hint="decide it: approve or reject the step it waits for",
+            )
+        else:
+            super().__init__(thread_id, f"run {thread_id!r} has finished", hint="nothing to resume")
+
+
+class RunService(RunReader):
+    """The runs of one database, as the faces show and drive them: starts, decisions (bound by
+    `bind_decision`), resumes and expiries go on in a pool of worker threads.
+
+    Args:
+        db: The checkpoint database, as `plangate run --db` takes it.
+        project: Where new runs start (its tools, its profiles); default: the built-in demo
+            beside the database. A run goes on in the project it started in.
+        workers: Runs that may go on at once in this process.
+        start_timeout: Seconds a request waits for a run it started or resumed to make its
+            first move before answering anyway.
+    """
+
+    def __init__(
+        self,
+        db: str,
+        *,
+        project: Project | None = None,
+        workers: int = 8,
+        start_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(db, project=project)
+        self._graphs: dict[RunSetup, PlangateGraph] = {}
+        self._start_timeout = start_timeout
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="plangate-run")
+
+    def close(self) -> None:
+        """Let the runs going on reach their next pause or their end."""
+        self._pool.shutdown(wait=True)
+
+    def _graph(self, setup: RunSetup) -> PlangateGraph:
+        """One graph (and one checkpointer connection) per distinct setup, reused by all runs."""
+        project = self._project_of(setup)
+        with self._guard:
+            if setup not in self._graphs:
+                self._graphs[setup] = setup.graph(project, self.db)
+            return self._graphs[setup]
+
+    # -- acting --------------------------------------------------------------------------
+
+    def decide(self, thread: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a decision on a run's pending approval, then resume the run in the background.
+
+        `body` is a `Decision` as JSON with `approver` required (`reason` too, to reject) and,
+        optionally, the `interrupt_id` of the request the approver saw: a decision on a request
+        that someone else decided first is refused rather than applied to the next one. Its
+        `digest`, when given, must be that request's; an edit must send real values, not the
+        redaction markers of a copy taken from the trace (`parse_decision`).
+
+        Raises:
+            UnknownThread, NoPendingApproval, StaleDecision, ResumeConflict, InvalidDecision.
+        """
+        snapshot = self._snapshot(thread)
+        graph = self._graph(self._setup(snapshot))
+        requests = {i.id: i.value for i in snapshot.interrupts if is_approval_request(i.value)}
+        fields = dict(body)
+        named = fields.pop("interrupt_id", None)
+        bound = bind_decision(thread, requests, fields, graph=graph, interrupt_id=named)
+        graph.reach(remaining_tools(snapshot))  # as `plangate approve`: a source down, 422
+        ((interrupt_id, decision),) = bound.resume.items()
+        config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
+        try:
+            self._launch(thread, graph, bound.command, config)
+        except InvalidDecision:
+            # Checked above, so the graph refused the interrupt id: decided meanwhile.
+            if interrupt_id not in {i.id for i in self._snapshot(thread).interrupts}:
+                raise StaleDecision(thread) from None
+            raise
+        return {"thread": thread, "decision": decision["decision"], "interrupt_id": interrupt_id}
+
+    def expire(self, thread: str, closing: Mapping[str, dict[str, Any]]) -> None:
+        """Close a run's expired requests (`closing`: interrupt id -> `EXPIRED_DECISION`, as
+        `sweep_expired` finds them) and let it go on in the background, as a decision does.
+
+        Raises:
+            UnknownThread, ResumeConflict (a process runs it), and what the graph refuses the
+            run with (`ToolNotAvailable`, `ProfileMismatch`): the run stays paused.
+        """
+        snapshot = self._snapshot(thread)
+        config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
+        self._launch(thread, self._graph(self._setup(snapshot)), Command(resume=closing), config)
+
+    def watch_expiry(self, *, every: float, stop: threading.Event) -> None:
+        """Close the approvals of the database as they expire (`plangate.watch_expiry`), until
+        `stop` is set; each run goes on in the background. Every run closed or refused is
+        logged; a failure of the watch itself (the database gone away) is logged, and the
+        watch starts again `every` seconds later."""
+        while not stop.is_set():
+            try:
+                for thread, closed in watch_expiry(
+                    self._probe, every=every, stop=stop, now=utc_now, close=self.expire
+                ):
+                    if isinstance(closed, PlangateError):
+                        log.warning("expired approval of run %r left waiting: %s", thread, closed)
+                    else:
+                        log.info("closed the expired approvals of run %r", thread)
+            except Exception:
+                log.exception("the expiry watch failed; it starts again in %s s", every)
+                stop.wait(every)
+
+    def resume(self, thread: str) -> dict[str, Any]:
+        """Go on with a run whose process stopped mid-way, in the background, as `plangate
+        resume` does: the step it was in runs again with the same idempotency key, so tools
+        that honour it do not act twice.
+
+        Raises:
+            UnknownThread, NotStopped (it waits for a decision, or has finished),
+            ResumeConflict (a process runs it).
+        """
+        saved, snapshot = self._read(thread)
+        state = run_state(saved)
+        if state != "unfinished":
+            raise NotStopped(thread, waiting=state == "waiting")
+        setup = self._setup(snapshot)
+        config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
+        graph = self._graph(setup)
+        graph.reach(remaining_tools(snapshot))
+        # The graph takes the run's lock before it goes on: `ResumeConflict` if a process runs
+        # it. A run that paused or finished between the read above and the lock is harmless to
+        # go on with: given no input, it asks the same approval again, or does nothing.
+        self._launch(thread, graph, None, config)
+        return {"thread": thread}
+
+    def start(
+        self,
+        *,
+        plan: Any,
+        profile: str | None = None,
+        thread: str | None = None,
+        offline: bool = False,
+        started_by: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a plan (YAML/JSON text, a mapping, or a list of steps) in the server's project
+        under one of its profiles (default: the project's), as `plangate run` does, and return
+        once it has made its first move.
+
+        Raises:
+            PlanValidationError, ProfileError, ThreadExists, PlangateUsageError.
+        """
+        if isinstance(plan, str):
+            try:
+                plan = parse_document(plan, what="plan")
+            except ValueError as exc:
+                raise PlanValidationError(str(exc)) from None
+        parsed = parse_plan(plan, source="plan")
+        profile = profile or self.project.spec.profile
+        if profile not in self.project.profile_names:
+            # Never a file path: the page must not make the server read files.
+            raise ProfileError(
+                f"unknown profile {profile!r}",
+                field="profile",
+                hint=", ".join(self.project.profile_names),
+            )
+        thread = thread or f"run-{uuid.uuid4().hex[:8]}"
+        if not _THREAD_ID.fullmatch(thread):
+            raise PlangateUsageError(
+                f"thread id {thread!r} is not allowed",
+                hint="letters, digits and . _ : - (at most 100), starting with a letter or digit",
+            )
+        if self._saver.get_tuple(thread_config(thread)) is not None:
+            raise ThreadExists(thread)
+        setup = RunSetup.start(self.project, profile=profile, offline=offline)
+        graph = self._graph(setup)
+        if not offline:  # reach the servers the plan needs now: one that is down stores nothing
+            for step in parsed.steps:
+                graph.tools.get(step.tool)
+        self._launch(thread, graph, {"plan": parsed}, self._config(thread, started_by))
+        return {"thread": thread, "profile": profile, "offline": offline}
+
+    @staticmethod
+    def _config(thread: str, started_by: Any) -> RunnableConfig:
+        # The run's setup rides on its graph (`Project.graph`): the project it goes on in.
+        metadata = {STARTED_BY: str(started_by)} if started_by else {}
+        return {"configurable": {"thread_id": thread}, "metadata": metadata}
+
+    def _claim(self, thread: str) -> None:
+        """This process runs a thread once at a time (the graph's own lock covers the other
+        processes); a second claim fails at once, as the graph's lock would."""
+        with self._probing, self._guard:
+            if thread in self._active:
+                raise ResumeConflict(thread)
+            self._active.add(thread)
+
+    def _release(self, thread: str) -> None:
+        with self._guard:
+            self._active.discard(thread)
+
+    def _launch(
+        self, thread: str, graph: PlangateGraph, value: Any, config: RunnableConfig
+    ) -> None:
+        """Run `graph` on a worker thread; wait until it has made its first move, and raise
+        what it refused with (a conflict, a bad decision) if it refused."""
+        moved = threading.Event()
+        refused: list[Exception] = []
+
+        def work() -> None:
+            try:
+                for _ in graph.stream(value, config, stream_mode="custom"):
+                    moved.set()
+            except Exception as exc:
+                if moved.is_set():
+                    log.exception("run %r failed", thread)
+                else:
+                    refused.append(exc)
+            finally:
+                self._release(thread)
+                moved.set()
+
+        self._claim(thread)
+        try:
+            self._pool.submit(work)
+        except RuntimeError:  # the pool is shut down: the server is stopping
+            self._release(thread)
+            raise
+        moved.wait(self._start_timeout)
+        if refused:
+            raise refused[0]
