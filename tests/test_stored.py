@@ -14,6 +14,7 @@ from _support import CallLog, counting_tools, plan_of, thread
 from langgraph.types import Command
 
 from plangate import build_graph, load_profile, open_checkpointer
+from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.history import ended_so_far, get_trace
 from plangate.runs.prune import prune_runs
 from plangate.runs.stored import (
@@ -28,10 +29,14 @@ from plangate.state import SNAPSHOT_EVERY
 
 # Never asks, so that long plans run through.
 TECHNICAL = load_profile("technical")
-# A read, and a send that asks under every profile.
-READ_AND_SEND = counting_tools(CallLog(), "inv.read") + counting_tools(
-    CallLog(), "email.send", action="execute"
-)
+
+
+def graph_on(db: Path, profile: Any) -> PlangateGraph:
+    """A graph over the SQLite file `db` with a read and a send (which asks under every
+    profile)."""
+    tools = counting_tools(CallLog(), "inv.read")
+    tools += counting_tools(CallLog(), "email.send", action="execute")
+    return build_graph(tools, profile=profile, checkpointer=open_checkpointer(f"sqlite:///{db}"))
 
 
 def assert_reads_alike(db: Path, thread_id: str) -> None:
@@ -62,11 +67,7 @@ def test_a_long_finished_run_reads_alike_past_the_snapshots_of_its_delta_channel
     since; the events' and the wave's snapshots come every 30 writes."""
     db = tmp_path / "runs.db"
     count = SNAPSHOT_EVERY + 37
-    graph = build_graph(
-        counting_tools(CallLog(), "inv.read"),
-        profile=TECHNICAL,
-        checkpointer=open_checkpointer(f"sqlite:///{db}"),
-    )
+    graph = graph_on(db, TECHNICAL)
     steps = [{"id": f"s{i}", "tool": "inv.read", "args": {"text": str(i)}} for i in range(count)]
     out = graph.invoke({"plan": plan_of(*steps)}, thread("long"))
     assert out["result"]["status"] == "success"
@@ -80,12 +81,7 @@ def test_a_run_waiting_beside_steps_that_ended_reads_alike(tmp_path: Path) -> No
     """Two sends wait while a read of their wave has ended: the read shows as ended, recorded
     only when the wave is over."""
     db = tmp_path / "runs.db"
-    graph = build_graph(
-        counting_tools(CallLog(), "inv.read")
-        + counting_tools(CallLog(), "email.send", action="execute"),
-        profile="smb",
-        checkpointer=open_checkpointer(f"sqlite:///{db}"),
-    )
+    graph = graph_on(db, "smb")
     plan = plan_of(
         {"id": "a", "tool": "email.send", "args": {"text": "a"}},
         {"id": "r", "tool": "inv.read", "args": {"text": "r"}},
@@ -109,11 +105,7 @@ def test_a_second_plan_on_a_thread_reads_alike_after_its_outcomes_are_overwritte
     """A new plan on a finished thread clears the outcomes with an overwrite, which the replay
     applies as LangGraph does: the first plan's steps are gone."""
     db = tmp_path / "runs.db"
-    graph = build_graph(
-        counting_tools(CallLog(), "inv.read"),
-        profile=TECHNICAL,
-        checkpointer=open_checkpointer(f"sqlite:///{db}"),
-    )
+    graph = graph_on(db, TECHNICAL)
     first = [{"id": f"a{i}", "tool": "inv.read", "args": {"text": str(i)}} for i in range(5)]
     graph.invoke({"plan": plan_of(*first)}, thread("again"))
     graph.invoke({"plan": plan_of({"id": "b", "tool": "inv.read"})}, thread("again"))
@@ -125,12 +117,7 @@ def test_a_second_plan_on_a_thread_reads_alike_after_its_outcomes_are_overwritte
 
 def test_a_decided_then_pruned_run_reads_alike(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
-    graph = build_graph(
-        counting_tools(CallLog(), "inv.read")
-        + counting_tools(CallLog(), "email.send", action="execute"),
-        profile="smb",
-        checkpointer=open_checkpointer(f"sqlite:///{db}"),
-    )
+    graph = graph_on(db, "smb")
     plan = plan_of(
         {"id": "r", "tool": "inv.read", "args": {"text": "r"}},
         {"id": "send", "tool": "email.send", "args": {"text": "hi"}},

@@ -52,16 +52,6 @@ class _NoSharedLocks:
     def hold(self, thread_id: str) -> Iterator[bool]:
         yield True
 
-    def is_running(self, thread_id: str) -> bool:
-        """Whether some process runs `thread_id` now, i.e. holds its lock. Finding out takes the
-        lock for an instant when it is free: a resume of that run started at that very instant
-        is refused with `ResumeConflict`, having changed nothing."""
-        try:
-            with self.hold(thread_id):
-                return False
-        except ResumeConflict:
-            return True
-
     @asynccontextmanager
     async def ahold(self, thread_id: str) -> AsyncIterator[bool]:
         yield True
@@ -98,16 +88,6 @@ class _FileLocks:
             yield True
         finally:
             fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset)
-
-    def is_running(self, thread_id: str) -> bool:
-        """Whether some process runs `thread_id` now, i.e. holds its lock. Finding out takes the
-        lock for an instant when it is free: a resume of that run started at that very instant
-        is refused with `ResumeConflict`, having changed nothing."""
-        try:
-            with self.hold(thread_id):
-                return False
-        except ResumeConflict:
-            return True
 
     @asynccontextmanager
     async def ahold(self, thread_id: str) -> AsyncIterator[bool]:
