@@ -13,6 +13,7 @@ __all__ = (
     "InvalidDecision",
     "MissingThreadId",
     "NoPendingApproval",
+    "NotStopped",
     "PlanValidationError",
     "PlangateError",
     "PlangateUsageError",
@@ -127,6 +128,26 @@ class ThreadError(PlangateUsageError):
     def __init__(self, thread_id: str, message: str, *, hint: str | None = None) -> None:
         self.thread_id = thread_id
         super().__init__(message, hint=hint)
+
+
+class NotStopped(ThreadError):
+    """A resume was asked for a run that has not stopped mid-way: it waits for a decision, or
+    it has finished. Nothing was changed.
+
+    Attributes:
+        waiting: Whether the run waits for a decision (else it has finished).
+    """
+
+    def __init__(self, thread_id: str, *, waiting: bool):
+        self.waiting = waiting
+        if waiting:
+            super().__init__(
+                thread_id,
+                f"run {thread_id!r} is waiting for an approval, not stopped",
+                hint="decide it: approve or reject the step it waits for",
+            )
+        else:
+            super().__init__(thread_id, f"run {thread_id!r} has finished", hint="nothing to resume")
 
 
 class UnknownThread(ThreadError):

@@ -32,6 +32,7 @@ from plangate.cli.output import (
 )
 from plangate.errors import (
     InvalidDecision,
+    NotStopped,
     PlangateError,
     ProfileMismatch,
     RunNotFinished,
@@ -120,6 +121,12 @@ def cli_message(exc: PlangateError) -> str:
             if exc.waiting
             else f"finish it first with `plangate resume {thread}`, "
             "or start the plan with another --thread"
+        )
+    elif isinstance(exc, NotStopped):
+        hint = (
+            "use `plangate approve` or `plangate reject`"
+            if exc.waiting
+            else "`plangate show THREAD` prints its result"
         )
     elif isinstance(exc, UnknownThread):
         hint = "`plangate runs --all` lists the runs in the database"

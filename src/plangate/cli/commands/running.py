@@ -18,7 +18,7 @@ from plangate.cli.options import (
 )
 from plangate.cli.output import say
 from plangate.cli.where import existing_run, new_run_project, plan_steps, project_of_runs
-from plangate.errors import PlangateUsageError
+from plangate.errors import UnknownThread
 from plangate.plan import Plan
 from plangate.runs.checkpoint import open_checkpointer, shown_url
 
@@ -78,19 +78,13 @@ def resume(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None
     """
     from plangate.cli.drive import drive
     from plangate.runs.history import remaining_tools
+    from plangate.runs.service import require_stopped
 
     named, db = project_of_runs(project, db)
     graph, config, snapshot = existing_run(db, thread, named)
-    if snapshot.interrupts:
-        raise PlangateUsageError(
-            f"run {thread!r} is waiting for an approval",
-            hint="use `plangate approve` or `plangate reject`",
-        )
-    # Not `next` alone: a process killed after a step saved its writes, but before the
-    # checkpoint that follows them, leaves that step's task (with its writes) and no `next`.
-    if not snapshot.next and not snapshot.tasks:
-        raise PlangateUsageError(
-            f"run {thread!r} has finished", hint="`plangate show THREAD` prints its result"
-        )
+    saved = graph.checkpointer.get_tuple(config)  # type: ignore[union-attr]
+    if saved is None:
+        raise UnknownThread(thread)
+    require_stopped(thread, saved)  # as the inbox's Resume: the same rule, the same errors
     graph.reach(remaining_tools(snapshot))
     raise typer.Exit(drive(graph, None, config, db, steps=plan_steps(snapshot.values)))

@@ -24,7 +24,12 @@ only when something resumes it.
 
 from plangate.runs.service._decisions import BoundDecision, bind_decision
 from plangate.runs.service._reading import FINISHED, RunReader
-from plangate.runs.service._service import NotStopped, RunService, ThreadExists
+from plangate.runs.service._service import (
+    NotStopped,
+    RunService,
+    ThreadExists,
+    require_stopped,
+)
 from plangate.runs.service._views import STARTED_BY
 
 __all__ = (
@@ -36,4 +41,5 @@ __all__ = (
     "RunService",
     "ThreadExists",
     "bind_decision",
+    "require_stopped",
 )

@@ -12,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.types import Command
 
 from plangate._files import parse_document
 from plangate._time import utc_now
 from plangate.errors import (
     InvalidDecision,
+    NotStopped,
     PlangateError,
     PlangateUsageError,
     PlanValidationError,
@@ -41,7 +43,7 @@ from plangate.runs.stored import (
     run_state,
 )
 
-__all__ = ("NotStopped", "RunService", "ThreadExists")
+__all__ = ("NotStopped", "RunService", "ThreadExists", "require_stopped")
 
 log = logging.getLogger("plangate.server")
 
@@ -57,24 +59,14 @@ class ThreadExists(ThreadError):
         )
 
 
-class NotStopped(ThreadError):
-    """A resume was asked for a run that has not stopped mid-way: it waits for a decision, or
-    it has finished. Nothing was changed.
-
-    Attributes:
-        waiting: Whether the run waits for a decision (else it has finished).
-    """
-
-    def __init__(self, thread_id: str, *, waiting: bool):
-        self.waiting = waiting
-        if waiting:
-            super().__init__(
-                thread_id,
-                f"run {thread_id!r} is waiting for an approval, not stopped",
-                hint="decide it: approve or reject the step it waits for",
-            )
-        else:
-            super().__init__(thread_id, f"run {thread_id!r} has finished", hint="nothing to resume")
+def require_stopped(thread: str, saved: CheckpointTuple) -> None:
+    """Refuse to resume `thread` unless its run stopped mid-way (`NotStopped`): a run waiting
+    for a decision goes on by a decision, and a finished one has nothing left. Its latest
+    checkpoint `saved` tells: a process killed after a step saved its writes but before the
+    checkpoint that follows them left a run that is neither, and resumable."""
+    state = run_state(saved)
+    if state != "unfinished":
+        raise NotStopped(thread, waiting=state == "waiting")
 
 
 class RunService(RunReader):
@@ -187,9 +179,7 @@ class RunService(RunReader):
             ResumeConflict (a process runs it).
         """
         saved, snapshot = self._read(thread)
-        state = run_state(saved)
-        if state != "unfinished":
-            raise NotStopped(thread, waiting=state == "waiting")
+        require_stopped(thread, saved)
         setup = self._setup(snapshot)
         config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
         graph = self._graph(setup)
