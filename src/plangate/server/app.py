@@ -344,17 +344,19 @@ def create_app(
 
     @app.post("/api/runs", status_code=201)
     def start(request: StartRequest) -> dict[str, Any]:
-        return service.start(
-            plan=request.plan,
-            profile=request.profile,
-            thread=request.thread or None,
-            offline=request.offline,
-            started_by=request.started_by,
+        return dict(
+            service.start(
+                plan=request.plan,
+                profile=request.profile,
+                thread=request.thread or None,
+                offline=request.offline,
+                started_by=request.started_by,
+            )
         )
 
     @app.get("/api/runs/{thread}")
     def run(thread: str) -> dict[str, Any]:
-        return service.run(thread)
+        return dict(service.run(thread))
 
     @app.get("/api/runs/{thread}/trace")
     def trace(thread: str) -> dict[str, Any]:

@@ -30,11 +30,25 @@ from plangate.runs.service._service import (
     ThreadExists,
     require_stopped,
 )
-from plangate.runs.service._views import STARTED_BY
+from plangate.runs.service._views import (
+    STARTED_BY,
+    ApprovalView,
+    DecisionTaken,
+    RunStarted,
+    RunSummary,
+    RunView,
+    StepRow,
+)
 
 __all__ = (
     "FINISHED",
     "STARTED_BY",
+    "ApprovalView",
+    "DecisionTaken",
+    "RunStarted",
+    "RunSummary",
+    "RunView",
+    "StepRow",
     "BoundDecision",
     "NotStopped",
     "RunReader",

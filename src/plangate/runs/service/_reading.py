@@ -24,10 +24,13 @@ from plangate.runs.history import (
     waiting_approvals,
 )
 from plangate.runs.service._views import (
-    STARTED_BY,
+    ApprovalView,
+    RunSummary,
+    RunView,
     approval_view,
     as_is,
     budget_view,
+    started_by,
     step_rows,
 )
 from plangate.runs.stored import (
@@ -133,10 +136,10 @@ class RunReader:
         except PlangateUsageError:  # its project or profile file has gone since it started
             return None
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self) -> list[ApprovalView]:
         """Every approval request waiting for a decision, the most urgent first."""
         now = utc_now()
-        found: list[dict[str, Any]] = []
+        found: list[ApprovalView] = []
         for thread, requests in waiting_approvals(self._probe):
             if thread in self._active:  # being decided right now, by this server
                 continue
@@ -155,9 +158,9 @@ class RunReader:
         )
         return found
 
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 50) -> list[RunSummary]:
         """A summary of each of the `limit` most recently written runs."""
-        summaries = []
+        summaries: list[RunSummary] = []
         for thread in list_threads(self._saver)[:limit]:
             saved = self._saver.get_tuple(thread_config(thread))
             if saved is None:  # deleted since the listing
@@ -175,13 +178,13 @@ class RunReader:
                     "status": self._status(thread, saved),
                     "steps": len(plan.get("steps", [])),
                     "done": len(outcomes),
-                    "started_by": (snapshot.metadata or {}).get(STARTED_BY),
+                    "started_by": started_by(snapshot),
                     "updated_at": snapshot.created_at,
                 }
             )
         return summaries
 
-    def run(self, thread: str) -> dict[str, Any]:
+    def run(self, thread: str) -> RunView:
         """Everything the run view shows: steps, budget, golden signals, what it waits for."""
         saved, snapshot = self._read(thread)
         setup = self._setup(snapshot)
@@ -227,7 +230,7 @@ class RunReader:
             "status": status,
             "profile": profile.name if profile else setup.profile,
             "offline": setup.offline,
-            "started_by": (snapshot.metadata or {}).get(STARTED_BY),
+            "started_by": started_by(snapshot),
             "trace_id": counters.get("trace_id"),
             "updated_at": snapshot.created_at,
             "server_time": iso(now),

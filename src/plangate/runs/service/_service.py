@@ -37,7 +37,7 @@ from plangate.runs.history import (
 )
 from plangate.runs.service._decisions import bind_decision
 from plangate.runs.service._reading import RunReader, thread_config
-from plangate.runs.service._views import STARTED_BY
+from plangate.runs.service._views import STARTED_BY, DecisionTaken, RunStarted, started_by
 from plangate.runs.stored import (
     is_approval_request,
     run_state,
@@ -109,7 +109,7 @@ class RunService(RunReader):
 
     # -- acting --------------------------------------------------------------------------
 
-    def decide(self, thread: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def decide(self, thread: str, body: Mapping[str, Any]) -> DecisionTaken:
         """Check a decision on a run's pending approval, then resume the run in the background.
 
         `body` is a `Decision` as JSON with `approver` required (`reason` too, to reject) and,
@@ -129,7 +129,7 @@ class RunService(RunReader):
         bound = bind_decision(thread, requests, fields, graph=graph, interrupt_id=named)
         graph.reach(remaining_tools(snapshot))  # as `plangate approve`: a source down, 422
         ((interrupt_id, decision),) = bound.resume.items()
-        config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
+        config = self._config(thread, started_by(snapshot))
         try:
             self._launch(thread, graph, bound.command, config)
         except InvalidDecision:
@@ -148,7 +148,7 @@ class RunService(RunReader):
             run with (`ToolNotAvailable`, `ProfileMismatch`): the run stays paused.
         """
         snapshot = self._snapshot(thread)
-        config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
+        config = self._config(thread, started_by(snapshot))
         self._launch(thread, self._graph(self._setup(snapshot)), Command(resume=closing), config)
 
     def watch_expiry(self, *, every: float, stop: threading.Event) -> None:
@@ -181,7 +181,7 @@ class RunService(RunReader):
         saved, snapshot = self._read(thread)
         require_stopped(thread, saved)
         setup = self._setup(snapshot)
-        config = self._config(thread, (snapshot.metadata or {}).get(STARTED_BY))
+        config = self._config(thread, started_by(snapshot))
         graph = self._graph(setup)
         graph.reach(remaining_tools(snapshot))
         # The graph takes the run's lock before it goes on: `ResumeConflict` if a process runs
@@ -198,7 +198,7 @@ class RunService(RunReader):
         thread: str | None = None,
         offline: bool = False,
         started_by: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> RunStarted:
         """Start a plan (YAML/JSON text, a mapping, or a list of steps) in the server's project
         under one of its profiles (default: the project's), as `plangate run` does, and return
         once it has made its first move.
@@ -237,9 +237,9 @@ class RunService(RunReader):
         return {"thread": thread, "profile": profile, "offline": offline}
 
     @staticmethod
-    def _config(thread: str, started_by: Any) -> RunnableConfig:
+    def _config(thread: str, starter: Any) -> RunnableConfig:
         # The run's setup rides on its graph (`Project.graph`): the project it goes on in.
-        metadata = {STARTED_BY: str(started_by)} if started_by else {}
+        metadata = {STARTED_BY: str(starter)} if starter else {}
         return {"configurable": {"thread_id": thread}, "metadata": metadata}
 
     def _claim(self, thread: str) -> None:

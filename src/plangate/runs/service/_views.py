@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from langgraph.types import StateSnapshot
+from typing_extensions import TypedDict
 
 from plangate._time import parse_iso
 from plangate.plan import Plan
@@ -14,11 +15,139 @@ from plangate.profiles import Budget
 from plangate.project import RunSetup
 from plangate.runs.stored import WaitingInterrupt
 
-__all__ = ("STARTED_BY", "approval_view", "as_is", "budget_view", "step_rows")
+__all__ = (
+    "STARTED_BY",
+    "ApprovalView",
+    "DecisionTaken",
+    "RunStarted",
+    "RunSummary",
+    "RunView",
+    "StepRow",
+    "approval_view",
+    "as_is",
+    "budget_view",
+    "started_by",
+    "step_rows",
+)
 
 STARTED_BY = "plangate_started_by"
 """Checkpoint metadata key naming who started a run from the inbox (carried across resumes
 the inbox makes; a run started by `plangate run` has none)."""
+
+
+class ApprovalView(TypedDict, total=False):
+    """A request waiting for a decision, as every face shows it (`RunReader.pending`, a run's
+    `waiting`): the request's own fields (see `ApprovalRequest`; a plan review's too), and
+    which run it is of, how long it has left and who started it."""
+
+    thread: str
+    interrupt_id: str
+    type: str
+    request_id: str
+    step_id: str | None
+    step_index: int
+    tool: str | None
+    action: str
+    action_source: str
+    irreversible: bool
+    domain: str
+    description: str
+    risk: str
+    consequence: str
+    args: Any
+    requested_at: str
+    expires_at: str
+    allowed_decisions: list[str]
+    digest: str
+    references: Any
+    approvals_required: int
+    approvals_so_far: list[Any]
+    steps: list[Any]
+    budget: Any
+    covers: str
+    order: str
+    review_changed: Any
+    expires_in_seconds: float
+    expired: bool
+    error: str | None
+    goal: str
+    profile: str
+    offline: bool
+    started_by: str | None
+
+
+class StepRow(TypedDict):
+    """A step of a run as its view lists it."""
+
+    index: int
+    step_id: str
+    tool: str
+    action: str | None
+    description: str | None
+    depends_on: list[str]
+    args: Any
+    status: str
+    attempts: int
+    duration_ms: float | None
+    mocked: bool
+    error: Any
+    output: Any
+    approval: Any
+
+
+class RunSummary(TypedDict):
+    """A run as the list of runs shows it (`RunReader.runs`)."""
+
+    thread: str
+    goal: str
+    profile: str | None
+    status: str
+    steps: int
+    done: int
+    started_by: str | None
+    updated_at: str | None
+
+
+class RunView(TypedDict):
+    """Everything a run's view shows (`RunReader.run`)."""
+
+    thread: str
+    goal: str
+    status: str
+    profile: str | None
+    offline: bool
+    started_by: str | None
+    trace_id: str | None
+    updated_at: str | None
+    server_time: str
+    steps: list[StepRow]
+    waiting: list[ApprovalView]
+    budget: dict[str, Any]
+    signals: dict[str, Any]
+    halted: Any
+    failure_context: Any
+
+
+class DecisionTaken(TypedDict):
+    """A decision the service took, the run going on with it (`RunService.decide`)."""
+
+    thread: str
+    decision: str
+    interrupt_id: str
+
+
+class RunStarted(TypedDict):
+    """A run the service started (`RunService.start`)."""
+
+    thread: str
+    profile: str
+    offline: bool
+
+
+def started_by(snapshot: StateSnapshot) -> str | None:
+    """Who started a run from a face that says (`STARTED_BY`), from its checkpoint's metadata."""
+    found = (snapshot.metadata or {}).get(STARTED_BY)
+    return None if found is None else str(found)
 
 
 def approval_view(
@@ -27,7 +156,7 @@ def approval_view(
     snapshot: StateSnapshot,
     setup: RunSetup,
     now: datetime,
-) -> dict[str, Any]:
+) -> ApprovalView:
     """A request waiting for a decision, as the faces show it: what it asks, how long it has
     left, and about which run."""
     request = waiting.value
@@ -59,18 +188,23 @@ def approval_view(
         "order",
         "review_changed",
     )
-    return {
-        "thread": thread,
-        "interrupt_id": waiting.id,
-        **{key: request.get(key) for key in keys},
-        "expires_in_seconds": round(left, 1),
-        "expired": left <= 0,
-        "error": request.get("error"),
-        "goal": (snapshot.values.get("plan") or {}).get("goal", ""),
-        "profile": setup.profile,
-        "offline": setup.offline,
-        "started_by": (snapshot.metadata or {}).get(STARTED_BY),
-    }
+    # The request's fields as it holds them: a step's request and a plan review hold different
+    # ones, which `ApprovalView` lists together.
+    return cast(
+        ApprovalView,
+        {
+            "thread": thread,
+            "interrupt_id": waiting.id,
+            **{key: request.get(key) for key in keys},
+            "expires_in_seconds": round(left, 1),
+            "expired": left <= 0,
+            "error": request.get("error"),
+            "goal": (snapshot.values.get("plan") or {}).get("goal", ""),
+            "profile": setup.profile,
+            "offline": setup.offline,
+            "started_by": started_by(snapshot),
+        },
+    )
 
 
 def step_rows(
@@ -81,11 +215,11 @@ def step_rows(
     status: str,
     running: set[str],
     shown: Callable[[Any], Any],
-) -> list[dict[str, Any]]:
+) -> list[StepRow]:
     """Each step of a run as the run view lists it: its status (its outcome's, `waiting`, the
     run's own while it runs or stopped mid-step, else `pending`), and what it did, `shown` as
     the profile says."""
-    steps = []
+    steps: list[StepRow] = []
     for index, step in enumerate(plan.steps):
         outcome = outcomes.get(step.id)
         if outcome is not None:
