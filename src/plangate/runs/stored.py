@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "EXPIRED_DECISION",
+    "FINISHED",
     "Reread",
     "RunState",
     "StoredInterrupt",
@@ -60,6 +61,7 @@ __all__ = (
     "read_stored_run",
     "reading_serde",
     "run_state",
+    "run_status",
     "stored_values",
     "thread_checkpoints",
     "trace_of",
@@ -240,6 +242,23 @@ def run_state(saved: CheckpointTuple) -> RunState:
         return "waiting"
     finished = saved.checkpoint["channel_values"].get("result") is not None
     return "finished" if finished else "unfinished"
+
+
+FINISHED = ("success", "partial", "failed")
+"""The statuses of a run that has finished: its result's."""
+
+
+def run_status(saved: CheckpointTuple, is_running: Callable[[], bool]) -> str:
+    """A run's status, as every face shows it, from its latest checkpoint `saved`: its result's
+    (`FINISHED`) once finished; `waiting` for a decision; else, between two steps, `running`
+    while some process holds its lock (`is_running`, asked only then), or `stopped` when none
+    does: its process died mid-way and the run goes on only when something resumes it."""
+    state = run_state(saved)
+    if state == "finished":
+        return str(saved.checkpoint["channel_values"]["result"]["status"])
+    if state == "waiting":
+        return "waiting"
+    return "running" if is_running() else "stopped"
 
 
 def is_approval_request(value: Any) -> bool:

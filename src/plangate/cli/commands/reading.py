@@ -8,6 +8,7 @@ latest checkpoint does not tell what it waits for (an approval answered and aske
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -36,12 +37,13 @@ from plangate.cli.where import (
 )
 from plangate.runs.locks import run_locks
 from plangate.runs.stored import (
+    FINISHED,
     Reread,
     interrupts_waiting,
     is_approval_request,
     is_expired,
     latest_checkpoints,
-    run_state,
+    run_status,
     thread_checkpoints,
     trace_of,
     waiting_approvals,
@@ -102,15 +104,14 @@ def runs(
     now = utc_now()
     listed = 0
     for thread, saved in latest_checkpoints(saver):
-        state = run_state(saved)
-        if state == "finished":
+        status = run_status(saved, partial(locks.is_running, thread))
+        if status in FINISHED:
             if not all_runs:
                 continue
-            result = saved.checkpoint["channel_values"].get("result") or {}
-            line = f"finished {result.get('status')}: plangate show {thread}{flag}"
-        elif state == "waiting":
+            line = f"finished {status}: plangate show {thread}{flag}"
+        elif status == "waiting":
             line = _waiting_line(reread, thread, saved, now, flag)
-        elif locks.is_running(thread):
+        elif status == "running":
             line = "running: another process runs it now"
         else:
             line = f"stopped: plangate resume {thread}{flag}"

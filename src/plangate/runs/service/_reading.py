@@ -34,16 +34,16 @@ from plangate.runs.service._views import (
     step_rows,
 )
 from plangate.runs.stored import (
+    FINISHED,
     interrupts_waiting,
     is_approval_request,
     list_threads,
-    run_state,
+    run_status,
 )
 from plangate.tracing import TraceEvent, outcome_signals, redact
 
 __all__ = ("FINISHED", "RunReader", "thread_config")
 
-FINISHED = ("success", "partial", "failed")
 _RISKS = ("low", "medium", "high")
 
 
@@ -114,15 +114,11 @@ class RunReader:
         return saved, snapshot
 
     def _status(self, thread: str, saved: CheckpointTuple) -> str:
-        """The run's status (see the module's doc), from its latest checkpoint `saved`."""
-        state = run_state(saved)
-        if state == "finished":
-            return str(saved.checkpoint["channel_values"]["result"]["status"])
-        if thread in self._active:
-            return "running"
-        if state == "waiting":
-            return "waiting"
-        return "running" if self._held(thread) else "stopped"
+        """The run's status (`run_status`), from its latest checkpoint `saved`."""
+        status = run_status(saved, lambda: self._held(thread))
+        # A run this process goes on with now shows as running, though its latest checkpoint
+        # may still be the pause a decision was taken at.
+        return "running" if status == "waiting" and thread in self._active else status
 
     def _held(self, thread: str) -> bool:
         """Whether this server or another process runs `thread` now (see
