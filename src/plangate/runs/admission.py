@@ -23,7 +23,7 @@ from plangate.nodes.approval_interrupt import RECEIVED_AT
 from plangate.plan import parse_plan
 from plangate.runs.stored import WaitingInterrupt, is_approval_request
 
-__all__ = ("admit", "thread_id_of")
+__all__ = ("admit", "several_pending", "thread_id_of")
 
 
 def admit(
@@ -75,13 +75,24 @@ def _addressed(pending: Mapping[str, WaitingInterrupt], resume: Any, config: Run
                 return key
         raise StaleDecision(thread_id_of(config), request_id=str(request_id))
     if len(pending) > 1:
-        raise InvalidDecision(
-            f"{len(pending)} approvals are pending; "
-            "resume with a mapping of interrupt id to decision",
+        raise several_pending(
+            [waiting.value for waiting in pending.values()],
             field="resume",
-            hint="ids: " + ", ".join(pending),
+            hint="resume with a mapping of interrupt id to decision; ids: " + ", ".join(pending),
         )
     return next(iter(pending))
+
+
+def several_pending(requests: list[Mapping[str, Any]], *, field: str, hint: str) -> InvalidDecision:
+    """The refusal of a decision that names none of the several requests waiting, the same on
+    every face (the graph, the run service): it names their steps, in plan order."""
+    ordered = sorted(requests, key=lambda request: request.get("step_index", 0))
+    steps = ", ".join(repr(request.get("step_id") or "the plan") for request in ordered)
+    return InvalidDecision(
+        f"invalid decision: {len(ordered)} approvals are pending ({steps}); name the one decided",
+        field=field,
+        hint=hint,
+    )
 
 
 def _decision(

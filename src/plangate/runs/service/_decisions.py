@@ -15,6 +15,7 @@ from plangate.errors import (
     PlangateUsageError,
     StaleDecision,
 )
+from plangate.runs.admission import several_pending
 from plangate.runs.guarded_graph import PlangateGraph
 
 __all__ = ("BoundDecision", "bind_decision")
@@ -84,9 +85,8 @@ def bind_decision(
     elif every or len(ordered) == 1:
         chosen = ordered
     else:
-        raise InvalidDecision(
-            f"invalid decision: {len(ordered)} approvals are pending ({_steps(ordered)}); "
-            "name the one decided",
+        raise several_pending(
+            [request for _, request in ordered],
             field="interrupt_id",
             hint="decide one by its step or interrupt id, or all of them at once",
         )
