@@ -4,12 +4,12 @@ the saver is in `plangate.runs.stored`, which this builds on (and re-exports the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Interrupt, StateSnapshot
 
@@ -28,6 +28,7 @@ from plangate.runs.stored import (
     run_state,
     trace_of,
 )
+from plangate.runs.stored import trace_since as stored_trace_since
 from plangate.runs.stored import waiting_approvals as stored_waiting_approvals
 from plangate.state import StepOutcome
 from plangate.tracing import TraceEvent
@@ -77,22 +78,9 @@ def get_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEv
 def trace_since(
     graph: CompiledStateGraph, config: RunnableConfig, checkpoint_id: str | None
 ) -> list[TraceEvent]:
-    """The trace events written on the checkpoint `checkpoint_id` and on every later one (all of
-    them for `None`), in `seq` order: what a reader who last looked when `checkpoint_id` was
-    the latest may have missed, since a running step writes onto the latest checkpoint. Costs
-    the checkpoints read, not the thread's whole history."""
-    return trace_of(_down_to(_saver(graph).list(_thread(config)), checkpoint_id))
-
-
-def _down_to(
-    newest_first: Iterable[CheckpointTuple], checkpoint_id: str | None
-) -> Iterator[CheckpointTuple]:
-    """The checkpoints of `newest_first` down to `checkpoint_id` (included; all for `None`)."""
-    for checkpoint in newest_first:
-        yield checkpoint
-        reached = checkpoint.config["configurable"]["checkpoint_id"]
-        if checkpoint_id is not None and reached <= checkpoint_id:  # ids grow with time
-            return
+    """`plangate.runs.stored.trace_since` of `graph`'s checkpointer: the events written on the
+    checkpoint `checkpoint_id` and on every later one (all of them for `None`)."""
+    return stored_trace_since(_saver(graph), config["configurable"]["thread_id"], checkpoint_id)
 
 
 async def aget_trace(graph: CompiledStateGraph, config: RunnableConfig) -> list[TraceEvent]:

@@ -65,6 +65,7 @@ __all__ = (
     "stored_values",
     "thread_checkpoints",
     "trace_of",
+    "trace_since",
     "unnumbered_events",
     "waiting_approvals",
 )
@@ -322,6 +323,27 @@ def trace_of(checkpoints: Iterable[CheckpointTuple]) -> list[TraceEvent]:
     for checkpoint in checkpoints:
         collect_events(events, checkpoint)
     return ordered_events(events)
+
+
+def trace_since(
+    saver: BaseCheckpointSaver[Any], thread_id: str, checkpoint_id: str | None
+) -> list[TraceEvent]:
+    """The trace events written on the checkpoint `checkpoint_id` and on every later one (all of
+    them for `None`), in `seq` order: what a reader who last looked when `checkpoint_id` was
+    the latest may have missed, since a running step writes onto the latest checkpoint. Costs
+    the checkpoints read, not the thread's whole history."""
+    return trace_of(_down_to(thread_checkpoints(saver, thread_id), checkpoint_id))
+
+
+def _down_to(
+    newest_first: Iterable[CheckpointTuple], checkpoint_id: str | None
+) -> Iterator[CheckpointTuple]:
+    """The checkpoints of `newest_first` down to `checkpoint_id` (included; all for `None`)."""
+    for checkpoint in newest_first:
+        yield checkpoint
+        reached = checkpoint.config["configurable"]["checkpoint_id"]
+        if checkpoint_id is not None and reached <= checkpoint_id:  # ids grow with time
+            return
 
 
 def collect_events(events: dict[tuple[str, int], TraceEvent], checkpoint: CheckpointTuple) -> None:

@@ -18,9 +18,6 @@ from plangate.plan import Plan
 from plangate.profiles import Profile
 from plangate.project import Project, RunSetup, demo_root, reader
 from plangate.runs.history import (
-    ended_so_far,
-    get_trace,
-    trace_since,
     waiting_approvals,
 )
 from plangate.runs.service._views import (
@@ -35,11 +32,17 @@ from plangate.runs.service._views import (
 )
 from plangate.runs.stored import (
     FINISHED,
-    interrupts_waiting,
+    StoredRun,
     is_approval_request,
     list_threads,
+    open_store,
+    read_stored_run,
     run_status,
+    stored_values,
+    thread_checkpoints,
+    trace_of,
 )
+from plangate.runs.stored import trace_since as stored_trace_since
 from plangate.tracing import TraceEvent, outcome_signals, redact
 
 __all__ = ("FINISHED", "RunReader", "thread_config")
@@ -73,7 +76,10 @@ class RunReader:
         # Held while a status read tries a run's lock, and by `RunService._claim`: a run this
         # process starts never finds its lock taken by this process's own look at it.
         self._probing = threading.Lock()
+        # The graph that rebuilds a run's whole state, for going on with it; reading a run
+        # needs only the saver (`plangate.runs.stored`), as the CLI's reading commands do.
         self._probe = reader(db)
+        self._store = open_store(db)
 
     def _project_of(self, setup: RunSetup) -> Project:
         """The project a run goes on in, loaded once per file (its tools with it)."""
@@ -103,6 +109,13 @@ class RunReader:
         if saved is None:
             raise UnknownThread(thread)
         return saved
+
+    def _stored(self, thread: str) -> StoredRun:
+        """The run as its latest checkpoint stored it, read with the saver alone."""
+        run = read_stored_run(self._store, thread)
+        if run is None or not run.values:
+            raise UnknownThread(thread)
+        return run
 
     def _read(self, thread: str) -> tuple[CheckpointTuple, StateSnapshot]:
         """The run's latest checkpoint and its state, both of that one checkpoint: read apart,
@@ -139,9 +152,11 @@ class RunReader:
         for thread, requests in waiting_approvals(self._probe):
             if thread in self._active:  # being decided right now, by this server
                 continue
-            snapshot = self._probe.get_state(thread_config(thread))
-            setup = self._setup(snapshot)
-            found.extend(approval_view(thread, i, snapshot, setup, now) for i in requests)
+            run = read_stored_run(self._store, thread)
+            if run is None:  # deleted since the listing
+                continue
+            setup = RunSetup.of(run.saved)
+            found.extend(approval_view(thread, i, run, setup, now) for i in requests)
         # The most urgent first: what expires within the hour, then the riskiest, then the
         # soonest to expire; expired requests (a decision now is recorded as expired) last.
         found.sort(
@@ -161,39 +176,40 @@ class RunReader:
             saved = self._saver.get_tuple(thread_config(thread))
             if saved is None:  # deleted since the listing
                 continue
-            snapshot = self._probe.get_state(saved.config)
-            if not snapshot.values:
+            values = stored_values(self._store, saved)
+            if not values:
                 continue
-            plan = snapshot.values.get("plan") or {}
-            outcomes = snapshot.values.get("outcomes") or {}
+            plan = values.get("plan") or {}
+            outcomes = values.get("outcomes") or {}
             summaries.append(
                 {
                     "thread": thread,
                     "goal": plan.get("goal", ""),
-                    "profile": self._setup(snapshot).profile,
+                    "profile": RunSetup.of(saved).profile,
                     "status": self._status(thread, saved),
                     "steps": len(plan.get("steps", [])),
                     "done": len(outcomes),
-                    "started_by": started_by(snapshot),
-                    "updated_at": snapshot.created_at,
+                    "started_by": started_by(saved),
+                    "updated_at": saved.checkpoint["ts"],
                 }
             )
         return summaries
 
     def run(self, thread: str) -> RunView:
         """Everything the run view shows: steps, budget, golden signals, what it waits for."""
-        saved, snapshot = self._read(thread)
-        setup = self._setup(snapshot)
-        values = snapshot.values
+        stored = self._stored(thread)
+        saved = stored.saved
+        setup = RunSetup.of(saved)
+        values = stored.values
         status = self._status(thread, saved)
         plan = Plan.from_state(values["plan"])
         # With the steps of the wave in progress that ended beside the ones waiting.
-        outcomes = ended_so_far(snapshot)
+        outcomes = stored.ended
         counters = values.get("run") or {}
         running = set(counters.get("running") or ())
-        # Not `snapshot.interrupts`: the state of a given checkpoint still lists the requests
-        # decided while others of their wave wait.
-        asked = interrupts_waiting(saved)
+        # Read from the checkpoint's writes: the state of a given checkpoint still lists the
+        # requests decided while others of their wave wait.
+        asked = stored.interrupts
         if asked is None:  # answered and asked again: only the latest state untangles it
             asked = list(self._snapshot(thread).interrupts)
         waiting = [i for i in asked if is_approval_request(i.value)]
@@ -226,12 +242,12 @@ class RunReader:
             "status": status,
             "profile": profile.name if profile else setup.profile,
             "offline": setup.offline,
-            "started_by": started_by(snapshot),
+            "started_by": started_by(saved),
             "trace_id": counters.get("trace_id"),
-            "updated_at": snapshot.created_at,
+            "updated_at": saved.checkpoint["ts"],
             "server_time": iso(now),
             "steps": steps,
-            "waiting": [approval_view(thread, i, snapshot, setup, now) for i in waiting],
+            "waiting": [approval_view(thread, i, stored, setup, now) for i in waiting],
             "budget": budget,
             "signals": signals,
             "halted": (result or {}).get("halted", counters.get("halted")),
@@ -239,8 +255,8 @@ class RunReader:
         }
 
     def trace(self, thread: str) -> list[TraceEvent]:
-        self._snapshot(thread)
-        return get_trace(self._probe, thread_config(thread))
+        self._stored(thread)
+        return trace_of(thread_checkpoints(self._store, thread))
 
     def poll(
         self, thread: str, seen: str | None, *, status: bool = False
@@ -256,7 +272,7 @@ class RunReader:
             return seen, None, self._status(thread, saved) if status else None
         return (
             latest,
-            trace_since(self._probe, thread_config(thread), seen),
+            stored_trace_since(self._store, thread, seen),
             self._status(thread, saved),
         )
 

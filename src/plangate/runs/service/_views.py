@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
+from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.types import StateSnapshot
 from typing_extensions import TypedDict
 
@@ -13,7 +14,7 @@ from plangate._time import parse_iso
 from plangate.plan import Plan
 from plangate.profiles import Budget
 from plangate.project import RunSetup
-from plangate.runs.stored import WaitingInterrupt
+from plangate.runs.stored import StoredRun, WaitingInterrupt
 
 __all__ = (
     "STARTED_BY",
@@ -144,16 +145,16 @@ class RunStarted(TypedDict):
     offline: bool
 
 
-def started_by(snapshot: StateSnapshot) -> str | None:
+def started_by(latest: StateSnapshot | CheckpointTuple) -> str | None:
     """Who started a run from a face that says (`STARTED_BY`), from its checkpoint's metadata."""
-    found = (snapshot.metadata or {}).get(STARTED_BY)
+    found = (latest.metadata or {}).get(STARTED_BY)
     return None if found is None else str(found)
 
 
 def approval_view(
     thread: str,
     waiting: WaitingInterrupt,
-    snapshot: StateSnapshot,
+    run: StoredRun,
     setup: RunSetup,
     now: datetime,
 ) -> ApprovalView:
@@ -199,10 +200,10 @@ def approval_view(
             "expires_in_seconds": round(left, 1),
             "expired": left <= 0,
             "error": request.get("error"),
-            "goal": (snapshot.values.get("plan") or {}).get("goal", ""),
+            "goal": (run.values.get("plan") or {}).get("goal", ""),
             "profile": setup.profile,
             "offline": setup.offline,
-            "started_by": started_by(snapshot),
+            "started_by": started_by(run.saved),
         },
     )
 
