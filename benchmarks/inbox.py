@@ -29,7 +29,7 @@ from typing import Any
 from benchmarks.systems import APPROVALS_PROFILE, _close, _config, noop
 from plangate import build_graph, open_checkpointer, pending_approvals
 from plangate.runs.history import trace_since
-from plangate.server._runs import RunService
+from plangate.runs.service import RunService
 
 
 def fill(db: Path, runs: int, waiting: int, steps: int) -> None:
