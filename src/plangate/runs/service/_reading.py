@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -29,6 +30,7 @@ from plangate.runs.service._views import (
     as_is,
     budget_view,
     step_rows,
+    waiting_view,
 )
 from plangate.runs.stored import (
     interrupts_waiting,
@@ -183,6 +185,26 @@ class RunReader:
 
     def run(self, thread: str) -> dict[str, Any]:
         """Everything the run view shows: steps, budget, golden signals, what it waits for."""
+        return self._view(thread)[0]
+
+    def status(self, thread: str) -> dict[str, Any]:
+        """A run as a face outside the decision path shows it (the MCP face, to the agent that
+        submitted it): its status, each step's status with its output or error, and what it
+        waits for, but not the args of a waiting request: those are for the approver, behind
+        the decision's own door. What it shows is redacted as the trace is."""
+        view, shown = self._view(thread)
+        kept = ("thread", "goal", "status", "profile", "offline", "trace_id", "updated_at")
+        compact = ("step_id", "tool", "action", "status", "output", "error")
+        return {
+            **{key: view[key] for key in kept},
+            "steps": [{key: step[key] for key in compact} for step in view["steps"]],
+            "waiting": [waiting_view(request, shown) for request in view["waiting"]],
+            "budget_utilisation": view["budget"]["utilisation"],
+            "halted": view["halted"],
+        }
+
+    def _view(self, thread: str) -> tuple[dict[str, Any], Callable[[Any], Any]]:
+        """The run view (see `run`) and how what leaves the decision path is shown in it."""
         saved, snapshot = self._read(thread)
         setup = self._setup(snapshot)
         values = snapshot.values
@@ -221,7 +243,7 @@ class RunReader:
             done = [outcomes[s.id] for s in plan.steps if s.id in outcomes]
             signals = outcome_signals(done, budget["utilisation"])
         now = utc_now()
-        return {
+        view = {
             "thread": thread,
             "goal": plan.goal,
             "status": status,
@@ -238,6 +260,7 @@ class RunReader:
             "halted": (result or {}).get("halted", counters.get("halted")),
             "failure_context": (result or {}).get("failure_context"),
         }
+        return view, shown
 
     def trace(self, thread: str) -> list[TraceEvent]:
         self._snapshot(thread)

@@ -14,7 +14,14 @@ from plangate.profiles import Budget
 from plangate.project import RunSetup
 from plangate.runs.stored import WaitingInterrupt
 
-__all__ = ("STARTED_BY", "approval_view", "as_is", "budget_view", "step_rows")
+__all__ = (
+    "STARTED_BY",
+    "approval_view",
+    "as_is",
+    "budget_view",
+    "step_rows",
+    "waiting_view",
+)
 
 STARTED_BY = "plangate_started_by"
 """Checkpoint metadata key naming who started a run from the inbox (carried across resumes
@@ -70,6 +77,28 @@ def approval_view(
         "profile": setup.profile,
         "offline": setup.offline,
         "started_by": (snapshot.metadata or {}).get(STARTED_BY),
+    }
+
+
+def waiting_view(request: Mapping[str, Any], shown: Callable[[Any], Any]) -> dict[str, Any]:
+    """A waiting request (`approval_view`) as shown outside the decision path: which step
+    waits, on what kind of decision, how risky, until when, `shown` as the profile says; not
+    its args, its digest or its interrupt id, which are for the approver and the decision."""
+    keys = (
+        "step_id",
+        "tool",
+        "action",
+        "irreversible",
+        "risk",
+        "type",
+        "approvals_required",
+        "approvals_so_far",
+        "expires_at",
+        "expired",
+    )
+    return {
+        **{key: request.get(key) for key in keys},
+        "consequence": shown(request.get("consequence")),
     }
 
 
