@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 import pytest
@@ -49,15 +49,21 @@ def demo_plan(folder: Path) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def stdio_session(folder: Path, *options: str) -> AsyncIterator[ClientSession]:
-    """A client session with `python -m plangate mcp OPTIONS`, started by the SDK over stdio."""
+async def stdio_session(
+    folder: Path, *options: str, errlog: TextIO = sys.stderr
+) -> AsyncIterator[ClientSession]:
+    """A client session with `python -m plangate mcp OPTIONS`, started by the SDK over stdio;
+    the server's stderr goes to `errlog`."""
     server = StdioServerParameters(
         command=sys.executable,
         args=["-m", "plangate", "mcp", *options],
         cwd=folder,
         env={**os.environ, **ENV},
     )
-    async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
+    async with (
+        stdio_client(server, errlog=errlog) as (read, write),
+        ClientSession(read, write) as session,
+    ):
         await session.initialize()
         yield session
 
@@ -304,6 +310,49 @@ def test_a_profile_the_project_does_not_have_is_refused_at_start(demo: Path) -> 
     assert started.returncode == 1
     assert started.stdout == ""
     assert started.stderr.startswith("plangate: error: unknown profile 'lenient'")
+
+
+NOISY_TOOLS = '''
+import os
+
+from plangate import declare_action
+
+print("the toolkit loads")  # on stdout, as a careless toolkit would
+
+
+@declare_action(action="read")
+def peek(text: str) -> dict:
+    """Echo `text`, printing as it goes."""
+    print("peeking at", text)
+    os.write(1, b"and straight to file descriptor 1\\n")
+    return {"seen": text}
+
+
+toolkit = {"noisy.peek": peek}
+'''
+
+
+async def test_over_stdio_a_tool_that_prints_cannot_break_the_protocol(tmp_path: Path) -> None:
+    """What a project's tool writes to stdout lands on stderr: the client's stream holds the
+    protocol alone (the SDK's client would skip a line that is not, so stderr is where to look),
+    and the session goes on."""
+    (tmp_path / "noisy.py").write_text(NOISY_TOOLS)
+    (tmp_path / "plangate.yaml").write_text(
+        yaml.safe_dump({"profile": "smb", "tools": [{"python": "noisy:toolkit"}]})
+    )
+    plan = {"steps": [{"id": "p", "tool": "noisy.peek", "args": {"text": "hi"}}]}
+    with (tmp_path / "stderr.log").open("w+") as errlog:
+        async with stdio_session(tmp_path, errlog=errlog) as session:
+            await call(session, "submit_plan", plan=plan, thread="noisy")
+            finished = await call(session, "run_status", thread="noisy", wait_seconds=60)
+            assert finished["status"] == "success"
+            assert finished["steps"][0]["output"] == {"seen": "hi"}
+            assert (await call(session, "list_tools"))["tools"][0]["tool"] == "noisy.peek"
+        errlog.seek(0)
+        written = errlog.read()
+    assert "the toolkit loads" in written
+    assert "peeking at hi" in written
+    assert "and straight to file descriptor 1" in written
 
 
 # --- the MCP Inspector's command line ---------------------------------------------------------
