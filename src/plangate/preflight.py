@@ -8,6 +8,7 @@ plan would run out of, at which step. Nothing runs and nothing is stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +18,7 @@ from plangate.actions import ActionSource
 from plangate.approval import args_problem
 from plangate.budget import charge, empty_usage, exceeded_tier
 from plangate.errors import PlanValidationError
-from plangate.plan import Action, Order, Plan, parse_plan
+from plangate.plan import Action, Order, Plan, PlanStep, parse_plan, tool_domain
 from plangate.profiles import Budget, Risk
 from plangate.references import references_in
 from plangate.state import BudgetUsage
@@ -32,6 +33,7 @@ __all__ = (
     "TierForecast",
     "plan_report",
     "preflight",
+    "tool_rows",
 )
 
 ProblemKind = Literal["plan", "unknown_tool", "tool_not_allowed", "invalid_arguments", "budget"]
@@ -250,3 +252,37 @@ def _forecast(
         TierForecast(tier=tier, limit=limit, calls=calls, blocked=blocked.get(tier, []))
         for tier, (calls, limit) in tiers.items()
     ]
+
+
+def tool_rows(
+    graph: PlangateGraph, *, source_of: Callable[[str], str], offline: bool = False
+) -> list[dict[str, Any]]:
+    """Each tool a plan may call under `graph`'s profile, as `plangate tools --json` lists it:
+    its source, domain, effective action and where that comes from, whether it is irreversible
+    (and exempt from asking), its risk, whether the profile lets it run and makes it ask.
+
+    Args:
+        graph: A graph from `build_graph` or `Project.graph`; its tools are all loaded.
+        source_of: Where a tool comes from (`LazyTools.source_of`).
+        offline: Also list the tools only a mock stands for, with source `mock`.
+    """
+    governance = graph.governance
+    mocked = [name for name in governance.mocks if name not in graph.tools] if offline else []
+    rows = []
+    for name in sorted({*graph.tools, *mocked}):
+        policy = governance.policy(PlanStep(id="tool", tool=name))
+        rows.append(
+            {
+                "tool": name,
+                "source": "mock" if name in mocked else source_of(name),
+                "domain": tool_domain(name),
+                "action": policy.action,
+                "action_source": policy.source,
+                "irreversible": policy.irreversible,
+                "exempt": policy.exempt,
+                "risk": policy.risk,
+                "allowed": governance.profile.allows(name),
+                "asks": policy.needs_approval,
+            }
+        )
+    return rows

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from plangate.cli.commands import deciding, maintenance, project, reading, running
+from plangate.cli.commands import agents, deciding, maintenance, project, reading, running
 from plangate.cli.output import (
     EXIT_HELP,
     RUN_EXITS,
@@ -104,6 +104,7 @@ app.command(epilog="Exit status: 0 the chain holds, 7 it breaks, 1 user error.")
 app.command()(maintenance.audit)
 app.command()(maintenance.prune)
 app.command()(project.serve)
+app.command()(agents.mcp)
 
 
 # --- the entry point --------------------------------------------------------------------------

@@ -46,9 +46,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
@@ -58,7 +57,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -75,14 +73,9 @@ from plangate.project import Project
 from plangate.runs.checkpoint import shown_url
 from plangate.runs.service import FINISHED, NotStopped, RunService, ThreadExists
 from plangate.server._body_limit import BodyLimit, too_large
+from plangate.server._token_gate import TokenGate
 
 __all__ = ("create_app",)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _PUBLIC_PATHS = frozenset({"/", "/openapi.json"})
 # The page's script is app.js and the modules it imports, each served as JavaScript: a browser
@@ -145,53 +138,6 @@ class StartRequest(BaseModel):
     thread: str | None = None
     offline: bool = False
     started_by: str | None = None
-
-
-class _TokenGate:
-    """Refuses every request without the bearer token, before anything else reads it, except
-    for the public paths (the page, its assets, the API's schema); adds the page's security
-    headers to every response. Plain ASGI, so that the event stream is passed through
-    untouched."""
-
-    def __init__(self, app: ASGIApp, *, token: str) -> None:
-        self.app = app
-        self.token = token.encode()
-
-    def _authorised(self, scope: Scope) -> bool:
-        header = Headers(scope=scope).get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and secrets.compare_digest(
-            given.strip().encode(), self.token
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if not _public(scope["path"]) and not self._authorised(scope):
-            response = JSONResponse(
-                {
-                    "detail": "missing or wrong token",
-                    "hint": "send Authorization: Bearer <the token plangate serve printed>",
-                    "error": "Unauthorized",
-                },
-                status_code=401,
-                headers={"www-authenticate": "Bearer"},
-            )
-            await response(scope, receive, self._secured(send))
-            return
-        await self.app(scope, receive, self._secured(send))
-
-    @staticmethod
-    def _secured(send: Send) -> Send:
-        async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _HEADERS.items():
-                    headers.setdefault(name, value)
-            await send(message)
-
-        return wrapped
 
 
 def _public(path: str) -> bool:
@@ -386,7 +332,9 @@ def create_app(
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
-    app.add_middleware(_TokenGate, token=token)
+    app.add_middleware(
+        TokenGate, token=token, printed_by="plangate serve", public=_public, headers=_HEADERS
+    )
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app

@@ -24,7 +24,6 @@ from plangate.cli.options import (
 from plangate.cli.output import ExitCode, json_line, plural, print_rows, say
 from plangate.cli.where import new_run_project
 from plangate.errors import PlangateUsageError
-from plangate.plan import PlanStep, tool_domain
 from plangate.project import write_template
 from plangate.runs.checkpoint import shown_url
 
@@ -99,33 +98,19 @@ def tools(
 
     Reaches every MCP server and OpenAPI document of the project.
     """
+    from plangate.preflight import tool_rows
+
     where, _ = new_run_project(project, None)
     graph = where.graph(profile=profile, offline=offline)
-    governance = graph.governance
-    names = list(graph.tools)
-    mocked = [name for name in governance.mocks if name not in graph.tools] if offline else []
-    rows = []
-    for name in sorted({*names, *mocked}):
-        policy = governance.policy(PlanStep(id="tool", tool=name))
-        rows.append(
-            {
-                "tool": name,
-                "source": "mock" if name in mocked else where.tools.source_of(name),
-                "domain": tool_domain(name),
-                "action": policy.action,
-                "action_source": policy.source,
-                "irreversible": policy.irreversible,
-                "exempt": policy.exempt,
-                "risk": policy.risk,
-                "allowed": governance.profile.allows(name),
-                "asks": policy.needs_approval,
-            }
-        )
+    rows = tool_rows(graph, source_of=where.tools.source_of, offline=offline)
     if as_json:
         for row in rows:
             say(json_line(row))
         return
-    say(f"{plural(len(rows), 'tool')} of project {where.name}, profile {governance.profile.name}:")
+    say(
+        f"{plural(len(rows), 'tool')} of project {where.name}, "
+        f"profile {graph.governance.profile.name}:"
+    )
     print_rows(
         [("tool", "source", "domain", "action", "risk", "runs")]
         + [

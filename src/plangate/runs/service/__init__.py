@@ -16,6 +16,11 @@ while it serves) go on in a pool of worker threads: the request returns once the
 first move (or refused to: a conflict, a bad decision), and the page follows the rest through the
 trace, which every process can read from the checkpointer.
 
+Before a run, `check` and `tools` give what `plangate check` and `plangate tools` give, under
+one of the project's profiles by name (never a file a caller names: `profile_named`). `status`
+is a run as a face outside the decision path shows it (the MCP face, to the agent that submitted
+the plan): what waits, but not the args of a waiting request, which are for the approver.
+
 A run's status: its result's (`success`, `partial`, `failed`) once finished; `waiting` for a
 decision; else, between two steps, `running` while some process holds the run's lock, or
 `stopped` when none does: its process died mid-way (a crash, Ctrl-C, a kill) and the run goes on

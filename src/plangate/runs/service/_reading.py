@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
@@ -29,6 +30,7 @@ from plangate.runs.service._views import (
     budget_view,
     started_by,
     step_rows,
+    waiting_view,
 )
 from plangate.runs.stored import (
     FINISHED,
@@ -197,6 +199,31 @@ class RunReader:
 
     def run(self, thread: str) -> RunView:
         """Everything the run view shows: steps, budget, golden signals, what it waits for."""
+        return self._view(thread)[0]
+
+    def status(self, thread: str) -> dict[str, Any]:
+        """A run as a face outside the decision path shows it (the MCP face, to the agent that
+        submitted it): its status, each step's status with its output or error, and what it
+        waits for, but not the args of a waiting request: those are for the approver, behind
+        the decision's own door. What it shows is redacted as the trace is."""
+        view, shown = self._view(thread)
+        kept = ("thread", "goal", "status", "profile", "offline", "trace_id", "updated_at")
+        compact = ("step_id", "tool", "action", "status", "output", "error")
+        # Read as plain mappings: the keys kept are named here, not each spelled out.
+        whole: Mapping[str, Any] = view
+        return {
+            **{key: whole[key] for key in kept},
+            "steps": [
+                {key: row[key] for key in compact}
+                for row in cast(list[Mapping[str, Any]], view["steps"])
+            ],
+            "waiting": [waiting_view(request, shown) for request in view["waiting"]],
+            "budget_utilisation": view["budget"]["utilisation"],
+            "halted": view["halted"],
+        }
+
+    def _view(self, thread: str) -> tuple[RunView, Callable[[Any], Any]]:
+        """The run view (see `run`) and how what leaves the decision path is shown in it."""
         stored = self._stored(thread)
         saved = stored.saved
         setup = RunSetup.of(saved)
@@ -236,7 +263,7 @@ class RunReader:
             done = [outcomes[s.id] for s in plan.steps if s.id in outcomes]
             signals = outcome_signals(done, budget["utilisation"])
         now = utc_now()
-        return {
+        view: RunView = {
             "thread": thread,
             "goal": plan.goal,
             "status": status,
@@ -253,6 +280,7 @@ class RunReader:
             "halted": (result or {}).get("halted", counters.get("halted")),
             "failure_context": (result or {}).get("failure_context"),
         }
+        return view, shown
 
     def trace(self, thread: str) -> list[TraceEvent]:
         self._stored(thread)

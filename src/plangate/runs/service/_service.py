@@ -29,6 +29,7 @@ from plangate.errors import (
     ThreadError,
 )
 from plangate.plan import parse_plan
+from plangate.preflight import PreflightReport, preflight, tool_rows
 from plangate.project import Project, RunSetup
 from plangate.runs.expiry import watch_expiry
 from plangate.runs.guarded_graph import PlangateGraph
@@ -206,20 +207,8 @@ class RunService(RunReader):
         Raises:
             PlanValidationError, ProfileError, ThreadExists, PlangateUsageError.
         """
-        if isinstance(plan, str):
-            try:
-                plan = parse_document(plan, what="plan")
-            except ValueError as exc:
-                raise PlanValidationError(str(exc)) from None
-        parsed = parse_plan(plan, source="plan")
-        profile = profile or self.project.spec.profile
-        if profile not in self.project.profile_names:
-            # Never a file path: the page must not make the server read files.
-            raise ProfileError(
-                f"unknown profile {profile!r}",
-                field="profile",
-                hint=", ".join(self.project.profile_names),
-            )
+        parsed = parse_plan(_document(plan), source="plan")
+        setup = self._new_setup(profile, offline)
         thread = thread or f"run-{uuid.uuid4().hex[:8]}"
         if not _THREAD_ID.fullmatch(thread):
             raise PlangateUsageError(
@@ -228,13 +217,62 @@ class RunService(RunReader):
             )
         if self._saver.get_tuple(thread_config(thread)) is not None:
             raise ThreadExists(thread)
-        setup = RunSetup.start(self.project, profile=profile, offline=offline)
         graph = self._graph(setup)
         if not offline:  # reach the servers the plan needs now: one that is down stores nothing
             for step in parsed.steps:
                 graph.tools.get(step.tool)
         self._launch(thread, graph, {"plan": parsed}, self._config(thread, started_by))
-        return {"thread": thread, "profile": profile, "offline": offline}
+        return {"thread": thread, "profile": setup.profile, "offline": offline}
+
+    # -- before a run ----------------------------------------------------------------------
+
+    def check(
+        self, *, plan: Any, profile: str | None = None, offline: bool = False
+    ) -> PreflightReport:
+        """The pre-flight report of a plan (as `start` takes it) under one of the project's
+        profiles, as `plangate check` gives it: nothing runs and nothing is stored.
+
+        Raises:
+            PlanValidationError (text that is not YAML/JSON), ProfileError.
+        """
+        document = _document(plan)
+        return preflight(self._graph(self._new_setup(profile, offline)), document)
+
+    def tools(self, *, profile: str | None = None, offline: bool = False) -> list[dict[str, Any]]:
+        """The project's tools as plans may use them under one of its profiles: each tool's
+        row of `plangate tools --json`, with its description and the JSON schema of its args.
+        Reaches every MCP server and OpenAPI document of the project.
+
+        Raises:
+            ProfileError, and what a tool source that cannot be reached raises.
+        """
+        graph = self._graph(self._new_setup(profile, offline))
+        rows = tool_rows(graph, source_of=self.project.tools.source_of, offline=offline)
+        for row in rows:
+            tool = graph.governance.described(row["tool"])
+            row["description"] = tool.description if tool else ""
+            row["args"] = tool.args if tool else {}
+        return rows
+
+    def profile_named(self, profile: str | None) -> str:
+        """The profile a new run starts under: `profile`, one of the project's by name, or by
+        default the project's own; never a file path, which would make the service read files
+        a caller names.
+
+        Raises:
+            ProfileError: No profile of the project's has that name.
+        """
+        profile = profile or self.project.spec.profile
+        if profile not in self.project.profile_names:
+            raise ProfileError(
+                f"unknown profile {profile!r}",
+                field="profile",
+                hint=", ".join(self.project.profile_names),
+            )
+        return profile
+
+    def _new_setup(self, profile: str | None, offline: bool) -> RunSetup:
+        return RunSetup.start(self.project, profile=self.profile_named(profile), offline=offline)
 
     @staticmethod
     def _config(thread: str, starter: Any) -> RunnableConfig:
@@ -284,3 +322,13 @@ class RunService(RunReader):
         moved.wait(self._start_timeout)
         if refused:
             raise refused[0]
+
+
+def _document(plan: Any) -> Any:
+    """A plan as YAML/JSON text parsed, anything else as it is."""
+    if not isinstance(plan, str):
+        return plan
+    try:
+        return parse_document(plan, what="plan")
+    except ValueError as exc:
+        raise PlanValidationError(str(exc)) from None

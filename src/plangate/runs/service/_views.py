@@ -29,6 +29,7 @@ __all__ = (
     "budget_view",
     "started_by",
     "step_rows",
+    "waiting_view",
 )
 
 STARTED_BY = "plangate_started_by"
@@ -206,6 +207,28 @@ def approval_view(
             "started_by": started_by(run.saved),
         },
     )
+
+
+def waiting_view(request: Mapping[str, Any], shown: Callable[[Any], Any]) -> dict[str, Any]:
+    """A waiting request (`approval_view`) as shown outside the decision path: which step
+    waits, on what kind of decision, how risky, until when, `shown` as the profile says; not
+    its args, its digest or its interrupt id, which are for the approver and the decision."""
+    keys = (
+        "step_id",
+        "tool",
+        "action",
+        "irreversible",
+        "risk",
+        "type",
+        "approvals_required",
+        "approvals_so_far",
+        "expires_at",
+        "expired",
+    )
+    return {
+        **{key: request.get(key) for key in keys},
+        "consequence": shown(request.get("consequence")),
+    }
 
 
 def step_rows(
