@@ -3,14 +3,16 @@
     python -m benchmarks [--sizes 10 100 1000 2000] [--reps 3] [--out benchmarks/results]
                          [--io-widths 1 10 50] [--io-depths 1 2 3] [--io-latency 0.05]
                          [--resume-done 100 2000] [--resume-samples 50]
+                         [--critical-path-scale 1.0]
 
 Every (system, N) runs in a process of its own (for its peak RSS), `--reps` times, each on a
 fresh SQLite file in a temporary folder. Writes `results.json`, `results.md` and `results.png`
 to `--out`; ratios are taken within the run, since absolute times vary between machines.
 Then runs `benchmarks.io_bound` (layered plans of waiting calls: `io_bound.json`, `.md`, `.png`),
-`benchmarks.resume_growth` (`resume_growth.json`, `.md`) and `benchmarks.startup` (how long a
-command takes to start, and which imports that time goes to: `startup.json`, `.md`) into the same
-folder.
+`benchmarks.resume_growth` (`resume_growth.json`, `.md`), `benchmarks.startup` (how long a
+command takes to start, and which imports that time goes to: `startup.json`, `.md`) and
+`benchmarks.critical_path` (plans of waiting calls against their critical path, at the shipped
+defaults: `critical_path.json`, `.md`) into the same folder.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import io_bound, resume_growth, startup
+from benchmarks import critical_path, io_bound, resume_growth, startup
 from benchmarks.systems import GATE_EVERY, SYSTEMS
 
 LABELS = {
@@ -216,6 +218,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--io-latency", type=float, default=0.05)
     parser.add_argument("--resume-done", type=int, nargs="+", default=[100, 2000])
     parser.add_argument("--resume-samples", type=int, default=50)
+    parser.add_argument("--critical-path-scale", type=float, default=1.0)
     args = parser.parse_args(argv)
 
     results: dict[str, dict[int, dict[str, Any]]] = {system: {} for system in SYSTEMS}
@@ -259,6 +262,7 @@ def main(argv: list[str]) -> None:
         ["--done", *map(str, args.resume_done), "--samples", str(args.resume_samples), *out]
     )
     startup.main(["--reps", str(args.reps), *out])
+    critical_path.main(["--scale", str(args.critical_path_scale), "--reps", str(args.reps), *out])
 
 
 if __name__ == "__main__":

@@ -25,8 +25,15 @@ def test_benchmark_smoke_run_writes_json_table_and_plot(tmp_path: Path) -> None:
     run_module(
         "benchmarks", "--sizes", "10", "--reps", "1", "--out", str(tmp_path),
         "--io-widths", "2", "--io-depths", "1", "--io-latency", "0.01",
-        "--resume-done", "3", "6", "--resume-samples", "2",
+        "--resume-done", "3", "6", "--resume-samples", "2", "--critical-path-scale", "0.02",
     )  # fmt: skip
+    critical = json.loads((tmp_path / "critical_path.json").read_text())
+    assert [row["plan"].split(",")[0] for row in critical["rows"][:2]] == [
+        "10 wide x 2 deep",
+        "16 wide x 2 deep",
+    ]
+    for row in critical["rows"]:  # each against its critical path, which it cannot beat
+        assert row["plangate_vs_critical_path"] >= 1
     for written in ("io_bound.json", "io_bound.md", "io_bound.png", "resume_growth.json"):
         assert (tmp_path / written).stat().st_size > 0, written
     startup = json.loads((tmp_path / "startup.json").read_text())
