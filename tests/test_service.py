@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from _support import CallLog, counting_tools, plan_of, plangate, serving, thread
+from langgraph.types import Command
 
 from plangate import build_graph, open_checkpointer
 from plangate.cli import ExitCode
@@ -182,3 +183,17 @@ def test_the_cli_and_the_inbox_refuse_a_bare_decision_while_several_wait_alike(
     listed = plangate(tmp_path, "pending").stdout
     assert "send-ana" in listed
     assert "send-ben" in listed
+
+
+def test_a_decision_keyed_by_an_interrupt_that_waits_no_more_is_stale(
+    three_waiting: tuple[PlangateGraph, dict[str, Any]], log: CallLog
+) -> None:
+    """A mapping by interrupt id whose request was decided meanwhile is refused as stale, not
+    read as a decision on whatever waits now."""
+    graph, requests = three_waiting
+    bound = bind_decision("t", requests, APPROVE, graph=graph, step="send-a")
+    graph.invoke(bound.command, thread("t"))
+    with pytest.raises(StaleDecision):
+        graph.invoke(Command(resume=bound.resume), thread("t"))
+    assert sorted(r["step_id"] for r in waiting(graph).values()) == ["send-b", "send-c"]
+    assert log.calls == []

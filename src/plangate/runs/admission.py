@@ -54,12 +54,24 @@ def admit(
             key: _decision(pending[key].value, item, config or {}, governance)
             for key, item in resume.items()
         }
+    elif _keyed_by_interrupt(resume):  # by interrupts that wait no more: decided meanwhile
+        raise StaleDecision(thread_id_of(config or {}))
     else:
         key = _addressed(pending, resume, config or {})
         value = _decision(pending[key].value, resume, config or {}, governance)
         if len(pending) > 1:  # LangGraph takes a decision on one of several by its id
             value = {key: value}
     return Command(resume=value, update=input.update, goto=input.goto, graph=input.graph)
+
+
+def _keyed_by_interrupt(resume: Any) -> bool:
+    """Whether `resume` is a mapping of interrupt id to decision: a decision itself (plangate's,
+    or LangChain's forms) holds text or lists among its values, never only mappings."""
+    return (
+        isinstance(resume, Mapping)
+        and bool(resume)
+        and all(isinstance(value, Mapping) for value in resume.values())
+    )
 
 
 def _addressed(pending: Mapping[str, WaitingInterrupt], resume: Any, config: RunnableConfig) -> str:

@@ -32,7 +32,12 @@ class BoundDecision:
 
     @property
     def command(self) -> Command[Any]:
-        """The value that resumes the run with this decision."""
+        """The value that resumes the run with this decision: one decision alone, bound by its
+        request's id (a request decided meanwhile is then refused as stale, whatever waits
+        now); several as a mapping by interrupt id."""
+        if len(self.resume) == 1:
+            (decision,) = self.resume.values()
+            return Command(resume=decision)
         return Command(resume=self.resume)
 
 
