@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.channels.delta import DeltaChannel
-from langgraph.graph.message import add_messages
 from typing_extensions import NotRequired, TypedDict
 
 from plangate._channels import (
     SNAPSHOT_EVERY,
+    chat_messages,
     latest_write,
     merged_writes,
     wave_writes,
@@ -304,5 +304,6 @@ class PlanState(TypedDict, total=False):
     review: PlanReviewRequest | None
     result: dict[str, Any] | None
     # Only for a run a chat client started with a message: that message, then the outcome's
-    # one line (`finalize`), so a chat UI has the conversation it renders requests under.
-    messages: Annotated[list[AnyMessage], add_messages]
+    # one line (`finalize`), so a chat UI has the conversation it renders requests under. A
+    # delta channel, so that a run started with a plan has no `messages` at all, not `[]`.
+    messages: Annotated[list[AnyMessage], DeltaChannel(chat_messages, list, snapshot_frequency=1)]
