@@ -793,3 +793,111 @@ def test_a_resume_through_the_server_waits_out_a_run_of_the_same_thread_elsewher
 
     assert project_client.threads.get_state(thread_id)["values"]["result"]["status"] == "success"
     assert len(billing.refunds()) == 1
+
+
+def _chat_message(text: str) -> dict[str, Any]:
+    """A message as Agent Chat UI sends it: a human message whose content is text blocks."""
+    return {"id": "m-1", "type": "human", "content": [{"type": "text", "text": text}]}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ({"type": "approve"}, "success", ("approve", None, None)),
+        (
+            {
+                "type": "edit",
+                "edited_action": {
+                    "name": "email.send",
+                    "args": {"to": "bo@acme.example", "subject": "Hi", "body": "Renewal"},
+                },
+            },
+            "success",
+            ("edit", None, None),
+        ),
+        (
+            {"type": "reject", "message": "not this week"},
+            "partial",
+            ("reject", None, "not this week"),
+        ),
+    ],
+    ids=["approve", "edit", "reject"],
+)
+def test_a_chat_client_starts_a_run_with_the_plan_as_its_message_and_answers_in_hitl_form(
+    server: Server,
+    client: SyncLangGraphClient,
+    plan: dict[str, Any],
+    case: tuple[dict[str, Any], str, tuple[str, str | None, str | None]],
+) -> None:
+    """What Agent Chat UI sends, and only that: `{"messages": [...]}` whose last human message's
+    text is the plan (JSON here), then a resume `{"decisions": [...]}` with no config or metadata.
+    The thread keeps the message and, when the run ends, one AI message with the outcome (Chat
+    UI renders a request only under a message); the approver is recorded as none."""
+    decision, status, recorded = case
+    thread_id = _thread(client)
+
+    client.runs.wait(thread_id, GRAPH_ID, input={"messages": [_chat_message(json.dumps(plan))]})
+
+    (pending,) = _pending(client, thread_id)
+    HITL_REQUEST.validate_python(pending["value"])
+    assert pending["value"]["action_requests"][0]["name"] == "email.send"
+    values = client.threads.get_state(thread_id)["values"]
+    assert [m["type"] for m in values["messages"]] == ["human"]
+
+    client.runs.wait(thread_id, GRAPH_ID, command={"resume": {"decisions": [decision]}})
+
+    values = client.threads.get_state(thread_id)["values"]
+    result = values["result"]
+    assert result["status"] == status
+    (approval,) = result["approvals"]
+    assert (approval["decision"], approval["approver"], approval["reason"]) == recorded
+    if decision["type"] == "edit":
+        assert approval["args"]["to"] == "bo@acme.example"
+    assert [m["type"] for m in values["messages"]] == ["human", "ai"]
+    assert values["messages"][-1]["content"].startswith(f"{status}: {plan['goal']}")
+    assert f"send: {recorded[0]} by no one named" in values["messages"][-1]["content"]
+
+
+def test_a_chat_message_that_is_no_plan_fails_its_run_with_the_reason(
+    server: Server, client: SyncLangGraphClient
+) -> None:
+    """A message whose text is not a plan fails that run with plangate's error, naming the
+    plan's problem, and the thread stores nothing."""
+    thread_id = _thread(client)
+
+    failed = client.runs.wait(
+        thread_id,
+        GRAPH_ID,
+        input={"messages": [_chat_message("please follow up with Acme")]},
+        raise_error=False,
+    )
+
+    assert failed["__error__"]["error"] == "PlanValidationError"
+    assert "expected a mapping with 'goal' and 'steps', got str" in failed["__error__"]["message"]
+    assert client.threads.get_state(thread_id)["values"] in ({}, None, [])
+
+
+def test_an_assistant_configured_with_an_approver_names_the_chat_clients_decisions(
+    server: Server, client: SyncLangGraphClient, plan: dict[str, Any]
+) -> None:
+    """A chat client that sends no config or metadata (Agent Chat UI) still has its decisions
+    recorded under a name when it talks to an assistant whose config names the approver: the
+    server merges the assistant's `configurable` into each run's config."""
+    assistant = client.assistants.create(
+        graph_id=GRAPH_ID, config={"configurable": {"approver": "lee"}}
+    )
+    thread_id = _thread(client)
+
+    client.runs.wait(
+        thread_id,
+        assistant["assistant_id"],
+        input={"messages": [_chat_message(json.dumps(plan))]},
+    )
+    client.runs.wait(
+        thread_id,
+        assistant["assistant_id"],
+        command={"resume": {"decisions": [{"type": "approve"}]}},
+    )
+
+    result = client.threads.get_state(thread_id)["values"]["result"]
+    assert [(a["decision"], a["approver"]) for a in result["approvals"]] == [("approve", "lee")]

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = (
     "DELTA_CHANNELS",
     "SNAPSHOT_EVERY",
+    "chat_messages",
     "latest_write",
     "merged_writes",
     "outcome_from_state",
@@ -62,6 +63,18 @@ def wave_writes(current: list[Any], writes: Sequence[list[Any] | None]) -> list[
     return merged
 
 
+def chat_messages(current: list[Any], writes: Sequence[Any]) -> list[Any]:
+    # LangGraph's `add_messages`, write by write: a chat client's messages and the outcome's.
+    # Imported here: only a run a chat client started has any.
+    from langgraph.graph.message import add_messages
+
+    merged: Any = current
+    for write in writes:
+        if write is not None:
+            merged = add_messages(merged, write)
+    return list(merged)
+
+
 def stored_outcome(outcome: StepOutcome) -> str:
     """An outcome as the `outcomes` channel holds it: one JSON text per step, for the same
     reason as the plan's steps (`Plan.to_state`): a resume loads it as a copy of its bytes."""
@@ -86,6 +99,7 @@ DELTA_CHANNELS: dict[str, tuple[Callable[[Any, Sequence[Any]], Any], type]] = {
     "outcomes": (merged_writes, dict),
     "wave": (wave_writes, list),
     "events": (latest_write, list),
+    "messages": (chat_messages, list),
 }
 """The state's delta channels: name -> (reducer, type of the empty value), as `PlanState`
 declares them."""

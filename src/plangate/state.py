@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from langchain_core.messages import AnyMessage
 from langgraph.channels.delta import DeltaChannel
 from typing_extensions import NotRequired, TypedDict
 
 from plangate._channels import (
     SNAPSHOT_EVERY,
+    chat_messages,
     latest_write,
     merged_writes,
     wave_writes,
@@ -273,6 +275,9 @@ class PlanInput(TypedDict):
     plan: Any
     trace_id: NotRequired[str | None]
     trace_seq: NotRequired[int | None]
+    # A chat client's input (`{"messages": [...]}`, as Agent Chat UI sends): in place of `plan`,
+    # the last human message's text is the plan, as JSON or YAML (`plan_from_messages`).
+    messages: NotRequired[list[Any]]
 
 
 class PlanState(TypedDict, total=False):
@@ -298,3 +303,7 @@ class PlanState(TypedDict, total=False):
     # The plan review waiting for a decision (`plan_review`); `None` once decided.
     review: PlanReviewRequest | None
     result: dict[str, Any] | None
+    # Only for a run a chat client started with a message: that message, then the outcome's
+    # one line (`finalize`), so a chat UI has the conversation it renders requests under. A
+    # delta channel, so that a run started with a plan has no `messages` at all, not `[]`.
+    messages: Annotated[list[AnyMessage], DeltaChannel(chat_messages, list, snapshot_frequency=1)]

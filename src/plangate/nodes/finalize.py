@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
 from plangate._channels import outcome_from_state
 from plangate._governance import Governance, TraceWriter
 from plangate.budget import usage_report
 from plangate.plan import Plan
-from plangate.state import PlanState
+from plangate.state import PlanState, StepStatus
 from plangate.tracing import outcome_signals
 
 
@@ -50,4 +52,20 @@ def finalize(state: PlanState, runtime: Runtime[Any], *, governance: Governance)
     }
     if governance.telemetry is not None and "telemetry" in run:
         governance.telemetry.run(run["telemetry"], result, run_id=run["run_id"])
-    return {"result": result, **writer.update()}
+    update: dict[str, Any] = {"result": result, **writer.update()}
+    if state.get("messages"):
+        # A run a chat client started with a message: the outcome, for the client to show.
+        update["messages"] = [AIMessage(content=_summary(result, counts))]
+    return update
+
+
+def _summary(result: dict[str, Any], counts: Mapping[StepStatus, int]) -> str:
+    """The outcome in one line: status, goal, how the steps ended, and who decided what."""
+    steps = ", ".join(f"{n} {status}" for status, n in counts.items())
+    decided = "; ".join(
+        f"{a['step_id']}: {a['decision']} by {a['approver'] or 'no one named'}"
+        for a in result["approvals"]
+    )
+    return f"{result['status']}: {result['goal']} (steps: {steps})" + (
+        f"; {decided}" if decided else ""
+    )

@@ -12,18 +12,70 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
 from plangate._governance import Governance
 from plangate.approval import Decision, parse_decision
-from plangate.errors import InvalidDecision, NoPendingApproval, StaleDecision, ToolNotAvailable
+from plangate.errors import (
+    InvalidDecision,
+    NoPendingApproval,
+    PlanValidationError,
+    StaleDecision,
+    ToolNotAvailable,
+)
 from plangate.hitl import approver_of, is_langchain
 from plangate.nodes.approval_interrupt import RECEIVED_AT
 from plangate.plan import parse_plan
 from plangate.runs.stored import WaitingInterrupt, is_approval_request
 
-__all__ = ("admit", "several_pending", "thread_id_of")
+__all__ = ("admit", "plan_from_messages", "several_pending", "thread_id_of")
+
+_CHAT_HINT = "send the plan as the message's text, JSON or YAML: {'goal': ..., 'steps': [...]}"
+
+
+def plan_from_messages(input: Any) -> Any:
+    """A chat client's input, `{"messages": [...]}` with no `plan` (Agent Chat UI sends only
+    that), as a plan's input: the last human message's text, read as JSON or YAML, is the plan;
+    the messages stay in the input, so the thread keeps the message the run started from. Any
+    other input is returned as it is.
+
+    Raises:
+        PlanValidationError: No human message, or its text is not JSON or YAML.
+    """
+    if not isinstance(input, Mapping) or "plan" in input or "messages" not in input:
+        return input
+    texts = [_text(m) for m in input["messages"] or [] if _role(m) in ("human", "user")]
+    if not texts:
+        raise PlanValidationError("messages: no human message to read a plan from", hint=_CHAT_HINT)
+    try:
+        plan = yaml.safe_load(texts[-1])
+    except yaml.YAMLError as exc:
+        raise PlanValidationError(
+            f"messages: the last human message is not JSON or YAML ({exc.__class__.__name__})",
+            hint=_CHAT_HINT,
+        ) from None
+    return {**input, "plan": plan}
+
+
+def _role(message: Any) -> Any:
+    if isinstance(message, Mapping):
+        return message.get("type") or message.get("role")
+    return getattr(message, "type", None)
+
+
+def _text(message: Any) -> str:
+    """A message's text: its content, or its text blocks joined."""
+    content = message.get("content") if isinstance(message, Mapping) else message.content
+    if isinstance(content, str):
+        return content
+    blocks = content if isinstance(content, list) else []
+    return "\n".join(
+        str(block.get("text", "")) if isinstance(block, Mapping) else str(block)
+        for block in blocks
+        if isinstance(block, str) or (isinstance(block, Mapping) and block.get("type") == "text")
+    )
 
 
 def admit(

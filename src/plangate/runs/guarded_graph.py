@@ -23,7 +23,7 @@ from plangate.errors import (
     UnknownThread,
 )
 from plangate.hitl import interrupt_mode_of
-from plangate.runs.admission import admit, thread_id_of
+from plangate.runs.admission import admit, plan_from_messages, thread_id_of
 from plangate.runs.history import remaining_tools
 from plangate.runs.locks import RunLocks, arun_locks, run_locks
 from plangate.runs.stored import (
@@ -88,6 +88,7 @@ class PlangateGraph(CompiledStateGraph):
         # checked is still true when the run goes on.
         self._refuse_no_thread(config)
         interrupt_mode_of(config)  # a mode nobody speaks is refused before anything runs
+        input = plan_from_messages(input)
         with self.hold(config):
             saved = self._saver.get_tuple(config or {}) if self._locked_thread(config) else None
             if self._starts_plan(input, config):
@@ -105,6 +106,7 @@ class PlangateGraph(CompiledStateGraph):
     ) -> AsyncIterator[Any]:
         self._refuse_no_thread(config)
         interrupt_mode_of(config)
+        input = plan_from_messages(input)
         async with await self._arun_lock(config):
             locked = self._locked_thread(config)
             saved = await self._saver.aget_tuple(config or {}) if locked else None

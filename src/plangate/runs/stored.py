@@ -409,6 +409,10 @@ def stored_values(saver: BaseCheckpointSaver[Any], saved: CheckpointTuple) -> di
             seed = _stored(history.get("seed"))
             base = empty() if seed is None else seed
             values[name] = _replayed(reducer, empty, base, [w[2] for w in history["writes"]])
+    # The chat messages of a run started with a plan were never written: `get_state` shows
+    # them empty all the same.
+    if "messages" not in checkpoint["channel_versions"]:
+        values["messages"] = []
     return values
 
 
