@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
+from plangate._files import parse_document
 from plangate._governance import Governance
 from plangate.approval import Decision, parse_decision
 from plangate.errors import (
@@ -50,12 +50,9 @@ def plan_from_messages(input: Any) -> Any:
     if not texts:
         raise PlanValidationError("messages: no human message to read a plan from", hint=_CHAT_HINT)
     try:
-        plan = yaml.safe_load(texts[-1])
-    except yaml.YAMLError as exc:
-        raise PlanValidationError(
-            f"messages: the last human message is not JSON or YAML ({exc.__class__.__name__})",
-            hint=_CHAT_HINT,
-        ) from None
+        plan = parse_document(texts[-1], what="messages: the last human message")
+    except ValueError as exc:  # read as a plan file is (`plangate run`, the inbox's Start)
+        raise PlanValidationError(str(exc), hint=_CHAT_HINT) from None
     return {**input, "plan": plan}
 
 
