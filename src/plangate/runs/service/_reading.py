@@ -225,10 +225,16 @@ class RunReader:
     def _view(self, thread: str) -> tuple[RunView, Callable[[Any], Any]]:
         """The run view (see `run`) and how what leaves the decision path is shown in it."""
         stored = self._stored(thread)
+        status = self._status(thread, stored.saved)
+        if status == "stopped":
+            # The run may have gone on, ended and let go of its lock between the read of its
+            # checkpoint and the look at its lock: stopped only if nothing newer was written.
+            again = self._stored(thread)
+            if _checkpoint_id(again.saved) != _checkpoint_id(stored.saved):
+                stored, status = again, self._status(thread, again.saved)
         saved = stored.saved
         setup = RunSetup.of(saved)
         values = stored.values
-        status = self._status(thread, saved)
         plan = Plan.from_state(values["plan"])
         # With the steps of the wave in progress that ended beside the ones waiting.
         outcomes = stored.ended
@@ -306,3 +312,7 @@ class RunReader:
 
     def running(self, thread: str) -> bool:
         return thread in self._active
+
+
+def _checkpoint_id(saved: CheckpointTuple) -> str | None:
+    return saved.config["configurable"].get("checkpoint_id")
