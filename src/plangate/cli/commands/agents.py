@@ -10,10 +10,10 @@ from typing import Annotated, Literal
 
 import typer
 
+from plangate.cli.commands import needs_extra
 from plangate.cli.options import DbOption, ProjectOption
 from plangate.cli.output import say
 from plangate.cli.where import new_run_project
-from plangate.errors import PlangateUsageError
 from plangate.runs.checkpoint import shown_url
 
 __all__ = ("mcp",)
@@ -58,10 +58,7 @@ def mcp(
         from plangate.server import listen, serve
         from plangate.server.mcp_face import LOOPBACK, create_server, http_app, serve_stdio
     except ImportError as exc:
-        raise PlangateUsageError(
-            f"`plangate mcp` needs {exc.name or 'the mcp package'}",
-            hint="install plangate's `mcp` extra (from a checkout: pip install '.[mcp]')",
-        ) from None
+        raise needs_extra("mcp", exc, extra="mcp", missing="the mcp package") from None
     where, db = new_run_project(project, db)
     service = RunService(db, project=where)
     try:

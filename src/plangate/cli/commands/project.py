@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from plangate._files import read_document
+from plangate.cli.commands import needs_extra
 from plangate.cli.describe import print_report, undone
 from plangate.cli.options import (
     DEFAULT_SWEEP_EVERY,
@@ -170,10 +171,7 @@ def serve(
         from plangate.server import create_app, listen
         from plangate.server import serve as serve_inbox
     except ImportError as exc:
-        raise PlangateUsageError(
-            f"`plangate serve` needs {exc.name or 'fastapi and uvicorn'}",
-            hint="install plangate's `server` extra (from a checkout: pip install '.[server]')",
-        ) from None
+        raise needs_extra("serve", exc, extra="server", missing="fastapi and uvicorn") from None
     where, db = new_run_project(project, db)
     given = token or os.environ.get("PLANGATE_TOKEN")
     secret = given or secrets.token_urlsafe(24)
