@@ -177,6 +177,16 @@ class Profile(BaseModel):
             failure messages (redacted as the trace is); off by default.
         order: The order plans run in unless a plan asks for `dependencies` (`plangate.plan.
             Order`): `listed` (the default) keeps the list's order of effects.
+        identity_required: A decision on a request at or above this risk needs a verified
+            identity (OpenID Connect, a plangate token, LangGraph's auth): an unverified one
+            is refused, through every door; `None` (the default): names as typed do.
+        approvers: Who may decide what: a risk level (that risk and above) or a tool glob ->
+            who may decide such requests, as `group:NAME` or a subject, name or email. Every
+            rule that applies to a request must name the person; only a verified identity is
+            named by any. The plan review obeys the rules of every step it shows.
+        self_approval: `forbidden`: the person who started a run may not approve, edit or
+            answer its requests (they may reject them); `allowed` (the default, but
+            `enterprise`'s).
     """
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
@@ -209,6 +219,9 @@ class Profile(BaseModel):
     capture_content: bool = False
     irreversible_exempt: list[str] = Field(default_factory=list)
     order: Order = "listed"
+    identity_required: Risk | None = None
+    approvers: dict[str, list[str]] = Field(default_factory=dict)
+    self_approval: Literal["allowed", "forbidden"] = "allowed"
 
     @field_validator("irreversible_exempt")
     @classmethod
@@ -258,6 +271,24 @@ class Profile(BaseModel):
             and self.approvals_needed(risk) == 1
             and not _matches(tool, self.approval_required_tools)
         )
+
+    def needs_identity(self, risk: Risk) -> bool:
+        """Whether a decision at `risk` needs a verified identity (`identity_required`)."""
+        required = self.identity_required
+        return required is not None and _RISK_LEVELS.index(risk) >= _RISK_LEVELS.index(required)
+
+    def approver_rules(self, tool: str | None, risk: Risk) -> list[tuple[str, list[str]]]:
+        """The `approvers` rules that apply to a decision on a call of `tool` at `risk`: each
+        (its key, who it names)."""
+        return [
+            (key, names)
+            for key, names in self.approvers.items()
+            if (
+                _RISK_LEVELS.index(risk) >= _RISK_LEVELS.index(key)
+                if key in _RISK_LEVELS
+                else tool is not None and fnmatchcase(tool, key)
+            )
+        ]
 
     def approvals_needed(self, risk: Risk) -> int:
         """How many different people must approve a call at `risk`."""
@@ -310,6 +341,9 @@ _LATER_FIELDS = (
     "capture_content",
     "irreversible_exempt",
     "order",
+    "identity_required",
+    "approvers",
+    "self_approval",
 )
 
 

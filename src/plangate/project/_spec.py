@@ -188,6 +188,44 @@ class InboxSettings(BaseModel):
     """A request whose body is larger is refused with 413 before its body is read."""
 
 
+class OidcSettings(BaseModel):
+    """`identity.oidc:` the OpenID Connect provider people sign in with.
+
+    Attributes:
+        issuer: The provider's issuer URL; its `/.well-known/openid-configuration` is read.
+        client_id: plangate's client at the provider.
+        client_secret: Its secret, usually `${VAR}`.
+        groups_claim: The ID token (or userinfo) claim holding the person's groups.
+        scopes: The scopes asked for at sign-in.
+        session_hours: How long a sign-in lasts before the person signs in again.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str
+    client_id: str
+    client_secret: str | None = None
+    groups_claim: str = "groups"
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+
+
+class IdentitySettings(BaseModel):
+    """`identity:` how people are known. Without it, a decision's approver is the name typed,
+    recorded as `unverified`.
+
+    Attributes:
+        signing_key: The key doors sign decisions with and the graph and `plangate verify`
+            check them with, usually `${VAR}`; at least 16 bytes. Keep it out of the database.
+        oidc: The OpenID Connect provider the inbox signs people in with.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    signing_key: str = Field(min_length=16)
+    oidc: OidcSettings | None = None
+
+
 class ProjectFile(BaseModel):
     """What `plangate.yaml` holds; every key is optional.
 
@@ -205,6 +243,8 @@ class ProjectFile(BaseModel):
         anchors: Where each run's latest trace hash is appended, outside its database, so
             that `plangate verify` finds a rollback; default: none.
         inbox: Settings of the approvals inbox (`plangate serve`).
+        identity: How people who start and decide runs are known (OpenID Connect, plangate's
+            tokens), and the key their decisions are signed with; default: names as typed.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -216,3 +256,4 @@ class ProjectFile(BaseModel):
     fixtures: list[str | PythonMocks] = Field(default_factory=list)
     anchors: Anchors | None = None
     inbox: InboxSettings = Field(default_factory=InboxSettings)
+    identity: IdentitySettings | None = None
