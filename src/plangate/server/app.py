@@ -69,6 +69,7 @@ from plangate.errors import (
     StaleDecision,
     UnknownThread,
 )
+from plangate.identity import unverified
 from plangate.project import Project
 from plangate.runs.checkpoint import shown_url
 from plangate.runs.service import FINISHED, NotStopped, RunService, ThreadExists
@@ -296,7 +297,7 @@ def create_app(
                 profile=request.profile,
                 thread=request.thread or None,
                 offline=request.offline,
-                started_by=request.started_by,
+                caller=unverified(request.started_by) if request.started_by else None,
             )
         )
 
