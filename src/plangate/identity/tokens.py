@@ -312,18 +312,18 @@ class TokenStore:
         Raises:
             PlangateUsageError: `name`, a group or `expires` is not one a token can have.
         """
-        info: TokenInfo = {
-            "id": secrets.token_hex(_ID_BYTES),
-            "name": check_token_name(name),
-            "groups": check_groups(groups),
-            "created_at": "",
-            "expires_at": None,
-            "revoked_at": None,
-        }
+        name = check_token_name(name)
+        group_names = check_groups(groups)
         lifetime = check_expires(expires)
         now = self._clock().replace(microsecond=0)
-        info["created_at"] = iso(now)
-        info["expires_at"] = iso(now + lifetime) if lifetime is not None else None
+        info: TokenInfo = {
+            "id": secrets.token_hex(_ID_BYTES),
+            "name": name,
+            "groups": group_names,
+            "created_at": iso(now),
+            "expires_at": iso(now + lifetime) if lifetime is not None else None,
+            "revoked_at": None,
+        }
         secret = secrets.token_urlsafe(_SECRET_BYTES)
         stored = _hash_secret(secret)
         with self._transaction() as run:
