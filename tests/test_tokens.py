@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
@@ -193,6 +194,16 @@ def test_a_revoked_token_is_refused_at_once_though_it_was_just_verified(
     assert store.authenticate(token) is None
     (listed,) = store.list()
     assert token_status(listed, clock()) == "revoked"
+
+
+def test_threads_of_a_server_sign_in_through_one_store_at_once(store: TokenStore) -> None:
+    """A server's threads share one store (one SQLite connection, or a PostgreSQL pool)."""
+    tokens = [store.create(f"agent-{number}")[0] for number in range(4)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(store.authenticate, tokens * 8))
+    assert [identity["name"] if identity else None for identity in found] == [
+        f"agent-{number}" for number in range(4)
+    ] * 8
 
 
 def test_revoking_a_name_ends_every_live_token_of_it(store: TokenStore) -> None:
