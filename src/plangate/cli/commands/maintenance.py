@@ -17,6 +17,7 @@ from plangate.errors import PlangateUsageError
 # command that uses it: every command module is imported to build the command line.
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
+
     from plangate.runs.prune import PruneReport
 
 __all__ = ("audit", "prune", "verify")
