@@ -123,9 +123,11 @@ def test_a_signed_decision_is_recorded_verified_with_its_proof(
     assert record["identity"] == ANA
     assert record["approver"] == "Ana"
     (proof,) = record["proofs"]
-    assert proof["identity"] == ANA and proof["request_id"] == request["request_id"]
+    assert proof["identity"] == ANA
+    assert proof["request_id"] == request["request_id"]
     (event,) = received(graph)
-    assert event["verified_by"] == "oidc" and event["proof"] == proof["proof"]
+    assert event["verified_by"] == "oidc"
+    assert event["proof"] == proof["proof"]
     assert len(log.calls) == 1
 
 
@@ -385,9 +387,9 @@ def test_a_decision_proof_edited_in_sqlite_fails_verify(
                     outcome["approval"]["proofs"][0]["identity"]["subject"] = "u-mallory"
                     outcomes[step] = json.dumps(outcome)
                     edited += 1
-            kind, value = SERDE.dumps_typed(outcomes)
             conn.execute(
-                "UPDATE writes SET type = ?, value = ? WHERE rowid = ?", (kind, value, rowid)
+                "UPDATE writes SET type = ?, value = ? WHERE rowid = ?",
+                (*SERDE.dumps_typed(outcomes), rowid),
             )
     conn.close()
     assert edited == 1
