@@ -399,3 +399,36 @@ def test_a_decision_proof_edited_in_sqlite_fails_verify(
     assert "the proof of approve by 'Ana' does not hold" in broken.stdout
     without_key = plangate(demo, "verify", "signed", env={**os.environ})
     assert without_key.returncode != 0
+
+
+def test_on_the_database_the_cli_starts_and_decides_as_the_os_user_unverified(
+    tmp_path: Path,
+) -> None:
+    """`enterprise` forbids approving one's own run: `plangate run` records the user who ran
+    it, so the same user's `approve` is refused (the run still waits), and is not listed by
+    `pending --mine`; another name may approve, recorded unverified."""
+    demo = copy_demo(tmp_path / "demo")
+    plan = "sales_followup.yaml"
+    ran = plangate(demo, "run", plan, "--profile", "enterprise", "--offline", "--thread", "mine")
+    assert ran.returncode == 3, ran.stdout + ran.stderr
+
+    listed = plangate(demo, "pending").stdout
+    assert "mine  plan review" in listed
+    assert plangate(demo, "pending", "--mine").stdout.strip() == (
+        "No run is waiting for your approval."
+    )
+
+    refused = plangate(demo, "approve", "mine")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("plangate: error: invalid decision: approver: ")
+    assert refused.stderr.count("\n") == 1
+    assert "started this run, and the profile forbids approving one's own run" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "mine  plan review" in plangate(demo, "pending").stdout  # still waiting
+
+    approved = plangate(demo, "approve", "mine", "--approver", "lee")
+    assert approved.returncode in (0, 3), approved.stdout + approved.stderr
+    audit = [json.loads(line) for line in plangate(demo, "audit", "mine").stdout.splitlines()]
+    (review,) = [r for r in audit if r["record"] == "decision"][:1]
+    assert review["approver"] == "lee"
+    assert review["verified_by"] == "unverified"

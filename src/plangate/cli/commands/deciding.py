@@ -16,6 +16,7 @@ from plangate.cli.options import (
     ApproverOption,
     DbOption,
     ProjectOption,
+    ServerOption,
     StepOption,
     ThreadArg,
     duration_option,
@@ -59,18 +60,15 @@ def approve(
     every: AllOption = False,
     db: DbOption = None,
     project: ProjectOption = None,
+    server: ServerOption = None,
 ) -> None:
     """Approve the pending step of a run (with --args, edit it first) and go on.
 
     The decision answers the request printed here, and only it: if someone decides it first,
     this one is refused and changes nothing. After the request's deadline it is recorded as
-    expired (exit status 6).
+    expired (exit status 6). With --server, the inbox decides it as the token's person.
     """
-    decision: dict[str, Any] = {
-        "decision": "approve",
-        "approver": user() if approver is None else approver,
-        "reason": reason,
-    }
+    decision: dict[str, Any] = {"decision": "approve", "reason": reason}
     if args is not None:
         try:
             decision.update(decision="edit", args=json.loads(args))
@@ -79,7 +77,18 @@ def approve(
                 f"--args is not valid JSON: {exc.msg} at char {exc.pos}"
             ) from None
     _one_or_every(step, every, edit=args is not None)
-    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db), every=every))
+    raise typer.Exit(
+        _decide_here_or_there(
+            thread,
+            decision,
+            approver=approver,
+            step=step,
+            every=every,
+            server=server,
+            project=project,
+            db=db,
+        )
+    )
 
 
 def reject(
@@ -91,6 +100,7 @@ def reject(
     every: AllOption = False,
     db: DbOption = None,
     project: ProjectOption = None,
+    server: ServerOption = None,
 ) -> None:
     """Reject the pending step of a run and go on (or halt, as the profile says).
 
@@ -99,13 +109,47 @@ def reject(
     """
     if not reason.strip():
         raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
-    decision = {
-        "decision": "reject",
-        "reason": reason,
-        "approver": user() if approver is None else approver,
-    }
+    decision = {"decision": "reject", "reason": reason}
     _one_or_every(step, every, edit=False)
-    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db), every=every))
+    raise typer.Exit(
+        _decide_here_or_there(
+            thread,
+            decision,
+            approver=approver,
+            step=step,
+            every=every,
+            server=server,
+            project=project,
+            db=db,
+        )
+    )
+
+
+def _decide_here_or_there(
+    thread: str,
+    decision: dict[str, Any],
+    *,
+    approver: str | None,
+    step: str | None,
+    every: bool,
+    server: str | None,
+    project: str | None,
+    db: str | None,
+) -> int:
+    """Decide through the inbox at `server`, as its token's person, or on the database, as
+    `approver` (default: the operating-system user), unverified."""
+    if server is None:
+        decision["approver"] = user() if approver is None else approver
+        return _decide(thread, decision, step, *project_of_runs(project, db), every=every)
+    from plangate.cli.remote import decide_through
+
+    if approver is not None or every or project is not None or db is not None:
+        raise PlangateUsageError(
+            "--server decides one request as your token's person, in the server's project: "
+            "--approver, --all, --project and --db do not go with it",
+            hint="drop them; name the request with --step STEP_ID when several wait",
+        )
+    return decide_through(server, thread, decision, step)
 
 
 def _one_or_every(step: str | None, every: bool, *, edit: bool) -> None:
