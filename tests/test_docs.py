@@ -271,6 +271,15 @@ def test_the_four_eyes_example_runs_after_two_approvers(tmp_path: Path) -> None:
     ]
 
 
+def test_the_who_decides_example_refuses_a_typed_name_and_takes_a_signed_decision(
+    tmp_path: Path,
+) -> None:
+    out = run_example(
+        doc_example("docs/concepts/identity.md", "## Rules in the profile"), tmp_path
+    ).splitlines()
+    assert out == ["identity", "oidc"]
+
+
 def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> None:
     from plangate import load_profile
 
