@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -76,19 +77,8 @@ def approve(
             raise PlangateUsageError(
                 f"--args is not valid JSON: {exc.msg} at char {exc.pos}"
             ) from None
-    _one_or_every(step, every, edit=args is not None)
-    raise typer.Exit(
-        _decide_here_or_there(
-            thread,
-            decision,
-            approver=approver,
-            step=step,
-            every=every,
-            server=server,
-            project=project,
-            db=db,
-        )
-    )
+    where = Where(approver, step, every, server, project, db)
+    raise typer.Exit(where.decide(thread, decision))
 
 
 def reject(
@@ -110,46 +100,37 @@ def reject(
     if not reason.strip():
         raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
     decision = {"decision": "reject", "reason": reason}
-    _one_or_every(step, every, edit=False)
-    raise typer.Exit(
-        _decide_here_or_there(
-            thread,
-            decision,
-            approver=approver,
-            step=step,
-            every=every,
-            server=server,
-            project=project,
-            db=db,
-        )
-    )
+    raise typer.Exit(Where(approver, step, every, server, project, db).decide(thread, decision))
 
 
-def _decide_here_or_there(
-    thread: str,
-    decision: dict[str, Any],
-    *,
-    approver: str | None,
-    step: str | None,
-    every: bool,
-    server: str | None,
-    project: str | None,
-    db: str | None,
-) -> int:
-    """Decide through the inbox at `server`, as its token's person, or on the database, as
-    `approver` (default: the operating-system user), unverified."""
-    if server is None:
-        decision["approver"] = user() if approver is None else approver
-        return _decide(thread, decision, step, *project_of_runs(project, db), every=every)
-    from plangate.cli.remote import decide_through
+@dataclass(frozen=True)
+class Where:
+    """Where `approve` and `reject` decide, from their options: through the inbox at `server`,
+    as its token's person, or on the database, as `approver` (default: the operating-system
+    user), unverified; the requests named by `step`, or `every` one."""
 
-    if approver is not None or every or project is not None or db is not None:
-        raise PlangateUsageError(
-            "--server decides one request as your token's person, in the server's project: "
-            "--approver, --all, --project and --db do not go with it",
-            hint="drop them; name the request with --step STEP_ID when several wait",
-        )
-    return decide_through(server, thread, decision, step)
+    approver: str | None
+    step: str | None
+    every: bool
+    server: str | None
+    project: str | None
+    db: str | None
+
+    def decide(self, thread: str, decision: dict[str, Any]) -> int:
+        _one_or_every(self.step, self.every, edit=decision["decision"] == "edit")
+        if self.server is None:
+            decision["approver"] = user() if self.approver is None else self.approver
+            where = project_of_runs(self.project, self.db)
+            return _decide(thread, decision, self.step, *where, every=self.every)
+        from plangate.cli.remote import decide_through
+
+        if self.approver is not None or self.every or self.project or self.db:
+            raise PlangateUsageError(
+                "--server decides one request as your token's person, in the server's "
+                "project: --approver, --all, --project and --db do not go with it",
+                hint="drop them; name the request with --step STEP_ID when several wait",
+            )
+        return decide_through(self.server, thread, decision, self.step)
 
 
 def _one_or_every(step: str | None, every: bool, *, edit: bool) -> None:
