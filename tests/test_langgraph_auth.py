@@ -16,8 +16,11 @@ Each refused decision is seen as the server shows it: its run errors with planga
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +32,7 @@ import httpx
 import pytest
 import yaml
 from _support import free_port, plangate
-from langgraph_sdk import get_sync_client
+from langgraph_sdk import Auth, get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from test_langgraph_server import (
     GRAPH_ID,
@@ -43,6 +46,7 @@ from test_langgraph_server import (
 )
 
 from plangate.identity import DecisionSigner, Identity
+from plangate.identity._gate import asserted_user
 from plangate.identity.tokens import TokenStore
 from plangate.profiles import load_profile
 from plangate.project import Project
@@ -234,6 +238,103 @@ def test_the_401_says_in_one_line_what_to_send(server: AuthServer) -> None:
     )
     assert bad.status_code == 401
     assert "not a live plangate token" in bad.text
+
+
+# --- the handler, in-process ------------------------------------------------------------------
+
+
+@pytest.fixture
+def door_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A project with `identity:`, the one the handler's module finds when first imported."""
+    _team_project(tmp_path / "team")
+    monkeypatch.setenv("PLANGATE_PROJECT", str(tmp_path / "team"))
+    monkeypatch.setenv("PLANGATE_SIGNING_KEY", SIGNING_KEY)
+    monkeypatch.delenv("PLANGATE_PROFILE", raising=False)
+    importlib.import_module("plangate.integrations.langgraph_auth")
+    return Project.load(tmp_path / "team")
+
+
+async def test_a_plangate_token_is_its_person_vouched_for_with_the_project_key(
+    door_project: Project,
+) -> None:
+    """The user the handler returns is the token's person, `verified_by: langgraph_auth`, their
+    groups as permissions, with an assertion the graph takes under this project's key only."""
+    from plangate.integrations.langgraph_auth import LangGraphDoor
+
+    door = LangGraphDoor.of(door_project)
+    token, _ = door.tokens.create("ana@corp.example", groups=[LEADS])
+
+    user = await door.authenticate(f"Bearer {token}")
+
+    assert (user["identity"], user["display_name"]) == ("ana@corp.example", "ana@corp.example")
+    assert user["permissions"] == [f"group:{LEADS}"]
+    vouched = user["plangate"]["identity"]
+    assert _who(vouched) == ("ana@corp.example", "langgraph_auth")
+    config = {"configurable": {"langgraph_auth_user": user}}
+    assert asserted_user(config, door.signer) == vouched
+    assert asserted_user(config, DecisionSigner(b"another-project-key-0123456789")) is None
+    with pytest.raises(Auth.exceptions.HTTPException) as refused:
+        await door.authenticate(f"Bearer {token[:-1]}x")
+    assert refused.value.status_code == 401
+
+
+async def test_a_token_that_is_not_plangate_s_goes_to_the_openid_provider_off_the_event_loop(
+    door_project: Project,
+) -> None:
+    """A plangate token is looked up first; any other goes to the provider's check, in a worker
+    thread; what the provider knows nobody by is 401."""
+    from plangate.integrations.langgraph_auth import LangGraphDoor
+
+    asked: list[tuple[str, bool]] = []
+
+    def provider(token: str) -> Identity | None:
+        asked.append((token, threading.current_thread() is threading.main_thread()))
+        if token != "oidc-access-token":
+            return None
+        return {
+            "subject": "00u1ana",
+            "name": "Ana Lopez",
+            "email": "ana@corp.example",
+            "groups": [LEADS],
+            "verified_by": "oidc",
+        }
+
+    plain = LangGraphDoor.of(door_project)
+    door = LangGraphDoor(plain.signer, plain.tokens, provider)
+    token, _ = door.tokens.create("bo@corp.example")
+
+    assert (await door.authenticate(f"Bearer {token}"))["identity"] == "bo@corp.example"
+    user = await door.authenticate("bearer oidc-access-token")
+    with pytest.raises(Auth.exceptions.HTTPException) as refused:
+        await door.authenticate("Bearer someone-else")
+
+    assert (user["identity"], user["display_name"]) == ("00u1ana", "Ana Lopez")
+    assert _who(user["plangate"]["identity"]) == ("00u1ana", "langgraph_auth")
+    assert refused.value.status_code == 401
+    assert asked == [("oidc-access-token", False), ("someone-else", False)]
+
+
+def test_a_project_naming_a_provider_checks_its_access_tokens_when_plangate_can(
+    door_project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With `identity.oidc`, the door asks `plangate.identity.oidc` about access tokens; a
+    plangate without that module lets only its own tokens in, and says so in the log."""
+    from plangate.integrations.langgraph_auth import LangGraphDoor
+
+    file = door_project.file
+    assert file is not None
+    spec = yaml.safe_load(file.read_text(encoding="utf-8"))
+    spec["identity"]["oidc"] = {"issuer": "https://id.example", "client_id": "plangate"}
+    file.write_text(yaml.safe_dump(spec), encoding="utf-8")
+
+    door = LangGraphDoor.of(Project.load(file))
+
+    if importlib.util.find_spec("plangate.identity.oidc") is None:
+        assert door.oidc is None
+        assert "only plangate's tokens get in" in caplog.text
+    else:
+        assert door.oidc is not None
+        assert door.oidc.__name__ == "verify_access_token"
 
 
 # --- who decides ------------------------------------------------------------------------------
