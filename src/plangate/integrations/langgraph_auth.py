@@ -8,7 +8,8 @@ name a client typed.
 "auth": {"path": "plangate.integrations.langgraph_auth:auth", "disable_studio_auth": true}
 ```
 
-Every request to the server then shows `Authorization: Bearer TOKEN`, where TOKEN is one of
+(A module path: langgraph-api imports it from the installed package, so no file of the
+project's is needed beside `langgraph.json`.) Every request to the server then shows `Authorization: Bearer TOKEN`, where TOKEN is one of
 plangate's tokens (`plangate tokens create`, kept in the project's database), or else, when the
 project names an OpenID Connect provider (`identity.oidc`), an access token of that provider's.
 Anything else (no header, another scheme, an unknown, revoked or expired token) is answered
@@ -54,11 +55,7 @@ from plangate.project import PROJECT_FILE, Project, ProjectError
 from plangate.project._expand import Expander
 from plangate.project._spec import OidcSettings
 
-__all__ = ("ASSERTION_TTL", "AUTH_PATH", "LangGraphDoor", "auth")
-
-AUTH_PATH = "plangate.integrations.langgraph_auth:auth"
-"""Where `langgraph.json`'s `auth.path` finds the handler (a module path: langgraph-api imports
-it from the installed package)."""
+__all__ = ("ASSERTION_TTL", "LangGraphDoor", "auth")
 
 ASSERTION_TTL = 600.0
 """Seconds an assertion made for a request holds: the run that request starts or resumes may
