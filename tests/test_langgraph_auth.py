@@ -492,6 +492,16 @@ def test_the_runs_starter_is_the_token_user_who_may_reject_but_not_approve(
     assert record["approver"] == "sam@corp.example"
 
 
+def test_the_handler_says_when_studio_gets_in_without_a_token(door_project: Project) -> None:
+    from plangate.integrations.langgraph_auth import studio_gets_in
+
+    closed = {"path": "plangate.integrations.langgraph_auth:auth", "disable_studio_auth": True}
+    assert not studio_gets_in({"LANGGRAPH_AUTH": json.dumps(closed)})
+    assert studio_gets_in({"LANGGRAPH_AUTH": json.dumps({**closed, "disable_studio_auth": False})})
+    assert studio_gets_in({"LANGGRAPH_AUTH": json.dumps({"path": closed["path"]})})
+    assert studio_gets_in({})
+
+
 # --- setting it up ----------------------------------------------------------------------------
 
 

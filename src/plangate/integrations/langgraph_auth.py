@@ -9,21 +9,22 @@ name a client typed.
 ```
 
 (A module path: langgraph-api imports it from the installed package, so no file of the
-project's is needed beside `langgraph.json`.) Every request to the server then shows `Authorization: Bearer TOKEN`, where TOKEN is one of
-plangate's tokens (`plangate tokens create`, kept in the project's database), or else, when the
-project names an OpenID Connect provider (`identity.oidc`), an access token of that provider's.
-Anything else (no header, another scheme, an unknown, revoked or expired token) is answered
-401, and nothing runs. (`disable_studio_auth` keeps `langgraph dev` from letting LangGraph
-Studio's requests in without a token.)
+project's is needed beside `langgraph.json`.) Every request to the server then shows
+`Authorization: Bearer TOKEN`, where TOKEN is one of plangate's tokens (`plangate tokens
+create`, kept in the project's database), or else, when the project names an OpenID Connect
+provider (`identity.oidc`), an access token of that provider's. Anything else (no header,
+another scheme, an unknown, revoked or expired token) is answered 401, and nothing runs.
+(`disable_studio_auth` keeps `langgraph dev` from letting LangGraph Studio's requests in without
+a token; the log says so at startup when it is missing.)
 
-The user the handler returns carries, under `plangate`, the identity it verified (its
-`verified_by` is `langgraph_auth`) and an assertion of it made with the project's signing key
+The user the handler returns carries, under `plangate`, the identity it verified (its `verified_by`
+is `langgraph_auth`) and an assertion of it made with the project's signing key
 (`DecisionSigner.assert_identity`). The server puts that user in each run's
 `config["configurable"]["langgraph_auth_user"]`, where no client can write; the graph checks the
-assertion, and a decision made in that run is that person's, signed by the graph: an approver
-named in the decision, in `configurable.approver` or in `metadata.approver` must be them, and the
-profile's `identity_required`, `approvers` and `self_approval` judge them. The run's starter is
-that person too.
+assertion, and a decision made in that run is that person's, signed by the graph: an approver named
+in the decision (for a LangChain HITL decision, in `configurable.approver` or `metadata.approver`)
+must be them, and the profile's `identity_required`, `approvers` and `self_approval` judge them. The
+run's starter is that person too.
 
 The project is found as the served graph finds it (`PLANGATE_PROJECT`, else the `plangate.yaml`
 of the server's folder or its parents), when the server loads this module. It must have
@@ -39,8 +40,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +58,7 @@ from plangate.project import PROJECT_FILE, Project, ProjectError
 from plangate.project._expand import Expander
 from plangate.project._spec import OidcSettings
 
-__all__ = ("ASSERTION_TTL", "LangGraphDoor", "auth")
+__all__ = ("ASSERTION_TTL", "LangGraphDoor", "auth", "studio_gets_in")
 
 ASSERTION_TTL = 600.0
 """Seconds an assertion made for a request holds: the run that request starts or resumes may
@@ -185,9 +188,26 @@ def _oidc_verifier(project: Project) -> Verifier | None:
     return verify
 
 
+def studio_gets_in(environ: Mapping[str, str]) -> bool:
+    """Whether the server's auth config (`LANGGRAPH_AUTH`, which `langgraph dev` sets from
+    `langgraph.json`) lets LangGraph Studio's requests past this handler: unless it says
+    `"disable_studio_auth": true`, `langgraph dev` takes a request saying `x-auth-scheme:
+    langsmith` as Studio's, with no token, and its decisions are nobody's (`unverified`)."""
+    try:
+        config = json.loads(environ.get("LANGGRAPH_AUTH") or "{}")
+    except ValueError:
+        return True
+    return not (isinstance(config, dict) and config.get("disable_studio_auth") is True)
+
+
 # Found once per process, when the server loads this module: a project without `identity:`
 # stops the server there.
 _door = LangGraphDoor.of(project_from_env())
+if studio_gets_in(os.environ):
+    log.warning(
+        'plangate: langgraph.json\'s auth lacks "disable_studio_auth": true, so requests '
+        "saying x-auth-scheme: langsmith get in without a token, as nobody plangate knows"
+    )
 
 auth = Auth()
 """plangate's auth handler for LangGraph's server (`langgraph.json`: `"auth": {"path":
