@@ -350,7 +350,7 @@ def test_the_group_rule_and_four_eyes_hold_for_the_authenticated_people(
 
     error = _refused(server, "eve", thread_id, {"decision": "approve"})
     assert error["error"] == "InvalidDecision"
-    assert "eve@corp.example may not decide this request" in error["message"]
+    assert "'eve@corp.example' may not decide this request" in error["message"]
     assert f"approvers.high names group:{LEADS}" in error["message"]
     assert _still_waiting(server, thread_id, interrupt_id).get("approvals_so_far", []) == []
 
@@ -389,16 +389,20 @@ def test_the_group_rule_and_four_eyes_hold_for_the_authenticated_people(
 def test_an_approver_named_beside_the_token_is_refused_and_the_token_user_is_recorded(
     server: AuthServer, plan: dict[str, Any]
 ) -> None:
-    """`ana` naming `bo` (in the decision, or for a HITL decision in `configurable.approver` or
-    `metadata.approver`) is refused each time, and nothing counts. A plangate decision does not
-    read `configurable.approver`: naming `bo` there leaves her approval hers. `bo` then names
-    himself as he writes it. The record has the token's people, never a name the config gave."""
+    """`ana` naming `bo` (in the decision, or in `configurable.approver` or `metadata.approver`,
+    for a plangate decision as for a HITL one) is refused each time, and nothing counts. `bo`
+    then names himself as he writes it. The record has the token's people, never a name the
+    config gave."""
     thread_id, interrupt_id = _started(server, plan)
     hitl_approve = {"decisions": [{"type": "approve"}]}
     forged = {
         "in the decision": ({"decision": "approve", "approver": "bo@corp.example"}, {}),
         "configurable": (hitl_approve, {"config": {"configurable": {"approver": "bo"}}}),
         "metadata": (hitl_approve, {"metadata": {"approver": "bo@corp.example"}}),
+        "configurable, plangate's form": (
+            {"decision": "approve"},
+            {"config": {"configurable": {"approver": "bo"}}},
+        ),
     }
     for why, (resume, kwargs) in forged.items():
         error = _refused(server, "ana", thread_id, resume, **kwargs)
@@ -409,12 +413,7 @@ def test_an_approver_named_beside_the_token_is_refused_and_the_token_user_is_rec
             why
         )
 
-    server.client("ana").runs.wait(
-        thread_id,
-        GRAPH_ID,
-        command={"resume": {"decision": "approve"}},
-        config={"configurable": {"approver": "bo"}},
-    )
+    server.client("ana").runs.wait(thread_id, GRAPH_ID, command={"resume": {"decision": "approve"}})
     (pending,) = _pending(server.client("sam"), thread_id)
     assert [a["approver"] for a in pending["value"]["approvals_so_far"]] == ["ana@corp.example"]
     server.client("bo").runs.wait(
@@ -457,7 +456,7 @@ def test_a_client_cannot_hand_the_graph_a_user_of_its_own(
     for where, kwargs in carried.items():
         error = _refused(server, "eve", thread_id, {"decision": "approve"}, **kwargs)
         assert error["error"] == "InvalidDecision", where
-        assert "eve@corp.example may not decide this request" in error["message"], where
+        assert "'eve@corp.example' may not decide this request" in error["message"], where
     assert _still_waiting(server, thread_id, interrupt_id).get("approvals_so_far", []) == []
 
 
@@ -476,7 +475,7 @@ def test_the_runs_starter_is_the_token_user_who_may_reject_but_not_approve(
 
     error = _refused(server, "sam", thread_id, {"decision": "approve"})
     assert error["error"] == "InvalidDecision"
-    assert "sam@corp.example started this run" in error["message"]
+    assert "'sam@corp.example' started this run" in error["message"]
     assert "self_approval: forbidden" in error["message"]
     assert _still_waiting(server, thread_id, pending["id"]).get("approvals_so_far", []) == []
 
