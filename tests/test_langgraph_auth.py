@@ -386,6 +386,26 @@ def test_the_group_rule_and_four_eyes_hold_for_the_authenticated_people(
     assert all(p["proof"].startswith("v1:") for p in record["proofs"])
 
 
+def test_a_token_pasted_as_the_api_key_is_its_person_as_in_agent_chat_ui(
+    server: AuthServer, plan: dict[str, Any]
+) -> None:
+    """Agent Chat UI and the SDKs' `api_key=` send a key as `X-Api-Key`: a plangate token
+    there is its person, a LangChain HITL decision theirs; one nobody knows is a 401."""
+    thread_id, _ = _started(server, plan)
+    hitl = {"decisions": [{"type": "approve"}]}
+    for who in ("ana", "bo"):
+        keyed = get_sync_client(url=server.url, api_key=server.tokens[who])
+        keyed.runs.wait(thread_id, GRAPH_ID, command={"resume": hitl})
+
+    record = _send_record(_result(server, thread_id))
+    assert [_who(a["identity"]) for a in record["approvals"]] == [
+        ("ana@corp.example", "langgraph_auth"),
+        ("bo@corp.example", "langgraph_auth"),
+    ]
+    stranger = get_sync_client(url=server.url, api_key="pgt_0123456789ab_" + "y" * 43)
+    assert _status(lambda: stranger.threads.get(thread_id)) == 401
+
+
 def test_an_approver_named_beside_the_token_is_refused_and_the_token_user_is_recorded(
     server: AuthServer, plan: dict[str, Any]
 ) -> None:
