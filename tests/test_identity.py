@@ -20,6 +20,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 
 from plangate import (
+    ExecutionResult,
     InvalidDecision,
     PlangateGraph,
     Profile,
@@ -202,6 +203,10 @@ def test_one_person_cannot_complete_four_eyes_through_one_or_two_doors(
     assert [a["identity"]["subject"] for a in record["approvals"]] == ["u-ana", "u-ben"]
     assert len(record["proofs"]) == 2
     assert len(log.calls) == 1
+    typed = ExecutionResult.model_validate(graph.get_state(thread()).values["result"])
+    (step,) = typed.steps
+    assert step.approval is not None
+    assert step.approval.identity == BEN
 
 
 def test_with_identities_on_four_eyes_counts_only_verified_people(

@@ -33,6 +33,14 @@ class ApprovalInfo(BaseModel):
     decided_at: str
     wait_ms: float
     digest: str | None = None
+    # Each approval that counted, where the profile wants several (`approvals_required`).
+    approvals: list[dict[str, Any]] | None = None
+    # Who decided and how they were known (`plangate.identity.Identity`), and the proof of
+    # each verified decision on the request.
+    identity: dict[str, Any] | None = None
+    proofs: list[dict[str, Any]] | None = None
+    # Set when the plan review's approval stood for this call.
+    covered_by: Literal["plan_review"] | None = None
 
 
 class StepResult(BaseModel):
