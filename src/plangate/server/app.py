@@ -105,6 +105,7 @@ _MODULES = (
     "router.js",
     "run.js",
     "runs.js",
+    "signin.js",
     "start.js",
     "stream.js",
     "trace.js",
