@@ -33,6 +33,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from plangate._time import iso
 from plangate.errors import PlangateError
 from plangate.identity._identity import Identity
+from plangate.project import Project
+from plangate.project._expand import Expander
 from plangate.project._spec import IdentitySettings
 from plangate.server._identity_gate import (
     CSRF_HEADER,
@@ -42,11 +44,22 @@ from plangate.server._identity_gate import (
     signed_in,
 )
 
-__all__ = ("SIGN_IN_PATHS", "install_identity")
+__all__ = ("SIGN_IN_PATHS", "identity_settings", "install_identity", "me")
 
 SIGN_IN_PATHS = frozenset({"/auth/login", "/auth/callback", "/auth/logout"})
 SESSION_COOKIE = "plangate_session"
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+
+
+def identity_settings(project: Project) -> IdentitySettings | None:
+    """The project's `identity:`, its `${VAR}`s read from the environment (a variable not set
+    is the project file's one-line error)."""
+    identity = project.spec.identity
+    if identity is None:
+        return None
+    file = project.file or project.root / "plangate.yaml"
+    expand = Expander(file, "identity", project.environ)
+    return IdentitySettings.model_validate(expand(identity.model_dump()))
 
 
 def session_secret(signing_key: str) -> str:

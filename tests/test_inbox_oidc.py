@@ -1,0 +1,408 @@
+"""The inbox where people sign in: `plangate serve` as a real process, over a project whose file
+has `identity:` with `oidc:` pointing at a real OpenID provider that nobody here wrote (npm's
+`oidc-provider`, a certified implementation, run by `peers/oidc/provider.mjs` on loopback), and
+Debian's chromium driven by Playwright signing in through the provider's own login pages.
+
+Its accounts: ana@example.com and ben@example.com in group `payments-leads`, cy@example.com in
+`support`. The project's profile wants two approvals from that group at high risk (four eyes),
+from verified people.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+import pytest
+import yaml
+from _support import copy_demo, free_port, plangate
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from test_inbox_browser import CHROMIUM_ARGS
+
+from plangate import load_profile
+
+PROVIDER_SCRIPT = Path(__file__).parent / "peers" / "oidc" / "provider.mjs"
+OIDC_PROVIDER, OIDC_PROVIDER_VERSION = "oidc-provider", "9.13.3"
+CLIENT_ID, CLIENT_SECRET = "plangate-inbox", "inbox-secret-7c1d9e0b2a"
+SIGNING_KEY = "test-signing-key-0123456789abcdef"
+THREAD = "acme-four-eyes"
+ANA, BEN, CY = "ana@example.com", "ben@example.com", "cy@example.com"
+
+
+# -- the OpenID provider --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def oidc_provider_package(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A folder with npm's oidc-provider installed, once per session (kept in pytest's cache
+    between sessions), and the provider script beside it. Never a skip: without node and npm,
+    or if the install fails, the test fails saying why."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        pytest.fail(f"node and npm are needed to run {OIDC_PROVIDER}; install Node.js 20.19+")
+    cache = getattr(request.config, "cache", None)
+    name = f"npm-oidc-provider-{OIDC_PROVIDER_VERSION}"
+    folder = cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
+    installed = folder / "node_modules" / OIDC_PROVIDER / "package.json"
+    if (
+        not installed.is_file()
+        or json.loads(installed.read_text())["version"] != OIDC_PROVIDER_VERSION
+    ):
+        done = subprocess.run(
+            [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund",
+             f"{OIDC_PROVIDER}@{OIDC_PROVIDER_VERSION}"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        if done.returncode != 0 or not installed.is_file():
+            pytest.fail(
+                f"cannot install {OIDC_PROVIDER}@{OIDC_PROVIDER_VERSION}: {done.stderr[-2000:]}"
+            )
+    # Beside its node_modules: an ES module finds its imports from where it lies.
+    shutil.copyfile(PROVIDER_SCRIPT, folder / "provider.mjs")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def provider(oidc_provider_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The provider running as a process of its own on a loopback port; yields its issuer once
+    its discovery document answers, and kills it after."""
+    log = tmp_path_factory.mktemp("oidc") / "provider.log"
+    for _ in range(5):
+        port = free_port()
+        issuer = f"http://127.0.0.1:{port}"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                ["node", "provider.mjs", str(port), CLIENT_ID, CLIENT_SECRET],
+                cwd=oidc_provider_package,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                found = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=2)
+                if found.is_success and found.json()["issuer"] == issuer:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            process.kill()
+            process.wait()
+            if "EADDRINUSE" in log.read_text():
+                continue
+            pytest.fail(f"the OpenID provider did not start: {log.read_text()}")
+        try:
+            yield issuer
+        finally:
+            process.kill()
+            process.wait()
+        return
+    pytest.fail("the OpenID provider found no free port in 5 tries")
+
+
+def through_provider(
+    client: httpx.Client, start: str, login: str, *, back_to: str
+) -> httpx.Response:
+    """Follow `start` (with `client`'s cookies: a browser) through the provider's own login
+    and consent pages as `login`, until the provider sends it back to a URL beginning with
+    `back_to`; that redirect."""
+    response = client.get(start)
+    for _ in range(20):
+        if response.is_redirect:
+            location = urljoin(str(response.url), response.headers["location"])
+            if location.startswith(back_to):
+                return response
+            response = client.get(location)
+            continue
+        assert response.status_code == 200, (response.status_code, response.text[:2000])
+        action = re.search(r'<form[^>]*action="([^"]+)"', response.text)
+        prompt = re.search(r'name="prompt" value="(\w+)"', response.text)
+        assert action and prompt, response.text[:2000]
+        form = {"prompt": prompt[1]}
+        if prompt[1] == "login":
+            form |= {"login": login, "password": "any password"}
+        response = client.post(urljoin(str(response.url), html.unescape(action[1])), data=form)
+    pytest.fail("the provider never sent the browser back")
+
+
+# -- the inbox ------------------------------------------------------------------------------
+
+
+@dataclass
+class Inbox:
+    url: str
+    folder: Path
+    process: subprocess.Popen[bytes]
+
+    def run(self, client: httpx.Client | None = None, **headers: str) -> dict[str, Any]:
+        getter = client.get if client is not None else httpx.get
+        found: dict[str, Any] = getter(f"{self.url}/api/runs/{THREAD}", headers=headers).json()
+        return found
+
+    def outbox_sends(self) -> int:
+        import sqlite3
+
+        path = self.folder / "plangate-outbox.db"
+        if not path.exists():
+            return 0
+        with sqlite3.connect(path) as db:
+            tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+            return sum(db.execute(f"select count(*) from {t}").fetchone()[0] for t in tables)  # noqa: S608
+
+
+def write_project(folder: Path, issuer: str) -> None:
+    """The demo project, with `identity:` (the provider) and a four-eyes profile of its own."""
+    copy_demo(folder)
+    (folder / "profiles").mkdir()
+    four_eyes = {
+        **load_profile("smb").model_dump(mode="json"),
+        "name": "four-eyes",
+        "approvals_required": {"high": 2},
+        "identity_required": "high",
+        "approvers": {"high": ["group:payments-leads"]},
+    }
+    (folder / "profiles" / "four-eyes.yaml").write_text(yaml.safe_dump(four_eyes))
+    spec = yaml.safe_load((folder / "plangate.yaml").read_text())
+    spec |= {
+        "profile": "four-eyes",
+        "profiles": "profiles",
+        "identity": {
+            "signing_key": "${PLANGATE_TEST_SIGNING_KEY}",
+            "oidc": {
+                "issuer": issuer,
+                "client_id": CLIENT_ID,
+                "client_secret": "${PLANGATE_TEST_OIDC_SECRET}",
+                "scopes": ["openid", "profile", "email", "groups"],
+                "session_hours": 1,
+            },
+        },
+    }
+    (folder / "plangate.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+ENV = {"PLANGATE_TEST_SIGNING_KEY": SIGNING_KEY, "PLANGATE_TEST_OIDC_SECRET": CLIENT_SECRET}
+
+
+@pytest.fixture
+def inbox(provider: str, tmp_path: Path) -> Iterator[Inbox]:
+    """A run of the demo's follow-up paused by `plangate run` at its send (high risk: two
+    approvals), then `plangate serve` on a free loopback port, as processes of their own."""
+    tmp_path = tmp_path / "project"
+    write_project(tmp_path, provider)
+    paused = plangate(
+        tmp_path, "run", "sales_followup.yaml", "--profile", "four-eyes", "--thread", THREAD,
+        env=ENV,
+    )  # fmt: skip
+    assert "Paused: step" in paused.stdout, (paused.stdout, paused.stderr)
+    env = {**{k: v for k, v in os.environ.items() if k != "PLANGATE_TOKEN"}, **ENV}
+    for _ in range(5):
+        port = free_port()
+        log = tmp_path / f"serve-{port}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "plangate", "serve", "--port", str(port)],
+                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                # Nobody signed in: the API refuses, and so tells it is serving.
+                if httpx.get(f"{url}/api/info", timeout=2).status_code == 401:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            process.kill()
+            process.wait()
+            if "address already in use" in log.read_text().lower():
+                continue
+            pytest.fail(f"plangate serve did not start: {log.read_text()}")
+        try:
+            yield Inbox(url=url, folder=tmp_path, process=process)
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return
+    pytest.fail("plangate serve found no free port in 5 tries")
+
+
+def signed_in(inbox: Inbox, login: str) -> tuple[httpx.Client, httpx.Response]:
+    """A client (a browser, as far as cookies go) signed in to the inbox as `login` through the
+    provider's pages, and the inbox's answer at its callback (which sets the cookie)."""
+    client = httpx.Client(base_url=inbox.url, timeout=30)
+    back = through_provider(
+        client, f"{inbox.url}/auth/login", login, back_to=f"{inbox.url}/auth/callback"
+    )
+    callback = client.get(urljoin(str(back.url), back.headers["location"]))
+    assert callback.status_code == 303, callback.text
+    assert callback.headers["location"] == "/"
+    return client, callback
+
+
+def csrf(client: httpx.Client) -> dict[str, str]:
+    return {"X-CSRF-Token": client.get("/api/me").json()["csrf_token"]}
+
+
+def waiting(inbox: Inbox, client: httpx.Client) -> dict[str, Any]:
+    """The approval request the run waits on, as `client`'s person sees it."""
+    run = client.get(f"/api/runs/{THREAD}").json()
+    assert run["status"] == "waiting", run
+    (request,) = [a for a in client.get("/api/pending").json()["approvals"] if a["thread"] == THREAD]
+    return dict(request)
+
+
+def access_token(provider: str, login: str, **extra: str) -> str:
+    """An access token of `login`'s, got from the provider by plangate's client with the code
+    flow (PKCE), as a program of theirs would get one; `extra` goes to both requests (a
+    `resource`, for a JWT one)."""
+    from authlib.common.security import generate_token
+    from authlib.integrations.httpx_client import OAuth2Client
+
+    metadata = httpx.get(f"{provider}/.well-known/openid-configuration").json()
+    back_to = "http://127.0.0.1:9/auth/callback"  # never called: the code is read off the URL
+    verifier = generate_token(48)
+    with OAuth2Client(
+        CLIENT_ID, CLIENT_SECRET, scope="openid profile email groups", redirect_uri=back_to,
+        code_challenge_method="S256",
+    ) as oauth, httpx.Client(timeout=30) as browser:  # fmt: skip
+        url, _state = oauth.create_authorization_url(
+            metadata["authorization_endpoint"], code_verifier=verifier, **extra
+        )
+        back = through_provider(browser, url, login, back_to=back_to)
+        code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+        token = oauth.fetch_token(
+            metadata["token_endpoint"], code=code, code_verifier=verifier, **extra
+        )
+    return str(token["access_token"])
+
+
+# -- the tests ------------------------------------------------------------------------------
+
+
+def test_the_session_cookie_is_httponly_samesite_and_expires_and_sign_out_ends_it(
+    inbox: Inbox,
+) -> None:
+    """Signed in through the provider, the inbox knows the person (verified by OIDC, with the
+    provider's groups); its cookie is HttpOnly, SameSite=Lax and lasts `session_hours`; signing
+    out needs the CSRF token, and after it the API refuses the browser."""
+    client, callback = signed_in(inbox, ANA)
+
+    cookie = callback.headers["set-cookie"]
+    assert cookie.startswith("plangate_session="), cookie
+    attributes = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (part.partition("=") for part in cookie.split(";")[1:])
+    }
+    assert "httponly" in attributes, cookie
+    assert attributes["samesite"] == "lax", cookie
+    assert attributes["max-age"] == "3600", cookie  # session_hours: 1
+    me = client.get("/api/me")
+    assert me.status_code == 200, me.text
+    assert me.json()["identity"] == {
+        "subject": ANA,
+        "name": "Ana Lopez",
+        "email": ANA,
+        "groups": ["payments-leads"],
+        "verified_by": "oidc",
+    }
+    assert me.json()["via"] == "session"
+    assert me.json()["csrf_token"]
+    assert client.get("/api/pending").status_code == 200
+
+    refused = client.post("/auth/logout")
+    assert refused.status_code == 403, refused.text
+    assert client.get("/api/me").status_code == 200  # still signed in
+
+    assert client.post("/auth/logout", headers=csrf(client)).status_code == 204
+
+    after = client.get("/api/pending")
+    assert after.status_code == 401, after.text
+    assert after.json()["error"] == "Unauthorized"
+    assert client.get("/api/me").status_code == 401
+    assert httpx.get(f"{inbox.url}/api/pending").status_code == 401  # nobody at all
+    assert httpx.get(f"{inbox.url}/").status_code == 200  # the page stays public
+
+
+def test_a_post_with_the_cookie_but_without_the_csrf_token_is_refused(inbox: Inbox) -> None:
+    """The session cookie alone (what another site's form would send along) decides nothing:
+    403, and the run still waits with no approval."""
+    client, _ = signed_in(inbox, ANA)
+    request = waiting(inbox, client)
+    body = {"decision": "approve", "interrupt_id": request["interrupt_id"]}
+
+    refused = client.post(f"/api/runs/{THREAD}/decision", json=body)
+    wrong = client.post(
+        f"/api/runs/{THREAD}/decision", json=body, headers={"X-CSRF-Token": "not-it"}
+    )
+
+    assert refused.status_code == 403, refused.text
+    assert wrong.status_code == 403, wrong.text
+    assert "CSRF" in refused.json()["detail"]
+    assert waiting(inbox, client)["approvals_so_far"] == []
+
+
+def test_a_forged_approver_is_refused_while_signed_in_as_someone_else(inbox: Inbox) -> None:
+    """Signed in as Ana, a decision whose body names Ben as its approver is refused by the
+    service (422): the run still waits, with no approval."""
+    client, _ = signed_in(inbox, ANA)
+    request = waiting(inbox, client)
+
+    forged = client.post(
+        f"/api/runs/{THREAD}/decision",
+        json={"decision": "approve", "interrupt_id": request["interrupt_id"], "approver": BEN},
+        headers=csrf(client),
+    )
+
+    assert forged.status_code == 422, forged.text
+    assert "\n" not in forged.json()["detail"]
+    assert waiting(inbox, client)["approvals_so_far"] == []
+
+
+def test_an_oidc_access_token_reaches_the_api_as_its_person(inbox: Inbox, provider: str) -> None:
+    """A bearer access token the provider gave Ben's program (opaque: the provider's userinfo
+    says whose it is; a JWT one: checked against the provider's keys) is Ben at the API, no
+    CSRF token needed; a token nobody issued is refused."""
+    opaque = access_token(provider, BEN)
+    signed = access_token(provider, BEN, resource="urn:plangate:inbox")
+    assert signed.count(".") == 2 and opaque.count(".") != 2
+
+    for token in (opaque, signed):
+        me = httpx.get(f"{inbox.url}/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200, me.text
+        assert me.json()["via"] == "bearer"
+        assert me.json()["identity"]["subject"] == BEN
+        assert me.json()["identity"]["groups"] == ["payments-leads"]
+        assert me.json()["identity"]["verified_by"] == "oidc"
+        assert me.json()["csrf_token"] is None
+
+    garbage = httpx.get(
+        f"{inbox.url}/api/pending", headers={"Authorization": "Bearer not-a-token-at-all"}
+    )
+    assert garbage.status_code == 401, garbage.text
+    assert garbage.json()["error"] == "Unauthorized"
+    tampered = signed[:-4] + ("AAAA" if not signed.endswith("AAAA") else "BBBB")
+    refused = httpx.get(
+        f"{inbox.url}/api/pending", headers={"Authorization": f"Bearer {tampered}"}
+    )
+    assert refused.status_code == 401, refused.text
