@@ -197,7 +197,8 @@ def test_new_fields_unset_keep_the_fingerprint_runs_paused_before_them_were_boun
     assert load_profile("smb").fingerprint == "56f938f0c414cea1"
     enterprise = load_profile("enterprise")
     assert enterprise.fingerprint != "41e313261d201133"
-    assert enterprise.model_copy(update={"plan_review": None}).fingerprint == "41e313261d201133"
+    unreviewed = {"plan_review": None, "self_approval": "allowed"}
+    assert enterprise.model_copy(update=unreviewed).fingerprint == "41e313261d201133"
     halting = tmp_path / "halting.yaml"
     halting.write_text("on_expiry: halt\n")
     assert load_profile(halting).on_expiry == "halt"

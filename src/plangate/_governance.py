@@ -25,6 +25,8 @@ from plangate.actions import (
 from plangate.actions import trusted_declaration as trusted_of
 from plangate.adapters.registry import LazyTools
 from plangate.approval import response_schema
+from plangate.identity._gate import DecisionGate
+from plangate.identity._proof import DecisionSigner
 from plangate.plan import PlanStep, step_from_state
 from plangate.profiles import Profile
 from plangate.state import PlanState, RunCounters
@@ -51,6 +53,9 @@ class Governance:
     telemetry: Telemetry | None = None
     # Where each thread's trace head is anchored, outside the checkpoint database.
     anchors: AnchorSink | None = None
+    # The project's signing key: decision proofs are checked (and LangGraph's auth users
+    # vouched for) with it; `None` when the project knows no identities.
+    signer: DecisionSigner | None = field(default=None, repr=False)
     fingerprint: str = field(init=False)
     _schemas: dict[str | None, dict[str, Any]] = field(
         default_factory=dict, repr=False, compare=False
@@ -68,6 +73,10 @@ class Governance:
         tools = self.tools.loaded if isinstance(self.tools, LazyTools) else self.tools
         for name in {**self.mocks, **tools}:
             self.trusted(name)
+
+    def gate(self, config: Mapping[str, Any] | None) -> DecisionGate:
+        """Who may decide this graph's requests, for a run with `config`."""
+        return DecisionGate.of(self.profile, self.signer, config, self.clock)
 
     def trusted(self, name: str) -> ToolDeclaration:
         """The trusted action of tool `name` (see `plangate.actions`), worked out once."""

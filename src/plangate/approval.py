@@ -23,6 +23,7 @@ from plangate._names import same_person_key
 from plangate.adapters._json_schema import JSONSchemaArguments
 from plangate.errors import InvalidDecision, PlanValidationError
 from plangate.hitl import from_langchain, is_langchain
+from plangate.identity._identity import identity_from, is_verified, same_person, unverified
 from plangate.plan import (
     MAX_NAME_CHARS,
     MAX_PLAN_SIZE,
@@ -36,6 +37,7 @@ from plangate.tracing import REDACTION_MARKER
 
 if TYPE_CHECKING:
     from plangate.actions import StepPolicy
+    from plangate.identity._gate import DecisionGate
 
 __all__ = (
     "Decision",
@@ -72,6 +74,11 @@ class Decision(BaseModel):
         digest: The `digest` of the request decided (tool, args, action, risk, profile).
             Given and not the pending request's, the decision is refused (`InvalidDecision`):
             it was about something else.
+        identity: Who decided, as a door that authenticated them says (`plangate.identity.
+            Identity`); it counts only with a `proof` the graph checks, else the decision is
+            the `approver` it names, `unverified`.
+        proof: The door's proof (`plangate.identity.DecisionSigner`) that `identity` made
+            this decision on this request.
 
     Examples:
         >>> Decision(decision="edit", args={"to": "ana@example.com"}, approver="lee").decision
@@ -89,6 +96,13 @@ class Decision(BaseModel):
     approver: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
     request_id: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
     digest: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    identity: dict[str, Any] | None = None
+    proof: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+
+    @field_validator("identity")
+    @classmethod
+    def _an_identity(cls, identity: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if identity is None else dict(identity_from(identity, where="identity"))
 
     @field_validator("args")
     @classmethod
@@ -140,10 +154,15 @@ def parse_decision(
     tool: BaseTool | None = None,
     request: Mapping[str, Any] | None = None,
     approver: str | None = None,
+    gate: DecisionGate | None = None,
 ) -> Decision:
     """Validate a resume value (dict or `Decision`, or LangChain's HITL form
     `{"decisions": [...]}` or per-call form `{"type": ...}`, whose approver is `approver`) as
     the answer to `request`.
+
+    Given a `gate` (the graph's: its profile and signing key), who decided is settled there
+    (`DecisionGate.settle`: verified by a proof, or the typed name, `unverified`) and judged by
+    the profile's rules before four eyes counts them.
 
     An `edit` is checked against the tool's argument schema (unknown keys included) and must
     not carry a redaction marker (`[REDACTED_EMAIL]`, ...) into the call that the request's own
@@ -184,7 +203,15 @@ def parse_decision(
         )
     if request is not None and request.get("type") == "plan_review":
         _check_review_decision(decision)
-    refused = approvals_problem(request, decision) if request is not None else None
+    if request is not None and gate is not None:
+        decision = gate.settle(decision, request)
+    refused = (
+        approvals_problem(
+            request, decision, verified_only=gate is not None and gate.signer is not None
+        )
+        if request is not None
+        else None
+    )
     if refused is not None:
         raise InvalidDecision(
             f"invalid decision: approver: {refused}",
@@ -226,23 +253,33 @@ def _check_review_decision(decision: Decision) -> None:
             ) from None
 
 
-def approvals_problem(request: Mapping[str, Any], decision: Decision) -> str | None:
+def approvals_problem(
+    request: Mapping[str, Any], decision: Decision, *, verified_only: bool = False
+) -> str | None:
     """Why `decision` cannot count towards a request that needs several approvals (profile
-    `approvals_required`), or `None`: each `approve` or `edit` must come from a named approver
-    who has not approved it yet. Names are compared as a person reads them
-    (`same_person_key`): `Lee`, `lee ` and `l\u0435e` (a Cyrillic e) are `lee` again. A
-    `reject` (or `respond`) needs no second person: it runs nothing."""
+    `approvals_required`), or `None`: each `approve` or `edit` must come from a person who has
+    not approved it yet. People are compared by every key they have, as a person reads them
+    (`plangate.identity.same_person`): their subject, name and email, so `Lee`, `lee ` and
+    `l\u0435e` (a Cyrillic e) are `lee` again, and one person through two doors is one. With
+    `verified_only` (the project knows identities), only verified people count. A `reject` (or
+    `respond`) needs no second person: it runs nothing."""
     needed = request.get("approvals_required", 1)
     if needed <= 1 or decision.decision not in ("approve", "edit"):
         return None
-    key = same_person_key(decision.approver)
-    if key is None:
+    identity = decision.identity or unverified(decision.approver)
+    if same_person_key(decision.approver) is None and not is_verified(identity):
         return (
             f"this request needs {needed} approvals from different people: "
             "name the approver ('approver')"
         )
+    if verified_only and not is_verified(identity):
+        return (
+            f"this request needs {needed} approvals from different verified people, and "
+            f"{decision.approver!r} is unverified: decide through a door that knows you"
+        )
     for given in request.get("approvals_so_far") or ():
-        if same_person_key(given["approver"]) == key:
+        earlier = given.get("identity") or unverified(given["approver"])
+        if same_person(earlier, identity):
             who = repr(decision.approver)
             if given["approver"] != decision.approver:
                 who += f" reads as {given['approver']!r}, who"

@@ -32,6 +32,7 @@ from langgraph.graph.state import CompiledStateGraph
 from plangate._channels import outcomes_from_state
 from plangate._time import iso, utc_now
 from plangate.errors import PlangateUsageError, UnknownThread
+from plangate.identity import DecisionSigner, is_verified, shown_name
 from plangate.runs.anchors import AnchorSink, anchors_of
 from plangate.runs.history import get_trace
 from plangate.tracing import (
@@ -61,13 +62,14 @@ class ChainCheck:
     Attributes:
         ok: Every event's hash matches, `seq` runs without a gap, the last hash is the one
             the run recorded, every anchor is in the chain, and every recorded approval is
-            the chained one.
+            the chained one, whose verified people its proofs bear out.
         events: How many events were checked.
         head: The hash of the last event that matched ("" when none did).
         seq: The `seq` of the first event that does not match (or is missing), or `None`.
         problem: What is wrong with it, in one line; `None` when `ok`.
-        found_by: What found the problem: the hash `chain`, the thread's `anchors`, or the
-            recorded `decisions` compared with the chained ones.
+        found_by: What found the problem: the hash `chain`, the thread's `anchors`, the
+            recorded `decisions` compared with the chained ones, or their `proofs` checked
+            under the project's signing key (`verify_proofs`).
         anchors: How many anchors of the thread were checked; `None` when there is no
             anchor sink: then a rollback of whole checkpoints cannot be detected.
     """
@@ -77,7 +79,7 @@ class ChainCheck:
     head: str
     seq: int | None = None
     problem: str | None = None
-    found_by: Literal["chain", "anchors", "decisions"] = "chain"
+    found_by: Literal["chain", "anchors", "decisions", "proofs"] = "chain"
     anchors: int | None = None
 
 
@@ -208,7 +210,53 @@ def verify_decisions(
 
 
 def _said(decision: Mapping[str, Any]) -> list[Any]:
-    return [decision.get("decision"), decision.get("approver")]
+    """What a decision says of itself: its kind, its approver, and how they were known (a
+    record keeps it in its identity, an event beside it)."""
+    identity = decision.get("identity") or {}
+    verified_by = decision.get("verified_by", identity.get("verified_by"))
+    return [decision.get("decision"), decision.get("approver"), verified_by]
+
+
+def verify_proofs(
+    outcomes: Sequence[Mapping[str, Any]], signer: DecisionSigner | None
+) -> str | None:
+    """The first approval the run records whose verified identities its proofs do not bear
+    out, under the project's key (`identity.signing_key`): a proof that no longer holds (the
+    decision, the request or the person changed after signing), or a verified person no proof
+    names. `None` when they all hold."""
+    for outcome in outcomes:
+        approval = outcome.get("approval") or {}
+        step = outcome.get("step_id")
+        proofs = approval.get("proofs") or []
+        claimed = [
+            approval.get("identity"),
+            *(a.get("identity") for a in approval.get("approvals") or ()),
+        ]
+        verified = [identity for identity in claimed if is_verified(identity)]
+        if (proofs or verified) and signer is None:
+            return (
+                f"step {step}: its approval records verified people, and their proofs need "
+                "the project's signing key (identity.signing_key) to be checked"
+            )
+        for signed in proofs:
+            assert signer is not None
+            if not signer.decision_holds(signed, **{k: signed.get(k) for k in _BOUND}):
+                name = shown_name(signed.get("identity") or {})
+                return (
+                    f"step {step}: the proof of {signed.get('decision')} by {name!r} does not "
+                    "hold: the record was changed after it was signed"
+                )
+        signed_by = [signed.get("identity") for signed in proofs]
+        for identity in verified:
+            if identity not in signed_by:
+                return (
+                    f"step {step}: the record says {shown_name(identity)!r} "
+                    f"({identity.get('verified_by')}) decided, and no proof says so"
+                )
+    return None
+
+
+_BOUND = ("request_id", "digest", "identity", "proof")
 
 
 def _decision_problem(
@@ -248,6 +296,7 @@ def verify_trace(
     *,
     key: bytes | None = None,
     anchors: AnchorSink | Sequence[Anchor] | None = None,
+    signer: DecisionSigner | None = None,
 ) -> ChainCheck:
     """Compute the hash chain of `config`'s thread again, from its stored events, under `key`
     (default: `PLANGATE_AUDIT_KEY`, else plain SHA-256), and say where it first breaks; then
@@ -260,6 +309,8 @@ def verify_trace(
         key: The chain's key (default: `PLANGATE_AUDIT_KEY`).
         anchors: Where the thread's anchors are (a sink, or anchors read elsewhere); default:
             the sink `graph` was built with (`build_graph(anchors=...)`), if any.
+        signer: The project's signing key, to check the proofs of verified decisions
+            (`verify_proofs`); default: the one `graph` was built with, if any.
 
     Raises:
         UnknownThread: The thread has no checkpoint, and no anchor.
@@ -301,10 +352,16 @@ def verify_trace(
         if broken is not None:
             seq, problem = broken
             return replace(check, ok=False, seq=seq, problem=problem, found_by="anchors")
-    mismatch = verify_decisions(events, _recorded_outcomes(graph, config))
+    outcomes = _recorded_outcomes(graph, config)
+    mismatch = verify_decisions(events, outcomes)
     if mismatch is not None:
         seq, problem = mismatch
         return replace(check, ok=False, seq=seq, problem=problem, found_by="decisions")
+    if signer is None:
+        signer = getattr(getattr(graph, "governance", None), "signer", None)
+    unproven = verify_proofs(outcomes, signer)
+    if unproven is not None:
+        return replace(check, ok=False, seq=None, problem=unproven, found_by="proofs")
     return check
 
 
@@ -348,6 +405,7 @@ def audit_records(
     *,
     key: bytes | None = None,
     anchors: AnchorSink | Sequence[Anchor] | None = None,
+    signer: DecisionSigner | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The audit export of `config`'s thread, record by record (one JSON line each in
     `plangate audit`): first a `header` with the check of `verify_trace` (chain, anchors,
@@ -361,7 +419,7 @@ def audit_records(
     """
     thread = str(config["configurable"]["thread_id"])
     key = audit_key() if key is None else key
-    check = verify_trace(graph, config, key=key, anchors=anchors)
+    check = verify_trace(graph, config, key=key, anchors=anchors, signer=signer)
     events = get_trace(graph, config)
     run = _run(graph, config)
     yield {
@@ -401,6 +459,8 @@ def _decisions(events: Sequence[TraceEvent]) -> Iterator[dict[str, Any]]:
                 "shown": {k: shown.get(k) for k in ("args", "action", "risk", "digest")},
                 "decision": data.get("decision", "expired"),
                 "approver": data.get("approver"),
+                "verified_by": data.get("verified_by", "unverified"),
+                "identity": data.get("identity"),
                 "reason": data.get("reason"),
                 "args": data.get("args"),
                 "decided_at": event["ts"],

@@ -16,6 +16,7 @@ from langgraph.graph import END, START, StateGraph
 from plangate._governance import Governance
 from plangate._time import utc_now
 from plangate.adapters.registry import ToolsLike, tool_registry
+from plangate.identity._proof import DecisionSigner
 from plangate.nodes import (
     approval_interrupt,
     atool_exec,
@@ -53,6 +54,7 @@ def build_graph(
     name: str = "plangate",
     tracer_provider: TracerProvider | None = None,
     anchors: AnchorSink | None = None,
+    signer: DecisionSigner | None = None,
 ) -> PlangateGraph:
     """Compile the governed plan-execution graph.
 
@@ -74,6 +76,10 @@ def build_graph(
         anchors: Where each thread's latest trace hash is appended, outside the checkpoint
             database (`FileAnchors(path)`, `OtelAnchors()`): `verify_trace` then finds a
             rollback of whole checkpoints, which the hash chain alone cannot.
+        signer: The project's signing key (`DecisionSigner`): a decision carrying a proof made
+            with it is verified (`plangate.identity`), as is a LangGraph server user plangate's
+            auth handler vouched for; every other decision is `unverified`, and the profile's
+            `identity_required` refuses those where it says.
 
     Returns:
         A `PlangateGraph` (a LangGraph `CompiledStateGraph`). Invoke it with
@@ -100,6 +106,7 @@ def build_graph(
         profile=rules,
         telemetry=Telemetry.of(rules, tracer_provider),
         anchors=anchors,
+        signer=signer,
         tools=registry,
         mocks=tool_registry(mocks),
         clock=clock,

@@ -24,6 +24,7 @@ from plangate._channels import (
     merged_writes,
     wave_writes,
 )
+from plangate.identity._identity import Identity
 from plangate.profiles import Risk
 from plangate.telemetry import RunSpan
 from plangate.tracing import TraceEvent
@@ -64,6 +65,22 @@ class GivenApproval(TypedDict):
     approver: str | None
     decision: Literal["approve", "edit"]
     at: str
+    identity: NotRequired[Identity]
+
+
+class SignedDecision(TypedDict):
+    """A verified decision as its proof covers it (`plangate.identity.DecisionSigner`): the
+    request it answered (id, digest shown), what was decided, by whom, and the proof, so that
+    `plangate verify` checks it again."""
+
+    request_id: str
+    digest: str | None
+    decision: str
+    args: dict[str, Any] | None
+    message: str | None
+    reason: str | None
+    identity: Identity
+    proof: str
 
 
 class ApprovalRecord(TypedDict):
@@ -83,6 +100,10 @@ class ApprovalRecord(TypedDict):
     wait_ms: float
     digest: NotRequired[str]
     approvals: NotRequired[list[GivenApproval]]
+    # Who decided, and how that was known (`verified_by`); the proof of every verified decision
+    # on the request, in the order they came.
+    identity: NotRequired[Identity]
+    proofs: NotRequired[list[SignedDecision]]
     # Set when no one was asked about the step: the plan review approved it with the plan.
     covered_by: NotRequired[Literal["plan_review"]]
 
@@ -120,6 +141,8 @@ class _PendingDecision(TypedDict):
     expires_at: str
     allowed_decisions: list[str]
     response_schema: dict[str, Any]
+    # Who started the run (`self_approval` compares the deciding person with them).
+    started_by: NotRequired[Identity | None]
     # LangChain's HITL keys, which the interrupt's value carries too (`plangate.hitl`).
     action_requests: NotRequired[list[dict[str, Any]]]
     review_configs: NotRequired[list[dict[str, Any]]]
@@ -191,6 +214,8 @@ class ReviewGrant(TypedDict):
     requested_at: str
     decided_at: str
     wait_ms: float
+    identity: NotRequired[Identity]
+    proofs: NotRequired[list[SignedDecision]]
 
 
 class StepTask(TypedDict):
@@ -267,6 +292,8 @@ class RunCounters(TypedDict):
     # The profile the run started under: resuming it under another is refused.
     profile: NotRequired[str]
     profile_fingerprint: NotRequired[str]
+    # Who started the run, as the door it came through knew them (`plan_start`).
+    started_by: NotRequired[Identity | None]
 
 
 class PlanInput(TypedDict):

@@ -168,6 +168,10 @@ class Telemetry:
             }
             if approval.get("approver"):
                 decided["plangate.approval.approver"] = approval["approver"]
+            identity = approval.get("identity") or {}
+            decided["plangate.approval.verified_by"] = identity.get("verified_by", "unverified")
+            if identity.get("subject"):
+                decided["plangate.approval.subject"] = identity["subject"]
             if approval.get("covered_by"):
                 decided["plangate.approval.covered_by"] = approval["covered_by"]
             decided_ns = _ns(approval["decided_at"]) or start_ns

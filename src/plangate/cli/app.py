@@ -21,7 +21,15 @@ from typing import Annotated, Any
 
 import typer
 
-from plangate.cli.commands import agents, deciding, maintenance, project, reading, running
+from plangate.cli.commands import (
+    agents,
+    deciding,
+    identity,
+    maintenance,
+    project,
+    reading,
+    running,
+)
 from plangate.cli.output import (
     EXIT_HELP,
     RUN_EXITS,
@@ -103,6 +111,7 @@ app.command()(reading.trace)
 app.command(epilog="Exit status: 0 the chain holds, 7 it breaks, 1 user error.")(maintenance.verify)
 app.command()(maintenance.audit)
 app.command()(maintenance.prune)
+app.add_typer(identity.tokens, name="tokens")
 app.command()(project.serve)
 app.command()(agents.mcp)
 

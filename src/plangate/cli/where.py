@@ -12,6 +12,7 @@ from plangate.errors import (
     PlangateUsageError,
     UnknownThread,
 )
+from plangate.identity import DecisionSigner
 from plangate.plan import Plan
 from plangate.project import Project, RunSetup, demo_root
 from plangate.runs.anchors import AnchorSink, read_anchor_file
@@ -131,20 +132,24 @@ def read_run(db: str, thread: str) -> tuple[PlangateGraph, StateSnapshot]:
 
 def audited_run(
     project: str | None, db: str | None, thread: str, file: Path | None
-) -> tuple[PlangateGraph, AnchorSink | list[Anchor] | None]:
-    """A reader of the database a run is in, and where the run's anchors are: `file`
-    (`--anchors`, read now), else the sink of the project it runs in (see `existing_run`).
-    A thread with no checkpoint left may have been deleted whole: its anchors are looked for
-    in the project named or found here, and `verify_trace` says it is unknown only if there
-    are none."""
+) -> tuple[PlangateGraph, AnchorSink | list[Anchor] | None, DecisionSigner | None]:
+    """A reader of the database a run is in, where the run's anchors are (`file`, given with
+    `--anchors` and read now, else the sink of the project it runs in, see `existing_run`),
+    and the key its decision proofs are checked with (that project's `identity:`). A thread
+    with no checkpoint left may have been deleted whole: its anchors are looked for in the
+    project named or found here, and `verify_trace` says it is unknown only if there are
+    none."""
     found, db = find_project(project, db)
     graph = open_reader(db)
     snapshot = graph.get_state({"configurable": {"thread_id": thread}})
-    if file is not None:
-        return graph, read_anchor_file(file)
     if not snapshot.values and not snapshot.next:
-        return graph, found.anchors if found else None
-    return graph, RunSetup.of(snapshot).project_for(db, found if project else None).anchors
+        runs_in = found
+    else:
+        runs_in = RunSetup.of(snapshot).project_for(db, found if project else None)
+    signer = runs_in.signer if runs_in else None
+    if file is not None:
+        return graph, read_anchor_file(file), signer
+    return graph, runs_in.anchors if runs_in else None, signer
 
 
 def existing_run(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from langgraph.config import get_config
 from langgraph.types import Command, Send, interrupt
@@ -26,6 +26,7 @@ from plangate._time import iso, parse_iso
 from plangate.approval import Decision, approval_digest, consequence_of, parse_decision
 from plangate.errors import InvalidDecision
 from plangate.hitl import approver_of, in_form, interrupt_mode_of
+from plangate.identity._identity import Identity, unverified
 from plangate.nodes._outcome import closed_outcome
 from plangate.plan import PlanStep, step_from_state
 from plangate.state import (
@@ -33,6 +34,7 @@ from plangate.state import (
     ApprovalRequest,
     GivenApproval,
     PlanReviewRequest,
+    SignedDecision,
     StepReport,
     StepTask,
 )
@@ -51,6 +53,7 @@ def ask_for_decision(
     tool = governance.described(request["tool"]) if request["tool"] else None
     config = get_config()
     mode = interrupt_mode_of(config)
+    gate = governance.gate(config)
     asked: Mapping[str, Any] = request
     while True:
         # The schema also rides on the Interrupt itself, where LangGraph clients look for it;
@@ -63,7 +66,7 @@ def ask_for_decision(
         try:
             # A resume in LangChain's form names no approver: the run's config does.
             decision = parse_decision(
-                value, tool=tool, request=request, approver=approver_of(config)
+                value, tool=tool, request=request, approver=approver_of(config), gate=gate
             )
         except InvalidDecision as exc:
             asked = {**request, "error": exc.message}
@@ -95,10 +98,20 @@ class Decided:
                 given = []
             # An anonymous one counts only where one is enough (`approvals_problem`).
             if decision.decision in ("approve", "edit"):
-                given.append(
-                    {"approver": decision.approver, "decision": decision.decision, "at": at}
-                )
+                approval: GivenApproval = {
+                    "approver": decision.approver,
+                    "decision": decision.decision,
+                    "at": at,
+                }
+                if decision.identity is not None:
+                    approval["identity"] = cast("Identity", decision.identity)
+                given.append(approval)
         return given
+
+    @property
+    def proofs(self) -> list[SignedDecision]:
+        """Every verified decision on the way, as its proof covers it."""
+        return [signed for decision, _ in self.decisions if (signed := signed_decision(decision))]
 
     @property
     def effective(self) -> Decision:
@@ -111,6 +124,32 @@ class Decided:
                 update={"decision": "edit", "args": self.request["args"]}
             )
         return self.decision
+
+
+def signed_decision(decision: Decision) -> SignedDecision | None:
+    """A verified decision as its proof covers it, for the approval record; `None` unverified.
+    The request's id and digest are the decision's own: `bind_decision` and the gate bound it."""
+    if decision.proof is None or decision.identity is None:
+        return None
+    return {
+        "request_id": str(decision.request_id),
+        "digest": decision.digest,
+        "decision": decision.decision,
+        "args": decision.args,
+        "message": decision.message,
+        "reason": decision.reason,
+        "identity": cast("Identity", decision.identity),
+        "proof": decision.proof,
+    }
+
+
+def who_decided(decision: Decision) -> dict[str, Any]:
+    """What the approval record and the `approval_received` event say of who decided."""
+    identity = decision.identity or unverified(decision.approver)
+    said: dict[str, Any] = {"identity": identity, "verified_by": identity["verified_by"]}
+    if decision.proof is not None:
+        said["proof"] = decision.proof
+    return said
 
 
 def collect_decisions(request: ApprovalRequest, step: PlanStep, governance: Governance) -> Decided:
@@ -178,9 +217,12 @@ def approval_interrupt(task: StepTask, *, governance: Governance) -> Command:
         "decided_at": iso(now),
         "wait_ms": _wait_ms(request, now),
         "digest": decided_digest(request, decision, governance),
+        "identity": who_decided(decided.decision)["identity"],
     }
     if "approvals_required" in request:
         record["approvals"] = decided.approvals
+    if decided.proofs:
+        record["proofs"] = decided.proofs
     writer = TraceWriter.unnumbered(task["trace_id"], governance)
     # The writer's own list: the events emitted below are in the report.
     report: StepReport = {"index": task["index"], "events": writer.events}
@@ -209,6 +251,7 @@ def approval_interrupt(task: StepTask, *, governance: Governance) -> Command:
             "reason": given.reason,
             "args": given.args,
             "wait_ms": _wait_ms(request, parse_iso(at)) if at else record["wait_ms"],
+            **who_decided(given),
         }
         writer.emit("approval_received", received, step=step)
     if decision.decision in ("approve", "edit"):

@@ -270,7 +270,7 @@ def covered_approval(
     """The approval record of a step the approved plan review covers: the reviewer's decision
     on the plan stands for this call (with its references resolved as the plan said), bound to
     it by its digest as any approval is."""
-    return {
+    record: ApprovalRecord = {
         "request_id": grant["request_id"],
         "step_id": step.id,
         "tool": step.tool,
@@ -292,6 +292,11 @@ def covered_approval(
         ),
         "covered_by": "plan_review",
     }
+    if "identity" in grant:
+        record["identity"] = grant["identity"]
+    if "proofs" in grant:
+        record["proofs"] = grant["proofs"]
+    return record
 
 
 _TRACED = (
@@ -353,6 +358,8 @@ def ask_for_approval(
         "allowed_decisions": list(DECISIONS),
         "response_schema": governance.response_schema(step.tool),
     }
+    if run.get("started_by") is not None:
+        request["started_by"] = run["started_by"]
     if resolved.sources:
         request["references"] = resolved.sources
     if review_changed is not None:

@@ -36,7 +36,7 @@ from plangate._channels import stored_outcome
 from plangate._governance import Governance, TraceWriter
 from plangate._time import iso, parse_iso
 from plangate.nodes._outcome import closed_outcome, span_of_closed
-from plangate.nodes.approval_interrupt import ask_for_decision
+from plangate.nodes.approval_interrupt import ask_for_decision, signed_decision, who_decided
 from plangate.plan import Plan, parse_plan
 from plangate.preflight import plan_report
 from plangate.profiles import Risk
@@ -127,6 +127,8 @@ def review_request(
         "allowed_decisions": list(REVIEW_DECISIONS),
         "response_schema": _review_schema(governance),
     }
+    if run.get("started_by") is not None:
+        request["started_by"] = run["started_by"]
     writer.emit(
         "approval_requested",
         {
@@ -192,6 +194,7 @@ def plan_review(state: PlanState, runtime: Runtime[Any], *, governance: Governan
             "reason": decision.reason,
             "args": decision.args,
             "wait_ms": wait_ms,
+            **who_decided(decision),
             **({"covered": covered} if decision.decision == "approve" else {}),
         },
     )
@@ -212,7 +215,11 @@ def plan_review(state: PlanState, runtime: Runtime[Any], *, governance: Governan
         "requested_at": request["requested_at"],
         "decided_at": iso(now),
         "wait_ms": wait_ms,
+        "identity": who_decided(decision)["identity"],
     }
+    signed = signed_decision(decision)
+    if signed is not None:
+        grant["proofs"] = [signed]
     # The rows shown as covered go with the plan, written once: `budget_check` lets a step run
     # on the review's approval only while it is what its row showed. In the run's counters they
     # would be written again with every step.

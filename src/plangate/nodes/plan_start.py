@@ -6,11 +6,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from plangate._governance import Governance, TraceWriter
 from plangate.budget import empty_usage
+from plangate.identity._gate import starter_of
 from plangate.nodes.plan_review import review_request
 from plangate.plan import parse_plan
 from plangate.state import PlanState, RunCounters
@@ -39,6 +41,10 @@ def plan_start(
         "profile": governance.profile.name,
         "profile_fingerprint": governance.fingerprint,
     }
+    # Read once, when the run starts: a later resume's config cannot change who it was.
+    starter = starter_of(get_config(), governance.signer)
+    if starter is not None:
+        run["started_by"] = starter
     if governance.telemetry is not None:
         run["telemetry"] = governance.telemetry.run_span(trace_id)
     writer = TraceWriter(run, governance, runtime.stream_writer)

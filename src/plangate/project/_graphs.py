@@ -40,6 +40,7 @@ def project_graph(
         mocks=project.mocks(fixtures),
         checkpointer=checkpointer,
         anchors=project.anchors,
+        signer=project.signer,
     )
     return graph.with_config(metadata=setup.metadata)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from plangate._files import parse_document
 from plangate.errors import PlangateUsageError
+from plangate.identity._proof import DecisionSigner
 from plangate.profiles import BUILTIN_PROFILES, Profile
 from plangate.project._errors import ProjectError
 from plangate.project._expand import Expander
@@ -160,6 +161,27 @@ class Project:
         return FileAnchors(
             self.root / Expander(self._file, "anchors.file", self.environ)(spec.file)
         )
+
+    @cached_property
+    def signer(self) -> DecisionSigner | None:
+        """The project's decision signer (`identity.signing_key`), or `None` without
+        `identity:`: then every decision is the name it gives, `unverified`.
+
+        Raises:
+            ProjectError: A variable in the key is not set, or the key is too short.
+        """
+        spec = self.spec.identity
+        if spec is None:
+            return None
+        key = str(Expander(self._file, "identity.signing_key", self.environ)(spec.signing_key))
+        try:
+            return DecisionSigner(key.encode())
+        except ValueError as exc:
+            raise ProjectError(
+                self._file,
+                str(exc).removeprefix("identity.signing_key: "),
+                key="identity.signing_key",
+            ) from None
 
     # -- profiles -----------------------------------------------------------------------
 

@@ -167,7 +167,13 @@ def _decision(
         # Validated when it was made, but perhaps changed since (its args are a mutable
         # dict) or made by `model_construct`: check it again, as the graph will hold it.
         value = value.model_dump(exclude_none=True)
-    decision = parse_decision(value, tool=tool, request=request, approver=approver_of(config))
+    decision = parse_decision(
+        value,
+        tool=tool,
+        request=request,
+        approver=approver_of(config),
+        gate=governance.gate(config),
+    )
     if decision.request_id not in (None, request.get("request_id")):
         raise StaleDecision(thread_id_of(config), request_id=decision.request_id)
     return {**decision.model_dump(exclude_none=True), RECEIVED_AT: governance.now()}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-import importlib
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -32,7 +31,8 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from plangate._time import iso
 from plangate.errors import PlangateError
-from plangate.identity._identity import Identity
+from plangate.identity import Identity
+from plangate.identity.tokens import TokenStore
 from plangate.project import Project
 from plangate.project._expand import Expander
 from plangate.project._spec import IdentitySettings
@@ -70,27 +70,13 @@ def session_secret(signing_key: str) -> str:
     ).hexdigest()
 
 
-def _token_store(db: str) -> Callable[[str], Identity | None] | None:
-    """`plangate.identity.tokens.TokenStore(db).authenticate`, where that module is installed."""
-    try:
-        tokens: Any = importlib.import_module("plangate.identity.tokens")
-    except ModuleNotFoundError as exc:
-        if exc.name != "plangate.identity.tokens":
-            raise
-        return None
-    authenticate: Callable[[str], Identity | None] = tokens.TokenStore(db).authenticate
-    return authenticate
-
-
-def _bearer_check(db: str, oidc: Any) -> BearerCheck:
+def _bearer_check(tokens: TokenStore, oidc: Any) -> BearerCheck:
     """Who a bearer token belongs to: a plangate token first, else the OpenID provider's."""
-    tokens = _token_store(db)
 
     def check(token: str) -> Identity | None:
-        if tokens is not None:
-            found = tokens(token)
-            if found is not None:
-                return found
+        found = tokens.authenticate(token)
+        if found is not None:
+            return found
         if oidc is not None:
             verified: Identity | None = oidc.verify_access_token(token)
             return verified
@@ -122,7 +108,7 @@ def install_identity(
 ) -> None:
     """Give `app` its sign-in routes, the identity gate, and the session around it (add it
     after every route, before any middleware that must run first, as `TrustedHostMiddleware`).
-    """
+    The store of plangate's tokens it reads is `app.state.tokens`, to close at shutdown."""
     oidc: Any = None
     if settings.oidc is not None:
         from plangate.identity.oidc import OidcSignIn
@@ -130,9 +116,10 @@ def install_identity(
         oidc = OidcSignIn(settings.oidc)
     hours = settings.oidc.session_hours if settings.oidc is not None else 8.0
     add_sign_in_routes(app, oidc, hours=hours)
+    app.state.tokens = TokenStore(db)
     app.add_middleware(
         IdentityGate,
-        bearer=_bearer_check(db, oidc),
+        bearer=_bearer_check(app.state.tokens, oidc),
         public=lambda path: public(path) or path in SIGN_IN_PATHS,
         headers=headers,
     )

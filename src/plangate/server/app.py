@@ -54,8 +54,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
@@ -76,7 +76,7 @@ from plangate.errors import (
     StaleDecision,
     UnknownThread,
 )
-from plangate.identity._identity import Identity, unverified
+from plangate.identity import Identity, unverified
 from plangate.project import Project
 from plangate.project._spec import IdentitySettings
 from plangate.runs.checkpoint import shown_url
@@ -156,6 +156,34 @@ def _public(path: str) -> bool:
     else, a path no route serves included, is refused, so that a route added later is
     guarded unless it is listed here."""
     return path in _PUBLIC_PATHS or (path.startswith("/static/") and "/" not in path[8:])
+
+
+def _lifespan(
+    service: RunService, expire_every: float | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """While the inbox serves, a thread of its own closes approvals as they expire; at its end,
+    the service and the token store close."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        watcher = threading.Thread(
+            target=service.watch_expiry,
+            kwargs={"every": expire_every, "stop": stop},
+            name="plangate-expiry",
+            daemon=True,  # never keeps a process from exiting; `stop` ends it first here
+        )
+        if expire_every is not None:
+            watcher.start()
+        yield
+        stop.set()
+        if watcher.is_alive():  # it ends once the run it may be closing has made its move
+            await run_in_threadpool(watcher.join)
+        await run_in_threadpool(service.close)
+        if getattr(_app.state, "tokens", None) is not None:
+            await run_in_threadpool(_app.state.tokens.close)
+
+    return lifespan
 
 
 def _door(identity: IdentitySettings | None, token: str | None) -> IdentitySettings | None:
@@ -266,27 +294,10 @@ def create_app(
     service = RunService(db, project=project)
     identity = _door(identity_settings(service.project), token)
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
-        watcher = threading.Thread(
-            target=service.watch_expiry,
-            kwargs={"every": expire_every, "stop": stop},
-            name="plangate-expiry",
-            daemon=True,  # never keeps a process from exiting; `stop` ends it first here
-        )
-        if expire_every is not None:
-            watcher.start()
-        yield
-        stop.set()
-        if watcher.is_alive():  # it ends once the run it may be closing has made its move
-            await run_in_threadpool(watcher.join)
-        await run_in_threadpool(service.close)
-
     app = FastAPI(
         title="plangate inbox",
         summary="Approve, edit or reject the tool calls plangate runs wait on.",
-        lifespan=lifespan,
+        lifespan=_lifespan(service, expire_every),
         docs_url=None,  # Swagger UI loads from a CDN; /openapi.json stays
         redoc_url=None,
         exception_handlers={413: _too_large},

@@ -46,6 +46,7 @@ from starlette.routing import Route
 from plangate import __version__
 from plangate._files import dotted, first_error
 from plangate.errors import PlangateError, PlangateUsageError
+from plangate.identity import unverified
 from plangate.runs.service import FINISHED, RunService
 from plangate.server._token_gate import ASGIApp, Receive, Scope, Send, TokenGate
 
@@ -228,7 +229,7 @@ class _Face:
                 profile=self.profile,
                 thread=given.thread or None,
                 offline=given.offline,
-                started_by=started_by,
+                caller=unverified(started_by) if started_by else None,
             )
             return self.service.status(started["thread"])
 

@@ -16,6 +16,8 @@ from plangate.errors import PlangateUsageError
 # The audit trail and pruning work on a graph (LangGraph's graph machinery), imported in the
 # command that uses it: every command module is imported to build the command line.
 if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
     from plangate.runs.prune import PruneReport
 
 __all__ = ("audit", "prune", "verify")
@@ -31,14 +33,16 @@ def verify(
     that does not match (an event changed, removed or added in the database); check it against
     the run's anchors (kept outside the database: `anchors:` in the project file), which find
     the run's last checkpoints deleted whole; and check the approvals its state records
-    (what `show` prints) against the chained ones.
+    (what `show` prints) against the chained ones, and the proofs of their verified deciders
+    under the project's signing key (`identity:`).
 
     Set PLANGATE_AUDIT_KEY to the key the run was written with, if any.
     """
     from plangate.audit import verify_trace
 
-    graph, sink = audited_run(project, db, thread, anchors)
-    check = verify_trace(graph, {"configurable": {"thread_id": thread}}, anchors=sink)
+    graph, sink, signer = audited_run(project, db, thread, anchors)
+    config: RunnableConfig = {"configurable": {"thread_id": thread}}
+    check = verify_trace(graph, config, anchors=sink, signer=signer)
     events = f"the hash chain of its {plural(check.events, 'event')} holds"
     if check.found_by == "chain" and not check.ok:
         say(f"Run {thread}: the hash chain breaks at {check.problem}")
@@ -77,8 +81,9 @@ def audit(
     """
     from plangate.audit import audit_records
 
-    graph, sink = audited_run(project, db, thread, anchors)
-    records = audit_records(graph, {"configurable": {"thread_id": thread}}, anchors=sink)
+    graph, sink, signer = audited_run(project, db, thread, anchors)
+    config: RunnableConfig = {"configurable": {"thread_id": thread}}
+    records = audit_records(graph, config, anchors=sink, signer=signer)
     if output is None:
         for record in records:
             say(json_line(record))

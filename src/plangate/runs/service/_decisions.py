@@ -15,6 +15,7 @@ from plangate.errors import (
     PlangateUsageError,
     StaleDecision,
 )
+from plangate.identity._identity import Identity, is_verified, shown_name
 from plangate.runs.admission import several_pending
 from plangate.runs.guarded_graph import PlangateGraph
 
@@ -50,10 +51,16 @@ def bind_decision(
     interrupt_id: str | None = None,
     step: str | None = None,
     every: bool = False,
+    caller: Identity | None = None,
 ) -> BoundDecision:
     """Bind `decision` (a `Decision` as JSON, with its `approver`) to the requests of `waiting`
     (interrupt id -> approval request, of a run's latest state) it answers, and check it as the
     graph will, for each of them: see the module's doc for the rule.
+
+    A verified `caller` (the door authenticated them) decides as themselves: the decision gets
+    their identity and, for each request, a proof made with the graph's key, which the graph
+    checks again; an `approver` named beside them must be them. An unverified caller (the
+    operating-system user of the CLI on the database) is the approver when none is named.
 
     Raises:
         NoPendingApproval: Nothing waits.
@@ -95,7 +102,7 @@ def bind_decision(
             field="interrupt_id",
             hint="decide one by its step or interrupt id, or all of them at once",
         )
-    resume = {key: _checked(decision, request, graph) for key, request in chosen}
+    resume = {key: _checked(decision, request, graph, caller) for key, request in chosen}
     return BoundDecision([request for _, request in chosen], resume)
 
 
@@ -104,13 +111,31 @@ def _steps(ordered: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def _checked(
-    decision: Mapping[str, Any], request: dict[str, Any], graph: PlangateGraph
+    decision: Mapping[str, Any],
+    request: dict[str, Any],
+    graph: PlangateGraph,
+    caller: Identity | None,
 ) -> dict[str, Any]:
     """`decision` as the resume value of `request`: bound to the request's id and digest (a
-    digest the face was shown must be the request's), checked as the graph will check it."""
+    digest the face was shown must be the request's), signed for a verified caller, checked as
+    the graph will check it."""
     fields = {"request_id": request["request_id"], "digest": request.get("digest"), **decision}
+    # Who decides is the door's to say, never the body's.
+    fields.pop("identity", None)
+    fields.pop("proof", None)
+    signer = graph.governance.signer
+    if caller is not None and is_verified(caller) and signer is not None:
+        fields["identity"] = caller
+        fields["proof"] = signer.sign_decision(
+            fields, request_id=request["request_id"], digest=request.get("digest"), identity=caller
+        )
+    elif caller is not None and fields.get("approver") is None:
+        fields["approver"] = shown_name(caller)
     parsed = parse_decision(
-        fields, tool=graph.tools.get(request.get("tool") or ""), request=request
+        fields,
+        tool=graph.tools.get(request.get("tool") or ""),
+        request=request,
+        gate=graph.governance.gate(None),
     )
     if parsed.approver is None:  # none given, or a blank one (`Decision.approver`)
         raise InvalidDecision(

@@ -15,6 +15,7 @@ from plangate.errors import (
     PlangateUsageError,
     UnknownThread,
 )
+from plangate.identity import DecisionGate, Identity
 from plangate.plan import Plan
 from plangate.profiles import Profile
 from plangate.project import Project, RunSetup, demo_root, reader
@@ -141,14 +142,24 @@ class RunReader:
         with self._probing:
             return thread in self._active or self._probe.is_running(thread_config(thread))
 
+    def _gate(self, setup: RunSetup) -> DecisionGate | None:
+        """Who may decide a run's requests, as its graph will judge it; `None` when its project
+        or profile has gone."""
+        profile = self._profile(setup)
+        if profile is None:
+            return None
+        return DecisionGate(profile, self._project_of(setup).signer)
+
     def _profile(self, setup: RunSetup) -> Profile | None:
         try:
             return self._project_of(setup).load_profile(setup.profile)
         except PlangateUsageError:  # its project or profile file has gone since it started
             return None
 
-    def pending(self) -> list[ApprovalView]:
-        """Every approval request waiting for a decision, the most urgent first."""
+    def pending(self, caller: Identity | None = None) -> list[ApprovalView]:
+        """Every approval request waiting for a decision, the most urgent first; given a
+        `caller`, each says whether they may approve it (`may_decide`) and if not, why
+        (`why_not`: the profile's rules, four eyes)."""
         now = utc_now()
         found: list[ApprovalView] = []
         for thread, requests in waiting_approvals(self._probe):
@@ -158,7 +169,13 @@ class RunReader:
             if run is None:  # deleted since the listing
                 continue
             setup = RunSetup.of(run.saved)
-            found.extend(approval_view(thread, i, run, setup, now) for i in requests)
+            views = [approval_view(thread, i, run, setup, now) for i in requests]
+            if caller is not None:
+                gate = self._gate(setup)
+                for view, waiting in zip(views, requests, strict=True):
+                    why = gate.why_not(caller, waiting.value) if gate else "its profile is gone"
+                    view["may_decide"], view["why_not"] = why is None, why
+            found.extend(views)
         # The most urgent first: what expires within the hour, then the riskiest, then the
         # soonest to expire; expired requests (a decision now is recorded as expired) last.
         found.sort(

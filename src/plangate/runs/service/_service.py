@@ -28,6 +28,8 @@ from plangate.errors import (
     StaleDecision,
     ThreadError,
 )
+from plangate.identity._gate import STARTER
+from plangate.identity._identity import Identity, is_verified, shown_name
 from plangate.plan import parse_plan
 from plangate.preflight import PreflightReport, preflight, tool_rows
 from plangate.project import Project, RunSetup
@@ -48,6 +50,8 @@ __all__ = ("NotStopped", "RunService", "ThreadExists", "require_stopped")
 
 log = logging.getLogger("plangate.server")
 
+# A door's word for who started a run is read once, as the run makes its first move.
+_STARTER_TTL = 300.0
 _THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
 
@@ -110,7 +114,9 @@ class RunService(RunReader):
 
     # -- acting --------------------------------------------------------------------------
 
-    def decide(self, thread: str, body: Mapping[str, Any]) -> DecisionTaken:
+    def decide(
+        self, thread: str, body: Mapping[str, Any], *, caller: Identity | None = None
+    ) -> DecisionTaken:
         """Check a decision on a run's pending approval, then resume the run in the background.
 
         `body` is a `Decision` as JSON with `approver` required (`reason` too, to reject) and,
@@ -118,6 +124,10 @@ class RunService(RunReader):
         that someone else decided first is refused rather than applied to the next one. Its
         `digest`, when given, must be that request's; an edit must send real values, not the
         redaction markers of a copy taken from the trace (`parse_decision`).
+
+        `caller` is who the face knows is deciding: a verified one (signed in, a token) decides
+        as themselves, with a proof the graph checks (`bind_decision`); the body's `approver`,
+        if any, must be them.
 
         Raises:
             UnknownThread, NoPendingApproval, StaleDecision, ResumeConflict, InvalidDecision.
@@ -127,7 +137,9 @@ class RunService(RunReader):
         requests = {i.id: i.value for i in snapshot.interrupts if is_approval_request(i.value)}
         fields = dict(body)
         named = fields.pop("interrupt_id", None)
-        bound = bind_decision(thread, requests, fields, graph=graph, interrupt_id=named)
+        bound = bind_decision(
+            thread, requests, fields, graph=graph, interrupt_id=named, caller=caller
+        )
         graph.reach(remaining_tools(snapshot))  # as `plangate approve`: a source down, 422
         ((interrupt_id, decision),) = bound.resume.items()
         config = self._config(thread, started_by(snapshot))
@@ -198,11 +210,12 @@ class RunService(RunReader):
         profile: str | None = None,
         thread: str | None = None,
         offline: bool = False,
-        started_by: str | None = None,
+        caller: Identity | None = None,
     ) -> RunStarted:
         """Start a plan (YAML/JSON text, a mapping, or a list of steps) in the server's project
         under one of its profiles (default: the project's), as `plangate run` does, and return
-        once it has made its first move.
+        once it has made its first move. The run records `caller` as who started it, verified
+        with the project's key when the face verified them (`self_approval` reads it).
 
         Raises:
             PlanValidationError, ProfileError, ThreadExists, PlangateUsageError.
@@ -221,7 +234,11 @@ class RunService(RunReader):
         if not offline:  # reach the servers the plan needs now: one that is down stores nothing
             for step in parsed.steps:
                 graph.tools.get(step.tool)
-        self._launch(thread, graph, {"plan": parsed}, self._config(thread, started_by))
+        config = self._config(thread, shown_name(caller) if caller else None)
+        if caller is not None and is_verified(caller) and graph.governance.signer is not None:
+            vouched = graph.governance.signer.assert_identity(caller, ttl=_STARTER_TTL)
+            config["metadata"][STARTER] = {"identity": caller, "assertion": vouched}
+        self._launch(thread, graph, {"plan": parsed}, config)
         return {"thread": thread, "profile": setup.profile, "offline": offline}
 
     # -- before a run ----------------------------------------------------------------------

@@ -8,9 +8,10 @@ from typing import Any, cast
 
 from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.types import StateSnapshot
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from plangate._time import parse_iso
+from plangate.identity._gate import STARTED_BY
 from plangate.plan import Plan
 from plangate.profiles import Budget
 from plangate.project import RunSetup
@@ -31,10 +32,6 @@ __all__ = (
     "step_rows",
     "waiting_view",
 )
-
-STARTED_BY = "plangate_started_by"
-"""Checkpoint metadata key naming who started a run from the inbox (carried across resumes
-the inbox makes; a run started by `plangate run` has none)."""
 
 
 class ApprovalView(TypedDict, total=False):
@@ -76,6 +73,9 @@ class ApprovalView(TypedDict, total=False):
     profile: str
     offline: bool
     started_by: str | None
+    # Set for a caller (`RunService.pending(caller)`): whether they may approve it, and why not.
+    may_decide: NotRequired[bool]
+    why_not: NotRequired[str | None]
 
 
 class StepRow(TypedDict):
