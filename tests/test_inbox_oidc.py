@@ -3,9 +3,8 @@ has `identity:` with `oidc:` pointing at a real OpenID provider that nobody here
 `oidc-provider`, a certified implementation, run by `peers/oidc/provider.mjs` on loopback), and
 Debian's chromium driven by Playwright signing in through the provider's own login pages.
 
-Its accounts: ana@example.com and ben@example.com in group `payments-leads`, cy@example.com in
-`support`. The project's profile wants two approvals from that group at high risk (four eyes),
-from verified people.
+Its accounts: Ana and Ben in group `payments-leads`, Cy in `support`. The project's profile
+wants two approvals from that group at high risk (four eyes), from verified people.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,8 @@ OIDC_PROVIDER, OIDC_PROVIDER_VERSION = "oidc-provider", "9.13.3"
 CLIENT_ID, CLIENT_SECRET = "plangate-inbox", "inbox-secret-7c1d9e0b2a"
 SIGNING_KEY = "test-signing-key-0123456789abcdef"
 THREAD = "acme-four-eyes"
-ANA, BEN, CY = "ana@example.com", "ben@example.com", "cy@example.com"
+# The provider's accounts: their logins are their subjects.
+ANA, BEN, CY = "u-ana-7f3e", "u-ben-41c2", "u-cy-9d05"
 
 
 # -- the OpenID provider --------------------------------------------------------------------
@@ -77,7 +78,9 @@ def oidc_provider_package(
 
 
 @pytest.fixture(scope="module")
-def provider(oidc_provider_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def provider(
+    oidc_provider_package: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The provider running as a process of its own on a loopback port; yields its issuer once
     its discovery document answers, and kills it after."""
     log = tmp_path_factory.mktemp("oidc") / "provider.log"
@@ -132,7 +135,8 @@ def through_provider(
         assert response.status_code == 200, (response.status_code, response.text[:2000])
         action = re.search(r'<form[^>]*action="([^"]+)"', response.text)
         prompt = re.search(r'name="prompt" value="(\w+)"', response.text)
-        assert action and prompt, response.text[:2000]
+        assert action, response.text[:2000]
+        assert prompt, response.text[:2000]
         form = {"prompt": prompt[1]}
         if prompt[1] == "login":
             form |= {"login": login, "password": "any password"}
@@ -162,7 +166,7 @@ class Inbox:
             return 0
         with sqlite3.connect(path) as db:
             tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
-            return sum(db.execute(f"select count(*) from {t}").fetchone()[0] for t in tables)  # noqa: S608
+            return sum(db.execute(f"select count(*) from {t}").fetchone()[0] for t in tables)
 
 
 def write_project(folder: Path, issuer: str) -> None:
@@ -268,7 +272,9 @@ def waiting(inbox: Inbox, client: httpx.Client) -> dict[str, Any]:
     """The approval request the run waits on, as `client`'s person sees it."""
     run = client.get(f"/api/runs/{THREAD}").json()
     assert run["status"] == "waiting", run
-    (request,) = [a for a in client.get("/api/pending").json()["approvals"] if a["thread"] == THREAD]
+    (request,) = [
+        a for a in client.get("/api/pending").json()["approvals"] if a["thread"] == THREAD
+    ]
     return dict(request)
 
 
@@ -322,7 +328,7 @@ def test_the_session_cookie_is_httponly_samesite_and_expires_and_sign_out_ends_i
     assert me.json()["identity"] == {
         "subject": ANA,
         "name": "Ana Lopez",
-        "email": ANA,
+        "email": "ana@example.com",
         "groups": ["payments-leads"],
         "verified_by": "oidc",
     }
@@ -385,7 +391,8 @@ def test_an_oidc_access_token_reaches_the_api_as_its_person(inbox: Inbox, provid
     CSRF token needed; a token nobody issued is refused."""
     opaque = access_token(provider, BEN)
     signed = access_token(provider, BEN, resource="urn:plangate:inbox")
-    assert signed.count(".") == 2 and opaque.count(".") != 2
+    assert signed.count(".") == 2
+    assert opaque.count(".") != 2
 
     for token in (opaque, signed):
         me = httpx.get(f"{inbox.url}/api/me", headers={"Authorization": f"Bearer {token}"})
@@ -402,7 +409,156 @@ def test_an_oidc_access_token_reaches_the_api_as_its_person(inbox: Inbox, provid
     assert garbage.status_code == 401, garbage.text
     assert garbage.json()["error"] == "Unauthorized"
     tampered = signed[:-4] + ("AAAA" if not signed.endswith("AAAA") else "BBBB")
-    refused = httpx.get(
-        f"{inbox.url}/api/pending", headers={"Authorization": f"Bearer {tampered}"}
-    )
+    refused = httpx.get(f"{inbox.url}/api/pending", headers={"Authorization": f"Bearer {tampered}"})
     assert refused.status_code == 401, refused.text
+
+
+# -- in the browser -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@contextmanager
+def person(browser: Browser) -> Iterator[tuple[BrowserContext, Page]]:
+    """A browser of a person's own (cookies of its own); afterwards, no script error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield context, page
+    finally:
+        context.close()
+    assert errors == [], errors
+
+
+def sign_in_in_chromium(page: Page, inbox: Inbox, login: str) -> None:
+    """Open the inbox, follow its Sign in link to the provider, fill its login form and go on
+    past its consent page, back to the inbox."""
+    page.goto(f"{inbox.url}/")
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#view")).to_be_hidden()  # nothing shown before a sign-in
+    page.locator("#sign-in").click()
+    page.locator('input[name="login"]').fill(login)
+    page.locator('input[name="password"]').fill("any password")
+    page.locator('button[type="submit"]').click()
+    page.get_by_role("button", name="Continue").click()
+    expect(page.locator("#signed-in")).to_be_visible()
+    assert page.url.startswith(inbox.url), page.url
+
+
+def api_of(context: BrowserContext, inbox: Inbox, path: str) -> Any:
+    """`GET path` with the browser's cookies (what its page could read)."""
+    answer = context.request.get(f"{inbox.url}{path}")
+    assert answer.ok, (answer.status, answer.text())
+    return answer.json()
+
+
+def ana_approves_once(context: BrowserContext, page: Page, inbox: Inbox) -> None:
+    """Ana approves in the dialog; the request still waits with her approval, and she may not
+    approve it again: the page says why and offers no button, and the server refuses."""
+    card = page.locator(f'.card[data-thread="{THREAD}"]')
+    expect(card.locator(".chip.approvals")).to_have_text("0 of 2 approvals")
+    card.get_by_role("button", name="Review & decide").click()
+    dialog = page.locator("dialog#decide")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#d-approver")).to_have_count(0)  # no name to type
+    expect(page.locator("#d-why-not")).to_be_hidden()
+    page.locator("#d-approve").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#flash")).to_contain_text("It waits for another approver.")
+
+    assert api_of(context, inbox, f"/api/runs/{THREAD}")["status"] == "waiting"
+    assert inbox.outbox_sends() == 0
+    page.goto(f"{inbox.url}/#/")
+    card = page.locator(f'.card[data-thread="{THREAD}"]')
+    expect(card.locator(".chip.approvals")).to_have_text("1 of 2 approvals (Ana Lopez)")
+    expect(card.locator(".why-not")).to_be_visible()
+    why_not = card.locator(".why-not").inner_text()
+    assert why_not.startswith("You cannot decide this request: "), why_not
+    assert "\n" not in why_not
+    card.get_by_role("button", name="Review & decide").click()
+    expect(page.locator("#d-why-not")).to_have_text(why_not)
+    expect(page.locator("#d-approve")).to_be_disabled()
+    page.locator("#d-cancel").click()
+    # Not the page's doing only: the server refuses Ana's second approval.
+    request = next(
+        a for a in api_of(context, inbox, "/api/pending")["approvals"] if a["thread"] == THREAD
+    )
+    assert request["may_decide"] is False
+    again = context.request.post(
+        f"{inbox.url}/api/runs/{THREAD}/decision",
+        data={"decision": "approve", "interrupt_id": request["interrupt_id"]},
+        headers={"X-CSRF-Token": api_of(context, inbox, "/api/me")["csrf_token"]},
+    )
+    assert again.status == 422, again.text()
+    assert "\n" not in again.json()["detail"]
+    assert api_of(context, inbox, f"/api/runs/{THREAD}")["status"] == "waiting"
+
+
+def audit_lists_both(inbox: Inbox) -> None:
+    """What an auditor reads: both decisions, each with its verified person and its proof,
+    which `plangate verify` checks."""
+    audit = plangate(inbox.folder, "audit", THREAD, env=ENV)
+    assert audit.returncode == 0, audit.stderr
+    records = [json.loads(line) for line in audit.stdout.splitlines() if line.strip()]
+    decisions = [r for r in records if r.get("record") == "decision"]
+    assert [
+        (d["decision"], d["identity"]["subject"], d["identity"]["name"], d["verified_by"])
+        for d in decisions
+    ] == [("approve", ANA, "Ana Lopez", "oidc"), ("approve", BEN, "Ben Okafor", "oidc")]
+    proofs = [r["event"]["data"].get("proof") for r in records if r.get("record") == "event"
+              and r["event"]["type"] == "approval_received"]  # fmt: skip
+    assert len(proofs) == 2
+    assert all(proofs)
+    verified = plangate(inbox.folder, "verify", THREAD, env=ENV)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_two_people_sign_in_in_chromium_and_approve_a_four_eyes_request(
+    inbox: Inbox, browser: Browser
+) -> None:
+    """Ana signs in (the page names her and her groups, and has no name box) and approves: the
+    request still waits, showing one approval, and Ana may not approve it again (the page says
+    why and offers no button; the server refuses it all the same). She signs out; Ben signs in
+    and approves: the run goes on, and its approval record lists both, verified by OIDC."""
+    with person(browser) as (context, page):
+        sign_in_in_chromium(page, inbox, ANA)
+        expect(page.locator("#me-name")).to_have_text("Ana Lopez")
+        expect(page.locator("#me-groups")).to_have_text("(payments-leads)")
+        expect(page.locator("#me")).to_have_count(0)  # no name box
+        expect(page.locator("#gate")).to_be_hidden()  # no token form
+        ana_approves_once(context, page, inbox)
+
+        page.locator("#sign-out").click()
+        expect(page.locator("#signin")).to_be_visible()
+        expect(page.locator("#signin-error")).to_have_text("Signed out.")
+        expect(page.locator(".card")).to_have_count(0)
+        assert context.request.get(f"{inbox.url}/api/me").status == 401
+        assert context.request.get(f"{inbox.url}/api/pending").status == 401
+
+    with person(browser) as (context, page):
+        sign_in_in_chromium(page, inbox, BEN)
+        expect(page.locator("#me-name")).to_have_text("Ben Okafor")
+        card = page.locator(f'.card[data-thread="{THREAD}"]')
+        expect(card.locator(".chip.approvals")).to_have_text("1 of 2 approvals (Ana Lopez)")
+        card.get_by_role("button", name="Review & decide").click()
+        page.locator("#d-approve").click()
+        expect(page.locator("dialog#decide")).to_be_hidden()
+        expect(page.locator("#flash")).to_contain_text("The run goes on.")
+
+        deadline = time.monotonic() + 60
+        while (run := api_of(context, inbox, f"/api/runs/{THREAD}"))["status"] != "success":
+            assert run["status"] in ("running", "waiting"), run
+            assert time.monotonic() < deadline, run
+            time.sleep(0.2)
+    assert inbox.outbox_sends() == 1
+    audit_lists_both(inbox)

@@ -15,10 +15,11 @@ const [port, clientId, clientSecret] = process.argv.slice(2);
 const issuer = `http://127.0.0.1:${port}`;
 const RESOURCE = "urn:plangate:inbox";
 
+// The login is the account's id, its `sub`: an opaque id, as providers give them.
 const ACCOUNTS = {
-  "ana@example.com": { name: "Ana Lopez", groups: ["payments-leads"] },
-  "ben@example.com": { name: "Ben Okafor", groups: ["payments-leads"] },
-  "cy@example.com": { name: "Cy Park", groups: ["support"] },
+  "u-ana-7f3e": { name: "Ana Lopez", email: "ana@example.com", groups: ["payments-leads"] },
+  "u-ben-41c2": { name: "Ben Okafor", email: "ben@example.com", groups: ["payments-leads"] },
+  "u-cy-9d05": { name: "Cy Park", email: "cy@example.com", groups: ["support"] },
 };
 
 function claimsOf(id) {
@@ -26,8 +27,8 @@ function claimsOf(id) {
   return {
     sub: id,
     name: account.name,
-    preferred_username: id.split("@")[0],
-    email: id,
+    preferred_username: account.email.split("@")[0],
+    email: account.email,
     email_verified: true,
     groups: account.groups,
   };
