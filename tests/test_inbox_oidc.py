@@ -282,6 +282,12 @@ def access_token(provider: str, login: str, **extra: str) -> str:
     """An access token of `login`'s, got from the provider by plangate's client with the code
     flow (PKCE), as a program of theirs would get one; `extra` goes to both requests (a
     `resource`, for a JWT one)."""
+    return str(tokens_of(provider, login, **extra)["access_token"])
+
+
+def tokens_of(provider: str, login: str, **extra: str) -> dict[str, Any]:
+    """The provider's answer at its token endpoint to a sign-in of `login`'s (see
+    `access_token`)."""
     from authlib.common.security import generate_token
     from authlib.integrations.httpx_client import OAuth2Client
 
@@ -300,7 +306,7 @@ def access_token(provider: str, login: str, **extra: str) -> str:
         token = oauth.fetch_token(
             metadata["token_endpoint"], code=code, code_verifier=verifier, **extra
         )
-    return str(token["access_token"])
+    return dict(token)
 
 
 # -- the tests ------------------------------------------------------------------------------
@@ -562,3 +568,88 @@ def test_two_people_sign_in_in_chromium_and_approve_a_four_eyes_request(
             time.sleep(0.2)
     assert inbox.outbox_sends() == 1
     audit_lists_both(inbox)
+
+
+# -- bearer decisions, and OidcSignIn itself --------------------------------------------------
+
+
+def test_a_bearer_request_decides_without_csrf_and_the_rules_judge_its_person(
+    inbox: Inbox, provider: str
+) -> None:
+    """Cy (not in `payments-leads`) sees the request read-only, the profile's rule saying why,
+    and is refused; Ben's program, with Ben's access token and no CSRF token, approves as
+    Ben: the approval is his, verified by OIDC."""
+    cy = {"Authorization": f"Bearer {access_token(provider, CY)}"}
+    ben = {"Authorization": f"Bearer {access_token(provider, BEN)}"}
+    with httpx.Client(base_url=inbox.url, headers=cy, timeout=30) as as_cy:
+        request = waiting(inbox, as_cy)
+        assert request["may_decide"] is False
+        assert "approvers.high" in request["why_not"], request["why_not"]
+        body = {"decision": "approve", "interrupt_id": request["interrupt_id"]}
+        refused = as_cy.post(f"/api/runs/{THREAD}/decision", json=body)
+        assert refused.status_code == 422, refused.text
+        assert waiting(inbox, as_cy)["approvals_so_far"] == []
+
+    with httpx.Client(base_url=inbox.url, headers=ben, timeout=30) as as_ben:
+        assert waiting(inbox, as_ben)["may_decide"] is True
+        taken = as_ben.post(f"/api/runs/{THREAD}/decision", json=body)
+        assert taken.status_code == 202, taken.text
+        deadline = time.monotonic() + 30
+        while not (given := waiting(inbox, as_ben)["approvals_so_far"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        ((approval),) = given
+        assert approval["identity"]["subject"] == BEN
+        assert approval["identity"]["verified_by"] == "oidc"
+
+
+def test_oidc_sign_in_checks_access_tokens_and_says_what_is_wrong(provider: str) -> None:
+    """`OidcSignIn.verify_access_token` (what LangGraph's auth handler calls): a live token is
+    its person, an ID token or a forged one is nobody; a provider that cannot be reached, an
+    issuer that is not the provider's, or plain HTTP beyond loopback is one line saying so."""
+    from plangate.errors import PlangateError, PlangateUsageError
+    from plangate.identity.oidc import OidcSignIn
+    from plangate.project._spec import OidcSettings
+
+    settings = OidcSettings(issuer=provider, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    oidc = OidcSignIn(settings)
+    signed = access_token(provider, ANA, resource="urn:plangate:inbox")
+    found = oidc.verify_access_token(signed)
+    assert found is not None
+    assert (found["subject"], found["email"], found["verified_by"]) == (
+        ANA,
+        "ana@example.com",
+        "oidc",
+    )
+    assert oidc.verify_access_token(access_token(provider, BEN))["subject"] == BEN  # type: ignore[index]
+    id_token = tokens_of(provider, ANA)["id_token"]
+    assert oidc.verify_access_token(id_token) is None  # an ID token is no access token
+    assert oidc.verify_access_token("") is None
+    assert oidc.verify_access_token("nope") is None
+    header, payload, _ = signed.split(".")
+    assert oidc.verify_access_token(f"{header}.{payload}.c2lnbmF0dXJl") is None
+
+    down = OidcSignIn(settings.model_copy(update={"issuer": f"http://127.0.0.1:{free_port()}"}))
+    with pytest.raises(PlangateError, match="cannot reach the OpenID provider") as unreachable:
+        down.verify_access_token("some-token")
+    assert "\n" not in str(unreachable.value)
+    other = OidcSignIn(settings.model_copy(update={"issuer": f"{provider}/"}))
+    other.metadata()  # a trailing slash is the same issuer
+    with pytest.raises(PlangateUsageError, match="not an https:// URL"):
+        OidcSignIn(settings.model_copy(update={"issuer": "http://id.example"}))
+    with pytest.raises(PlangateUsageError, match=r"the provider at \S+ says its issuer is"):
+        OidcSignIn(
+            settings.model_copy(update={"issuer": provider.replace("127.0.0.1", "localhost")})
+        ).metadata()
+
+
+def test_serve_refuses_a_shared_token_where_people_sign_in(tmp_path: Path) -> None:
+    """With `identity:` in the project file, `plangate serve --token` says, in one line, that
+    a shared token is no way in, and serves nothing."""
+    tmp_path = tmp_path / "project"
+    write_project(tmp_path, "http://127.0.0.1:9")
+
+    done = plangate(tmp_path, "serve", "--port", "0", "--token", "shared-secret", env=ENV)
+
+    assert done.returncode != 0
+    assert "a shared --token is no way into its inbox" in done.stderr + done.stdout

@@ -60,6 +60,8 @@ async function signOut() {
 }
 
 export function startSignIn() {
+  // Only here: where people paste a token, the page links nowhere but to itself.
+  $("#sign-in").href = "/auth/login";
   $("#sign-out").addEventListener("click", () => signOut());
   return signIn();
 }
