@@ -387,6 +387,9 @@ def test_a_forged_approver_is_refused_while_signed_in_as_someone_else(inbox: Inb
     )
 
     assert forged.status_code == 422, forged.text
+    # Refused as Ana naming someone else, not for want of a verified identity.
+    assert forged.json()["field"] == "approver"
+    assert "Ana Lopez" in forged.json()["detail"]
     assert "\n" not in forged.json()["detail"]
     assert waiting(inbox, client)["approvals_so_far"] == []
 
