@@ -169,8 +169,9 @@ class Inbox:
             return sum(db.execute(f"select count(*) from {t}").fetchone()[0] for t in tables)
 
 
-def write_project(folder: Path, issuer: str) -> None:
-    """The demo project, with `identity:` (the provider) and a four-eyes profile of its own."""
+def write_project(folder: Path, issuer: str, **oidc: Any) -> None:
+    """The demo project, with `identity:` (the provider; `oidc` changes its settings) and a
+    four-eyes profile of its own."""
     copy_demo(folder)
     (folder / "profiles").mkdir()
     four_eyes = {
@@ -193,6 +194,7 @@ def write_project(folder: Path, issuer: str) -> None:
                 "client_secret": "${PLANGATE_TEST_OIDC_SECRET}",
                 "scopes": ["openid", "profile", "email", "groups"],
                 "session_hours": 1,
+                **oidc,
             },
         },
     }
@@ -203,11 +205,12 @@ ENV = {"PLANGATE_TEST_SIGNING_KEY": SIGNING_KEY, "PLANGATE_TEST_OIDC_SECRET": CL
 
 
 @pytest.fixture
-def inbox(provider: str, tmp_path: Path) -> Iterator[Inbox]:
+def inbox(provider: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Inbox]:
     """A run of the demo's follow-up paused by `plangate run` at its send (high risk: two
-    approvals), then `plangate serve` on a free loopback port, as processes of their own."""
+    approvals), then `plangate serve` on a free loopback port, as processes of their own
+    (parametrized indirectly: changes to `identity.oidc`)."""
     tmp_path = tmp_path / "project"
-    write_project(tmp_path, provider)
+    write_project(tmp_path, provider, **getattr(request, "param", {}))
     paused = plangate(
         tmp_path, "run", "sales_followup.yaml", "--profile", "four-eyes", "--thread", THREAD,
         env=ENV,
@@ -356,6 +359,33 @@ def test_the_session_cookie_is_httponly_samesite_and_expires_and_sign_out_ends_i
     assert httpx.get(f"{inbox.url}/").status_code == 200  # the page stays public
 
 
+@pytest.mark.parametrize("inbox", [{"session_hours": 0.001}], indirect=True)
+def test_a_sign_in_ends_after_session_hours_though_its_cookie_is_signed_again(
+    inbox: Inbox,
+) -> None:
+    """`session_hours` (here 3.6 s): the cookie's Max-Age says so, and the server holds to it
+    though the cookie was signed again since (a sign-in started again changes the session, and
+    a changed session is a new cookie, its own Max-Age counting from then): the person is asked
+    to sign in again once the hours are over, not before."""
+    signed_at = time.monotonic()
+    client, callback = signed_in(inbox, ANA)
+    assert "Max-Age=4;" in callback.headers["set-cookie"], callback.headers["set-cookie"]
+
+    answers: list[tuple[float, int]] = []
+    while time.monotonic() - signed_at < 8:
+        renewed = client.get("/auth/login")  # goes no further than the provider's door
+        assert "plangate_session=" in renewed.headers.get("set-cookie", ""), renewed.headers
+        answer = client.get("/api/me")
+        answers.append((time.monotonic() - signed_at, answer.status_code))
+        if answer.status_code != 200:
+            break
+        time.sleep(0.2)
+
+    (ended_at, status) = answers[-1]
+    assert status == 401, answers
+    assert ended_at > 3.0, answers
+
+
 def test_a_post_with_the_cookie_but_without_the_csrf_token_is_refused(inbox: Inbox) -> None:
     """The session cookie alone (what another site's form would send along) decides nothing:
     403, and the run still waits with no approval."""
@@ -397,7 +427,7 @@ def test_a_forged_approver_is_refused_while_signed_in_as_someone_else(inbox: Inb
 def test_an_oidc_access_token_reaches_the_api_as_its_person(inbox: Inbox, provider: str) -> None:
     """A bearer access token the provider gave Ben's program (opaque: the provider's userinfo
     says whose it is; a JWT one: checked against the provider's keys) is Ben at the API, no
-    CSRF token needed; a token nobody issued is refused."""
+    CSRF token needed; a plangate token is its name; a token nobody issued is refused."""
     opaque = access_token(provider, BEN)
     signed = access_token(provider, BEN, resource="urn:plangate:inbox")
     assert signed.count(".") == 2
@@ -411,6 +441,19 @@ def test_an_oidc_access_token_reaches_the_api_as_its_person(inbox: Inbox, provid
         assert me.json()["identity"]["groups"] == ["payments-leads"]
         assert me.json()["identity"]["verified_by"] == "oidc"
         assert me.json()["csrf_token"] is None
+
+    # A plangate token (`plangate tokens create`) is its name, verified by the token.
+    created = plangate(
+        inbox.folder, "tokens", "create", "ops-bot", "--groups", "payments-leads", env=ENV
+    )
+    assert created.returncode == 0, created.stderr
+    bot = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    me = httpx.get(f"{inbox.url}/api/me", headers=bot)
+    assert me.status_code == 200, me.text
+    assert (me.json()["identity"]["name"], me.json()["identity"]["verified_by"]) == (
+        "ops-bot",
+        "token",
+    )
 
     garbage = httpx.get(
         f"{inbox.url}/api/pending", headers={"Authorization": "Bearer not-a-token-at-all"}

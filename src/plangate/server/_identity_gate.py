@@ -51,8 +51,9 @@ def signed_in(session: dict[str, Any], identity: Identity, *, hours: float) -> N
 
 def session_caller(session: Mapping[str, Any] | None) -> Identity | None:
     """The person `session` is signed in as, `None` if nobody is or the sign-in has expired.
-    The cookie's own Max-Age is renewed with every answer; `expires_at` is not, so a sign-in
-    ends when the project's `session_hours` say, however busy the person keeps it."""
+    A changed session is a new cookie, signed anew, its Max-Age counting from then (a sign-in
+    started again changes it); `expires_at` never moves, so a sign-in ends when the project's
+    `session_hours` say, whatever happened to its cookie meanwhile."""
     if not session or not isinstance(session.get("identity"), Mapping):
         return None
     expires_at = session.get("expires_at")

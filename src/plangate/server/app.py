@@ -201,8 +201,9 @@ def _door(identity: IdentitySettings | None, token: str | None) -> IdentitySetti
 
 def _page_html(identity: IdentitySettings | None) -> str:
     """The page, telling its script how people come in (a meta tag: a script would be inline,
-    which the CSP forbids): `oidc` (they sign in) or `token` (they paste one)."""
-    door = "oidc" if identity is not None and identity.oidc is not None else "token"
+    which the CSP forbids): `oidc` (they sign in), `bearer` (they paste a token of their own,
+    which names them) or `token` (they paste the inbox's, and type their name)."""
+    door = "token" if identity is None else "oidc" if identity.oidc is not None else "bearer"
     return _asset("index.html").replace(
         '<meta name="plangate-door" content="token">',
         f'<meta name="plangate-door" content="{door}">',

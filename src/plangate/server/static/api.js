@@ -5,12 +5,15 @@
 const TOKEN_KEY = "plangate-token";
 
 // How people come in, as the server says in the page's meta tag: "token" (the token printed by
-// plangate serve, or one's own) or "oidc" (signed in: a session cookie, and on every change the
-// session's CSRF token, which no other site can read).
+// plangate serve, and a name typed), "bearer" (a token of one's own, which names its holder) or
+// "oidc" (signed in: a session cookie, and on every change the session's CSRF token, which no
+// other site can read).
 export const door = document.querySelector('meta[name="plangate-door"]')?.content || "token";
 let csrf = "";
 export const keepCsrf = (given) => { csrf = given || ""; };
 export const csrfToken = () => csrf;
+// Whether the server knows who the person is (no name to type).
+export const knowsPeople = door !== "token";
 
 export const REFUSED = "The server refused that token. Enter the one plangate serve printed when it started: "
   + "unless given --token or PLANGATE_TOKEN, it makes a new one each time it starts.";

@@ -4,13 +4,13 @@
 import { door, lock, onLock, takeTokenFromAddress, token } from "./api.js";
 import { tickCountdowns } from "./clock.js";
 import { $ } from "./dom.js";
-import { showGate, unlock } from "./gate.js";
+import { onUnlock, showGate, unlock } from "./gate.js";
 import { showInbox } from "./inbox.js";
 import { keepName, myName, recount } from "./page.js";
 import { startRouting } from "./router.js";
 import { showRun } from "./run.js";
 import { showRuns } from "./runs.js";
-import { showSignIn, startSignIn } from "./signin.js";
+import { showSignIn, showTokenHolder, startSignIn } from "./signin.js";
 import { showStart } from "./start.js";
 
 startRouting({ inbox: showInbox, runs: showRuns, run: showRun, start: showStart });
@@ -24,9 +24,14 @@ if (door === "oidc") {
 } else {
   takeTokenFromAddress();
   onLock(showGate);
-  const me = $("#me");
-  me.value = myName();
-  me.addEventListener("input", () => keepName(me.value.trim()));
   $("#token-forget").addEventListener("click", () => lock());
+  if (door === "bearer") {
+    // Each person's own token: it names them, so no name to type.
+    onUnlock(showTokenHolder);
+  } else {
+    const me = $("#me");
+    me.value = myName();
+    me.addEventListener("input", () => keepName(me.value.trim()));
+  }
   if (token()) unlock(); else lock();
 }

@@ -1,5 +1,5 @@
 // The dialog that approves, edits or rejects a waiting request.
-import { api, door, explain } from "./api.js";
+import { api, explain, knowsPeople } from "./api.js";
 import { ORDERS, actionText, approvalsText, isReview, reviewTable, subject } from "./approval.js";
 import { tickCountdowns } from "./clock.js";
 import { $, fill, h } from "./dom.js";
@@ -10,8 +10,8 @@ import { go } from "./router.js";
 const dialog = $("#decide");
 const dArgs = $("#d-args"), dApprover = $("#d-approver"), dReason = $("#d-reason"), dError = $("#d-error");
 const dApprove = $("#d-approve"), dReject = $("#d-reject");
-// Signed in, the decision is the person's: no name to type, the server knows it.
-const signedIn = door === "oidc";
+// Where the server knows the person, the decision is theirs: no name to type.
+const signedIn = knowsPeople;
 let deciding = null;
 
 export function openDecision(a) {

@@ -50,6 +50,13 @@ export async function unlock() {
   $("#foot-db").textContent = `project ${info.project} · database ${info.database}`;
   route();
   recount();
+  unlocked();
+}
+
+// What to do once the inbox is open (show who a token of one's own names).
+let unlocked = () => {};
+export function onUnlock(fn) {
+  unlocked = fn;
 }
 
 $("#gate-form").addEventListener("submit", async (ev) => {

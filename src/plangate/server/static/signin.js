@@ -1,6 +1,6 @@
 // The inbox where people sign in (the project's OpenID provider): who is signed in, signing
 // out, and the sign-in page shown instead of everything else while nobody is.
-import { csrfToken, explain, keepCsrf } from "./api.js";
+import { api, csrfToken, explain, keepCsrf } from "./api.js";
 import { $, fill } from "./dom.js";
 import { clearPage, unlock } from "./gate.js";
 
@@ -19,11 +19,20 @@ export function showSignIn(message = "") {
   $("#signin").hidden = false;
 }
 
-function showMe(identity) {
+export function showMe(identity) {
   $("#me-name").textContent = identity.name || identity.email || identity.subject;
   $("#me-name").title = [identity.email, identity.subject].filter(Boolean).join(" · ");
   fill($("#me-groups"), identity.groups.length ? `(${identity.groups.join(", ")})` : "");
   $("#signed-in").hidden = false;
+  $("#sign-out").hidden = !csrfToken();  // a pasted token is forgotten, not signed out
+}
+
+// With a token of one's own: who it names, beside the token's "forget".
+export async function showTokenHolder() {
+  $("#me-box")?.remove();
+  $("#d-approver-row")?.remove();
+  const me = await api("GET", "/api/me").catch(() => null);
+  if (me && me.identity) showMe(me.identity);
 }
 
 // Who is signed in (GET /api/me, with the session cookie), then the inbox; else the sign-in.
