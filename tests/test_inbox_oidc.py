@@ -169,9 +169,9 @@ class Inbox:
             return sum(db.execute(f"select count(*) from {t}").fetchone()[0] for t in tables)
 
 
-def write_project(folder: Path, issuer: str, **oidc: Any) -> None:
-    """The demo project, with `identity:` (the provider; `oidc` changes its settings) and a
-    four-eyes profile of its own."""
+def write_project(folder: Path, provider: str, **oidc: Any) -> None:
+    """The demo project, with `identity:` (the provider; `oidc` changes its settings, and
+    `issuer=None` takes it away) and a four-eyes profile of its own."""
     copy_demo(folder)
     (folder / "profiles").mkdir()
     four_eyes = {
@@ -189,7 +189,7 @@ def write_project(folder: Path, issuer: str, **oidc: Any) -> None:
         "identity": {
             "signing_key": "${PLANGATE_TEST_SIGNING_KEY}",
             "oidc": {
-                "issuer": issuer,
+                "issuer": provider,
                 "client_id": CLIENT_ID,
                 "client_secret": "${PLANGATE_TEST_OIDC_SECRET}",
                 "scopes": ["openid", "profile", "email", "groups"],
@@ -198,6 +198,8 @@ def write_project(folder: Path, issuer: str, **oidc: Any) -> None:
             },
         },
     }
+    if oidc.get("issuer") is None and "issuer" in oidc:  # people come with tokens only
+        del spec["identity"]["oidc"]
     (folder / "plangate.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
@@ -699,3 +701,46 @@ def test_serve_refuses_a_shared_token_where_people_sign_in(tmp_path: Path) -> No
 
     assert done.returncode != 0
     assert "a shared --token is no way into its inbox" in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("inbox", [{"issuer": None}], indirect=True)
+def test_without_a_provider_people_paste_a_token_of_their_own(
+    inbox: Inbox, browser: Browser
+) -> None:
+    """`identity:` without `oidc:`: the page asks for a token, and a person's own (`plangate
+    tokens create`) names them: no name box, no name to type; their approval is theirs,
+    verified by the token. The project's shared token does not exist: a made-up one is
+    refused."""
+    created = plangate(
+        inbox.folder, "tokens", "create", "ana@example.com", "--groups", "payments-leads",
+        env=ENV,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    with person(browser) as (_, page):
+        page.goto(f"{inbox.url}/")
+        expect(page.locator("#gate")).to_be_visible()
+        page.locator("#gate-token").fill("made-up-token")
+        page.locator("#gate-open").click()
+        expect(page.locator("#gate-error")).to_contain_text("refused that token")
+
+        page.locator("#gate-token").fill(created.stdout.strip())
+        page.locator("#gate-open").click()
+        expect(page.locator("#me-name")).to_have_text("ana@example.com")
+        expect(page.locator("#me")).to_have_count(0)
+        expect(page.locator("#sign-out")).to_be_hidden()
+        card = page.locator(f'.card[data-thread="{THREAD}"]')
+        card.get_by_role("button", name="Review & decide").click()
+        expect(page.locator("#d-approver")).to_have_count(0)
+        page.locator("#d-approve").click()
+        expect(page.locator("dialog#decide")).to_be_hidden()
+        expect(page.locator("#flash")).to_contain_text("It waits for another approver.")
+
+    auth = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    with httpx.Client(base_url=inbox.url, headers=auth, timeout=30) as as_ana:
+        deadline = time.monotonic() + 30
+        while not (given := waiting(inbox, as_ana)["approvals_so_far"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    ((approval),) = given
+    assert approval["identity"]["name"] == "ana@example.com"
+    assert approval["identity"]["verified_by"] == "token"
