@@ -27,10 +27,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.sessions import SessionMiddleware
 
 from plangate._time import iso
-from plangate.errors import PlangateError
+from plangate.errors import PlangateError, PlangateUsageError
 from plangate.identity import Identity
 from plangate.identity.tokens import TokenStore
 from plangate.project import Project
@@ -109,11 +108,18 @@ def install_identity(
     """Give `app` its sign-in routes, the identity gate, and the session around it (add it
     after every route, before any middleware that must run first, as `TrustedHostMiddleware`).
     The store of plangate's tokens it reads is `app.state.tokens`, to close at shutdown."""
-    oidc: Any = None
-    if settings.oidc is not None:
-        from plangate.identity.oidc import OidcSignIn
+    try:
+        # Optional: itsdangerous signs the session cookie, Authlib and httpx speak to the
+        # provider. Without `identity:` the inbox needs none of them.
+        from starlette.middleware.sessions import SessionMiddleware
 
-        oidc = OidcSignIn(settings.oidc)
+        from plangate.identity.oidc import OidcSignIn
+    except ImportError as exc:
+        raise PlangateUsageError(
+            f"the inbox of a project with identity: needs {exc.name or 'authlib'}",
+            hint="install plangate's `oidc` extra (from a checkout: pip install '.[oidc]')",
+        ) from None
+    oidc = OidcSignIn(settings.oidc) if settings.oidc is not None else None
     hours = settings.oidc.session_hours if settings.oidc is not None else 8.0
     add_sign_in_routes(app, oidc, hours=hours)
     app.state.tokens = TokenStore(db)
