@@ -351,6 +351,7 @@ def test_the_session_cookie_is_httponly_samesite_and_expires_and_sign_out_ends_i
     assert refused.status_code == 403, refused.text
     assert client.get("/api/me").status_code == 200  # still signed in
 
+    copy = client.cookies["plangate_session"]  # kept from before the sign-out
     assert client.post("/auth/logout", headers=csrf(client)).status_code == 204
 
     after = client.get("/api/pending")
@@ -358,6 +359,8 @@ def test_the_session_cookie_is_httponly_samesite_and_expires_and_sign_out_ends_i
     assert after.json()["error"] == "Unauthorized"
     assert client.get("/api/me").status_code == 401
     assert httpx.get(f"{inbox.url}/api/pending").status_code == 401  # nobody at all
+    kept = httpx.get(f"{inbox.url}/api/pending", cookies={"plangate_session": copy})
+    assert kept.status_code == 401, kept.text  # signed out is signed out, whoever kept a copy
     assert httpx.get(f"{inbox.url}/").status_code == 200  # the page stays public
 
 

@@ -16,6 +16,7 @@ header by itself.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,7 +29,7 @@ from plangate.errors import PlangateError
 from plangate.identity._identity import Identity, identity_from
 from plangate.server._token_gate import ASGIApp, Receive, Scope, Send, secured
 
-__all__ = ("CSRF_HEADER", "IdentityGate", "signed_in", "session_caller")
+__all__ = ("CSRF_HEADER", "IdentityGate", "SignOuts", "session_caller", "signed_in")
 
 CSRF_HEADER = "x-csrf-token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -38,18 +39,44 @@ BearerCheck = Callable[[str], "Identity | None"]
 
 def signed_in(session: dict[str, Any], identity: Identity, *, hours: float) -> None:
     """Make `session` (emptied first) that of `identity`, signed in for `hours`, with a new
-    CSRF token."""
+    CSRF token and an id of its own (for `SignOuts`)."""
     session.clear()
     session.update(
         {
             "identity": dict(identity),
             "csrf": secrets.token_urlsafe(32),
+            "sid": secrets.token_urlsafe(16),
             "expires_at": time.time() + hours * 3600,
         }
     )
 
 
-def session_caller(session: Mapping[str, Any] | None) -> Identity | None:
+class SignOuts:
+    """The sessions signed out while this process serves, each until it would have expired.
+    The session lives in its cookie, so signing out empties the browser's copy only: a copy
+    kept from before (another tab's, a stolen one) is refused by its id here."""
+
+    def __init__(self) -> None:
+        self._ended: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def end(self, session: Mapping[str, Any]) -> None:
+        sid, expires_at = session.get("sid"), session.get("expires_at")
+        if not isinstance(sid, str) or not isinstance(expires_at, (int, float)):
+            return
+        now = time.time()
+        with self._lock:
+            self._ended = {k: v for k, v in self._ended.items() if v > now}
+            self._ended[sid] = expires_at
+
+    def __contains__(self, session: Mapping[str, Any]) -> bool:
+        with self._lock:
+            return session.get("sid") in self._ended
+
+
+def session_caller(
+    session: Mapping[str, Any] | None, signed_out: SignOuts | None = None
+) -> Identity | None:
     """The person `session` is signed in as, `None` if nobody is or the sign-in has expired.
     A changed session is a new cookie, signed anew, its Max-Age counting from then (a sign-in
     started again changes it); `expires_at` never moves, so a sign-in ends when the project's
@@ -58,6 +85,8 @@ def session_caller(session: Mapping[str, Any] | None) -> Identity | None:
         return None
     expires_at = session.get("expires_at")
     if not isinstance(expires_at, (int, float)) or expires_at <= time.time():
+        return None
+    if signed_out is not None and session in signed_out:
         return None
     try:
         return identity_from(session["identity"], where="session")
@@ -81,6 +110,7 @@ class IdentityGate:
         bearer: Who a bearer token belongs to, `None` if nobody (a blocking call: it runs in
             a worker thread).
         public: Whether a path may be read by anyone.
+        signed_out: The sessions signed out, refused though their cookie is good.
         headers: Headers every response gets unless it sets them itself.
     """
 
@@ -90,11 +120,13 @@ class IdentityGate:
         *,
         bearer: BearerCheck,
         public: Callable[[str], bool],
+        signed_out: SignOuts,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.app = app
         self.bearer = bearer
         self.public = public
+        self.signed_out = signed_out
         self.headers = dict(headers or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,7 +173,7 @@ class IdentityGate:
                 )
             return None, caller, "bearer"
         session = scope.get("session")
-        caller = session_caller(session)
+        caller = session_caller(session, self.signed_out)
         if caller is None:
             return (
                 _refusal(

@@ -39,6 +39,7 @@ from plangate.server._identity_gate import (
     CSRF_HEADER,
     BearerCheck,
     IdentityGate,
+    SignOuts,
     session_caller,
     signed_in,
 )
@@ -121,12 +122,14 @@ def install_identity(
         ) from None
     oidc = OidcSignIn(settings.oidc) if settings.oidc is not None else None
     hours = settings.oidc.session_hours if settings.oidc is not None else 8.0
-    add_sign_in_routes(app, oidc, hours=hours)
+    signed_out = SignOuts()
+    add_sign_in_routes(app, oidc, hours=hours, signed_out=signed_out)
     app.state.tokens = TokenStore(db)
     app.add_middleware(
         IdentityGate,
         bearer=_bearer_check(app.state.tokens, oidc),
         public=lambda path: public(path) or path in SIGN_IN_PATHS,
+        signed_out=signed_out,
         headers=headers,
     )
     loopback_only = allowed_hosts is not None and set(allowed_hosts) <= _LOOPBACK_HOSTS
@@ -140,7 +143,7 @@ def install_identity(
     )
 
 
-def add_sign_in_routes(app: FastAPI, oidc: Any, *, hours: float) -> None:
+def add_sign_in_routes(app: FastAPI, oidc: Any, *, hours: float, signed_out: SignOuts) -> None:
     """`/auth/login`, `/auth/callback`, `/auth/logout` (`oidc`: the `OidcSignIn`, `None`
     where people come with bearer tokens only)."""
 
@@ -176,7 +179,7 @@ def add_sign_in_routes(app: FastAPI, oidc: Any, *, hours: float) -> None:
     @app.post("/auth/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
         session = request.session
-        if session_caller(session) is not None:
+        if session_caller(session, signed_out) is not None:
             sent = request.headers.get(CSRF_HEADER, "")
             if not (sent and secrets.compare_digest(sent, str(session.get("csrf", "")))):
                 return JSONResponse(
@@ -187,6 +190,7 @@ def add_sign_in_routes(app: FastAPI, oidc: Any, *, hours: float) -> None:
                     },
                     status_code=403,
                 )
+        signed_out.end(session)
         session.clear()
         return Response(status_code=204)
 
