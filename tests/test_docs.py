@@ -119,6 +119,22 @@ def doc_commands(page: str, heading: str) -> str:
     return doc_blocks(page, heading, "bash")[0]
 
 
+def run_doc_commands(
+    page: str, heading: str, cwd: Path, *, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The section's first bash block run by `bash -e` in `cwd`, as pasted into a terminal
+    where this Python's `plangate` is on PATH."""
+    return subprocess.run(
+        ["bash", "-ec", doc_commands(page, heading)],
+        cwd=cwd,
+        env=_on_path(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def test_the_test_command_updates_the_package_lists_before_installing_chromium() -> None:
     """On a fresh Debian machine `apt-get install` without `apt-get update` finds no package."""
     section = doc_section("README.md", "## Try it")
@@ -189,17 +205,7 @@ def test_the_keeping_the_database_small_commands_prune_a_run_and_keep_its_trace(
     tmp_path: Path,
 ) -> None:
     """The section's commands finish a run, prune it (a dry run first), and print its trace."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("PLANGATE_PROJECT", None)
-    done = subprocess.run(
-        ["bash", "-c", doc_commands("docs/how-to/cli.md", "## Keeping the database small")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_doc_commands("docs/how-to/cli.md", "## Keeping the database small", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "(dry run: nothing was removed)." in done.stdout
     assert "Pruned 1 run: " in done.stdout
@@ -269,6 +275,15 @@ def test_the_four_eyes_example_runs_after_two_approvers(tmp_path: Path) -> None:
         "already; it needs 2 different approvers",
         "success ['lee', 'kim']",
     ]
+
+
+def test_the_who_decides_example_refuses_a_typed_name_and_takes_a_signed_decision(
+    tmp_path: Path,
+) -> None:
+    out = run_example(
+        doc_example("docs/concepts/identity.md", "## Rules in the profile"), tmp_path
+    ).splitlines()
+    assert out == ["identity", "oidc"]
 
 
 def test_the_profile_example_loads_with_every_field_it_shows(tmp_path: Path) -> None:

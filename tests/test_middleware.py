@@ -34,6 +34,7 @@ from plangate import (
     load_profile,
     open_checkpointer,
 )
+from plangate.identity import DecisionSigner, Identity
 from plangate.integrations.middleware import GovernanceMiddleware
 
 TOOLS = ("crm.lookup", "crm.update", "crm.note", "email.send", "shell.run", "billing.pay")
@@ -769,3 +770,39 @@ def test_without_langchain_the_middleware_names_the_extra_to_install(tmp_path: P
         "GovernanceMiddleware needs langchain: install plangate's `langchain` extra "
         "(from a checkout: pip install '.[langchain]')"
     )
+
+
+def test_an_agents_own_call_obeys_identity_required_and_takes_a_signed_decision(
+    agents: Agents, log: CallLog
+) -> None:
+    """Under `identity_required`, an unsigned decision on the agent's high-risk call is asked
+    again with why; one with a proof made by the middleware's key runs it, recorded as that
+    person."""
+    signer = DecisionSigner(b"the agent's project signing key")
+    governance = GovernanceMiddleware(profile=profile(identity_required="high"), signer=signer)
+    agent = agents.build(script([("email.send", {"text": "hi"})], "sent"), [governance])
+    [pause] = agents.start(agent).interrupts
+
+    [again] = agents.resume(agent, {"decision": "approve", "approver": "lee"}).interrupts
+    assert "wants a verified identity from high up; lee is unverified" in again.value["error"]
+    assert log.calls == []
+
+    lee: Identity = {
+        "subject": "u-lee",
+        "name": "Lee",
+        "email": None,
+        "groups": [],
+        "verified_by": "token",
+    }
+    request = pause.value
+    proof = signer.sign_decision(
+        {"decision": "approve"},
+        request_id=request["request_id"],
+        digest=request["digest"],
+        identity=lee,
+    )
+    turn = agents.resume(agent, {"decision": "approve", "identity": lee, "proof": proof})
+    assert log.calls == [("email.send", {"text": "hi"})]
+    (received,) = turn.of("approval_received")
+    assert received["data"]["verified_by"] == "token"
+    assert received["data"]["identity"]["subject"] == "u-lee"

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import doctest
 import json
-import os
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +19,7 @@ from typing import Any
 
 import pytest
 from _support import Clock, plangate
-from test_docs import doc_commands
+from test_docs import run_doc_commands
 
 from plangate import open_checkpointer
 from plangate.errors import PlangateUsageError
@@ -392,17 +390,7 @@ def test_listing_or_revoking_in_a_missing_database_makes_none(tmp_path: Path) ->
 
 
 def test_the_cli_guides_commands_make_list_and_revoke_a_token(tmp_path: Path) -> None:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("PLANGATE_PROJECT", None)
-    done = subprocess.run(
-        ["bash", "-ec", doc_commands("docs/how-to/cli.md", "## Tokens for scripts and agents")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_doc_commands("docs/how-to/cli.md", "## Tokens for scripts and agents", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     token = (tmp_path / "deploy-bot.token").read_text().strip()
     assert token.startswith("pgt_")

@@ -193,9 +193,11 @@ def profile_keys() -> str:
 def project_file_keys() -> str:
     from plangate.project import (
         Anchors,
+        IdentitySettings,
         InboxSettings,
         MCPServer,
         MCPTools,
+        OidcSettings,
         OpenAPITools,
         ProjectFile,
         PythonMocks,
@@ -212,6 +214,8 @@ def project_file_keys() -> str:
             PythonMocks: "`fixtures:` entry `python:`",
             Anchors: "`anchors:`",
             InboxSettings: "`inbox:`",
+            IdentitySettings: "`identity:`",
+            OidcSettings: "`identity.oidc:`",
         },
     )
 

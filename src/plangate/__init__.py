@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         UnknownThread,
     )
     from plangate.graph import build_graph
+    from plangate.identity import DecisionSigner, Identity
     from plangate.integrations import GovernanceMiddleware
     from plangate.integrations.as_tool import as_tool
     from plangate.plan import Plan, PlanStep
@@ -97,6 +98,8 @@ _EXPORTS: dict[str, str] = {
     "PlangateError": "plangate.errors",
     "PlangateGraph": "plangate.runs.guarded_graph",
     "PlangateUsageError": "plangate.errors",
+    "DecisionSigner": "plangate.identity",
+    "Identity": "plangate.identity",
     "PreflightProblem": "plangate.preflight",
     "PreflightReport": "plangate.preflight",
     "PreflightStep": "plangate.preflight",
@@ -159,9 +162,11 @@ __all__ = (
     "Budget",
     "ChainCheck",
     "Decision",
+    "DecisionSigner",
     "ExecutionResult",
     "FileAnchors",
     "GovernanceMiddleware",
+    "Identity",
     "InvalidDecision",
     "MissingThreadId",
     "MockFixtures",

@@ -67,6 +67,7 @@ def describe(
         ),
         "approval_received": lambda: (
             f"{data.get('decision')} by {data.get('approver') or 'unknown'}"
+            + (f" ({data['verified_by']})" if data.get("verified_by") else "")
             + (f": {data['reason']}" if data.get("reason") else "")
         ),
         "approval_timeout": lambda: f"expired at {data.get('expires_at')}",

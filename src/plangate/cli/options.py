@@ -40,6 +40,17 @@ ApproverOption = Annotated[
     ),
 ]
 
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        metavar="URL",
+        help="Through the inbox at URL (plangate serve), as the person whose token "
+        "PLANGATE_TOKEN holds: the server knows who you are. Without it, the command works on "
+        "the database and records your user name, unverified.",
+    ),
+]
+
 StepOption = Annotated[
     str | None,
     typer.Option(

@@ -463,29 +463,15 @@ def _open_sqlite(url: str) -> sqlite3.Connection:
 
 
 def _open_pool(url: str) -> ConnectionPool[Any]:
-    try:
-        import psycopg
-        from psycopg_pool import ConnectionPool
-    except ImportError as exc:
-        raise PlangateUsageError(
-            f"PostgreSQL support is not installed ({exc.name} is missing)",
-            hint="install plangate's `postgres` extra (from a checkout: pip install '.[postgres]')",
-        ) from None
-    try:
-        with (
-            psycopg.connect(url, autocommit=True, connect_timeout=10) as conn,
-            conn.transaction(),
-        ):
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
-            conn.execute(_TABLE)
-            conn.execute(_NAME_INDEX)
-    except psycopg.Error as exc:
-        # psycopg's first line says what failed; the next ones are generic advice.
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PlangateUsageError(
-            f"cannot connect to PostgreSQL: {reason}",
-            hint="check the URL (postgresql://user:password@host:port/database) and the server",
-        ) from None
+    # Imported here: PostgreSQL support is an extra, and this module says which when missing.
+    from psycopg_pool import ConnectionPool
+
+    from plangate.runs.postgres import connect_checked
+
+    with connect_checked(url) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
+        conn.execute(_TABLE)
+        conn.execute(_NAME_INDEX)
     # Few connections: a door checks one token per request, in a read of one row.
     pool: ConnectionPool[Any] = ConnectionPool(
         url,

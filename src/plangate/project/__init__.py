@@ -17,6 +17,9 @@ fixtures: [fixtures.yaml]            # mocks for --offline and mock_fallback
 anchors: {file: /var/log/plangate/anchors.jsonl}   # or {otel: true}: each run's head, kept
                                      # outside the database (`plangate.runs.anchors`)
 inbox: {max_body_bytes: 16777216}    # plangate serve refuses larger request bodies (413)
+identity:                            # who decides is known, not typed (`plangate.identity`)
+  signing_key: ${PLANGATE_SIGNING_KEY}   # doors sign decisions, the graph and verify check
+  oidc: {issuer: https://id.example.com, client_id: plangate, client_secret: ${OIDC_SECRET}}
 ```
 
 `${VAR}` is read from the environment when the part that holds it is used (`$${` is a literal
@@ -47,10 +50,12 @@ from plangate.project._spec import (
     DEFAULT_MAX_BODY_BYTES,
     PROJECT_FILE,
     Anchors,
+    IdentitySettings,
     ImportPath,
     InboxSettings,
     MCPServer,
     MCPTools,
+    OidcSettings,
     OpenAPITools,
     ProjectFile,
     PythonMocks,
@@ -65,7 +70,9 @@ __all__ = (
     "SETUP_KEY",
     "Anchors",
     "ImportPath",
+    "IdentitySettings",
     "InboxSettings",
+    "OidcSettings",
     "MCPServer",
     "MCPTools",
     "OpenAPITools",

@@ -28,7 +28,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from plangate.errors import PlangateUsageError
 
-__all__ = ("PostgresRunLocks", "aopen_postgres", "delete_pruned", "fetch_all", "open_postgres")
+__all__ = (
+    "PostgresRunLocks",
+    "aopen_postgres",
+    "connect_checked",
+    "delete_pruned",
+    "fetch_all",
+    "open_postgres",
+)
 
 # What LangGraph's PostgreSQL saver expects of its connections.
 _CONNECTION = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
@@ -39,7 +46,8 @@ POOL_SIZE = 8
 _SETUP_LOCK = 0x706C616E67617465  # "plangate"
 
 
-def _connect_checked(url: str) -> psycopg.Connection[Any]:
+def connect_checked(url: str) -> psycopg.Connection[Any]:
+    """A connection to `url` (autocommit), or a one-line `PlangateUsageError` saying why not."""
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
@@ -52,7 +60,7 @@ def _connect_checked(url: str) -> psycopg.Connection[Any]:
 
 
 def open_postgres(url: str) -> PostgresSaver:
-    with _connect_checked(url) as conn:
+    with connect_checked(url) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
         pool: ConnectionPool[Any] = ConnectionPool(
             url, kwargs=_CONNECTION, min_size=1, max_size=POOL_SIZE, open=True
@@ -63,7 +71,7 @@ def open_postgres(url: str) -> PostgresSaver:
 
 
 async def aopen_postgres(url: str) -> AsyncPostgresSaver:
-    with _connect_checked(url) as conn:  # a short sync connection: setup runs once per worker
+    with connect_checked(url) as conn:  # a short sync connection: setup runs once per worker
         conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             url, kwargs=_CONNECTION, min_size=1, max_size=POOL_SIZE, open=False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,6 +17,7 @@ from plangate.cli.options import (
     ApproverOption,
     DbOption,
     ProjectOption,
+    ServerOption,
     StepOption,
     ThreadArg,
     duration_option,
@@ -59,18 +61,15 @@ def approve(
     every: AllOption = False,
     db: DbOption = None,
     project: ProjectOption = None,
+    server: ServerOption = None,
 ) -> None:
     """Approve the pending step of a run (with --args, edit it first) and go on.
 
     The decision answers the request printed here, and only it: if someone decides it first,
     this one is refused and changes nothing. After the request's deadline it is recorded as
-    expired (exit status 6).
+    expired (exit status 6). With --server, the inbox decides it as the token's person.
     """
-    decision: dict[str, Any] = {
-        "decision": "approve",
-        "approver": user() if approver is None else approver,
-        "reason": reason,
-    }
+    decision: dict[str, Any] = {"decision": "approve", "reason": reason}
     if args is not None:
         try:
             decision.update(decision="edit", args=json.loads(args))
@@ -78,8 +77,8 @@ def approve(
             raise PlangateUsageError(
                 f"--args is not valid JSON: {exc.msg} at char {exc.pos}"
             ) from None
-    _one_or_every(step, every, edit=args is not None)
-    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db), every=every))
+    where = Where(approver, step, every, server, project, db)
+    raise typer.Exit(where.decide(thread, decision))
 
 
 def reject(
@@ -91,6 +90,7 @@ def reject(
     every: AllOption = False,
     db: DbOption = None,
     project: ProjectOption = None,
+    server: ServerOption = None,
 ) -> None:
     """Reject the pending step of a run and go on (or halt, as the profile says).
 
@@ -99,13 +99,38 @@ def reject(
     """
     if not reason.strip():
         raise PlangateUsageError("--reason is empty", hint="say why the step is rejected")
-    decision = {
-        "decision": "reject",
-        "reason": reason,
-        "approver": user() if approver is None else approver,
-    }
-    _one_or_every(step, every, edit=False)
-    raise typer.Exit(_decide(thread, decision, step, *project_of_runs(project, db), every=every))
+    decision = {"decision": "reject", "reason": reason}
+    raise typer.Exit(Where(approver, step, every, server, project, db).decide(thread, decision))
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where `approve` and `reject` decide, from their options: through the inbox at `server`,
+    as its token's person, or on the database, as `approver` (default: the operating-system
+    user), unverified; the requests named by `step`, or `every` one."""
+
+    approver: str | None
+    step: str | None
+    every: bool
+    server: str | None
+    project: str | None
+    db: str | None
+
+    def decide(self, thread: str, decision: dict[str, Any]) -> int:
+        _one_or_every(self.step, self.every, edit=decision["decision"] == "edit")
+        if self.server is None:
+            decision["approver"] = user() if self.approver is None else self.approver
+            where = project_of_runs(self.project, self.db)
+            return _decide(thread, decision, self.step, *where, every=self.every)
+        from plangate.cli.remote import decide_through
+
+        if self.approver is not None or self.every or self.project or self.db:
+            raise PlangateUsageError(
+                "--server decides one request as your token's person, in the server's "
+                "project: --approver, --all, --project and --db do not go with it",
+                hint="drop them; name the request with --step STEP_ID when several wait",
+            )
+        return decide_through(self.server, thread, decision, self.step)
 
 
 def _one_or_every(step: str | None, every: bool, *, edit: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -38,18 +39,68 @@ def init(
     demo: Annotated[
         bool, typer.Option("--demo", help="Write the demo project (a sales workflow) instead.")
     ] = False,
+    identity: Annotated[
+        bool,
+        typer.Option(
+            "--identity",
+            help="Know who decides: add identity: (its signing key from $PLANGATE_SIGNING_KEY) "
+            "to plangate.yaml, and plangate's auth handler to langgraph.json.",
+        ),
+    ] = False,
 ) -> None:
-    """Write a starter project: plangate.yaml, a toolkit of your own (tools.py) and a plan.
+    """Write a starter project: plangate.yaml, a toolkit of your own (tools.py), a plan, and
+    the langgraph.json that serves it with `langgraph dev`.
+
+    With --identity, the project knows who decides: plangate.yaml gets `identity:` (its
+    signing key read from $PLANGATE_SIGNING_KEY), and langgraph.json gets `auth`, plangate's
+    handler for LangGraph's server (`plangate.integrations.langgraph_auth:auth`), so that a
+    request to the server shows a plangate token or an OpenID Connect access token, and a
+    decision there is that person's. Without --identity, langgraph.json has no `auth`: the
+    handler refuses to start in a project without `identity:`.
 
     Refuses to overwrite a file that is there.
     """
     written = write_template("demo" if demo else "starter", folder)
+    if identity:
+        _know_who_decides(folder)
     say(*(f"wrote {path}" for path in written))
+    if identity:
+        say(
+            'identity: set PLANGATE_SIGNING_KEY to 32 random bytes (python -c "import secrets; '
+            'print(secrets.token_urlsafe(32))"), then make tokens: plangate tokens create NAME'
+        )
     plan = next(
         path.name for path in written if path.suffix == ".yaml" and path.name != "plangate.yaml"
     )
     where = "" if folder.resolve() == Path.cwd() else f"cd {folder} && "
     say(f"Next: {where}plangate tools && plangate check {plan} && plangate run {plan}")
+
+
+# What `plangate init --identity` adds to the template's files.
+_IDENTITY_YAML = """
+# Who decides is known: plangate's tokens (plangate tokens create), and OpenID Connect sign-in.
+identity:
+  signing_key: ${PLANGATE_SIGNING_KEY}   # signs decisions; keep it out of the database
+  # oidc: {issuer: https://id.example.com, client_id: plangate, client_secret: ${OIDC_SECRET}}
+"""
+# `disable_studio_auth`: `langgraph dev` would otherwise let LangGraph Studio's requests in
+# without a token.
+_LANGGRAPH_AUTH = {
+    "path": "plangate.integrations.langgraph_auth:auth",
+    "disable_studio_auth": True,
+}
+
+
+def _know_who_decides(folder: Path) -> None:
+    """Give the project `init` just wrote `identity:`, and its langgraph.json the auth handler."""
+    project_file = folder / "plangate.yaml"
+    project_file.write_text(
+        project_file.read_text(encoding="utf-8") + _IDENTITY_YAML, encoding="utf-8"
+    )
+    langgraph = folder / "langgraph.json"
+    config = json.loads(langgraph.read_text(encoding="utf-8"))
+    config["auth"] = _LANGGRAPH_AUTH
+    langgraph.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def check(

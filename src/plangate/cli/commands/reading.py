@@ -7,9 +7,10 @@ latest checkpoint does not tell what it waits for (an approval answered and aske
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from langgraph.checkpoint.base import CheckpointTuple
@@ -25,7 +26,7 @@ from plangate.cli.describe import (
     recorded_actions,
     what_waits,
 )
-from plangate.cli.options import DbOption, ProjectOption, ThreadArg
+from plangate.cli.options import DbOption, ProjectOption, ServerOption, ThreadArg, user
 from plangate.cli.output import json_line, say
 from plangate.cli.where import (
     db_flag,
@@ -35,6 +36,9 @@ from plangate.cli.where import (
     rereader,
     stored_run,
 )
+from plangate.errors import PlangateError
+from plangate.identity import DecisionGate, unverified
+from plangate.project import RunSetup
 from plangate.runs.locks import run_locks
 from plangate.runs.stored import (
     FINISHED,
@@ -52,37 +56,86 @@ from plangate.runs.stored import (
 __all__ = ("pending", "runs", "show", "trace")
 
 
-def pending(db: DbOption = None, project: ProjectOption = None) -> None:
+def pending(
+    db: DbOption = None,
+    project: ProjectOption = None,
+    mine: Annotated[
+        bool,
+        typer.Option(
+            "--mine", help="Only the requests you may decide (the profiles' approver rules)."
+        ),
+    ] = False,
+    server: ServerOption = None,
+) -> None:
     """List every run in the database that waits for an approval.
 
     A request past its deadline is marked EXPIRED: `plangate expire` closes it. `plangate runs`
-    also lists the runs that stopped mid-way.
+    also lists the runs that stopped mid-way. With --mine, only those you may decide: through
+    --server as your token's person, else as your user name, unverified.
     """
-    _, db = find_project(project, db)
     now = utc_now()
+    if server is not None:
+        from plangate.cli.remote import Inbox
+
+        shown = [(view["thread"], view, view.get("why_not")) for view in Inbox(server).pending()]
+    else:
+        shown = list(_waiting_here(project, db, mine=mine))
+        _, db = find_project(project, db)
     found = False
-    for thread, waiting in waiting_approvals(open_runs(db), rereader(db)):
-        for request in (interrupt.value for interrupt in waiting):
-            found = True
-            when = (
-                f"EXPIRED at {request['expires_at']} (run plangate expire{db_flag(db)})"
-                if is_expired(request, now)
-                else f"expires {request['expires_at']}"
-            )
-            count = approvals_count(request)
-            what = (
-                f"plan review ({len(request['steps'])} steps)  up to"
-                if is_plan_review(request)
-                else f"step {request['step_id']} ({request['tool']})"
-            )
-            say(
-                f"{thread}  {what}  {request['risk']} risk  "
-                + (f"{count}  " if count else "")
-                + when,
-                f"    {request['consequence']}",
-            )
+    for thread, request, why_not in shown:
+        if mine and why_not is not None:
+            continue
+        found = True
+        when = (
+            f"EXPIRED at {request['expires_at']} (run plangate expire{db_flag(db) if db else ''})"
+            if is_expired(request, now)
+            else f"expires {request['expires_at']}"
+        )
+        count = approvals_count(request)
+        what = (
+            f"plan review ({len(request['steps'])} steps)  up to"
+            if is_plan_review(request)
+            else f"step {request['step_id']} ({request['tool']})"
+        )
+        say(
+            f"{thread}  {what}  {request['risk']} risk  " + (f"{count}  " if count else "") + when,
+            f"    {request['consequence']}",
+        )
     if not found:
-        say("No run is waiting for approval.")
+        say("No run is waiting for " + ("your approval." if mine else "approval."))
+
+
+def _waiting_here(
+    project: str | None, db: str | None, *, mine: bool
+) -> Iterator[tuple[str, dict[str, Any], str | None]]:
+    """(thread, request, why the operating-system user may not approve it, if `mine`) of
+    every request waiting in the database."""
+    _, db = find_project(project, db)
+    saver = open_runs(db)
+    caller = unverified(user())
+    gates: dict[RunSetup, DecisionGate | None] = {}
+    for thread, waiting in waiting_approvals(saver, rereader(db)):
+        gate = None
+        if mine:
+            saved = saver.get_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
+            setup = RunSetup.of(saved) if saved is not None else None
+            if setup is not None and setup not in gates:
+                gates[setup] = _gate_of(setup, db)
+            gate = gates.get(setup) if setup is not None else None
+        for request in (interrupt.value for interrupt in waiting):
+            why = None
+            if mine:
+                why = gate.why_not(caller, request) if gate else "its project or profile is gone"
+            yield thread, request, why
+
+
+def _gate_of(setup: RunSetup, db: str) -> DecisionGate | None:
+    """Who may decide the requests of runs with `setup`, as their graph judges it."""
+    try:
+        project = setup.project_for(db)
+        return DecisionGate(project.load_profile(setup.profile), project.signer)
+    except PlangateError:
+        return None
 
 
 def runs(

@@ -15,10 +15,12 @@ from plangate.cli.options import (
     ProfileOption,
     ProjectOption,
     ThreadArg,
+    user,
 )
 from plangate.cli.output import say
 from plangate.cli.where import existing_run, new_run_project, plan_steps, project_of_runs
 from plangate.errors import UnknownThread
+from plangate.identity._gate import STARTED_BY
 from plangate.plan import Plan
 from plangate.runs.checkpoint import open_checkpointer, shown_url
 
@@ -66,7 +68,11 @@ def run(
     )
     steps = [step.id for step in parsed.steps]
     # The graph records the run's setup itself (`Project.graph`).
-    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    # On the database, the operating-system user is who started it, as nobody checked it.
+    config: RunnableConfig = {
+        "configurable": {"thread_id": thread_id},
+        "metadata": {STARTED_BY: user()},
+    }
     raise typer.Exit(drive(graph, {"plan": parsed}, config, url, steps=steps))
 
 

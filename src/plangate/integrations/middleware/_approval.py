@@ -16,7 +16,7 @@ from plangate._governance import Governance, TraceWriter
 from plangate._time import parse_iso
 from plangate.approval import Decision, response_schema
 from plangate.integrations.middleware._replies import not_run
-from plangate.nodes.approval_interrupt import collect_decisions
+from plangate.nodes.approval_interrupt import collect_decisions, who_decided
 from plangate.plan import PlanStep
 from plangate.state import ApprovalRequest
 
@@ -39,7 +39,9 @@ def decide(
     """
     # The request asks with the tool's own argument schema, and an `edit` is checked against it.
     tools = {step.tool: request.tool} if request.tool is not None else {}
-    asking = Governance(profile=governance.profile, tools=tools, clock=governance.clock)
+    asking = Governance(
+        profile=governance.profile, tools=tools, clock=governance.clock, signer=governance.signer
+    )
     asked: ApprovalRequest = {**approval, "response_schema": response_schema(request.tool)}
     decision = collect_decisions(asked, step, asking).effective
     decided = governance.clock()
@@ -66,6 +68,7 @@ def decide(
             "reason": decision.reason,
             "args": decision.args,
             "wait_ms": round(wait.total_seconds() * 1000, 3),
+            **who_decided(decision),
         },
         step=step,
     )

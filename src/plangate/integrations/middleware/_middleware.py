@@ -28,6 +28,7 @@ from langgraph.types import Command
 
 from plangate._governance import Governance
 from plangate._time import utc_now
+from plangate.identity import DecisionSigner
 from plangate.integrations.middleware._admission import admit_turn
 from plangate.integrations.middleware._rules import CallRules
 from plangate.integrations.middleware._state import GovernanceState
@@ -93,6 +94,10 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
         default_action: The action of a tool no pattern in `actions` matches.
         domains: Glob pattern of tool names -> budget domain; the first match wins.
         clock: Returns the current UTC time; approval expiry reads it (inject one in tests).
+        signer: The project's signing key (`plangate.identity.DecisionSigner`): decisions
+            with its proofs, and LangGraph server users plangate's auth handler vouched for,
+            are verified; the profile's `identity_required`, `approvers` and `self_approval`
+            judge every decision either way (`plangate.identity`).
 
     Raises:
         ProfileError: The profile is unknown or invalid.
@@ -117,6 +122,7 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
         default_action: Action = "execute",
         domains: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        signer: DecisionSigner | None = None,
     ) -> None:
         super().__init__()
         self._rules = CallRules(
@@ -125,7 +131,7 @@ class GovernanceMiddleware(AgentMiddleware[GovernanceState[Any], Any, Any]):
         self.profile = self._rules.profile
         # Its tools stay empty: approval requests are built before the tool is at hand, and
         # `wrap_tool_call` puts the tool's own argument schema into the request it asks with.
-        self._governance = Governance(profile=self.profile, tools={}, clock=clock)
+        self._governance = Governance(profile=self.profile, tools={}, clock=clock, signer=signer)
 
     def action_of(self, tool: str) -> Action:
         """The action a call of `tool` is governed as."""
