@@ -747,3 +747,35 @@ def test_without_a_provider_people_paste_a_token_of_their_own(
     ((approval),) = given
     assert approval["identity"]["name"] == "ana@example.com"
     assert approval["identity"]["verified_by"] == "token"
+
+
+def test_plangate_approve_through_the_inbox_decides_as_the_token_s_person(
+    inbox: Inbox, provider: str
+) -> None:
+    """`plangate approve --server URL` with a plangate token in PLANGATE_TOKEN is that token's
+    person at this inbox, verified by the token; with an OIDC access token of Ana's, Ana."""
+    created = plangate(
+        inbox.folder, "tokens", "create", "release-bot", "--groups", "payments-leads",
+        env=ENV,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    by_token = plangate(
+        inbox.folder, "approve", THREAD, "--server", inbox.url,
+        env={**ENV, "PLANGATE_TOKEN": created.stdout.strip()},
+    )  # fmt: skip
+    # Exit status 3: the run waits (for the second approval).
+    assert by_token.returncode == 3, by_token.stdout + by_token.stderr
+    assert "waits for another decision" in by_token.stdout
+    by_oidc = plangate(
+        inbox.folder, "approve", THREAD, "--server", inbox.url,
+        env={**ENV, "PLANGATE_TOKEN": access_token(provider, ANA)},
+    )  # fmt: skip
+    assert by_oidc.returncode == 0, by_oidc.stdout + by_oidc.stderr
+
+    audit = plangate(inbox.folder, "audit", THREAD, env=ENV)
+    decisions = [
+        (r["identity"]["name"], r["verified_by"])
+        for r in map(json.loads, audit.stdout.splitlines())
+        if r.get("record") == "decision"
+    ]
+    assert decisions == [("release-bot", "token"), ("Ana Lopez", "oidc")], audit.stdout
