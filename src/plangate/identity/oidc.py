@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from authlib.common.errors import AuthlibBaseError
@@ -30,19 +29,17 @@ from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oauth2.claims import JWTClaims
 from authlib.oidc.core import CodeIDToken
-from joserfc import jwt
-from joserfc.errors import InvalidKeyIdError, JoseError
-from joserfc.jwk import KeySet
-from joserfc.jws import JWSRegistry, extract_compact
+from joserfc.errors import JoseError
+from joserfc.jws import extract_compact
 from typing_extensions import TypedDict
 
-from plangate.errors import PlangateError, PlangateUsageError
-from plangate.identity._identity import Identity, identity_from
+from plangate.errors import PlangateError
+from plangate.identity._identity import Identity
+from plangate.identity._oidc_provider import OidcProvider, claim
 from plangate.project._spec import OidcSettings
 
 __all__ = ("OidcSignIn", "PendingSignIn", "SignInRefused")
 
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # Clocks of the provider and of this host may differ a little.
 _LEEWAY_SECONDS = 60
 # Access tokens the provider vouched for (at its userinfo endpoint) are not asked about again
@@ -85,51 +82,18 @@ class OidcSignIn:
         >>> oidc = OidcSignIn(OidcSettings(issuer="https://id.example", client_id="plangate"))
         >>> # url, pending = oidc.begin("https://inbox.example/auth/callback")
         >>> # ... the browser goes to url, signs in, comes back with ?code=...&state=...
-        >>> # identity = oidc.finish(pending, code=code, state=state)
+        >>> # identity = oidc.finish(pending, {"code": code, "state": state})
     """
 
     def __init__(self, settings: OidcSettings, *, timeout: float = 10.0) -> None:
-        parts = urlsplit(settings.issuer)
-        if not (
-            parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
-        ):
-            raise PlangateUsageError(
-                f"identity.oidc.issuer: {settings.issuer!r} is not an https:// URL",
-                hint="give the provider's issuer as its discovery document says it (plain "
-                "http only on loopback, for tests)",
-            )
         self.settings = settings
         self.timeout = timeout
+        self.provider = OidcProvider(settings, timeout=timeout)
         self._lock = threading.Lock()
-        self._metadata: dict[str, Any] | None = None
-        self._keys: KeySet | None = None
         self._vouched: dict[str, tuple[float, Identity]] = {}
 
     def __repr__(self) -> str:  # the client secret never shows in a log
         return f"OidcSignIn(issuer={self.settings.issuer!r}, client_id={self.settings.client_id!r})"
-
-    # -- the provider --------------------------------------------------------------------------
-
-    def _get_json(self, url: str, what: str) -> dict[str, Any]:
-        try:
-            response = httpx.get(url, timeout=self.timeout, headers={"accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise PlangateError(
-                f"cannot reach the OpenID provider for its {what} at {url}: {exc}",
-                hint="check identity.oidc.issuer, and that the provider is up",
-            ) from None
-        if response.status_code != 200:
-            raise PlangateError(
-                f"the OpenID provider answered {response.status_code} for its {what} at {url}",
-                hint="check identity.oidc.issuer",
-            )
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise PlangateError(f"the OpenID provider's {what} at {url} is not a JSON object")
-        return data
 
     def metadata(self) -> dict[str, Any]:
         """The provider's discovery document (`{issuer}/.well-known/openid-configuration`),
@@ -139,46 +103,7 @@ class OidcSignIn:
             PlangateError: The provider cannot be reached, or its document lacks an endpoint.
             PlangateUsageError: The document names another issuer than `identity.oidc.issuer`.
         """
-        with self._lock:
-            if self._metadata is None:
-                issuer = self.settings.issuer.rstrip("/")
-                url = f"{issuer}/.well-known/openid-configuration"
-                metadata = self._get_json(url, "discovery document")
-                if str(metadata.get("issuer", "")).rstrip("/") != issuer:
-                    raise PlangateUsageError(
-                        f"identity.oidc.issuer: the provider at {url} says its issuer is "
-                        f"{metadata.get('issuer')!r}, not {self.settings.issuer!r}",
-                        hint="write the issuer exactly as the provider's discovery document does",
-                    )
-                for endpoint in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-                    if not isinstance(metadata.get(endpoint), str):
-                        raise PlangateError(f"the OpenID provider's {url} names no {endpoint}")
-                self._metadata = metadata
-            return self._metadata
-
-    def _key_set(self, *, again: bool = False) -> KeySet:
-        metadata = self.metadata()
-        with self._lock:
-            if self._keys is None or again:
-                keys = self._get_json(metadata["jwks_uri"], "signing keys")
-                try:
-                    self._keys = KeySet.import_key_set(keys)  # type: ignore[arg-type]
-                except (JoseError, ValueError, KeyError, TypeError) as exc:
-                    raise PlangateError(
-                        f"the OpenID provider's signing keys at {metadata['jwks_uri']} do not "
-                        f"read as a JWKS: {exc}"
-                    ) from None
-            return self._keys
-
-    def _decode(self, token: str) -> jwt.Token:
-        """`token`'s signature checked against the provider's keys (fetched again once when it
-        names a key not seen: the provider has rotated them)."""
-        algorithms = self.metadata().get("id_token_signing_alg_values_supported")
-        registry = JWSRegistry(algorithms=algorithms, strict_check_header=False)
-        try:
-            return jwt.decode(token, self._key_set(), registry=registry)
-        except InvalidKeyIdError:
-            return jwt.decode(token, self._key_set(again=True), registry=registry)
+        return self.provider.metadata()
 
     def _client(self, redirect_uri: str | None = None) -> OAuth2Client:
         secret = self.settings.client_secret
@@ -262,17 +187,17 @@ class OidcSignIn:
         claims = dict(self._id_token_claims(token["id_token"], pending["nonce"], token))
         access = token.get("access_token")
         if self._wants_userinfo(claims) and isinstance(access, str):
-            found = self._userinfo(access)
+            found = self.provider.userinfo(access)
             if found is not None:
                 if found.get("sub") != claims["sub"]:  # OIDC Core 5.3.2
                     raise SignInRefused("the provider's userinfo is about someone else")
                 claims = {**found, **claims}
-        return self._identity(claims)
+        return self.provider.identity(claims)
 
     def _id_token_claims(self, id_token: str, nonce: str, token: Mapping[str, Any]) -> CodeIDToken:
         metadata = self.metadata()
         try:
-            decoded = self._decode(id_token)
+            decoded = self.provider.decode(id_token)
             claims = CodeIDToken(
                 decoded.claims,
                 decoded.header,
@@ -295,51 +220,9 @@ class OidcSignIn:
 
     def _wants_userinfo(self, claims: Mapping[str, Any]) -> bool:
         return "userinfo_endpoint" in self.metadata() and (
-            _claim(claims, self.settings.groups_claim) is None
+            claim(claims, self.settings.groups_claim) is None
             or not (claims.get("name") or claims.get("preferred_username"))
             or not claims.get("email")
-        )
-
-    def _userinfo(self, access_token: str) -> dict[str, Any] | None:
-        """The provider's userinfo for `access_token`, `None` if it refuses the token."""
-        endpoint = self.metadata().get("userinfo_endpoint")
-        if not isinstance(endpoint, str):
-            return None
-        try:
-            response = httpx.get(
-                endpoint,
-                headers={"authorization": f"Bearer {access_token}", "accept": "application/json"},
-                timeout=self.timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise PlangateError(f"cannot reach the OpenID provider's userinfo: {exc}") from None
-        if response.status_code in (400, 401, 403):
-            return None
-        if response.status_code != 200:
-            raise PlangateError(f"the OpenID provider's userinfo answered {response.status_code}")
-        try:
-            found = response.json()
-        except ValueError:  # a signed userinfo (application/jwt) is not asked for
-            return None
-        return found if isinstance(found, dict) and isinstance(found.get("sub"), str) else None
-
-    def _identity(self, claims: Mapping[str, Any]) -> Identity:
-        groups = _claim(claims, self.settings.groups_claim)
-        if isinstance(groups, str):
-            groups = [groups]
-        name = claims.get("name") or claims.get("preferred_username")
-        email = claims.get("email")
-        return identity_from(
-            {
-                "subject": str(claims["sub"]),
-                "name": name if isinstance(name, str) else None,
-                "email": email if isinstance(email, str) else None,
-                "groups": [g for g in groups if isinstance(g, str)]
-                if isinstance(groups, list)
-                else [],
-                "verified_by": "oidc",
-            },
-            where="the OpenID provider's claims",
         )
 
     # -- access tokens -------------------------------------------------------------------------
@@ -367,10 +250,10 @@ class OidcSignIn:
             kept = self._vouched.get(key)
         if kept is not None and kept[0] > now:
             return kept[1]
-        found = self._userinfo(token)
+        found = self.provider.userinfo(token)
         if found is None:
             return None
-        identity = self._identity(found)
+        identity = self.provider.identity(found)
         with self._lock:
             if len(self._vouched) >= _USERINFO_KEPT_MAX:
                 self._vouched = {k: v for k, v in self._vouched.items() if v[0] > now}
@@ -387,7 +270,7 @@ class OidcSignIn:
         """A JWT access token's identity; `None` if it does not check out."""
         client_id = self.settings.client_id
         try:
-            decoded = self._decode(token)
+            decoded = self.provider.decode(token)
             claims = JWTClaims(
                 decoded.claims,
                 decoded.header,
@@ -404,7 +287,7 @@ class OidcSignIn:
         audiences = audience if isinstance(audience, list) else [audience]
         if client_id not in audiences and claims.get("client_id") != client_id:
             return None  # a token the provider issued for another API
-        return self._identity(claims)
+        return self.provider.identity(claims)
 
 
 def _is_jwt_access_token(token: str) -> bool:
@@ -417,15 +300,3 @@ def _is_jwt_access_token(token: str) -> bool:
     except (JoseError, ValueError):
         return False
     return str(header.get("typ", "")).lower() in _ACCESS_TOKEN_TYPES
-
-
-def _claim(claims: Mapping[str, Any], path: str) -> Any:
-    """The claim at `path`, dotted for a nested one (`realm_access.roles`); `None` if absent."""
-    if path in claims:
-        return claims[path]
-    value: Any = claims
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
