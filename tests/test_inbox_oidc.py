@@ -323,6 +323,9 @@ def test_the_session_cookie_is_httponly_samesite_and_expires_and_sign_out_ends_i
     """Signed in through the provider, the inbox knows the person (verified by OIDC, with the
     provider's groups); its cookie is HttpOnly, SameSite=Lax and lasts `session_hours`; signing
     out needs the CSRF token, and after it the API refuses the browser."""
+    (log,) = inbox.folder.glob("serve-*.log")
+    assert "People sign in with http://127.0.0.1:" in log.read_text()  # ${VAR}s read
+    assert "Token:" not in log.read_text()  # no shared token made up
     client, callback = signed_in(inbox, ANA)
 
     cookie = callback.headers["set-cookie"]
