@@ -324,7 +324,7 @@ def test_the_session_cookie_is_httponly_samesite_and_expires_and_sign_out_ends_i
     provider's groups); its cookie is HttpOnly, SameSite=Lax and lasts `session_hours`; signing
     out needs the CSRF token, and after it the API refuses the browser."""
     (log,) = inbox.folder.glob("serve-*.log")
-    assert "People sign in with http://127.0.0.1:" in log.read_text()  # ${VAR}s read
+    assert "People sign in with http://127.0.0.1:" in log.read_text()
     assert "Token:" not in log.read_text()  # no shared token made up
     client, callback = signed_in(inbox, ANA)
 
@@ -782,3 +782,17 @@ def test_plangate_approve_through_the_inbox_decides_as_the_token_s_person(
         if r.get("record") == "decision"
     ]
     assert decisions == [("release-bot", "token"), ("Ana Lopez", "oidc")], audit.stdout
+
+
+def test_the_docs_identity_block_is_a_project_file_the_inbox_reads() -> None:
+    """The `identity:` the inbox's how-to shows is a project file plangate takes as written."""
+    from test_docs import doc_blocks
+
+    from plangate.project._spec import ProjectFile
+
+    (block,) = doc_blocks("docs/how-to/inbox.md", "## People sign in (OpenID Connect)", "yaml")
+    spec = ProjectFile.model_validate(yaml.safe_load(block))
+
+    assert spec.identity is not None
+    assert spec.identity.oidc is not None
+    assert spec.identity.oidc.scopes == ["openid", "profile", "email", "groups"]
