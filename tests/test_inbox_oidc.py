@@ -796,3 +796,21 @@ def test_the_docs_identity_block_is_a_project_file_the_inbox_reads() -> None:
     assert spec.identity is not None
     assert spec.identity.oidc is not None
     assert spec.identity.oidc.scopes == ["openid", "profile", "email", "groups"]
+
+
+def test_a_run_started_by_a_person_signed_in_is_theirs(inbox: Inbox) -> None:
+    """A run started from the inbox by Ana, signed in, is started by Ana whatever name the
+    body gives; without the CSRF token it is not started at all."""
+    client, _ = signed_in(inbox, ANA)
+    plan = (inbox.folder / "sales_followup.yaml").read_text()
+    body = {"plan": plan, "profile": "four-eyes", "thread": "by-ana", "started_by": "Mallory"}
+
+    assert client.post("/api/runs", json=body).status_code == 403
+    started = client.post("/api/runs", json=body, headers=csrf(client))
+
+    assert started.status_code == 201, started.text
+    deadline = time.monotonic() + 30
+    while (run := client.get("/api/runs/by-ana").json())["status"] != "waiting":
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+    assert run["started_by"] == "Ana Lopez", run
