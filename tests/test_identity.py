@@ -161,7 +161,7 @@ def test_an_unsigned_python_decision_on_a_high_risk_request_is_refused_under_ide
         graph.invoke(Command(resume={"decision": "approve", "approver": "Ana"}), thread())
 
     assert refused.value.field == "identity"
-    assert "wants a verified identity from medium up; Ana is unverified" in str(refused.value)
+    assert "wants a verified identity from medium up; 'Ana' is unverified" in str(refused.value)
     assert waiting(graph)["request_id"] == request["request_id"]  # still paused
     assert log.calls == []
 
@@ -267,7 +267,7 @@ def test_approver_rules_name_groups_by_risk_and_tool_and_a_typed_name_matches_no
 
     with pytest.raises(InvalidDecision) as refused:  # a lead, not in sales
         graph.invoke(Command(resume=signed(request, ANA)), thread())
-    assert "Ana may not decide this request: the profile's approvers.email.* names" in str(
+    assert "'Ana' may not decide this request: the profile's approvers.email.* names" in str(
         refused.value
     )
     with pytest.raises(InvalidDecision) as typed:  # a name typed is no group
@@ -432,3 +432,24 @@ def test_on_the_database_the_cli_starts_and_decides_as_the_os_user_unverified(
     (review,) = [r for r in audit if r["record"] == "decision"][:1]
     assert review["approver"] == "lee"
     assert review["verified_by"] == "unverified"
+
+
+def test_each_vouched_user_keeps_their_own_approval_when_the_next_one_resumes(
+    tmp_path: Path, log: CallLog
+) -> None:
+    """The node replays earlier decisions on every resume: each stays the person's who made
+    it, though the run is resumed by another user naming themselves in `configurable`."""
+    graph = graph_of(tmp_path, log, smb(approvals_required={"high": 2}), signer=SIGNER)
+    started(graph)
+    hitl = {"decisions": [{"type": "approve"}]}
+
+    def as_user(identity: Identity, **configurable: Any) -> dict[str, Any]:
+        own = {**thread()["configurable"], LANGGRAPH_AUTH_USER: vouched(identity)}
+        return {"configurable": {**own, **configurable}}
+
+    graph.invoke(Command(resume=hitl), as_user(ANA))
+    graph.invoke(Command(resume=hitl), as_user(BEN, approver="ben@example.com"))
+
+    record = approval_of(graph)
+    assert [a["identity"]["subject"] for a in record["approvals"]] == ["u-ana", "u-ben"]
+    assert len(log.calls) == 1

@@ -350,7 +350,7 @@ def test_the_group_rule_and_four_eyes_hold_for_the_authenticated_people(
 
     error = _refused(server, "eve", thread_id, {"decision": "approve"})
     assert error["error"] == "InvalidDecision"
-    assert "eve@corp.example may not decide this request" in error["message"]
+    assert "'eve@corp.example' may not decide this request" in error["message"]
     assert f"approvers.high names group:{LEADS}" in error["message"]
     assert _still_waiting(server, thread_id, interrupt_id).get("approvals_so_far", []) == []
 
@@ -386,19 +386,43 @@ def test_the_group_rule_and_four_eyes_hold_for_the_authenticated_people(
     assert all(p["proof"].startswith("v1:") for p in record["proofs"])
 
 
+def test_a_token_pasted_as_the_api_key_is_its_person_as_in_agent_chat_ui(
+    server: AuthServer, plan: dict[str, Any]
+) -> None:
+    """Agent Chat UI and the SDKs' `api_key=` send a key as `X-Api-Key`: a plangate token
+    there is its person, a LangChain HITL decision theirs; one nobody knows is a 401."""
+    thread_id, _ = _started(server, plan)
+    hitl = {"decisions": [{"type": "approve"}]}
+    for who in ("ana", "bo"):
+        keyed = get_sync_client(url=server.url, api_key=server.tokens[who])
+        keyed.runs.wait(thread_id, GRAPH_ID, command={"resume": hitl})
+
+    record = _send_record(_result(server, thread_id))
+    assert [_who(a["identity"]) for a in record["approvals"]] == [
+        ("ana@corp.example", "langgraph_auth"),
+        ("bo@corp.example", "langgraph_auth"),
+    ]
+    stranger = get_sync_client(url=server.url, api_key="pgt_0123456789ab_" + "y" * 43)
+    assert _status(lambda: stranger.threads.get(thread_id)) == 401
+
+
 def test_an_approver_named_beside_the_token_is_refused_and_the_token_user_is_recorded(
     server: AuthServer, plan: dict[str, Any]
 ) -> None:
-    """`ana` naming `bo` (in the decision, or for a HITL decision in `configurable.approver` or
-    `metadata.approver`) is refused each time, and nothing counts. A plangate decision does not
-    read `configurable.approver`: naming `bo` there leaves her approval hers. `bo` then names
-    himself as he writes it. The record has the token's people, never a name the config gave."""
+    """`ana` naming `bo` (in the decision, or in `configurable.approver` or `metadata.approver`,
+    for a plangate decision as for a HITL one) is refused each time, and nothing counts. `bo`
+    then names himself as he writes it. The record has the token's people, never a name the
+    config gave."""
     thread_id, interrupt_id = _started(server, plan)
     hitl_approve = {"decisions": [{"type": "approve"}]}
     forged = {
         "in the decision": ({"decision": "approve", "approver": "bo@corp.example"}, {}),
         "configurable": (hitl_approve, {"config": {"configurable": {"approver": "bo"}}}),
         "metadata": (hitl_approve, {"metadata": {"approver": "bo@corp.example"}}),
+        "configurable, plangate's form": (
+            {"decision": "approve"},
+            {"config": {"configurable": {"approver": "bo"}}},
+        ),
     }
     for why, (resume, kwargs) in forged.items():
         error = _refused(server, "ana", thread_id, resume, **kwargs)
@@ -409,12 +433,7 @@ def test_an_approver_named_beside_the_token_is_refused_and_the_token_user_is_rec
             why
         )
 
-    server.client("ana").runs.wait(
-        thread_id,
-        GRAPH_ID,
-        command={"resume": {"decision": "approve"}},
-        config={"configurable": {"approver": "bo"}},
-    )
+    server.client("ana").runs.wait(thread_id, GRAPH_ID, command={"resume": {"decision": "approve"}})
     (pending,) = _pending(server.client("sam"), thread_id)
     assert [a["approver"] for a in pending["value"]["approvals_so_far"]] == ["ana@corp.example"]
     server.client("bo").runs.wait(
@@ -457,7 +476,7 @@ def test_a_client_cannot_hand_the_graph_a_user_of_its_own(
     for where, kwargs in carried.items():
         error = _refused(server, "eve", thread_id, {"decision": "approve"}, **kwargs)
         assert error["error"] == "InvalidDecision", where
-        assert "eve@corp.example may not decide this request" in error["message"], where
+        assert "'eve@corp.example' may not decide this request" in error["message"], where
     assert _still_waiting(server, thread_id, interrupt_id).get("approvals_so_far", []) == []
 
 
@@ -476,7 +495,7 @@ def test_the_runs_starter_is_the_token_user_who_may_reject_but_not_approve(
 
     error = _refused(server, "sam", thread_id, {"decision": "approve"})
     assert error["error"] == "InvalidDecision"
-    assert "sam@corp.example started this run" in error["message"]
+    assert "'sam@corp.example' started this run" in error["message"]
     assert "self_approval: forbidden" in error["message"]
     assert _still_waiting(server, thread_id, pending["id"]).get("approvals_so_far", []) == []
 

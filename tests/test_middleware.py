@@ -784,7 +784,7 @@ def test_an_agents_own_call_obeys_identity_required_and_takes_a_signed_decision(
     [pause] = agents.start(agent).interrupts
 
     [again] = agents.resume(agent, {"decision": "approve", "approver": "lee"}).interrupts
-    assert "wants a verified identity from high up; lee is unverified" in again.value["error"]
+    assert "wants a verified identity from high up; 'lee' is unverified" in again.value["error"]
     assert log.calls == []
 
     lee: Identity = {

@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from plangate import PlangateGraph, build_graph, declare_action, load_profile, open_checkpointer
+from plangate.identity import DecisionSigner, Identity
 
 SEND = {"id": "send", "tool": "email.send", "action": "execute", "args": {"text": "to ana"}}
 LOOKUP = {"id": "look", "tool": "crm.lookup", "args": {"text": "ana@acme.example"}}
@@ -37,7 +38,11 @@ def exporter() -> InMemorySpanExporter:
 
 
 def traced(
-    tools: Any, exporter: InMemorySpanExporter, tmp_path: Path, **profile: Any
+    tools: Any,
+    exporter: InMemorySpanExporter,
+    tmp_path: Path,
+    signer: DecisionSigner | None = None,
+    **profile: Any,
 ) -> PlangateGraph:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -46,6 +51,7 @@ def traced(
         profile=load_profile("smb").model_copy(update=profile),
         checkpointer=open_checkpointer(f"sqlite:///{tmp_path / 'runs.db'}"),
         tracer_provider=provider,
+        signer=signer,
     )
 
 
@@ -95,8 +101,36 @@ def test_a_run_is_a_trace_with_a_span_per_step_under_the_runs(
     (approval,) = send.events
     assert approval.name == "plangate.approval"
     assert dict(approval.attributes or {})["plangate.approval.approver"] == "lee"
+    assert dict(approval.attributes or {})["plangate.approval.verified_by"] == "unverified"
+    assert "plangate.approval.subject" not in dict(approval.attributes or {})
     assert dict(run.attributes or {})["plangate.run.status"] == "success"
     assert dict(run.attributes or {})["plangate.budget.calls"] == 2
+
+
+def test_the_approval_event_says_who_decided_and_how_they_were_known(
+    exporter: InMemorySpanExporter, log: CallLog, tmp_path: Path
+) -> None:
+    signer = DecisionSigner(b"the project's signing key here")
+    graph = traced(counting_tools(log, "email.send"), exporter, tmp_path, signer=signer)
+    request = graph.invoke({"plan": plan_of(SEND)}, thread())["__interrupt__"][0].value
+    lee: Identity = {
+        "subject": "u-lee",
+        "name": "Lee",
+        "email": None,
+        "groups": [],
+        "verified_by": "token",
+    }
+    decision = {"decision": "approve"}
+    proof = signer.sign_decision(
+        decision, request_id=request["request_id"], digest=request["digest"], identity=lee
+    )
+    graph.invoke(Command(resume={**decision, "identity": lee, "proof": proof}), thread())
+
+    (approval,) = by_name(exporter.get_finished_spans())["execute_tool email.send"].events
+    attributes = dict(approval.attributes or {})
+    assert attributes["plangate.approval.verified_by"] == "token"
+    assert attributes["plangate.approval.subject"] == "u-lee"
+    assert attributes["plangate.approval.approver"] == "Lee"
 
 
 def test_the_call_id_is_the_idempotency_key_the_trace_records(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from plangate._time import parse_iso, utc_now
 from plangate.errors import InvalidDecision
+from plangate.hitl import approver_of
 from plangate.identity._identity import (
     Identity,
     identity_from,
@@ -114,6 +115,9 @@ class DecisionGate:
     signer: DecisionSigner | None = None
     auth_user: Identity | None = None
     clock: Callable[[], datetime] = utc_now
+    # The approver a run's config names (`configurable`, else `metadata`, `approver`): a
+    # verified person's decision must not name another there either.
+    named: str | None = None
 
     @classmethod
     def of(
@@ -123,7 +127,7 @@ class DecisionGate:
         config: Mapping[str, Any] | None,
         clock: Callable[[], datetime] = utc_now,
     ) -> DecisionGate:
-        return cls(profile, signer, asserted_user(config, signer), clock)
+        return cls(profile, signer, asserted_user(config, signer), clock, approver_of(config))
 
     def settle(self, decision: Decision, request: Mapping[str, Any]) -> Decision:
         """`decision` with who made it settled (`identity`, and `proof` when verified), judged
@@ -165,18 +169,18 @@ class DecisionGate:
             return identity, signer.sign_decision(fields, identity=identity, **bound)
         return unverified(decision.approver), None
 
-    @staticmethod
-    def _same_as_named(identity: Identity, decision: Decision) -> None:
+    def _same_as_named(self, identity: Identity, decision: Decision) -> None:
         """A verified person decides as themselves: an approver named beside them (typed in a
-        body, set in `configurable` or metadata, in a HITL decision) must be them."""
-        named = decision.approver
-        if named is not None and not same_person(identity, unverified(named)):
-            raise InvalidDecision(
-                f"invalid decision: approver: you are {shown_name(identity)!r} "
-                f"({identity['verified_by']}); a decision cannot name {named!r} as its approver",
-                field="approver",
-                hint="leave the approver out: the verified identity is recorded",
-            )
+        body or a HITL decision, set in the run's `configurable` or metadata) must be them."""
+        for named in (decision.approver, self.named):
+            if named is not None and not same_person(identity, unverified(named)):
+                raise InvalidDecision(
+                    f"invalid decision: approver: you are {shown_name(identity)!r} "
+                    f"({identity['verified_by']}); a decision cannot name {named!r} as its "
+                    "approver",
+                    field="approver",
+                    hint="leave the approver out: the verified identity is recorded",
+                )
 
     def why_not(self, identity: Identity, request: Mapping[str, Any]) -> str | None:
         """Why `identity` may not approve `request` now (the profile's rules, four eyes), or
@@ -194,7 +198,8 @@ class DecisionGate:
 
     def _judge(self, identity: Identity, decision: Decision, request: Mapping[str, Any]) -> None:
         profile = self.profile
-        who = shown_name(identity) or "an anonymous decision"
+        name = shown_name(identity)
+        who = repr(name) if name else "an anonymous decision"
         risk = request.get("risk", "high")
         if not is_verified(identity) and profile.needs_identity(risk):
             raise InvalidDecision(

@@ -9,7 +9,7 @@ edited in the database fails `plangate verify`. Whoever holds the key can make p
 stays with the doors and the graph, never in the database they write.
 
 The same key signs identity assertions: LangGraph's server authenticates a request before the
-graph runs (`plangate.identity.langgraph_auth`), and hands the graph the user it found; the
+graph runs (`plangate.integrations.langgraph_auth`), and hands the graph the user it found; the
 assertion is what tells the graph that user came from plangate's handler and not from a
 client's `configurable`.
 """

@@ -127,19 +127,25 @@ class LangGraphDoor:
             },
         }
 
-    async def authenticate(self, authorization: str | None) -> dict[str, Any]:
-        """The user of a request whose `Authorization` header is `authorization`.
+    async def authenticate(
+        self, authorization: str | None, api_key: str | None = None
+    ) -> dict[str, Any]:
+        """The user of a request whose `Authorization` header is `authorization`, else whose
+        `X-Api-Key` header is `api_key`: where LangGraph's SDKs (`api_key=`) and Agent Chat
+        UI (its API key field) put a key, so a person pastes their plangate token there.
 
         Raises:
-            Auth.exceptions.HTTPException: 401, one line saying why: no bearer token, or one
-                nobody knows (unknown, revoked, expired).
+            Auth.exceptions.HTTPException: 401, one line saying why: no token, or one nobody
+                knows (unknown, revoked, expired).
         """
         scheme, _, token = (authorization or "").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        if not token and not authorization:
+            token = (api_key or "").strip()
+        if not token:
             raise _unauthorized(
-                "plangate: send Authorization: Bearer TOKEN (a plangate token, or an access "
-                "token of the project's OpenID provider)"
+                "plangate: send Authorization: Bearer TOKEN, or X-Api-Key: TOKEN (a plangate "
+                "token, or an access token of the project's OpenID provider)"
             )
         identity = await asyncio.to_thread(self.identity, token)
         if identity is None or identity["subject"] is None:
@@ -215,6 +221,7 @@ auth = Auth()
 
 
 @auth.authenticate
-async def authenticate(authorization: str | None) -> dict[str, Any]:
+async def authenticate(authorization: str | None, headers: Mapping[bytes, bytes]) -> dict[str, Any]:
     """Who sent the request: see `LangGraphDoor.authenticate`."""
-    return await _door.authenticate(authorization)
+    api_key = headers.get(b"x-api-key")
+    return await _door.authenticate(authorization, api_key.decode() if api_key else None)

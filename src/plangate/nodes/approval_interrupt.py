@@ -53,7 +53,12 @@ def ask_for_decision(
     tool = governance.described(request["tool"]) if request["tool"] else None
     config = get_config()
     mode = interrupt_mode_of(config)
-    gate = governance.gate(config)
+    # Not this run's config: the node replays every earlier decision on resume, and who made
+    # each was settled when it was admitted (`PlangateGraph`), with that run's config (the
+    # user LangGraph's server vouched for, the approver it named). The value carries it: a
+    # proof, or the name it gave. Read with this run's config, an earlier person's decision
+    # would be judged as, or given to, whoever resumes now.
+    gate = governance.gate(None)
     asked: Mapping[str, Any] = request
     while True:
         # The schema also rides on the Interrupt itself, where LangGraph clients look for it;
