@@ -10,7 +10,7 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 
-__all__ = ("ASGIApp", "Receive", "Scope", "Send", "TokenGate")
+__all__ = ("ASGIApp", "Receive", "Scope", "Send", "TokenGate", "secured")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -77,14 +77,19 @@ class TokenGate:
         await self.app(scope, receive, self._secured(send))
 
     def _secured(self, send: Send) -> Send:
-        if not self.headers:
-            return send
+        return secured(send, self.headers)
 
-        async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    headers.setdefault(name, value)
-            await send(message)
 
-        return wrapped
+def secured(send: Send, headers: Mapping[str, str]) -> Send:
+    """`send`, adding `headers` to the response unless it sets them itself."""
+    if not headers:
+        return send
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            given = MutableHeaders(scope=message)
+            for name, value in headers.items():
+                given.setdefault(name, value)
+        await send(message)
+
+    return wrapped

@@ -1,5 +1,11 @@
 """The approvals inbox as an ASGI app: one page and a JSON API over a checkpoint database.
 
+Where the project knows people (`identity:` in its file), every API request is a person's
+instead, known by their sign-in with the project's OpenID provider (a session cookie, and an
+`X-CSRF-Token` on every POST) or by a bearer token that names them (a plangate token, an OIDC
+access token); the shared token is then no way in, and the person is the caller of every run
+started and every decision taken (see `_sign_in` for its routes). Without it, what follows.
+
 Approval requests carry a step's real arguments (the approver must see what they approve), so
 every API request, reads included, needs `Authorization: Bearer <token>`. Only the page, its
 assets and `/openapi.json` are public: they hold no run data, and the page asks for the token
@@ -10,6 +16,7 @@ proxies would keep it.
 | method | path | does |
 |--------|------|------|
 | GET | `/`, `/static/*` | the page (inbox, run view, start form) and its assets; no token |
+| GET | `/api/me` | who the request is (with `identity:`), and the session's CSRF token |
 | GET | `/api/info` | the profiles a run can start under, the server's clock |
 | GET | `/api/pending` | every approval request waiting, real args included, with its run's goal |
 | GET | `/api/runs` | the most recently written runs (`?limit=50`) |
@@ -47,8 +54,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
@@ -69,11 +76,13 @@ from plangate.errors import (
     StaleDecision,
     UnknownThread,
 )
-from plangate.identity import unverified
+from plangate.identity import Identity, unverified
 from plangate.project import Project
+from plangate.project._spec import IdentitySettings
 from plangate.runs.checkpoint import shown_url
 from plangate.runs.service import FINISHED, NotStopped, RunService, ThreadExists
 from plangate.server._body_limit import BodyLimit, too_large
+from plangate.server._sign_in import identity_settings, install_identity, me
 from plangate.server._token_gate import TokenGate
 
 __all__ = ("create_app",)
@@ -96,6 +105,7 @@ _MODULES = (
     "router.js",
     "run.js",
     "runs.js",
+    "signin.js",
     "start.js",
     "stream.js",
     "trace.js",
@@ -148,6 +158,87 @@ def _public(path: str) -> bool:
     return path in _PUBLIC_PATHS or (path.startswith("/static/") and "/" not in path[8:])
 
 
+def _lifespan(
+    service: RunService, expire_every: float | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """While the inbox serves, a thread of its own closes approvals as they expire; at its end,
+    the service and the token store close."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        watcher = threading.Thread(
+            target=service.watch_expiry,
+            kwargs={"every": expire_every, "stop": stop},
+            name="plangate-expiry",
+            daemon=True,  # never keeps a process from exiting; `stop` ends it first here
+        )
+        if expire_every is not None:
+            watcher.start()
+        yield
+        stop.set()
+        if watcher.is_alive():  # it ends once the run it may be closing has made its move
+            await run_in_threadpool(watcher.join)
+        await run_in_threadpool(service.close)
+        if getattr(_app.state, "tokens", None) is not None:
+            await run_in_threadpool(_app.state.tokens.close)
+
+    return lifespan
+
+
+def _door(identity: IdentitySettings | None, token: str | None) -> IdentitySettings | None:
+    """How people come in: `identity` (they sign in, or send their own token), else `token`."""
+    if identity is None and not token:
+        raise PlangateUsageError("the inbox needs a token", hint="pass --token or PLANGATE_TOKEN")
+    if identity is not None and token:
+        raise PlangateUsageError(
+            "the project knows people (identity: in its file): a shared token is no way into "
+            "its inbox",
+            hint="drop --token and PLANGATE_TOKEN; people sign in, programs send their own token",
+        )
+    return identity
+
+
+def _page_html(identity: IdentitySettings | None) -> str:
+    """The page, telling its script how people come in (a meta tag: a script would be inline,
+    which the CSP forbids): `oidc` (they sign in), `bearer` (they paste a token of their own,
+    which names them) or `token` (they paste the inbox's, and type their name)."""
+    door = "token" if identity is None else "oidc" if identity.oidc is not None else "bearer"
+    return _asset("index.html").replace(
+        '<meta name="plangate-door" content="token">',
+        f'<meta name="plangate-door" content="{door}">',
+    )
+
+
+def _guard(
+    app: FastAPI,
+    identity: IdentitySettings | None,
+    *,
+    token: str | None,
+    db: str,
+    allowed_hosts: Sequence[str] | None,
+) -> None:
+    """The door around `app`: people signed in or known by their token (`identity`), else the
+    shared `token`; outside it, the Host check."""
+    if identity is not None:
+        install_identity(
+            app, identity, db=db, allowed_hosts=allowed_hosts, public=_public, headers=_HEADERS
+        )
+    else:
+        assert token is not None
+        app.add_middleware(
+            TokenGate, token=token, printed_by="plangate serve", public=_public, headers=_HEADERS
+        )
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+
+
+def _caller(request: Request) -> Identity | None:
+    """The person the identity gate found (`None` without `identity:`: the approver typed)."""
+    caller: Identity | None = getattr(request.state, "caller", None)
+    return caller
+
+
 def _asset(name: str) -> str:
     return resources.files(__package__).joinpath("static").joinpath(name).read_text("utf-8")
 
@@ -167,7 +258,7 @@ async def _too_large(request: Request, _exc: Exception) -> JSONResponse:
 def create_app(
     db: str,
     *,
-    token: str,
+    token: str | None = None,
     allowed_hosts: Sequence[str] | None = None,
     poll_interval: float = 0.25,
     project: Project | None = None,
@@ -178,7 +269,8 @@ def create_app(
 
     Args:
         db: The checkpoint database.
-        token: The bearer token every API request must carry.
+        token: The bearer token every API request must carry; with `identity:` in the
+            project file, none: each person signs in or sends their own token.
         allowed_hosts: Host names requests may be addressed to (`None`: any). Served on
             loopback, `["127.0.0.1", "localhost"]` keeps other web sites from reaching the
             inbox through a DNS-rebound name: a second wall behind the token.
@@ -195,36 +287,18 @@ def create_app(
         >>> app = create_app("plangate.db", token="s3cret")
         >>> # uvicorn.run(app, host="127.0.0.1", port=8765)
     """
-    if not token:
-        raise PlangateUsageError("the inbox needs a token", hint="pass --token or PLANGATE_TOKEN")
     if expire_every is not None and not expire_every > 0:  # also NaN
         raise PlangateUsageError(
             f"expire_every={expire_every!r}: give a positive number of seconds",
             hint="or None, to leave expired approvals to `plangate expire`",
         )
     service = RunService(db, project=project)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
-        watcher = threading.Thread(
-            target=service.watch_expiry,
-            kwargs={"every": expire_every, "stop": stop},
-            name="plangate-expiry",
-            daemon=True,  # never keeps a process from exiting; `stop` ends it first here
-        )
-        if expire_every is not None:
-            watcher.start()
-        yield
-        stop.set()
-        if watcher.is_alive():  # it ends once the run it may be closing has made its move
-            await run_in_threadpool(watcher.join)
-        await run_in_threadpool(service.close)
+    identity = _door(identity_settings(service.project), token)
 
     app = FastAPI(
         title="plangate inbox",
         summary="Approve, edit or reject the tool calls plangate runs wait on.",
-        lifespan=lifespan,
+        lifespan=_lifespan(service, expire_every),
         docs_url=None,  # Swagger UI loads from a CDN; /openapi.json stays
         redoc_url=None,
         exception_handlers={413: _too_large},
@@ -257,9 +331,11 @@ def create_app(
             {"detail": detail, "hint": None, "error": "InvalidRequest"}, status_code=422
         )
 
+    html = _page_html(identity)
+
     @app.get("/", include_in_schema=False)
     def page() -> HTMLResponse:
-        return HTMLResponse(_asset("index.html"), headers={"cache-control": "no-cache"})
+        return HTMLResponse(html, headers={"cache-control": "no-cache"})
 
     @app.get("/static/{name}", include_in_schema=False)
     def asset(name: str) -> Response:
@@ -268,6 +344,8 @@ def create_app(
         return Response(
             _asset(name), media_type=_ASSETS[name], headers={"cache-control": "no-cache"}
         )
+
+    app.get("/api/me")(me)
 
     @app.get("/api/info")
     def info() -> dict[str, Any]:
@@ -281,8 +359,8 @@ def create_app(
         }
 
     @app.get("/api/pending")
-    def pending() -> dict[str, Any]:
-        approvals = service.pending()
+    def pending(request: Request) -> dict[str, Any]:
+        approvals = service.pending(caller=_caller(request))
         return {"server_time": iso(utc_now()), "approvals": approvals}
 
     @app.get("/api/runs")
@@ -290,14 +368,15 @@ def create_app(
         return {"runs": service.runs(limit)}
 
     @app.post("/api/runs", status_code=201)
-    def start(request: StartRequest) -> dict[str, Any]:
+    def start(request: Request, body: StartRequest) -> dict[str, Any]:
+        caller = _caller(request)
         return dict(
             service.start(
-                plan=request.plan,
-                profile=request.profile,
-                thread=request.thread or None,
-                offline=request.offline,
-                caller=unverified(request.started_by) if request.started_by else None,
+                plan=body.plan,
+                profile=body.profile,
+                thread=body.thread or None,
+                offline=body.offline,
+                caller=caller or (unverified(body.started_by) if body.started_by else None),
             )
         )
 
@@ -310,8 +389,10 @@ def create_app(
         return {"thread": thread, "events": service.trace(thread)}
 
     @app.post("/api/runs/{thread}/decision", status_code=202)
-    def decide(thread: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-        return {**service.decide(thread, body), "status": "running"}
+    def decide(
+        thread: str, request: Request, body: Annotated[dict[str, Any], Body()]
+    ) -> dict[str, Any]:
+        return {**service.decide(thread, body, caller=_caller(request)), "status": "running"}
 
     @app.post("/api/runs/{thread}/resume", status_code=202)
     def resume(thread: str) -> dict[str, Any]:
@@ -333,11 +414,7 @@ def create_app(
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
-    app.add_middleware(
-        TokenGate, token=token, printed_by="plangate serve", public=_public, headers=_HEADERS
-    )
-    if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    _guard(app, identity, token=token, db=db, allowed_hosts=allowed_hosts)
     return app
 
 

@@ -191,7 +191,8 @@ def serve(
         str | None,
         typer.Option(
             help="Bearer token every API request needs, reads included: approval requests "
-            "carry real args (default: $PLANGATE_TOKEN, else a new one, printed)."
+            "carry real args (default: $PLANGATE_TOKEN, else a new one, printed). Not where "
+            "the project has identity: (people sign in or send their own token)."
         ),
     ] = None,
     expire: Annotated[
@@ -221,11 +222,19 @@ def serve(
 
         from plangate.server import create_app, listen
         from plangate.server import serve as serve_inbox
+        from plangate.server._sign_in import identity_settings
     except ImportError as exc:
         raise needs_extra("serve", exc, extra="server", missing="fastapi and uvicorn") from None
     where, db = new_run_project(project, db)
-    given = token or os.environ.get("PLANGATE_TOKEN")
-    secret = given or secrets.token_urlsafe(24)
+    knows_people = where.spec.identity is not None
+    if knows_people and token:
+        raise PlangateUsageError(
+            "the project knows people (identity: in its file): a shared --token is no way "
+            "into its inbox",
+            hint="drop --token; people sign in, programs send their own token",
+        )
+    given = None if knows_people else token or os.environ.get("PLANGATE_TOKEN")
+    secret = None if knows_people else given or secrets.token_urlsafe(24)
     loopback = host in ("127.0.0.1", "localhost", "::1")
     # On loopback, only requests addressed to loopback names: a second wall behind the token,
     # against a web page reaching the inbox through a DNS-rebound host name.
@@ -240,15 +249,27 @@ def serve(
     port = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     say(f"plangate inbox on {url} (project {where.name}, database {shown_url(db)})")
-    if given:
+    if knows_people:
+        identity = identity_settings(where)  # its ${VAR}s read, as the inbox reads them
+        oidc = identity.oidc if identity else None
+        say(
+            f"People sign in with {oidc.issuer}; open {url}"
+            if oidc
+            else f"People send their own token (plangate token); open {url}"
+        )
+        if os.environ.get("PLANGATE_TOKEN"):
+            say(
+                "Note: PLANGATE_TOKEN is ignored: a shared token is no way in where people sign in."
+            )
+    elif given:
         say(f"Token: the one given (--token or PLANGATE_TOKEN); open {url}#token=...")
     else:
         # A fragment never reaches a server or a proxy's log.
         say(f"Token: {secret}", f"Open: {url}#token={secret}")
     if not loopback:
         say(
-            "Note: plain HTTP carries the token in clear; serve beyond loopback only behind "
-            "a TLS proxy."
+            "Note: plain HTTP carries sign-ins and tokens in clear; serve beyond loopback only "
+            "behind a TLS proxy (the session cookie is sent over HTTPS only)."
         )
     if sweep is not None:
         say(

@@ -4,8 +4,21 @@
 
 const TOKEN_KEY = "plangate-token";
 
+// How people come in, as the server says in the page's meta tag: "token" (the token printed by
+// plangate serve, and a name typed), "bearer" (a token of one's own, which names its holder) or
+// "oidc" (signed in: a session cookie, and on every change the session's CSRF token, which no
+// other site can read).
+export const door = document.querySelector('meta[name="plangate-door"]')?.content || "token";
+let csrf = "";
+export const keepCsrf = (given) => { csrf = given || ""; };
+export const csrfToken = () => csrf;
+// Whether the server knows who the person is (no name to type).
+export const knowsPeople = door !== "token";
+
 export const REFUSED = "The server refused that token. Enter the one plangate serve printed when it started: "
   + "unless given --token or PLANGATE_TOKEN, it makes a new one each time it starts.";
+
+export const SIGNED_OUT = "You are not signed in, or your sign-in has expired: sign in again.";
 
 export const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
 export const keepToken = (given) => sessionStorage.setItem(TOKEN_KEY, given);
@@ -30,9 +43,11 @@ export function onLock(show) {
   showGate = show;
 }
 
-// Forget the token and everything shown with it, and ask for the token.
+// Forget the token (or the CSRF token) and everything shown with it, and ask for the token
+// (or a sign-in).
 export function lock(message = "") {
   sessionStorage.removeItem(TOKEN_KEY);
+  csrf = "";
   showGate(message);
 }
 
@@ -43,6 +58,7 @@ function unauthorised() {
 }
 
 export async function api(method, path, body) {
+  if (door === "oidc") return signedInApi(method, path, body);
   const sent = token();
   if (!sent) { lock(); throw unauthorised(); }
   const headers = { Accept: "application/json", Authorization: "Bearer " + sent };
@@ -52,6 +68,21 @@ export async function api(method, path, body) {
   // refusal of it must not throw away the token entered since.
   if (token() !== sent) throw unauthorised();
   if (res.status === 401) { lock(REFUSED); throw unauthorised(); }
+  return answer(res);
+}
+
+// A request of the person signed in: the browser sends the session cookie; a change carries
+// the session's CSRF token.
+async function signedInApi(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf;
+  const res = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+  if (res.status === 401) { lock(SIGNED_OUT); throw unauthorised(); }
+  return answer(res);
+}
+
+async function answer(res) {
   let data = null;
   try { data = await res.json(); } catch { data = null; }
   if (!res.ok) {
@@ -64,6 +95,6 @@ export async function api(method, path, body) {
 }
 
 export function explain(err) {
-  if (err.status === 401) return "Missing or wrong token: enter the token plangate serve printed.";
+  if (err.status === 401) return door === "oidc" ? SIGNED_OUT : "Missing or wrong token: enter the token plangate serve printed.";
   return err.message + (err.hint ? ` (${err.hint})` : "");
 }

@@ -1,5 +1,5 @@
 // The dialog that approves, edits or rejects a waiting request.
-import { api, explain } from "./api.js";
+import { api, explain, knowsPeople } from "./api.js";
 import { ORDERS, actionText, approvalsText, isReview, reviewTable, subject } from "./approval.js";
 import { tickCountdowns } from "./clock.js";
 import { $, fill, h } from "./dom.js";
@@ -10,6 +10,8 @@ import { go } from "./router.js";
 const dialog = $("#decide");
 const dArgs = $("#d-args"), dApprover = $("#d-approver"), dReason = $("#d-reason"), dError = $("#d-error");
 const dApprove = $("#d-approve"), dReject = $("#d-reject");
+// Where the server knows the person, the decision is theirs: no name to type.
+const signedIn = knowsPeople;
 let deciding = null;
 
 export function openDecision(a) {
@@ -35,14 +37,19 @@ export function openDecision(a) {
   );
   $("#d-expired").hidden = !a.expired;
   dArgs.value = pretty(a.args);
-  dApprover.value = myName();
+  if (!signedIn) dApprover.value = myName();
   dReason.value = "";
   dError.hidden = true;
+  // What the profile's rules say about the person signed in: a request they may not decide
+  // shows read-only, saying why.
+  const whyNot = $("#d-why-not");
+  whyNot.textContent = a.may_decide === false ? `You cannot decide this request: ${a.why_not || "the profile's rules say so"}` : "";
+  whyNot.hidden = a.may_decide !== false;
   updateApproveLabel();
   setBusy(false);
   tickCountdowns();
   dialog.showModal();
-  (dApprover.value ? dApprove : dApprover).focus();
+  (signedIn || dApprover.value ? dApprove : dApprover).focus();
 }
 
 function editedArgs() {
@@ -58,7 +65,9 @@ function updateApproveLabel() {
 }
 
 function setBusy(busy) {
-  for (const b of [dApprove, dReject, $("#d-cancel")]) b.disabled = busy;
+  const readOnly = deciding && deciding.may_decide === false;
+  for (const b of [dApprove, dReject]) b.disabled = busy || readOnly;
+  $("#d-cancel").disabled = busy;
 }
 
 function dialogError(text) {
@@ -68,12 +77,13 @@ function dialogError(text) {
 
 async function submitDecision(kind) {
   const a = deciding;
-  const approver = dApprover.value.trim();
+  const approver = signedIn ? null : dApprover.value.trim();
   const reason = dReason.value.trim();
-  if (!approver) { dialogError("Enter your name: it is recorded with the decision."); dApprover.focus(); return; }
+  if (!signedIn && !approver) { dialogError("Enter your name: it is recorded with the decision."); dApprover.focus(); return; }
   // The digest binds the decision to the request shown: if the run asks something else by
   // now, the server refuses it instead of applying it there.
-  const body = { interrupt_id: a.interrupt_id, approver };
+  const body = { interrupt_id: a.interrupt_id };
+  if (approver) body.approver = approver;
   if (a.digest) body.digest = a.digest;
   if (kind === "reject") {
     if (!reason) { dialogError("Give a reason to reject."); dReason.focus(); return; }
@@ -85,8 +95,10 @@ async function submitDecision(kind) {
     if (edited) body.args = edited;
     if (reason) body.reason = reason;
   }
-  keepName(approver);
-  $("#me").value = approver;
+  if (approver) {
+    keepName(approver);
+    $("#me").value = approver;
+  }
   setBusy(true);
   try {
     await api("POST", `/api/runs/${encodeURIComponent(a.thread)}/decision`, body);
@@ -98,7 +110,8 @@ async function submitDecision(kind) {
   dialog.close();
   recount();
   const verb = { approve: "Approved", edit: "Approved with edits", reject: "Rejected" }[body.decision];
-  flash(`${verb}: ${subject(a)} in run ${a.thread}. The run goes on.`);
+  const more = body.decision !== "reject" && a.approvals_required > (a.approvals_so_far || []).length + 1;
+  flash(`${verb}: ${subject(a)} in run ${a.thread}. ${more ? "It waits for another approver." : "The run goes on."}`);
   go(`#/runs/${encodeURIComponent(a.thread)}`);
 }
 

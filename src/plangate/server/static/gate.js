@@ -8,8 +8,8 @@ import { leave, route, view } from "./router.js";
 
 const gate = $("#gate"), gateInput = $("#gate-token"), gateError = $("#gate-error"), gateButton = $("#gate-open");
 
-// Take everything off the page but the token form.
-export function showGate(message) {
+// Take everything off the page: what it showed came with the token (or the sign-in).
+export function clearPage() {
   leave();
   forgetInbox();
   view.replaceChildren();
@@ -19,6 +19,11 @@ export function showGate(message) {
   const decide = $("#decide");
   if (decide.open) decide.close();
   document.body.classList.add("locked");
+}
+
+// Take everything off the page but the token form.
+export function showGate(message) {
+  clearPage();
   gateError.textContent = message;
   gateError.hidden = !message;
   if (gate.hidden) {
@@ -28,7 +33,7 @@ export function showGate(message) {
   }
 }
 
-// Check the token with one read before showing anything.
+// Check the token (or the sign-in) with one read before showing anything.
 export async function unlock() {
   let info;
   try {
@@ -39,11 +44,19 @@ export async function unlock() {
     return;
   }
   gate.hidden = true;
+  $("#signin").hidden = true;
   document.body.classList.remove("locked");
   syncClock(info.server_time);
   $("#foot-db").textContent = `project ${info.project} · database ${info.database}`;
   route();
   recount();
+  unlocked();
+}
+
+// What to do once the inbox is open (show who a token of one's own names).
+let unlocked = () => {};
+export function onUnlock(fn) {
+  unlocked = fn;
 }
 
 $("#gate-form").addEventListener("submit", async (ev) => {

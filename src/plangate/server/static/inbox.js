@@ -45,6 +45,7 @@ function approvalCard(a) {
     a.references ? h("ul", { class: "references muted" },
       Object.entries(a.references).map(([arg, sources]) => h("li", {}, referencesText(arg, sources)))) : null,
     a.error ? h("p", { class: "error-line" }, a.error) : null,
+    a.may_decide === false ? h("p", { class: "warn-line why-not" }, `You cannot decide this request: ${a.why_not || "the profile's rules say so"}`) : null,
     h("div", { class: "card-actions" },
       h("button", { class: "primary review", type: "button", onclick: () => openDecision(a) }, "Review & decide"),
       h("a", { href: `#/runs/${encodeURIComponent(a.thread)}` }, "Open run →"),

@@ -1,5 +1,5 @@
 // Starting a run from a plan pasted or picked from a file.
-import { api, explain } from "./api.js";
+import { api, explain, knowsPeople } from "./api.js";
 import { fill, h } from "./dom.js";
 import { flash, myName } from "./page.js";
 import { view } from "./router.js";
@@ -64,7 +64,8 @@ export async function showStart() {
     try {
       const started = await api("POST", "/api/runs", {
         plan: text.value, profile: profile.value, thread: thread.value.trim() || null,
-        offline: offline.checked, started_by: myName() || null,
+        // Where the server knows the person, it records them: no name is sent.
+        offline: offline.checked, started_by: knowsPeople ? null : myName() || null,
       });
       flash(`Started run ${started.thread} under ${started.profile}.`);
       location.hash = `#/runs/${encodeURIComponent(started.thread)}`;
