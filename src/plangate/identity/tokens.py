@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "TOKEN_PREFIX",
+    "bearer_identity",
     "TokenInfo",
     "TokenStatus",
     "TokenStore",
@@ -482,3 +483,15 @@ def _open_pool(url: str) -> ConnectionPool[Any]:
         check=ConnectionPool.check_connection,
     )
     return pool
+
+
+def bearer_identity(
+    token: str, tokens: TokenStore, provider: Callable[[str], Identity | None] | None
+) -> Identity | None:
+    """Who shows a bearer token, as every door asks: a plangate token of the project's first,
+    else an access token of its OpenID provider (`provider`, when it names one); `None` for
+    anyone else. Blocking: it reads the database, and may ask the provider."""
+    found = tokens.authenticate(token)
+    if found is None and provider is not None:
+        found = provider(token)
+    return found

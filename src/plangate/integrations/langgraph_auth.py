@@ -39,7 +39,6 @@ Only the server imports this module (it needs `langgraph_sdk`, from `plangate[la
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import os
@@ -52,19 +51,15 @@ from langgraph_sdk import Auth
 from plangate.identity import Identity, shown_name
 from plangate.identity._gate import PLANGATE_USER_KEY
 from plangate.identity._proof import DecisionSigner
-from plangate.identity.tokens import TokenStore
+from plangate.identity.tokens import TokenStore, bearer_identity
 from plangate.integrations.langgraph_server import project_from_env
 from plangate.project import PROJECT_FILE, Project, ProjectError
-from plangate.project._expand import Expander
-from plangate.project._spec import OidcSettings
 
 __all__ = ("ASSERTION_TTL", "LangGraphDoor", "auth", "studio_gets_in")
 
 ASSERTION_TTL = 600.0
 """Seconds an assertion made for a request holds: the run that request starts or resumes may
 wait in the server's queue behind another run of its thread, but not for ever."""
-
-_OIDC_MODULE = "plangate.identity.oidc"
 
 log = logging.getLogger("plangate.langgraph_auth")
 
@@ -108,10 +103,7 @@ class LangGraphDoor:
 
     def identity(self, token: str) -> Identity | None:
         """Who shows `token`, or `None`. Blocking: it reads the database, may ask the provider."""
-        found = self.tokens.authenticate(token)
-        if found is None and self.oidc is not None:
-            found = self.oidc(token)
-        return found
+        return bearer_identity(token, self.tokens, self.oidc)
 
     def user(self, identity: Identity) -> dict[str, Any]:
         """The server's user for `identity`: LangGraph's fields, and plangate's word for it."""
@@ -163,34 +155,19 @@ def _unauthorized(detail: str) -> Auth.exceptions.HTTPException:
 
 def _oidc_verifier(project: Project) -> Verifier | None:
     """The project's OpenID provider's access-token check, or `None` without `identity.oidc`."""
-    identity = project.spec.identity
-    if identity is None or identity.oidc is None:
+    settings = project.identity.oidc if project.identity is not None else None
+    if settings is None:
         return None
-    file = project.file or project.root / PROJECT_FILE
-    settings = OidcSettings.model_validate(
-        Expander(file, "identity.oidc", project.environ)(identity.oidc.model_dump())
-    )
-    # `plangate.identity.oidc` (OidcSignIn) may be missing from this plangate: it comes with
-    # OpenID Connect sign-in. Without it only plangate's tokens get in, and the log says so
-    # once, at startup. Any other import failure (a package of `plangate[oidc]` missing) stops
-    # the server: the project asks for a provider that cannot be reached.
-    try:
-        oidc = importlib.import_module(_OIDC_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != _OIDC_MODULE:
-            raise ProjectError(
-                file,
-                f"checking OpenID Connect access tokens needs {exc.name}",
-                key="identity.oidc",
-                hint="install plangate's `oidc` extra (from a checkout: pip install '.[oidc]')",
-            ) from None
-        log.warning(
-            "plangate: identity.oidc is set, but this plangate cannot check OpenID Connect "
-            "access tokens (%s is missing): only plangate's tokens get in",
-            _OIDC_MODULE,
-        )
-        return None
-    verify: Verifier = oidc.OidcSignIn(settings).verify_access_token
+    try:  # Authlib and httpx: `plangate[oidc]`, which a project naming a provider needs
+        from plangate.identity.oidc import OidcSignIn
+    except ImportError as exc:
+        raise ProjectError(
+            project.file or project.root / PROJECT_FILE,
+            f"checking OpenID Connect access tokens needs {exc.name}",
+            key="identity.oidc",
+            hint="install plangate's `oidc` extra (from a checkout: pip install '.[oidc]')",
+        ) from None
+    verify: Verifier = OidcSignIn(settings).verify_access_token
     return verify
 
 

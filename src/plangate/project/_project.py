@@ -12,7 +12,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plangate._files import parse_document
+from pydantic import ValidationError
+
+from plangate._files import first_error, parse_document
 from plangate.errors import PlangateUsageError
 from plangate.identity._proof import DecisionSigner
 from plangate.profiles import BUILTIN_PROFILES, Profile
@@ -22,7 +24,7 @@ from plangate.project._find import locate, template
 from plangate.project._graphs import project_graph
 from plangate.project._profiles import profiles_in, project_profile
 from plangate.project._read import check_prefixes, fingerprint, mcp_servers, read, validate
-from plangate.project._spec import PROJECT_FILE, MCPServer, MCPTools, ProjectFile
+from plangate.project._spec import PROJECT_FILE, IdentitySettings, MCPServer, MCPTools, ProjectFile
 from plangate.project._tools import load_mocks, load_tools
 from plangate.runs.anchors import AnchorSink, FileAnchors, OtelAnchors
 from plangate.runs.checkpoint import is_postgres_url, sqlite_path
@@ -163,6 +165,25 @@ class Project:
         )
 
     @cached_property
+    def identity(self) -> IdentitySettings | None:
+        """How the project knows people (`identity:`), its `${VAR}`s read from the
+        environment; `None` without it.
+
+        Raises:
+            ProjectError: A variable in it is not set.
+        """
+        spec = self.spec.identity
+        if spec is None:
+            return None
+        expand = Expander(self._file, "identity", self.environ)
+        try:
+            return IdentitySettings.model_validate(expand(spec.model_dump()))
+        except ValidationError as exc:  # a variable that gave a key too short, say
+            where, message = first_error(exc)
+            key = ".".join(["identity", *map(str, where)])
+            raise ProjectError(self._file, message, key=key) from None
+
+    @cached_property
     def signer(self) -> DecisionSigner | None:
         """The project's decision signer (`identity.signing_key`), or `None` without
         `identity:`: then every decision is the name it gives, `unverified`.
@@ -170,12 +191,10 @@ class Project:
         Raises:
             ProjectError: A variable in the key is not set, or the key is too short.
         """
-        spec = self.spec.identity
-        if spec is None:
+        if self.identity is None:
             return None
-        key = str(Expander(self._file, "identity.signing_key", self.environ)(spec.signing_key))
         try:
-            return DecisionSigner(key.encode())
+            return DecisionSigner(self.identity.signing_key.encode())
         except ValueError as exc:
             raise ProjectError(
                 self._file,

@@ -22,6 +22,7 @@ import html
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,36 +31,21 @@ from starlette.concurrency import run_in_threadpool
 
 from plangate._time import iso
 from plangate.errors import PlangateError, PlangateUsageError
-from plangate.identity import Identity
-from plangate.identity.tokens import TokenStore
-from plangate.project import Project
-from plangate.project._expand import Expander
+from plangate.identity.tokens import TokenStore, bearer_identity
 from plangate.project._spec import IdentitySettings
 from plangate.server._identity_gate import (
     CSRF_HEADER,
-    BearerCheck,
     IdentityGate,
     SignOuts,
     session_caller,
     signed_in,
 )
 
-__all__ = ("SIGN_IN_PATHS", "identity_settings", "install_identity", "me")
+__all__ = ("SIGN_IN_PATHS", "install_identity", "me")
 
 SIGN_IN_PATHS = frozenset({"/auth/login", "/auth/callback", "/auth/logout"})
 SESSION_COOKIE = "plangate_session"
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
-
-
-def identity_settings(project: Project) -> IdentitySettings | None:
-    """The project's `identity:`, its `${VAR}`s read from the environment (a variable not set
-    is the project file's one-line error)."""
-    identity = project.spec.identity
-    if identity is None:
-        return None
-    file = project.file or project.root / "plangate.yaml"
-    expand = Expander(file, "identity", project.environ)
-    return IdentitySettings.model_validate(expand(identity.model_dump()))
 
 
 def session_secret(signing_key: str) -> str:
@@ -68,21 +54,6 @@ def session_secret(signing_key: str) -> str:
     return hmac.new(
         signing_key.encode(), b"plangate inbox session cookie", hashlib.sha256
     ).hexdigest()
-
-
-def _bearer_check(tokens: TokenStore, oidc: Any) -> BearerCheck:
-    """Who a bearer token belongs to: a plangate token first, else the OpenID provider's."""
-
-    def check(token: str) -> Identity | None:
-        found = tokens.authenticate(token)
-        if found is not None:
-            return found
-        if oidc is not None:
-            verified: Identity | None = oidc.verify_access_token(token)
-            return verified
-        return None
-
-    return check
 
 
 def _failed(status: int, message: str) -> HTMLResponse:
@@ -127,7 +98,11 @@ def install_identity(
     app.state.tokens = TokenStore(db)
     app.add_middleware(
         IdentityGate,
-        bearer=_bearer_check(app.state.tokens, oidc),
+        bearer=partial(
+            bearer_identity,
+            tokens=app.state.tokens,
+            provider=oidc.verify_access_token if oidc is not None else None,
+        ),
         public=lambda path: public(path) or path in SIGN_IN_PATHS,
         signed_out=signed_out,
         headers=headers,

@@ -82,7 +82,7 @@ from plangate.project._spec import IdentitySettings
 from plangate.runs.checkpoint import shown_url
 from plangate.runs.service import FINISHED, NotStopped, RunService, ThreadExists
 from plangate.server._body_limit import BodyLimit, too_large
-from plangate.server._sign_in import identity_settings, install_identity, me
+from plangate.server._sign_in import install_identity, me
 from plangate.server._token_gate import TokenGate
 
 __all__ = ("create_app",)
@@ -293,7 +293,7 @@ def create_app(
             hint="or None, to leave expired approvals to `plangate expire`",
         )
     service = RunService(db, project=project)
-    identity = _door(identity_settings(service.project), token)
+    identity = _door(service.project.identity, token)
 
     app = FastAPI(
         title="plangate inbox",

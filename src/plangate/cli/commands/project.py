@@ -222,7 +222,6 @@ def serve(
 
         from plangate.server import create_app, listen
         from plangate.server import serve as serve_inbox
-        from plangate.server._sign_in import identity_settings
     except ImportError as exc:
         raise needs_extra("serve", exc, extra="server", missing="fastapi and uvicorn") from None
     where, db = new_run_project(project, db)
@@ -250,8 +249,7 @@ def serve(
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     say(f"plangate inbox on {url} (project {where.name}, database {shown_url(db)})")
     if knows_people:
-        identity = identity_settings(where)  # its ${VAR}s read, as the inbox reads them
-        oidc = identity.oidc if identity else None
+        oidc = where.identity.oidc if where.identity else None
         say(
             f"People sign in with {oidc.issuer}; open {url}"
             if oidc
