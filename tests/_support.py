@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -380,3 +381,45 @@ SqliteSaver.put = put_then_die
 sys.argv = ["plangate", *sys.argv[1:]]
 runpy.run_module("plangate", run_name="__main__")
 """
+
+
+def npm_package(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    package: str,
+    version: str,
+    *,
+    node: str = "Node.js 20 or later",
+) -> Path:
+    """A folder with npm's `package` at `version` installed, once per session (kept in pytest's
+    cache between sessions). Never a skip: without node and npm, or if the install fails, the
+    test fails saying why."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        pytest.fail(f"node and npm are needed to run {package}; install {node}")
+    cache = getattr(request.config, "cache", None)
+    name = f"npm-{package.strip('@').replace('/', '-')}-{version}"
+    folder = cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
+    installed = folder / "node_modules" / package / "package.json"
+    if not installed.is_file() or json.loads(installed.read_text())["version"] != version:
+        done = subprocess.run(
+            [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund",
+             f"{package}@{version}"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        if done.returncode != 0 or not installed.is_file():
+            pytest.fail(f"cannot install {package}@{version}: {done.stderr[-2000:]}")
+    return Path(folder)
+
+
+# Debian's chromium as the browser tests run it (Playwright drives it; no browser download).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 from _support import BILLING_TOKEN, Service, billing_service, plangate, write_team_project
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect
 from test_inbox import hold_elsewhere, start_serve, stop_mid_way
 
 from plangate import demo_outbox, load_profile
@@ -33,16 +33,6 @@ EXAMPLES = ROOT / "examples" / "demo"
 # One of its own: the server a test talks to is known by answering to it (see `start_serve`).
 TOKEN = f"browser-test-{secrets.token_hex(8)}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DEAL_PLAN = """\
 goal: Move the Globex deal to proposal
 steps:
@@ -112,16 +102,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
     server = start_serve(tmp_path, token=TOKEN)
     yield Served(url=server.url, folder=tmp_path)
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

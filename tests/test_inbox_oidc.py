@@ -27,9 +27,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 import yaml
-from _support import copy_demo, free_port, plangate
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
-from test_inbox_browser import CHROMIUM_ARGS
+from _support import copy_demo, free_port, npm_package, plangate
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from plangate import load_profile
 
@@ -49,29 +48,11 @@ ANA, BEN, CY = "u-ana-7f3e", "u-ben-41c2", "u-cy-9d05"
 def oidc_provider_package(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """A folder with npm's oidc-provider installed, once per session (kept in pytest's cache
-    between sessions), and the provider script beside it. Never a skip: without node and npm,
-    or if the install fails, the test fails saying why."""
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.fail(f"node and npm are needed to run {OIDC_PROVIDER}; install Node.js 20.19+")
-    cache = getattr(request.config, "cache", None)
-    name = f"npm-oidc-provider-{OIDC_PROVIDER_VERSION}"
-    folder = cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
-    installed = folder / "node_modules" / OIDC_PROVIDER / "package.json"
-    if (
-        not installed.is_file()
-        or json.loads(installed.read_text())["version"] != OIDC_PROVIDER_VERSION
-    ):
-        done = subprocess.run(
-            [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund",
-             f"{OIDC_PROVIDER}@{OIDC_PROVIDER_VERSION}"],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        if done.returncode != 0 or not installed.is_file():
-            pytest.fail(
-                f"cannot install {OIDC_PROVIDER}@{OIDC_PROVIDER_VERSION}: {done.stderr[-2000:]}"
-            )
+    """A folder with npm's oidc-provider installed, once per session, and the provider script
+    beside it."""
+    folder = npm_package(
+        request, tmp_path_factory, OIDC_PROVIDER, OIDC_PROVIDER_VERSION, node="Node.js 20.19+"
+    )
     # Beside its node_modules: an ES module finds its imports from where it lies.
     shutil.copyfile(PROVIDER_SCRIPT, folder / "provider.mjs")
     return folder
@@ -474,16 +455,6 @@ def test_an_oidc_access_token_reaches_the_api_as_its_person(inbox: Inbox, provid
 
 
 # -- in the browser -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 @contextmanager

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -39,6 +38,7 @@ from _support import (
     Service,
     billing_service,
     free_port,
+    npm_package,
     plangate,
     write_team_project,
 )
@@ -381,25 +381,8 @@ const [url, graph, plan] = process.argv.slice(2);
 
 @pytest.fixture(scope="session")
 def js_sdk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with LangGraph's JS SDK installed from npm, once per session (kept in pytest's
-    cache between sessions). Never a skip: without node and npm, or if the install fails, the
-    test fails saying why."""
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.fail(f"node and npm are needed to run {JS_SDK}; install Node.js 20 or later")
-    cache = getattr(request.config, "cache", None)
-    name = f"npm-langgraph-sdk-{JS_SDK_VERSION}"
-    folder = cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
-    installed = folder / "node_modules" / JS_SDK / "package.json"
-    if not installed.is_file() or json.loads(installed.read_text())["version"] != JS_SDK_VERSION:
-        done = subprocess.run(
-            [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund",
-             f"{JS_SDK}@{JS_SDK_VERSION}"],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        if done.returncode != 0 or not installed.is_file():
-            pytest.fail(f"cannot install {JS_SDK}@{JS_SDK_VERSION}: {done.stderr[-2000:]}")
-    return folder
+    """A folder with LangGraph's JS SDK installed from npm, once per session."""
+    return npm_package(request, tmp_path_factory, JS_SDK, JS_SDK_VERSION)
 
 
 def test_the_js_sdk_reads_a_hitl_request_and_rejects_in_hitl_form(
