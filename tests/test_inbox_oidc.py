@@ -733,10 +733,25 @@ def test_plangate_approve_through_the_inbox_decides_as_the_token_s_person(
         env=ENV,
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
-    by_token = plangate(
-        inbox.folder, "approve", THREAD, "--server", inbox.url,
-        env={**ENV, "PLANGATE_TOKEN": created.stdout.strip()},
-    )  # fmt: skip
+    outsider = plangate(inbox.folder, "tokens", "create", "intern", env=ENV).stdout.strip()
+    as_bot = {**ENV, "PLANGATE_TOKEN": created.stdout.strip()}
+    as_intern = {**ENV, "PLANGATE_TOKEN": outsider}
+    mine = ("pending", "--mine", "--server", inbox.url)
+    assert THREAD in plangate(inbox.folder, *mine, env=as_bot).stdout
+    assert (
+        "No run is waiting for your approval."
+        in plangate(inbox.folder, *mine, env=as_intern).stdout
+    )
+    refused = plangate(inbox.folder, "approve", THREAD, "--server", inbox.url, env=as_intern)
+    assert refused.returncode == 1
+    assert "may not decide this request" in refused.stderr
+    assert refused.stderr.count("\n") == 1  # one line, no traceback
+    assert plangate(inbox.folder, "tokens", "revoke", "intern", env=ENV).returncode == 0
+    revoked = plangate(inbox.folder, "approve", THREAD, "--server", inbox.url, env=as_intern)
+    assert revoked.returncode == 1
+    assert "the inbox refused the token in PLANGATE_TOKEN" in revoked.stderr
+
+    by_token = plangate(inbox.folder, "approve", THREAD, "--server", inbox.url, env=as_bot)
     # Exit status 3: the run waits (for the second approval).
     assert by_token.returncode == 3, by_token.stdout + by_token.stderr
     assert "waits for another decision" in by_token.stdout
