@@ -91,6 +91,16 @@ def test_validation_benchmark_smoke_run_times_both_orders() -> None:
     assert row.count(" ms") == 2
 
 
+def test_identity_benchmark_smoke_run_times_proofs_tokens_and_decisions() -> None:
+    """`python -m benchmarks.identity` prints a row for each cost it measures."""
+    done = run_module("benchmarks.identity", "--decisions", "3", "--checks", "50")
+    rows = [
+        line for line in done.stdout.splitlines() if line.startswith("| ") and "|---" not in line
+    ]
+    assert len(rows) == 7  # the header and six measurements
+    assert "| a signed decision, identity_required: low |" in done.stdout
+
+
 def test_mcp_benchmark_smoke_run_measures_both_runs_against_the_target() -> None:
     """`python -m benchmarks.mcp` on the FastMCP peer prints a row per run with its target.
     Whether a busy machine meets the target is the benchmark's verdict, not this test's."""
