@@ -39,7 +39,7 @@ class RunStart(TypedDict):
     profile: str | None
     offline: bool
     fixtures: list[str]
-    started_by: str
+    started_by: str | None
 
 
 def is_refusal(exc: BaseException) -> bool:
@@ -134,7 +134,8 @@ class GoOn:
             graph = existing
         elif start is not None:
             graph, value = self._starting(start), {"plan": start["plan"]}
-            config["metadata"] = {STARTED_BY: start["started_by"]}
+            if start["started_by"]:
+                config["metadata"] = {STARTED_BY: start["started_by"]}
         else:
             from plangate.errors import UnknownThread
 

@@ -1,0 +1,282 @@
+"""Runs go on by themselves, on any worker: with `workers:` in the project file, the doors
+(`plangate run`, `approve`) check, queue and say `queued`; `plangate worker` processes (real
+ones, on the real PostgreSQL) go on with the runs under each thread's lock. A worker killed with
+SIGKILL mid-call has its job taken by another within the stall limit; the step runs again with
+the same idempotency key and its effect is recorded once. An expiry closes a request once, by
+the periodic backstop. A bad decision is refused at once and queues nothing; a SQLite project
+runs no worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from _support import plangate
+
+from plangate.project import reader
+
+ROOT = Path(__file__).resolve().parents[1]
+THREADS = [f"q-{i}" for i in range(6)]
+
+# Each call appends a row to `calls` as it starts and stamps it as it ends (the database's clock,
+# shared by every process); its effect goes to `effects` once per idempotency key, as plangate's
+# contract asks of a tool: a step run again after a crash, with the same key, acts once.
+LEDGER_TOOLS = """
+import os, time
+import psycopg
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import StructuredTool
+from plangate import declare_action
+from plangate.nodes.tool_exec import IDEMPOTENCY_KEY
+
+URL = os.environ["PLANGATE_TEST_LEDGER"]
+
+
+def _call(step: str, item: str, config: RunnableConfig) -> dict:
+    key = config["metadata"][IDEMPOTENCY_KEY]
+    with psycopg.connect(URL, autocommit=True) as conn:
+        (call,) = conn.execute(
+            "INSERT INTO calls (thread, step, key, pid, started) "
+            "VALUES (%s, %s, %s, %s, clock_timestamp()) RETURNING id",
+            (item, step, key, os.getpid()),
+        ).fetchone()
+        time.sleep(0.2)
+        conn.execute(
+            "INSERT INTO effects (key, thread, step) VALUES (%s, %s, %s) "
+            "ON CONFLICT (key) DO NOTHING",
+            (key, item, step),
+        )
+        conn.execute("UPDATE calls SET ended = clock_timestamp() WHERE id = %s", (call,))
+    return {"step": step, "item": item}
+
+
+def _tool(step: str, action: str | None):
+    def call(item: str, config: RunnableConfig) -> dict:
+        return _call(step, item, config)
+
+    tool = StructuredTool.from_function(call, name=f"work.{step}", description=f"{step} an item")
+    return declare_action(tool, action=action) if action else tool
+
+
+toolkit = [_tool("stage", "read"), _tool("commit", None), _tool("finish", "read")]
+"""
+
+
+def plan(item: str) -> dict[str, Any]:
+    """Three steps; `commit` (execute) waits for a person under `smb`."""
+    return {
+        "goal": f"commit {item}",
+        "steps": [
+            {"id": "stage", "tool": "work.stage", "args": {"item": item}},
+            {
+                "id": "commit",
+                "tool": "work.commit",
+                "action": "execute",
+                "args": {"item": item},
+                "depends_on": ["stage"],
+            },
+            {"id": "finish", "tool": "work.finish", "args": {"item": item}, "depends_on": ["commit"]},
+        ],
+    }
+
+
+class Cluster:
+    """The project's folder, its database, and the `plangate worker` processes started on it."""
+
+    def __init__(self, folder: Path, url: str) -> None:
+        self.folder = folder
+        self.url = url
+        self.workers: list[subprocess.Popen[str]] = []
+        self.env = {**os.environ, "PLANGATE_TEST_LEDGER": url, "PYTHONPATH": _pythonpath()}
+
+    def start_worker(self) -> subprocess.Popen[str]:
+        log = open(self.folder / f"worker-{len(self.workers)}.log", "w")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "plangate", "worker", "--concurrency", "2"],
+            cwd=self.folder,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.workers.append(process)
+        return process
+
+    def plangate(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return plangate(self.folder, *args, env={"PLANGATE_TEST_LEDGER": self.url})
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
+
+    def state(self, thread: str) -> tuple[dict[str, Any], int]:
+        """A run's values and how many requests it waits on."""
+        snapshot = reader(self.url).get_state({"configurable": {"thread_id": thread}})
+        return dict(snapshot.values), len(snapshot.interrupts)
+
+    def wait_for(self, what: str, check: Any, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                logs = "".join(p.read_text()[-1500:] for p in self.folder.glob("worker-*.log"))
+                pytest.fail(f"timed out waiting for {what}; worker logs:\n{logs}")
+            time.sleep(0.1)
+
+    def go_on_jobs(self, thread: str | None = None) -> list[tuple[str, str]]:
+        """(lock, status) of every `go_on` job (of `thread`'s lock, if given)."""
+        rows = self.query(
+            "SELECT lock, status::text FROM procrastinate_jobs WHERE task_name = 'plangate.go_on'"
+        )
+        return [r for r in rows if thread is None or r[0] == f"plangate:{thread}"]
+
+
+def _pythonpath() -> str:
+    """This checkout's source first, so that the processes run the code under test."""
+    return os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    folder = tmp_path_factory.mktemp("queued")
+    (folder / "ledger_tools.py").write_text(LEDGER_TOOLS)
+    (folder / "profiles").mkdir()
+    smb = (ROOT / "src" / "plangate" / "profiles" / "smb.yaml").read_text()
+    short = smb.replace("name: smb", "name: short").replace(
+        "approval_timeout_seconds: 86400", "approval_timeout_seconds: 2"
+    )
+    (folder / "profiles" / "short.yaml").write_text(short)
+    (folder / "plangate.yaml").write_text(
+        f"db: {postgres_url}\nprofile: smb\nprofiles: profiles\n"
+        "tools: [{python: ledger_tools:toolkit}]\n"
+        "workers: {heartbeat_seconds: 0.5, stall_seconds: 3, retries: 3, "
+        "retry_backoff_seconds: 1, sweep_every_seconds: 1}\n"
+    )
+    for item in THREADS:
+        (folder / f"{item}.json").write_text(json.dumps(plan(item)))
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE calls (id serial PRIMARY KEY, thread text, step text, key text, "
+            "pid int, started timestamptz, ended timestamptz)"
+        )
+        conn.execute("CREATE TABLE effects (key text PRIMARY KEY, thread text, step text)")
+    found = Cluster(folder, postgres_url)
+    try:
+        found.start_worker()
+        found.start_worker()
+        yield found
+    finally:
+        for process in found.workers:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+
+
+def test_a_bad_decision_is_refused_at_once_and_queues_nothing(cluster: Cluster) -> None:
+    """`approve --step` naming a step that does not wait: one line on stderr, exit 1, and no job
+    is queued for the run (the run still waits)."""
+    started = cluster.plangate("run", "q-0.json", "--thread", "bad-0")
+    assert started.returncode == 0, started.stderr
+    assert "queued" in started.stdout
+    cluster.wait_for("bad-0 to wait", lambda: cluster.state("bad-0")[1] == 1)
+    jobs = cluster.go_on_jobs("bad-0")
+    refused = cluster.plangate("approve", "bad-0", "--step", "finish", "--approver", "lee")
+    assert refused.returncode == 1
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "not waiting for step 'finish'" in refused.stderr
+    assert "queued" not in refused.stdout
+    assert cluster.go_on_jobs("bad-0") == jobs
+    assert cluster.state("bad-0")[1] == 1
+
+
+def test_a_worker_on_a_sqlite_project_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "plangate.yaml").write_text("db: sqlite:///runs.db\nworkers: {}\n")
+    refused = plangate(tmp_path, "worker")
+    assert refused.returncode == 1
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "workers need a PostgreSQL database" in refused.stderr
+    assert not (tmp_path / "runs.db").exists()
+
+
+def test_an_unanswered_request_expires_once_by_the_periodic_backstop(cluster: Cluster) -> None:
+    """A run under a profile whose requests last 2 s, left undecided: the sweep closes it once
+    (one `approval_timeout`), `smb` skips the step (its tool never runs), and the run ends."""
+    started = cluster.plangate("run", "q-0.json", "--thread", "late-0", "--profile", "short")
+    assert started.returncode == 0, started.stderr
+    cluster.wait_for("late-0 to finish", lambda: "result" in cluster.state("late-0")[0], 30)
+    events = [e["type"] for e in cluster.state("late-0")[0]["trace"]]
+    assert events.count("approval_timeout") == 1, events
+    assert cluster.query("SELECT 1 FROM calls WHERE thread = 'q-0' AND step = 'commit'") == []
+    # Started once, closed once: two jobs, both done.
+    assert sorted(status for _, status in cluster.go_on_jobs("late-0")) == [
+        "succeeded",
+        "succeeded",
+    ]
+
+
+def test_runs_go_on_on_any_worker_and_a_killed_worker_s_step_acts_once(cluster: Cluster) -> None:
+    """Six runs queued by `plangate run`, decided by `plangate approve` (queued); a worker is
+    killed with SIGKILL mid-call, a new one starts: every run finishes, each idempotency key
+    has one effect, no two calls of one thread overlap, and no job is left undone or failed."""
+    began = time.monotonic()
+    for item in THREADS:
+        queued = cluster.plangate("run", f"{item}.json", "--thread", item)
+        assert queued.returncode == 0, queued.stderr
+        assert "queued" in queued.stdout
+    for item in THREADS:
+        cluster.wait_for(f"{item} to wait", lambda item=item: cluster.state(item)[1] == 1)
+    for item in THREADS:
+        approved = cluster.plangate("approve", item, "--approver", "lee")
+        assert approved.returncode == 0, approved.stderr
+        assert "queued" in approved.stdout
+        assert "Approving" in approved.stdout
+
+    victim = cluster.workers[0]
+    mid_call = "SELECT 1 FROM calls WHERE pid = %s AND ended IS NULL"
+    cluster.wait_for("a call in flight on the first worker", lambda: cluster.query(mid_call, victim.pid))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    cluster.start_worker()
+
+    def all_finished() -> bool:
+        return all("result" in cluster.state(item)[0] for item in THREADS)
+
+    cluster.wait_for("every run to finish", all_finished, 90)
+    for item in THREADS:
+        result = cluster.state(item)[0]["result"]
+        assert result["status"] == "success", result
+        assert [s["status"] for s in result["steps"]] == ["ok", "ok", "ok"], result
+
+    calls = cluster.query(
+        "SELECT thread, step, key, pid, started, ended FROM calls WHERE thread LIKE 'q-%%' "
+        "ORDER BY started"
+    )
+    effects = cluster.query("SELECT key, thread, step FROM effects WHERE thread LIKE 'q-%%'")
+    # One effect per idempotency key, and one key per (thread, step): 18 effects in all.
+    assert len(effects) == len(THREADS) * 3
+    assert len({(t, s) for _, t, s in effects}) == len(THREADS) * 3
+    assert {k for k, _, _ in effects} == {c[2] for c in calls}
+    # The killed call started and never ended; it ran again, with the same key, elsewhere.
+    cut = [c for c in calls if c[5] is None]
+    assert cut, "no call was cut short by the kill"
+    assert {c[3] for c in cut} == {victim.pid}
+    for thread, step, key, *_ in cut:
+        again = [c for c in calls if c[2] == key and c[5] is not None]
+        assert len(again) == 1 and again[0][3] != victim.pid, (thread, step, calls)
+    # No two calls of one thread at once (a cut call ended when its worker died, before
+    # the stall limit handed the job over).
+    for item in THREADS:
+        ended = [c for c in calls if c[0] == item and c[5] is not None]
+        for before, after in zip(ended, ended[1:], strict=False):
+            assert before[5] <= after[4], (item, before, after)
+    stuck = [job for job in cluster.go_on_jobs() if job[1] in ("todo", "doing", "failed")]
+    assert [j for j in stuck if not j[0].startswith("plangate:bad-")] == []
+    print(f"six runs through a killed worker in {time.monotonic() - began:.1f} s")
