@@ -73,10 +73,10 @@ class _InfrastructureRetry(BaseRetryStrategy):
 def apply_schema(url: str) -> None:
     """Create procrastinate's tables in `url`'s database unless they are there; safe when
     several workers and doors start together (an advisory lock serialises them)."""
-    from plangate.runs.postgres import connect_checked
+    from plangate.runs.postgres import connect_checked, setup_lock
 
     with connect_checked(url) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        setup_lock(conn, _SCHEMA_LOCK)
         try:
             row = conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
             if row is None or row[0] is None:
