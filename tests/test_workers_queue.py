@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from _support import plangate
 
+from plangate import PlangateGraph, get_trace
 from plangate.project import reader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +97,7 @@ class Cluster:
         self.folder = folder
         self.url = url
         self.workers: list[subprocess.Popen[str]] = []
+        self._reader: PlangateGraph | None = None
         self.env = {**os.environ, "PLANGATE_TEST_LEDGER": url, "PYTHONPATH": _pythonpath()}
 
     def start_worker(self) -> subprocess.Popen[str]:
@@ -118,9 +120,18 @@ class Cluster:
         with psycopg.connect(self.url, autocommit=True) as conn:
             return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
 
+    @property
+    def reader(self) -> PlangateGraph:
+        if self._reader is None:
+            self._reader = reader(self.url)
+        return self._reader
+
+    def trace(self, thread: str) -> list[str]:
+        return [e["type"] for e in get_trace(self.reader, {"configurable": {"thread_id": thread}})]
+
     def state(self, thread: str) -> tuple[dict[str, Any], int]:
         """A run's values and how many requests it waits on."""
-        snapshot = reader(self.url).get_state({"configurable": {"thread_id": thread}})
+        snapshot = self.reader.get_state({"configurable": {"thread_id": thread}})
         return dict(snapshot.values), len(snapshot.interrupts)
 
     def wait_for(self, what: str, check: Any, timeout: float = 60.0) -> None:
@@ -212,7 +223,7 @@ def test_an_unanswered_request_expires_once_by_the_periodic_backstop(cluster: Cl
     started = cluster.plangate("run", "q-0.json", "--thread", "late-0", "--profile", "short")
     assert started.returncode == 0, started.stderr
     cluster.wait_for("late-0 to finish", lambda: "result" in cluster.state("late-0")[0], 30)
-    events = [e["type"] for e in cluster.state("late-0")[0]["trace"]]
+    events = cluster.trace("late-0")
     assert events.count("approval_timeout") == 1, events
     assert cluster.query("SELECT 1 FROM calls WHERE thread = 'q-0' AND step = 'commit'") == []
     # Started once, closed once: two jobs, both done.
