@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,18 +245,26 @@ def test_runs_go_on_on_any_worker_and_a_killed_worker_s_step_acts_once(cluster: 
         assert "queued" in queued.stdout
     for item in THREADS:
         cluster.wait_for(f"{item} to wait", lambda item=item: cluster.state(item)[1] == 1)
-    for item in THREADS:
-        approved = cluster.plangate("approve", item, "--approver", "lee")
-        assert approved.returncode == 0, approved.stderr
-        assert "queued" in approved.stdout
-        assert "Approving" in approved.stdout
+    approvals: list[subprocess.CompletedProcess[str]] = []
 
+    def approve_all() -> None:  # while the test watches for a call in flight
+        for item in THREADS:
+            approvals.append(cluster.plangate("approve", item, "--approver", "lee"))
+
+    approving = threading.Thread(target=approve_all)
+    approving.start()
     victim = cluster.workers[0]
-    mid_call = "SELECT 1 FROM calls WHERE pid = %s AND ended IS NULL"
+    mid_call = "SELECT 1 FROM calls WHERE pid = %s AND ended IS NULL AND step = 'commit'"
     cluster.wait_for("a call in flight on the first worker", lambda: cluster.query(mid_call, victim.pid))
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     cluster.start_worker()
+    approving.join(120)
+    for approved in approvals:
+        assert approved.returncode == 0, approved.stderr
+        assert "queued" in approved.stdout
+        assert "Approving" in approved.stdout
+    assert len(approvals) == len(THREADS)
 
     def all_finished() -> bool:
         return all("result" in cluster.state(item)[0] for item in THREADS)

@@ -24,7 +24,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from procrastinate import App, BaseRetryStrategy, PsycopgConnector, RetryStrategy
+from procrastinate import App, BaseRetryStrategy, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.jobs import Job
 from procrastinate.retry import RetryDecision
 
@@ -111,11 +111,15 @@ def worker_app(project: Project, *, drains: Drains | None = None) -> App:
             runner.append(GoOn(db, project, drains or Drains()))
         return runner[0]
 
-    @app.task(name=GO_ON, queue=QUEUE, retry=_InfrastructureRetry(settings))
+    @app.task(name=GO_ON, queue=QUEUE, retry=_InfrastructureRetry(settings), pass_context=True)
     def go_on(
-        thread: str, resume: dict[str, Any] | None = None, start: RunStart | None = None
+        context: JobContext,
+        thread: str,
+        resume: dict[str, Any] | None = None,
+        start: RunStart | None = None,
     ) -> str:
-        outcome = going_on()(thread, resume, start)
+        retried = context.job.attempts > 0
+        outcome = going_on()(thread, resume, start, retried=retried)
         if outcome == "drained":  # the worker stops: the rest of the run in another job
             go_on.configure(lock=lock_of(thread)).defer(thread=thread)
         return outcome

@@ -17,10 +17,10 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
-from langgraph.types import Command
+from langgraph.types import Command, StateSnapshot
 from typing_extensions import TypedDict
 
-from plangate.errors import AdapterError, PlangateUsageError, ResumeConflict
+from plangate.errors import AdapterError, PlangateUsageError, ResumeConflict, UnknownThread
 from plangate.identity._gate import STARTED_BY
 from plangate.project import Project, RunSetup
 from plangate.runs.guarded_graph import PlangateGraph
@@ -120,9 +120,16 @@ class GoOn:
         thread: str,
         resume: Mapping[str, Any] | None = None,
         start: RunStart | None = None,
+        *,
+        retried: bool = False,
     ) -> str:
         """Go on with `thread` until it pauses or ends; returns where it stands (`waiting`,
         `finished`, `drained`).
+
+        A job tried again (`retried`: its worker died, or the infrastructure failed it) may
+        find that an earlier attempt got further: its decision applied, its run started. It
+        then goes on from where the run stands, as a resume of a stopped run does, and does
+        nothing to a run that waits or has finished.
 
         Raises:
             What the graph refuses the run with (see `is_refusal`), and `ResumeConflict`.
@@ -131,14 +138,20 @@ class GoOn:
         value: Any = None if resume is None else Command(resume=dict(resume))
         existing = self._existing(thread)
         if existing is not None:
-            graph = existing
+            graph, snapshot = existing
+            waiting = {i.id for i in snapshot.interrupts}
+            taken = resume is not None and retried and not waiting & set(resume)
+            if start is not None or taken:  # an earlier attempt of this job got this far
+                if waiting:
+                    return "waiting"
+                if snapshot.values.get("result") is not None:
+                    return "finished"
+                value = None
         elif start is not None:
             graph, value = self._starting(start), {"plan": start["plan"]}
             if start["started_by"]:
                 config["metadata"] = {STARTED_BY: start["started_by"]}
         else:
-            from plangate.errors import UnknownThread
-
             raise UnknownThread(thread)
         control = RunControl()
         self.drains.add(control)
@@ -150,18 +163,16 @@ class GoOn:
             return "drained"
         finally:
             self.drains.discard(control)
-        snapshot = graph.get_state(config)
-        return "waiting" if snapshot.interrupts else "finished"
+        return "waiting" if graph.get_state(config).interrupts else "finished"
 
-    def _existing(self, thread: str) -> PlangateGraph | None:
-        """The graph `thread` goes on with, in its own project and setup; `None` for a thread
-        nobody started yet. A start whose thread exists was started by an earlier attempt of
-        the same job (a door refuses a thread in use): it goes on from where it stopped."""
+    def _existing(self, thread: str) -> tuple[PlangateGraph, StateSnapshot] | None:
+        """The graph `thread` goes on with, in its own project and setup, and its state;
+        `None` for a thread nobody started yet."""
         snapshot = self.reader.get_state({"configurable": {"thread_id": thread}})
         if not snapshot.values and not snapshot.next:
             return None
         setup = RunSetup.of(snapshot)
-        return self.graph(setup, setup.project_for(self.db, self._own(setup)))
+        return self.graph(setup, setup.project_for(self.db, self._own(setup))), snapshot
 
     def _own(self, setup: RunSetup) -> Project | None:
         """This worker's project for runs that started in it (or in no file: the demo)."""
