@@ -8,6 +8,7 @@ runs no worker."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -51,7 +52,7 @@ def _call(step: str, item: str, config: RunnableConfig) -> dict:
             "VALUES (%s, %s, %s, %s, clock_timestamp()) RETURNING id",
             (item, step, key, os.getpid()),
         ).fetchone()
-        time.sleep(0.2)
+        time.sleep(0.3)
         conn.execute(
             "INSERT INTO effects (key, thread, step) VALUES (%s, %s, %s) "
             "ON CONFLICT (key) DO NOTHING",
@@ -86,7 +87,12 @@ def plan(item: str) -> dict[str, Any]:
                 "args": {"item": item},
                 "depends_on": ["stage"],
             },
-            {"id": "finish", "tool": "work.finish", "args": {"item": item}, "depends_on": ["commit"]},
+            {
+                "id": "finish",
+                "tool": "work.finish",
+                "args": {"item": item},
+                "depends_on": ["commit"],
+            },
         ],
     }
 
@@ -172,7 +178,7 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "workers: {heartbeat_seconds: 0.5, stall_seconds: 3, retries: 3, "
         "retry_backoff_seconds: 1, sweep_every_seconds: 1}\n"
     )
-    for item in THREADS:
+    for item in [*THREADS, "bad-0", "late-0"]:
         (folder / f"{item}.json").write_text(json.dumps(plan(item)))
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(
@@ -195,7 +201,7 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def test_a_bad_decision_is_refused_at_once_and_queues_nothing(cluster: Cluster) -> None:
     """`approve --step` naming a step that does not wait: one line on stderr, exit 1, and no job
     is queued for the run (the run still waits)."""
-    started = cluster.plangate("run", "q-0.json", "--thread", "bad-0")
+    started = cluster.plangate("run", "bad-0.json", "--thread", "bad-0")
     assert started.returncode == 0, started.stderr
     assert "queued" in started.stdout
     cluster.wait_for("bad-0 to wait", lambda: cluster.state("bad-0")[1] == 1)
@@ -221,12 +227,12 @@ def test_a_worker_on_a_sqlite_project_is_refused_in_one_line(tmp_path: Path) -> 
 def test_an_unanswered_request_expires_once_by_the_periodic_backstop(cluster: Cluster) -> None:
     """A run under a profile whose requests last 2 s, left undecided: the sweep closes it once
     (one `approval_timeout`), `smb` skips the step (its tool never runs), and the run ends."""
-    started = cluster.plangate("run", "q-0.json", "--thread", "late-0", "--profile", "short")
+    started = cluster.plangate("run", "late-0.json", "--thread", "late-0", "--profile", "short")
     assert started.returncode == 0, started.stderr
     cluster.wait_for("late-0 to finish", lambda: "result" in cluster.state("late-0")[0], 30)
     events = cluster.trace("late-0")
     assert events.count("approval_timeout") == 1, events
-    assert cluster.query("SELECT 1 FROM calls WHERE thread = 'q-0' AND step = 'commit'") == []
+    assert cluster.query("SELECT 1 FROM calls WHERE thread = 'late-0' AND step = 'commit'") == []
     # Started once, closed once: two jobs, both done.
     assert sorted(status for _, status in cluster.go_on_jobs("late-0")) == [
         "succeeded",
@@ -253,11 +259,19 @@ def test_runs_go_on_on_any_worker_and_a_killed_worker_s_step_acts_once(cluster: 
 
     approving = threading.Thread(target=approve_all)
     approving.start()
-    victim = cluster.workers[0]
-    mid_call = "SELECT 1 FROM calls WHERE pid = %s AND ended IS NULL AND step = 'commit'"
-    cluster.wait_for("a call in flight on the first worker", lambda: cluster.query(mid_call, victim.pid))
+    by_pid = {process.pid: process for process in cluster.workers}
+    mid_call = "SELECT pid FROM calls WHERE ended IS NULL AND step = 'commit' AND pid = ANY(%s)"
+    rows: list[tuple[Any, ...]] = []
+
+    def in_flight() -> bool:
+        rows[:] = cluster.query(mid_call, list(by_pid))
+        return bool(rows)
+
+    cluster.wait_for("a commit in flight on a worker", in_flight)
+    victim = by_pid[rows[0][0]]
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
+    ((killed_at,),) = cluster.query("SELECT clock_timestamp()")
     cluster.start_worker()
     approving.join(120)
     for approved in approvals:
@@ -275,6 +289,15 @@ def test_runs_go_on_on_any_worker_and_a_killed_worker_s_step_acts_once(cluster: 
         assert result["status"] == "success", result
         assert [s["status"] for s in result["steps"]] == ["ok", "ok", "ok"], result
 
+    assert_acted_once(cluster, victim.pid, killed_at)
+    stuck = [job for job in cluster.go_on_jobs() if job[1] in ("todo", "doing", "failed")]
+    assert [j for j in stuck if not j[0].startswith("plangate:bad-")] == []
+    print(f"six runs through a killed worker in {time.monotonic() - began:.1f} s")
+
+
+def assert_acted_once(cluster: Cluster, victim: int, killed_at: Any) -> None:
+    """The ledger after the kill: one effect per idempotency key; the cut call ran again once,
+    on another worker, after the kill; no two calls of one thread at once."""
     calls = cluster.query(
         "SELECT thread, step, key, pid, started, ended FROM calls WHERE thread LIKE 'q-%%' "
         "ORDER BY started"
@@ -287,16 +310,18 @@ def test_runs_go_on_on_any_worker_and_a_killed_worker_s_step_acts_once(cluster: 
     # The killed call started and never ended; it ran again, with the same key, elsewhere.
     cut = [c for c in calls if c[5] is None]
     assert cut, "no call was cut short by the kill"
-    assert {c[3] for c in cut} == {victim.pid}
+    assert {c[3] for c in cut} == {victim}
     for thread, step, key, *_ in cut:
         again = [c for c in calls if c[2] == key and c[5] is not None]
-        assert len(again) == 1 and again[0][3] != victim.pid, (thread, step, calls)
-    # No two calls of one thread at once (a cut call ended when its worker died, before
-    # the stall limit handed the job over).
+        assert len(again) == 1, (thread, step, calls)
+        assert again[0][3] != victim
+        # Nothing of its thread ran beside it: what came after it started after the kill.
+        started = next(c[4] for c in calls if c[2] == key and c[5] is None)
+        later = [c for c in calls if c[0] == thread and c[4] > started]
+        assert later, "the cut call never ran again"
+        assert all(c[4] > killed_at for c in later), (killed_at, later)
+    # No two calls of one thread at once.
     for item in THREADS:
         ended = [c for c in calls if c[0] == item and c[5] is not None]
-        for before, after in zip(ended, ended[1:], strict=False):
+        for before, after in itertools.pairwise(ended):
             assert before[5] <= after[4], (item, before, after)
-    stuck = [job for job in cluster.go_on_jobs() if job[1] in ("todo", "doing", "failed")]
-    assert [j for j in stuck if not j[0].startswith("plangate:bad-")] == []
-    print(f"six runs through a killed worker in {time.monotonic() - began:.1f} s")
