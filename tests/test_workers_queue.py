@@ -325,3 +325,33 @@ def assert_acted_once(cluster: Cluster, victim: int, killed_at: Any) -> None:
         ended = [c for c in calls if c[0] == item and c[5] is not None]
         for before, after in itertools.pairwise(ended):
             assert before[5] <= after[4], (item, before, after)
+
+
+def test_a_first_sigterm_finishes_the_step_in_flight_and_queues_the_rest(cluster: Cluster) -> None:
+    """SIGTERM to the worker whose run is mid-call: the call ends and is kept, the worker exits
+    0 without starting the next step, and another worker finishes the run from there."""
+    item = "term-0"
+    (cluster.folder / f"{item}.json").write_text(json.dumps(plan(item)))
+    assert cluster.plangate("run", f"{item}.json", "--thread", item).returncode == 0
+    cluster.wait_for(f"{item} to wait", lambda: cluster.state(item)[1] == 1)
+    live = {p.pid: p for p in cluster.workers if p.poll() is None}
+    assert len(live) >= 2, "the test needs two live workers"
+    assert cluster.plangate("approve", item, "--approver", "lee").returncode == 0
+    mid_call = "SELECT pid FROM calls WHERE thread = %s AND step = 'commit' AND ended IS NULL"
+    rows: list[tuple[Any, ...]] = []
+
+    def in_flight() -> bool:
+        rows[:] = cluster.query(mid_call, item)
+        return bool(rows)
+
+    cluster.wait_for("the commit in flight", in_flight)
+    stopping = live[rows[0][0]]
+    stopping.send_signal(signal.SIGTERM)
+    assert stopping.wait(15) == 0
+    cluster.wait_for(f"{item} to finish", lambda: "result" in cluster.state(item)[0], 30)
+    assert cluster.state(item)[0]["result"]["status"] == "success"
+    calls = cluster.query("SELECT step, pid, ended FROM calls WHERE thread = %s", item)
+    assert sorted(step for step, _, _ in calls) == ["commit", "finish", "stage"]
+    assert all(ended is not None for _, _, ended in calls)  # nothing was cut short
+    assert next(pid for step, pid, _ in calls if step == "finish") != stopping.pid
+    assert [s for _, s in cluster.go_on_jobs(item)].count("succeeded") == 3  # start, decide, rest
