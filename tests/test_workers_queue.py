@@ -25,7 +25,15 @@ import pytest
 from _support import plangate
 
 from plangate import PlangateGraph, get_trace
-from plangate.project import reader
+from plangate.errors import (
+    AdapterError,
+    InvalidDecision,
+    NoPendingApproval,
+    ResumeConflict,
+    StaleDecision,
+)
+from plangate.project import Project, ProjectError, reader
+from plangate.workers import is_refusal
 
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = [f"q-{i}" for i in range(6)]
@@ -213,6 +221,31 @@ def test_a_bad_decision_is_refused_at_once_and_queues_nothing(cluster: Cluster) 
     assert "queued" not in refused.stdout
     assert cluster.go_on_jobs("bad-0") == jobs
     assert cluster.state("bad-0")[1] == 1
+
+
+@pytest.mark.parametrize(
+    ("workers", "message"),
+    [
+        ("{stall_seconds: 2, heartbeat_seconds: 2}", "workers: stall_seconds must be longer"),
+        ("{retries: -1}", "workers.retries:"),
+        ("{sweep_every: 5}", "workers.sweep_every:"),
+    ],
+)
+def test_a_mistaken_workers_section_is_named(tmp_path: Path, workers: str, message: str) -> None:
+    (tmp_path / "plangate.yaml").write_text(f"db: postgresql://h/db\nworkers: {workers}\n")
+    with pytest.raises(ProjectError, match=message):
+        Project.load(tmp_path)
+
+
+def test_refusals_fail_a_job_and_the_infrastructure_retries_it() -> None:
+    """What `is_refusal` says: the run stays as it was for a refusal; a conflict, a tool
+    source down or anything else (the database) is tried again."""
+    assert is_refusal(StaleDecision("t"))
+    assert is_refusal(NoPendingApproval("t"))
+    assert is_refusal(InvalidDecision("bad"))
+    assert not is_refusal(ResumeConflict("t"))
+    assert not is_refusal(AdapterError("down", source="billing"))
+    assert not is_refusal(psycopg.OperationalError("gone"))
 
 
 def test_a_worker_on_a_sqlite_project_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from plangate.errors import AdapterError, PlangateUsageError, ResumeConflict, Un
 from plangate.identity._gate import STARTED_BY
 from plangate.project import Project, RunSetup
 from plangate.runs.guarded_graph import PlangateGraph
+from plangate.runs.stored import EXPIRED_DECISION
 
 __all__ = ("Drains", "GoOn", "RunStart", "is_refusal")
 
@@ -51,6 +52,10 @@ def is_refusal(exc: BaseException) -> bool:
     if isinstance(exc, (ResumeConflict, AdapterError)):
         return False
     return isinstance(exc, PlangateUsageError)
+
+
+def _closes_expired(resume: Mapping[str, Any]) -> bool:
+    return all(value == EXPIRED_DECISION for value in resume.values())
 
 
 class Drains:
@@ -140,8 +145,11 @@ class GoOn:
         if existing is not None:
             graph, snapshot = existing
             waiting = {i.id for i in snapshot.interrupts}
-            taken = resume is not None and retried and not waiting & set(resume)
-            if start is not None or taken:  # an earlier attempt of this job got this far
+            # An expiry's closing queued twice (two sweeps before a worker took the first) is
+            # as harmless as a retried job: the requests it closes are closed already.
+            again = retried or (resume is not None and _closes_expired(resume))
+            taken = resume is not None and again and not waiting & set(resume)
+            if start is not None or taken:  # an earlier attempt or job got this far
                 if waiting:
                     return "waiting"
                 if snapshot.values.get("result") is not None:

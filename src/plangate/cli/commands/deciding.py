@@ -263,13 +263,18 @@ def _expired_run_closer(db: str, project: Project | None) -> CloseRun:
     going on under its own setup (profile, offline mode), printed as `plangate run` prints."""
     from langgraph.types import Command
 
+    from plangate.cli.commands.workers import queue, queued_project
     from plangate.cli.drive import drive
+    from plangate.cli.where import find_project
 
     graphs: dict[RunSetup, PlangateGraph] = {}
+    queued = queued_project(project or find_project(None, db)[0], db)
 
     def close(thread: str, closing: Mapping[str, dict[str, Any]]) -> ExitCode:
         count = f"{len(closing)} approvals" if len(closing) > 1 else "approval"
         say("", f"{thread}: {count} expired")
+        if queued is not None:  # `workers:` on: a worker closes them and goes on
+            return queue(queued, thread, dict(closing))
         run_graph, config, snapshot = existing_run(db, thread, project, graphs=graphs)
         return drive(
             run_graph, Command(resume=dict(closing)), config, db, steps=plan_steps(snapshot.values)
