@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import Any
 
@@ -324,7 +325,7 @@ def test_runs_go_on_on_any_worker_and_a_killed_worker_s_step_acts_once(cluster: 
 
     assert_acted_once(cluster, victim.pid, killed_at)
     stuck = [job for job in cluster.go_on_jobs() if job[1] in ("todo", "doing", "failed")]
-    assert [j for j in stuck if not j[0].startswith("plangate:bad-")] == []
+    assert [j for j in stuck if j[0].startswith("plangate:q-")] == []
     print(f"six runs through a killed worker in {time.monotonic() - began:.1f} s")
 
 
@@ -388,3 +389,26 @@ def test_a_first_sigterm_finishes_the_step_in_flight_and_queues_the_rest(cluster
     assert all(ended is not None for _, _, ended in calls)  # nothing was cut short
     assert next(pid for step, pid, _ in calls if step == "finish") != stopping.pid
     assert [s for _, s in cluster.go_on_jobs(item)].count("succeeded") == 3  # start, decide, rest
+
+
+def test_two_starts_in_one_thread_start_one_run(cluster: Cluster) -> None:
+    """Two `plangate run --thread dup-0` at once: one run starts; the other start is refused,
+    by the door (the thread exists) or by the worker (its job fails), and never runs a step."""
+    plans = []
+    for name in ("dup-a", "dup-b"):
+        (cluster.folder / f"{name}.json").write_text(json.dumps(plan(name)))
+        plans.append(f"{name}.json")
+    with ThreadPool(2) as pool:
+        done = pool.map(lambda p: cluster.plangate("run", p, "--thread", "dup-0"), plans)
+    queued = [d for d in done if d.returncode == 0]
+    assert queued, [d.stderr for d in done]
+    cluster.wait_for("dup-0 to wait", lambda: cluster.state("dup-0")[1] == 1)
+    cluster.wait_for(
+        "no dup-0 job left",
+        lambda: all(s in ("succeeded", "failed") for _, s in cluster.go_on_jobs("dup-0")),
+    )
+    jobs = [s for _, s in cluster.go_on_jobs("dup-0")]
+    assert sorted(jobs) == (["failed", "succeeded"] if len(queued) == 2 else ["succeeded"])
+    staged = cluster.query("SELECT thread FROM calls WHERE thread LIKE 'dup-%%'")
+    assert len(staged) == 1  # one run's first step, once
+    assert cluster.state("dup-0")[0]["plan"]["goal"] == f"commit {staged[0][0]}"

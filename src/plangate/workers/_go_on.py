@@ -20,20 +20,31 @@ from langgraph.runtime import RunControl
 from langgraph.types import Command, StateSnapshot
 from typing_extensions import TypedDict
 
-from plangate.errors import AdapterError, PlangateUsageError, ResumeConflict, UnknownThread
+from plangate.errors import (
+    AdapterError,
+    PlangateUsageError,
+    ResumeConflict,
+    UnknownThread,
+)
 from plangate.identity._gate import STARTED_BY
 from plangate.project import Project, RunSetup
 from plangate.runs.guarded_graph import PlangateGraph
+from plangate.runs.service import ThreadExists
 from plangate.runs.stored import EXPIRED_DECISION
 
-__all__ = ("Drains", "GoOn", "RunStart", "is_refusal")
+__all__ = ("START_ID", "Drains", "GoOn", "RunStart", "is_refusal")
 
 log = logging.getLogger("plangate.workers")
+
+START_ID = "plangate_start"
+"""The checkpoint metadata key of the start job a run was started by."""
 
 
 class RunStart(TypedDict):
     """What a `go_on` job that starts a run carries: the plan as `plangate run` validated it,
-    and the setup it checked (the project file, the profile, offline mode, fixtures)."""
+    the setup it checked (the project file, the profile, offline mode, fixtures), and an id of
+    its own that the run records, so that an attempt of the job tried again knows its run from
+    another one started in the same thread meanwhile."""
 
     plan: dict[str, Any]
     project: str
@@ -41,6 +52,7 @@ class RunStart(TypedDict):
     offline: bool
     fixtures: list[str]
     started_by: str | None
+    start_id: str
 
 
 def is_refusal(exc: BaseException) -> bool:
@@ -149,6 +161,8 @@ class GoOn:
             # as harmless as a retried job: the requests it closes are closed already.
             again = retried or (resume is not None and _closes_expired(resume))
             taken = resume is not None and again and not waiting & set(resume)
+            if start is not None and (snapshot.metadata or {}).get(START_ID) != start["start_id"]:
+                raise ThreadExists(thread)  # another start got there first
             if start is not None or taken:  # an earlier attempt or job got this far
                 if waiting:
                     return "waiting"
@@ -157,8 +171,9 @@ class GoOn:
                 value = None
         elif start is not None:
             graph, value = self._starting(start), {"plan": start["plan"]}
+            config["metadata"] = {START_ID: start["start_id"]}
             if start["started_by"]:
-                config["metadata"] = {STARTED_BY: start["started_by"]}
+                config["metadata"][STARTED_BY] = start["started_by"]
         else:
             raise UnknownThread(thread)
         control = RunControl()

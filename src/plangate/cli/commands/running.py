@@ -83,6 +83,7 @@ def run(
             "offline": offline,
             "fixtures": [str(Path(path).resolve()) for path in fixtures or ()],
             "started_by": user(),
+            "start_id": uuid.uuid4().hex,
         }
         raise typer.Exit(queue(queued, thread_id, start=start))
     # The graph records the run's setup itself (`Project.graph`).
