@@ -412,3 +412,44 @@ def test_two_starts_in_one_thread_start_one_run(cluster: Cluster) -> None:
     staged = cluster.query("SELECT thread FROM calls WHERE thread LIKE 'dup-%%'")
     assert len(staged) == 1  # one run's first step, once
     assert cluster.state("dup-0")[0]["plan"]["goal"] == f"commit {staged[0][0]}"
+
+
+OUTSIDE_THE_QUEUE = """
+import json, sys
+from plangate.project import Project
+from plangate.runs.checkpoint import open_checkpointer
+
+project = Project.load(".")
+graph = project.graph(checkpointer=open_checkpointer(project.db))
+plan = json.load(open(sys.argv[1]))
+graph.invoke({"plan": plan}, {"configurable": {"thread_id": sys.argv[2]}})
+"""
+
+
+def test_a_run_whose_process_died_outside_the_queue_is_picked_up(cluster: Cluster) -> None:
+    """A run started in a Python process of its own, killed with SIGKILL mid-call: the sweep of
+    stopped runs queues it, a worker goes on with it, the cut step runs again with the same key
+    (one effect), and the run comes to its approval."""
+    item = "gone-0"
+    (cluster.folder / f"{item}.json").write_text(json.dumps(plan(item)))
+    process = subprocess.Popen(
+        [sys.executable, "-c", OUTSIDE_THE_QUEUE, f"{item}.json", item],
+        cwd=cluster.folder,
+        env=cluster.env,
+    )
+    try:
+        mid_call = "SELECT 1 FROM calls WHERE thread = %s AND ended IS NULL AND pid = %s"
+        cluster.wait_for("its first call", lambda: cluster.query(mid_call, item, process.pid))
+    finally:
+        process.kill()
+        process.wait(10)
+    cluster.wait_for(f"{item} to wait", lambda: cluster.state(item)[1] == 1, 30)
+    calls = cluster.query(
+        "SELECT step, key, pid, ended FROM calls WHERE thread = %s ORDER BY id", item
+    )
+    assert [c[0] for c in calls] == ["stage", "stage"]
+    assert calls[0][1] == calls[1][1]  # the same idempotency key
+    assert calls[0][3] is None
+    assert calls[1][2] != process.pid
+    assert cluster.query("SELECT count(*) FROM effects WHERE thread = %s", item) == [(1,)]
+    assert [s for _, s in cluster.go_on_jobs(item)] == ["succeeded"]
