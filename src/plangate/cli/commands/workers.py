@@ -29,11 +29,14 @@ __all__ = ("queue", "queued_project", "run_project", "worker")
 def worker(
     *,
     concurrency: Annotated[
-        int, typer.Option(min=1, max=64, help="Runs that go on at once in this worker.")
+        int,
+        typer.Option(min=1, max=64, metavar="N", help="Runs that go on at once in this worker."),
     ] = 2,
     queues: Annotated[
         list[str] | None,
-        typer.Option("--queues", help="Queues to take jobs from (default: plangate's)."),
+        typer.Option(
+            "--queues", metavar="QUEUE", help="Queues to take jobs from (default: plangate's)."
+        ),
     ] = None,
     project: ProjectOption = None,
 ) -> None:
