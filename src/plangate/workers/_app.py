@@ -14,8 +14,10 @@ each without a lock (procrastinate #1408: a stalled-job sweep given one stalls i
 - `plangate.sweep_stopped`: runs whose process died between two steps outside the queue get a
   `go_on` (with `workers.sweep_stopped`).
 
-No task uses `queueing_lock` (#1446: retrying a stalled job whose queueing lock has a queued
-sibling raises and leaves it `doing`); the sweeps skip a thread with a job queued or running.
+A retry waits under the thread's lock on purpose: the thread's later jobs (a decision after a
+run the database failed) wait behind it, in order. No task uses `queueing_lock` (#1446:
+retrying a stalled job whose queueing lock has a queued sibling raises and leaves it `doing`);
+the sweeps skip a thread with a job queued or running.
 """
 
 from __future__ import annotations
