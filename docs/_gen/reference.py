@@ -202,6 +202,7 @@ def project_file_keys() -> str:
         ProjectFile,
         PythonMocks,
         PythonTools,
+        WorkersSettings,
     )
 
     return model_tables(
@@ -216,6 +217,7 @@ def project_file_keys() -> str:
             InboxSettings: "`inbox:`",
             IdentitySettings: "`identity:`",
             OidcSettings: "`identity.oidc:`",
+            WorkersSettings: "`workers:`",
         },
     )
 

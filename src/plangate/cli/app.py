@@ -29,6 +29,7 @@ from plangate.cli.commands import (
     project,
     reading,
     running,
+    workers,
 )
 from plangate.cli.output import (
     EXIT_HELP,
@@ -113,6 +114,7 @@ app.command()(maintenance.audit)
 app.command()(maintenance.prune)
 app.add_typer(identity.tokens, name="tokens")
 app.command()(project.serve)
+app.command()(workers.worker)
 app.command()(agents.mcp)
 
 

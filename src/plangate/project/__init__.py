@@ -61,6 +61,7 @@ from plangate.project._spec import (
     PythonMocks,
     PythonTools,
     ToolEntry,
+    WorkersSettings,
 )
 
 __all__ = (
@@ -83,6 +84,7 @@ __all__ = (
     "PythonTools",
     "RunSetup",
     "ToolEntry",
+    "WorkersSettings",
     "demo_root",
     "reader",
     "template",

@@ -24,7 +24,14 @@ from plangate.project._find import locate, template
 from plangate.project._graphs import project_graph
 from plangate.project._profiles import profiles_in, project_profile
 from plangate.project._read import check_prefixes, fingerprint, mcp_servers, read, validate
-from plangate.project._spec import PROJECT_FILE, IdentitySettings, MCPServer, MCPTools, ProjectFile
+from plangate.project._spec import (
+    PROJECT_FILE,
+    IdentitySettings,
+    MCPServer,
+    MCPTools,
+    ProjectFile,
+    WorkersSettings,
+)
 from plangate.project._tools import load_mocks, load_tools
 from plangate.runs.anchors import AnchorSink, FileAnchors, OtelAnchors
 from plangate.runs.checkpoint import is_postgres_url, sqlite_path
@@ -201,6 +208,32 @@ class Project:
                 str(exc).removeprefix("identity.signing_key: "),
                 key="identity.signing_key",
             ) from None
+
+    @property
+    def queued(self) -> bool:
+        """Whether runs of this project go on in the queue (`workers:`), not in the door."""
+        return self.spec.workers is not None
+
+    @property
+    def workers(self) -> WorkersSettings:
+        """The project's `workers:` settings, for a door that queues or a worker.
+
+        Raises:
+            ProjectError: The project has no `workers:`, or its database is not PostgreSQL
+                (the queue lives in it).
+        """
+        if self.spec.workers is None:
+            raise ProjectError(
+                self._file, "no workers: section", key="workers", hint="add `workers: {}`"
+            )
+        if not is_postgres_url(self.db):
+            raise ProjectError(
+                self._file,
+                "workers need a PostgreSQL database, and db is SQLite",
+                key="workers",
+                hint="set db: postgresql://... or remove workers:",
+            )
+        return self.spec.workers
 
     # -- profiles -----------------------------------------------------------------------
 

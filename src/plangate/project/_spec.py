@@ -226,6 +226,41 @@ class IdentitySettings(BaseModel):
     oidc: OidcSettings | None = None
 
 
+class WorkersSettings(BaseModel):
+    """`workers:` runs go on by themselves, in a queue on the project's PostgreSQL database
+    (`plangate worker`): every door checks a decision, then queues the run instead of running it.
+
+    Attributes:
+        heartbeat_seconds: How often a worker says it is alive.
+        stall_seconds: A worker silent this long is dead: its jobs go to another worker, and
+            the step in flight runs again with the same idempotency key.
+        retries: How many times a job that failed on the infrastructure (the database gone
+            away, another process holding the run) is tried again.
+        retry_backoff_seconds: The first wait before such a retry; each next one is longer.
+        sweep_stopped: Runs whose process died between two steps are queued to go on.
+        sweep_every_seconds: How often the sweeps run: expired requests, stalled jobs,
+            stopped runs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    heartbeat_seconds: float = Field(default=2.0, gt=0, le=300)
+    stall_seconds: float = Field(default=10.0, gt=0, le=3600)
+    retries: int = Field(default=5, ge=0, le=100)
+    retry_backoff_seconds: int = Field(default=2, ge=1, le=3600)
+    sweep_stopped: bool = True
+    sweep_every_seconds: int = Field(default=10, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _stall_after_heartbeat(self) -> WorkersSettings:
+        if not self.stall_seconds > self.heartbeat_seconds:
+            raise ValueError(
+                "stall_seconds must be longer than heartbeat_seconds: a live worker would "
+                "look dead between two heartbeats"
+            )
+        return self
+
+
 class ProjectFile(BaseModel):
     """What `plangate.yaml` holds; every key is optional.
 
@@ -245,6 +280,8 @@ class ProjectFile(BaseModel):
         inbox: Settings of the approvals inbox (`plangate serve`).
         identity: How people who start and decide runs are known (OpenID Connect, plangate's
             tokens), and the key their decisions are signed with; default: names as typed.
+        workers: Runs go on in a queue, on any machine running `plangate worker` (the
+            database must be PostgreSQL); default: each door runs the run itself.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -257,3 +294,4 @@ class ProjectFile(BaseModel):
     anchors: Anchors | None = None
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     identity: IdentitySettings | None = None
+    workers: WorkersSettings | None = None

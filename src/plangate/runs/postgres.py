@@ -8,6 +8,7 @@ extra stays optional.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = (
     "delete_pruned",
     "fetch_all",
     "open_postgres",
+    "setup_lock",
 )
 
 # What LangGraph's PostgreSQL saver expects of its connections.
@@ -59,9 +61,18 @@ def connect_checked(url: str) -> psycopg.Connection[Any]:
         ) from None
 
 
+def setup_lock(conn: psycopg.Connection[Any], key: int) -> None:
+    """Take the advisory lock `key` on `conn`, polling: a session that waits inside
+    `pg_advisory_lock` is a transaction in progress, and the `CREATE INDEX CONCURRENTLY` of the
+    setup that holds the lock waits for every such transaction to end, a deadlock PostgreSQL
+    does not see."""
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:  # type: ignore[index]
+        time.sleep(0.05)
+
+
 def open_postgres(url: str) -> PostgresSaver:
     with connect_checked(url) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+        setup_lock(conn, _SETUP_LOCK)
         pool: ConnectionPool[Any] = ConnectionPool(
             url, kwargs=_CONNECTION, min_size=1, max_size=POOL_SIZE, open=True
         )
@@ -72,7 +83,7 @@ def open_postgres(url: str) -> PostgresSaver:
 
 async def aopen_postgres(url: str) -> AsyncPostgresSaver:
     with connect_checked(url) as conn:  # a short sync connection: setup runs once per worker
-        conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+        setup_lock(conn, _SETUP_LOCK)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             url, kwargs=_CONNECTION, min_size=1, max_size=POOL_SIZE, open=False
         )

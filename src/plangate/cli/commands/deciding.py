@@ -34,7 +34,7 @@ from plangate.cli.where import (
 )
 from plangate.errors import PlangateError, PlangateUsageError
 from plangate.runs.checkpoint import shown_url
-from plangate.runs.stored import is_approval_request
+from plangate.runs.stored import is_approval_request, is_expired
 
 # LangGraph's graph machinery (through the drive loop, the graph and `Command`) is imported in
 # the commands that go on with a run: the commands that only read runs must not pay for it at
@@ -181,6 +181,15 @@ def _decide(
         say(f"{verb[decision['decision']]} {what_waits(request)} of run {thread}:")
         print_request(request, edited=decision.get("args"))
     first = bound.requests[0]
+    from plangate.cli.commands.workers import queue, queued_project, run_project
+
+    queued = queued_project(run_project(db, snapshot, project), db)
+    if queued is not None:  # `workers:` on: a worker goes on with it
+        code = queue(queued, thread, bound.resume)
+        if not every and is_expired(first, utc_now()):
+            say(f"Too late: the request expired at {first['expires_at']}; it is closed as expired.")
+            return ExitCode.EXPIRED
+        return code
     code = drive(
         graph,
         bound.command,
@@ -254,13 +263,18 @@ def _expired_run_closer(db: str, project: Project | None) -> CloseRun:
     going on under its own setup (profile, offline mode), printed as `plangate run` prints."""
     from langgraph.types import Command
 
+    from plangate.cli.commands.workers import queue, queued_project
     from plangate.cli.drive import drive
+    from plangate.cli.where import find_project
 
     graphs: dict[RunSetup, PlangateGraph] = {}
+    queued = queued_project(project or find_project(None, db)[0], db)
 
     def close(thread: str, closing: Mapping[str, dict[str, Any]]) -> ExitCode:
         count = f"{len(closing)} approvals" if len(closing) > 1 else "approval"
         say("", f"{thread}: {count} expired")
+        if queued is not None:  # `workers:` on: a worker closes them and goes on
+            return queue(queued, thread, dict(closing))
         run_graph, config, snapshot = existing_run(db, thread, project, graphs=graphs)
         return drive(
             run_graph, Command(resume=dict(closing)), config, db, steps=plan_steps(snapshot.values)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from plangate.cli.commands.workers import queue, queued_project, run_project
 from plangate.cli.options import (
     DbOption,
     FixturesOption,
@@ -29,6 +30,8 @@ from plangate.runs.checkpoint import open_checkpointer, shown_url
 # start-up, and every command module is imported to build the command line.
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
+
+    from plangate.workers import RunStart
 
 __all__ = ("resume", "run")
 
@@ -67,6 +70,22 @@ def run(
         f"database {shown_url(url)})"
     )
     steps = [step.id for step in parsed.steps]
+    queued = queued_project(where, url)
+    if queued is not None:  # `workers:` on: recorded in the queue, started on a worker
+        if graph.checkpointer.get_tuple({"configurable": {"thread_id": thread_id}}):  # type: ignore[union-attr]
+            from plangate.runs.service import ThreadExists
+
+            raise ThreadExists(thread_id)
+        start: RunStart = {
+            "plan": parsed.to_input(),
+            "project": str(where.file or ""),
+            "profile": profile,
+            "offline": offline,
+            "fixtures": [str(Path(path).resolve()) for path in fixtures or ()],
+            "started_by": user(),
+            "start_id": uuid.uuid4().hex,
+        }
+        raise typer.Exit(queue(queued, thread_id, start=start))
     # The graph records the run's setup itself (`Project.graph`).
     # On the database, the operating-system user is who started it, as nobody checked it.
     config: RunnableConfig = {
@@ -93,4 +112,7 @@ def resume(thread: ThreadArg, db: DbOption = None, project: ProjectOption = None
         raise UnknownThread(thread)
     require_stopped(thread, saved)  # as the inbox's Resume: the same rule, the same errors
     graph.reach(remaining_tools(snapshot))
+    queued = queued_project(run_project(db, snapshot, named), db)
+    if queued is not None:  # `workers:` on: a worker goes on with it
+        raise typer.Exit(queue(queued, thread))
     raise typer.Exit(drive(graph, None, config, db, steps=plan_steps(snapshot.values)))
