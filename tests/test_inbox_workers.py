@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,10 @@ import pytest
 from test_inbox import ServeProcess, start_serve
 from test_workers_queue import LEDGER_TOOLS, OUTSIDE_THE_QUEUE, Cluster, plan
 from test_workers_queue import _pythonpath as pythonpath
+
+from plangate.identity import Identity
+from plangate.project import Project
+from plangate.runs.service import RunService
 
 TOKEN = "inbox-workers-token"
 
@@ -207,3 +212,41 @@ def test_resume_of_a_stopped_run_is_queued(queued: QueuedInbox) -> None:
     assert calls[1][2] in queued.worker_pids
     assert calls[1][2] != queued.served.process.pid
     assert [s for _, s in cluster.go_on_jobs(thread)] == ["succeeded"]
+
+
+ANA: Identity = {
+    "subject": "u-ana",
+    "name": "Ana",
+    "email": "ana@example.com",
+    "groups": ["payments-leads"],
+    "verified_by": "oidc",
+}
+
+
+def test_a_verified_starter_s_signed_word_reaches_the_run_on_a_worker(
+    queued: QueuedInbox, tmp_path: Path
+) -> None:
+    """The run service (the inbox's and the MCP face's way in) starting a run for a verified
+    person, with `identity:` and workers on, queues the project's signed word for them; the
+    worker's run records them as verified, as a run started in the service's own process
+    does (`self_approval` reads it), not as a bare name."""
+    cluster = queued.cluster
+    folder = tmp_path / "signed"
+    folder.mkdir()
+    (folder / "ledger_tools.py").write_text(LEDGER_TOOLS)
+    (folder / "plangate.yaml").write_text(
+        f"db: {cluster.url}\nprofile: smb\ntools: [{{python: ledger_tools:toolkit}}]\n"
+        "identity: {signing_key: a-key-only-doors-and-graphs-hold}\n"
+        "workers: {heartbeat_seconds: 0.5, stall_seconds: 3, sweep_every_seconds: 1}\n"
+    )
+    service = RunService(cluster.url, project=Project.load(folder))
+    try:
+        started = service.start(plan=plan("in-ana"), thread="in-ana", caller=ANA)
+    finally:
+        service.close()
+    assert started.get("status") == "queued", started
+    cluster.wait_for("in-ana to wait", lambda: cluster.state("in-ana")[1] == 1)
+    run = cluster.state("in-ana")[0]["run"]
+    assert run["started_by"]["verified_by"] == "oidc", run["started_by"]
+    assert run["started_by"]["subject"] == "u-ana"
+    assert queued.pids("in-ana") <= queued.worker_pids
