@@ -250,3 +250,24 @@ def test_a_verified_starter_s_signed_word_reaches_the_run_on_a_worker(
     assert run["started_by"]["verified_by"] == "oidc", run["started_by"]
     assert run["started_by"]["subject"] == "u-ana"
     assert queued.pids("in-ana") <= queued.worker_pids
+
+
+def test_expire_watch_leaves_expiry_to_the_workers_in_one_line(queued: QueuedInbox) -> None:
+    """`plangate expire --watch` with workers on says, in one line, that the workers' sweep
+    closes expired approvals, and exits 0 at once instead of watching (a second sweep would
+    only queue the same closings again)."""
+    cluster = queued.cluster
+    done = subprocess.run(  # a watch that started would never end: the timeout fails it
+        [sys.executable, "-m", "plangate", "expire", "--watch", "--every", "1s"],
+        cwd=cluster.folder,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, done.stdout
+    assert lines[0].startswith("Workers on:"), lines
+    assert "Watching" not in done.stdout
