@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 from test_inbox import ServeProcess, start_serve
+from test_mcp_face import call, stdio_session
 from test_workers_queue import LEDGER_TOOLS, OUTSIDE_THE_QUEUE, Cluster, plan
 from test_workers_queue import _pythonpath as pythonpath
 
@@ -271,3 +272,21 @@ def test_expire_watch_leaves_expiry_to_the_workers_in_one_line(queued: QueuedInb
     assert len(lines) == 1, done.stdout
     assert lines[0].startswith("Workers on:"), lines
     assert "Watching" not in done.stdout
+
+
+async def test_a_plan_submitted_through_mcp_is_queued_and_starts_on_a_worker(
+    queued: QueuedInbox,
+) -> None:
+    """The MCP face goes through the same run service: `submit_plan` answers `queued` with the
+    job's id, a worker starts the run, and its calls run in a worker's process."""
+    cluster = queued.cluster
+    thread = "in-mcp"
+    async with stdio_session(cluster.folder, "--profile", "smb") as session:
+        submitted = await call(session, "submit_plan", plan=plan(thread), thread=thread)
+    assert submitted["status"] == "queued", submitted
+    assert isinstance(submitted["job"], int), submitted
+    assert "worker" in submitted["next"]
+    cluster.wait_for(f"{thread} to wait", lambda: cluster.state(thread)[1] == 1)
+    pids = queued.pids(thread)
+    assert pids, "no call was made"
+    assert pids <= queued.worker_pids, (pids, queued.worker_pids)
