@@ -286,7 +286,8 @@ def create_app(
         expire_every: While it serves, the inbox closes every approval that expires unanswered
             a moment after it expires (`plangate.watch_expiry`), looking at the database at
             least every `expire_every` seconds for requests made elsewhere; `None` leaves them
-            waiting (`plangate expire` closes them).
+            waiting (`plangate expire` closes them). With workers on in `project` (its
+            `workers:`, on `db`), no watch: the workers' periodic sweep closes them.
 
     Examples:
         >>> import uvicorn

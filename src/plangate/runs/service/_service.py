@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import Command
 
 from plangate._files import parse_document
 from plangate._time import utc_now
@@ -159,9 +159,8 @@ class RunService(RunReader):
             "decision": decision["decision"],
             "interrupt_id": interrupt_id,
         }
-        queued = self._queued(snapshot)
-        if queued is not None:  # the signed decision rides in the job, checked again there
-            taken["status"], taken["job"] = "queued", self._queue(queued, thread, bound.resume)
+        if self.queues:  # the signed decision rides in the job, checked again there
+            taken["status"], taken["job"] = "queued", self._queue(thread, bound.resume)
             return taken
         config = self._config(thread, started_by(snapshot))
         try:
@@ -183,9 +182,8 @@ class RunService(RunReader):
             run with (`ToolNotAvailable`, `ProfileMismatch`): the run stays paused.
         """
         snapshot = self._snapshot(thread)
-        queued = self._queued(snapshot)
-        if queued is not None:
-            return self._queue(queued, thread, dict(closing))
+        if self.queues:
+            return self._queue(thread, dict(closing))
         config = self._config(thread, started_by(snapshot))
         self._launch(thread, self._graph(self._setup(snapshot)), Command(resume=closing), config)
         return None
@@ -229,9 +227,8 @@ class RunService(RunReader):
         config = self._config(thread, started_by(snapshot))
         graph = self._graph(setup)
         graph.reach(remaining_tools(snapshot))
-        queued = self._queued(snapshot)
-        if queued is not None:  # a worker takes the run's lock and goes on with it
-            return {"thread": thread, "status": "queued", "job": self._queue(queued, thread)}
+        if self.queues:  # a worker takes the run's lock and goes on with it
+            return {"thread": thread, "status": "queued", "job": self._queue(thread)}
         # The graph takes the run's lock before it goes on: `ResumeConflict` if a process runs
         # it. A run that paused or finished between the read above and the lock is harmless to
         # go on with: given no input, it asks the same approval again, or does nothing.
@@ -290,10 +287,7 @@ class RunService(RunReader):
                 "start_id": uuid.uuid4().hex,
                 "starter": starter,
             }
-            started["status"], started["job"] = (
-                "queued",
-                self._queue(self.project, thread, start=start),
-            )
+            started["status"], started["job"] = "queued", self._queue(thread, start=start)
             return started
         self._launch(thread, graph, {"plan": parsed}, config)
         return started
@@ -364,26 +358,19 @@ class RunService(RunReader):
         _ = project.workers  # a SQLite database with workers: named, before anything is done
         return True
 
-    def _queued(self, snapshot: StateSnapshot) -> Project | None:
-        """The project whose queue a stored run goes on in, `None` to run it here. With workers
-        on, every run of the database goes to the service's queue, whatever project it
-        started in: a worker goes on with each in its own project (`GoOn`), and this process
-        never runs one."""
-        del snapshot  # the run's own project does not change where it goes on
-        return self.project if self.queues else None
-
-    @staticmethod
     def _queue(
-        project: Project,
+        self,
         thread: str,
         resume: Mapping[str, Any] | None = None,
         *,
         start: RunStart | None = None,
     ) -> int:
-        """Queue one `go_on` job for `thread` in `project`'s queue; its id."""
+        """Queue one `go_on` job for `thread` in the service's project's queue; its id. Every
+        run of the database goes there, whatever project it started in: a worker goes on
+        with each in its own project (`GoOn`), and this process never runs one."""
         from plangate.workers import queue_go_on
 
-        return queue_go_on(project, thread, resume, start=start)
+        return queue_go_on(self.project, thread, resume, start=start)
 
     def _claim(self, thread: str) -> None:
         """This process runs a thread once at a time (the graph's own lock covers the other
