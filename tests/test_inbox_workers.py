@@ -222,6 +222,13 @@ ANA: Identity = {
     "groups": ["payments-leads"],
     "verified_by": "oidc",
 }
+BEN: Identity = {
+    "subject": "u-ben",
+    "name": "Ben",
+    "email": "ben@example.com",
+    "groups": ["payments-leads"],
+    "verified_by": "oidc",
+}
 
 
 def test_a_verified_starter_s_signed_word_reaches_the_run_on_a_worker(
@@ -230,7 +237,8 @@ def test_a_verified_starter_s_signed_word_reaches_the_run_on_a_worker(
     """The run service (the inbox's and the MCP face's way in) starting a run for a verified
     person, with `identity:` and workers on, queues the project's signed word for them; the
     worker's run records them as verified, as a run started in the service's own process
-    does (`self_approval` reads it), not as a bare name."""
+    does (`self_approval` reads it), not as a bare name. A verified person's decision is
+    queued signed, and the worker's run records it as theirs."""
     cluster = queued.cluster
     folder = tmp_path / "signed"
     folder.mkdir()
@@ -243,13 +251,25 @@ def test_a_verified_starter_s_signed_word_reaches_the_run_on_a_worker(
     service = RunService(cluster.url, project=Project.load(folder))
     try:
         started = service.start(plan=plan("in-ana"), thread="in-ana", caller=ANA)
+        assert started.get("status") == "queued", started
+        cluster.wait_for("in-ana to wait", lambda: cluster.state("in-ana")[1] == 1)
+        run = cluster.state("in-ana")[0]["run"]
+        assert run["started_by"]["verified_by"] == "oidc", run["started_by"]
+        assert run["started_by"]["subject"] == "u-ana"
+        # Ben's decision, bound and signed by the service, is checked again on the worker.
+        snapshot = cluster.reader.get_state({"configurable": {"thread_id": "in-ana"}})
+        body = {"decision": "approve", "interrupt_id": snapshot.interrupts[0].id}
+        decided = service.decide("in-ana", body, caller=BEN)
     finally:
         service.close()
-    assert started.get("status") == "queued", started
-    cluster.wait_for("in-ana to wait", lambda: cluster.state("in-ana")[1] == 1)
-    run = cluster.state("in-ana")[0]["run"]
-    assert run["started_by"]["verified_by"] == "oidc", run["started_by"]
-    assert run["started_by"]["subject"] == "u-ana"
+    assert decided.get("status") == "queued", decided
+    cluster.wait_for(
+        "in-ana to finish", lambda: cluster.state("in-ana")[0].get("result") is not None, 30
+    )
+    result = cluster.state("in-ana")[0]["result"]
+    assert result["status"] == "success", result
+    (commit,) = [step for step in result["steps"] if step["step_id"] == "commit"]
+    assert commit["approval"]["identity"] == BEN, commit["approval"]
     assert queued.pids("in-ana") <= queued.worker_pids
 
 
