@@ -20,7 +20,7 @@ proxies would keep it.
 | GET | `/api/info` | the profiles a run can start under, the server's clock |
 | GET | `/api/pending` | every approval request waiting, real args included, with its run's goal |
 | GET | `/api/runs` | the most recently written runs (`?limit=50`) |
-| POST | `/api/runs` | start a plan: `{plan, profile, thread?, offline?, started_by?}` -> 201 |
+| POST | `/api/runs` | start a plan: `{plan, profile, thread?, offline?, started_by?}` -> 201, 202 |
 | GET | `/api/runs/{thread}` | the run view: steps, budget per tier, golden signals, waiting |
 | GET | `/api/runs/{thread}/trace` | the whole trace |
 | GET | `/api/runs/{thread}/events` | the trace live, as server-sent events (see `_events`) |
@@ -38,6 +38,12 @@ or `stopped` (its process died between two steps; `resume` goes on with it).
 While it serves, a thread of its own closes every approval that expires unanswered, a moment
 after it expires (`create_app(expire_every=...)`, see `plangate.watch_expiry`); the run goes on
 in the server as its profile's `on_expiry` says.
+
+With workers on (`workers:` in the project file, and the inbox on the project's database), the
+inbox runs no run itself: a start, a decision and a Resume are checked at once as above (a bad
+one refused with its status, nothing queued), then queued as one `go_on` job under the thread's
+lock, answered 202 with `status: queued` and the job's id; a `plangate worker` goes on with it.
+The inbox watches no expiry then: the workers' periodic sweep closes expired approvals.
 
 What leaves the decision path (the run view's steps, the trace, the event stream) is redacted as
 the run's profile says; only the waiting approvals carry the real arguments.
@@ -173,7 +179,7 @@ def _lifespan(
             name="plangate-expiry",
             daemon=True,  # never keeps a process from exiting; `stop` ends it first here
         )
-        if expire_every is not None:
+        if expire_every is not None and not service.queues:  # else the workers' sweep does it
             watcher.start()
         yield
         stop.set()
@@ -280,7 +286,8 @@ def create_app(
         expire_every: While it serves, the inbox closes every approval that expires unanswered
             a moment after it expires (`plangate.watch_expiry`), looking at the database at
             least every `expire_every` seconds for requests made elsewhere; `None` leaves them
-            waiting (`plangate expire` closes them).
+            waiting (`plangate expire` closes them). With workers on in `project` (its
+            `workers:`, on `db`), no watch: the workers' periodic sweep closes them.
 
     Examples:
         >>> import uvicorn
@@ -368,17 +375,18 @@ def create_app(
         return {"runs": service.runs(limit)}
 
     @app.post("/api/runs", status_code=201)
-    def start(request: Request, body: StartRequest) -> dict[str, Any]:
+    def start(request: Request, response: Response, body: StartRequest) -> dict[str, Any]:
         caller = _caller(request)
-        return dict(
-            service.start(
-                plan=body.plan,
-                profile=body.profile,
-                thread=body.thread or None,
-                offline=body.offline,
-                caller=caller or (unverified(body.started_by) if body.started_by else None),
-            )
+        started = service.start(
+            plan=body.plan,
+            profile=body.profile,
+            thread=body.thread or None,
+            offline=body.offline,
+            caller=caller or (unverified(body.started_by) if body.started_by else None),
         )
+        if started.get("status") == "queued":  # accepted: a worker starts it
+            response.status_code = 202
+        return dict(started)
 
     @app.get("/api/runs/{thread}")
     def run(thread: str) -> dict[str, Any]:
@@ -392,11 +400,11 @@ def create_app(
     def decide(
         thread: str, request: Request, body: Annotated[dict[str, Any], Body()]
     ) -> dict[str, Any]:
-        return {**service.decide(thread, body, caller=_caller(request)), "status": "running"}
+        return {"status": "running", **service.decide(thread, body, caller=_caller(request))}
 
     @app.post("/api/runs/{thread}/resume", status_code=202)
     def resume(thread: str) -> dict[str, Any]:
-        return {**service.resume(thread), "status": "running"}
+        return {"status": "running", **service.resume(thread)}
 
     @app.get("/api/runs/{thread}/events")
     async def events(

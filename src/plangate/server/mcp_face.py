@@ -231,9 +231,15 @@ class _Face:
                 offline=given.offline,
                 caller=unverified(started_by) if started_by else None,
             )
-            return self.service.status(started["thread"])
+            if started.get("status") == "queued":  # workers on: no run yet to show
+                return {
+                    **started,
+                    "next": "a plangate worker starts it; call run_status with wait_seconds "
+                    "to follow it once it has",
+                }
+            return _with_next(self.service.status(started["thread"]))
 
-        return _with_next(await anyio.to_thread.run_sync(start))
+        return await anyio.to_thread.run_sync(start)
 
     async def run_status(self, given: RunStatus) -> dict[str, Any]:
         view = await anyio.to_thread.run_sync(self.service.status, given.thread)

@@ -18,7 +18,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
 from langgraph.types import Command, StateSnapshot
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from plangate.errors import (
     AdapterError,
@@ -26,7 +26,7 @@ from plangate.errors import (
     ResumeConflict,
     UnknownThread,
 )
-from plangate.identity._gate import STARTED_BY
+from plangate.identity._gate import STARTED_BY, STARTER
 from plangate.project import Project, RunSetup
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.service import ThreadExists
@@ -53,6 +53,10 @@ class RunStart(TypedDict):
     fixtures: list[str]
     started_by: str | None
     start_id: str
+    starter: NotRequired[dict[str, Any] | None]
+    """A door's word for who starts it (`STARTER`: `{"identity", "assertion"}`, signed with
+    the project's key), when the door verified them (the inbox signed in); `plan_start`
+    checks it as it checks one given in a run's own process."""
 
 
 def is_refusal(exc: BaseException) -> bool:
@@ -174,6 +178,8 @@ class GoOn:
             config["metadata"] = {START_ID: start["start_id"]}
             if start["started_by"]:
                 config["metadata"][STARTED_BY] = start["started_by"]
+            if start.get("starter"):
+                config["metadata"][STARTER] = start["starter"]
         else:
             raise UnknownThread(thread)
         control = RunControl()

@@ -230,7 +230,9 @@ def expire(
     cannot go on with is printed as skipped, and stays paused. With --watch it goes on: each
     request is closed a moment after it expires, a skipped run is tried again at the next
     look, and Ctrl-C stops it (exit 0; Ctrl-C while a closed run goes on stops that run as it
-    would stop `plangate run`).
+    would stop `plangate run`). With `workers:` on, --watch says so in one line and exits 0:
+    the workers' periodic sweep closes expired approvals; without --watch, each closing is
+    queued for a worker.
     """
     from plangate.runs.expiry import sweep_expired, watch_expiry
 
@@ -242,7 +244,10 @@ def expire(
     if watch:
         require_db(db)  # a watch over a database no run has made yet would never see one
     graph = open_reader(db)
-    close = _expired_run_closer(db, named)
+    close, queued = _expired_run_closer(db, named)
+    if watch and queued:  # a second sweep would only queue the workers' closings again
+        say("Workers on: `plangate worker`'s periodic sweep closes expired approvals; no watch.")
+        return
     if not watch:
         if not _print_skipped(sweep_expired(graph, now=utc_now(), close=close)):
             say("No approval has expired.")
@@ -258,9 +263,10 @@ def expire(
         say("Stopped watching.")
 
 
-def _expired_run_closer(db: str, project: Project | None) -> CloseRun:
+def _expired_run_closer(db: str, project: Project | None) -> tuple[CloseRun, bool]:
     """Closes an expired run as `plangate expire` shows it: a line naming it, then the run
-    going on under its own setup (profile, offline mode), printed as `plangate run` prints."""
+    going on under its own setup (profile, offline mode), printed as `plangate run` prints;
+    and whether the runs are queued for workers instead (`workers:` on)."""
     from langgraph.types import Command
 
     from plangate.cli.commands.workers import queue, queued_project
@@ -280,7 +286,7 @@ def _expired_run_closer(db: str, project: Project | None) -> CloseRun:
             run_graph, Command(resume=dict(closing)), config, db, steps=plan_steps(snapshot.values)
         )
 
-    return close
+    return close, queued is not None
 
 
 def _print_skipped(closed: Iterator[tuple[str, Any]]) -> int:

@@ -215,7 +215,9 @@ def serve(
     """Serve the approvals inbox: a page and a JSON API over the database (plangate[server]).
 
     While it serves, it closes each approval that expires unanswered a moment after it expires
-    (--no-expire leaves them to `plangate expire`).
+    (--no-expire leaves them to `plangate expire`). With `workers:` in the project file, it
+    runs no run itself: it checks, then queues for `plangate worker`, whose sweep closes
+    expired approvals.
     """
     try:
         import uvicorn  # noqa: F401  (missing, it is the one-line "needs the server extra")
@@ -269,7 +271,12 @@ def serve(
             "Note: plain HTTP carries sign-ins and tokens in clear; serve beyond loopback only "
             "behind a TLS proxy (the session cookie is sent over HTTPS only)."
         )
-    if sweep is not None:
+    if inbox.state.service.queues:  # `workers:` on: the inbox runs nothing, sweeps nothing
+        say(
+            "Workers on: starts, decisions and resumes are queued for `plangate worker`; "
+            "its periodic sweep closes expired approvals, not this inbox."
+        )
+    elif sweep is not None:
         say(
             "Approvals that expire unanswered are closed as they expire (the database looked "
             f"at every {shown_duration(sweep)} at least; --no-expire leaves them waiting)."

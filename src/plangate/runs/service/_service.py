@@ -1,5 +1,7 @@
 """The acting side of the run service: starting runs, and going on with them after a decision,
-a resume or an expiry, in worker threads."""
+a resume or an expiry, in worker threads; or, with `workers:` on in the service's project, in
+its queue (`plangate.workers`): the service checks as it always does, then queues one `go_on`
+job under the thread's lock and never runs a graph in its own process."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
@@ -40,11 +42,19 @@ from plangate.runs.history import (
 )
 from plangate.runs.service._decisions import bind_decision
 from plangate.runs.service._reading import RunReader, thread_config
-from plangate.runs.service._views import STARTED_BY, DecisionTaken, RunStarted, started_by
+from plangate.runs.service._views import (
+    STARTED_BY,
+    DecisionTaken,
+    RunStarted,
+    started_by,
+)
 from plangate.runs.stored import (
     is_approval_request,
     run_state,
 )
+
+if TYPE_CHECKING:
+    from plangate.workers import RunStart
 
 __all__ = ("NotStopped", "RunService", "ThreadExists", "require_stopped")
 
@@ -52,6 +62,8 @@ log = logging.getLogger("plangate.server")
 
 # A door's word for who started a run is read once, as the run makes its first move.
 _STARTER_TTL = 300.0
+# A queued start's word waits for a worker to take the job, behind the queue's backlog.
+_QUEUED_STARTER_TTL = 86400.0
 _THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
 
@@ -142,6 +154,14 @@ class RunService(RunReader):
         )
         graph.reach(remaining_tools(snapshot))  # as `plangate approve`: a source down, 422
         ((interrupt_id, decision),) = bound.resume.items()
+        taken: DecisionTaken = {
+            "thread": thread,
+            "decision": decision["decision"],
+            "interrupt_id": interrupt_id,
+        }
+        if self.queues:  # the signed decision rides in the job, checked again there
+            taken["status"], taken["job"] = "queued", self._queue(thread, bound.resume)
+            return taken
         config = self._config(thread, started_by(snapshot))
         try:
             self._launch(thread, graph, bound.command, config)
@@ -150,25 +170,35 @@ class RunService(RunReader):
             if interrupt_id not in {i.id for i in self._snapshot(thread).interrupts}:
                 raise StaleDecision(thread) from None
             raise
-        return {"thread": thread, "decision": decision["decision"], "interrupt_id": interrupt_id}
+        return taken
 
-    def expire(self, thread: str, closing: Mapping[str, dict[str, Any]]) -> None:
+    def expire(self, thread: str, closing: Mapping[str, dict[str, Any]]) -> int | None:
         """Close a run's expired requests (`closing`: interrupt id -> `EXPIRED_DECISION`, as
-        `sweep_expired` finds them) and let it go on in the background, as a decision does.
+        `sweep_expired` finds them) and let it go on in the background, as a decision does;
+        with workers on, queue the closing and return the job's id (`None` when it runs here).
 
         Raises:
             UnknownThread, ResumeConflict (a process runs it), and what the graph refuses the
             run with (`ToolNotAvailable`, `ProfileMismatch`): the run stays paused.
         """
         snapshot = self._snapshot(thread)
+        if self.queues:
+            return self._queue(thread, dict(closing))
         config = self._config(thread, started_by(snapshot))
         self._launch(thread, self._graph(self._setup(snapshot)), Command(resume=closing), config)
+        return None
 
     def watch_expiry(self, *, every: float, stop: threading.Event) -> None:
         """Close the approvals of the database as they expire (`plangate.watch_expiry`), until
         `stop` is set; each run goes on in the background. Every run closed or refused is
         logged; a failure of the watch itself (the database gone away) is logged, and the
-        watch starts again `every` seconds later."""
+        watch starts again `every` seconds later.
+
+        With workers on (`queues`), it returns at once: the workers' periodic sweep closes
+        them, and a second sweep here would only queue the same closings again."""
+        if self.queues:
+            log.info("expiry: the workers' sweep closes expired approvals; no watch here")
+            return
         while not stop.is_set():
             try:
                 for thread, closed in watch_expiry(
@@ -197,6 +227,8 @@ class RunService(RunReader):
         config = self._config(thread, started_by(snapshot))
         graph = self._graph(setup)
         graph.reach(remaining_tools(snapshot))
+        if self.queues:  # a worker takes the run's lock and goes on with it
+            return {"thread": thread, "status": "queued", "job": self._queue(thread)}
         # The graph takes the run's lock before it goes on: `ResumeConflict` if a process runs
         # it. A run that paused or finished between the read above and the lock is harmless to
         # go on with: given no input, it asks the same approval again, or does nothing.
@@ -235,11 +267,30 @@ class RunService(RunReader):
             for step in parsed.steps:
                 graph.tools.get(step.tool)
         config = self._config(thread, shown_name(caller) if caller else None)
+        queued = self.queues
+        starter: dict[str, Any] | None = None
         if caller is not None and is_verified(caller) and graph.governance.signer is not None:
-            vouched = graph.governance.signer.assert_identity(caller, ttl=_STARTER_TTL)
-            config["metadata"][STARTER] = {"identity": caller, "assertion": vouched}
+            # A queued start is read when a worker takes it, maybe after a backlog: longer.
+            ttl = _QUEUED_STARTER_TTL if queued else _STARTER_TTL
+            vouched = graph.governance.signer.assert_identity(caller, ttl=ttl)
+            starter = {"identity": caller, "assertion": vouched}
+            config["metadata"][STARTER] = starter
+        started: RunStarted = {"thread": thread, "profile": setup.profile, "offline": offline}
+        if queued:
+            start: RunStart = {
+                "plan": parsed.to_input(),
+                "project": str(self.project.file or ""),
+                "profile": setup.profile,
+                "offline": offline,
+                "fixtures": [],
+                "started_by": config["metadata"].get(STARTED_BY),
+                "start_id": uuid.uuid4().hex,
+                "starter": starter,
+            }
+            started["status"], started["job"] = "queued", self._queue(thread, start=start)
+            return started
         self._launch(thread, graph, {"plan": parsed}, config)
-        return {"thread": thread, "profile": setup.profile, "offline": offline}
+        return started
 
     # -- before a run ----------------------------------------------------------------------
 
@@ -296,6 +347,30 @@ class RunService(RunReader):
         # The run's setup rides on its graph (`Project.graph`): the project it goes on in.
         metadata = {STARTED_BY: str(starter)} if starter else {}
         return {"configurable": {"thread_id": thread}, "metadata": metadata}
+
+    @property
+    def queues(self) -> bool:
+        """Whether runs of this service go on in its project's queue (`workers:` on, and the
+        service's database is the project's): then nothing runs in this process."""
+        project = self.project
+        if not project.queued or project.db != self.db:
+            return False
+        _ = project.workers  # a SQLite database with workers: named, before anything is done
+        return True
+
+    def _queue(
+        self,
+        thread: str,
+        resume: Mapping[str, Any] | None = None,
+        *,
+        start: RunStart | None = None,
+    ) -> int:
+        """Queue one `go_on` job for `thread` in the service's project's queue; its id. Every
+        run of the database goes there, whatever project it started in: a worker goes on
+        with each in its own project (`GoOn`), and this process never runs one."""
+        from plangate.workers import queue_go_on
+
+        return queue_go_on(self.project, thread, resume, start=start)
 
     def _claim(self, thread: str) -> None:
         """This process runs a thread once at a time (the graph's own lock covers the other

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.types import StateSnapshot
@@ -131,19 +131,25 @@ class RunView(TypedDict):
 
 
 class DecisionTaken(TypedDict):
-    """A decision the service took, the run going on with it (`RunService.decide`)."""
+    """A decision the service took, the run going on with it (`RunService.decide`); with
+    workers on, `status` is `queued` and `job` the id of the job that goes on with it."""
 
     thread: str
     decision: str
     interrupt_id: str
+    status: NotRequired[Literal["queued"]]
+    job: NotRequired[int]
 
 
 class RunStarted(TypedDict):
-    """A run the service started (`RunService.start`)."""
+    """A run the service started (`RunService.start`); with workers on, `status` is `queued`
+    and `job` the id of the job that starts it on a worker."""
 
     thread: str
     profile: str
     offline: bool
+    status: NotRequired[Literal["queued"]]
+    job: NotRequired[int]
 
 
 def started_by(latest: StateSnapshot | CheckpointTuple) -> str | None:
