@@ -23,7 +23,7 @@ from test_stored import HEAVY
 from test_workers_queue import Cluster
 
 from plangate.project import Project
-from plangate.workers import RunStart, queue_go_on
+from plangate.workers import RunStart, apply_schema, queue_go_on
 
 # `work.nap` sleeps as long as its plan says (a run a worker holds a while); `work.send` waits
 # for a person under `smb`.
@@ -301,3 +301,37 @@ def test_prune_removes_finished_jobs_past_its_cutoff_and_never_one_to_do(cluster
     assert (todo, "plangate:pr-todo", "todo") in left
     # What stays: the job to do, bad-0's retried one, and the runs' jobs not finished (none).
     assert {status for _, _, status in left} <= {"todo", "doing"}
+
+
+SERVED = """
+import json
+from plangate.integrations.langgraph_server import graph_from_env
+from plangate.project import Project
+from plangate.runs.checkpoint import open_checkpointer
+
+served = graph_from_env({})  # the folder's project, as `langgraph dev` serves it
+graph = served.copy(update={"checkpointer": open_checkpointer(Project.load(".").db)})
+config = {"configurable": {"thread_id": "srv-0"}}
+out = graph.invoke({"plan": json.load(open("send.json"))}, config)
+print("waits", len(out["__interrupt__"]))
+"""
+
+
+def test_a_run_langgraph_s_server_started_is_decided_through_the_queue(cluster: Cluster) -> None:
+    """The graph LangGraph's server serves, on the project's database (its `langgraph.json`
+    checkpointer), runs by itself even with `workers:` (the server is its own queue); the run it
+    paused is decided by `plangate approve`, which queues the decision, and a worker goes on
+    with it under the run's own project and profile: the state is the same checkpoints."""
+    apply_schema(cluster.url)  # the queue's tables, as a first worker makes them
+    started = python(cluster, "-c", SERVED)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.split() == ["waits", "1"]
+    assert job_rows(cluster, "srv-0") == []  # nothing was queued: the server's graph ran it
+    with worker(cluster):
+        approved = cluster.plangate("approve", "srv-0", "--approver", "lee")
+        assert approved.returncode == 0, approved.stderr
+        assert "queued" in approved.stdout
+        cluster.wait_for("srv-0 to finish", lambda: "result" in cluster.state("srv-0")[0], 30)
+    result = cluster.state("srv-0")[0]["result"]
+    assert (result["status"], result["approvals"][0]["approver"]) == ("success", "lee")
+    assert [s for _, s in job_rows(cluster, "srv-0")] == ["succeeded"]
