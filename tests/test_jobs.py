@@ -14,11 +14,12 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from _support import run_in
+from _support import plangate, run_in
 from test_stored import HEAVY
 from test_workers_queue import Cluster
 
@@ -335,3 +336,22 @@ def test_a_run_langgraph_s_server_started_is_decided_through_the_queue(cluster: 
     result = cluster.state("srv-0")[0]["result"]
     assert (result["status"], result["approvals"][0]["approver"]) == ("success", "lee")
     assert [s for _, s in job_rows(cluster, "srv-0")] == ["succeeded"]
+
+
+@pytest.mark.parametrize(
+    ("project_file", "says"),
+    [
+        ("db: sqlite:///runs.db\n", "Workers are off: the project file has no workers: section"),
+        ("db: sqlite:///runs.db\nworkers: {}\n", "Workers are off: they need a PostgreSQL"),
+    ],
+    ids=["no-workers", "sqlite"],
+)
+def test_jobs_without_workers_says_they_are_off(
+    tmp_path: Path, project_file: str, says: str
+) -> None:
+    (tmp_path / "plangate.yaml").write_text(project_file)
+    done = plangate(tmp_path, "jobs", "--failed")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 1, done.stdout
+    assert done.stdout.startswith(says)
+    assert not (tmp_path / "runs.db").exists()
