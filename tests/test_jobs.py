@@ -212,6 +212,10 @@ def test_jobs_lists_a_decision_a_worker_ran_without_its_arguments(cluster: Clust
         1,
     )
     assert row["queued_at"] is not None
+    newest = cluster.plangate("jobs", "--limit", "1").stdout.splitlines()
+    total = len(cluster.plangate("jobs", "--limit", "0").stdout.splitlines())
+    assert total >= 2
+    assert newest[1:] == [f"The newest 1 of {total}; --limit 0 lists them all."]
     # Only failed ones with --failed: none of dec-0's.
     assert "dec-0" not in cluster.plangate("jobs", "--failed").stdout
 

@@ -20,6 +20,7 @@ from plangate.runs.stored import EXPIRED_DECISION
 __all__ = (
     "NOTES_TABLE",
     "QueuedJob",
+    "count_jobs",
     "delete_finished_jobs",
     "job_kind",
     "list_jobs",
@@ -44,7 +45,7 @@ SELECT j.id, j.task_name, j.lock, j.args, j.status::text AS status, j.attempts, 
        (SELECT min(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) AS queued_at
 FROM procrastinate_jobs j LEFT JOIN plangate_jobs n ON n.job_id = j.id
 WHERE j.task_name LIKE 'plangate.%%' {where}
-ORDER BY j.id DESC
+ORDER BY j.id DESC LIMIT %(limit)s
 """
 
 
@@ -97,17 +98,40 @@ def _thread_of(lock: str | None) -> str | None:
     return lock[len(_PREFIX) :] if lock and lock.startswith(_PREFIX) else None
 
 
-def list_jobs(url: str, *, failed: bool = False) -> list[QueuedJob]:
-    """plangate's jobs in `url`'s queue, newest first (only the failed ones, if `failed`)."""
-    from psycopg.rows import dict_row
-
+def count_jobs(url: str, *, failed: bool = False) -> int:
+    """How many of plangate's jobs `url`'s queue holds (the failed ones, if `failed`)."""
     from plangate.runs.postgres import connect_checked
 
     with connect_checked(url) as conn:
         if not _has_queue(conn):
+            return 0
+        row = conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name LIKE 'plangate.%%' "
+            + ("AND status = 'failed'" if failed else "")
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def list_jobs(
+    url: str, *, failed: bool = False, job_id: int | None = None, limit: int | None = None
+) -> list[QueuedJob]:
+    """plangate's jobs in `url`'s queue, newest first: only the failed ones, if `failed`; only
+    job `job_id`, if given; the newest `limit` ones, if given."""
+    from psycopg.rows import dict_row
+
+    from plangate.runs.postgres import connect_checked
+
+    where = ("AND j.status = 'failed' " if failed else "") + (
+        "AND j.id = %(job)s" if job_id is not None else ""
+    )
+    with connect_checked(url) as conn:
+        if not _has_queue(conn):
             return []
-        where = "AND j.status = 'failed'" if failed else ""
-        rows = conn.cursor(row_factory=dict_row).execute(_JOBS.format(where=where)).fetchall()
+        rows = (
+            conn.cursor(row_factory=dict_row)
+            .execute(_JOBS.format(where=where), {"job": job_id, "limit": limit})
+            .fetchall()
+        )
     return [
         QueuedJob(
             id=row["id"],

@@ -22,6 +22,7 @@ from plangate.runs.checkpoint import shown_url
 if TYPE_CHECKING:
     from langgraph.types import StateSnapshot
 
+    from plangate.runs.queue import QueuedJob
     from plangate.workers import RunStart
 
 __all__ = ("jobs", "queue", "queued_project", "run_project", "worker")
@@ -106,18 +107,22 @@ def jobs(
         int | None,
         typer.Option("--retry", metavar="ID", help="Put the failed job ID back in the queue."),
     ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(min=0, metavar="N", help="List the newest N jobs; 0 lists them all."),
+    ] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     project: ProjectOption = None,
 ) -> None:
-    """List the project's queued jobs (`workers:`), newest first: id, thread, kind (start,
-    decision, resume, expiry, sweep), status, attempts, worker, when queued, and why a failed
-    one failed. A decision's arguments are never shown, only its kind.
+    """List the project's queued jobs (`workers:`), the newest 50 first: id, thread, kind
+    (start, decision, resume, expiry, sweep), status, attempts, worker, when queued, and why a
+    failed one failed. A decision's arguments are never shown, only its kind.
 
     --retry ID puts a failed job back in the queue: it runs again, after the jobs its thread
     has queued since (fix what failed it first: a profile, a tool source).
     """
     from plangate.runs.checkpoint import is_postgres_url
-    from plangate.runs.queue import list_jobs
+    from plangate.runs.queue import count_jobs, list_jobs
 
     found, _ = find_project(project, None)
     if found is None or not found.queued:
@@ -127,9 +132,9 @@ def jobs(
         say("Workers are off: they need a PostgreSQL database, and db is SQLite.")
         return
     if retry is not None:
-        _retry(found, retry, list_jobs(found.db))
+        _retry(found, retry, list_jobs(found.db, job_id=retry))
         return
-    listed = list_jobs(found.db, failed=failed)
+    listed = list_jobs(found.db, failed=failed, limit=limit or None)
     for job in listed:
         queued_at = job.queued_at.isoformat(timespec="seconds") if job.queued_at else None
         if as_json:
@@ -140,17 +145,21 @@ def jobs(
             f"attempts {job.attempts}  {job.worker or '-'}  queued {queued_at or '-'}"
         )
         say(line + (f"  error: {job.error}" if job.error else ""))
-    if not listed and not as_json:
+    if as_json:
+        return
+    if not listed:
         say("No failed job." if failed else "No job in the queue.")
+    elif limit and len(listed) == limit and (total := count_jobs(found.db, failed=failed)) > limit:
+        say(f"The newest {limit} of {total:,}; --limit 0 lists them all.")
 
 
-def _fields(job: Any) -> dict[str, Any]:
+def _fields(job: QueuedJob) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(job)
 
 
-def _retry(project: Project, job_id: int, listed: list[Any]) -> None:
+def _retry(project: Project, job_id: int, listed: list[QueuedJob]) -> None:
     """Put the failed job `job_id` back in the queue, or say in one line why not."""
     job = next((j for j in listed if j.id == job_id), None)
     if job is None:
