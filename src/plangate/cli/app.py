@@ -115,6 +115,7 @@ app.command()(maintenance.prune)
 app.add_typer(identity.tokens, name="tokens")
 app.command()(project.serve)
 app.command()(workers.worker)
+app.command()(workers.jobs)
 app.command()(agents.mcp)
 
 

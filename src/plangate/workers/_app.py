@@ -23,6 +23,7 @@ the sweeps skip a thread with a job queued or running.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,6 +33,7 @@ from procrastinate.retry import RetryDecision
 
 from plangate.errors import PlangateError
 from plangate.project import Project, WorkersSettings
+from plangate.runs.queue import NOTES_TABLE
 from plangate.workers._go_on import Drains, GoOn, RunStart, is_refusal
 
 __all__ = ("GO_ON", "QUEUE", "apply_schema", "lock_of", "worker_app")
@@ -85,8 +87,40 @@ def apply_schema(url: str) -> None:
                 from procrastinate.schema import SchemaManager
 
                 conn.execute(SchemaManager.get_schema().encode())
+            conn.execute(NOTES_TABLE)  # also in a database a worker of an older plangate made
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+
+
+def _note(app: App, job: int | None, column: str, value: str | None) -> None:
+    """Note a job's worker or error (`plangate_jobs`), for `plangate jobs` and `runs`; a note
+    that cannot be written (the database gone away) never fails the job."""
+    try:
+        app.connector.get_sync_connector().execute_query(
+            f"INSERT INTO plangate_jobs (job_id, {column}) VALUES (%(job)s, %(value)s) "
+            f"ON CONFLICT (job_id) DO UPDATE SET {column} = EXCLUDED.{column}",
+            job=job,
+            value=value,
+        )
+    except Exception as exc:
+        log.warning("job %s: could not note its %s: %s", job, column, exc)
+
+
+def _noting(app: App, context: JobContext, run: Callable[[], str]) -> str:
+    """`run()` for the job of `context`, its worker noted first, and its error if it fails."""
+    _note(app, context.job.id, "worker", context.worker_name)
+    try:
+        return run()
+    except Exception as exc:
+        _note(app, context.job.id, "error", _one_line(exc))
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    """`exc` as `plangate jobs` shows a failed job's error: its type and first line."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
 
 
 def _cron(seconds: int) -> str:
@@ -121,7 +155,7 @@ def worker_app(project: Project, *, drains: Drains | None = None) -> App:
         start: RunStart | None = None,
     ) -> str:
         retried = context.job.attempts > 0
-        outcome = going_on()(thread, resume, start, retried=retried)
+        outcome = _noting(app, context, lambda: going_on()(thread, resume, start, retried=retried))
         if outcome == "drained":  # the worker stops: the rest of the run in another job
             go_on.configure(lock=lock_of(thread)).defer(thread=thread)
         return outcome

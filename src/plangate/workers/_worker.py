@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Sequence
 
 from plangate.project import Project
@@ -34,7 +35,8 @@ def run_worker(
         project: Its `workers:` settings and PostgreSQL database.
         concurrency: Runs that go on at once in this process (each in a thread).
         queues: The queues to take jobs from (default: plangate's).
-        name: The worker's name in procrastinate's logs.
+        name: The worker's name in procrastinate's logs, `plangate jobs` and `plangate runs`
+            (default: `host:pid`).
 
     Raises:
         ProjectError: The project has no `workers:`, or its database is not PostgreSQL.
@@ -51,7 +53,7 @@ def run_worker(
                 app.run_worker_async(
                     concurrency=concurrency,
                     queues=list(queues or (QUEUE,)),
-                    name=name or f"plangate-{os.getpid()}",
+                    name=name or f"{socket.gethostname()}:{os.getpid()}",
                     install_signal_handlers=False,
                     update_heartbeat_interval=settings.heartbeat_seconds,
                     stalled_worker_timeout=settings.stall_seconds,

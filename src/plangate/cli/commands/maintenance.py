@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,6 +12,7 @@ from plangate.cli.options import AnchorsOption, DbOption, ProjectOption, ThreadA
 from plangate.cli.output import ExitCode, human_size, json_line, plural, say
 from plangate.cli.where import audited_run, find_project, open_reader
 from plangate.errors import PlangateUsageError
+from plangate.runs.checkpoint import is_postgres_url
 
 # The audit trail and pruning work on a graph (LangGraph's graph machinery), imported in the
 # command that uses it: every command module is imported to build the command line.
@@ -118,12 +119,15 @@ def prune(
     each one back as before, and a new plan on its thread continues its trace.
 
     Runs waiting for a decision and unfinished runs are never touched. On SQLite the file is
-    then compacted (VACUUM), which rewrites it once.
+    then compacted (VACUUM), which rewrites it once. With workers on (`workers:`), the queue's
+    finished jobs older than AGE go too (their arguments hold decisions): those of finished runs,
+    of threads gone, and the sweeps'; jobs to do or in progress stay.
     """
     from plangate.runs.prune import prune_runs
 
-    _, db = find_project(project, db)
-    report = prune_runs(open_reader(db), finished_before=finished_before, dry_run=dry_run)
+    found, db = find_project(project, db)
+    reader = open_reader(db)
+    report = prune_runs(reader, finished_before=finished_before, dry_run=dry_run)
     removes = "would remove" if dry_run else "removed"
     for run in report.runs:
         finished = run.finished_at.isoformat(timespec="seconds")
@@ -134,6 +138,30 @@ def prune(
     for thread in report.skipped:
         say(f"{thread}  skipped: another process runs it now")
     say(_prune_summary(report))
+    if found is not None and found.queued and found.db == db and is_postgres_url(db):
+        jobs = _prune_jobs(reader, db, finished_before=finished_before, dry_run=dry_run)
+        say(
+            f"{'Would remove' if dry_run else 'Removed'} {plural(jobs, 'finished job')} "
+            "of the queue (finished runs, threads gone, sweeps)."
+        )
+
+
+def _prune_jobs(reader: Any, db: str, *, finished_before: timedelta, dry_run: bool) -> int:
+    """Delete the queue's finished jobs older than the cutoff, of finished runs (pruned now or
+    before) and of threads gone: their arguments hold decisions. Jobs to do or in progress,
+    and those of runs not finished, stay."""
+    from plangate._time import parse_iso, utc_now
+    from plangate.runs.queue import delete_finished_jobs
+    from plangate.runs.stored import latest_checkpoints, run_state
+
+    cutoff = utc_now() - finished_before
+    kept: set[str] = set()
+    for thread, latest in latest_checkpoints(reader.checkpointer):
+        if run_state(latest) != "finished" or parse_iso(latest.checkpoint["ts"]) >= cutoff:
+            kept.add(thread)
+    return delete_finished_jobs(
+        db, before=cutoff, may_go=lambda thread: thread not in kept, dry_run=dry_run
+    )
 
 
 def _prune_summary(report: PruneReport) -> str:

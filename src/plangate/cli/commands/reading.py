@@ -38,7 +38,8 @@ from plangate.cli.where import (
 )
 from plangate.errors import PlangateError
 from plangate.identity import DecisionGate, unverified
-from plangate.project import RunSetup
+from plangate.project import Project, RunSetup
+from plangate.runs.checkpoint import is_postgres_url
 from plangate.runs.locks import run_locks
 from plangate.runs.stored import (
     FINISHED,
@@ -146,17 +147,31 @@ def runs(
     """List the runs that have not finished, newest first, each with what to do next.
 
     `stopped: plangate resume THREAD` (its process stopped mid-way: Ctrl-C, a crash),
-    `running` (another process runs it now), or `waiting` for an approval. Reads every run's
-    latest checkpoint, where `pending` reads only the waiting runs'.
+    `running` (another process runs it now), or `waiting` for an approval. With workers on
+    (`workers:`), a run with a job in the queue is `queued`, or `running on WORKER` while a
+    worker has it; a start no worker has taken yet is listed `queued`. Reads every run's latest
+    checkpoint, where `pending` reads only the waiting runs'.
     """
-    _, db = find_project(project, db)
+    found, db = find_project(project, db)
     saver = open_runs(db)
     locks = run_locks(saver)
     reread = rereader(db)
     flag = db_flag(db)
     now = utc_now()
     listed = 0
-    for thread, saved in latest_checkpoints(saver):
+    in_queue = _in_queue(found, db)
+    stored = list(latest_checkpoints(saver))
+    # A start no worker has taken yet has no checkpoint: the queue alone knows it.
+    known = {thread for thread, _ in stored}
+    for thread, state in in_queue.items():
+        if thread not in known:
+            listed += 1
+            say(f"{thread}  {state}")
+    for thread, saved in stored:
+        if thread in in_queue:
+            listed += 1
+            say(f"{thread}  {in_queue[thread]}")
+            continue
         status = run_status(saved, partial(locks.is_running, thread))
         if status in FINISHED:
             if not all_runs:
@@ -172,6 +187,16 @@ def runs(
         say(f"{thread}  {line}")
     if not listed:
         say("No run in the database." if all_runs else "No unfinished run.")
+
+
+def _in_queue(found: Project | None, db: str) -> dict[str, str]:
+    """With workers on (`workers:`, the project's PostgreSQL database): thread -> `queued` or
+    `running on WORKER`, read from the queue's tables with psycopg, not procrastinate."""
+    if found is None or not found.queued or found.db != db or not is_postgres_url(db):
+        return {}
+    from plangate.runs.queue import queued_runs
+
+    return queued_runs(db)
 
 
 def _waiting_line(

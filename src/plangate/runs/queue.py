@@ -1,0 +1,203 @@
+"""Runs: the workers' queue as the read commands see it (`plangate runs`, `jobs`, `prune`).
+
+The queue lives in procrastinate's tables in the project's PostgreSQL database
+(`plangate.workers`); these functions read and clean them with psycopg alone, so that a
+command that reads runs starts without importing procrastinate. `plangate_jobs` is plangate's
+own note of each job: the worker that took it and the error that failed it, one line
+(procrastinate keeps neither). A job's arguments may hold a decision with the args an
+approver edited: nothing here returns them, only the kind of job they make.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from plangate.runs.stored import EXPIRED_DECISION
+
+__all__ = (
+    "NOTES_TABLE",
+    "QueuedJob",
+    "count_jobs",
+    "delete_finished_jobs",
+    "job_kind",
+    "list_jobs",
+    "queued_runs",
+)
+
+JobKind = Literal["start", "decision", "resume", "expiry", "sweep"]
+
+NOTES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS plangate_jobs ("
+    "job_id bigint PRIMARY KEY REFERENCES procrastinate_jobs(id) ON DELETE CASCADE, "
+    "worker text, error text)"
+)
+"""plangate's note of each job it ran (created with procrastinate's schema)."""
+
+_PREFIX = "plangate:"
+_GO_ON = "plangate.go_on"
+_FINAL = ("succeeded", "failed", "cancelled", "aborted")
+_JOBS = """
+SELECT j.id, j.task_name, j.lock, j.args, j.status::text AS status, j.attempts, j.worker_id,
+       n.worker, n.error,
+       (SELECT min(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) AS queued_at
+FROM procrastinate_jobs j LEFT JOIN plangate_jobs n ON n.job_id = j.id
+WHERE j.task_name LIKE 'plangate.%%' {where}
+ORDER BY j.id DESC LIMIT %(limit)s
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuedJob:
+    """One job of plangate's tasks, as `plangate jobs` lists it (never its arguments).
+
+    Attributes:
+        id: procrastinate's job id (`plangate jobs --retry ID`).
+        thread: The run's thread (the job's lock), `None` for a sweep.
+        kind: `start`, `decision`, `resume` (a stopped run), `expiry` or `sweep`.
+        status: procrastinate's: `todo`, `doing`, `succeeded`, `failed`, `cancelled`, `aborted`.
+        attempts: How many times a worker took it.
+        worker: The worker that took it last (`host:pid`), if any.
+        queued_at: When it was queued.
+        error: Why it failed, one line (the last attempt's).
+    """
+
+    id: int
+    thread: str | None
+    kind: JobKind
+    status: str
+    attempts: int
+    worker: str | None
+    queued_at: datetime | None
+    error: str | None
+
+
+def job_kind(task: str, args: Mapping[str, Any]) -> JobKind:
+    """What a job of `task` with `args` does, without showing what its arguments hold."""
+    if task != _GO_ON:
+        return "sweep"
+    resume = args.get("resume")
+    if args.get("start") is not None:
+        return "start"
+    if resume is None:
+        return "resume"
+    if resume and all(value == EXPIRED_DECISION for value in resume.values()):
+        return "expiry"
+    return "decision"
+
+
+def _has_queue(conn: Any) -> bool:
+    row = conn.execute("SELECT to_regclass('procrastinate_jobs'), to_regclass('plangate_jobs')")
+    found = row.fetchone()
+    return found is not None and found[0] is not None and found[1] is not None
+
+
+def _thread_of(lock: str | None) -> str | None:
+    return lock[len(_PREFIX) :] if lock and lock.startswith(_PREFIX) else None
+
+
+def count_jobs(url: str, *, failed: bool = False) -> int:
+    """How many of plangate's jobs `url`'s queue holds (the failed ones, if `failed`)."""
+    from plangate.runs.postgres import connect_checked
+
+    with connect_checked(url) as conn:
+        if not _has_queue(conn):
+            return 0
+        row = conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name LIKE 'plangate.%%' "
+            + ("AND status = 'failed'" if failed else "")
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def list_jobs(
+    url: str, *, failed: bool = False, job_id: int | None = None, limit: int | None = None
+) -> list[QueuedJob]:
+    """plangate's jobs in `url`'s queue, newest first: only the failed ones, if `failed`; only
+    job `job_id`, if given; the newest `limit` ones, if given."""
+    from psycopg.rows import dict_row
+
+    from plangate.runs.postgres import connect_checked
+
+    where = ("AND j.status = 'failed' " if failed else "") + (
+        "AND j.id = %(job)s" if job_id is not None else ""
+    )
+    with connect_checked(url) as conn:
+        if not _has_queue(conn):
+            return []
+        rows = (
+            conn.cursor(row_factory=dict_row)
+            .execute(_JOBS.format(where=where), {"job": job_id, "limit": limit})
+            .fetchall()
+        )
+    return [
+        QueuedJob(
+            id=row["id"],
+            thread=_thread_of(row["lock"]),
+            kind=job_kind(row["task_name"], row["args"] or {}),
+            status=row["status"],
+            attempts=row["attempts"],
+            worker=row["worker"] or (f"worker {row['worker_id']}" if row["worker_id"] else None),
+            queued_at=row["queued_at"],
+            error=row["error"] if row["status"] == "failed" else None,
+        )
+        for row in rows
+    ]
+
+
+def queued_runs(url: str) -> dict[str, str]:
+    """Thread -> `queued`, or `running on WORKER`, for every run with a `go_on` job to do or
+    in progress, newest job first; `{}` where no worker ever made the queue."""
+    from plangate.runs.postgres import connect_checked
+
+    with connect_checked(url) as conn:
+        if not _has_queue(conn):
+            return {}
+        rows = conn.execute(
+            "SELECT j.lock, j.status::text, j.worker_id, n.worker FROM procrastinate_jobs j "
+            "LEFT JOIN plangate_jobs n ON n.job_id = j.id "
+            "WHERE j.task_name = %s AND j.status IN ('todo', 'doing') AND j.lock IS NOT NULL "
+            "ORDER BY j.id DESC",
+            (_GO_ON,),
+        ).fetchall()
+    found: dict[str, str] = {}
+    for lock, status, worker_id, worker in rows:
+        thread = _thread_of(lock)
+        if thread is None:
+            continue
+        if status == "doing":  # a thread's job in progress says more than those waiting
+            found[thread] = f"running on {worker or f'worker {worker_id}'}"
+        else:
+            found.setdefault(thread, "queued")
+    return found
+
+
+def delete_finished_jobs(
+    url: str, *, before: datetime, may_go: Callable[[str], bool], dry_run: bool = False
+) -> int:
+    """Delete plangate's jobs that finished (succeeded, failed, cancelled, aborted) before
+    `before`: the sweeps', and those of a thread `may_go` lets go (a finished run, a thread
+    gone). A job to do or in progress is never deleted. Returns how many went (or would).
+    """
+    from plangate.runs.postgres import connect_checked
+
+    with connect_checked(url) as conn:
+        if not _has_queue(conn):
+            return 0
+        rows = conn.execute(
+            "SELECT j.id, j.lock FROM procrastinate_jobs j "
+            "WHERE j.task_name LIKE 'plangate.%%' AND j.status::text = ANY(%s) "
+            "AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) < %s "
+            # A periodic task's last job is what procrastinate defers the next one from.
+            "AND NOT EXISTS (SELECT 1 FROM procrastinate_periodic_defers d WHERE d.job_id = j.id)",
+            (list(_FINAL), before),
+        ).fetchall()
+        going = [job for job, lock in rows if lock is None or may_go(_thread_of(lock) or lock)]
+        if going and not dry_run:
+            conn.execute(
+                "DELETE FROM procrastinate_jobs WHERE id = ANY(%s) AND status::text = ANY(%s)",
+                (going, list(_FINAL)),
+            )
+    return len(going)
