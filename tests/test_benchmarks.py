@@ -160,3 +160,22 @@ def test_prune_benchmark_smoke_run_prunes_every_run_and_shrinks_the_file(tmp_pat
     assert report["checkpoints_removed"] > 0
     assert report["bytes_after"] < report["bytes_before"]
     assert "| database size (MB) |" in done.stdout
+
+
+def test_workers_benchmark_smoke_run_prints_a_row_per_worker_count(postgres_server: str) -> None:
+    """Two runs on one worker, then two: a row each, with a recovery after the kill; its
+    databases are dropped afterwards."""
+    import psycopg
+
+    listed = "SELECT datname FROM pg_database WHERE datname LIKE 'plangate_bench_%'"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        before = conn.execute(listed).fetchall()
+    done = run_module(
+        "benchmarks.workers", "--workers", "1", "2", "--runs", "2", "--db", postgres_server
+    )
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| workers | decision to step start, p50 |")
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| 1", "| 2"]
+    assert all(row.endswith(" s |") for row in rows[1:])
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        assert conn.execute(listed).fetchall() == before
