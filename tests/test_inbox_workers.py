@@ -20,7 +20,13 @@ import psycopg
 import pytest
 from test_inbox import ServeProcess, start_serve
 from test_mcp_face import call, stdio_session
-from test_workers_queue import LEDGER_TOOLS, OUTSIDE_THE_QUEUE, Cluster, plan
+from test_workers_queue import (
+    LEDGER_TOOLS,
+    OUTSIDE_THE_QUEUE,
+    Cluster,
+    plan,
+    with_ledger_tools,
+)
 from test_workers_queue import _pythonpath as pythonpath
 
 from plangate.identity import Identity
@@ -66,10 +72,10 @@ class QueuedInbox:
 @pytest.fixture(scope="module")
 def queued(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueuedInbox]:
     folder = tmp_path_factory.mktemp("inbox-workers")
-    (folder / "ledger_tools.py").write_text(LEDGER_TOOLS)
+    with_ledger_tools(folder)
     # No sweep of stopped runs: a run stopped mid-way stays stopped until the inbox's Resume.
     (folder / "plangate.yaml").write_text(
-        f"db: {postgres_url}\nprofile: smb\ntools: [{{python: ledger_tools:toolkit}}]\n"
+        f"db: {postgres_url}\nprofile: smb\ntools: [{LEDGER_TOOLS}]\n"
         "workers: {heartbeat_seconds: 0.5, stall_seconds: 3, retries: 2, "
         "retry_backoff_seconds: 1, sweep_every_seconds: 1, sweep_stopped: false}\n"
     )
@@ -242,9 +248,9 @@ def test_a_verified_starter_s_signed_word_reaches_the_run_on_a_worker(
     cluster = queued.cluster
     folder = tmp_path / "signed"
     folder.mkdir()
-    (folder / "ledger_tools.py").write_text(LEDGER_TOOLS)
+    with_ledger_tools(folder)
     (folder / "plangate.yaml").write_text(
-        f"db: {cluster.url}\nprofile: smb\ntools: [{{python: ledger_tools:toolkit}}]\n"
+        f"db: {cluster.url}\nprofile: smb\ntools: [{LEDGER_TOOLS}]\n"
         "identity: {signing_key: a-key-only-doors-and-graphs-hold}\n"
         "workers: {heartbeat_seconds: 0.5, stall_seconds: 3, sweep_every_seconds: 1}\n"
     )

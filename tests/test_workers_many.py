@@ -34,7 +34,7 @@ import httpx
 import psycopg
 import pytest
 from test_inbox import ServeProcess, start_serve
-from test_workers_queue import Cluster
+from test_workers_queue import Cluster, with_ledger_tools
 from test_workers_queue import _pythonpath as pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,50 +49,11 @@ REQUEST_SECONDS = 6  # how long a late run's request lasts
 
 # Each call appends a row to `calls` as it starts and stamps it as it ends (the database's
 # clock, shared by every process); its effect goes to `effects` once per idempotency key.
-TOOLS = """
-import os, time
-import psycopg
-from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import StructuredTool
-from plangate import declare_action
-from plangate.nodes.tool_exec import IDEMPOTENCY_KEY
-
-URL = os.environ["PLANGATE_TEST_LEDGER"]
-
-
-def _call(step: str, item: str, config: RunnableConfig) -> dict:
-    key = config["metadata"][IDEMPOTENCY_KEY]
-    with psycopg.connect(URL, autocommit=True) as conn:
-        (call,) = conn.execute(
-            "INSERT INTO calls (thread, step, key, pid, started) "
-            "VALUES (%s, %s, %s, %s, clock_timestamp()) RETURNING id",
-            (item, step, key, os.getpid()),
-        ).fetchone()
-        time.sleep(0.2)
-        conn.execute(
-            "INSERT INTO effects (key, thread, step) VALUES (%s, %s, %s) "
-            "ON CONFLICT (key) DO NOTHING",
-            (key, item, step),
-        )
-        conn.execute("UPDATE calls SET ended = clock_timestamp() WHERE id = %s", (call,))
-    return {"step": step, "item": item}
-
-
-def _tool(step: str, action: str, irreversible: bool = False):
-    def call(item: str, config: RunnableConfig) -> dict:
-        return _call(step, item, config)
-
-    tool = StructuredTool.from_function(call, name=f"work.{step}", description=f"{step} an item")
-    return declare_action(tool, action=action, irreversible=irreversible)
-
-
-toolkit = [
-    _tool("stage", "read"),
-    _tool("check", "read"),
-    _tool("ship", "execute", irreversible=True),
-    _tool("finish", "read"),
-]
-"""
+TOOLS = (
+    "{python: ledger_tools:toolkit, args: {seconds: 0.2, steps: [{name: stage, action: read}, "
+    "{name: check, action: read}, {name: ship, action: execute, irreversible: true}, "
+    "{name: finish, action: read}]}}"
+)
 STEPS = ["stage", "check", "ship", "finish"]
 
 
@@ -151,13 +112,13 @@ class Many:
 @pytest.fixture(scope="module")
 def many(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Many]:
     folder = tmp_path_factory.mktemp("many")
-    (folder / "many_tools.py").write_text(TOOLS)
+    with_ledger_tools(folder)
     (folder / "profiles").mkdir()
     (folder / "profiles" / "pair.yaml").write_text(profile("pair", 86400))
     (folder / "profiles" / "late.yaml").write_text(profile("late", REQUEST_SECONDS))
     (folder / "plangate.yaml").write_text(
         f"db: {postgres_url}\nprofile: pair\nprofiles: profiles\n"
-        "tools: [{python: many_tools:toolkit}]\n"
+        f"tools: [{TOOLS}]\n"
         "workers: {heartbeat_seconds: 0.5, stall_seconds: 3, retries: 5, "
         "retry_backoff_seconds: 1, sweep_every_seconds: 1}\n"
     )

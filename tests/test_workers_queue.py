@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,45 +43,17 @@ THREADS = [f"q-{i}" for i in range(6)]
 # Each call appends a row to `calls` as it starts and stamps it as it ends (the database's clock,
 # shared by every process); its effect goes to `effects` once per idempotency key, as plangate's
 # contract asks of a tool: a step run again after a crash, with the same key, acts once.
-LEDGER_TOOLS = """
-import os, time
-import psycopg
-from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import StructuredTool
-from plangate import declare_action
-from plangate.nodes.tool_exec import IDEMPOTENCY_KEY
-
-URL = os.environ["PLANGATE_TEST_LEDGER"]
+LEDGER_TOOLS = (
+    "{python: ledger_tools:toolkit, args: {seconds: 0.3, steps: [{name: stage, action: read}, "
+    "{name: commit}, {name: finish, action: read}]}}"
+)
+"""The project's `tools:` entry: `work.stage`, `work.commit` (undeclared: the plan's `execute`
+asks under `smb`) and `work.finish`, each 0.3 s (`peers/ledger_tools.py`)."""
 
 
-def _call(step: str, item: str, config: RunnableConfig) -> dict:
-    key = config["metadata"][IDEMPOTENCY_KEY]
-    with psycopg.connect(URL, autocommit=True) as conn:
-        (call,) = conn.execute(
-            "INSERT INTO calls (thread, step, key, pid, started) "
-            "VALUES (%s, %s, %s, %s, clock_timestamp()) RETURNING id",
-            (item, step, key, os.getpid()),
-        ).fetchone()
-        time.sleep(0.3)
-        conn.execute(
-            "INSERT INTO effects (key, thread, step) VALUES (%s, %s, %s) "
-            "ON CONFLICT (key) DO NOTHING",
-            (key, item, step),
-        )
-        conn.execute("UPDATE calls SET ended = clock_timestamp() WHERE id = %s", (call,))
-    return {"step": step, "item": item}
-
-
-def _tool(step: str, action: str | None):
-    def call(item: str, config: RunnableConfig) -> dict:
-        return _call(step, item, config)
-
-    tool = StructuredTool.from_function(call, name=f"work.{step}", description=f"{step} an item")
-    return declare_action(tool, action=action) if action else tool
-
-
-toolkit = [_tool("stage", "read"), _tool("commit", None), _tool("finish", "read")]
-"""
+def with_ledger_tools(folder: Path) -> None:
+    """Put the ledger's toolkit (`peers/ledger_tools.py`) beside a project file in `folder`."""
+    shutil.copy(ROOT / "tests" / "peers" / "ledger_tools.py", folder)
 
 
 def plan(item: str) -> dict[str, Any]:
@@ -174,7 +147,7 @@ def _pythonpath() -> str:
 @pytest.fixture(scope="module")
 def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     folder = tmp_path_factory.mktemp("queued")
-    (folder / "ledger_tools.py").write_text(LEDGER_TOOLS)
+    with_ledger_tools(folder)
     (folder / "profiles").mkdir()
     smb = (ROOT / "src" / "plangate" / "profiles" / "smb.yaml").read_text()
     short = smb.replace("name: smb", "name: short").replace(
@@ -183,7 +156,7 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     (folder / "profiles" / "short.yaml").write_text(short)
     (folder / "plangate.yaml").write_text(
         f"db: {postgres_url}\nprofile: smb\nprofiles: profiles\n"
-        "tools: [{python: ledger_tools:toolkit}]\n"
+        f"tools: [{LEDGER_TOOLS}]\n"
         "workers: {heartbeat_seconds: 0.5, stall_seconds: 3, retries: 3, "
         "retry_backoff_seconds: 1, sweep_every_seconds: 1}\n"
     )
