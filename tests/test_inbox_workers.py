@@ -7,7 +7,6 @@ the inbox watches no expiry (the workers' sweep does)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from test_inbox import ServeProcess, start_serve
 from test_mcp_face import call, stdio_session
@@ -24,10 +22,11 @@ from test_workers_queue import (
     LEDGER_TOOLS,
     OUTSIDE_THE_QUEUE,
     Cluster,
+    make_ledger,
     plan,
     with_ledger_tools,
+    working,
 )
-from test_workers_queue import _pythonpath as pythonpath
 
 from plangate.identity import Identity
 from plangate.project import Project
@@ -79,34 +78,13 @@ def queued(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "workers: {heartbeat_seconds: 0.5, stall_seconds: 3, retries: 2, "
         "retry_backoff_seconds: 1, sweep_every_seconds: 1, sweep_stopped: false}\n"
     )
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE calls (id serial PRIMARY KEY, thread text, step text, key text, "
-            "pid int, started timestamptz, ended timestamptz)"
-        )
-        conn.execute("CREATE TABLE effects (key text PRIMARY KEY, thread text, step text)")
-    cluster = Cluster(folder, postgres_url)
-    # The server loads the project's tools too (to check plans): it needs the ledger's URL.
-    saved = {k: os.environ.get(k) for k in ("PLANGATE_TEST_LEDGER", "PYTHONPATH")}
-    os.environ.update(PLANGATE_TEST_LEDGER=postgres_url, PYTHONPATH=pythonpath())
-    served: ServeProcess | None = None
-    try:
-        cluster.start_worker()
-        cluster.start_worker()
+    make_ledger(postgres_url)
+    with working(Cluster(folder, postgres_url), workers=2) as cluster:
         served = start_serve(folder, token=TOKEN)
-        yield QueuedInbox(cluster, served)
-    finally:
-        if served is not None:
+        try:
+            yield QueuedInbox(cluster, served)
+        finally:
             served.stop()
-        for process in cluster.workers:
-            if process.poll() is None:
-                process.kill()
-            process.wait(10)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_serve_says_workers_do_the_expiry_in_one_line(queued: QueuedInbox) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -31,11 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from test_inbox import ServeProcess, start_serve
-from test_workers_queue import Cluster, with_ledger_tools
-from test_workers_queue import _pythonpath as pythonpath
+from test_workers_queue import Cluster, make_ledger, with_ledger_tools, working
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "many-workers-token"
@@ -124,33 +121,13 @@ def many(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )
     for item in THREADS:
         (folder / f"{item}.json").write_text(json.dumps(plan(item)))
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE calls (id serial PRIMARY KEY, thread text, step text, key text, "
-            "pid int, started timestamptz, ended timestamptz)"
-        )
-        conn.execute("CREATE TABLE effects (key text PRIMARY KEY, thread text, step text)")
-    cluster = Cluster(folder, postgres_url)
-    saved = {k: os.environ.get(k) for k in ("PLANGATE_TEST_LEDGER", "PYTHONPATH")}
-    os.environ.update(PLANGATE_TEST_LEDGER=postgres_url, PYTHONPATH=pythonpath())
-    served: ServeProcess | None = None
-    try:
-        for _ in range(3):
-            cluster.start_worker()
+    make_ledger(postgres_url)
+    with working(Cluster(folder, postgres_url), workers=3) as cluster:
         served = start_serve(folder, token=TOKEN)
-        yield Many(cluster, served)
-    finally:
-        if served is not None:
+        try:
+            yield Many(cluster, served)
+        finally:
             served.stop()
-        for process in cluster.workers:
-            if process.poll() is None:
-                process.kill()
-            process.wait(10)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def kill_terminal_run(cluster: Cluster) -> tuple[int, Any]:

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,39 @@ class Cluster:
         return [r for r in rows if thread is None or r[0] == f"plangate:{thread}"]
 
 
+def make_ledger(url: str) -> None:
+    """The ledger's tables (`peers/ledger_tools.py`), in the database at `url`."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE calls (id serial PRIMARY KEY, thread text, step text, key text, "
+            "pid int, started timestamptz, ended timestamptz)"
+        )
+        conn.execute("CREATE TABLE effects (key text PRIMARY KEY, thread text, step text)")
+
+
+@contextmanager
+def working(cluster: Cluster, *, workers: int) -> Iterator[Cluster]:
+    """`cluster` with `workers` worker processes, and the ledger's URL and this checkout's
+    source in this process's environment (for the processes it starts beside them, as
+    `plangate serve`); afterwards every worker is killed and the environment is as it was."""
+    saved = {key: os.environ.get(key) for key in ("PLANGATE_TEST_LEDGER", "PYTHONPATH")}
+    os.environ.update(PLANGATE_TEST_LEDGER=cluster.url, PYTHONPATH=_pythonpath())
+    try:
+        for _ in range(workers):
+            cluster.start_worker()
+        yield cluster
+    finally:
+        for process in cluster.workers:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _pythonpath() -> str:
     """This checkout's source first, so that the processes run the code under test."""
     return os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
@@ -162,22 +196,9 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     )
     for item in [*THREADS, "bad-0", "late-0"]:
         (folder / f"{item}.json").write_text(json.dumps(plan(item)))
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE calls (id serial PRIMARY KEY, thread text, step text, key text, "
-            "pid int, started timestamptz, ended timestamptz)"
-        )
-        conn.execute("CREATE TABLE effects (key text PRIMARY KEY, thread text, step text)")
-    found = Cluster(folder, postgres_url)
-    try:
-        found.start_worker()
-        found.start_worker()
+    make_ledger(postgres_url)
+    with working(Cluster(folder, postgres_url), workers=2) as found:
         yield found
-    finally:
-        for process in found.workers:
-            if process.poll() is None:
-                process.kill()
-            process.wait(10)
 
 
 def test_a_bad_decision_is_refused_at_once_and_queues_nothing(cluster: Cluster) -> None:
