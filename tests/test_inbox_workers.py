@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from test_identity import ANA, BEN
 from test_inbox import ServeProcess, start_serve
 from test_mcp_face import call, stdio_session
 from test_workers_queue import (
@@ -28,7 +29,6 @@ from test_workers_queue import (
     working,
 )
 
-from plangate.identity import Identity
 from plangate.project import Project
 from plangate.runs.service import RunService
 
@@ -197,22 +197,6 @@ def test_resume_of_a_stopped_run_is_queued(queued: QueuedInbox) -> None:
     assert calls[1][2] in queued.worker_pids
     assert calls[1][2] != queued.served.process.pid
     assert [s for _, s in cluster.go_on_jobs(thread)] == ["succeeded"]
-
-
-ANA: Identity = {
-    "subject": "u-ana",
-    "name": "Ana",
-    "email": "ana@example.com",
-    "groups": ["payments-leads"],
-    "verified_by": "oidc",
-}
-BEN: Identity = {
-    "subject": "u-ben",
-    "name": "Ben",
-    "email": "ben@example.com",
-    "groups": ["payments-leads"],
-    "verified_by": "oidc",
-}
 
 
 def test_a_verified_starter_s_signed_word_reaches_the_run_on_a_worker(
