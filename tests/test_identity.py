@@ -458,3 +458,14 @@ def test_each_vouched_user_keeps_their_own_approval_when_the_next_one_resumes(
     record = approval_of(graph)
     assert [a["identity"]["subject"] for a in record["approvals"]] == ["u-ana", "u-ben"]
     assert len(log.calls) == 1
+
+
+def test_a_signing_key_too_short_is_one_line_naming_the_key(demo: Path) -> None:
+    from plangate import ProjectError
+
+    project = Project.load(demo / "plangate.yaml", environ={"PLANGATE_SIGNING_KEY": "short"})
+    with pytest.raises(ProjectError) as refused:
+        _ = project.signer
+    assert "identity.signing_key" in str(refused.value)
+    assert "at least 16 characters" in str(refused.value)
+    assert "\n" not in str(refused.value)

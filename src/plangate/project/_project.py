@@ -200,14 +200,8 @@ class Project:
         """
         if self.identity is None:
             return None
-        try:
-            return DecisionSigner(self.identity.signing_key.encode())
-        except ValueError as exc:
-            raise ProjectError(
-                self._file,
-                str(exc).removeprefix("identity.signing_key: "),
-                key="identity.signing_key",
-            ) from None
+        # `IdentitySettings` has checked the key's length: at least 16 characters.
+        return DecisionSigner(self.identity.signing_key.encode())
 
     @property
     def queued(self) -> bool:
