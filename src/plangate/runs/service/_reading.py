@@ -130,7 +130,13 @@ class RunReader:
         return saved, snapshot
 
     def _status(self, thread: str, saved: CheckpointTuple) -> str:
-        """The run's status (`run_status`), from its latest checkpoint `saved`."""
+        """The run's status (`run_status`), from its latest checkpoint `saved`.
+
+        A `stopped` is read again by the callers: the run may have paused or ended and let go
+        of its lock between the read of `saved` and the look at its lock, and a pause adds its
+        interrupt to the same checkpoint id. Read after the lock was seen free, everything the
+        run wrote is there, so a second `stopped` is true.
+        """
         status = run_status(saved, lambda: self._held(thread))
         # A run this process goes on with now shows as running, though its latest checkpoint
         # may still be the pause a decision was taken at.
@@ -243,12 +249,9 @@ class RunReader:
         """The run view (see `run`) and how what leaves the decision path is shown in it."""
         stored = self._stored(thread)
         status = self._status(thread, stored.saved)
-        if status == "stopped":
-            # The run may have gone on, ended and let go of its lock between the read of its
-            # checkpoint and the look at its lock: stopped only if nothing newer was written.
-            again = self._stored(thread)
-            if _checkpoint_id(again.saved) != _checkpoint_id(stored.saved):
-                stored, status = again, self._status(thread, again.saved)
+        if status == "stopped":  # or paused or ended just now: see `_status`
+            stored = self._stored(thread)
+            status = self._status(thread, stored.saved)
         saved = stored.saved
         setup = RunSetup.of(saved)
         values = stored.values
@@ -318,18 +321,14 @@ class RunReader:
         again while a long run goes on. `status` is for a run that may stop without writing
         anything: its process dies between two steps."""
         saved = self._saved(thread)
+        now = self._status(thread, saved)
+        if now == "stopped":  # or paused or ended just now: see `_status`
+            saved = self._saved(thread)
+            now = self._status(thread, saved)
         latest = saved.config["configurable"].get("checkpoint_id")
         if latest == seen:
-            return seen, None, self._status(thread, saved) if status else None
-        return (
-            latest,
-            stored_trace_since(self._store, thread, seen),
-            self._status(thread, saved),
-        )
+            return seen, None, now if status else None
+        return latest, stored_trace_since(self._store, thread, seen), now
 
     def running(self, thread: str) -> bool:
         return thread in self._active
-
-
-def _checkpoint_id(saved: CheckpointTuple) -> str | None:
-    return saved.config["configurable"].get("checkpoint_id")
