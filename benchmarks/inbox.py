@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.systems import APPROVALS_PROFILE, _close, _config, noop
+from benchmarks.systems import APPROVALS_PROFILE, SEQUENTIAL_PROFILE, _close, _config, noop
 from plangate import build_graph, open_checkpointer, pending_approvals
 from plangate.runs.history import trace_since
 from plangate.runs.service import RunService
@@ -67,7 +67,8 @@ def follow(steps: int) -> tuple[float, float]:
     """Mean milliseconds per poll in the first and the last tenth of a `steps`-step run."""
     with tempfile.TemporaryDirectory() as tmp:
         saver = open_checkpointer(str(Path(tmp) / "follow.db"))
-        graph = build_graph({"bench.noop": noop}, profile="technical", checkpointer=saver)
+        # One step at a time, so that a poll after each step sees one step's events.
+        graph = build_graph({"bench.noop": noop}, profile=SEQUENTIAL_PROFILE, checkpointer=saver)
         config = _config("follow")
         plan = {
             "goal": "follow",

@@ -48,7 +48,7 @@ def test_every_profile_key_is_on_the_profile_page() -> None:
     page = reference.profile_keys()
     for model in _every_model(Profile):
         assert set(model.model_fields) <= _keys_on(page), model.__name__
-    assert "| `max_concurrency` | integer (at least 1, at most 256) | `8` |" in page
+    assert "| `max_concurrency` | integer (at least 1, at most 256) | `16` |" in page
     assert "## `RetryPolicy` {#retrypolicy}" in page
 
 

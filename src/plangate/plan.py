@@ -238,6 +238,9 @@ class Plan(BaseModel):
         state: dict[str, Any] = {"goal": self.goal, "steps": [stored_step(s) for s in self.steps]}
         if self.order is not None:
             state["order"] = self.order
+        followers = chain_followers(self.steps)
+        if followers is not None:
+            state["chained"] = followers
         return state
 
     @classmethod
@@ -412,3 +415,20 @@ def _cycle_among(remaining: list[PlanStep], placed: set[str]) -> list[PlanStep]:
         path.append(step)
         step = by_id[next(d for d in step.depends_on if d not in placed)]
     return path[seen[step.id] :]
+
+
+def chain_followers(steps: list[PlanStep]) -> list[int] | None:
+    """For each step, the index of the step that goes on from it in a chain, else -1: the one
+    step that depends on it, when that step depends on nothing else. `None` when no step has
+    one. Worked out once, when a run starts, so that a wave finds a chain in one look
+    (`budget_check` runs a chain of reads as one task, see `StepTask.lane`)."""
+    position = {step.id: n for n, step in enumerate(steps)}
+    dependents: list[list[int]] = [[] for _ in steps]
+    for n, step in enumerate(steps):
+        for dep in step.depends_on:
+            dependents[position[dep]].append(n)
+    followers = [
+        later[0] if len(later) == 1 and len(steps[later[0]].depends_on) == 1 else -1
+        for later in dependents
+    ]
+    return followers if any(n >= 0 for n in followers) else None

@@ -35,6 +35,7 @@ __all__ = (
     "BudgetUsage",
     "FailureContext",
     "GivenApproval",
+    "LaneStep",
     "PlanInput",
     "PlanReviewRequest",
     "PlanState",
@@ -235,6 +236,17 @@ class StepTask(TypedDict):
     approval: NotRequired[ApprovalRecord]
     # The run's span, for the step's own to name as its parent.
     telemetry: NotRequired[RunSpan]
+    # The steps of a chain of reads that go on from this one in the same task, each once the
+    # one before it ended `ok` (`budget_check` cleared and charged them as it does any step).
+    lane: NotRequired[list[LaneStep]]
+
+
+class LaneStep(TypedDict):
+    """A step of a `StepTask.lane`: what its own task would have held."""
+
+    index: int
+    step: str
+    telemetry: NotRequired[RunSpan]
 
 
 class StepReport(TypedDict):
@@ -250,7 +262,8 @@ class StepReport(TypedDict):
     outcome: NotRequired[StepOutcome]
     # The tool was called: the call counts against the budget.
     charged: NotRequired[bool]
-    # The call was not the one approved: the step is asked about again in the next wave.
+    # The step did not end and goes back to the next wave's `budget_check`: its call was not
+    # the one approved (it is asked about again), or the lane it was in stopped before it.
     recheck: NotRequired[bool]
 
 

@@ -18,6 +18,15 @@ resume).
 
 Each step that goes on is sent (a LangGraph `Send`) to `approval_interrupt` or `tool_exec`; the
 tasks of a wave run side by side, and `trace_emit` records the wave when all of them have ended.
+
+A wave is a LangGraph superstep, which ends when its slowest task does: the next step of a
+quick chain would wait for the slowest call beside it. So a read sent to `tool_exec` takes the
+chain of reads that goes on from it along in its task (`StepTask.lane`, at most `LANE_STEPS`):
+each step that depends on the one before it alone, and that step alone on it
+(`Plan.chained`). They are cleared and charged here, after the wave's own steps, as any step
+is; `tool_exec` runs each once the one before it ended `ok`, and hands the rest back untouched
+otherwise. Only reads: a task's calls are stored when it ends, so a crash runs the lane again,
+which an effect must never be.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from plangate.state import (
     ApprovalRecord,
     ApprovalRequest,
     BudgetUsage,
+    LaneStep,
     PlanState,
     ReviewGrant,
     RunCounters,
@@ -54,6 +64,10 @@ LOOKAHEAD = 256
 """How many steps past the first one that has not ended a wave looks at for ready steps. It
 bounds the work of every wave, however long the plan: a ready step further on waits until the
 steps before it end."""
+
+LANE_STEPS = 32
+"""The most steps of a chain one task runs after its own: it bounds how many reads a crash
+makes run again, and how long their trace events wait to be numbered."""
 
 
 def ready_steps(
@@ -97,6 +111,7 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
     closed: list[StepReport] = []
     sends: list[Send] = []
     running: list[str] = []
+    reads: list[StepTask] = []  # sent to `tool_exec`: each may take a chain along
     profile = governance.profile
     # `halt` promises that nothing listed after a failing step runs: any step may fail, so under
     # `on_error: halt` steps run one at a time.
@@ -129,13 +144,74 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
         asks = "request" in task
         sends.append(Send("approval_interrupt" if asks else "tool_exec", task))
         running.append(step.id)
+        if (
+            not asks
+            and "approval" not in task
+            and not governance.is_effect(step_links(steps[index]))
+        ):
+            reads.append(task)
         if asks and "halt" in (profile.on_reject, profile.expiry_policy):
             # Likewise nothing after a step that may be rejected, or expire, until it is decided.
             break
+    # After the wave's own steps are charged: a chain never takes the budget of a step of it.
+    chained: list[int] = state["plan"].get("chained") or []
+    for task in reads if chained else ():
+        lane, usage = _lane(
+            task["index"],
+            steps,
+            chained,
+            usage=usage,
+            run=run,
+            governance=governance,
+            listed=listed,
+        )
+        if lane:
+            task["lane"] = lane
+            running += [step_links(steps[entry["index"]]).id for entry in lane]
     update: dict[str, Any] = writer.update(running=running)
     if closed:
         update["wave"] = closed
     return Command(update=update, goto=sends or "trace_emit")
+
+
+def _lane(
+    head: int,
+    steps: list[Any],
+    chained: list[int],
+    *,
+    usage: BudgetUsage,
+    run: RunCounters,
+    governance: Governance,
+    listed: bool,
+) -> tuple[list[LaneStep], BudgetUsage]:
+    """The chain of reads that goes on from the read at `head` in its task, and the usage
+    with each of them charged. It stops at a step that is not a read, needs a person, may not
+    run, would exceed a budget tier, or (in listed order) is listed after an effect."""
+    lane: list[LaneStep] = []
+    at = head
+    while len(lane) < LANE_STEPS and (after := chained[at]) >= 0 and after - at <= LOOKAHEAD:
+        links = step_links(steps[after])
+        between = range(at + 1, after) if listed else range(0)
+        if governance.is_effect(links) or any(
+            governance.is_effect(step_links(steps[n])) for n in between
+        ):
+            break
+        step = step_from_state(steps[after])
+        tool = governance.tool(step.tool)
+        if (
+            tool is None
+            or not governance.profile.allows(step.tool)
+            or governance.policy(step).needs_approval
+            or exceeded_tier(usage, step, governance.profile.budget) is not None
+        ):
+            break
+        usage = charge(usage, step)
+        entry: LaneStep = {"index": after, "step": steps[after]}
+        if "telemetry" in run:
+            entry["telemetry"] = {**run["telemetry"], "calls": usage["total"]}
+        lane.append(entry)
+        at = after
+    return lane, usage
 
 
 def _refusal(

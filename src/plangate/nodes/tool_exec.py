@@ -29,9 +29,10 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -39,12 +40,14 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ValidationError
 
+from plangate._channels import outcome_from_state, stored_outcome
 from plangate._governance import Governance, TraceWriter
 from plangate.approval import approval_digest
 from plangate.errors import PlangateUsageError
-from plangate.plan import PlanStep, step_from_state
+from plangate.plan import MAX_PLAN_SIZE, PlanStep, step_from_state
 from plangate.profiles import RetryPolicy
-from plangate.state import StepOutcome, StepReport, StepTask
+from plangate.references import UnresolvedReference, resolve
+from plangate.state import LaneStep, StepOutcome, StepReport, StepTask
 
 __all__ = (
     "IDEMPOTENCY_KEY",
@@ -416,7 +419,59 @@ def _start(task: StepTask, governance: Governance) -> _ToolCall | dict[str, Any]
     return _lapsed(task, step, governance) or _begin(task, step, governance)
 
 
-def tool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any]:
+@dataclass(slots=True)
+class _Lane:
+    """The steps one task runs: its own, then those of its `lane`, each once the one before it
+    ended `ok`. When one did not, the rest go back to the next wave untouched, where
+    `budget_check` skips or asks about them as it would have."""
+
+    task: StepTask
+    reports: list[StepReport] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[StepTask]:
+        yield self.task
+        lane = self.task.get("lane", [])
+        for n, entry in enumerate(lane):
+            after = self._after(entry)
+            if after is None:
+                self.reports += [
+                    {"index": e["index"], "events": [], "recheck": True} for e in lane[n:]
+                ]
+                return
+            yield after
+
+    def ended(self, update: dict[str, Any]) -> None:
+        self.reports += update["wave"]
+
+    def update(self) -> dict[str, Any]:
+        return {"wave": self.reports}
+
+    def _after(self, entry: LaneStep) -> StepTask | None:
+        """The task of lane step `entry`, its reference to the step before it resolved as
+        `budget_check` would have (from the outcome as stored); `None` when it cannot run now."""
+        before = self.reports[-1].get("outcome")
+        if before is None or before["status"] != "ok":
+            return None
+        step = step_from_state(entry["step"])
+        output = outcome_from_state(stored_outcome(before))["output"]
+        try:
+            resolved = resolve(step.args, {before["step_id"]: output}, limit=MAX_PLAN_SIZE)
+        except UnresolvedReference:  # the next wave closes it, with the reason
+            return None
+        task: StepTask = {
+            "index": entry["index"],
+            "step": entry["step"],
+            "run_id": self.task["run_id"],
+            "trace_id": self.task["trace_id"],
+        }
+        if resolved.args != step.args:
+            task["args"] = resolved.args
+        if "telemetry" in entry:
+            task["telemetry"] = entry["telemetry"]
+        return task
+
+
+def _run(task: StepTask, governance: Governance) -> dict[str, Any]:
     call = _start(task, governance)
     if not isinstance(call, _ToolCall):
         return call
@@ -426,7 +481,7 @@ def tool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any]:
     return _end(call, output, error, governance)
 
 
-async def atool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any]:
+async def _arun(task: StepTask, governance: Governance) -> dict[str, Any]:
     call = _start(task, governance)
     if not isinstance(call, _ToolCall):
         return call
@@ -434,3 +489,17 @@ async def atool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any
     if call.falls_back(error):
         output, error = await _atries(call, governance)
     return _end(call, output, error, governance)
+
+
+def tool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any]:
+    lane = _Lane(task)
+    for current in lane:
+        lane.ended(_run(current, governance))
+    return lane.update()
+
+
+async def atool_exec(task: StepTask, *, governance: Governance) -> dict[str, Any]:
+    lane = _Lane(task)
+    for current in lane:
+        lane.ended(await _arun(current, governance))
+    return lane.update()

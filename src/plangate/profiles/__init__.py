@@ -165,7 +165,9 @@ class Profile(BaseModel):
         mock_fallback: When a tool fails with a connection error or a timeout (after its
             retries), call its mock instead.
         max_concurrency: How many ready steps (their dependencies ended `ok`) run at once
-            (default 8); `1` runs the steps one at a time, in plan order.
+            (default 16: a layer of 16 waiting calls in one go); `1` runs the steps one at a
+            time, in plan order. It is not part of the `fingerprint`: a paused run goes on
+            under another concurrency.
         approvals_required: Risk level -> how many people must approve a call at that risk
             before it runs (default 1; at most 10): `{high: 2}` is four eyes on high risk.
             Each `approve` or `edit` must name a different approver; one `reject` ends it.
@@ -210,7 +212,7 @@ class Profile(BaseModel):
     tool_policies: dict[str, ToolPolicy] = Field(default_factory=dict)
     offline: bool = False
     mock_fallback: bool = False
-    max_concurrency: int = Field(default=8, ge=1, le=_MAX_CONCURRENCY)
+    max_concurrency: int = Field(default=16, ge=1, le=_MAX_CONCURRENCY)
     approvals_required: dict[Risk, Annotated[int, Field(ge=1, le=_MAX_APPROVERS)]] = Field(
         default_factory=dict
     )
@@ -324,6 +326,10 @@ class Profile(BaseModel):
         the one it started under, and an approval is bound to it (the same name with other
         rules is another profile). Short, since every checkpoint of a run carries it."""
         fields = self.model_dump(mode="json")
+        # How many calls run at once is not governance: a run goes on at any concurrency. It is
+        # hashed as the default it had when runs were first bound to fingerprints, so that the
+        # default could change and every run paused before still goes on.
+        fields["max_concurrency"] = _FINGERPRINTED_CONCURRENCY
         # Fields added since runs were first paused leave the fingerprint as it was when they
         # are unset (they change nothing then): runs paused before them still go on.
         for name in _LATER_FIELDS:
@@ -332,6 +338,8 @@ class Profile(BaseModel):
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+
+_FINGERPRINTED_CONCURRENCY = 8
 
 _LATER_FIELDS = (
     "on_expiry",
