@@ -38,6 +38,7 @@ NOTES_TABLE = (
 
 _PREFIX = "plangate:"
 _GO_ON = "plangate.go_on"
+_EXPIRE_AT = "plangate.expire_at"
 _FINAL = ("succeeded", "failed", "cancelled", "aborted")
 _JOBS = """
 SELECT j.id, j.task_name, j.lock, j.args, j.status::text AS status, j.attempts, j.worker_id,
@@ -55,7 +56,8 @@ class QueuedJob:
 
     Attributes:
         id: procrastinate's job id (`plangate jobs --retry ID`).
-        thread: The run's thread (the job's lock), `None` for a sweep.
+        thread: The run's thread (the job's lock; a scheduled expiry's argument), `None` for a
+            sweep.
         kind: `start`, `decision`, `resume` (a stopped run), `expiry` or `sweep`.
         status: procrastinate's: `todo`, `doing`, `succeeded`, `failed`, `cancelled`, `aborted`.
         attempts: How many times a worker took it.
@@ -75,7 +77,10 @@ class QueuedJob:
 
 
 def job_kind(task: str, args: Mapping[str, Any]) -> JobKind:
-    """What a job of `task` with `args` does, without showing what its arguments hold."""
+    """What a job of `task` with `args` does, without showing what its arguments hold: a
+    closing scheduled at a deadline (`expire_at`) is an `expiry`, as the closing it queues."""
+    if task == _EXPIRE_AT:
+        return "expiry"
     if task != _GO_ON:
         return "sweep"
     resume = args.get("resume")
@@ -135,7 +140,8 @@ def list_jobs(
     return [
         QueuedJob(
             id=row["id"],
-            thread=_thread_of(row["lock"]),
+            # A scheduled expiry has no lock (it would block the thread's jobs): its argument.
+            thread=_thread_of(row["lock"]) or (row["args"] or {}).get("thread"),
             kind=job_kind(row["task_name"], row["args"] or {}),
             status=row["status"],
             attempts=row["attempts"],
