@@ -176,14 +176,18 @@ def _decide(
     # A source the steps left need that is down: refused now, before a decision lets an
     # irreversible step act and the run then stops at the next one.
     graph.reach(remaining_tools(snapshot))
+    from plangate.cli.commands.workers import queue, queued_project, run_project
+
+    queued = queued_project(run_project(db, snapshot, project), db)
+    if queued is not None:  # a decision queued on the request already: refused before shown
+        from plangate.runs.queue import refuse_queued
+
+        refuse_queued(db, thread, bound.resume)
     verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
     for request in bound.requests:
         say(f"{verb[decision['decision']]} {what_waits(request)} of run {thread}:")
         print_request(request, edited=decision.get("args"))
     first = bound.requests[0]
-    from plangate.cli.commands.workers import queue, queued_project, run_project
-
-    queued = queued_project(run_project(db, snapshot, project), db)
     if queued is not None:  # `workers:` on: a worker goes on with it
         code = queue(queued, thread, bound.resume)
         if not every and is_expired(first, utc_now()):
