@@ -292,7 +292,7 @@ def create_app(
             a moment after it expires (`plangate.watch_expiry`), looking at the database at
             least every `expire_every` seconds for requests made elsewhere; `None` leaves them
             waiting (`plangate expire` closes them). With workers on in `project` (its
-            `workers:`, on `db`), no watch: the workers' periodic sweep closes them.
+            `workers:`, on `db`), no watch: the workers close them at their deadline.
 
     Examples:
         >>> import uvicorn
