@@ -2,7 +2,8 @@
 `plangate serve` and `plangate mcp` processes on the real PostgreSQL): a start queued is
 `queued` to MCP's `run_status` (which waits through it); a decision queued is shown decided
 (`plangate pending`, the inbox, `run_status`), and a second decision on the same request is
-refused in one line until a worker has applied the first; a decision whose job failed leaves
+refused in one line until a worker has applied the first, also when both are sent at the same
+moment; a decision whose job failed leaves
 its request decidable again, listed with the reason. Workers here run only while a test wants
 one."""
 
@@ -15,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +242,20 @@ def test_a_decision_whose_job_failed_leaves_its_request_decidable(
     assert cluster.state(thread)[0]["result"]["status"] == "success"
     assert [s for _, s in doors.jobs(thread)] == ["succeeded", "failed", "succeeded"]
     shutil.rmtree(other)
+
+
+def test_two_decisions_sent_together_queue_one(doors: Doors) -> None:
+    """Two people approve the same request at the same moment, no worker running: one
+    decision is queued, the other is refused as its twin; the run has one decision job."""
+    thread = "dq-2"
+    doors.waiting_run(thread)
+    folder = doors.cluster.folder
+    with ThreadPool(2) as pool:
+        done = pool.map(
+            lambda who: doors.cli(folder, "approve", thread, "--approver", who), ["lee", "ana"]
+        )
+    assert sorted(d.returncode for d in done) == [0, 1], [d.stderr for d in done]
+    (refused,) = [d for d in done if d.returncode == 1]
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "this request is decided already" in refused.stderr
+    assert [s for _, s in doors.jobs(thread)] == ["succeeded", "todo"]

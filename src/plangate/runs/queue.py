@@ -1,11 +1,13 @@
-"""Runs: the workers' queue as the read commands see it (`plangate runs`, `jobs`, `prune`).
+"""Runs: the workers' queue as the read commands (`plangate runs`, `jobs`, `pending`, `prune`)
+and the run service see it.
 
 The queue lives in procrastinate's tables in the project's PostgreSQL database
 (`plangate.workers`); these functions read and clean them with psycopg alone, so that a
 command that reads runs starts without importing procrastinate. `plangate_jobs` is plangate's
 own note of each job: the worker that took it and the error that failed it, one line
 (procrastinate keeps neither). A job's arguments may hold a decision with the args an
-approver edited: nothing here returns them, only the kind of job they make.
+approver edited: nothing here returns them, only the kind of job they make and, of a decision,
+its kind and who took it.
 """
 
 from __future__ import annotations
@@ -90,15 +92,13 @@ class QueuedStart:
 
     Attributes:
         job: The start job's id.
-        status: `todo` (no worker has it yet) or `doing` (a worker is starting it).
-        worker: The worker that has it, if one does.
+        worker: The worker starting it, if one has taken it.
         goal: The plan's goal.
         profile: The profile it starts under.
         offline: Whether it calls its tools' mocks.
     """
 
     job: int
-    status: str
     worker: str | None
     goal: str
     profile: str | None
@@ -136,6 +136,10 @@ class QueuedDecision:
         if self.queued:
             return {"queued": said}
         return {"last_failed": {**said, "error": self.error}}
+
+    def refusal(self, thread: str) -> DecisionQueued:
+        """What refuses another decision on the request, while this one is queued."""
+        return DecisionQueued(thread, job=self.job, decision=self.decision, approver=self.approver)
 
 
 def job_kind(task: str, args: Mapping[str, Any]) -> JobKind:
@@ -250,7 +254,7 @@ def queued_start(url: str, thread: str) -> QueuedStart | None:
         if not _has_queue(conn):
             return None
         row = conn.execute(
-            "SELECT j.id, j.status::text, j.worker_id, n.worker, j.args->'start' "
+            "SELECT j.id, j.worker_id, n.worker, j.args->'start' "
             "FROM procrastinate_jobs j LEFT JOIN plangate_jobs n ON n.job_id = j.id "
             "WHERE j.task_name = %s AND j.lock = %s AND j.status IN ('todo', 'doing') "
             "AND jsonb_typeof(j.args->'start') = 'object' ORDER BY j.id LIMIT 1",
@@ -258,10 +262,9 @@ def queued_start(url: str, thread: str) -> QueuedStart | None:
         ).fetchone()
     if row is None:
         return None
-    job, status, worker_id, worker, start = row
+    job, worker_id, worker, start = row
     return QueuedStart(
         job=job,
-        status=status,
         worker=worker or (f"worker {worker_id}" if worker_id else None),
         goal=str((start.get("plan") or {}).get("goal") or ""),
         profile=start.get("profile"),
@@ -295,9 +298,7 @@ def refuse_queued(url: str, thread: str, resume: Mapping[str, Any]) -> None:
     for key in resume:
         earlier = found.get((thread, key))
         if earlier is not None and earlier.queued:
-            raise DecisionQueued(
-                thread, job=earlier.job, decision=earlier.decision, approver=earlier.approver
-            )
+            raise earlier.refusal(thread)
 
 
 def queued_decisions(url: str, threads: Collection[str]) -> dict[tuple[str, str], QueuedDecision]:

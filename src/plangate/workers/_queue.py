@@ -49,10 +49,11 @@ def queue_go_on(
     """
     app = worker_app(project)
     apply_schema(project.db)
-    deciding = resume is not None and job_kind(GO_ON, {"resume": resume}) == "decision"
-    with app.open(), _one_decision_at_a_time(project.db, thread) if deciding else nullcontext():
-        if resume is not None and deciding:
-            refuse_queued(project.db, thread, resume)
+    decided = resume is not None and job_kind(GO_ON, {"resume": resume}) == "decision"
+    # A decision is checked against those queued on its request, by one door at a time.
+    with app.open(), _one_decision_at_a_time(project.db, thread) if decided else nullcontext():
+        if decided:
+            refuse_queued(project.db, thread, resume or {})
         task = app.tasks[GO_ON].configure(lock=lock_of(thread))
         return task.defer(
             thread=thread,

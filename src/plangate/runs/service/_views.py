@@ -231,10 +231,7 @@ def with_queue(view: ApprovalView, found: QueuedDecision | None) -> None:
     view.update(cast(ApprovalView, found.mark()))
     if found.queued and "may_decide" in view:
         view["may_decide"] = False
-        view["why_not"] = (
-            f"decided already ({found.decision} by {found.approver}), queued as job "
-            f"{found.job}: a worker applies it first"
-        )
+        view["why_not"] = found.refusal(view["thread"]).message
 
 
 def waiting_view(request: Mapping[str, Any], shown: Callable[[Any], Any]) -> dict[str, Any]:
