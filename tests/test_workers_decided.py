@@ -1,20 +1,19 @@
 """What the doors show while a worker is yet to act, with workers on (real `plangate worker`,
 `plangate serve` and `plangate mcp` processes on the real PostgreSQL): a start queued is
 `queued` to MCP's `run_status` (which waits through it); a decision queued is shown decided
-(`plangate pending`, the inbox, `run_status`), and a second decision on the same request is
-refused in one line until a worker has applied the first, also when both are sent at the same
-moment; a decision whose job failed leaves
-its request decidable again, listed with the reason. Workers here run only while a test wants
-one."""
+(`plangate pending` and `show`, the inbox, `run_status`), and a second decision on the same
+request is refused in one line until a worker has applied the first, also when both are sent
+at the same moment; a decision whose job failed leaves its request decidable again, listed
+with the reason. Workers here run only while a test wants one."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
@@ -35,6 +34,9 @@ from test_workers_queue import (
     with_ledger_tools,
     working,
 )
+
+from plangate.project import Project
+from plangate.runs.service import RunService
 
 TOKEN = "decided-token"
 
@@ -121,21 +123,43 @@ async def test_run_status_says_queued_until_a_worker_starts_the_run(doors: Doors
         assert status["goal"] == f"commit {thread}"
         assert f"job {submitted['job']}: a plangate worker starts it" in status["next"]
         queued_at = time.monotonic()
+        with ExitStack() as stack:
 
-        async def later_a_worker() -> None:
-            await anyio.sleep(2)
-            cluster.start_worker()
+            async def later_a_worker() -> None:
+                await anyio.sleep(2)
+                stack.enter_context(worker(cluster))
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(later_a_worker)
-            moved = await call(session, "run_status", thread=thread, wait_seconds=60)
-        assert time.monotonic() - queued_at >= 2  # it waited through `queued`
-        assert moved["status"] == "waiting", moved
-        assert [w["step_id"] for w in moved["waiting"]] == ["commit"]
-        assert moved["waiting"][0]["queued"] is None
-    process = cluster.workers.pop()
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(20) == 0
+            async with anyio.create_task_group() as group:
+                group.start_soon(later_a_worker)
+                moved = await call(session, "run_status", thread=thread, wait_seconds=60)
+    assert time.monotonic() - queued_at >= 2  # it waited through `queued`
+    assert moved["status"] == "waiting", moved
+    assert [w["step_id"] for w in moved["waiting"]] == ["commit"]
+    assert moved["waiting"][0]["queued"] is None
+
+
+def test_a_start_read_while_a_worker_makes_it_goes_queued_running_waiting(doors: Doors) -> None:
+    """The run service's status read again and again while a worker takes a start and makes
+    the run's first checkpoints (which hold its input before its plan): `queued`, then
+    `running`, then `waiting`, and never an error or an unknown thread."""
+    cluster = doors.cluster
+    service = RunService(cluster.url, project=Project.load(cluster.folder))
+    try:
+        with worker(cluster):
+            for n in range(3):
+                thread = f"rq-{n}"
+                assert service.start(plan=plan(thread), thread=thread).get("status") == "queued"
+                seen: list[str] = []
+                deadline = time.monotonic() + 30
+                while seen[-1:] != ["waiting"]:
+                    assert time.monotonic() < deadline, seen
+                    status = service.status(thread)["status"]
+                    if seen[-1:] != [status]:
+                        seen.append(status)
+                    time.sleep(0.005)
+                assert seen in (["queued", "running", "waiting"], ["queued", "waiting"]), seen
+    finally:
+        service.close()
 
 
 async def test_a_queued_decision_is_shown_decided_and_a_second_one_is_refused(
@@ -158,6 +182,8 @@ async def test_a_queued_decision_is_shown_decided_and_a_second_one_is_refused(
     (line,) = [line for line in pending if line.startswith(f"{thread}  ")]
     assert line.endswith(f"decision queued: approve by lee, job {job}, a worker applies it")
     assert thread not in doors.cli(cluster.folder, "pending", "--mine").stdout
+    shown = doors.cli(cluster.folder, "show", thread).stdout.splitlines()
+    assert f"Decided (approve by lee, job {job}): queued, a worker applies it." in shown
     said = {"job": job, "decision": "approve", "approver": "lee"}
     listed = doors.listed(thread)
     assert listed["queued"] == said
@@ -230,6 +256,8 @@ def test_a_decision_whose_job_failed_leaves_its_request_decidable(
     assert failed.startswith(f"    the last decision failed (approve by lee, job {job}): ")
     assert "ProjectError" in failed
     assert failed.endswith("; decide again")
+    shown = doors.cli(cluster.folder, "show", thread).stdout
+    assert f"The last decision (approve by lee, job {job}) failed: ProjectError: " in shown
     listed = doors.listed(thread)
     assert "queued" not in listed
     assert listed["last_failed"]["job"] == job

@@ -7,7 +7,7 @@ latest checkpoint does not tell what it waits for (an approval answered and aske
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,6 +19,7 @@ from plangate._time import utc_now
 from plangate.cli.describe import (
     SUMMARY_OVER,
     approvals_count,
+    decided_text,
     is_plan_review,
     print_done,
     print_pending,
@@ -44,6 +45,7 @@ from plangate.runs.locks import run_locks
 from plangate.runs.stored import (
     FINISHED,
     Reread,
+    WaitingInterrupt,
     interrupts_waiting,
     is_approval_request,
     is_expired,
@@ -104,7 +106,7 @@ def pending(
             f"    {request['consequence']}",
         )
         if failed := request.get("last_failed"):
-            said = f"the last decision failed ({_decided(failed)}): {failed['error']}"
+            said = f"the last decision failed ({decided_text(failed)}): {failed['error']}"
             say(f"    {said}; decide again")
     if not found:
         say("No run is waiting for " + ("your approval." if mine else "approval."))
@@ -114,15 +116,10 @@ def _when(request: dict[str, Any], now: datetime, flag: str) -> str:
     """Where a request stands, as `pending` ends its line: decided and queued, expired, or
     until when it waits."""
     if queued := request.get("queued"):
-        return f"decision queued: {_decided(queued)}, a worker applies it"
+        return f"decision queued: {decided_text(queued)}, a worker applies it"
     if is_expired(request, now):
         return f"EXPIRED at {request['expires_at']} (run plangate expire{flag})"
     return f"expires {request['expires_at']}"
-
-
-def _decided(mark: dict[str, Any]) -> str:
-    """A queued or failed decision (`QueuedDecision.mark`) as `pending` says it."""
-    return f"{mark['decision']} by {mark['approver']}, job {mark['job']}"
 
 
 def _waiting_here(
@@ -146,13 +143,22 @@ def _waiting_here(
                 gates[setup] = _gate_of(setup, db)
             gate = gates.get(setup) if setup is not None else None
         for interrupt in waiting:
-            request = interrupt.value
-            if (thread, interrupt.id) in decided:
-                request = {**request, **decided[thread, interrupt.id].mark()}
+            request = _marked(thread, interrupt, decided)
             why = None
             if mine:
                 why = gate.why_not(caller, request) if gate else "its project or profile is gone"
             yield thread, request, why
+
+
+def _marked(
+    thread: str,
+    interrupt: WaitingInterrupt,
+    decided: Mapping[tuple[str, str], QueuedDecision],
+) -> dict[str, Any]:
+    """The request `interrupt` asks, with what the queue holds of its decision, if anything
+    (`QueuedDecision.mark`)."""
+    found = decided.get((thread, interrupt.id))
+    return dict(interrupt.value) if found is None else {**interrupt.value, **found.mark()}
 
 
 def _gate_of(setup: RunSetup, db: str) -> DecisionGate | None:
@@ -279,12 +285,13 @@ def show(
 
     Past 50 steps, the table is summarised: the count per status and the first steps not ok.
     """
-    _, db = find_project(project, db)
+    found, db = find_project(project, db)
     saver, run = stored_run(db, thread)
     waiting = run.interrupts if run.interrupts is not None else rereader(db)(thread)
+    asked = [i for i in waiting if is_approval_request(i.value)]
+    decided = _decisions_in_queue(found, db, {thread} if asked else set())
     requests = sorted(
-        (i.value for i in waiting if is_approval_request(i.value)),
-        key=lambda request: request["step_index"],
+        (_marked(thread, i, decided) for i in asked), key=lambda request: request["step_index"]
     )
     ended = run.ended
     actions = recorded_actions(ended, requests)

@@ -120,7 +120,9 @@ class RunReader:
     def _stored(self, thread: str) -> StoredRun:
         """The run as its latest checkpoint stored it, read with the saver alone."""
         run = read_stored_run(self._store, thread)
-        if run is None or not run.values:
+        # A run's first checkpoint holds its input alone, not yet its plan: a run that starts
+        # this instant (a worker has just taken its start) is not there yet to be shown.
+        if run is None or "plan" not in run.values:
             raise UnknownThread(thread)
         return run
 
