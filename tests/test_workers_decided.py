@@ -23,6 +23,7 @@ import anyio
 import httpx
 import pytest
 from _support import plangate
+from playwright.sync_api import Browser, expect
 from test_inbox import ServeProcess, start_serve
 from test_jobs import worker
 from test_mcp_face import call, stdio_session
@@ -221,6 +222,36 @@ async def test_a_queued_decision_is_shown_decided_and_a_second_one_is_refused(
     assert (result["status"], result["approvals"][0]["approver"]) == ("success", "lee")
     assert [s for _, s in doors.jobs(thread)] == ["succeeded", "succeeded"]
     assert thread not in doors.cli(cluster.folder, "pending").stdout
+
+
+def test_the_inbox_page_shows_a_queued_decision_without_decide_buttons(
+    doors: Doors, browser: Browser
+) -> None:
+    """No worker: lee's approval is queued. The inbox's card says it is decided and queued,
+    with who and which job, and offers no decision; so does the run page's banner."""
+    cluster = doors.cluster
+    thread = "dq-ui"
+    doors.waiting_run(thread)
+    approved = doors.cli(cluster.folder, "approve", thread, "--approver", "lee")
+    assert approved.returncode == 0, approved.stderr
+    job = doors.jobs(thread)[-1][0]
+    said = f"Decided (approve by lee, job {job}): queued, a worker applies it."
+    context = browser.new_context()
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{doors.served.url}/?token={TOKEN}")
+        card = page.locator(f'.card[data-thread="{thread}"]')
+        expect(card.locator(".queued-line")).to_have_text(said)
+        expect(card.get_by_role("button", name="Review & decide")).to_have_count(0)
+        page.goto(f"{doors.served.url}/#/runs/{thread}")
+        banner = page.locator(".waiting-banner")
+        expect(banner.locator(".queued-line")).to_have_text(said)
+        expect(banner.get_by_role("button", name="Review & decide")).to_have_count(0)
+    finally:
+        context.close()
+    assert errors == [], errors
 
 
 def test_a_decision_whose_job_failed_leaves_its_request_decidable(
