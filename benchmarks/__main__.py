@@ -12,7 +12,9 @@ Then runs `benchmarks.io_bound` (layered plans of waiting calls: `io_bound.json`
 `benchmarks.resume_growth` (`resume_growth.json`, `.md`), `benchmarks.startup` (how long a
 command takes to start, and which imports that time goes to: `startup.json`, `.md`) and
 `benchmarks.critical_path` (plans of waiting calls against their critical path, at the shipped
-defaults: `critical_path.json`, `.md`) into the same folder.
+defaults: `critical_path.json`, `.md`) into the same folder. Last, `benchmarks.workers` (runs in
+`plangate worker` processes: `workers.md`) when its PostgreSQL server answers; else one line
+says it was skipped and how to run it.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import critical_path, io_bound, resume_growth, startup
+from benchmarks import critical_path, io_bound, resume_growth, startup, workers
 from benchmarks.systems import GATE_EVERY, SYSTEMS
+from plangate.runs.checkpoint import shown_url
 
 LABELS = {
     "plangate": "plangate (technical, one step at a time)",
@@ -263,6 +266,19 @@ def main(argv: list[str]) -> None:
     )
     startup.main(["--reps", str(args.reps), *out])
     critical_path.main(["--scale", str(args.critical_path_scale), "--reps", str(args.reps), *out])
+    workers_if_reachable(out)
+
+
+def workers_if_reachable(out: list[str]) -> None:
+    """`benchmarks.workers` on its PostgreSQL server, or one line saying why not and how."""
+    if workers.reachable(workers.SERVER):
+        workers.main(["--db", workers.SERVER, *out])
+    else:
+        print(
+            f"benchmarks.workers skipped: no PostgreSQL answers at {shown_url(workers.SERVER)}; "
+            "start one (.ci/postgres) or set PLANGATE_TEST_POSTGRES_URL, then run "
+            "python -m benchmarks.workers"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What the workers cost and give: runs going on in `plangate worker` processes on PostgreSQL.
 
-    python -m benchmarks.workers [--workers 1 2 3] [--runs 20] [--db URL]
+    python -m benchmarks.workers [--workers 1 2 3] [--runs 20] [--db URL] [--out DIR]
 
 For each count of `--workers` (processes of concurrency 2, heartbeat 0.5 s, stall limit 3 s,
 sweeps every second), on a database of its own created on `--db`'s server (default:
@@ -16,6 +16,9 @@ Prints, in one table:
 - recovery after kill -9: one more run's approved step is mid-call when its worker is
   killed with SIGKILL; the time until the step starts again (same idempotency key) on another
   worker. With one worker, a new one is started at the kill. Bounded below by the stall limit.
+
+With `--out`, the table also goes to `workers.md` there. `python -m benchmarks` runs it when
+that server answers (`reachable`), and says in one line that it skipped it otherwise.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgresql://plangate:plangate@127.0.0.1:5432/plangate"
+SERVER = os.environ.get("PLANGATE_TEST_POSTGRES_URL", DEFAULT_DB)
+"""The server each count of workers gets a database of its own on (`--db`'s default)."""
 TOOLS = """
 import os, time
 import psycopg
@@ -258,26 +263,39 @@ def recover(bench_: Bench, service: Any, timeout: float) -> float:
     return float(started[0][0].timestamp() - killed_at)
 
 
+def reachable(url: str) -> bool:
+    """Whether a PostgreSQL server answers at `url` (within 3 s)."""
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.workers")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument(
-        "--db", default=os.environ.get("PLANGATE_TEST_POSTGRES_URL", DEFAULT_DB), metavar="URL"
-    )
+    parser.add_argument("--db", default=SERVER, metavar="URL")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR")
     options = parser.parse_args(argv)
-    print(
-        "| workers | decision to step start, p50 | p95 | runs per minute | recovery after kill -9 |"
-    )
-    print("|---:|---:|---:|---:|---:|")
+    table = [
+        "| workers | decision to step start, p50 | p95 | runs per minute "
+        "| recovery after kill -9 |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    print(*table, sep="\n")
     for count in options.workers:
         with bench(options.db, count) as found:
             row = measure(found, options.runs)
-        print(
+        table.append(
             f"| {count} | {row['p50']:,.0f} ms | {row['p95']:,.0f} ms "
-            f"| {row['per_minute']:,.0f} | {row['recovery']:.1f} s |",
-            flush=True,
+            f"| {row['per_minute']:,.0f} | {row['recovery']:.1f} s |"
         )
+        print(table[-1], flush=True)
+    if options.out is not None:
+        options.out.mkdir(parents=True, exist_ok=True)
+        (options.out / "workers.md").write_text("\n".join(table) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_serve_says_workers_do_the_expiry_in_one_line(queued: QueuedInbox) -> No
     lines = queued.served.lines()
     said = [line for line in lines if line.startswith("Workers on:")]
     assert len(said) == 1, lines
-    assert "sweep closes expired approvals" in said[0]
+    assert "closes expired approvals at their deadline" in said[0]
     assert not any(line.startswith("Approvals that expire") for line in lines), lines
 
 

@@ -196,6 +196,10 @@ def test_jobs_lists_a_decision_a_worker_ran_without_its_arguments(cluster: Clust
     assert listed.returncode == 0, listed.stderr
     assert SECRET not in listed.stdout
     mine = [line for line in listed.stdout.splitlines() if "  dec-0  " in line]
+    # The run waited on a request: its expiry was scheduled at the deadline, a day away.
+    (expiry,) = [line.split("  ")[1:4] for line in mine if "  expiry  " in line]
+    assert expiry == ["dec-0", "expiry", "todo"]
+    mine = [line for line in mine if "  expiry  " not in line]
     assert [line.split("  ")[:4] for line in mine] == [
         [str(decision), "dec-0", "decision", "succeeded"],
         [str(start), "dec-0", "start", "succeeded"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = (
     "AdapterError",
+    "DecisionQueued",
     "InvalidDecision",
     "MissingThreadId",
     "NoPendingApproval",
@@ -227,6 +228,25 @@ class StaleDecision(ThreadError):
             + (f"request {request_id!r}" if request_id else "this approval")
             + ": someone else decided it",
             hint="look at what it waits for now (`plangate show THREAD`) and decide on that",
+        )
+
+
+class DecisionQueued(ThreadError):
+    """With workers on, a decision names a request that a decision queued earlier answers: a
+    worker is yet to apply that one. Nothing was queued. A request asked again (a second
+    approval of four eyes) is decided once the worker has applied the first.
+
+    Attributes:
+        job: The id of the queued decision's job.
+    """
+
+    def __init__(self, thread_id: str, *, job: int, decision: str, approver: str | None):
+        self.job = job
+        super().__init__(
+            thread_id,
+            f"run {thread_id!r}: this request is decided already ({decision} by "
+            f"{approver or 'someone'}), queued as job {job}: a worker applies it first",
+            hint="`plangate pending` shows it; if the run asks again, decide then",
         )
 
 

@@ -222,6 +222,12 @@ def print_request(request: Mapping[str, Any], *, edited: Any = None) -> None:
     )
 
 
+def decided_text(mark: Mapping[str, Any]) -> str:
+    """A decision queued for a worker, or whose job failed (`QueuedDecision.mark`), in a
+    line: `approve by lee, job 12`."""
+    return f"{mark['decision']} by {mark['approver']}, job {mark['job']}"
+
+
 def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -> None:
     """What a paused run waits for: each pending request, and the commands that decide it."""
     flag = db_flag(db)
@@ -238,6 +244,10 @@ def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -
         if len(requests) > 1:
             say("", f"Step {request['step_id']!r}:")
         print_request(request)
+        if queued := request.get("queued"):  # workers on: a worker is yet to apply it
+            say(f"Decided ({decided_text(queued)}): queued, a worker applies it.")
+        elif failed := request.get("last_failed"):
+            say(f"The last decision ({decided_text(failed)}) failed: {failed['error']}.")
         if is_expired(dict(request), now):
             say(
                 "This request has EXPIRED: a decision now is recorded as expired; "

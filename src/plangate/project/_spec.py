@@ -238,8 +238,8 @@ class WorkersSettings(BaseModel):
             away, another process holding the run) is tried again.
         retry_backoff_seconds: The first wait before such a retry; each next one is longer.
         sweep_stopped: Runs whose process died between two steps are queued to go on.
-        sweep_every_seconds: How often the sweeps run: expired requests, stalled jobs,
-            stopped runs.
+        sweep_every_seconds: How often the sweeps run: stalled jobs, stopped runs, and
+            expired requests no job closed at their deadline (a run paused outside the queue).
     """
 
     model_config = ConfigDict(extra="forbid")

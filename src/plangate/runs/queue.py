@@ -1,30 +1,39 @@
-"""Runs: the workers' queue as the read commands see it (`plangate runs`, `jobs`, `prune`).
+"""Runs: the workers' queue as the read commands (`plangate runs`, `jobs`, `pending`, `prune`)
+and the run service see it.
 
 The queue lives in procrastinate's tables in the project's PostgreSQL database
 (`plangate.workers`); these functions read and clean them with psycopg alone, so that a
 command that reads runs starts without importing procrastinate. `plangate_jobs` is plangate's
 own note of each job: the worker that took it and the error that failed it, one line
 (procrastinate keeps neither). A job's arguments may hold a decision with the args an
-approver edited: nothing here returns them, only the kind of job they make.
+approver edited: nothing here returns them, only the kind of job they make and, of a decision,
+its kind and who took it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from plangate.errors import DecisionQueued
 from plangate.runs.stored import EXPIRED_DECISION
 
 __all__ = (
     "NOTES_TABLE",
+    "QueuedDecision",
     "QueuedJob",
+    "QueuedStart",
     "count_jobs",
     "delete_finished_jobs",
     "job_kind",
     "list_jobs",
+    "queued_decisions",
     "queued_runs",
+    "queued_start",
+    "refuse_queued",
 )
 
 JobKind = Literal["start", "decision", "resume", "expiry", "sweep"]
@@ -38,6 +47,7 @@ NOTES_TABLE = (
 
 _PREFIX = "plangate:"
 _GO_ON = "plangate.go_on"
+_EXPIRE_AT = "plangate.expire_at"
 _FINAL = ("succeeded", "failed", "cancelled", "aborted")
 _JOBS = """
 SELECT j.id, j.task_name, j.lock, j.args, j.status::text AS status, j.attempts, j.worker_id,
@@ -55,7 +65,8 @@ class QueuedJob:
 
     Attributes:
         id: procrastinate's job id (`plangate jobs --retry ID`).
-        thread: The run's thread (the job's lock), `None` for a sweep.
+        thread: The run's thread (the job's lock; a scheduled expiry's argument), `None` for a
+            sweep.
         kind: `start`, `decision`, `resume` (a stopped run), `expiry` or `sweep`.
         status: procrastinate's: `todo`, `doing`, `succeeded`, `failed`, `cancelled`, `aborted`.
         attempts: How many times a worker took it.
@@ -74,8 +85,68 @@ class QueuedJob:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuedStart:
+    """A run's start a worker has not made yet (`plangate run`, the inbox or `submit_plan`
+    queued it): the run has no checkpoint until it does.
+
+    Attributes:
+        job: The start job's id.
+        worker: The worker starting it, if one has taken it.
+        goal: The plan's goal.
+        profile: The profile it starts under.
+        offline: Whether it calls its tools' mocks.
+    """
+
+    job: int
+    worker: str | None
+    goal: str
+    profile: str | None
+    offline: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuedDecision:
+    """The newest decision job answering one request, when it is not done: queued (to do, or
+    in progress on a worker), or failed. Never the args an approver edited.
+
+    Attributes:
+        job: The job's id.
+        status: `todo`, `doing` or `failed`.
+        decision: `approve`, `edit` or `reject`.
+        approver: Who decided, as the door recorded them.
+        error: Why it failed, one line (a failed job's).
+    """
+
+    job: int
+    status: str
+    decision: str
+    approver: str | None
+    error: str | None
+
+    @property
+    def queued(self) -> bool:
+        """Whether a worker is yet to apply it: the request is decided, not decidable."""
+        return self.status in ("todo", "doing")
+
+    def mark(self) -> dict[str, Any]:
+        """What a request's view says of it: under `queued` (the job, the decision, who took
+        it), or under `last_failed` (with the job's error: the request is decidable again)."""
+        said = {"job": self.job, "decision": self.decision, "approver": self.approver}
+        if self.queued:
+            return {"queued": said}
+        return {"last_failed": {**said, "error": self.error}}
+
+    def refusal(self, thread: str) -> DecisionQueued:
+        """What refuses another decision on the request, while this one is queued."""
+        return DecisionQueued(thread, job=self.job, decision=self.decision, approver=self.approver)
+
+
 def job_kind(task: str, args: Mapping[str, Any]) -> JobKind:
-    """What a job of `task` with `args` does, without showing what its arguments hold."""
+    """What a job of `task` with `args` does, without showing what its arguments hold: a
+    closing scheduled at a deadline (`expire_at`) is an `expiry`, as the closing it queues."""
+    if task == _EXPIRE_AT:
+        return "expiry"
     if task != _GO_ON:
         return "sweep"
     resume = args.get("resume")
@@ -135,7 +206,8 @@ def list_jobs(
     return [
         QueuedJob(
             id=row["id"],
-            thread=_thread_of(row["lock"]),
+            # A scheduled expiry has no lock (it would block the thread's jobs): its argument.
+            thread=_thread_of(row["lock"]) or (row["args"] or {}).get("thread"),
             kind=job_kind(row["task_name"], row["args"] or {}),
             status=row["status"],
             attempts=row["attempts"],
@@ -171,6 +243,93 @@ def queued_runs(url: str) -> dict[str, str]:
             found[thread] = f"running on {worker or f'worker {worker_id}'}"
         else:
             found.setdefault(thread, "queued")
+    return found
+
+
+def queued_start(url: str, thread: str) -> QueuedStart | None:
+    """The first start of `thread` queued and not yet made (to do, or in progress), if any."""
+    from plangate.runs.postgres import connect_checked
+
+    with connect_checked(url) as conn:
+        if not _has_queue(conn):
+            return None
+        row = conn.execute(
+            "SELECT j.id, j.worker_id, n.worker, j.args->'start' "
+            "FROM procrastinate_jobs j LEFT JOIN plangate_jobs n ON n.job_id = j.id "
+            "WHERE j.task_name = %s AND j.lock = %s AND j.status IN ('todo', 'doing') "
+            "AND jsonb_typeof(j.args->'start') = 'object' ORDER BY j.id LIMIT 1",
+            (_GO_ON, _PREFIX + thread),
+        ).fetchone()
+    if row is None:
+        return None
+    job, worker_id, worker, start = row
+    return QueuedStart(
+        job=job,
+        worker=worker or (f"worker {worker_id}" if worker_id else None),
+        goal=str((start.get("plan") or {}).get("goal") or ""),
+        profile=start.get("profile"),
+        offline=bool(start.get("offline")),
+    )
+
+
+# The newest decision job naming each request of the threads asked about: a job's resume value
+# maps interrupt ids to decisions; an expiry's closing (`EXPIRED_DECISION`) is none.
+_DECISIONS = """
+SELECT DISTINCT ON (j.lock, k.key) j.lock, k.key, j.id, j.status::text,
+       k.value->>'decision', k.value->>'approver', n.error
+FROM procrastinate_jobs j
+CROSS JOIN LATERAL jsonb_each(
+    CASE WHEN jsonb_typeof(j.args->'resume') = 'object' THEN j.args->'resume' ELSE '{}' END
+) AS k(key, value)
+LEFT JOIN plangate_jobs n ON n.job_id = j.id
+WHERE j.task_name = %(task)s AND j.lock = ANY(%(locks)s) AND k.value <> %(expired)s::jsonb
+ORDER BY j.lock, k.key, j.id DESC
+"""
+
+
+def refuse_queued(url: str, thread: str, resume: Mapping[str, Any]) -> None:
+    """Refuse a decision (`resume`, by interrupt id) on a request of `thread` that a decision
+    queued earlier answers, and that no worker has applied yet.
+
+    Raises:
+        DecisionQueued: One is queued; nothing should be queued beside it.
+    """
+    found = queued_decisions(url, [thread])
+    for key in resume:
+        earlier = found.get((thread, key))
+        if earlier is not None and earlier.queued:
+            raise earlier.refusal(thread)
+
+
+def queued_decisions(url: str, threads: Collection[str]) -> dict[tuple[str, str], QueuedDecision]:
+    """(thread, interrupt id) -> the newest decision job answering that request of one of
+    `threads`, if it is queued or failed; a request whose newest decision a worker applied
+    (or whose job was cancelled) has none."""
+    from plangate.runs.postgres import connect_checked
+
+    if not threads:
+        return {}
+    with connect_checked(url) as conn:
+        if not _has_queue(conn):
+            return {}
+        rows = conn.execute(
+            _DECISIONS,
+            {
+                "task": _GO_ON,
+                "locks": [_PREFIX + thread for thread in threads],
+                "expired": json.dumps(EXPIRED_DECISION),
+            },
+        ).fetchall()
+    found: dict[tuple[str, str], QueuedDecision] = {}
+    for lock, key, job, status, decision, approver, error in rows:
+        if status in ("todo", "doing", "failed"):
+            found[(lock[len(_PREFIX) :], key)] = QueuedDecision(
+                job=job,
+                status=status,
+                decision=decision,
+                approver=approver,
+                error=error if status == "failed" else None,
+            )
     return found
 
 

@@ -43,7 +43,10 @@ With workers on (`workers:` in the project file, and the inbox on the project's 
 inbox runs no run itself: a start, a decision and a Resume are checked at once as above (a bad
 one refused with its status, nothing queued), then queued as one `go_on` job under the thread's
 lock, answered 202 with `status: queued` and the job's id; a `plangate worker` goes on with it.
-The inbox watches no expiry then: the workers' periodic sweep closes expired approvals.
+The inbox watches no expiry then: the workers close expired approvals. A request decided and
+queued is listed with `queued` (the job, the decision, who took it) and no decision of anyone
+else's; a second decision on it is refused (409) until a worker has applied the first. One whose
+decision's job failed is listed with `last_failed` (and its error), decidable again.
 
 What leaves the decision path (the run view's steps, the trace, the event stream) is redacted as
 the run's profile says; only the waiting approvals carry the real arguments.
@@ -75,6 +78,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from plangate._time import iso, utc_now
 from plangate.errors import (
+    DecisionQueued,
     NoPendingApproval,
     PlangateError,
     PlangateUsageError,
@@ -125,6 +129,7 @@ _STATUS: tuple[tuple[type[PlangateError], int], ...] = (
     (ResumeConflict, 409),
     (NoPendingApproval, 409),
     (StaleDecision, 409),
+    (DecisionQueued, 409),
     (ThreadExists, 409),
     (NotStopped, 409),
     (PlangateUsageError, 422),
@@ -287,7 +292,7 @@ def create_app(
             a moment after it expires (`plangate.watch_expiry`), looking at the database at
             least every `expire_every` seconds for requests made elsewhere; `None` leaves them
             waiting (`plangate expire` closes them). With workers on in `project` (its
-            `workers:`, on `db`), no watch: the workers' periodic sweep closes them.
+            `workers:`, on `db`), no watch: the workers close them at their deadline.
 
     Examples:
         >>> import uvicorn

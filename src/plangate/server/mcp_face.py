@@ -9,6 +9,10 @@ the `mcp` SDK), over stdio or streamable HTTP (`plangate mcp`; the `plangate[mcp
 | `run_status` | `thread`, `wait_seconds?` | status, steps, what waits; waits while it moves |
 | `run_trace` | `thread`, `after?` | the run's trace events (after seq `after`) |
 
+With workers on, `submit_plan` answers `queued` with the start's job, and `run_status` says
+`queued` until a worker has started the run (waiting through it, given `wait_seconds`); a
+waiting request a decision is queued on says so (`queued`: the job, the decision, who took it).
+
 A face like the CLI and the inbox: each tool parses its input, calls the run service and turns
 its answer or its error into MCP's words (an error is a tool error carrying plangate's one-line
 message). Three rules hold it to the project's trust model:
@@ -234,8 +238,7 @@ class _Face:
             if started.get("status") == "queued":  # workers on: no run yet to show
                 return {
                     **started,
-                    "next": "a plangate worker starts it; call run_status with wait_seconds "
-                    "to follow it once it has",
+                    "next": _QUEUED_NEXT,
                 }
             return _with_next(self.service.status(started["thread"]))
 
@@ -300,7 +303,15 @@ def _asked(view: Mapping[str, Any]) -> tuple[tuple[Any, ...], ...]:
 
 
 def _goes_on(view: Mapping[str, Any], asked: tuple[tuple[Any, ...], ...]) -> bool:
-    return view["status"] == "running" or (view["status"] == "waiting" and _asked(view) == asked)
+    return view["status"] in ("running", "queued") or (
+        view["status"] == "waiting" and _asked(view) == asked
+    )
+
+
+_QUEUED_NEXT = (
+    "a plangate worker starts it; run_status says queued until one has, and with wait_seconds "
+    "waits for it"
+)
 
 
 def _with_next(view: dict[str, Any]) -> dict[str, Any]:
@@ -313,6 +324,8 @@ def _with_next(view: dict[str, Any]) -> dict[str, Any]:
         )
     elif status == "running":
         then = "call run_status again; with wait_seconds it answers once the run has moved on"
+    elif status == "queued":
+        then = f"job {view['job']}: {_QUEUED_NEXT}"
     elif status == "stopped":
         then = f"its process stopped mid-way: an operator goes on with `plangate resume {thread}`"
     else:
@@ -330,12 +343,14 @@ _DESCRIPTIONS = {
     "whether it will wait for approval, and the budget tier it would run out of; ok is true "
     "when nothing is wrong. Fix the problems it names, then submit_plan.\n\n" + PLAN_FORMAT,
     "submit_plan": "Start a plan as a governed run and answer at once with its thread, its "
-    "status (running, waiting, or finished: success, partial, failed) and the steps that wait "
+    "status (queued, when a worker starts it; running, waiting, or finished: success, "
+    "partial, failed) and the steps that wait "
     "for a person's approval. Follow it with run_status. No tool here decides an approval: a "
     "person does, in the plangate inbox or the CLI.\n\n" + PLAN_FORMAT,
     "run_status": "A run's status, each step's status with its output or error, and the steps "
-    "waiting for a person's approval (what they would do, their risk, until when). With "
-    "wait_seconds it waits while the run goes on, sending progress notifications.",
+    "waiting for a person's approval (what they would do, their risk, until when, a decision "
+    "queued on them). With wait_seconds it waits while the run is queued or goes on, sending "
+    "progress notifications.",
     "run_trace": "A run's trace: every event (plan start, budget checks, approvals asked and "
     "given, tool calls and their results), in order, redacted as the profile says.",
 }

@@ -15,12 +15,13 @@ has its jobs queued again once its heartbeat is `stall_seconds` old, and the ste
 runs again with the same idempotency key.
 """
 
-from plangate.workers._app import GO_ON, QUEUE, apply_schema, lock_of, worker_app
+from plangate.workers._app import EXPIRE_AT, GO_ON, QUEUE, apply_schema, lock_of, worker_app
 from plangate.workers._go_on import RunStart, is_refusal
 from plangate.workers._queue import queue_go_on
 from plangate.workers._worker import run_worker
 
 __all__ = (
+    "EXPIRE_AT",
     "GO_ON",
     "QUEUE",
     "RunStart",

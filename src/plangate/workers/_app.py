@@ -3,12 +3,24 @@
 One task goes on with runs, `plangate.go_on`, always deferred with its thread's lock
 (`lock=plangate:THREAD`): procrastinate runs the jobs of one lock one at a time, in order, on
 any worker; the graph's own per-thread lock (`PlangateGraph.hold`) stays the guard against
-anything outside the queue (a terminal, the inbox). Three periodic tasks keep the queue honest,
-each without a lock (procrastinate #1408: a stalled-job sweep given one stalls itself):
+anything outside the queue (a terminal, the inbox).
 
-- `plangate.sweep_expired`: requests past their deadline get a `go_on` closing them
-  (`EXPIRED_DECISION`), a backstop run once per tick across all workers; no job is ever
-  scheduled in the future under a thread's lock (#1599: it would block the lock's queue);
+A `go_on` that leaves its run waiting schedules `plangate.expire_at` at the earliest deadline
+of what the run waits on, without a lock: a job scheduled in the future under a thread's lock
+would block that lock's queue until it is due (procrastinate #1599), the decision it waits for
+included. When due, it queues a `go_on` under the thread's lock closing what has expired then
+(`EXPIRED_DECISION`), behind the thread's other jobs. It may fire twice, after the request was
+decided, or beside the sweep: what it closes is read when it fires, and a closing that finds its
+requests closed or decided does nothing (`GoOn`), so a request ends `expired` once, and a
+decided one is left alone.
+
+Three periodic tasks keep the queue honest, each without a lock (procrastinate #1408: a
+stalled-job sweep given one stalls itself):
+
+- `plangate.sweep_expired`: requests past their deadline get a `go_on` closing them, the
+  backstop of `expire_at`, run once per tick across all workers: for runs paused where no job
+  scheduled their expiry (LangGraph's server, a process before workers were on, a job that
+  failed);
 - `plangate.sweep_stalled`: the jobs of a worker silent for `stall_seconds` (killed, its
   machine gone) are queued again; the step in flight runs again with the same idempotency key;
 - `plangate.sweep_stopped`: runs whose process died between two steps outside the queue get a
@@ -31,17 +43,21 @@ from procrastinate import App, BaseRetryStrategy, JobContext, PsycopgConnector, 
 from procrastinate.jobs import Job
 from procrastinate.retry import RetryDecision
 
+from plangate._time import iso, parse_iso
 from plangate.errors import PlangateError
 from plangate.project import Project, WorkersSettings
 from plangate.runs.queue import NOTES_TABLE
+from plangate.runs.stored import EXPIRED_DECISION
 from plangate.workers._go_on import Drains, GoOn, RunStart, is_refusal
 
-__all__ = ("GO_ON", "QUEUE", "apply_schema", "lock_of", "worker_app")
+__all__ = ("EXPIRE_AT", "GO_ON", "QUEUE", "apply_schema", "lock_of", "worker_app")
 
 log = logging.getLogger("plangate.workers")
 
 GO_ON = "plangate.go_on"
 """The name of the task that goes on with a run."""
+EXPIRE_AT = "plangate.expire_at"
+"""The name of the task that closes a run's requests at their deadline."""
 QUEUE = "plangate"
 """The queue plangate's jobs go to."""
 # Serialises applying procrastinate's schema between workers starting together.
@@ -50,6 +66,12 @@ _SCHEMA_LOCK = 0x706C616E67717565  # "plangque"
 _PENDING = (
     "SELECT lock FROM procrastinate_jobs WHERE task_name = %(task)s "
     "AND status IN ('todo', 'doing') AND lock IS NOT NULL"
+)
+# An expiry already scheduled for a thread's deadline: a job retried, or a run drained and
+# taken again, schedules the same one.
+_SCHEDULED = (
+    "SELECT 1 FROM procrastinate_jobs WHERE task_name = %(task)s AND status = 'todo' "
+    "AND args->>'thread' = %(thread)s AND args->>'deadline' = %(deadline)s"
 )
 
 
@@ -147,6 +169,14 @@ def worker_app(project: Project, *, drains: Drains | None = None) -> App:
             runner.append(GoOn(db, project, drains or Drains()))
         return runner[0]
 
+    _add_run_tasks(app, settings, going_on)
+    _add_sweeps(app, settings, going_on)
+    return app
+
+
+def _add_run_tasks(app: App, settings: WorkersSettings, going_on: Callable[[], GoOn]) -> None:
+    """`go_on`, and `expire_at`, which a `go_on` that leaves its run waiting schedules."""
+
     @app.task(name=GO_ON, queue=QUEUE, retry=_InfrastructureRetry(settings), pass_context=True)
     def go_on(
         context: JobContext,
@@ -158,7 +188,50 @@ def worker_app(project: Project, *, drains: Drains | None = None) -> App:
         outcome = _noting(app, context, lambda: going_on()(thread, resume, start, retried=retried))
         if outcome == "drained":  # the worker stops: the rest of the run in another job
             go_on.configure(lock=lock_of(thread)).defer(thread=thread)
+        elif outcome == "waiting":
+            try:
+                schedule_expiry(thread)
+            except Exception as exc:  # the run went on: its expiry is left to the sweep
+                log.warning("run %s: could not schedule its expiry: %s", thread, exc)
         return outcome
+
+    def schedule_expiry(thread: str) -> None:
+        """Schedule `expire_at` at the earliest deadline `thread` waits on, unless it is."""
+        deadlines = going_on().deadlines(thread)
+        if not deadlines:
+            return
+        due = iso(min(deadlines.values()))
+        scheduled = app.connector.get_sync_connector().execute_query_all(
+            _SCHEDULED, task=EXPIRE_AT, thread=thread, deadline=due
+        )
+        if not scheduled:
+            expire_at.configure(schedule_at=parse_iso(due)).defer(thread=thread, deadline=due)
+
+    @app.task(name=EXPIRE_AT, queue=QUEUE)
+    def expire_at(thread: str, deadline: str) -> int:
+        """Close what `thread` waits on that has expired now (a request `deadline` was
+        scheduled for, and any other past its own), by a `go_on` under the thread's lock;
+        the number of requests it closes."""
+        now = datetime.now(timezone.utc)
+        if now <= parse_iso(deadline):  # taken a moment early: a request expires after it
+            expire_at.configure(schedule_at=parse_iso(deadline)).defer(
+                thread=thread, deadline=deadline
+            )
+            return 0
+        closing: dict[str, Any] = {
+            key: dict(EXPIRED_DECISION)
+            for key, due in going_on().deadlines(thread).items()
+            if due < now
+        }
+        if closing:
+            go_on.configure(lock=lock_of(thread)).defer(thread=thread, resume=closing)
+        return len(closing)
+
+
+def _add_sweeps(app: App, settings: WorkersSettings, going_on: Callable[[], GoOn]) -> None:
+    """The periodic sweeps (see the module's doc): expired requests, stalled jobs, stopped
+    runs."""
+    go_on = app.tasks[GO_ON]
 
     def pending() -> set[str]:
         rows = app.connector.get_sync_connector().execute_query_all(_PENDING, task=GO_ON)
@@ -217,5 +290,3 @@ def worker_app(project: Project, *, drains: Drains | None = None) -> App:
                     go_on.configure(lock=lock_of(thread)).defer(thread=thread)
                     queued += 1
             return queued
-
-    return app

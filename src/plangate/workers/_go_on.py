@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -20,6 +21,7 @@ from langgraph.runtime import RunControl
 from langgraph.types import Command, StateSnapshot
 from typing_extensions import NotRequired, TypedDict
 
+from plangate._time import parse_iso
 from plangate.errors import (
     AdapterError,
     PlangateUsageError,
@@ -30,7 +32,7 @@ from plangate.identity._gate import STARTED_BY, STARTER
 from plangate.project import Project, RunSetup
 from plangate.runs.guarded_graph import PlangateGraph
 from plangate.runs.service import ThreadExists
-from plangate.runs.stored import EXPIRED_DECISION
+from plangate.runs.stored import EXPIRED_DECISION, is_approval_request
 
 __all__ = ("START_ID", "Drains", "GoOn", "RunStart", "is_refusal")
 
@@ -129,6 +131,16 @@ class GoOn:
             if self._reader is None:
                 self._reader = reader(self.db)
             return self._reader
+
+    def deadlines(self, thread: str) -> dict[str, datetime]:
+        """Interrupt id -> deadline of each request `thread` waits on now; `{}` for a thread
+        that waits on nothing (decided, finished, or not started)."""
+        snapshot = self.reader.get_state({"configurable": {"thread_id": thread}})
+        return {
+            waiting.id: parse_iso(waiting.value["expires_at"])
+            for waiting in snapshot.interrupts
+            if is_approval_request(waiting.value)
+        }
 
     def graph(self, setup: RunSetup, project: Project) -> PlangateGraph:
         with self._guard:

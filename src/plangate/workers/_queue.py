@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from typing import Any, cast
 
 from plangate.project import Project
+from plangate.runs.queue import job_kind, refuse_queued
 from plangate.workers._app import GO_ON, apply_schema, lock_of, worker_app
 from plangate.workers._go_on import RunStart
 
 __all__ = ("queue_go_on",)
+
+# The first key of the lock doors take to queue a decision ("plgd"); the second, the thread's.
+_DECIDING = 0x706C6764
 
 
 def queue_go_on(
@@ -35,6 +40,8 @@ def queue_go_on(
 
     Raises:
         ProjectError: The project has no `workers:`, or its database is not PostgreSQL.
+        DecisionQueued: `resume` decides a request that a decision queued earlier answers,
+            not yet applied by a worker.
         PlangateUsageError: The database cannot be reached.
 
     Examples:
@@ -42,10 +49,26 @@ def queue_go_on(
     """
     app = worker_app(project)
     apply_schema(project.db)
-    with app.open():
+    decided = resume is not None and job_kind(GO_ON, {"resume": resume}) == "decision"
+    # A decision is checked against those queued on its request, by one door at a time.
+    with app.open(), _one_decision_at_a_time(project.db, thread) if decided else nullcontext():
+        if decided:
+            refuse_queued(project.db, thread, resume or {})
         task = app.tasks[GO_ON].configure(lock=lock_of(thread))
         return task.defer(
             thread=thread,
             resume=dict(resume) if resume is not None else None,
             start=cast("dict[str, Any] | None", start),
         )
+
+
+@contextmanager
+def _one_decision_at_a_time(url: str, thread: str) -> Iterator[None]:
+    """Doors queueing decisions on `thread` one at a time (a transaction's advisory lock, in
+    a key space of its own): two decisions on one request sent together queue one, and the
+    other is refused as the queued one's twin (`refuse_queued`)."""
+    from plangate.runs.postgres import connect_checked
+
+    with connect_checked(url) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_DECIDING, thread))
+        yield

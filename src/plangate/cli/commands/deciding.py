@@ -176,14 +176,18 @@ def _decide(
     # A source the steps left need that is down: refused now, before a decision lets an
     # irreversible step act and the run then stops at the next one.
     graph.reach(remaining_tools(snapshot))
+    from plangate.cli.commands.workers import queue, queued_project, run_project
+
+    queued = queued_project(run_project(db, snapshot, project), db)
+    if queued is not None:  # a decision queued on the request already: refused before shown
+        from plangate.runs.queue import refuse_queued
+
+        refuse_queued(db, thread, bound.resume)
     verb = {"approve": "Approving", "edit": "Approving, edited,", "reject": "Rejecting"}
     for request in bound.requests:
         say(f"{verb[decision['decision']]} {what_waits(request)} of run {thread}:")
         print_request(request, edited=decision.get("args"))
     first = bound.requests[0]
-    from plangate.cli.commands.workers import queue, queued_project, run_project
-
-    queued = queued_project(run_project(db, snapshot, project), db)
     if queued is not None:  # `workers:` on: a worker goes on with it
         code = queue(queued, thread, bound.resume)
         if not every and is_expired(first, utc_now()):
@@ -231,7 +235,7 @@ def expire(
     request is closed a moment after it expires, a skipped run is tried again at the next
     look, and Ctrl-C stops it (exit 0; Ctrl-C while a closed run goes on stops that run as it
     would stop `plangate run`). With `workers:` on, --watch says so in one line and exits 0:
-    the workers' periodic sweep closes expired approvals; without --watch, each closing is
+    the workers close expired approvals at their deadline; without --watch, each closing is
     queued for a worker.
     """
     from plangate.runs.expiry import sweep_expired, watch_expiry
@@ -246,7 +250,7 @@ def expire(
     graph = open_reader(db)
     close, queued = _expired_run_closer(db, named)
     if watch and queued:  # a second sweep would only queue the workers' closings again
-        say("Workers on: `plangate worker`'s periodic sweep closes expired approvals; no watch.")
+        say("Workers on: `plangate worker` closes expired approvals at their deadline; no watch.")
         return
     if not watch:
         if not _print_skipped(sweep_expired(graph, now=utc_now(), close=close)):

@@ -274,7 +274,7 @@ def serve(
     if inbox.state.service.queues:  # `workers:` on: the inbox runs nothing, sweeps nothing
         say(
             "Workers on: starts, decisions and resumes are queued for `plangate worker`; "
-            "its periodic sweep closes expired approvals, not this inbox."
+            "it closes expired approvals at their deadline, not this inbox."
         )
     elif sweep is not None:
         say(

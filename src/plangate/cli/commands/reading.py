@@ -7,10 +7,10 @@ latest checkpoint does not tell what it waits for (an approval answered and aske
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from langgraph.checkpoint.base import CheckpointTuple
@@ -19,6 +19,7 @@ from plangate._time import utc_now
 from plangate.cli.describe import (
     SUMMARY_OVER,
     approvals_count,
+    decided_text,
     is_plan_review,
     print_done,
     print_pending,
@@ -44,6 +45,7 @@ from plangate.runs.locks import run_locks
 from plangate.runs.stored import (
     FINISHED,
     Reread,
+    WaitingInterrupt,
     interrupts_waiting,
     is_approval_request,
     is_expired,
@@ -53,6 +55,9 @@ from plangate.runs.stored import (
     trace_of,
     waiting_approvals,
 )
+
+if TYPE_CHECKING:
+    from plangate.runs.queue import QueuedDecision
 
 __all__ = ("pending", "runs", "show", "trace")
 
@@ -72,7 +77,9 @@ def pending(
 
     A request past its deadline is marked EXPIRED: `plangate expire` closes it. `plangate runs`
     also lists the runs that stopped mid-way. With --mine, only those you may decide: through
-    --server as your token's person, else as your user name, unverified.
+    --server as your token's person, else as your user name, unverified. With workers on, a
+    request decided and queued for a worker says `decision queued` (and is not yours to
+    decide); one whose last decision failed says why, and is decidable again.
     """
     now = utc_now()
     if server is not None:
@@ -84,14 +91,10 @@ def pending(
         _, db = find_project(project, db)
     found = False
     for thread, request, why_not in shown:
-        if mine and why_not is not None:
+        if mine and (why_not is not None or request.get("queued")):
             continue
         found = True
-        when = (
-            f"EXPIRED at {request['expires_at']} (run plangate expire{db_flag(db) if db else ''})"
-            if is_expired(request, now)
-            else f"expires {request['expires_at']}"
-        )
+        when = _when(request, now, db_flag(db) if db else "")
         count = approvals_count(request)
         what = (
             f"plan review ({len(request['steps'])} steps)  up to"
@@ -102,20 +105,36 @@ def pending(
             f"{thread}  {what}  {request['risk']} risk  " + (f"{count}  " if count else "") + when,
             f"    {request['consequence']}",
         )
+        if failed := request.get("last_failed"):
+            said = f"the last decision failed ({decided_text(failed)}): {failed['error']}"
+            say(f"    {said}; decide again")
     if not found:
         say("No run is waiting for " + ("your approval." if mine else "approval."))
+
+
+def _when(request: dict[str, Any], now: datetime, flag: str) -> str:
+    """Where a request stands, as `pending` ends its line: decided and queued, expired, or
+    until when it waits."""
+    if queued := request.get("queued"):
+        return f"decision queued: {decided_text(queued)}, a worker applies it"
+    if is_expired(request, now):
+        return f"EXPIRED at {request['expires_at']} (run plangate expire{flag})"
+    return f"expires {request['expires_at']}"
 
 
 def _waiting_here(
     project: str | None, db: str | None, *, mine: bool
 ) -> Iterator[tuple[str, dict[str, Any], str | None]]:
     """(thread, request, why the operating-system user may not approve it, if `mine`) of
-    every request waiting in the database."""
-    _, db = find_project(project, db)
+    every request waiting in the database; with workers on, each request says what the queue
+    holds of its decision (`QueuedDecision.mark`)."""
+    found, db = find_project(project, db)
     saver = open_runs(db)
     caller = unverified(user())
     gates: dict[RunSetup, DecisionGate | None] = {}
-    for thread, waiting in waiting_approvals(saver, rereader(db)):
+    listed = list(waiting_approvals(saver, rereader(db)))
+    decided = _decisions_in_queue(found, db, {thread for thread, _ in listed})
+    for thread, waiting in listed:
         gate = None
         if mine:
             saved = saver.get_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
@@ -123,11 +142,23 @@ def _waiting_here(
             if setup is not None and setup not in gates:
                 gates[setup] = _gate_of(setup, db)
             gate = gates.get(setup) if setup is not None else None
-        for request in (interrupt.value for interrupt in waiting):
+        for interrupt in waiting:
+            request = _marked(thread, interrupt, decided)
             why = None
             if mine:
                 why = gate.why_not(caller, request) if gate else "its project or profile is gone"
             yield thread, request, why
+
+
+def _marked(
+    thread: str,
+    interrupt: WaitingInterrupt,
+    decided: Mapping[tuple[str, str], QueuedDecision],
+) -> dict[str, Any]:
+    """The request `interrupt` asks, with what the queue holds of its decision, if anything
+    (`QueuedDecision.mark`)."""
+    found = decided.get((thread, interrupt.id))
+    return dict(interrupt.value) if found is None else {**interrupt.value, **found.mark()}
 
 
 def _gate_of(setup: RunSetup, db: str) -> DecisionGate | None:
@@ -189,14 +220,31 @@ def runs(
         say("No run in the database." if all_runs else "No unfinished run.")
 
 
+def _reads_queue(found: Project | None, db: str) -> bool:
+    """Whether the runs of `db` go on in `found`'s queue (`workers:`, its PostgreSQL
+    database): the queue's tables are read beside the checkpoints, with psycopg alone."""
+    return found is not None and found.queued and found.db == db and is_postgres_url(db)
+
+
 def _in_queue(found: Project | None, db: str) -> dict[str, str]:
-    """With workers on (`workers:`, the project's PostgreSQL database): thread -> `queued` or
-    `running on WORKER`, read from the queue's tables with psycopg, not procrastinate."""
-    if found is None or not found.queued or found.db != db or not is_postgres_url(db):
+    """With workers on: thread -> `queued` or `running on WORKER`."""
+    if not _reads_queue(found, db):
         return {}
     from plangate.runs.queue import queued_runs
 
     return queued_runs(db)
+
+
+def _decisions_in_queue(
+    found: Project | None, db: str, threads: set[str]
+) -> dict[tuple[str, str], QueuedDecision]:
+    """With workers on: the queue's newest decision on each request of `threads` not yet
+    applied, or failed (`queued_decisions`)."""
+    if not _reads_queue(found, db):
+        return {}
+    from plangate.runs.queue import queued_decisions
+
+    return queued_decisions(db, threads)
 
 
 def _waiting_line(
@@ -237,12 +285,13 @@ def show(
 
     Past 50 steps, the table is summarised: the count per status and the first steps not ok.
     """
-    _, db = find_project(project, db)
+    found, db = find_project(project, db)
     saver, run = stored_run(db, thread)
     waiting = run.interrupts if run.interrupts is not None else rereader(db)(thread)
+    asked = [i for i in waiting if is_approval_request(i.value)]
+    decided = _decisions_in_queue(found, db, {thread} if asked else set())
     requests = sorted(
-        (i.value for i in waiting if is_approval_request(i.value)),
-        key=lambda request: request["step_index"],
+        (_marked(thread, i, decided) for i in asked), key=lambda request: request["step_index"]
     )
     ended = run.ended
     actions = recorded_actions(ended, requests)

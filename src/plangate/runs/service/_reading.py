@@ -19,9 +19,11 @@ from plangate.identity import DecisionGate, Identity
 from plangate.plan import Plan
 from plangate.profiles import Profile
 from plangate.project import Project, RunSetup, demo_root, reader
+from plangate.runs.checkpoint import is_postgres_url
 from plangate.runs.history import (
     waiting_approvals,
 )
+from plangate.runs.queue import QueuedDecision, queued_decisions, queued_start
 from plangate.runs.service._views import (
     ApprovalView,
     RunSummary,
@@ -32,10 +34,12 @@ from plangate.runs.service._views import (
     started_by,
     step_rows,
     waiting_view,
+    with_queue,
 )
 from plangate.runs.stored import (
     FINISHED,
     StoredRun,
+    WaitingInterrupt,
     is_approval_request,
     list_threads,
     open_store,
@@ -116,7 +120,9 @@ class RunReader:
     def _stored(self, thread: str) -> StoredRun:
         """The run as its latest checkpoint stored it, read with the saver alone."""
         run = read_stored_run(self._store, thread)
-        if run is None or not run.values:
+        # A run's first checkpoint holds its input alone, not yet its plan: a run that starts
+        # this instant (a worker has just taken its start) is not there yet to be shown.
+        if run is None or "plan" not in run.values:
             raise UnknownThread(thread)
         return run
 
@@ -182,6 +188,9 @@ class RunReader:
                     why = gate.why_not(caller, waiting.value) if gate else "its profile is gone"
                     view["may_decide"], view["why_not"] = why is None, why
             found.extend(views)
+        decided = self._decisions_in_queue({view["thread"] for view in found})
+        for view in found:
+            with_queue(view, decided.get((view["thread"], view["interrupt_id"])))
         # The most urgent first: what expires within the hour, then the riskiest, then the
         # soonest to expire; expired requests (a decision now is recorded as expired) last.
         found.sort(
@@ -220,6 +229,21 @@ class RunReader:
             )
         return summaries
 
+    @property
+    def _reads_queue(self) -> bool:
+        """Whether the runs of this database go on in the project's queue (`workers:` on, on
+        a PostgreSQL database, the project's): its decisions and starts queued are read
+        beside the checkpoints, with psycopg alone."""
+        project = self.project
+        return project.queued and project.db == self.db and is_postgres_url(self.db)
+
+    def _decisions_in_queue(self, threads: set[str]) -> dict[tuple[str, str], QueuedDecision]:
+        """The queue's newest decision on each request of `threads` not yet applied, or failed
+        (`queued_decisions`); `{}` without workers."""
+        if not self._reads_queue or not threads:
+            return {}
+        return queued_decisions(self.db, threads)
+
     def run(self, thread: str) -> RunView:
         """Everything the run view shows: steps, budget, golden signals, what it waits for."""
         return self._view(thread)[0]
@@ -228,8 +252,21 @@ class RunReader:
         """A run as a face outside the decision path shows it (the MCP face, to the agent that
         submitted it): its status, each step's status with its output or error, and what it
         waits for, but not the args of a waiting request: those are for the approver, behind
-        the decision's own door. What it shows is redacted as the trace is."""
-        view, shown = self._view(thread)
+        the decision's own door. What it shows is redacted as the trace is.
+
+        With workers on, a run whose start is queued and not yet made (it has no checkpoint)
+        is `queued`, with its start's `job` and the `worker` starting it, if one is.
+
+        Raises:
+            UnknownThread: Nothing was started or queued in `thread`.
+        """
+        try:
+            view, shown = self._view(thread)
+        except UnknownThread:
+            queued = self._queued_start(thread)
+            if queued is not None:
+                return queued
+            view, shown = self._view(thread)  # started since the first look, or unknown
         kept = ("thread", "goal", "status", "profile", "offline", "trace_id", "updated_at")
         compact = ("step_id", "tool", "action", "status", "output", "error")
         # Read as plain mappings: the keys kept are named here, not each spelled out.
@@ -243,6 +280,29 @@ class RunReader:
             "waiting": [waiting_view(request, shown) for request in view["waiting"]],
             "budget_utilisation": view["budget"]["utilisation"],
             "halted": view["halted"],
+        }
+
+    def _queued_start(self, thread: str) -> dict[str, Any] | None:
+        """`thread`'s start as `status` shows it while it is queued; `None` when none is."""
+        if not self._reads_queue:
+            return None
+        start = queued_start(self.db, thread)
+        if start is None:
+            return None
+        return {
+            "thread": thread,
+            "goal": start.goal,
+            "status": "queued",
+            "job": start.job,
+            "worker": start.worker,
+            "profile": start.profile,
+            "offline": start.offline,
+            "trace_id": None,
+            "updated_at": None,
+            "steps": [],
+            "waiting": [],
+            "budget_utilisation": 0.0,
+            "halted": None,
         }
 
     def _view(self, thread: str) -> tuple[RunView, Callable[[Any], Any]]:
@@ -300,13 +360,25 @@ class RunReader:
             "updated_at": saved.checkpoint["ts"],
             "server_time": iso(now),
             "steps": steps,
-            "waiting": [approval_view(thread, i, stored, setup, now) for i in waiting],
+            "waiting": self._waiting_views(thread, waiting, stored, setup),
             "budget": budget,
             "signals": signals,
             "halted": (result or {}).get("halted", counters.get("halted")),
             "failure_context": (result or {}).get("failure_context"),
         }
         return view, shown
+
+    def _waiting_views(
+        self, thread: str, waiting: list[WaitingInterrupt], run: StoredRun, setup: RunSetup
+    ) -> list[ApprovalView]:
+        """What `thread` waits on, as its run view shows it: each request with a decision
+        queued on it (`with_queue`)."""
+        now = utc_now()
+        views = [approval_view(thread, i, run, setup, now) for i in waiting]
+        decided = self._decisions_in_queue({thread} if views else set())
+        for view in views:
+            with_queue(view, decided.get((thread, view["interrupt_id"])))
+        return views
 
     def trace(self, thread: str) -> list[TraceEvent]:
         self._stored(thread)

@@ -194,10 +194,10 @@ class RunService(RunReader):
         logged; a failure of the watch itself (the database gone away) is logged, and the
         watch starts again `every` seconds later.
 
-        With workers on (`queues`), it returns at once: the workers' periodic sweep closes
-        them, and a second sweep here would only queue the same closings again."""
+        With workers on (`queues`), it returns at once: the workers close them at their
+        deadline, and a sweep here would only queue the same closings again."""
         if self.queues:
-            log.info("expiry: the workers' sweep closes expired approvals; no watch here")
+            log.info("expiry: the workers close expired approvals; no watch here")
             return
         while not stop.is_set():
             try:

@@ -15,6 +15,7 @@ from plangate.identity._gate import STARTED_BY
 from plangate.plan import Plan
 from plangate.profiles import Budget
 from plangate.project import RunSetup
+from plangate.runs.queue import QueuedDecision
 from plangate.runs.stored import StoredRun, WaitingInterrupt
 
 __all__ = (
@@ -31,6 +32,7 @@ __all__ = (
     "started_by",
     "step_rows",
     "waiting_view",
+    "with_queue",
 )
 
 
@@ -76,6 +78,11 @@ class ApprovalView(TypedDict, total=False):
     # Set for a caller (`RunService.pending(caller)`): whether they may approve it, and why not.
     may_decide: NotRequired[bool]
     why_not: NotRequired[str | None]
+    # With workers on: a decision taken and queued, which a worker is yet to apply (`job`,
+    # `decision`, `approver`): the request is decided, and no other decision is taken on it; or
+    # the last decision, whose job failed (with its `error`): the request is decidable again.
+    queued: NotRequired[dict[str, Any]]
+    last_failed: NotRequired[dict[str, Any]]
 
 
 class StepRow(TypedDict):
@@ -215,10 +222,23 @@ def approval_view(
     )
 
 
+def with_queue(view: ApprovalView, found: QueuedDecision | None) -> None:
+    """Mark `view` with the newest decision job answering it (`queued_decisions`), if any: a
+    queued one makes it decided (`queued`), not decidable by anyone; a failed one is said
+    (`last_failed`) beside a request decidable again."""
+    if found is None:
+        return
+    view.update(cast(ApprovalView, found.mark()))
+    if found.queued and "may_decide" in view:
+        view["may_decide"] = False
+        view["why_not"] = found.refusal(view["thread"]).message
+
+
 def waiting_view(request: Mapping[str, Any], shown: Callable[[Any], Any]) -> dict[str, Any]:
     """A waiting request (`approval_view`) as shown outside the decision path: which step
-    waits, on what kind of decision, how risky, until when, `shown` as the profile says; not
-    its args, its digest or its interrupt id, which are for the approver and the decision."""
+    waits, on what kind of decision, how risky, until when, a decision queued on it, `shown`
+    as the profile says; not its args, its digest or its interrupt id, which are for the
+    approver and the decision."""
     keys = (
         "step_id",
         "tool",
@@ -230,6 +250,7 @@ def waiting_view(request: Mapping[str, Any], shown: Callable[[Any], Any]) -> dic
         "approvals_so_far",
         "expires_at",
         "expired",
+        "queued",
     )
     return {
         **{key: request.get(key) for key in keys},

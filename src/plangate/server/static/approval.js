@@ -44,3 +44,10 @@ export const ORDERS = {
   listed: "listed: each propose or execute step waits for the steps before it, and the steps after it wait for it",
   dependencies: "dependencies: only depends_on and references order the steps",
 };
+
+// With workers on: a decision a worker is yet to apply (the request is decided), or the last
+// one, whose job failed (the request is decidable again); else null.
+const decidedText = (d) => `${d.decision} by ${d.approver}, job ${d.job}`;
+export const queuedText = (a) => (a.queued ? `Decided (${decidedText(a.queued)}): queued, a worker applies it.` : null);
+export const failedText = (a) =>
+  (a.last_failed ? `The last decision (${decidedText(a.last_failed)}) failed: ${a.last_failed.error}. Decide again.` : null);

@@ -1,6 +1,6 @@
 // The inbox: every approval request waiting, and the latest runs.
 import { api, explain } from "./api.js";
-import { actionText, approvalsText, isReview, reviewTable, riskBadge, stepText, subject } from "./approval.js";
+import { actionText, approvalsText, failedText, isReview, queuedText, reviewTable, riskBadge, stepText, subject } from "./approval.js";
 import { agoText, syncClock, tickCountdowns } from "./clock.js";
 import { openDecision } from "./dialog.js";
 import { $, fill, h } from "./dom.js";
@@ -45,9 +45,11 @@ function approvalCard(a) {
     a.references ? h("ul", { class: "references muted" },
       Object.entries(a.references).map(([arg, sources]) => h("li", {}, referencesText(arg, sources)))) : null,
     a.error ? h("p", { class: "error-line" }, a.error) : null,
-    a.may_decide === false ? h("p", { class: "warn-line why-not" }, `You cannot decide this request: ${a.why_not || "the profile's rules say so"}`) : null,
+    failedText(a) ? h("p", { class: "warn-line last-failed" }, failedText(a)) : null,
+    a.queued ? h("p", { class: "queued-line" }, queuedText(a))
+      : a.may_decide === false ? h("p", { class: "warn-line why-not" }, `You cannot decide this request: ${a.why_not || "the profile's rules say so"}`) : null,
     h("div", { class: "card-actions" },
-      h("button", { class: "primary review", type: "button", onclick: () => openDecision(a) }, "Review & decide"),
+      a.queued ? null : h("button", { class: "primary review", type: "button", onclick: () => openDecision(a) }, "Review & decide"),
       h("a", { href: `#/runs/${encodeURIComponent(a.thread)}` }, "Open run →"),
     ),
   );

@@ -1,6 +1,6 @@
 // The run view: where a run stands, its steps, budget and signals, and its trace live.
 import { api, explain } from "./api.js";
-import { riskBadge, stepText, subject } from "./approval.js";
+import { failedText, queuedText, riskBadge, stepText, subject } from "./approval.js";
 import { serverNow, syncClock, tickCountdowns } from "./clock.js";
 import { openDecision } from "./dialog.js";
 import { fill, h } from "./dom.js";
@@ -103,8 +103,10 @@ function runHead(run) {
       riskBadge(a.risk),
       h("span", {}, "Waiting for approval: ", h("b", { class: "mono" }, subject(a)), ` (${stepText(a)})`),
       h("span", { class: "countdown", dataset: { expires: a.expires_at } }, ""),
+      failedText(a) ? h("span", { class: "warn-line last-failed" }, failedText(a)) : null,
       h("span", { class: "spacer" }),
-      h("button", { class: "primary review", type: "button", onclick: () => openDecision(a) }, "Review & decide"),
+      a.queued ? h("span", { class: "queued-line" }, queuedText(a))
+        : h("button", { class: "primary review", type: "button", onclick: () => openDecision(a) }, "Review & decide"),
     )),
     run.status === "stopped"
       ? h("div", { class: "stopped-banner", id: "stopped" },
