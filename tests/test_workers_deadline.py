@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from test_workers_queue import (
     LEDGER_TOOLS,
-    ROOT,
     Cluster,
     make_ledger,
     plan,
     with_ledger_tools,
+    with_quick_smb,
     working,
 )
 
@@ -41,12 +41,7 @@ half second (their heartbeat); the rest is the closing's own job."""
 def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     folder = tmp_path_factory.mktemp("deadline")
     with_ledger_tools(folder)
-    (folder / "profiles").mkdir()
-    smb = (ROOT / "src" / "plangate" / "profiles" / "smb.yaml").read_text()
-    brief = smb.replace("name: smb", "name: brief").replace(
-        "approval_timeout_seconds: 86400", f"approval_timeout_seconds: {TIMEOUT}"
-    )
-    (folder / "profiles" / "brief.yaml").write_text(brief)
+    with_quick_smb(folder, "brief", TIMEOUT)
     (folder / "plangate.yaml").write_text(
         f"db: {postgres_url}\nprofile: brief\nprofiles: profiles\n"
         f"tools: [{LEDGER_TOOLS}]\n"

@@ -57,6 +57,16 @@ def with_ledger_tools(folder: Path) -> None:
     shutil.copy(ROOT / "tests" / "peers" / "ledger_tools.py", folder)
 
 
+def with_quick_smb(folder: Path, name: str, seconds: float) -> None:
+    """A profile `name` in `folder/profiles`: `smb` with approvals expiring after `seconds`."""
+    (folder / "profiles").mkdir(exist_ok=True)
+    smb = (ROOT / "src" / "plangate" / "profiles" / "smb.yaml").read_text()
+    quick = smb.replace("name: smb", f"name: {name}").replace(
+        "approval_timeout_seconds: 86400", f"approval_timeout_seconds: {seconds:g}"
+    )
+    (folder / "profiles" / f"{name}.yaml").write_text(quick)
+
+
 def plan(item: str) -> dict[str, Any]:
     """Three steps; `commit` (execute) waits for a person under `smb`."""
     return {
@@ -182,12 +192,7 @@ def _pythonpath() -> str:
 def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     folder = tmp_path_factory.mktemp("queued")
     with_ledger_tools(folder)
-    (folder / "profiles").mkdir()
-    smb = (ROOT / "src" / "plangate" / "profiles" / "smb.yaml").read_text()
-    short = smb.replace("name: smb", "name: short").replace(
-        "approval_timeout_seconds: 86400", "approval_timeout_seconds: 2"
-    )
-    (folder / "profiles" / "short.yaml").write_text(short)
+    with_quick_smb(folder, "short", 2)
     (folder / "plangate.yaml").write_text(
         f"db: {postgres_url}\nprofile: smb\nprofiles: profiles\n"
         f"tools: [{LEDGER_TOOLS}]\n"
