@@ -11,8 +11,8 @@ Every step ends here exactly once, whatever happened to it, so this is where a s
 becomes a trace event and where the profile's `on_error` / `on_reject` / `on_expiry` decide
 whether the plan goes on. When the plan halts, the steps that have not started are closed as
 `skipped` in one go (steps of the same wave may already have run). A step that `tool_exec`
-sent back (its approval no longer holds) does not end: the next wave takes it again, to be asked
-about anew.
+sent back (its approval no longer holds, or the chain it was in stopped before it) does not end:
+the next wave takes it again, to be asked about anew, or skipped.
 """
 
 from __future__ import annotations
