@@ -189,7 +189,8 @@ def _lane(
     run, would exceed a budget tier, or (in listed order) is listed after an effect."""
     lane: list[LaneStep] = []
     at = head
-    while len(lane) < LANE_STEPS and (after := chained[at]) >= 0 and after - at <= LOOKAHEAD:
+    # Within the window a wave looks at: what a lane looks through is bounded like a wave.
+    while len(lane) < LANE_STEPS and (after := chained[at]) >= 0 and after - head <= LOOKAHEAD:
         links = step_links(steps[after])
         between = range(at + 1, after) if listed else range(0)
         if governance.is_effect(links) or any(

@@ -3,8 +3,9 @@
 Each step of a wave is a task of its own (a `Send` from `budget_check` or, once approved, from
 `approval_interrupt`), so the calls of a wave run at once: `invoke` runs sync tools in threads,
 `ainvoke` awaits async tools. A read's task also runs the chain of reads `budget_check` gave it
-(`StepTask.lane`), each link as the one before it ended `ok`. A task reads nothing of the shared state and writes only its
-report (`StepReport`); `trace_emit` numbers its events and charges the call when the wave ends.
+(`StepTask.lane`), each link as the one before it ended `ok`. A task reads nothing of the shared
+state and writes only its reports (`StepReport`); `trace_emit` numbers their events and charges
+each call when the wave ends.
 
 Before anything is called, it works the step's policy out again and recomputes the
 digest of the call it is about to make: a call that needs approval and has none, or whose digest
