@@ -25,7 +25,9 @@ if [ ! -d "$CHAT_UI_DIR" ]; then
   git -C "$CHAT_UI_DIR" checkout --quiet "$CHAT_UI_COMMIT"
 fi
 if [ ! -d "$CHAT_UI_DIR/node_modules" ]; then
-  (cd "$CHAT_UI_DIR" && npx --yes pnpm@10 install --frozen-lockfile)
+  # The pnpm its package.json names (`packageManager`), with its lockfile.
+  (cd "$CHAT_UI_DIR" && npx --yes "$(node -p "require('./package.json').packageManager")" \
+    install --frozen-lockfile)
 fi
 
 # The demo project, served by LangGraph's dev server under `smb`: the send waits for a person.
