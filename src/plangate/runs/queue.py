@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from plangate._time import parse_iso
 from plangate.errors import DecisionQueued
 from plangate.runs.stored import EXPIRED_DECISION
 
@@ -28,6 +29,7 @@ __all__ = (
     "QueuedStart",
     "count_jobs",
     "delete_finished_jobs",
+    "delete_obsolete_expiries",
     "job_kind",
     "list_jobs",
     "queued_decisions",
@@ -358,5 +360,42 @@ def delete_finished_jobs(
             conn.execute(
                 "DELETE FROM procrastinate_jobs WHERE id = ANY(%s) AND status::text = ANY(%s)",
                 (going, list(_FINAL)),
+            )
+    return len(going)
+
+
+def delete_obsolete_expiries(
+    url: str,
+    waited: Callable[[], Collection[tuple[str, datetime]]],
+    *,
+    dry_run: bool = False,
+) -> int:
+    """Delete the scheduled expiries (`expire_at` jobs to do) of deadlines that no run waits on
+    any more, which no worker cancelled (one stopped between a run's move and the cancel, a
+    run went on outside the queue, an older plangate scheduled them). `waited()` gives
+    (thread, deadline) of every request waiting now; it is read after the jobs, so that an
+    expiry is never taken for obsolete before its request is seen. A job a worker took
+    meanwhile is left to run (and close nothing). Returns how many went (or would)."""
+    from plangate.runs.postgres import connect_checked
+
+    with connect_checked(url) as conn:
+        if not _has_queue(conn):
+            return 0
+        rows = conn.execute(
+            "SELECT id, args->>'thread', args->>'deadline' FROM procrastinate_jobs "
+            "WHERE task_name = %s AND status = 'todo'",
+            (_EXPIRE_AT,),
+        ).fetchall()
+        if not rows:
+            return 0
+        live = set(waited())
+        going = [
+            job
+            for job, thread, deadline in rows
+            if not deadline or (thread, parse_iso(deadline)) not in live
+        ]
+        if going and not dry_run:
+            conn.execute(
+                "DELETE FROM procrastinate_jobs WHERE id = ANY(%s) AND status = 'todo'", (going,)
             )
     return len(going)
