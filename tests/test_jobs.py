@@ -366,7 +366,7 @@ def test_prune_removes_scheduled_expiries_no_run_waits_on(cluster: Cluster) -> N
         "and 3 scheduled expiries no run waits on any more."
     ) in pruned.stdout.splitlines()
     assert set(scheduled("todo")) == {live}
-    listed = cluster.plangate("jobs").stdout.splitlines()
+    listed = cluster.plangate("jobs", "--limit", "0").stdout.splitlines()
     assert [line.split("  ")[1:4] for line in listed if line.startswith(f"{live}  ")] == [
         ["ex-wait", "expiry", "todo"]
     ]
