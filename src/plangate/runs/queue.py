@@ -98,6 +98,8 @@ class QueuedStart:
         goal: The plan's goal.
         profile: The profile it starts under.
         offline: Whether it calls its tools' mocks.
+        started_by: Who started it, as the door recorded them, if it said.
+        queued_at: When it was queued.
     """
 
     job: int
@@ -105,6 +107,8 @@ class QueuedStart:
     goal: str
     profile: str | None
     offline: bool
+    started_by: str | None = None
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,7 +260,8 @@ def queued_start(url: str, thread: str) -> QueuedStart | None:
         if not _has_queue(conn):
             return None
         row = conn.execute(
-            "SELECT j.id, j.worker_id, n.worker, j.args->'start' "
+            "SELECT j.id, j.worker_id, n.worker, j.args->'start', "
+            "(SELECT min(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) "
             "FROM procrastinate_jobs j LEFT JOIN plangate_jobs n ON n.job_id = j.id "
             "WHERE j.task_name = %s AND j.lock = %s AND j.status IN ('todo', 'doing') "
             "AND jsonb_typeof(j.args->'start') = 'object' ORDER BY j.id LIMIT 1",
@@ -264,13 +269,15 @@ def queued_start(url: str, thread: str) -> QueuedStart | None:
         ).fetchone()
     if row is None:
         return None
-    job, worker_id, worker, start = row
+    job, worker_id, worker, start, queued_at = row
     return QueuedStart(
         job=job,
         worker=worker or (f"worker {worker_id}" if worker_id else None),
         goal=str((start.get("plan") or {}).get("goal") or ""),
         profile=start.get("profile"),
         offline=bool(start.get("offline")),
+        started_by=start.get("started_by"),
+        queued_at=queued_at,
     )
 
 

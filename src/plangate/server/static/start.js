@@ -67,7 +67,9 @@ export async function showStart() {
         // Where the server knows the person, it records them: no name is sent.
         offline: offline.checked, started_by: knowsPeople ? null : myName() || null,
       });
-      flash(`Started run ${started.thread} under ${started.profile}.`);
+      flash(started.status === "queued"
+        ? `Queued run ${started.thread} under ${started.profile}: a worker starts it (job ${started.job}).`
+        : `Started run ${started.thread} under ${started.profile}.`);
       location.hash = `#/runs/${encodeURIComponent(started.thread)}`;
     } catch (err) {
       error.textContent = explain(err);
