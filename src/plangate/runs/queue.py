@@ -357,7 +357,9 @@ def delete_finished_jobs(
         rows = conn.execute(
             "SELECT j.id, j.lock FROM procrastinate_jobs j "
             "WHERE j.task_name LIKE 'plangate.%%' AND j.status::text = ANY(%s) "
-            "AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) < %s "
+            # When it ended: a job scheduled for later has an event at that time too.
+            "AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id "
+            "AND e.type <> 'scheduled') < %s "
             # A periodic task's last job is what procrastinate defers the next one from.
             "AND NOT EXISTS (SELECT 1 FROM procrastinate_periodic_defers d WHERE d.job_id = j.id)",
             (list(_FINAL), before),
