@@ -274,8 +274,9 @@ def test_the_run_view_of_a_queued_start_says_queued_until_a_worker_starts_it(
 ) -> None:
     """No worker: a start through the inbox answers 202 `queued`. Its run view answers
     `queued` (not 404) with the start's job, no worker yet, and what happens next; a thread
-    with nothing queued is still 404. The run page shows it queued, then, once a worker has
-    started it, the run itself, waiting for its approval, without a reload."""
+    with nothing queued is still 404. The run page (its link followed before the inbox has
+    loaded) shows it queued, then, once a worker has started it, the run itself, waiting for
+    its approval, without a reload."""
     cluster = doors.cluster
     thread = "sq-ui"
     started = doors.api("POST", "/api/runs", json={"plan": plan(thread), "thread": thread})
@@ -304,6 +305,8 @@ def test_the_run_view_of_a_queued_start_says_queued_until_a_worker_starts_it(
     try:
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # The run's link followed at once, the inbox still loading: its reads coming back
+        # late leave the run page alone.
         page.goto(f"{doors.served.url}/?token={TOKEN}")
         page.goto(f"{doors.served.url}/#/runs/{thread}")
         expect(page.locator("#run-status")).to_have_text("queued")
