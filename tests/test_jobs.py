@@ -2,7 +2,8 @@
 `plangate jobs` lists the jobs a worker ran, with their kind and never a decision's arguments;
 a failed job shows its error in one line and `--retry` puts it back; `plangate runs` shows a
 queued start before any worker takes it and `running on HOST:PID` while a worker has it;
-`plangate prune` removes the finished jobs older than its cutoff and never a job to do."""
+`plangate prune` removes the finished jobs older than its cutoff and never a job to do, but for
+the scheduled expiries of deadlines no run waits on any more."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,9 @@ from _support import plangate, run_in
 from test_stored import HEAVY
 from test_workers_queue import Cluster
 
+from plangate._time import iso, parse_iso, utc_now
 from plangate.project import Project
-from plangate.workers import RunStart, apply_schema, queue_go_on
+from plangate.workers import EXPIRE_AT, RunStart, apply_schema, queue_go_on, worker_app
 
 # `work.nap` sleeps as long as its plan says (a run a worker holds a while); `work.send` waits
 # for a person under `smb`.
@@ -196,9 +199,10 @@ def test_jobs_lists_a_decision_a_worker_ran_without_its_arguments(cluster: Clust
     assert listed.returncode == 0, listed.stderr
     assert SECRET not in listed.stdout
     mine = [line for line in listed.stdout.splitlines() if "  dec-0  " in line]
-    # The run waited on a request: its expiry was scheduled at the deadline, a day away.
+    # The run waited on a request: its expiry was scheduled at the deadline, a day away, and
+    # cancelled by the job that applied the decision (no expiry to do lingers for a day).
     (expiry,) = [line.split("  ")[1:4] for line in mine if "  expiry  " in line]
-    assert expiry == ["dec-0", "expiry", "todo"]
+    assert expiry == ["dec-0", "expiry", "cancelled"]
     mine = [line for line in mine if "  expiry  " not in line]
     assert [line.split("  ")[:4] for line in mine] == [
         [str(decision), "dec-0", "decision", "succeeded"],
@@ -310,6 +314,64 @@ def test_prune_removes_finished_jobs_past_its_cutoff_and_never_one_to_do(cluster
     assert (todo, "plangate:pr-todo", "todo") in left
     # What stays: the job to do, bad-0's retried one, and the runs' jobs not finished (none).
     assert {status for _, _, status in left} <= {"todo", "doing"}
+
+
+def test_prune_removes_scheduled_expiries_no_run_waits_on(cluster: Cluster) -> None:
+    """A run waits on its request (its expiry scheduled a day away); expiries to do that no
+    worker cancelled (a worker stopped before it could, an older plangate): one of a finished
+    run, one of a thread that never ran, one of the waiting run at a deadline it does not wait
+    on. `prune`, whatever its cutoff, removes those three (a dry run counts them and removes
+    nothing) and keeps the waiting request's, which `jobs` still lists to do."""
+
+    def scheduled(status: str) -> dict[int, tuple[str, str]]:
+        rows = cluster.query(
+            "SELECT id, args->>'thread', args->>'deadline' FROM procrastinate_jobs "
+            "WHERE task_name = %s AND status::text = %s",
+            EXPIRE_AT,
+            status,
+        )
+        return {job: (thread, deadline) for job, thread, deadline in rows}
+
+    def waiting_expiry() -> list[int]:
+        return [job for job, (thread, _) in scheduled("todo").items() if thread == "ex-wait"]
+
+    with worker(cluster):
+        assert cluster.plangate("run", "quick.json", "--thread", "ex-done").returncode == 0
+        assert cluster.plangate("run", "send.json", "--thread", "ex-wait").returncode == 0
+        cluster.wait_for("ex-done to finish", lambda: "result" in cluster.state("ex-done")[0], 30)
+        cluster.wait_for("ex-wait to wait", lambda: cluster.state("ex-wait")[1] == 1, 30)
+        cluster.wait_for("ex-wait's expiry", lambda: len(waiting_expiry()) == 1)
+    (live,) = waiting_expiry()
+    request = cluster.reader.get_state({"configurable": {"thread_id": "ex-wait"}}).interrupts[0]
+    assert parse_iso(scheduled("todo")[live][1]) == parse_iso(request.value["expires_at"])
+    later = utc_now().replace(microsecond=0) + timedelta(days=2)
+    app = worker_app(Project.load(cluster.folder))
+    with app.open():
+        task = app.tasks[EXPIRE_AT].configure(schedule_at=later)
+        stale = {
+            task.defer(thread=thread, deadline=iso(later))
+            for thread in ("ex-done", "ex-never", "ex-wait")
+        }
+    assert set(scheduled("todo")) == {live, *stale}
+
+    dry = cluster.plangate("prune", "--finished-before", "30d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "and 3 scheduled expiries no run waits on any more." in dry.stdout
+    assert set(scheduled("todo")) == {live, *stale}
+
+    pruned = cluster.plangate("prune", "--finished-before", "30d")
+    assert pruned.returncode == 0, pruned.stderr
+    assert (
+        "Removed 0 finished jobs of the queue (finished runs, threads gone, sweeps), "
+        "and 3 scheduled expiries no run waits on any more."
+    ) in pruned.stdout.splitlines()
+    assert set(scheduled("todo")) == {live}
+    listed = cluster.plangate("jobs", "--limit", "0").stdout.splitlines()
+    assert [line.split("  ")[1:4] for line in listed if line.startswith(f"{live}  ")] == [
+        ["ex-wait", "expiry", "todo"]
+    ]
+    again = cluster.plangate("prune", "--finished-before", "30d")
+    assert "of the queue (finished runs, threads gone, sweeps)." in again.stdout
 
 
 SERVED = """

@@ -2,7 +2,8 @@
 that leaves a run waiting schedules its expiry (`plangate.expire_at`, no lock), and that job
 queues the closing under the thread's lock when it is due. The workers here sweep once an hour,
 so only the scheduled job can close a request in time. Fired again, beside the sweep, or after
-the request was decided, it changes nothing."""
+the request was decided, it changes nothing. A request decided in time leaves no expiry to do:
+the job that applies the decision cancels it (and schedules the next request's)."""
 
 from __future__ import annotations
 
@@ -98,15 +99,40 @@ def clear_of_the_hourly_sweep() -> None:
         time.sleep(95 - now.second)
 
 
-def start(cluster: Cluster, item: str) -> dict[str, Any]:
-    """Start `item`'s run; the request it waits on, once it does."""
-    (cluster.folder / f"{item}.json").write_text(json.dumps(plan(item)))
+def start(cluster: Cluster, item: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Start `item`'s run (`body`, default `plan(item)`); the request it waits on, once it
+    does."""
+    (cluster.folder / f"{item}.json").write_text(json.dumps(body or plan(item)))
     started = cluster.plangate("run", f"{item}.json", "--thread", item)
     assert started.returncode == 0, started.stderr
     assert "queued" in started.stdout
     cluster.wait_for(f"{item} to wait", lambda: cluster.state(item)[1] == 1)
-    snapshot = cluster.reader.get_state({"configurable": {"thread_id": item}})
+    return waiting(cluster, item)
+
+
+def waiting(cluster: Cluster, thread: str) -> dict[str, Any]:
+    """The request `thread` waits on, with its interrupt id."""
+    snapshot = cluster.reader.get_state({"configurable": {"thread_id": thread}})
     return {"interrupt_id": snapshot.interrupts[0].id, **snapshot.interrupts[0].value}
+
+
+def expiries(cluster: Cluster, thread: str) -> list[tuple[str, datetime]]:
+    """(status, deadline) of `thread`'s scheduled expiries, oldest first."""
+    return [
+        (status, parse_iso(args["deadline"]))
+        for task, status, args in jobs(cluster, thread)
+        if task == EXPIRE_AT
+    ]
+
+
+def approve(cluster: Cluster, thread: str, request: dict[str, Any]) -> None:
+    """lee approves `request` through the run service, which queues the decision."""
+    service = RunService(cluster.url, project=Project.load(cluster.folder))
+    try:
+        body = {"decision": "approve", "approver": "lee", "interrupt_id": request["interrupt_id"]}
+        assert service.decide(thread, body).get("status") == "queued"
+    finally:
+        service.close()
 
 
 def timeouts(cluster: Cluster, thread: str) -> list[dict[str, Any]]:
@@ -152,38 +178,76 @@ def test_a_request_expires_at_its_deadline_once_by_its_scheduled_job(cluster: Cl
         )
         app.tasks["plangate.sweep_expired"].configure(schedule_at=due).defer(timestamp=0)
     cluster.wait_for("dl-1 to finish", lambda: "result" in cluster.state("dl-1")[0], 30)
-    cluster.wait_for(
-        "every job of dl-1 to end",
-        lambda: all(status == "succeeded" for _, status, _ in jobs(cluster, "dl-1")),
-    )
+
+    def ended() -> bool:  # an expiry still to do when the run ended was cancelled by its job
+        return all(
+            status == "succeeded" or (task == EXPIRE_AT and status == "cancelled")
+            for task, status, _ in jobs(cluster, "dl-1")
+        )
+
+    cluster.wait_for("every job of dl-1 to end", ended)
     time.sleep(1)  # a closing queued last would be seen by now
     assert len(timeouts(cluster, "dl-1")) == 1
     assert cluster.state("dl-1")[0]["result"]["steps"][1]["status"] == "expired"
-    assert all(status == "succeeded" for _, status, _ in jobs(cluster, "dl-1"))
+    assert ended()
 
 
-def test_a_request_decided_before_its_deadline_is_left_alone(cluster: Cluster) -> None:
-    """Approved at once (the service queues the decision): the run finishes approved; its
-    scheduled expiry fires at the deadline and queues nothing, and no `approval_timeout` is
-    ever written."""
-    request = start(cluster, "dl-ok")
-    service = RunService(cluster.url, project=Project.load(cluster.folder))
-    try:
-        body = {"decision": "approve", "approver": "lee", "interrupt_id": request["interrupt_id"]}
-        assert service.decide("dl-ok", body).get("status") == "queued"
-    finally:
-        service.close()
-    cluster.wait_for("dl-ok to finish", lambda: "result" in cluster.state("dl-ok")[0], 30)
-    deadline = parse_iso(request["expires_at"])
+def twice(item: str) -> dict[str, Any]:
+    """`plan(item)` with a second `execute` step after `commit`: a second request, asked once
+    the first is decided, at a deadline of its own."""
+    stage, commit, finish = plan(item)["steps"]
+    again = {**commit, "id": "recommit", "depends_on": ["commit"]}
+    return {"goal": f"commit {item} twice", "steps": [stage, commit, again, finish]}
+
+
+def test_a_request_decided_before_its_deadline_leaves_no_expiry_behind(cluster: Cluster) -> None:
+    """Two requests, one after the other, each approved at once (the service queues the
+    decision): the job that applies the first cancels the expiry scheduled at its deadline and
+    schedules the second's; the one that applies the second cancels that one. The run finishes
+    approved, and no expiry of it is left to do. One fired after the deadline all the same (a
+    cancel that lost to it) queues nothing, and no `approval_timeout` is ever written."""
+    thread = "dl-ok"
+    first = start(cluster, thread, twice(thread))
+    due = parse_iso(first["expires_at"])
+    cluster.wait_for("its expiry", lambda: expiries(cluster, thread) == [("todo", due)])
+    approve(cluster, thread, first)
     cluster.wait_for(
-        "its expiry to fire",
-        lambda: [s for t, s, _ in jobs(cluster, "dl-ok") if t == EXPIRE_AT] == ["succeeded"],
+        "the second request",
+        lambda: cluster.state(thread)[1] == 1 and waiting(cluster, thread)["step_id"] == "recommit",
+        30,
+    )
+    second = waiting(cluster, thread)
+    then = parse_iso(second["expires_at"])
+    assert then > due
+    cluster.wait_for(
+        "the first expiry cancelled, the second's scheduled",
+        lambda: expiries(cluster, thread) == [("cancelled", due), ("todo", then)],
+    )
+    approve(cluster, thread, second)
+    cluster.wait_for(f"{thread} to finish", lambda: "result" in cluster.state(thread)[0], 30)
+    cluster.wait_for(
+        "its jobs to end",
+        lambda: (
+            [s for t, s, _ in jobs(cluster, thread) if t == "plangate.go_on"] == ["succeeded"] * 3
+        ),
+    )
+    assert expiries(cluster, thread) == [("cancelled", due), ("cancelled", then)]
+    result = cluster.state(thread)[0]["result"]
+    assert result["status"] == "success", result
+    assert [a["approver"] for a in result["approvals"]] == ["lee", "lee"]
+
+    # A cancel that lost to the expiry: it fires after the deadline and closes nothing.
+    app = worker_app(Project.load(cluster.folder))
+    with app.open():
+        app.tasks[EXPIRE_AT].configure(schedule_at=then + timedelta(milliseconds=200)).defer(
+            thread=thread, deadline=second["expires_at"]
+        )
+    cluster.wait_for(
+        "the late expiry to fire",
+        lambda: [s for s, _ in expiries(cluster, thread)][-1] == "succeeded",
         TIMEOUT + 15,
     )
-    assert datetime.now(timezone.utc) > deadline
-    result = cluster.state("dl-ok")[0]["result"]
-    assert result["status"] == "success", result
-    assert result["approvals"][0]["approver"] == "lee"
-    assert timeouts(cluster, "dl-ok") == []
-    assert closings(cluster, "dl-ok") == []
-    assert [task for task, _, _ in jobs(cluster, "dl-ok")].count("plangate.go_on") == 2
+    assert datetime.now(timezone.utc) > then
+    assert timeouts(cluster, thread) == []
+    assert closings(cluster, thread) == []
+    assert [task for task, _, _ in jobs(cluster, thread)].count("plangate.go_on") == 3

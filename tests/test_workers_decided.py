@@ -1,10 +1,11 @@
 """What the doors show while a worker is yet to act, with workers on (real `plangate worker`,
 `plangate serve` and `plangate mcp` processes on the real PostgreSQL): a start queued is
-`queued` to MCP's `run_status` (which waits through it); a decision queued is shown decided
-(`plangate pending` and `show`, the inbox, `run_status`), and a second decision on the same
-request is refused in one line until a worker has applied the first, also when both are sent
-at the same moment; a decision whose job failed leaves its request decidable again, listed
-with the reason. Workers here run only while a test wants one."""
+`queued` to MCP's `run_status` (which waits through it) and to the inbox's run view and page
+(which follows it once a worker starts it); a decision queued is shown decided (`plangate
+pending` and `show`, without the commands that would decide it again, the inbox, `run_status`),
+and a second decision on the same request is refused in one line until a worker has applied
+the first, also when both are sent at the same moment; a decision whose job failed leaves its
+request decidable again, listed with the reason. Workers here run only while a test wants one."""
 
 from __future__ import annotations
 
@@ -185,6 +186,12 @@ async def test_a_queued_decision_is_shown_decided_and_a_second_one_is_refused(
     assert thread not in doors.cli(cluster.folder, "pending", "--mine").stdout
     shown = doors.cli(cluster.folder, "show", thread).stdout.splitlines()
     assert f"Decided (approve by lee, job {job}): queued, a worker applies it." in shown
+    # Nothing to decide: no command that would be refused.
+    assert "Resume with one of:" not in shown
+    assert not [line for line in shown if "plangate approve" in line or "plangate reject" in line]
+    assert shown[-1] == (
+        "No decision to take now: a worker applies the queued one, then the run goes on."
+    )
     said = {"job": job, "decision": "approve", "approver": "lee"}
     listed = doors.listed(thread)
     assert listed["queued"] == said
@@ -222,6 +229,100 @@ async def test_a_queued_decision_is_shown_decided_and_a_second_one_is_refused(
     assert (result["status"], result["approvals"][0]["approver"]) == ("success", "lee")
     assert [s for _, s in doors.jobs(thread)] == ["succeeded", "succeeded"]
     assert thread not in doors.cli(cluster.folder, "pending").stdout
+
+
+def test_show_names_only_the_requests_still_to_decide(doors: Doors) -> None:
+    """A run waiting on two requests at once (`order: dependencies`), no worker: lee's
+    approval of one is queued. `show` says so under that step, and its decide commands name
+    the other step only, with no `--all` (it would decide the queued one again)."""
+    cluster = doors.cluster
+    thread = "dq-two"
+    commit = plan(thread)["steps"][1]
+    steps = [{**commit, "depends_on": []}, {**commit, "id": "recommit", "depends_on": []}]
+    body = {"goal": f"commit {thread} twice", "order": "dependencies", "steps": steps}
+    (cluster.folder / f"{thread}.json").write_text(json.dumps(body))
+    started = doors.cli(cluster.folder, "run", f"{thread}.json", "--thread", thread)
+    assert started.returncode == 0, started.stderr
+    with worker(cluster):
+        cluster.wait_for(f"{thread} to wait", lambda: cluster.state(thread)[1] == 2)
+    before = doors.cli(cluster.folder, "show", thread).stdout
+    assert f"plangate approve {thread} --step STEP_ID --approver NAME" in before
+    assert f"plangate approve {thread} --all --approver NAME" in before
+
+    approved = doors.cli(cluster.folder, "approve", thread, "--step", "commit", "--approver", "lee")
+    assert approved.returncode == 0, approved.stderr
+    job = doors.jobs(thread)[-1][0]
+    shown = doors.cli(cluster.folder, "show", thread).stdout
+    lines = shown.splitlines()
+    at = lines.index("Step 'commit':")
+    assert f"Decided (approve by lee, job {job}): queued, a worker applies it." in lines[at:]
+    hints = lines[lines.index("Still to decide: 'recommit'.") :]
+    assert hints == [
+        "Still to decide: 'recommit'.",
+        "Resume with one of:",
+        f"  plangate approve {thread} --step recommit --approver NAME",
+        f"  plangate approve {thread} --step recommit --approver NAME --args '{{...}}'"
+        "   (edit: the args replace all of them)",
+        f"  plangate reject {thread} --step recommit --reason TEXT",
+    ]
+    assert "--step commit" not in shown
+    assert "--all" not in shown
+
+
+def test_the_run_view_of_a_queued_start_says_queued_until_a_worker_starts_it(
+    doors: Doors, browser: Browser
+) -> None:
+    """No worker: a start through the inbox answers 202 `queued`. Its run view answers
+    `queued` (not 404) with the start's job, no worker yet, and what happens next; a thread
+    with nothing queued is still 404. The run page (its link followed before the inbox has
+    loaded) shows it queued, then, once a worker has started it, the run itself, waiting for
+    its approval, without a reload."""
+    cluster = doors.cluster
+    thread = "sq-ui"
+    started = doors.api("POST", "/api/runs", json={"plan": plan(thread), "thread": thread})
+    assert started.status_code == 202, started.text
+    job = started.json()["job"]
+    view = doors.api("GET", f"/api/runs/{thread}")
+    assert view.status_code == 200, view.text
+    shown = view.json()
+    assert (shown["status"], shown["job"], shown["worker"]) == ("queued", job, None)
+    assert (shown["goal"], shown["profile"], shown["steps"], shown["waiting"]) == (
+        f"commit {thread}",
+        "smb",
+        [],
+        [],
+    )
+    assert shown["next"] == (
+        f"job {job} waits for a plangate worker to start the run; its steps show once one has"
+    )
+    assert shown["queued_at"] is not None
+    nothing = doors.api("GET", "/api/runs/sq-nothing")
+    assert nothing.status_code == 404, nothing.text
+    assert nothing.json()["error"] == "UnknownThread"
+
+    context = browser.new_context()
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # The run's link followed at once, the inbox still loading: its reads coming back
+        # late leave the run page alone.
+        page.goto(f"{doors.served.url}/?token={TOKEN}")
+        page.goto(f"{doors.served.url}/#/runs/{thread}")
+        expect(page.locator("#run-status")).to_have_text("queued")
+        expect(page.locator("#queued")).to_contain_text(
+            f"Job {job} waits for a plangate worker to start it."
+        )
+        expect(page.locator("#steps")).to_have_count(0)
+        with worker(cluster):
+            expect(page.locator("#run-status")).to_have_text("waiting", timeout=30_000)
+        expect(page.locator("#queued")).to_have_count(0)
+        expect(page.locator("#steps tbody tr")).to_have_count(3)
+        banner = page.locator(".waiting-banner")
+        expect(banner.get_by_role("button", name="Review & decide")).to_have_count(1)
+    finally:
+        context.close()
+    assert errors == [], errors
 
 
 def test_the_inbox_page_shows_a_queued_decision_without_decide_buttons(

@@ -229,7 +229,8 @@ def decided_text(mark: Mapping[str, Any]) -> str:
 
 
 def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -> None:
-    """What a paused run waits for: each pending request, and the commands that decide it."""
+    """What a paused run waits for: each pending request, and the commands that decide the
+    ones still to decide (not one whose decision is queued for a worker)."""
     flag = db_flag(db)
     if len(requests) == 1 and is_plan_review(requests[0]):
         say("", "Paused: the plan waits for review before any step runs.")
@@ -253,7 +254,17 @@ def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -
                 "This request has EXPIRED: a decision now is recorded as expired; "
                 f"`plangate expire{flag}` closes it."
             )
-    if is_plan_review(requests[0]):
+    print_decide_hints(thread, requests, flag)
+
+
+def print_decide_hints(thread: str, requests: Sequence[Mapping[str, Any]], flag: str) -> None:
+    """The commands that decide `requests`, but for those decided already: a decision queued
+    for a worker (`queued`) answers its request, and another one on it would be refused."""
+    undecided = [request for request in requests if not request.get("queued")]
+    if not undecided:
+        say("No decision to take now: a worker applies the queued one, then the run goes on.")
+        return
+    if is_plan_review(undecided[0]):
         say(
             "Resume with one of:",
             f"  plangate approve {thread}{flag} --approver NAME",
@@ -262,16 +273,21 @@ def print_pending(thread: str, requests: Sequence[Mapping[str, Any]], db: str) -
             f"  plangate reject {thread}{flag} --reason TEXT   (nothing runs)",
         )
         return
-    step = requests[0]["step_id"] if len(requests) == 1 else "STEP_ID"
+    step = undecided[0]["step_id"] if len(undecided) == 1 else "STEP_ID"
     say(
         *([""] if len(requests) > 1 else []),
+        *(
+            [f"Still to decide: {', '.join(repr(r['step_id']) for r in undecided)}."]
+            if len(undecided) < len(requests)
+            else []
+        ),
         "Resume with one of:",
         f"  plangate approve {thread}{flag} --step {step} --approver NAME",
         f"  plangate approve {thread}{flag} --step {step} --approver NAME --args '{{...}}'"
         "   (edit: the args replace all of them)",
         f"  plangate reject {thread}{flag} --step {step} --reason TEXT",
     )
-    if len(requests) > 1:
+    if len(undecided) > 1 and len(undecided) == len(requests):
         say(
             f"  plangate approve {thread}{flag} --all --approver NAME"
             "   (or reject --all: the same decision on every step shown)"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from plangate._time import parse_iso
 from plangate.errors import DecisionQueued
 from plangate.runs.stored import EXPIRED_DECISION
 
@@ -28,6 +29,7 @@ __all__ = (
     "QueuedStart",
     "count_jobs",
     "delete_finished_jobs",
+    "delete_obsolete_expiries",
     "job_kind",
     "list_jobs",
     "queued_decisions",
@@ -96,6 +98,8 @@ class QueuedStart:
         goal: The plan's goal.
         profile: The profile it starts under.
         offline: Whether it calls its tools' mocks.
+        started_by: Who started it, as the door recorded them, if it said.
+        queued_at: When it was queued.
     """
 
     job: int
@@ -103,6 +107,8 @@ class QueuedStart:
     goal: str
     profile: str | None
     offline: bool
+    started_by: str | None = None
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -254,7 +260,8 @@ def queued_start(url: str, thread: str) -> QueuedStart | None:
         if not _has_queue(conn):
             return None
         row = conn.execute(
-            "SELECT j.id, j.worker_id, n.worker, j.args->'start' "
+            "SELECT j.id, j.worker_id, n.worker, j.args->'start', "
+            "(SELECT min(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) "
             "FROM procrastinate_jobs j LEFT JOIN plangate_jobs n ON n.job_id = j.id "
             "WHERE j.task_name = %s AND j.lock = %s AND j.status IN ('todo', 'doing') "
             "AND jsonb_typeof(j.args->'start') = 'object' ORDER BY j.id LIMIT 1",
@@ -262,13 +269,15 @@ def queued_start(url: str, thread: str) -> QueuedStart | None:
         ).fetchone()
     if row is None:
         return None
-    job, worker_id, worker, start = row
+    job, worker_id, worker, start, queued_at = row
     return QueuedStart(
         job=job,
         worker=worker or (f"worker {worker_id}" if worker_id else None),
         goal=str((start.get("plan") or {}).get("goal") or ""),
         profile=start.get("profile"),
         offline=bool(start.get("offline")),
+        started_by=start.get("started_by"),
+        queued_at=queued_at,
     )
 
 
@@ -348,7 +357,9 @@ def delete_finished_jobs(
         rows = conn.execute(
             "SELECT j.id, j.lock FROM procrastinate_jobs j "
             "WHERE j.task_name LIKE 'plangate.%%' AND j.status::text = ANY(%s) "
-            "AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) < %s "
+            # When it ended: a job scheduled for later has an event at that time too.
+            "AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id "
+            "AND e.type <> 'scheduled') < %s "
             # A periodic task's last job is what procrastinate defers the next one from.
             "AND NOT EXISTS (SELECT 1 FROM procrastinate_periodic_defers d WHERE d.job_id = j.id)",
             (list(_FINAL), before),
@@ -358,5 +369,42 @@ def delete_finished_jobs(
             conn.execute(
                 "DELETE FROM procrastinate_jobs WHERE id = ANY(%s) AND status::text = ANY(%s)",
                 (going, list(_FINAL)),
+            )
+    return len(going)
+
+
+def delete_obsolete_expiries(
+    url: str,
+    waited: Callable[[], Collection[tuple[str, datetime]]],
+    *,
+    dry_run: bool = False,
+) -> int:
+    """Delete the scheduled expiries (`expire_at` jobs to do) of deadlines that no run waits on
+    any more, which no worker cancelled (one stopped between a run's move and the cancel, a
+    run went on outside the queue, an older plangate scheduled them). `waited()` gives
+    (thread, deadline) of every request waiting now; it is read after the jobs, so that an
+    expiry is never taken for obsolete before its request is seen. A job a worker took
+    meanwhile is left to run (and close nothing). Returns how many went (or would)."""
+    from plangate.runs.postgres import connect_checked
+
+    with connect_checked(url) as conn:
+        if not _has_queue(conn):
+            return 0
+        rows = conn.execute(
+            "SELECT id, args->>'thread', args->>'deadline' FROM procrastinate_jobs "
+            "WHERE task_name = %s AND status = 'todo'",
+            (_EXPIRE_AT,),
+        ).fetchall()
+        if not rows:
+            return 0
+        live = set(waited())
+        going = [
+            job
+            for job, thread, deadline in rows
+            if not deadline or (thread, parse_iso(deadline)) not in live
+        ]
+        if going and not dry_run:
+            conn.execute(
+                "DELETE FROM procrastinate_jobs WHERE id = ANY(%s) AND status = 'todo'", (going,)
             )
     return len(going)

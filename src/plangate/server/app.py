@@ -46,7 +46,11 @@ lock, answered 202 with `status: queued` and the job's id; a `plangate worker` g
 The inbox watches no expiry then: the workers close expired approvals. A request decided and
 queued is listed with `queued` (the job, the decision, who took it) and no decision of anyone
 else's; a second decision on it is refused (409) until a worker has applied the first. One whose
-decision's job failed is listed with `last_failed` (and its error), decidable again.
+decision's job failed is listed with `last_failed` (and its error), decidable again. A run whose
+start is queued and not yet made by a worker (it has no checkpoint) has a run view all the same:
+`status: queued`, its start's `job`, the `worker` starting it once one has taken it, and what
+happens `next`; no steps, budget or trace yet (its event stream answers 404 until the start is
+made, and the page waits for it before following the run). A thread with nothing queued is 404.
 
 What leaves the decision path (the run view's steps, the trace, the event stream) is redacted as
 the run's profile says; only the waiting approvals carry the real arguments.

@@ -12,7 +12,9 @@ included. When due, it queues a `go_on` under the thread's lock closing what has
 (`EXPIRED_DECISION`), behind the thread's other jobs. It may fire twice, after the request was
 decided, or beside the sweep: what it closes is read when it fires, and a closing that finds its
 requests closed or decided does nothing (`GoOn`), so a request ends `expired` once, and a
-decided one is left alone.
+decided one is left alone. Every `go_on` that ends (waiting or finished) cancels the thread's
+scheduled expiries of deadlines its run no longer waits on, so that none lingers for a day in
+`plangate jobs`; a cancel that loses to the expiry starting is harmless, as above.
 
 Three periodic tasks keep the queue honest, each without a lock (procrastinate #1408: a
 stalled-job sweep given one stalls itself):
@@ -67,11 +69,11 @@ _PENDING = (
     "SELECT lock FROM procrastinate_jobs WHERE task_name = %(task)s "
     "AND status IN ('todo', 'doing') AND lock IS NOT NULL"
 )
-# An expiry already scheduled for a thread's deadline: a job retried, or a run drained and
-# taken again, schedules the same one.
+# The expiries scheduled for a thread, by deadline: a job retried, or a run drained and taken
+# again, finds its deadline's there already; those of deadlines the run no longer waits on go.
 _SCHEDULED = (
-    "SELECT 1 FROM procrastinate_jobs WHERE task_name = %(task)s AND status = 'todo' "
-    "AND args->>'thread' = %(thread)s AND args->>'deadline' = %(deadline)s"
+    "SELECT id, args->>'deadline' AS deadline FROM procrastinate_jobs "
+    "WHERE task_name = %(task)s AND status = 'todo' AND args->>'thread' = %(thread)s"
 )
 
 
@@ -175,7 +177,8 @@ def worker_app(project: Project, *, drains: Drains | None = None) -> App:
 
 
 def _add_run_tasks(app: App, settings: WorkersSettings, going_on: Callable[[], GoOn]) -> None:
-    """`go_on`, and `expire_at`, which a `go_on` that leaves its run waiting schedules."""
+    """`go_on`, and `expire_at`, which a `go_on` that leaves its run waiting schedules (and
+    one that leaves it waiting on other deadlines, or finished, cancels)."""
 
     @app.task(name=GO_ON, queue=QUEUE, retry=_InfrastructureRetry(settings), pass_context=True)
     def go_on(
@@ -188,24 +191,28 @@ def _add_run_tasks(app: App, settings: WorkersSettings, going_on: Callable[[], G
         outcome = _noting(app, context, lambda: going_on()(thread, resume, start, retried=retried))
         if outcome == "drained":  # the worker stops: the rest of the run in another job
             go_on.configure(lock=lock_of(thread)).defer(thread=thread)
-        elif outcome == "waiting":
+        else:
             try:
-                schedule_expiry(thread)
+                keep_expiry(thread, finished=outcome == "finished")
             except Exception as exc:  # the run went on: its expiry is left to the sweep
-                log.warning("run %s: could not schedule its expiry: %s", thread, exc)
+                log.warning("run %s: could not schedule or cancel its expiry: %s", thread, exc)
         return outcome
 
-    def schedule_expiry(thread: str) -> None:
-        """Schedule `expire_at` at the earliest deadline `thread` waits on, unless it is."""
-        deadlines = going_on().deadlines(thread)
-        if not deadlines:
-            return
-        due = iso(min(deadlines.values()))
+    def keep_expiry(thread: str, *, finished: bool) -> None:
+        """Schedule `expire_at` at the earliest deadline `thread` waits on, unless it is, and
+        cancel those scheduled at a deadline it no longer waits on (decided, finished): only
+        a job to do is cancelled, so one that a worker took meanwhile runs, and does nothing."""
+        waited = set() if finished else set(going_on().deadlines(thread).values())
         scheduled = app.connector.get_sync_connector().execute_query_all(
-            _SCHEDULED, task=EXPIRE_AT, thread=thread, deadline=due
+            _SCHEDULED, task=EXPIRE_AT, thread=thread
         )
-        if not scheduled:
-            expire_at.configure(schedule_at=parse_iso(due)).defer(thread=thread, deadline=due)
+        for job in scheduled:
+            if parse_iso(job["deadline"]) not in waited:
+                app.job_manager.cancel_job_by_id(job["id"])
+        if waited:
+            due = min(waited)
+            if due not in {parse_iso(job["deadline"]) for job in scheduled}:
+                expire_at.configure(schedule_at=due).defer(thread=thread, deadline=iso(due))
 
     @app.task(name=EXPIRE_AT, queue=QUEUE)
     def expire_at(thread: str, deadline: str) -> int:
@@ -214,9 +221,10 @@ def _add_run_tasks(app: App, settings: WorkersSettings, going_on: Callable[[], G
         the number of requests it closes."""
         now = datetime.now(timezone.utc)
         if now <= parse_iso(deadline):  # taken a moment early: a request expires after it
-            expire_at.configure(schedule_at=parse_iso(deadline)).defer(
-                thread=thread, deadline=deadline
-            )
+            if parse_iso(deadline) in set(going_on().deadlines(thread).values()):
+                expire_at.configure(schedule_at=parse_iso(deadline)).defer(
+                    thread=thread, deadline=deadline
+                )
             return 0
         closing: dict[str, Any] = {
             key: dict(EXPIRED_DECISION)

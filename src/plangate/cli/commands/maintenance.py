@@ -121,7 +121,8 @@ def prune(
     Runs waiting for a decision and unfinished runs are never touched. On SQLite the file is
     then compacted (VACUUM), which rewrites it once. With workers on (`workers:`), the queue's
     finished jobs older than AGE go too (their arguments hold decisions): those of finished runs,
-    of threads gone, and the sweeps'; jobs to do or in progress stay.
+    of threads gone, and the sweeps'; jobs to do or in progress stay, but for the expiries
+    scheduled at a deadline no run waits on any more (decided, finished), whatever their age.
     """
     from plangate.runs.prune import prune_runs
 
@@ -140,9 +141,11 @@ def prune(
     say(_prune_summary(report))
     if found is not None and found.queued and found.db == db and is_postgres_url(db):
         jobs = _prune_jobs(reader, db, finished_before=finished_before, dry_run=dry_run)
+        expiries = _prune_expiries(reader, db, dry_run=dry_run)
         say(
             f"{'Would remove' if dry_run else 'Removed'} {plural(jobs, 'finished job')} "
-            "of the queue (finished runs, threads gone, sweeps)."
+            "of the queue (finished runs, threads gone, sweeps)"
+            + (f", and {_expiries(expiries)} no run waits on any more." if expiries else ".")
         )
 
 
@@ -162,6 +165,26 @@ def _prune_jobs(reader: Any, db: str, *, finished_before: timedelta, dry_run: bo
     return delete_finished_jobs(
         db, before=cutoff, may_go=lambda thread: thread not in kept, dry_run=dry_run
     )
+
+
+def _prune_expiries(reader: Any, db: str, *, dry_run: bool) -> int:
+    """Delete the queue's scheduled expiries of deadlines no run waits on any more."""
+    from plangate._time import parse_iso
+    from plangate.runs.history import waiting_approvals
+    from plangate.runs.queue import delete_obsolete_expiries
+
+    def waited() -> set[tuple[str, Any]]:
+        return {
+            (thread, parse_iso(request.value["expires_at"]))
+            for thread, requests in waiting_approvals(reader)
+            for request in requests
+        }
+
+    return delete_obsolete_expiries(db, waited, dry_run=dry_run)
+
+
+def _expiries(count: int) -> str:
+    return f"{count:,} scheduled expir{'y' if count == 1 else 'ies'}"
 
 
 def _prune_summary(report: PruneReport) -> str:

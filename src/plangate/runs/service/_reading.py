@@ -23,14 +23,16 @@ from plangate.runs.checkpoint import is_postgres_url
 from plangate.runs.history import (
     waiting_approvals,
 )
-from plangate.runs.queue import QueuedDecision, queued_decisions, queued_start
+from plangate.runs.queue import QueuedDecision, QueuedStart, queued_decisions, queued_start
 from plangate.runs.service._views import (
     ApprovalView,
+    QueuedRunView,
     RunSummary,
     RunView,
     approval_view,
     as_is,
     budget_view,
+    queued_run_view,
     started_by,
     step_rows,
     waiting_view,
@@ -244,9 +246,23 @@ class RunReader:
             return {}
         return queued_decisions(self.db, threads)
 
-    def run(self, thread: str) -> RunView:
-        """Everything the run view shows: steps, budget, golden signals, what it waits for."""
-        return self._view(thread)[0]
+    def run(self, thread: str) -> RunView | QueuedRunView:
+        """Everything the run view shows: steps, budget, golden signals, what it waits for.
+
+        With workers on, a run whose start is queued and not yet made (it has no checkpoint)
+        is `queued` (`QueuedRunView`): its start's `job`, the `worker` starting it, if one is,
+        and what happens `next`.
+
+        Raises:
+            UnknownThread: Nothing was started or queued in `thread`.
+        """
+        try:
+            return self._view(thread)[0]
+        except UnknownThread:
+            start = self._start_in_queue(thread)
+            if start is not None:
+                return queued_run_view(thread, start, utc_now())
+            return self._view(thread)[0]  # started since the first look, or unknown
 
     def status(self, thread: str) -> dict[str, Any]:
         """A run as a face outside the decision path shows it (the MCP face, to the agent that
@@ -282,11 +298,13 @@ class RunReader:
             "halted": view["halted"],
         }
 
+    def _start_in_queue(self, thread: str) -> QueuedStart | None:
+        """`thread`'s start, while it is queued (with workers on) and not yet made."""
+        return queued_start(self.db, thread) if self._reads_queue else None
+
     def _queued_start(self, thread: str) -> dict[str, Any] | None:
         """`thread`'s start as `status` shows it while it is queued; `None` when none is."""
-        if not self._reads_queue:
-            return None
-        start = queued_start(self.db, thread)
+        start = self._start_in_queue(thread)
         if start is None:
             return None
         return {

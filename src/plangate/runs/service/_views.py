@@ -10,18 +10,19 @@ from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.types import StateSnapshot
 from typing_extensions import NotRequired, TypedDict
 
-from plangate._time import parse_iso
+from plangate._time import iso, parse_iso
 from plangate.identity._gate import STARTED_BY
 from plangate.plan import Plan
 from plangate.profiles import Budget
 from plangate.project import RunSetup
-from plangate.runs.queue import QueuedDecision
+from plangate.runs.queue import QueuedDecision, QueuedStart
 from plangate.runs.stored import StoredRun, WaitingInterrupt
 
 __all__ = (
     "STARTED_BY",
     "ApprovalView",
     "DecisionTaken",
+    "QueuedRunView",
     "RunStarted",
     "RunSummary",
     "RunView",
@@ -29,6 +30,7 @@ __all__ = (
     "approval_view",
     "as_is",
     "budget_view",
+    "queued_run_view",
     "started_by",
     "step_rows",
     "waiting_view",
@@ -137,6 +139,30 @@ class RunView(TypedDict):
     failure_context: Any
 
 
+class QueuedRunView(TypedDict):
+    """A run's view (`RunReader.run`) while its start is queued, with workers on, and no
+    worker has made it yet: it has no checkpoint, so no steps, budget or trace to show.
+
+    `job` is the start's job, `worker` the worker starting it once one has taken it, `next`
+    what happens next, in a sentence; `queued_at` when the start was queued."""
+
+    thread: str
+    goal: str
+    status: Literal["queued"]
+    profile: str | None
+    offline: bool
+    started_by: str | None
+    job: int
+    worker: str | None
+    queued_at: str | None
+    next: str
+    trace_id: None
+    updated_at: None
+    server_time: str
+    steps: list[StepRow]
+    waiting: list[ApprovalView]
+
+
 class DecisionTaken(TypedDict):
     """A decision the service took, the run going on with it (`RunService.decide`); with
     workers on, `status` is `queued` and `job` the id of the job that goes on with it."""
@@ -220,6 +246,35 @@ def approval_view(
             "started_by": started_by(run.saved),
         },
     )
+
+
+def queued_run_view(thread: str, start: QueuedStart, now: datetime) -> QueuedRunView:
+    """`thread`'s view while its start (`queued_start`) is queued: what it will run, under
+    which profile, the job and the worker starting it, and what happens next."""
+    if start.worker:
+        then = f"{start.worker} is starting the run (job {start.job}); its steps show in a moment"
+    else:
+        then = (
+            f"job {start.job} waits for a plangate worker to start the run; its steps show "
+            "once one has"
+        )
+    return {
+        "thread": thread,
+        "goal": start.goal,
+        "status": "queued",
+        "profile": start.profile,
+        "offline": start.offline,
+        "started_by": start.started_by,
+        "job": start.job,
+        "worker": start.worker,
+        "queued_at": iso(start.queued_at) if start.queued_at else None,
+        "next": then,
+        "trace_id": None,
+        "updated_at": None,
+        "server_time": iso(now),
+        "steps": [],
+        "waiting": [],
+    }
 
 
 def with_queue(view: ApprovalView, found: QueuedDecision | None) -> None:

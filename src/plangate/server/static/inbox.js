@@ -6,7 +6,7 @@ import { openDecision } from "./dialog.js";
 import { $, fill, h } from "./dom.js";
 import { pretty } from "./format.js";
 import { flash, showCount } from "./page.js";
-import { every, view } from "./router.js";
+import { every, stillShown, view } from "./router.js";
 import { runsTable } from "./runs.js";
 
 // What the inbox shows now, so that a poll that brings nothing new leaves the page alone.
@@ -55,8 +55,9 @@ function approvalCard(a) {
   );
 }
 
-async function loadInbox(force = false) {
+async function loadInbox(force, shown) {
   const [pending, runs] = await Promise.all([api("GET", "/api/pending"), api("GET", "/api/runs?limit=8")]);
+  if (!shown()) return;
   syncClock(pending.server_time);
   showCount(pending.approvals.length);
   const key = JSON.stringify([pending.approvals, runs.runs.map((r) => [r.thread, r.status, r.done])]);
@@ -89,7 +90,8 @@ export function forgetInbox() {
 
 export function showInbox() {
   inboxCache = "";
+  const shown = stillShown();
   fill(view, h("p", { class: "muted" }, "Loading…"));
-  loadInbox(true).catch((err) => flash(explain(err), true));
-  every(3, () => { if (!$("#decide").open) loadInbox().catch(() => {}); });
+  loadInbox(true, shown).catch((err) => flash(explain(err), true));
+  every(3, () => { if (!$("#decide").open) loadInbox(false, shown).catch(() => {}); });
 }

@@ -4,6 +4,8 @@ import { locked } from "./page.js";
 
 export const view = $("#view");
 let cleanups = [];
+// Counts the views shown: a view's reads that come back after it was left change nothing.
+let shownCount = 0;
 // Given by the entry rather than imported: the views route too, and import this module.
 let views = null;
 
@@ -11,8 +13,16 @@ let views = null;
 export const onLeave = (fn) => cleanups.push(fn);
 
 export function leave() {
+  shownCount += 1;
   for (const fn of cleanups) fn();
   cleanups = [];
+}
+
+// Whether the view that asks (at its start) is still the one shown: a view checks it before it
+// fills the page with what a read brought back, which may come after the person went elsewhere.
+export function stillShown() {
+  const at = shownCount;
+  return () => at === shownCount;
 }
 
 export function every(seconds, fn) {

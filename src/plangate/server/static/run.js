@@ -122,6 +122,30 @@ function runHead(run) {
   ];
 }
 
+// A run whose start is queued for a worker (workers on): no checkpoint yet, so nothing but the
+// plan's goal and who takes it. The view looks again until a worker has started it.
+const QUEUED_LOOK_MS = 1000;
+
+function queuedHead(run) {
+  const who = run.worker
+    ? `${run.worker} is starting it (job ${run.job}).`
+    : `Job ${run.job} waits for a plangate worker to start it.`;
+  return [
+    h("div", { class: "page-head" },
+      h("h1", {}, run.goal || run.thread),
+      h("span", { class: "status big queued", id: "run-status", dataset: { status: run.status } }, run.status),
+    ),
+    h("div", { class: "meta" },
+      h("span", {}, "thread ", h("code", {}, run.thread)), h("span", { class: "sep" }, "·"),
+      h("span", {}, `profile ${run.profile}${run.offline ? " (offline)" : ""}`),
+      run.started_by ? [h("span", { class: "sep" }, "·"), h("span", {}, `started by ${run.started_by}`)] : null,
+    ),
+    h("div", { class: "queued-banner", id: "queued" },
+      h("p", {}, h("b", {}, "Queued. "), who,
+        " Its steps, budget and trace show here once it has started; this page follows it then.")),
+  ];
+}
+
 export function showRun(thread) {
   let closed = false;
   let refreshTimer = null;
@@ -133,6 +157,11 @@ export function showRun(thread) {
 
   function render(run) {
     syncClock(run.server_time);
+    if (run.status === "queued") {
+      fill(top, queuedHead(run));
+      fill(body);
+      return;
+    }
     fill(top, runHead(run));
     fill(body,
       h("section", { class: "panel wide" }, h("h3", {}, "Steps"), stepsTable(run)),
@@ -143,13 +172,21 @@ export function showRun(thread) {
     tickCountdowns();
   }
 
+  // Look at the run; once it has started (at once, unless its start is queued), follow it.
   async function refresh() {
     try {
       const run = await api("GET", `/api/runs/${encodeURIComponent(thread)}`);
-      if (!closed) render(run);
+      if (closed) return;
+      render(run);
+      if (run.status === "queued") {
+        clearTimeout(refreshTimer);
+        refreshTimer = setTimeout(refresh, QUEUED_LOOK_MS);
+        return;
+      }
     } catch (err) {
       if (!closed) fill(top, h("p", { class: "error-line" }, explain(err)));
     }
+    followRun();
   }
 
   function soon() {
@@ -157,8 +194,8 @@ export function showRun(thread) {
     refreshTimer = setTimeout(refresh, 120);
   }
 
-  refresh().then(() => {
-    if (closed) return;
+  function followRun() {
+    if (closed || stopStream) return;
     let first = true;
     stopStream = follow(`/api/runs/${encodeURIComponent(thread)}/events`, {
       open: () => trace.state("live", true),
@@ -170,7 +207,9 @@ export function showRun(thread) {
       reconnecting: () => trace.state("reconnecting", false),
       failed: (status) => trace.state(status === 404 ? "no such run" : `not live (${status})`, false),
     });
-  });
+  }
+
+  refresh();
 
   onLeave(() => {
     closed = true;

@@ -3,7 +3,7 @@ import { api, explain } from "./api.js";
 import { agoText } from "./clock.js";
 import { fill, h } from "./dom.js";
 import { flash } from "./page.js";
-import { every, go, view } from "./router.js";
+import { every, go, stillShown, view } from "./router.js";
 
 export function runsTable(runs) {
   if (!runs.length) return h("p", { class: "muted" }, "No runs yet.");
@@ -25,16 +25,18 @@ export function runsTable(runs) {
 }
 
 export async function showRuns() {
+  const shown = stillShown();
   fill(view, h("p", { class: "muted" }, "Loading…"));
   const load = async () => {
     const data = await api("GET", "/api/runs?limit=100");
+    if (!shown()) return;
     fill(view,
       h("div", { class: "page-head" }, h("h1", {}, "Runs"), h("span", { class: "sub" }, "most recently written first")),
       h("section", { class: "panel" }, runsTable(data.runs)),
     );
   };
-  await load().catch((err) => flash(explain(err), true));
   every(5, () => load().catch(() => {}));
+  await load().catch((err) => flash(explain(err), true));
 }
 
 // A run whose process died between two steps goes on in the server from its last checkpoint.

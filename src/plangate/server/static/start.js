@@ -2,7 +2,7 @@
 import { api, explain, knowsPeople } from "./api.js";
 import { fill, h } from "./dom.js";
 import { flash, myName } from "./page.js";
-import { view } from "./router.js";
+import { stillShown, view } from "./router.js";
 
 const EXAMPLE_PLAN = [
   "# Follow up with a customer: look the account up, draft an email, send it.",
@@ -34,7 +34,9 @@ const EXAMPLE_PLAN = [
 ].join("\n");
 
 export async function showStart() {
+  const shown = stillShown();
   const info = await api("GET", "/api/info").catch(() => ({ profiles: ["enterprise", "smb", "technical"], demo: true }));
+  if (!shown()) return;
   const text = h("textarea", { id: "plan-text", rows: 18, spellcheck: "false", placeholder: "goal: ...\nsteps:\n  - id: ...\n    tool: ...\n    args: {...}" });
   // The demo's example plan calls the demo's tools: offered only where they are.
   if (info.demo) text.value = EXAMPLE_PLAN;
@@ -67,7 +69,9 @@ export async function showStart() {
         // Where the server knows the person, it records them: no name is sent.
         offline: offline.checked, started_by: knowsPeople ? null : myName() || null,
       });
-      flash(`Started run ${started.thread} under ${started.profile}.`);
+      flash(started.status === "queued"
+        ? `Queued run ${started.thread} under ${started.profile}: a worker starts it (job ${started.job}).`
+        : `Started run ${started.thread} under ${started.profile}.`);
       location.hash = `#/runs/${encodeURIComponent(started.thread)}`;
     } catch (err) {
       error.textContent = explain(err);
