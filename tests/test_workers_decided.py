@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
@@ -24,7 +24,7 @@ import anyio
 import httpx
 import pytest
 from _support import plangate
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 from test_inbox import ServeProcess, start_serve
 from test_jobs import worker
 from test_mcp_face import call, stdio_session
@@ -138,6 +138,20 @@ async def test_run_status_says_queued_until_a_worker_starts_the_run(doors: Doors
     assert moved["status"] == "waiting", moved
     assert [w["step_id"] for w in moved["waiting"]] == ["commit"]
     assert moved["waiting"][0]["queued"] is None
+
+
+@contextmanager
+def watched_page(browser: Browser) -> Iterator[Page]:
+    """A page in a context of its own, closed after; fails if a script on it raised."""
+    context = browser.new_context()
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+    finally:
+        context.close()
+    assert errors == [], errors
 
 
 def test_a_start_read_while_a_worker_makes_it_goes_queued_running_waiting(doors: Doors) -> None:
@@ -300,11 +314,7 @@ def test_the_run_view_of_a_queued_start_says_queued_until_a_worker_starts_it(
     assert nothing.status_code == 404, nothing.text
     assert nothing.json()["error"] == "UnknownThread"
 
-    context = browser.new_context()
-    errors: list[str] = []
-    try:
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with watched_page(browser) as page:
         # The run's link followed at once, the inbox still loading: its reads coming back
         # late leave the run page alone.
         page.goto(f"{doors.served.url}/?token={TOKEN}")
@@ -320,9 +330,6 @@ def test_the_run_view_of_a_queued_start_says_queued_until_a_worker_starts_it(
         expect(page.locator("#steps tbody tr")).to_have_count(3)
         banner = page.locator(".waiting-banner")
         expect(banner.get_by_role("button", name="Review & decide")).to_have_count(1)
-    finally:
-        context.close()
-    assert errors == [], errors
 
 
 def test_the_inbox_page_shows_a_queued_decision_without_decide_buttons(
@@ -337,11 +344,7 @@ def test_the_inbox_page_shows_a_queued_decision_without_decide_buttons(
     assert approved.returncode == 0, approved.stderr
     job = doors.jobs(thread)[-1][0]
     said = f"Decided (approve by lee, job {job}): queued, a worker applies it."
-    context = browser.new_context()
-    errors: list[str] = []
-    try:
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with watched_page(browser) as page:
         page.goto(f"{doors.served.url}/?token={TOKEN}")
         card = page.locator(f'.card[data-thread="{thread}"]')
         expect(card.locator(".queued-line")).to_have_text(said)
@@ -350,9 +353,6 @@ def test_the_inbox_page_shows_a_queued_decision_without_decide_buttons(
         banner = page.locator(".waiting-banner")
         expect(banner.locator(".queued-line")).to_have_text(said)
         expect(banner.get_by_role("button", name="Review & decide")).to_have_count(0)
-    finally:
-        context.close()
-    assert errors == [], errors
 
 
 def test_a_decision_whose_job_failed_leaves_its_request_decidable(
