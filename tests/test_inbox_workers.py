@@ -6,7 +6,6 @@ the inbox watches no expiry (the workers' sweep does)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ from test_inbox import ServeProcess, start_serve
 from test_mcp_face import call, stdio_session
 from test_workers_queue import (
     LEDGER_TOOLS,
-    OUTSIDE_THE_QUEUE,
     Cluster,
     make_ledger,
     plan,
@@ -169,18 +167,7 @@ def test_resume_of_a_stopped_run_is_queued(queued: QueuedInbox) -> None:
     key, in a worker's process, and the run comes to its approval."""
     cluster = queued.cluster
     thread = "in-gone"
-    (cluster.folder / f"{thread}.json").write_text(json.dumps(plan(thread)))
-    process = subprocess.Popen(
-        [sys.executable, "-c", OUTSIDE_THE_QUEUE, f"{thread}.json", thread],
-        cwd=cluster.folder,
-        env=cluster.env,
-    )
-    try:
-        mid_call = "SELECT 1 FROM calls WHERE thread = %s AND ended IS NULL AND pid = %s"
-        cluster.wait_for("its first call", lambda: cluster.query(mid_call, thread, process.pid))
-    finally:
-        process.kill()
-        process.wait(10)
+    cluster.kill_mid_call(thread)
     cluster.wait_for(
         f"{thread} to show stopped",
         lambda: queued.api("GET", f"/api/runs/{thread}").json()["status"] == "stopped",

@@ -86,10 +86,7 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         yield found
     finally:
-        for process in found.workers:
-            if process.poll() is None:
-                process.kill()
-            process.wait(10)
+        found.kill_workers()
 
 
 @contextmanager

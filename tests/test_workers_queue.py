@@ -113,6 +113,30 @@ class Cluster:
         self.workers.append(process)
         return process
 
+    def kill_workers(self) -> None:
+        """Kill every worker still running, and wait for each."""
+        for process in self.workers:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+
+    def kill_mid_call(self, thread: str) -> int:
+        """Start `thread`'s run in a Python process of its own, outside the queue
+        (`OUTSIDE_THE_QUEUE`, the plan in `<thread>.json`), and SIGKILL it mid-call; its pid."""
+        (self.folder / f"{thread}.json").write_text(json.dumps(plan(thread)))
+        process = subprocess.Popen(
+            [sys.executable, "-c", OUTSIDE_THE_QUEUE, f"{thread}.json", thread],
+            cwd=self.folder,
+            env=self.env,
+        )
+        try:
+            mid_call = "SELECT 1 FROM calls WHERE thread = %s AND ended IS NULL AND pid = %s"
+            self.wait_for("its first call", lambda: self.query(mid_call, thread, process.pid))
+        finally:
+            process.kill()
+            process.wait(10)
+        return process.pid
+
     def plangate(self, *args: str) -> subprocess.CompletedProcess[str]:
         return plangate(self.folder, *args, env={"PLANGATE_TEST_LEDGER": self.url})
 
@@ -172,10 +196,7 @@ def working(cluster: Cluster, *, workers: int) -> Iterator[Cluster]:
             cluster.start_worker()
         yield cluster
     finally:
-        for process in cluster.workers:
-            if process.poll() is None:
-                process.kill()
-            process.wait(10)
+        cluster.kill_workers()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -434,18 +455,7 @@ def test_a_run_whose_process_died_outside_the_queue_is_picked_up(cluster: Cluste
     stopped runs queues it, a worker goes on with it, the cut step runs again with the same key
     (one effect), and the run comes to its approval."""
     item = "gone-0"
-    (cluster.folder / f"{item}.json").write_text(json.dumps(plan(item)))
-    process = subprocess.Popen(
-        [sys.executable, "-c", OUTSIDE_THE_QUEUE, f"{item}.json", item],
-        cwd=cluster.folder,
-        env=cluster.env,
-    )
-    try:
-        mid_call = "SELECT 1 FROM calls WHERE thread = %s AND ended IS NULL AND pid = %s"
-        cluster.wait_for("its first call", lambda: cluster.query(mid_call, item, process.pid))
-    finally:
-        process.kill()
-        process.wait(10)
+    killed = cluster.kill_mid_call(item)
     cluster.wait_for(f"{item} to wait", lambda: cluster.state(item)[1] == 1, 30)
     calls = cluster.query(
         "SELECT step, key, pid, ended FROM calls WHERE thread = %s ORDER BY id", item
@@ -453,6 +463,6 @@ def test_a_run_whose_process_died_outside_the_queue_is_picked_up(cluster: Cluste
     assert [c[0] for c in calls] == ["stage", "stage"]
     assert calls[0][1] == calls[1][1]  # the same idempotency key
     assert calls[0][3] is None
-    assert calls[1][2] != process.pid
+    assert calls[1][2] != killed
     assert cluster.query("SELECT count(*) FROM effects WHERE thread = %s", item) == [(1,)]
     assert [s for _, s in cluster.go_on_jobs(item)] == ["succeeded"]
