@@ -111,7 +111,9 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
     closed: list[StepReport] = []
     sends: list[Send] = []
     running: list[str] = []
-    reads: list[StepTask] = []  # sent to `tool_exec`: each may take a chain along
+    # Sent to `tool_exec`: each may take a chain along, in a plan that has chains.
+    chained: list[int] = state["plan"].get("chained") or []
+    reads: list[StepTask] = []
     profile = governance.profile
     # `halt` promises that nothing listed after a failing step runs: any step may fail, so under
     # `on_error: halt` steps run one at a time.
@@ -145,7 +147,9 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
         sends.append(Send("approval_interrupt" if asks else "tool_exec", task))
         running.append(step.id)
         if (
-            not asks
+            chained
+            and chained[index] >= 0
+            and not asks
             and "approval" not in task
             and not governance.is_effect(step_links(steps[index]))
         ):
@@ -154,8 +158,7 @@ def budget_check(state: PlanState, runtime: Runtime[Any], *, governance: Governa
             # Likewise nothing after a step that may be rejected, or expire, until it is decided.
             break
     # After the wave's own steps are charged: a chain never takes the budget of a step of it.
-    chained: list[int] = state["plan"].get("chained") or []
-    for task in reads if chained else ():
+    for task in reads:
         lane, usage = _lane(
             task["index"],
             steps,

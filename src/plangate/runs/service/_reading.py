@@ -256,13 +256,10 @@ class RunReader:
         Raises:
             UnknownThread: Nothing was started or queued in `thread`.
         """
-        try:
-            return self._view(thread)[0]
-        except UnknownThread:
-            start = self._start_in_queue(thread)
-            if start is not None:
-                return queued_run_view(thread, start, utc_now())
-            return self._view(thread)[0]  # started since the first look, or unknown
+        found = self._view_or_start(thread)
+        if isinstance(found, QueuedStart):
+            return queued_run_view(thread, found, utc_now())
+        return found[0]
 
     def status(self, thread: str) -> dict[str, Any]:
         """A run as a face outside the decision path shows it (the MCP face, to the agent that
@@ -276,13 +273,10 @@ class RunReader:
         Raises:
             UnknownThread: Nothing was started or queued in `thread`.
         """
-        try:
-            view, shown = self._view(thread)
-        except UnknownThread:
-            queued = self._queued_start(thread)
-            if queued is not None:
-                return queued
-            view, shown = self._view(thread)  # started since the first look, or unknown
+        found = self._view_or_start(thread)
+        if isinstance(found, QueuedStart):
+            return _queued_status(thread, found)
+        view, shown = found
         kept = ("thread", "goal", "status", "profile", "offline", "trace_id", "updated_at")
         compact = ("step_id", "tool", "action", "status", "output", "error")
         # Read as plain mappings: the keys kept are named here, not each spelled out.
@@ -298,30 +292,16 @@ class RunReader:
             "halted": view["halted"],
         }
 
-    def _start_in_queue(self, thread: str) -> QueuedStart | None:
-        """`thread`'s start, while it is queued (with workers on) and not yet made."""
-        return queued_start(self.db, thread) if self._reads_queue else None
-
-    def _queued_start(self, thread: str) -> dict[str, Any] | None:
-        """`thread`'s start as `status` shows it while it is queued; `None` when none is."""
-        start = self._start_in_queue(thread)
-        if start is None:
-            return None
-        return {
-            "thread": thread,
-            "goal": start.goal,
-            "status": "queued",
-            "job": start.job,
-            "worker": start.worker,
-            "profile": start.profile,
-            "offline": start.offline,
-            "trace_id": None,
-            "updated_at": None,
-            "steps": [],
-            "waiting": [],
-            "budget_utilisation": 0.0,
-            "halted": None,
-        }
+    def _view_or_start(self, thread: str) -> tuple[RunView, Callable[[Any], Any]] | QueuedStart:
+        """The run view (see `_view`), or with workers on `thread`'s start while it is queued
+        and not yet made."""
+        try:
+            return self._view(thread)
+        except UnknownThread:
+            start = queued_start(self.db, thread) if self._reads_queue else None
+            if start is not None:
+                return start
+            return self._view(thread)  # started since the first look, or unknown
 
     def _view(self, thread: str) -> tuple[RunView, Callable[[Any], Any]]:
         """The run view (see `run`) and how what leaves the decision path is shown in it."""
@@ -422,3 +402,22 @@ class RunReader:
 
     def running(self, thread: str) -> bool:
         return thread in self._active
+
+
+def _queued_status(thread: str, start: QueuedStart) -> dict[str, Any]:
+    """`thread`'s start as `RunReader.status` shows it while it is queued."""
+    return {
+        "thread": thread,
+        "goal": start.goal,
+        "status": "queued",
+        "job": start.job,
+        "worker": start.worker,
+        "profile": start.profile,
+        "offline": start.offline,
+        "trace_id": None,
+        "updated_at": None,
+        "steps": [],
+        "waiting": [],
+        "budget_utilisation": 0.0,
+        "halted": None,
+    }
